@@ -1,0 +1,64 @@
+#pragma once
+
+// The controller↔agent protocol, declared in one table. Every call is JSON over
+// HTTP with the host's own bearer token. Requests that change something carry the
+// controller's operation id ("op_id"), so a retried request is harmless: the agent
+// remembers recent op ids and answers a repeat with the first answer.
+//
+// Controller → agent (served by kvmfleet-agent):
+//   GET  /agent/v1/inventory                   → HostInventory
+//   GET  /agent/v1/domains/{uuid}              → DomainStatus        (404 not_found if absent)
+//   POST /agent/v1/domains/define              {"op_id", "spec": DomainSpec} → DomainStatus
+//        defines (or redefines, when the generation differs) the domain and creates
+//        its disk volumes in the agent's image pool if they do not exist yet.
+//   POST /agent/v1/domains/{uuid}/start        {"op_id"} → DomainStatus (running: no-op)
+//   POST /agent/v1/domains/{uuid}/shutdown     {"op_id"} → DomainStatus (ACPI request; returns at once)
+//   POST /agent/v1/domains/{uuid}/reboot       {"op_id"} → DomainStatus
+//   POST /agent/v1/domains/{uuid}/destroy      {"op_id"} → DomainStatus (stopped: no-op)
+//   POST /agent/v1/domains/{uuid}/undefine     {"op_id", "remove_volumes": bool} → {}
+//        refuses a running domain with conflict; absent domain: no-op.
+//
+// Agent → controller (served by kvmfleet-controller):
+//   POST /v1/agent/heartbeat  {"host", "agent_url", "inventory": HostInventory}
+//        → {"heartbeat_interval_ms"}
+//   POST /v1/agent/events     {"host", "events": [{"uuid", "name", "state", "reason", "at"}]}
+//        → {}
+//
+// Errors travel in the public API's error body, so a category survives the hop.
+
+#include <chrono>
+#include <string_view>
+
+namespace kvmfleet::agent_protocol {
+
+enum class TimeoutClass { fast, normal, slow };
+
+constexpr std::chrono::milliseconds timeout_for(TimeoutClass c) {
+  switch (c) {
+    case TimeoutClass::fast: return std::chrono::milliseconds{5'000};
+    case TimeoutClass::normal: return std::chrono::milliseconds{30'000};
+    case TimeoutClass::slow: return std::chrono::milliseconds{120'000};
+  }
+  return std::chrono::milliseconds{30'000};
+}
+
+struct Call {
+  std::string_view name;
+  std::string_view method;
+  std::string_view path;  // "{uuid}" is replaced by the domain UUID
+  TimeoutClass timeout;
+};
+
+inline constexpr Call kInventory{"inventory", "GET", "/agent/v1/inventory", TimeoutClass::fast};
+inline constexpr Call kDomainGet{"domain_get", "GET", "/agent/v1/domains/{uuid}", TimeoutClass::fast};
+inline constexpr Call kDefine{"define", "POST", "/agent/v1/domains/define", TimeoutClass::slow};
+inline constexpr Call kStart{"start", "POST", "/agent/v1/domains/{uuid}/start", TimeoutClass::normal};
+inline constexpr Call kShutdown{"shutdown", "POST", "/agent/v1/domains/{uuid}/shutdown", TimeoutClass::normal};
+inline constexpr Call kReboot{"reboot", "POST", "/agent/v1/domains/{uuid}/reboot", TimeoutClass::normal};
+inline constexpr Call kDestroy{"destroy", "POST", "/agent/v1/domains/{uuid}/destroy", TimeoutClass::normal};
+inline constexpr Call kUndefine{"undefine", "POST", "/agent/v1/domains/{uuid}/undefine", TimeoutClass::slow};
+
+inline constexpr std::string_view kHeartbeatPath = "/v1/agent/heartbeat";
+inline constexpr std::string_view kEventsPath = "/v1/agent/events";
+
+}  // namespace kvmfleet::agent_protocol

@@ -1,0 +1,36 @@
+#pragma once
+
+#include "kvmfleet/common/error.hpp"
+
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <string_view>
+
+namespace kvmfleet::http {
+
+namespace bhttp = boost::beast::http;
+using Request = bhttp::request<bhttp::string_body>;
+using Response = bhttp::response<bhttp::string_body>;
+using HttpStatus = bhttp::status;
+using Verb = bhttp::verb;
+
+// Answers a request. A handler may call `respond` before returning (the usual case)
+// or keep it and call it later from any thread (long polls such as ?wait=); it must
+// be called exactly once. Handlers do no network I/O themselves.
+using Responder = std::function<void(Response)>;
+using Handler = std::function<void(Request&&, Responder)>;
+
+// The one place where error categories become HTTP statuses.
+HttpStatus status_for(ErrorCode code);
+
+Response json_response(HttpStatus status, const nlohmann::json& body, unsigned version = 11,
+                       bool keep_alive = true);
+// {"error": {...}} with the status that status_for gives.
+Response error_response(const Error& error, unsigned version = 11, bool keep_alive = true);
+
+// The bearer token of an Authorization header, or empty.
+std::string_view bearer_token(const Request& req);
+
+}  // namespace kvmfleet::http

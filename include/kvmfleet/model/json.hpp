@@ -1,0 +1,36 @@
+#pragma once
+
+// JSON forms of the model, used on the wire between controller and agents, in the
+// store, and (through api/) in the public API.
+#include "kvmfleet/model/domain_spec.hpp"
+#include "kvmfleet/model/host.hpp"
+#include "kvmfleet/model/operation.hpp"
+#include "kvmfleet/model/vm.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace kvmfleet {
+
+void to_json(nlohmann::json& j, const DiskSpec& d);
+void from_json(const nlohmann::json& j, DiskSpec& d);
+void to_json(nlohmann::json& j, const VmSpec& s);
+void from_json(const nlohmann::json& j, VmSpec& s);
+void to_json(nlohmann::json& j, const Vm& vm);
+void from_json(const nlohmann::json& j, Vm& vm);
+
+void to_json(nlohmann::json& j, const DomainStatus& d);
+void from_json(const nlohmann::json& j, DomainStatus& d);
+void to_json(nlohmann::json& j, const HostInventory& inv);
+void from_json(const nlohmann::json& j, HostInventory& inv);
+void to_json(nlohmann::json& j, const Host& h);
+void from_json(const nlohmann::json& j, Host& h);
+
+void to_json(nlohmann::json& j, const Operation& op);
+void from_json(const nlohmann::json& j, Operation& op);
+
+void to_json(nlohmann::json& j, const DomainDisk& d);
+void from_json(const nlohmann::json& j, DomainDisk& d);
+void to_json(nlohmann::json& j, const DomainSpec& s);
+void from_json(const nlohmann::json& j, DomainSpec& s);
+
+}  // namespace kvmfleet

@@ -1,0 +1,52 @@
+#pragma once
+
+#include "kvmfleet/common/clock.hpp"
+#include "kvmfleet/common/error.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace kvmfleet {
+
+enum class OpState { pending, running, succeeded, failed, cancelled };
+std::string_view to_string(OpState s);
+std::optional<OpState> op_state_from_string(std::string_view s);
+inline bool is_terminal(OpState s) {
+  return s == OpState::succeeded || s == OpState::failed || s == OpState::cancelled;
+}
+
+// Operation kinds, as they appear in the API ("vm.create", ...).
+namespace op_kind {
+inline constexpr std::string_view vm_create = "vm.create";
+inline constexpr std::string_view vm_start = "vm.start";
+inline constexpr std::string_view vm_stop = "vm.stop";
+inline constexpr std::string_view vm_reboot = "vm.reboot";
+inline constexpr std::string_view vm_destroy = "vm.destroy";
+inline constexpr std::string_view vm_delete = "vm.delete";
+}  // namespace op_kind
+
+// An asynchronous piece of work. It is persisted before it starts so that a
+// controller restart finds and finishes (or fails) it.
+struct Operation {
+  std::string id;
+  std::string kind;
+  std::string target_type;  // "vm" | "host"
+  std::string target_id;
+  OpState state = OpState::pending;
+  int progress = 0;  // percent
+  std::string step;  // human-readable current step
+  std::optional<Error> error;
+  nlohmann::json params = nlohmann::json::object();
+  nlohmann::json result = nlohmann::json::object();
+  std::string idempotency_key;  // empty when the request carried none
+  std::string requested_by;     // token name
+  int attempts = 0;             // how many times execution (re)started
+  Clock::time_point created_at{};
+  std::optional<Clock::time_point> started_at;
+  std::optional<Clock::time_point> finished_at;
+};
+
+}  // namespace kvmfleet

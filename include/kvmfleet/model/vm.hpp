@@ -1,0 +1,56 @@
+#pragma once
+
+#include "kvmfleet/common/clock.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kvmfleet {
+
+enum class DesiredState { running, stopped };
+
+// What kvmfleet last observed of a VM. `pending`: not defined on any host yet;
+// `unknown`: its host cannot be reached, so nobody may assume it stopped.
+enum class VmState { pending, stopped, running, paused, shutting_down, crashed, unknown };
+
+std::string_view to_string(DesiredState s);
+std::string_view to_string(VmState s);
+std::optional<DesiredState> desired_state_from_string(std::string_view s);
+std::optional<VmState> vm_state_from_string(std::string_view s);
+
+enum class DiskBus { virtio, sata, scsi };
+std::string_view to_string(DiskBus b);
+std::optional<DiskBus> disk_bus_from_string(std::string_view s);
+
+struct DiskSpec {
+  std::int64_t size_gib = 0;
+  DiskBus bus = DiskBus::virtio;
+  bool operator==(const DiskSpec&) const = default;
+};
+
+struct VmSpec {
+  std::string name;
+  int vcpus = 1;
+  std::int64_t memory_mib = 0;
+  std::vector<DiskSpec> disks;
+  std::string pinned_host;          // empty: the scheduler chooses
+  std::string anti_affinity_group;  // empty: none
+  bool ha = false;                  // stored now; HA restart acts on it later
+  bool operator==(const VmSpec&) const = default;
+};
+
+struct Vm {
+  std::string id;  // UUID; also the libvirt domain UUID
+  VmSpec spec;
+  std::string host;  // where it is defined; empty while pending
+  DesiredState desired = DesiredState::stopped;
+  VmState state = VmState::pending;
+  std::int64_t generation = 1;  // bumped on every change to spec, host or desired state
+  Clock::time_point created_at{};
+  Clock::time_point updated_at{};
+};
+
+}  // namespace kvmfleet

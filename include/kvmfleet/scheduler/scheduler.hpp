@@ -1,0 +1,76 @@
+#pragma once
+
+// The scheduler is a pure function over a snapshot: it never calls an agent, the
+// store, libvirt or the network. The controller builds the snapshot, applies the
+// plan, and re-checks it against fresh state before committing.
+
+#include "kvmfleet/common/result.hpp"
+#include "kvmfleet/model/host.hpp"
+#include "kvmfleet/model/vm.hpp"
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace kvmfleet::scheduler {
+
+enum class RankPolicy { spread, pack };
+
+struct Config {
+  double memory_overcommit = 1.0;  // allocatable memory = total × ratio
+  double cpu_overcommit = 4.0;     // allocatable vCPUs = cpus × ratio
+  std::int64_t reserved_memory_mib = 0;  // kept back per host for the host itself
+  RankPolicy rank = RankPolicy::spread;
+};
+
+// One host as the scheduler sees it.
+struct HostView {
+  std::string name;
+  HostState state = HostState::down;
+  bool schedulable = true;
+  int cpus = 0;
+  std::int64_t memory_total_mib = 0;
+  std::int64_t allocated_memory_mib = 0;  // sum over VMs placed on it
+  int allocated_vcpus = 0;
+  std::vector<std::string> anti_affinity_groups;  // groups of VMs already on it
+};
+
+struct Snapshot {
+  std::vector<HostView> hosts;
+};
+
+// Builds a snapshot from the controller's model: allocations are summed over VMs
+// with a host (whatever their power state, since a stopped VM may start again).
+Snapshot snapshot_from(const std::vector<Host>& hosts, const std::vector<Vm>& vms);
+
+struct Request {
+  VmSpec spec;
+  std::vector<std::string> exclude_hosts;  // e.g. the source of a migration
+};
+
+// Why one host was rejected, or how it scored.
+struct Verdict {
+  std::string host;
+  bool feasible = false;
+  std::string filter;  // the first filter that rejected it (empty when feasible)
+  std::string reason;  // human-readable
+  std::map<std::string, double> scores;  // ranker name → score (feasible hosts only)
+  double total = 0;
+};
+
+struct Placement {
+  std::string host;  // empty when nothing fits
+  std::vector<Verdict> verdicts;  // one per host, in snapshot order
+};
+
+// Chooses a host for one VM; every host gets a verdict (for dry runs and for the
+// error details when nothing fits).
+Placement place(const Snapshot& snapshot, const Request& request, const Config& config);
+
+// Places many VMs in order, each seeing the ones before it; no verdicts are kept.
+// Returns the chosen host per request (empty where nothing fit).
+std::vector<std::string> place_all(Snapshot snapshot, const std::vector<Request>& requests,
+                                   const Config& config);
+
+}  // namespace kvmfleet::scheduler

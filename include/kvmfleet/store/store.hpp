@@ -1,0 +1,70 @@
+#pragma once
+
+#include "kvmfleet/common/result.hpp"
+#include "kvmfleet/model/host.hpp"
+#include "kvmfleet/model/operation.hpp"
+#include "kvmfleet/model/vm.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kvmfleet {
+
+enum class Role { admin, operator_, viewer, agent };
+std::string_view to_string(Role r);
+std::optional<Role> role_from_string(std::string_view s);
+
+// A bearer token as stored: only its SHA-256 is kept.
+struct TokenRecord {
+  std::string id;    // UUID
+  std::string name;  // who it is for, e.g. "admin" or "host:node1"
+  Role role = Role::viewer;
+  std::string hash;  // sha256_hex(token)
+  std::string host;  // for Role::agent: the host it speaks for
+  Clock::time_point created_at{};
+  bool operator==(const TokenRecord&) const = default;
+};
+
+// Everything the controller holds, as loaded at start.
+struct StoreSnapshot {
+  std::vector<Host> hosts;
+  std::vector<Vm> vms;
+  std::vector<Operation> operations;
+  std::vector<TokenRecord> tokens;
+};
+
+// Writes that must land together or not at all (e.g. a new VM and the operation
+// that creates it). Deletes of absent keys are not errors.
+struct WriteBatch {
+  std::vector<Host> put_hosts;
+  std::vector<std::string> delete_hosts;  // by name
+  std::vector<Vm> put_vms;
+  std::vector<std::string> delete_vms;  // by id
+  std::vector<Operation> put_operations;
+  std::vector<std::string> delete_operations;  // by id
+  std::vector<TokenRecord> put_tokens;
+  std::vector<std::string> delete_tokens;  // by id
+  bool empty() const {
+    return put_hosts.empty() && delete_hosts.empty() && put_vms.empty() && delete_vms.empty() &&
+           put_operations.empty() && delete_operations.empty() && put_tokens.empty() &&
+           delete_tokens.empty();
+  }
+};
+
+// Durable cluster state. The controller keeps the working copy in memory and
+// writes through this interface; SQLite is the embedded implementation, etcd
+// comes later for several controllers.
+class Store {
+ public:
+  virtual ~Store() = default;
+  virtual Result<StoreSnapshot> load() = 0;
+  // Atomic and durable when it returns ok.
+  virtual Status commit(const WriteBatch& batch) = 0;
+};
+
+// SQLite in WAL mode at `path` (created with its schema if missing). Errors:
+// unavailable when the file cannot be opened or is locked by another controller.
+Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path);
+
+}  // namespace kvmfleet

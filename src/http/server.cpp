@@ -1,0 +1,311 @@
+#include "kvmfleet/http/server.hpp"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+namespace kvmfleet::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace ssl = boost::asio::ssl;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+// Connections are tracked so that stop() can close them all.
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  virtual void close() = 0;
+};
+
+struct Registry {
+  std::mutex mu;
+  std::unordered_map<std::uint64_t, std::weak_ptr<SessionBase>> sessions;
+  std::uint64_t next_id = 0;
+  bool stopped = false;
+};
+
+// One connection: read a request, hand it to the handler, write its response,
+// read the next. Derived supplies stream() and the end-of-connection shutdown.
+template <class Derived>
+class HttpSession : public SessionBase {
+ public:
+  HttpSession(beast::flat_buffer buffer, const ServerOptions& options, Handler handler,
+              std::shared_ptr<Registry> registry)
+      : buffer_(std::move(buffer)),
+        options_(options),
+        handler_(std::move(handler)),
+        registry_(std::move(registry)) {}
+
+  void do_read() {
+    parser_.emplace();
+    parser_->body_limit(options_.body_limit);
+    parser_->header_limit(16 * 1024);
+    beast::get_lowest_layer(derived().stream()).expires_after(options_.read_timeout);
+    bhttp::async_read(derived().stream(), buffer_, *parser_,
+                      [self = derived().shared_from_this()](beast::error_code ec, std::size_t) {
+                        self->on_read(ec);
+                      });
+  }
+
+  void close() override {
+    asio::post(derived().stream().get_executor(), [self = derived().shared_from_this()] {
+      beast::error_code ec;
+      beast::get_lowest_layer(self->stream()).socket().shutdown(tcp::socket::shutdown_both, ec);
+      beast::get_lowest_layer(self->stream()).close();
+    });
+  }
+
+ protected:
+  Derived& derived() { return static_cast<Derived&>(*this); }
+
+ private:
+  void on_read(beast::error_code ec) {
+    if (ec == bhttp::error::end_of_stream || ec == asio::error::operation_aborted ||
+        ec == asio::error::connection_reset || ec == asio::error::eof) {
+      return derived().do_eof();
+    }
+    if (ec) {
+      // Answer what can be answered with our error body, then close.
+      const bool started = parser_ && parser_->got_some();
+      if (ec == bhttp::error::body_limit) {
+        return send_error_and_close(Error(ErrorCode::payload_too_large, "request body exceeds the size limit",
+                                          {{"limit_bytes", options_.body_limit}}));
+      }
+      if (ec == beast::error::timeout) {
+        if (!started) return derived().do_eof();
+        return send_error_and_close(Error(ErrorCode::request_timeout,
+                                          "request not received within the read timeout"));
+      }
+      if (ec == bhttp::error::header_limit) {
+        return send_error_and_close(invalid("request headers too large"));
+      }
+      if (!started) return derived().do_eof();
+      return send_error_and_close(invalid("malformed HTTP request: " + ec.message()));
+    }
+    beast::get_lowest_layer(derived().stream()).expires_never();
+    Request req = parser_->release();
+    const unsigned version = req.version();
+    const bool keep_alive = req.keep_alive();
+    auto self = derived().shared_from_this();
+    auto once = std::make_shared<std::atomic<bool>>(false);
+    Responder respond = [self, once, version, keep_alive](Response res) {
+      if (once->exchange(true)) return;
+      res.version(version);
+      if (!keep_alive) res.keep_alive(false);
+      asio::dispatch(self->stream().get_executor(), [self, res = std::move(res)]() mutable {
+        self->do_write(std::move(res));
+      });
+    };
+    try {
+      handler_(std::move(req), respond);
+    } catch (const std::exception& e) {
+      spdlog::error("handler threw: {}", e.what());
+      respond(error_response(internal_error("internal error"), version, keep_alive));
+    }
+  }
+
+  void send_error_and_close(const Error& e) {
+    auto res = error_response(e, 11, false);
+    do_write(std::move(res));
+  }
+
+  void do_write(Response res) {
+    response_ = std::make_shared<Response>(std::move(res));
+    beast::get_lowest_layer(derived().stream()).expires_after(std::chrono::seconds(30));
+    bhttp::async_write(derived().stream(), *response_,
+                       [self = derived().shared_from_this()](beast::error_code ec, std::size_t) {
+                         self->on_write(ec);
+                       });
+  }
+
+  void on_write(beast::error_code ec) {
+    const bool keep = response_ && response_->keep_alive();
+    response_.reset();
+    if (ec) return derived().do_eof();
+    if (!keep) return derived().do_eof();
+    do_read();
+  }
+
+ protected:
+  beast::flat_buffer buffer_;
+  ServerOptions options_;  // a copy: a connection may outlive its Server
+  Handler handler_;
+  std::shared_ptr<Registry> registry_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::shared_ptr<Response> response_;
+};
+
+class PlainSession final : public HttpSession<PlainSession>,
+                           public std::enable_shared_from_this<PlainSession> {
+ public:
+  PlainSession(tcp::socket&& socket, const ServerOptions& options, Handler handler,
+               std::shared_ptr<Registry> registry)
+      : HttpSession(beast::flat_buffer{}, options, std::move(handler), std::move(registry)),
+        stream_(std::move(socket)) {}
+
+  beast::tcp_stream& stream() { return stream_; }
+  void run() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+  }
+  void do_eof() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.close();
+  }
+
+ private:
+  beast::tcp_stream stream_;
+};
+
+class TlsSession final : public HttpSession<TlsSession>,
+                         public std::enable_shared_from_this<TlsSession> {
+ public:
+  TlsSession(tcp::socket&& socket, ssl::context& ctx, const ServerOptions& options,
+             Handler handler, std::shared_ptr<Registry> registry)
+      : HttpSession(beast::flat_buffer{}, options, std::move(handler), std::move(registry)),
+        stream_(std::move(socket), ctx) {}
+
+  beast::ssl_stream<beast::tcp_stream>& stream() { return stream_; }
+  void run() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      beast::get_lowest_layer(self->stream_).expires_after(self->options_.read_timeout);
+      self->stream_.async_handshake(ssl::stream_base::server,
+                                    [self](beast::error_code ec) {
+                                      if (ec) return self->do_eof();
+                                      self->do_read();
+                                    });
+    });
+  }
+  void do_eof() {
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(5));
+    stream_.async_shutdown([self = shared_from_this()](beast::error_code) {
+      beast::get_lowest_layer(self->stream_).close();
+    });
+  }
+
+ private:
+  beast::ssl_stream<beast::tcp_stream> stream_;
+};
+
+}  // namespace
+
+struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
+  Impl(asio::io_context& ioc, ServerOptions opts, Handler h)
+      : ioc(ioc), options(std::move(opts)), handler(std::move(h)),
+        acceptor(asio::make_strand(ioc)), registry(std::make_shared<Registry>()) {}
+
+  asio::io_context& ioc;
+  ServerOptions options;
+  Handler handler;
+  tcp::acceptor acceptor;
+  std::optional<ssl::context> tls_ctx;
+  std::shared_ptr<Registry> registry;
+  std::uint16_t bound_port = 0;
+
+  void do_accept() {
+    acceptor.async_accept(asio::make_strand(ioc),
+                          [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+                            self->on_accept(ec, std::move(socket));
+                          });
+  }
+
+  void on_accept(beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+    if (!ec) {
+      socket.set_option(tcp::no_delay(true), ec);
+      std::shared_ptr<SessionBase> session;
+      if (tls_ctx) {
+        auto s = std::make_shared<TlsSession>(std::move(socket), *tls_ctx, options, handler, registry);
+        s->run();
+        session = s;
+      } else {
+        auto s = std::make_shared<PlainSession>(std::move(socket), options, handler, registry);
+        s->run();
+        session = s;
+      }
+      std::lock_guard lk(registry->mu);
+      // Forget connections that have ended, so the table stays small.
+      if (registry->sessions.size() > 256) {
+        for (auto it = registry->sessions.begin(); it != registry->sessions.end();) {
+          it = it->second.expired() ? registry->sessions.erase(it) : std::next(it);
+        }
+      }
+      registry->sessions.emplace(registry->next_id++, session);
+    }
+    do_accept();
+  }
+};
+
+Server::Server(asio::io_context& ioc, ServerOptions options, Handler handler)
+    : impl_(std::make_shared<Impl>(ioc, std::move(options), std::move(handler))) {}
+
+Server::~Server() { stop(); }
+
+kvmfleet::Status Server::start() {
+  auto& o = impl_->options;
+  if (!o.tls_cert_file.empty() || !o.tls_key_file.empty()) {
+    if (o.tls_cert_file.empty() || o.tls_key_file.empty())
+      return invalid("TLS needs both a certificate and a key file");
+    impl_->tls_ctx.emplace(ssl::context::tls_server);
+    impl_->tls_ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                                ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                                ssl::context::no_tlsv1_1);
+    beast::error_code ec;
+    impl_->tls_ctx->use_certificate_chain_file(o.tls_cert_file, ec);
+    if (ec) return invalid("cannot load TLS certificate " + o.tls_cert_file + ": " + ec.message());
+    impl_->tls_ctx->use_private_key_file(o.tls_key_file, ssl::context::pem, ec);
+    if (ec) return invalid("cannot load TLS key " + o.tls_key_file + ": " + ec.message());
+  }
+  beast::error_code ec;
+  auto addr = asio::ip::make_address(o.address, ec);
+  if (ec) return invalid("bad listen address " + o.address);
+  tcp::endpoint ep{addr, o.port};
+  auto& acc = impl_->acceptor;
+  acc.open(ep.protocol(), ec);
+  if (ec) return unavailable("open: " + ec.message());
+  acc.set_option(asio::socket_base::reuse_address(true), ec);
+  acc.bind(ep, ec);
+  if (ec) return unavailable("cannot bind " + o.address + ":" + std::to_string(o.port) + ": " + ec.message());
+  acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return unavailable("listen: " + ec.message());
+  impl_->bound_port = acc.local_endpoint().port();
+  impl_->do_accept();
+  return {};
+}
+
+void Server::stop() {
+  if (!impl_) return;
+  auto impl = impl_;
+  std::vector<std::shared_ptr<SessionBase>> live;
+  {
+    std::lock_guard lk(impl->registry->mu);
+    if (impl->registry->stopped) return;
+    impl->registry->stopped = true;
+    for (auto& [_, w] : impl->registry->sessions)
+      if (auto s = w.lock()) live.push_back(std::move(s));
+    impl->registry->sessions.clear();
+  }
+  asio::post(impl->acceptor.get_executor(), [impl] {
+    beast::error_code ec;
+    impl->acceptor.close(ec);
+  });
+  for (auto& s : live) s->close();
+}
+
+std::uint16_t Server::port() const { return impl_->bound_port; }
+bool Server::tls() const { return impl_->tls_ctx.has_value(); }
+
+}  // namespace kvmfleet::http

@@ -1,0 +1,210 @@
+#include "kvmfleet/model/json.hpp"
+
+#include <stdexcept>
+
+namespace kvmfleet {
+namespace {
+
+using nlohmann::json;
+
+json time_or_null(const std::optional<Clock::time_point>& t) {
+  return t ? json(format_time(*t)) : json(nullptr);
+}
+
+Clock::time_point time_from(const json& j, const char* key) {
+  if (!j.contains(key) || j.at(key).is_null()) return {};
+  auto t = parse_time(j.at(key).get<std::string>());
+  if (!t) throw std::invalid_argument(std::string("bad time in ") + key);
+  return *t;
+}
+
+std::optional<Clock::time_point> opt_time_from(const json& j, const char* key) {
+  if (!j.contains(key) || j.at(key).is_null()) return std::nullopt;
+  return time_from(j, key);
+}
+
+template <typename E, typename F>
+E enum_from(const json& j, const char* key, F parse, E fallback) {
+  if (!j.contains(key)) return fallback;
+  auto v = parse(j.at(key).template get<std::string>());
+  if (!v) throw std::invalid_argument(std::string("bad value for ") + key);
+  return *v;
+}
+
+}  // namespace
+
+void to_json(json& j, const DiskSpec& d) {
+  j = {{"size_gib", d.size_gib}, {"bus", std::string(to_string(d.bus))}};
+}
+void from_json(const json& j, DiskSpec& d) {
+  d.size_gib = j.at("size_gib").get<std::int64_t>();
+  d.bus = enum_from(j, "bus", disk_bus_from_string, DiskBus::virtio);
+}
+
+void to_json(json& j, const VmSpec& s) {
+  j = {{"name", s.name},
+       {"vcpus", s.vcpus},
+       {"memory_mib", s.memory_mib},
+       {"disks", s.disks},
+       {"host", s.pinned_host.empty() ? json(nullptr) : json(s.pinned_host)},
+       {"anti_affinity_group",
+        s.anti_affinity_group.empty() ? json(nullptr) : json(s.anti_affinity_group)},
+       {"ha", s.ha}};
+}
+void from_json(const json& j, VmSpec& s) {
+  s.name = j.at("name").get<std::string>();
+  s.vcpus = j.at("vcpus").get<int>();
+  s.memory_mib = j.at("memory_mib").get<std::int64_t>();
+  s.disks = j.value("disks", std::vector<DiskSpec>{});
+  s.pinned_host = j.contains("host") && !j.at("host").is_null() ? j.at("host").get<std::string>() : "";
+  s.anti_affinity_group = j.contains("anti_affinity_group") && !j.at("anti_affinity_group").is_null()
+                              ? j.at("anti_affinity_group").get<std::string>()
+                              : "";
+  s.ha = j.value("ha", false);
+}
+
+void to_json(json& j, const Vm& vm) {
+  j = {{"id", vm.id},
+       {"spec", vm.spec},
+       {"host", vm.host.empty() ? json(nullptr) : json(vm.host)},
+       {"desired_state", std::string(to_string(vm.desired))},
+       {"state", std::string(to_string(vm.state))},
+       {"generation", vm.generation},
+       {"created_at", format_time(vm.created_at)},
+       {"updated_at", format_time(vm.updated_at)}};
+}
+void from_json(const json& j, Vm& vm) {
+  vm.id = j.at("id").get<std::string>();
+  vm.spec = j.at("spec").get<VmSpec>();
+  vm.host = j.contains("host") && !j.at("host").is_null() ? j.at("host").get<std::string>() : "";
+  vm.desired = enum_from(j, "desired_state", desired_state_from_string, DesiredState::stopped);
+  vm.state = enum_from(j, "state", vm_state_from_string, VmState::pending);
+  vm.generation = j.value("generation", std::int64_t{1});
+  vm.created_at = time_from(j, "created_at");
+  vm.updated_at = time_from(j, "updated_at");
+}
+
+void to_json(json& j, const DomainStatus& d) {
+  j = {{"uuid", d.uuid},         {"name", d.name},
+       {"state", d.state},       {"managed", d.managed},
+       {"generation", d.generation}, {"persistent", d.persistent}};
+}
+void from_json(const json& j, DomainStatus& d) {
+  d.uuid = j.at("uuid").get<std::string>();
+  d.name = j.at("name").get<std::string>();
+  d.state = j.at("state").get<std::string>();
+  d.managed = j.value("managed", false);
+  d.generation = j.value("generation", std::int64_t{0});
+  d.persistent = j.value("persistent", true);
+}
+
+void to_json(json& j, const HostInventory& inv) {
+  j = {{"hostname", inv.hostname},
+       {"host_uuid", inv.host_uuid},
+       {"cpus", inv.cpus},
+       {"cpu_model", inv.cpu_model},
+       {"memory_total_mib", inv.memory_total_mib},
+       {"memory_free_mib", inv.memory_free_mib},
+       {"libvirt_version", inv.libvirt_version},
+       {"qemu_version", inv.qemu_version},
+       {"domain_type", inv.domain_type},
+       {"domains", inv.domains}};
+}
+void from_json(const json& j, HostInventory& inv) {
+  inv.hostname = j.value("hostname", "");
+  inv.host_uuid = j.value("host_uuid", "");
+  inv.cpus = j.value("cpus", 0);
+  inv.cpu_model = j.value("cpu_model", "");
+  inv.memory_total_mib = j.value("memory_total_mib", std::int64_t{0});
+  inv.memory_free_mib = j.value("memory_free_mib", std::int64_t{0});
+  inv.libvirt_version = j.value("libvirt_version", "");
+  inv.qemu_version = j.value("qemu_version", "");
+  inv.domain_type = j.value("domain_type", "");
+  inv.domains = j.value("domains", std::vector<DomainStatus>{});
+}
+
+void to_json(json& j, const Host& h) {
+  j = {{"name", h.name},
+       {"agent_url", h.agent_url},
+       {"state", std::string(to_string(h.state))},
+       {"schedulable", h.schedulable},
+       {"inventory", h.inventory},
+       {"last_heartbeat", time_or_null(h.last_heartbeat)},
+       {"created_at", format_time(h.created_at)}};
+}
+void from_json(const json& j, Host& h) {
+  h.name = j.at("name").get<std::string>();
+  h.agent_url = j.value("agent_url", "");
+  h.state = enum_from(j, "state", host_state_from_string, HostState::down);
+  h.schedulable = j.value("schedulable", true);
+  h.inventory = j.value("inventory", HostInventory{});
+  h.last_heartbeat = opt_time_from(j, "last_heartbeat");
+  h.created_at = time_from(j, "created_at");
+}
+
+void to_json(json& j, const Operation& op) {
+  j = {{"id", op.id},
+       {"kind", op.kind},
+       {"target", {{"type", op.target_type}, {"id", op.target_id}}},
+       {"state", std::string(to_string(op.state))},
+       {"progress", op.progress},
+       {"step", op.step},
+       {"error", op.error ? op.error->to_json() : json(nullptr)},
+       {"params", op.params},
+       {"result", op.result},
+       {"attempts", op.attempts},
+       {"requested_by", op.requested_by},
+       {"created_at", format_time(op.created_at)},
+       {"started_at", time_or_null(op.started_at)},
+       {"finished_at", time_or_null(op.finished_at)}};
+  if (!op.idempotency_key.empty()) j["idempotency_key"] = op.idempotency_key;
+}
+void from_json(const json& j, Operation& op) {
+  op.id = j.at("id").get<std::string>();
+  op.kind = j.at("kind").get<std::string>();
+  op.target_type = j.at("target").at("type").get<std::string>();
+  op.target_id = j.at("target").at("id").get<std::string>();
+  op.state = enum_from(j, "state", op_state_from_string, OpState::pending);
+  op.progress = j.value("progress", 0);
+  op.step = j.value("step", "");
+  if (j.contains("error") && !j.at("error").is_null()) op.error = Error::from_json(j.at("error"));
+  op.params = j.value("params", json::object());
+  op.result = j.value("result", json::object());
+  op.attempts = j.value("attempts", 0);
+  op.requested_by = j.value("requested_by", "");
+  op.idempotency_key = j.value("idempotency_key", "");
+  op.created_at = time_from(j, "created_at");
+  op.started_at = opt_time_from(j, "started_at");
+  op.finished_at = opt_time_from(j, "finished_at");
+}
+
+void to_json(json& j, const DomainDisk& d) {
+  j = {{"volume", d.volume},
+       {"size_gib", d.size_gib},
+       {"bus", std::string(to_string(d.bus))},
+       {"target_dev", d.target_dev}};
+}
+void from_json(const json& j, DomainDisk& d) {
+  d.volume = j.at("volume").get<std::string>();
+  d.size_gib = j.at("size_gib").get<std::int64_t>();
+  d.bus = enum_from(j, "bus", disk_bus_from_string, DiskBus::virtio);
+  d.target_dev = j.at("target_dev").get<std::string>();
+}
+
+void to_json(json& j, const DomainSpec& s) {
+  j = {{"uuid", s.uuid},           {"name", s.name},
+       {"vcpus", s.vcpus},         {"memory_mib", s.memory_mib},
+       {"domain_type", s.domain_type}, {"generation", s.generation},
+       {"disks", s.disks}};
+}
+void from_json(const json& j, DomainSpec& s) {
+  s.uuid = j.at("uuid").get<std::string>();
+  s.name = j.at("name").get<std::string>();
+  s.vcpus = j.at("vcpus").get<int>();
+  s.memory_mib = j.at("memory_mib").get<std::int64_t>();
+  s.domain_type = j.value("domain_type", "kvm");
+  s.generation = j.value("generation", std::int64_t{1});
+  s.disks = j.value("disks", std::vector<DomainDisk>{});
+}
+
+}  // namespace kvmfleet
