@@ -126,6 +126,7 @@ void from_json(const json& j, HostInventory& inv) {
 void to_json(json& j, const Host& h) {
   j = {{"name", h.name},
        {"agent_url", h.agent_url},
+       {"agent_secret", h.agent_secret},
        {"state", std::string(to_string(h.state))},
        {"schedulable", h.schedulable},
        {"inventory", h.inventory},
@@ -135,6 +136,7 @@ void to_json(json& j, const Host& h) {
 void from_json(const json& j, Host& h) {
   h.name = j.at("name").get<std::string>();
   h.agent_url = j.value("agent_url", "");
+  h.agent_secret = j.value("agent_secret", "");
   h.state = enum_from(j, "state", host_state_from_string, HostState::down);
   h.schedulable = j.value("schedulable", true);
   h.inventory = j.value("inventory", HostInventory{});
@@ -158,6 +160,7 @@ void to_json(json& j, const Operation& op) {
        {"started_at", time_or_null(op.started_at)},
        {"finished_at", time_or_null(op.finished_at)}};
   if (!op.idempotency_key.empty()) j["idempotency_key"] = op.idempotency_key;
+  if (!op.request_hash.empty()) j["request_hash"] = op.request_hash;
 }
 void from_json(const json& j, Operation& op) {
   op.id = j.at("id").get<std::string>();
@@ -173,6 +176,7 @@ void from_json(const json& j, Operation& op) {
   op.attempts = j.value("attempts", 0);
   op.requested_by = j.value("requested_by", "");
   op.idempotency_key = j.value("idempotency_key", "");
+  op.request_hash = j.value("request_hash", "");
   op.created_at = time_from(j, "created_at");
   op.started_at = opt_time_from(j, "started_at");
   op.finished_at = opt_time_from(j, "finished_at");

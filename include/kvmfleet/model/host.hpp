@@ -44,6 +44,9 @@ struct HostInventory {
 struct Host {
   std::string name;
   std::string agent_url;  // where the controller reaches the agent, e.g. http://127.0.0.1:7100
+  // The host's credential: the agent presents it to the controller and the controller
+  // presents it to the agent. Kept in the store, never shown by the API.
+  std::string agent_secret;
   HostState state = HostState::down;
   bool schedulable = true;
   HostInventory inventory;

@@ -42,6 +42,7 @@ struct Operation {
   nlohmann::json params = nlohmann::json::object();
   nlohmann::json result = nlohmann::json::object();
   std::string idempotency_key;  // empty when the request carried none
+  std::string request_hash;     // of the request that made it, to refuse a reused key
   std::string requested_by;     // token name
   int attempts = 0;             // how many times execution (re)started
   Clock::time_point created_at{};

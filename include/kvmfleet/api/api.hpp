@@ -1,0 +1,22 @@
+#pragma once
+
+#include "kvmfleet/api/metrics.hpp"
+#include "kvmfleet/controller/cluster_service.hpp"
+#include "kvmfleet/http/types.hpp"
+
+namespace kvmfleet::api {
+
+// The REST API v1 as a request→response function (Beast's shape): routing,
+// authentication, authorization, strict validation; the work itself is recorded as
+// an operation through ClusterService. No network I/O here.
+class Api {
+ public:
+  Api(ClusterService& service, Metrics& metrics) : service_(service), metrics_(metrics) {}
+  void handle(http::Request&& req, http::Responder respond);
+
+ private:
+  ClusterService& service_;
+  Metrics& metrics_;
+};
+
+}  // namespace kvmfleet::api

@@ -1,0 +1,53 @@
+#pragma once
+
+// Strict parsing of untrusted API input: every field checked for type and range,
+// unknown fields refused, names matched against the one pattern. Pure functions.
+
+#include "kvmfleet/common/result.hpp"
+#include "kvmfleet/model/vm.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <string>
+#include <string_view>
+
+namespace kvmfleet::api {
+
+inline constexpr std::int64_t kMaxVcpus = 256;
+inline constexpr std::int64_t kMinMemoryMib = 16;
+inline constexpr std::int64_t kMaxMemoryMib = 4 * 1024 * 1024;  // 4 TiB
+inline constexpr std::int64_t kMaxDiskGib = 64 * 1024;
+inline constexpr std::size_t kMaxDisks = 16;
+inline constexpr int kMaxWaitSeconds = 300;
+
+// A JSON body: must parse, must be an object.
+Result<nlohmann::json> parse_body(std::string_view body);
+
+struct VmCreateRequest {
+  VmSpec spec;
+  bool start = false;
+};
+// POST /v1/vms and POST /v1/placements bodies.
+Result<VmCreateRequest> parse_vm_create(const nlohmann::json& body, bool allow_start = true);
+
+struct StopRequest {
+  int timeout_s = 0;  // 0: the controller's default
+  bool force = false;
+};
+Result<StopRequest> parse_stop(const nlohmann::json& body);
+
+// Query strings: percent-decoded key → value; a key given twice is an error.
+Result<std::map<std::string, std::string>> parse_query(std::string_view query);
+// Refuses keys not in `allowed`.
+Status check_query_keys(const std::map<std::string, std::string>& q,
+                        std::initializer_list<std::string_view> allowed);
+Result<int> query_int(const std::map<std::string, std::string>& q, const std::string& key,
+                      int fallback, int min, int max);
+Result<bool> query_bool(const std::map<std::string, std::string>& q, const std::string& key,
+                        bool fallback);
+
+// http://HOST:PORT or https://HOST:PORT with a plain host name or IPv4 address.
+Status check_agent_url(std::string_view url);
+
+}  // namespace kvmfleet::api

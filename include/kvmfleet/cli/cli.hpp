@@ -1,0 +1,21 @@
+#pragma once
+
+#include "kvmfleet/http/client.hpp"
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace kvmfleet::cli {
+
+struct Environment {
+  std::string url;    // KVMFLEET_URL
+  std::string token;  // KVMFLEET_TOKEN
+};
+
+// Runs `kvmfleet ARGS...` against the API through `client`; returns the exit code
+// (0 ok, 1 the API refused or failed, 2 bad usage).
+int run(const std::vector<std::string>& args, const Environment& env, http::Client& client,
+        std::ostream& out, std::ostream& err);
+
+}  // namespace kvmfleet::cli

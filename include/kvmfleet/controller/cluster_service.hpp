@@ -1,0 +1,107 @@
+#pragma once
+
+#include "kvmfleet/common/clock.hpp"
+#include "kvmfleet/controller/cluster_state.hpp"
+#include "kvmfleet/controller/config.hpp"
+#include "kvmfleet/controller/operation_runner.hpp"
+#include "kvmfleet/scheduler/scheduler.hpp"
+
+#include <boost/asio/io_context.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace kvmfleet {
+
+// Who is calling, as the API authenticated them.
+struct Principal {
+  std::string token_id;
+  std::string name;
+  Role role = Role::viewer;
+  std::string host;  // agents only
+};
+
+struct SubmitOptions {
+  std::string idempotency_key;  // empty: none
+  std::string request_hash;     // of method + path + body
+};
+
+// The submission was new, or a retry that found the operation of the first try.
+struct Submitted {
+  Operation operation;
+  bool replayed = false;
+};
+
+struct DomainEvent {
+  std::string uuid;
+  std::string name;
+  std::string state;
+  std::string reason;
+};
+
+// The controller's behaviour behind the API: it validates preconditions against
+// current state, records operations, and feeds the runner. It never talks to the
+// network itself (the runner's operations do, through AgentApi).
+class ClusterService {
+ public:
+  ClusterService(ClusterState& state, OperationRunner& runner, const ControllerConfig& config,
+                 const Clock& clock, boost::asio::io_context& ioc);
+  ~ClusterService();
+
+  // Auth
+  std::optional<Principal> authenticate(std::string_view bearer) const;
+  // Returns the record and the token itself (shown once).
+  Result<std::pair<TokenRecord, std::string>> create_token(const std::string& name, Role role);
+  Status delete_token(const std::string& id);
+  // First start: an admin token written to `path` when none exists.
+  Status bootstrap_admin(const std::string& path);
+
+  // Hosts
+  Result<std::pair<Host, std::string>> register_host(const std::string& name,
+                                                     const std::string& agent_url);
+  Status set_schedulable(const std::string& name, bool schedulable);
+  Status delete_host(const std::string& name);
+  Status heartbeat(const Principal& who, const std::string& host, const std::string& agent_url,
+                   const HostInventory& inventory);
+  Status domain_events(const Principal& who, const std::string& host,
+                       const std::vector<DomainEvent>& events);
+
+  // VMs
+  scheduler::Placement place(const VmSpec& spec) const;
+  Result<Submitted> create_vm(const Principal& who, const VmSpec& spec, bool start,
+                              const SubmitOptions& opts);
+  // kind: vm.start / vm.stop / vm.reboot / vm.destroy / vm.delete
+  Result<Submitted> vm_action(const Principal& who, const std::string& id_or_name,
+                              std::string_view kind, nlohmann::json params,
+                              const SubmitOptions& opts);
+
+  // Operations
+  Status cancel_operation(const std::string& id);
+  // Calls `done` once, when the operation ends or `timeout` passes, with its latest
+  // state (nullopt if it vanished). Does not block.
+  void wait_operation(const std::string& id, std::chrono::milliseconds timeout,
+                      std::function<void(std::optional<Operation>)> done);
+
+  // Periodic work: host liveness, pruning of old finished operations.
+  void tick();
+
+  ClusterState& state() { return state_; }
+  const ControllerConfig& config() const { return config_; }
+  const Clock& clock() const { return clock_; }
+
+ private:
+  Result<Submitted> submit(const Principal& who, Operation op, const SubmitOptions& opts,
+                           const std::function<Status(const ClusterState::Data&, WriteBatch&, Operation&)>& plan);
+  void notify(const Operation& op);
+
+  ClusterState& state_;
+  OperationRunner& runner_;
+  const ControllerConfig& config_;
+  const Clock& clock_;
+  boost::asio::io_context& ioc_;
+  struct Waiters;
+  std::shared_ptr<Waiters> waiters_;
+};
+
+}  // namespace kvmfleet

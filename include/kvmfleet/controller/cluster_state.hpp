@@ -1,0 +1,73 @@
+#pragma once
+
+#include "kvmfleet/common/clock.hpp"
+#include "kvmfleet/common/result.hpp"
+#include "kvmfleet/store/store.hpp"
+
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace kvmfleet {
+
+// The controller's working copy of the cluster. Reads come from memory; every
+// change goes to the store first and reaches memory only once it is durable, so
+// memory is never ahead of disk.
+class ClusterState {
+ public:
+  struct Data {
+    std::map<std::string, Host> hosts;           // by name
+    std::unordered_map<std::string, Vm> vms;     // by id
+    std::map<std::string, std::string> vm_ids;   // name → id, ordered for listing
+    std::unordered_map<std::string, Operation> operations;  // by id
+    std::map<std::pair<std::string, std::string>, std::string> idempotency;  // (who, key) → op id
+    std::unordered_map<std::string, TokenRecord> tokens;  // by id
+
+    const Vm* find_vm(const std::string& id_or_name) const;
+    const Host* find_host(const std::string& name) const;
+    const Operation* find_operation(const std::string& id) const;
+    const TokenRecord* find_token_by_hash(const std::string& hash) const;
+    // The unfinished operation on a target, if any (one at a time per target).
+    const Operation* active_operation_for(const std::string& target_id) const;
+  };
+
+  explicit ClusterState(Store& store) : store_(store) {}
+
+  Status load();
+
+  // Runs `read` under a shared lock.
+  template <typename F>
+  auto read(F&& read) const {
+    std::shared_lock lk(mu_);
+    return read(static_cast<const Data&>(data_));
+  }
+
+  // Check-then-write, atomically: `plan` sees the current data and fills a batch (or
+  // returns an error, which changes nothing); the batch is committed to the store
+  // and then applied to memory. With persist=false the batch only reaches memory
+  // (for observations such as heartbeat times that need not survive a restart).
+  Status update(const std::function<Status(const Data&, WriteBatch&)>& plan, bool persist = true);
+
+  // Called (outside the lock) with every operation a committed batch wrote.
+  void on_operation_change(std::function<void(const Operation&)> observer);
+
+  // Bumped on every applied change; lets readers cache derived views.
+  std::uint64_t version() const;
+
+ private:
+  void apply(const WriteBatch& batch);
+
+  Store& store_;
+  mutable std::shared_mutex mu_;
+  std::mutex commit_mu_;  // serializes writers, so plan+commit+apply is one step
+  Data data_;
+  std::uint64_t version_ = 0;
+  std::vector<std::function<void(const Operation&)>> observers_;
+};
+
+}  // namespace kvmfleet

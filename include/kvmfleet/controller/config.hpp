@@ -1,0 +1,44 @@
+#pragma once
+
+#include "kvmfleet/common/result.hpp"
+#include "kvmfleet/scheduler/scheduler.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <string>
+
+namespace kvmfleet {
+
+struct ControllerConfig {
+  // API
+  std::string listen_address = "127.0.0.1";
+  std::uint16_t listen_port = 8400;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::size_t body_limit_bytes = 256 * 1024;
+  std::chrono::milliseconds read_timeout{10'000};
+  int api_threads = 2;
+  // State
+  std::string database_path = "/var/lib/kvmfleet/controller.db";
+  // Written on first start when no admin token exists yet (mode 0600).
+  std::string bootstrap_token_file = "/var/lib/kvmfleet/admin.token";
+  // Placement
+  scheduler::Config scheduler;
+  // Hosts
+  std::chrono::milliseconds heartbeat_interval{2'000};
+  std::chrono::milliseconds unreachable_after{6'000};
+  std::chrono::milliseconds down_after{30'000};
+  // Operations
+  int operation_workers = 4;
+  int agent_retry_attempts = 5;
+  std::chrono::milliseconds agent_retry_backoff{500};
+  int default_stop_timeout_s = 120;
+  std::chrono::hours operation_retention{24 * 7};
+  std::string agent_ca_file;  // for agents served over https
+
+  // Reads the JSON config file; unknown keys and bad values are errors that name the key.
+  static Result<ControllerConfig> from_json(const nlohmann::json& j);
+};
+
+}  // namespace kvmfleet

@@ -1,0 +1,509 @@
+#include "kvmfleet/api/api.hpp"
+
+#include "kvmfleet/api/request_parsing.hpp"
+#include "kvmfleet/api/views.hpp"
+#include "kvmfleet/common/ids.hpp"
+#include "kvmfleet/common/validate.hpp"
+#include "kvmfleet/model/json.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <vector>
+
+namespace kvmfleet::api {
+namespace {
+
+using nlohmann::json;
+using http::HttpStatus;
+using http::Verb;
+
+// Who may do what. Agents may only use the agent endpoints.
+enum class Need { anyone, viewer, operator_, admin, agent };
+
+bool allowed(Role role, Need need) {
+  switch (need) {
+    case Need::anyone: return true;
+    case Need::viewer: return role == Role::viewer || role == Role::operator_ || role == Role::admin;
+    case Need::operator_: return role == Role::operator_ || role == Role::admin;
+    case Need::admin: return role == Role::admin;
+    case Need::agent: return role == Role::agent;
+  }
+  return false;
+}
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> out;
+  while (!path.empty()) {
+    if (path.front() == '/') {
+      path.remove_prefix(1);
+      continue;
+    }
+    const auto slash = path.find('/');
+    out.push_back(path.substr(0, slash));
+    path = slash == std::string_view::npos ? std::string_view{} : path.substr(slash);
+  }
+  return out;
+}
+
+// One request in flight: what the handlers need, and the way to answer.
+struct Call {
+  http::Request req;
+  http::Responder respond;
+  Metrics& metrics;
+  std::vector<std::string_view> seg;
+  std::map<std::string, std::string> query;
+  std::optional<Principal> who;
+
+  void reply(http::Response res) {
+    const auto ms = req.method_string();
+    metrics.count_request(std::string_view(ms.data(), ms.size()), res.result_int());
+    respond(std::move(res));
+  }
+  void ok(HttpStatus status, const json& body) {
+    reply(http::json_response(status, body, req.version(), req.keep_alive()));
+  }
+  void fail(const Error& e) {
+    reply(http::error_response(e, req.version(), req.keep_alive()));
+  }
+};
+
+Result<json> body_of(Call& c) {
+  // curl -d sends its default form type with a JSON body; that is accepted, since
+  // the body must parse as a JSON object anyway. Any other declared type is refused.
+  auto ct = c.req[http::bhttp::field::content_type];
+  if (!c.req.body().empty() && !ct.empty() && !ct.starts_with("application/json") &&
+      !ct.starts_with("application/x-www-form-urlencoded"))
+    return Error(ErrorCode::unsupported_media, "request body must be application/json");
+  return parse_body(c.req.body());
+}
+
+// For actions whose body is optional: an empty body is an empty object.
+Result<json> optional_body_of(Call& c) {
+  if (c.req.body().empty()) return json::object();
+  return body_of(c);
+}
+
+SubmitOptions submit_options(const Call& c) {
+  SubmitOptions o;
+  auto key = c.req["Idempotency-Key"];
+  o.idempotency_key = std::string(key.data(), key.size());
+  std::string canonical(c.req.method_string());
+  canonical += ' ';
+  canonical += std::string(c.req.target());
+  canonical += '\n';
+  canonical += c.req.body();
+  o.request_hash = sha256_hex(canonical);
+  return o;
+}
+
+Status check_idempotency_key(const Call& c) {
+  auto key = c.req["Idempotency-Key"];
+  if (key.empty()) return {};
+  if (key.size() > 128) return invalid("Idempotency-Key longer than 128 characters");
+  for (char ch : key)
+    if (ch < 0x21 || ch > 0x7e) return invalid("Idempotency-Key must be printable ASCII");
+  return {};
+}
+
+// Answers an accepted submission: 202 with the operation, or, with ?wait=N, the
+// operation once it ends (200) or when N seconds pass (202).
+void answer_operation(ClusterService& svc, std::shared_ptr<Call> c, const Submitted& s) {
+  auto wait = query_int(c->query, "wait", 0, 0, kMaxWaitSeconds);
+  const int seconds = wait ? *wait : 0;
+  auto send = [c, replayed = s.replayed](const std::optional<Operation>& op) {
+    if (!op) return c->fail(not_found("operation vanished"));
+    auto res = http::json_response(is_terminal(op->state) ? HttpStatus::ok : HttpStatus::accepted,
+                                   operation_view(*op), c->req.version(), c->req.keep_alive());
+    res.set(http::bhttp::field::location, "/v1/operations/" + op->id);
+    if (replayed) res.set("Idempotent-Replayed", "true");
+    c->reply(std::move(res));
+  };
+  if (seconds == 0) return send(s.operation);
+  svc.wait_operation(s.operation.id, std::chrono::seconds(seconds), send);
+}
+
+void list_vms(ClusterService& svc, Call& c) {
+  if (auto st = check_query_keys(c.query, {"limit", "cursor", "host", "state"}); !st)
+    return c.fail(st.error());
+  auto limit = query_int(c.query, "limit", 100, 1, 1000);
+  if (!limit) return c.fail(limit.error());
+  const std::string cursor = c.query.count("cursor") ? c.query.at("cursor") : "";
+  const std::string host = c.query.count("host") ? c.query.at("host") : "";
+  const std::string state = c.query.count("state") ? c.query.at("state") : "";
+  if (!cursor.empty() && !is_valid_name(cursor)) return c.fail(invalid("bad cursor", {{"parameter", "cursor"}}));
+  if (!host.empty() && !is_valid_name(host)) return c.fail(invalid("bad host", {{"parameter", "host"}}));
+  if (!state.empty() && !vm_state_from_string(state))
+    return c.fail(invalid("unknown state", {{"parameter", "state"}}));
+  json body = svc.state().read([&](const ClusterState::Data& d) {
+    json items = json::array();
+    std::string next;
+    // The cursor is the last name of the previous page: pages stay stable while VMs
+    // are added or removed elsewhere in the list.
+    auto it = cursor.empty() ? d.vm_ids.begin() : d.vm_ids.upper_bound(cursor);
+    for (; it != d.vm_ids.end(); ++it) {
+      const Vm& vm = d.vms.at(it->second);
+      if (!host.empty() && vm.host != host) continue;
+      if (!state.empty() && to_string(vm.state) != state) continue;
+      if (static_cast<int>(items.size()) == *limit) {
+        next = items.back()["name"].get<std::string>();
+        break;
+      }
+      items.push_back(vm_view(vm));
+    }
+    return json{{"items", std::move(items)}, {"next_cursor", next.empty() ? json(nullptr) : json(next)}};
+  });
+  c.ok(HttpStatus::ok, body);
+}
+
+void list_operations(ClusterService& svc, Call& c) {
+  if (auto st = check_query_keys(c.query, {"limit", "state", "target"}); !st) return c.fail(st.error());
+  auto limit = query_int(c.query, "limit", 100, 1, 1000);
+  if (!limit) return c.fail(limit.error());
+  const std::string state = c.query.count("state") ? c.query.at("state") : "";
+  const std::string target = c.query.count("target") ? c.query.at("target") : "";
+  if (!state.empty() && !op_state_from_string(state))
+    return c.fail(invalid("unknown state", {{"parameter", "state"}}));
+  json body = svc.state().read([&](const ClusterState::Data& d) {
+    std::vector<const Operation*> ops;
+    for (const auto& [_, op] : d.operations) {
+      if (!state.empty() && to_string(op.state) != state) continue;
+      if (!target.empty() && op.target_id != target) continue;
+      ops.push_back(&op);
+    }
+    std::sort(ops.begin(), ops.end(), [](const Operation* a, const Operation* b) {
+      return a->created_at != b->created_at ? a->created_at > b->created_at : a->id > b->id;
+    });
+    json items = json::array();
+    for (const auto* op : ops) {
+      if (static_cast<int>(items.size()) == *limit) break;
+      items.push_back(operation_view(*op));
+    }
+    return json{{"items", std::move(items)}};
+  });
+  c.ok(HttpStatus::ok, body);
+}
+
+void route(ClusterService& svc, Metrics& metrics, std::shared_ptr<Call> cp) {
+  Call& c = *cp;
+  const auto& seg = c.seg;
+  const Verb m = c.req.method();
+  const auto n = seg.size();
+  auto not_allowed = [&] { c.fail(Error(ErrorCode::method_not_allowed, "method not allowed on this path")); };
+
+  // --- unauthenticated
+  if (n == 2 && seg[0] == "v1" && seg[1] == "healthz") {
+    if (m != Verb::get) return not_allowed();
+    return c.ok(HttpStatus::ok, {{"status", "ok"}});
+  }
+
+  // --- everything else needs a token
+  c.who = svc.authenticate(http::bearer_token(c.req));
+  if (!c.who) return c.fail(Error(ErrorCode::unauthenticated, "a valid bearer token is required"));
+  auto require = [&](Need need) {
+    if (allowed(c.who->role, need)) return true;
+    c.fail(Error(ErrorCode::permission_denied,
+                 "role " + std::string(to_string(c.who->role)) + " may not do this"));
+    return false;
+  };
+  if (auto st = check_idempotency_key(c); !st) return c.fail(st.error());
+
+  if (n == 1 && seg[0] == "metrics") {
+    if (m != Verb::get) return not_allowed();
+    if (!require(Need::viewer)) return;
+    auto res = http::Response{HttpStatus::ok, c.req.version()};
+    res.set(http::bhttp::field::content_type, "text/plain; version=0.0.4");
+    res.keep_alive(c.req.keep_alive());
+    res.body() = metrics.render(svc.state());
+    res.prepare_payload();
+    return c.reply(std::move(res));
+  }
+  if (n < 2 || seg[0] != "v1") return c.fail(not_found("no such resource"));
+  const std::string_view coll = seg[1];
+
+  // --- agents
+  if (coll == "agent" && n == 3) {
+    if (m != Verb::post) return not_allowed();
+    if (!require(Need::agent)) return;
+    auto body = body_of(c);
+    if (!body) return c.fail(body.error());
+    if (seg[2] == "heartbeat") {
+      if (auto st = check_known_fields(*body, {"host", "agent_url", "inventory"}); !st) return c.fail(st.error());
+      auto host = get_string(*body, "host", true);
+      if (!host) return c.fail(host.error());
+      auto url = get_string(*body, "agent_url", false);
+      if (!url) return c.fail(url.error());
+      if (!url->empty())
+        if (auto st = check_agent_url(*url); !st) return c.fail(st.error());
+      HostInventory inv;
+      try {
+        inv = body->at("inventory").get<HostInventory>();
+      } catch (const std::exception&) {
+        return c.fail(invalid("inventory is malformed", {{"field", "inventory"}}));
+      }
+      for (const auto& d : inv.domains)
+        if (!is_valid_uuid(d.uuid)) return c.fail(invalid("inventory has a bad domain uuid"));
+      if (auto st = svc.heartbeat(*c.who, *host, *url, inv); !st) return c.fail(st.error());
+      return c.ok(HttpStatus::ok, {{"heartbeat_interval_ms", svc.config().heartbeat_interval.count()}});
+    }
+    if (seg[2] == "events") {
+      if (auto st = check_known_fields(*body, {"host", "events"}); !st) return c.fail(st.error());
+      auto host = get_string(*body, "host", true);
+      if (!host) return c.fail(host.error());
+      if (!body->contains("events") || !body->at("events").is_array())
+        return c.fail(invalid("events must be an array", {{"field", "events"}}));
+      std::vector<DomainEvent> events;
+      for (const auto& e : body->at("events")) {
+        if (!e.is_object()) return c.fail(invalid("event must be an object"));
+        DomainEvent ev;
+        ev.uuid = e.value("uuid", "");
+        ev.name = e.value("name", "");
+        ev.state = e.value("state", "");
+        ev.reason = e.value("reason", "");
+        if (!is_valid_uuid(ev.uuid)) return c.fail(invalid("event has a bad uuid"));
+        events.push_back(std::move(ev));
+      }
+      if (auto st = svc.domain_events(*c.who, *host, events); !st) return c.fail(st.error());
+      return c.ok(HttpStatus::ok, json::object());
+    }
+    return c.fail(not_found("no such resource"));
+  }
+
+  // --- hosts
+  if (coll == "hosts") {
+    if (n == 2 && m == Verb::get) {
+      if (!require(Need::viewer)) return;
+      if (auto st = check_query_keys(c.query, {}); !st) return c.fail(st.error());
+      json items = svc.state().read([](const ClusterState::Data& d) {
+        json a = json::array();
+        for (const auto& [_, h] : d.hosts) a.push_back(host_view(h, d));
+        return a;
+      });
+      return c.ok(HttpStatus::ok, {{"items", items}});
+    }
+    if (n == 2 && m == Verb::post) {
+      if (!require(Need::admin)) return;
+      auto body = body_of(c);
+      if (!body) return c.fail(body.error());
+      if (auto st = check_known_fields(*body, {"name", "agent_url"}); !st) return c.fail(st.error());
+      auto name = get_string(*body, "name", true);
+      if (!name) return c.fail(name.error());
+      if (auto st = check_name("name", *name); !st) return c.fail(st.error());
+      auto url = get_string(*body, "agent_url", true);
+      if (!url) return c.fail(url.error());
+      if (auto st = check_agent_url(*url); !st) return c.fail(st.error());
+      auto r = svc.register_host(*name, *url);
+      if (!r) return c.fail(r.error());
+      json view = svc.state().read([&](const ClusterState::Data& d) { return host_view(r->first, d); });
+      return c.ok(HttpStatus::created, {{"host", view}, {"agent_token", r->second}});
+    }
+    if (n == 2) return not_allowed();
+    const std::string name(seg[2]);
+    if (!is_valid_name(name)) return c.fail(invalid("bad host name", {{"host", name}}));
+    if (n == 3 && m == Verb::get) {
+      if (!require(Need::viewer)) return;
+      auto view = svc.state().read([&](const ClusterState::Data& d) -> std::optional<json> {
+        const Host* h = d.find_host(name);
+        return h ? std::optional<json>(host_view(*h, d)) : std::nullopt;
+      });
+      if (!view) return c.fail(not_found("no such host", {{"host", name}}));
+      return c.ok(HttpStatus::ok, *view);
+    }
+    if (n == 3 && m == Verb::patch) {
+      if (!require(Need::admin)) return;
+      auto body = body_of(c);
+      if (!body) return c.fail(body.error());
+      if (auto st = check_known_fields(*body, {"schedulable"}); !st) return c.fail(st.error());
+      if (!body->contains("schedulable")) return c.fail(invalid("schedulable is required", {{"field", "schedulable"}}));
+      auto s = get_bool(*body, "schedulable", true);
+      if (!s) return c.fail(s.error());
+      if (auto st = svc.set_schedulable(name, *s); !st) return c.fail(st.error());
+      auto view = svc.state().read([&](const ClusterState::Data& d) { return host_view(*d.find_host(name), d); });
+      return c.ok(HttpStatus::ok, view);
+    }
+    if (n == 3 && m == Verb::delete_) {
+      if (!require(Need::admin)) return;
+      if (auto st = svc.delete_host(name); !st) return c.fail(st.error());
+      return c.ok(HttpStatus::ok, json::object());
+    }
+    return n == 3 ? not_allowed() : c.fail(not_found("no such resource"));
+  }
+
+  // --- VMs
+  if (coll == "vms") {
+    if (n == 2 && m == Verb::get) {
+      if (!require(Need::viewer)) return;
+      return list_vms(svc, c);
+    }
+    if (n == 2 && m == Verb::post) {
+      if (!require(Need::operator_)) return;
+      if (auto st = check_query_keys(c.query, {"wait"}); !st) return c.fail(st.error());
+      if (auto w = query_int(c.query, "wait", 0, 0, kMaxWaitSeconds); !w) return c.fail(w.error());
+      auto body = body_of(c);
+      if (!body) return c.fail(body.error());
+      auto spec = parse_vm_create(*body);
+      if (!spec) return c.fail(spec.error());
+      auto s = svc.create_vm(*c.who, spec->spec, spec->start, submit_options(c));
+      if (!s) return c.fail(s.error());
+      return answer_operation(svc, cp, *s);
+    }
+    if (n == 2) return not_allowed();
+    const std::string id(seg[2]);
+    if (!is_valid_uuid(id) && !is_valid_name(id)) return c.fail(invalid("bad VM id or name", {{"vm", id}}));
+    if (n == 3 && m == Verb::get) {
+      if (!require(Need::viewer)) return;
+      auto view = svc.state().read([&](const ClusterState::Data& d) -> std::optional<json> {
+        const Vm* vm = d.find_vm(id);
+        return vm ? std::optional<json>(vm_view(*vm)) : std::nullopt;
+      });
+      if (!view) return c.fail(not_found("no such VM", {{"vm", id}}));
+      return c.ok(HttpStatus::ok, *view);
+    }
+    if (n == 3 && m == Verb::delete_) {
+      if (!require(Need::operator_)) return;
+      if (auto st = check_query_keys(c.query, {"wait", "force"}); !st) return c.fail(st.error());
+      if (auto w = query_int(c.query, "wait", 0, 0, kMaxWaitSeconds); !w) return c.fail(w.error());
+      auto force = query_bool(c.query, "force", false);
+      if (!force) return c.fail(force.error());
+      auto s = svc.vm_action(*c.who, id, op_kind::vm_delete, {{"force", *force}}, submit_options(c));
+      if (!s) return c.fail(s.error());
+      return answer_operation(svc, cp, *s);
+    }
+    if (n == 4) {
+      if (m != Verb::post) return not_allowed();
+      if (!require(Need::operator_)) return;
+      if (auto st = check_query_keys(c.query, {"wait"}); !st) return c.fail(st.error());
+      if (auto w = query_int(c.query, "wait", 0, 0, kMaxWaitSeconds); !w) return c.fail(w.error());
+      auto body = optional_body_of(c);
+      if (!body) return c.fail(body.error());
+      std::string_view kind;
+      json params = json::object();
+      if (seg[3] == "start") kind = op_kind::vm_start;
+      else if (seg[3] == "reboot") kind = op_kind::vm_reboot;
+      else if (seg[3] == "destroy") kind = op_kind::vm_destroy;
+      else if (seg[3] == "stop") {
+        kind = op_kind::vm_stop;
+        auto stop = parse_stop(*body);
+        if (!stop) return c.fail(stop.error());
+        params = {{"timeout_s", stop->timeout_s > 0 ? stop->timeout_s : svc.config().default_stop_timeout_s},
+                  {"force", stop->force}};
+      } else {
+        return c.fail(not_found("no such action", {{"action", std::string(seg[3])}}));
+      }
+      if (kind != op_kind::vm_stop)
+        if (auto st = check_known_fields(*body, {}); !st) return c.fail(st.error());
+      auto s = svc.vm_action(*c.who, id, kind, params, submit_options(c));
+      if (!s) return c.fail(s.error());
+      return answer_operation(svc, cp, *s);
+    }
+    return n == 3 ? not_allowed() : c.fail(not_found("no such resource"));
+  }
+
+  // --- operations
+  if (coll == "operations") {
+    if (n == 2) {
+      if (m != Verb::get) return not_allowed();
+      if (!require(Need::viewer)) return;
+      return list_operations(svc, c);
+    }
+    const std::string id(seg[2]);
+    if (n != 3) return c.fail(not_found("no such resource"));
+    if (!is_valid_uuid(id)) return c.fail(invalid("bad operation id", {{"operation", id}}));
+    if (m == Verb::get) {
+      if (!require(Need::viewer)) return;
+      if (auto st = check_query_keys(c.query, {"wait"}); !st) return c.fail(st.error());
+      auto wait = query_int(c.query, "wait", 0, 0, kMaxWaitSeconds);
+      if (!wait) return c.fail(wait.error());
+      svc.wait_operation(id, std::chrono::seconds(*wait), [cp](const std::optional<Operation>& op) {
+        if (!op) return cp->fail(not_found("no such operation", {{"operation", cp->seg[2]}}));
+        cp->ok(HttpStatus::ok, operation_view(*op));
+      });
+      return;
+    }
+    if (m == Verb::delete_) {
+      if (!require(Need::operator_)) return;
+      if (auto st = svc.cancel_operation(id); !st) return c.fail(st.error());
+      auto op = svc.state().read([&](const ClusterState::Data& d) -> std::optional<Operation> {
+        const Operation* o = d.find_operation(id);
+        return o ? std::optional<Operation>(*o) : std::nullopt;
+      });
+      return c.ok(HttpStatus::accepted, op ? operation_view(*op) : json::object());
+    }
+    return not_allowed();
+  }
+
+  // --- placement dry run
+  if (coll == "placements" && n == 2) {
+    if (m != Verb::post) return not_allowed();
+    if (!require(Need::operator_)) return;
+    auto body = body_of(c);
+    if (!body) return c.fail(body.error());
+    auto spec = parse_vm_create(*body, false);
+    if (!spec) return c.fail(spec.error());
+    return c.ok(HttpStatus::ok, placement_view(svc.place(spec->spec)));
+  }
+
+  // --- tokens
+  if (coll == "tokens") {
+    if (!require(Need::admin)) return;
+    if (n == 2 && m == Verb::get) {
+      json items = svc.state().read([](const ClusterState::Data& d) {
+        std::vector<const TokenRecord*> v;
+        for (const auto& [_, t] : d.tokens) v.push_back(&t);
+        std::sort(v.begin(), v.end(), [](auto* a, auto* b) { return a->created_at < b->created_at; });
+        json a = json::array();
+        for (const auto* t : v) a.push_back(token_view(*t));
+        return a;
+      });
+      return c.ok(HttpStatus::ok, {{"items", items}});
+    }
+    if (n == 2 && m == Verb::post) {
+      auto body = body_of(c);
+      if (!body) return c.fail(body.error());
+      if (auto st = check_known_fields(*body, {"name", "role"}); !st) return c.fail(st.error());
+      auto name = get_string(*body, "name", true);
+      if (!name) return c.fail(name.error());
+      auto role_s = get_string(*body, "role", true);
+      if (!role_s) return c.fail(role_s.error());
+      auto role = role_from_string(*role_s);
+      if (!role || *role == Role::agent)
+        return c.fail(invalid("role must be admin, operator or viewer", {{"field", "role"}}));
+      auto r = svc.create_token(*name, *role);
+      if (!r) return c.fail(r.error());
+      json view = token_view(r->first);
+      view["token"] = r->second;
+      return c.ok(HttpStatus::created, view);
+    }
+    if (n == 3 && m == Verb::delete_) {
+      const std::string id(seg[2]);
+      if (!is_valid_uuid(id)) return c.fail(invalid("bad token id"));
+      if (auto st = svc.delete_token(id); !st) return c.fail(st.error());
+      return c.ok(HttpStatus::ok, json::object());
+    }
+    return n <= 3 ? not_allowed() : c.fail(not_found("no such resource"));
+  }
+
+  return c.fail(not_found("no such resource"));
+}
+
+}  // namespace
+
+void Api::handle(http::Request&& req, http::Responder respond) {
+  auto c = std::make_shared<Call>(Call{std::move(req), std::move(respond), metrics_, {}, {}, {}});
+  const std::string_view target(c->req.target().data(), c->req.target().size());
+  const auto qmark = target.find('?');
+  // Views into the request target live as long as the Call that owns the request.
+  c->seg = split_path(target.substr(0, qmark));
+  if (qmark != std::string_view::npos) {
+    auto q = parse_query(target.substr(qmark + 1));
+    if (!q) return c->fail(q.error());
+    c->query = std::move(*q);
+  }
+  try {
+    route(service_, metrics_, c);
+  } catch (const std::exception& e) {
+    spdlog::error("request {} {} failed: {}", std::string(c->req.method_string()), std::string(target), e.what());
+    c->fail(internal_error("internal error"));
+  }
+}
+
+}  // namespace kvmfleet::api

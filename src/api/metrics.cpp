@@ -1,0 +1,57 @@
+#include "kvmfleet/api/metrics.hpp"
+
+#include <sstream>
+
+namespace kvmfleet::api {
+
+void Metrics::count_request(std::string_view method, unsigned status) {
+  std::lock_guard lk(mu_);
+  ++requests_[{std::string(method), status}];
+}
+
+std::string Metrics::render(const ClusterState& state) const {
+  std::ostringstream out;
+  out << "# HELP kvmfleet_http_requests_total API requests answered, by method and status.\n"
+         "# TYPE kvmfleet_http_requests_total counter\n";
+  {
+    std::lock_guard lk(mu_);
+    for (const auto& [key, n] : requests_)
+      out << "kvmfleet_http_requests_total{method=\"" << key.first << "\",code=\"" << key.second
+          << "\"} " << n << "\n";
+  }
+  state.read([&](const ClusterState::Data& d) {
+    out << "# HELP kvmfleet_hosts Hosts by state.\n# TYPE kvmfleet_hosts gauge\n";
+    for (auto s : {HostState::up, HostState::unreachable, HostState::down}) {
+      int n = 0;
+      for (const auto& [_, h] : d.hosts) n += h.state == s;
+      out << "kvmfleet_hosts{state=\"" << to_string(s) << "\"} " << n << "\n";
+    }
+    out << "# HELP kvmfleet_vms VMs by observed state.\n# TYPE kvmfleet_vms gauge\n";
+    for (auto s : {VmState::pending, VmState::stopped, VmState::running, VmState::paused,
+                   VmState::shutting_down, VmState::crashed, VmState::unknown}) {
+      int n = 0;
+      for (const auto& [_, v] : d.vms) n += v.state == s;
+      out << "kvmfleet_vms{state=\"" << to_string(s) << "\"} " << n << "\n";
+    }
+    out << "# HELP kvmfleet_operations Operations kept, by state.\n"
+           "# TYPE kvmfleet_operations gauge\n";
+    for (auto s : {OpState::pending, OpState::running, OpState::succeeded, OpState::failed,
+                   OpState::cancelled}) {
+      int n = 0;
+      for (const auto& [_, o] : d.operations) n += o.state == s;
+      out << "kvmfleet_operations{state=\"" << to_string(s) << "\"} " << n << "\n";
+    }
+    out << "# HELP kvmfleet_host_memory_allocated_mib Memory of the VMs placed on each host.\n"
+           "# TYPE kvmfleet_host_memory_allocated_mib gauge\n";
+    for (const auto& [name, h] : d.hosts) {
+      std::int64_t mem = 0;
+      for (const auto& [_, v] : d.vms)
+        if (v.host == name) mem += v.spec.memory_mib;
+      out << "kvmfleet_host_memory_allocated_mib{host=\"" << name << "\"} " << mem << "\n";
+    }
+    return 0;
+  });
+  return out.str();
+}
+
+}  // namespace kvmfleet::api

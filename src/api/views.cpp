@@ -1,0 +1,94 @@
+#include "kvmfleet/api/views.hpp"
+
+#include "kvmfleet/model/json.hpp"
+
+namespace kvmfleet::api {
+
+using nlohmann::json;
+
+namespace {
+json name_or_null(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
+}  // namespace
+
+json vm_view(const Vm& vm) {
+  return {{"id", vm.id},
+          {"name", vm.spec.name},
+          {"vcpus", vm.spec.vcpus},
+          {"memory_mib", vm.spec.memory_mib},
+          {"disks", vm.spec.disks},
+          {"host", name_or_null(vm.host)},
+          {"pinned_host", name_or_null(vm.spec.pinned_host)},
+          {"anti_affinity_group", name_or_null(vm.spec.anti_affinity_group)},
+          {"ha", vm.spec.ha},
+          {"desired_state", std::string(to_string(vm.desired))},
+          {"state", std::string(to_string(vm.state))},
+          {"generation", vm.generation},
+          {"created_at", format_time(vm.created_at)},
+          {"updated_at", format_time(vm.updated_at)}};
+}
+
+json host_view(const Host& h, const ClusterState::Data& data) {
+  std::int64_t mem = 0;
+  int vcpus = 0, count = 0;
+  for (const auto& [_, vm] : data.vms) {
+    if (vm.host != h.name) continue;
+    mem += vm.spec.memory_mib;
+    vcpus += vm.spec.vcpus;
+    ++count;
+  }
+  json unmanaged = json::array();
+  for (const auto& d : h.inventory.domains)
+    if (!d.managed && !data.find_vm(d.uuid)) unmanaged.push_back({{"name", d.name}, {"uuid", d.uuid}, {"state", d.state}});
+  const auto& inv = h.inventory;
+  return {{"name", h.name},
+          {"state", std::string(to_string(h.state))},
+          {"schedulable", h.schedulable},
+          {"agent_url", h.agent_url},
+          {"host_uuid", inv.host_uuid},
+          {"hostname", inv.hostname},
+          {"cpus", inv.cpus},
+          {"cpu_model", inv.cpu_model},
+          {"memory_total_mib", inv.memory_total_mib},
+          {"memory_free_mib", inv.memory_free_mib},
+          {"memory_allocated_mib", mem},
+          {"vcpus_allocated", vcpus},
+          {"vm_count", count},
+          {"libvirt_version", inv.libvirt_version},
+          {"qemu_version", inv.qemu_version},
+          {"domain_type", inv.domain_type},
+          {"unmanaged_domains", unmanaged},
+          {"last_heartbeat", h.last_heartbeat ? json(format_time(*h.last_heartbeat)) : json(nullptr)},
+          {"created_at", format_time(h.created_at)}};
+}
+
+json operation_view(const Operation& op) {
+  json j = op;
+  j.erase("request_hash");
+  return j;
+}
+
+json token_view(const TokenRecord& t) {
+  return {{"id", t.id},
+          {"name", t.name},
+          {"role", std::string(to_string(t.role))},
+          {"host", name_or_null(t.host)},
+          {"created_at", format_time(t.created_at)}};
+}
+
+json placement_view(const scheduler::Placement& p) {
+  json hosts = json::array();
+  for (const auto& v : p.verdicts) {
+    json h = {{"host", v.host}, {"feasible", v.feasible}};
+    if (v.feasible) {
+      h["scores"] = v.scores;
+      h["total"] = v.total;
+    } else {
+      h["filter"] = v.filter;
+      h["reason"] = v.reason;
+    }
+    hosts.push_back(std::move(h));
+  }
+  return {{"host", p.host.empty() ? json(nullptr) : json(p.host)}, {"hosts", hosts}};
+}
+
+}  // namespace kvmfleet::api

@@ -1,0 +1,372 @@
+#include "kvmfleet/cli/cli.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <optional>
+
+namespace kvmfleet::cli {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kUsage = R"(usage: kvmfleet [--url URL] [--token TOKEN | --token-file FILE] [-o table|json] COMMAND
+
+commands:
+  hosts                               list hosts
+  host get NAME                       show one host
+  host add NAME AGENT_URL             register a host (prints its agent token)
+  host cordon|uncordon NAME           make a host unschedulable / schedulable
+  vms [--host H] [--state S]          list VMs
+  vm get ID|NAME                      show one VM
+  vm create NAME --memory MIB [--vcpus N] [--disk GIB]... [--host H]
+            [--group G] [--ha] [--start] [--wait SECONDS]
+  vm start|reboot|destroy ID [--wait SECONDS]
+  vm stop ID [--timeout SECONDS] [--force] [--wait SECONDS]
+  vm delete ID [--force] [--wait SECONDS]
+  place NAME --memory MIB [--vcpus N] [--host H] [--group G]
+                                      placement dry run: where and why
+  ops [--state S] [--limit N]         list operations, newest first
+  op get ID [--wait SECONDS]          show (or wait for) one operation
+  op cancel ID                        cancel an operation
+
+URL and token default to $KVMFLEET_URL and $KVMFLEET_TOKEN.
+)";
+
+struct Args {
+  std::vector<std::string> positional;
+  std::multimap<std::string, std::string> options;  // --key value; flags get "true"
+  bool has(const std::string& k) const { return options.count(k) > 0; }
+  std::string get(const std::string& k, const std::string& fallback = {}) const {
+    auto it = options.find(k);
+    return it == options.end() ? fallback : it->second;
+  }
+};
+
+const std::vector<std::string> kFlags = {"--ha", "--start", "--force", "--help"};
+
+std::optional<Args> parse_args(const std::vector<std::string>& argv, std::ostream& err) {
+  Args a;
+  for (std::size_t i = 0; i < argv.size(); ++i) {
+    const std::string& s = argv[i];
+    if (s == "-o") {
+      if (i + 1 >= argv.size()) {
+        err << "kvmfleet: -o needs a value\n";
+        return std::nullopt;
+      }
+      a.options.emplace("-o", argv[++i]);
+    } else if (s.rfind("--", 0) == 0 && s.size() > 2) {
+      const auto eq = s.find('=');
+      if (eq != std::string::npos) {
+        a.options.emplace(s.substr(0, eq), s.substr(eq + 1));
+      } else if (std::find(kFlags.begin(), kFlags.end(), s) != kFlags.end()) {
+        a.options.emplace(s, "true");
+      } else {
+        if (i + 1 >= argv.size()) {
+          err << "kvmfleet: " << s << " needs a value\n";
+          return std::nullopt;
+        }
+        a.options.emplace(s, argv[++i]);
+      }
+    } else {
+      a.positional.push_back(s);
+    }
+  }
+  return a;
+}
+
+std::string cell(const json& v) {
+  if (v.is_null()) return "-";
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
+  return v.dump();
+}
+
+void print_table(std::ostream& out, const std::vector<std::string>& headers,
+                 const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> w(headers.size());
+  for (std::size_t i = 0; i < headers.size(); ++i) w[i] = headers[i].size();
+  for (const auto& r : rows)
+    for (std::size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
+  auto line = [&](const std::vector<std::string>& r) {
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      out << r[i];
+      if (i + 1 < r.size()) out << std::string(w[i] - r[i].size() + 2, ' ');
+    }
+    out << "\n";
+  };
+  line(headers);
+  for (const auto& r : rows) line(r);
+}
+
+std::string url_encode(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out.push_back(static_cast<char>(c));
+    else {
+      out.push_back('%');
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 15]);
+    }
+  }
+  return out;
+}
+
+class Runner {
+ public:
+  Runner(const Args& a, std::string base, std::string token, http::Client& client, std::ostream& out,
+         std::ostream& err)
+      : a_(a), base_(std::move(base)), token_(std::move(token)), client_(client), out_(out), err_(err) {
+    json_ = a_.get("-o", "table") == "json";
+  }
+
+  std::optional<json> call(const std::string& method, const std::string& path,
+                           const std::optional<json>& body = std::nullopt, int wait_s = 0) {
+    const auto timeout = std::chrono::milliseconds((wait_s + 30) * 1000);
+    auto r = client_.request(method, base_ + path, token_, body ? body->dump() : std::string{}, timeout);
+    if (!r) {
+      err_ << "kvmfleet: " << r.error().message << "\n";
+      return std::nullopt;
+    }
+    auto j = json::parse(r->body, nullptr, false);
+    if (r->status >= 400) {
+      if (!j.is_discarded() && j.contains("error")) {
+        const auto& e = j["error"];
+        err_ << "kvmfleet: " << e.value("code", "error") << ": " << e.value("message", "") << "\n";
+        if (e.contains("details") && !e["details"].empty()) err_ << "  details: " << e["details"].dump() << "\n";
+      } else {
+        err_ << "kvmfleet: HTTP " << r->status << "\n";
+      }
+      return std::nullopt;
+    }
+    if (j.is_discarded()) {
+      err_ << "kvmfleet: the server answered with something that is not JSON\n";
+      return std::nullopt;
+    }
+    return j;
+  }
+
+  int show(const json& j, const std::vector<std::string>& cols, const json* items = nullptr) {
+    if (json_) {
+      out_ << j.dump(2) << "\n";
+      return 0;
+    }
+    std::vector<std::vector<std::string>> rows;
+    auto row_of = [&](const json& item) {
+      std::vector<std::string> r;
+      for (const auto& c : cols) r.push_back(item.contains(c) ? cell(item[c]) : "-");
+      return r;
+    };
+    if (items) {
+      for (const auto& it : *items) rows.push_back(row_of(it));
+    } else {
+      rows.push_back(row_of(j));
+    }
+    std::vector<std::string> headers;
+    for (auto c : cols) {
+      std::transform(c.begin(), c.end(), c.begin(), ::toupper);
+      headers.push_back(c);
+    }
+    print_table(out_, headers, rows);
+    return 0;
+  }
+
+  int show_operation(const json& op) {
+    if (json_) return show(op, {});
+    out_ << "operation " << op.value("id", "") << "  " << op.value("kind", "") << "  "
+         << op.value("state", "") << "  " << op.value("progress", 0) << "%";
+    if (op.contains("step") && !op["step"].get<std::string>().empty()) out_ << "  (" << op["step"].get<std::string>() << ")";
+    out_ << "\n";
+    if (op.contains("error") && !op["error"].is_null())
+      out_ << "  error: " << op["error"].value("code", "") << ": " << op["error"].value("message", "") << "\n";
+    return op.value("state", "") == "failed" ? 1 : 0;
+  }
+
+  std::string wait_query() const {
+    return a_.has("--wait") ? "?wait=" + url_encode(a_.get("--wait")) : "";
+  }
+  int wait_seconds() const {
+    try {
+      return a_.has("--wait") ? std::stoi(a_.get("--wait")) : 0;
+    } catch (...) {
+      return 0;
+    }
+  }
+
+  std::optional<json> vm_body(const std::string& name, bool with_start) {
+    json b = {{"name", name}};
+    try {
+      if (!a_.has("--memory")) {
+        err_ << "kvmfleet: --memory is required\n";
+        return std::nullopt;
+      }
+      b["memory_mib"] = std::stoll(a_.get("--memory"));
+      if (a_.has("--vcpus")) b["vcpus"] = std::stoi(a_.get("--vcpus"));
+      json disks = json::array();
+      auto range = a_.options.equal_range("--disk");
+      for (auto it = range.first; it != range.second; ++it) disks.push_back({{"size_gib", std::stoll(it->second)}});
+      if (!disks.empty()) b["disks"] = disks;
+    } catch (const std::exception&) {
+      err_ << "kvmfleet: --memory, --vcpus and --disk take whole numbers\n";
+      return std::nullopt;
+    }
+    if (a_.has("--host")) b["host"] = a_.get("--host");
+    if (a_.has("--group")) b["anti_affinity_group"] = a_.get("--group");
+    if (a_.has("--ha")) b["ha"] = true;
+    if (with_start && a_.has("--start")) b["start"] = true;
+    return b;
+  }
+
+  int run() {
+    const auto& p = a_.positional;
+    if (p.empty() || a_.has("--help")) {
+      out_ << kUsage;
+      return p.empty() && !a_.has("--help") ? 2 : 0;
+    }
+    const std::string& cmd = p[0];
+    const std::vector<std::string> host_cols = {"name", "state", "schedulable", "cpus", "memory_total_mib",
+                                                "memory_allocated_mib", "vm_count", "last_heartbeat"};
+    const std::vector<std::string> vm_cols = {"name", "id", "state", "desired_state", "host", "vcpus", "memory_mib"};
+    const std::vector<std::string> op_cols = {"id", "kind", "state", "progress", "step", "created_at"};
+    if (cmd == "hosts" && p.size() == 1) {
+      auto j = call("GET", "/v1/hosts");
+      return j ? show(*j, host_cols, &(*j)["items"]) : 1;
+    }
+    if (cmd == "host" && p.size() == 3 && p[1] == "get") {
+      auto j = call("GET", "/v1/hosts/" + url_encode(p[2]));
+      return j ? show(*j, host_cols) : 1;
+    }
+    if (cmd == "host" && p.size() == 4 && p[1] == "add") {
+      auto j = call("POST", "/v1/hosts", json{{"name", p[2]}, {"agent_url", p[3]}});
+      if (!j) return 1;
+      if (json_) return show(*j, {});
+      out_ << "host " << p[2] << " registered\nagent token (shown once): " << (*j)["agent_token"].get<std::string>() << "\n";
+      return 0;
+    }
+    if (cmd == "host" && p.size() == 3 && (p[1] == "cordon" || p[1] == "uncordon")) {
+      auto j = call("PATCH", "/v1/hosts/" + url_encode(p[2]), json{{"schedulable", p[1] == "uncordon"}});
+      return j ? show(*j, host_cols) : 1;
+    }
+    if (cmd == "vms" && p.size() == 1) {
+      std::string q = "?limit=1000";
+      if (a_.has("--host")) q += "&host=" + url_encode(a_.get("--host"));
+      if (a_.has("--state")) q += "&state=" + url_encode(a_.get("--state"));
+      json all = json::array();
+      std::string cursor;
+      while (true) {
+        auto j = call("GET", "/v1/vms" + q + (cursor.empty() ? "" : "&cursor=" + url_encode(cursor)));
+        if (!j) return 1;
+        for (auto& it : (*j)["items"]) all.push_back(it);
+        if ((*j)["next_cursor"].is_null()) break;
+        cursor = (*j)["next_cursor"].get<std::string>();
+      }
+      json page = {{"items", all}};
+      return show(page, vm_cols, &page["items"]);
+    }
+    if (cmd == "vm" && p.size() == 3) {
+      const std::string& action = p[1];
+      const std::string id = url_encode(p[2]);
+      if (action == "get") {
+        auto j = call("GET", "/v1/vms/" + id);
+        return j ? show(*j, vm_cols) : 1;
+      }
+      if (action == "create") {
+        auto body = vm_body(p[2], true);
+        if (!body) return 2;
+        auto j = call("POST", "/v1/vms" + wait_query(), body, wait_seconds());
+        return j ? show_operation(*j) : 1;
+      }
+      if (action == "start" || action == "reboot" || action == "destroy") {
+        auto j = call("POST", "/v1/vms/" + id + "/" + action + wait_query(), json::object(), wait_seconds());
+        return j ? show_operation(*j) : 1;
+      }
+      if (action == "stop") {
+        json b = json::object();
+        try {
+          if (a_.has("--timeout")) b["timeout_s"] = std::stoi(a_.get("--timeout"));
+        } catch (const std::exception&) {
+          err_ << "kvmfleet: --timeout takes whole seconds\n";
+          return 2;
+        }
+        if (a_.has("--force")) b["force"] = true;
+        auto j = call("POST", "/v1/vms/" + id + "/stop" + wait_query(), b, wait_seconds());
+        return j ? show_operation(*j) : 1;
+      }
+      if (action == "delete") {
+        std::string q = wait_query();
+        if (a_.has("--force")) q += (q.empty() ? "?" : "&") + std::string("force=true");
+        auto j = call("DELETE", "/v1/vms/" + id + q, std::nullopt, wait_seconds());
+        return j ? show_operation(*j) : 1;
+      }
+    }
+    if (cmd == "place" && p.size() == 2) {
+      auto body = vm_body(p[1], false);
+      if (!body) return 2;
+      auto j = call("POST", "/v1/placements", body);
+      if (!j) return 1;
+      if (json_) return show(*j, {});
+      out_ << "chosen host: " << cell((*j)["host"]) << "\n";
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& h : (*j)["hosts"])
+        rows.push_back({h["host"].get<std::string>(), h["feasible"].get<bool>() ? "yes" : "no",
+                        h["feasible"].get<bool>() ? cell(h["total"]) : h.value("filter", "") + ": " + h.value("reason", "")});
+      print_table(out_, {"HOST", "FEASIBLE", "SCORE / WHY NOT"}, rows);
+      return 0;
+    }
+    if (cmd == "ops" && p.size() == 1) {
+      std::string q = "?limit=" + url_encode(a_.get("--limit", "50"));
+      if (a_.has("--state")) q += "&state=" + url_encode(a_.get("--state"));
+      auto j = call("GET", "/v1/operations" + q);
+      return j ? show(*j, op_cols, &(*j)["items"]) : 1;
+    }
+    if (cmd == "op" && p.size() == 3 && p[1] == "get") {
+      auto j = call("GET", "/v1/operations/" + url_encode(p[2]) + wait_query(), std::nullopt, wait_seconds());
+      return j ? show_operation(*j) : 1;
+    }
+    if (cmd == "op" && p.size() == 3 && p[1] == "cancel") {
+      auto j = call("DELETE", "/v1/operations/" + url_encode(p[2]));
+      return j ? show_operation(*j) : 1;
+    }
+    err_ << "kvmfleet: unknown command\n" << kUsage;
+    return 2;
+  }
+
+ private:
+  const Args& a_;
+  std::string base_;
+  std::string token_;
+  http::Client& client_;
+  std::ostream& out_;
+  std::ostream& err_;
+  bool json_ = false;
+};
+
+}  // namespace
+
+int run(const std::vector<std::string>& argv, const Environment& env, http::Client& client,
+        std::ostream& out, std::ostream& err) {
+  auto args = parse_args(argv, err);
+  if (!args) return 2;
+  const std::string fmt = args->get("-o", "table");
+  if (fmt != "table" && fmt != "json") {
+    err << "kvmfleet: -o must be table or json\n";
+    return 2;
+  }
+  std::string url = args->get("--url", env.url.empty() ? "http://127.0.0.1:8400" : env.url);
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  std::string token = args->get("--token", env.token);
+  if (args->has("--token-file")) {
+    std::ifstream in(args->get("--token-file"));
+    if (!in || !std::getline(in, token)) {
+      err << "kvmfleet: cannot read the token file\n";
+      return 2;
+    }
+  }
+  Runner r(*args, url, token, client, out, err);
+  return r.run();
+}
+
+}  // namespace kvmfleet::cli

@@ -1,0 +1,232 @@
+#include "kvmfleet/controller/operation_runner.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace kvmfleet {
+
+ClusterState& OpContext::state() { return runner_.state_; }
+AgentApi& OpContext::agents() { return runner_.agents_; }
+const ControllerConfig& OpContext::config() { return runner_.config_; }
+const Clock& OpContext::clock() { return runner_.clock_; }
+
+void OpContext::progress(int percent, std::string step) {
+  op_.progress = std::clamp(percent, 0, 100);
+  op_.step = std::move(step);
+  const std::string id = op_.id;
+  const int p = op_.progress;
+  const std::string s = op_.step;
+  auto st = state().update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+    const Operation* cur = d.find_operation(id);
+    if (!cur || is_terminal(cur->state)) return {};
+    Operation next = *cur;
+    next.progress = p;
+    next.step = s;
+    b.put_operations.push_back(std::move(next));
+    return {};
+  });
+  if (!st) spdlog::warn("operation {}: cannot record progress: {}", id, st.error().message);
+}
+
+bool OpContext::cancel_requested() const {
+  std::lock_guard lk(runner_.mu_);
+  return runner_.cancel_requested_.count(op_.id) > 0;
+}
+
+bool OpContext::sleep_for(std::chrono::milliseconds d) {
+  std::unique_lock lk(runner_.mu_);
+  runner_.cv_.wait_for(lk, d, [&] {
+    return runner_.stopping_ || runner_.cancel_requested_.count(op_.id) > 0;
+  });
+  return !runner_.stopping_ && runner_.cancel_requested_.count(op_.id) == 0;
+}
+
+OperationRunner::OperationRunner(ClusterState& state, AgentApi& agents,
+                                 const ControllerConfig& config, const Clock& clock)
+    : state_(state), agents_(agents), config_(config), clock_(clock) {}
+
+OperationRunner::~OperationRunner() { stop(); }
+
+void OperationRunner::register_kind(std::string kind, OperationFn fn) {
+  kinds_[std::move(kind)] = std::move(fn);
+}
+
+void OperationRunner::start() {
+  // Whatever a previous controller left pending or running is resumed, oldest first.
+  auto unfinished = state_.read([](const ClusterState::Data& d) {
+    std::vector<const Operation*> ops;
+    for (const auto& [_, op] : d.operations)
+      if (!is_terminal(op.state)) ops.push_back(&op);
+    std::sort(ops.begin(), ops.end(),
+              [](const Operation* a, const Operation* b) { return a->created_at < b->created_at; });
+    std::vector<std::string> ids;
+    for (const auto* op : ops) ids.push_back(op->id);
+    return ids;
+  });
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = false;
+    for (auto& id : unfinished) queue_.push_back(id);
+  }
+  if (!unfinished.empty())
+    spdlog::info("resuming {} unfinished operation(s)", unfinished.size());
+  for (int i = 0; i < config_.operation_workers; ++i) workers_.emplace_back([this] { worker(); });
+}
+
+void OperationRunner::stop() {
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : workers_)
+    if (t.joinable()) t.join();
+  workers_.clear();
+}
+
+void OperationRunner::submit(const std::string& op_id) {
+  {
+    std::lock_guard lk(mu_);
+    queue_.push_back(op_id);
+  }
+  cv_.notify_all();
+}
+
+Status OperationRunner::cancel(const std::string& op_id) {
+  bool was_queued = false;
+  {
+    std::lock_guard lk(mu_);
+    auto it = std::find(queue_.begin(), queue_.end(), op_id);
+    if (it != queue_.end()) {
+      queue_.erase(it);
+      was_queued = true;
+    }
+  }
+  auto op = state_.read([&](const ClusterState::Data& d) -> std::optional<Operation> {
+    const Operation* o = d.find_operation(op_id);
+    return o ? std::optional<Operation>(*o) : std::nullopt;
+  });
+  if (!op) return not_found("no such operation", {{"id", op_id}});
+  if (is_terminal(op->state))
+    return conflict("operation already finished", {{"id", op_id}, {"state", to_string(op->state)}});
+  if (was_queued || op->state == OpState::pending) {
+    finish(op_id, OpState::cancelled, Error(ErrorCode::cancelled, "cancelled before it started"),
+           op->result);
+    return {};
+  }
+  {
+    std::lock_guard lk(mu_);
+    cancel_requested_.insert(op_id);
+  }
+  cv_.notify_all();
+  return {};
+}
+
+void OperationRunner::worker() {
+  std::unique_lock lk(mu_);
+  while (true) {
+    std::string picked, target;
+    cv_.wait(lk, [&] {
+      if (stopping_) return true;
+      for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+        auto t = state_.read([&](const ClusterState::Data& d) {
+          const Operation* o = d.find_operation(*it);
+          return o ? o->target_id : std::string{};
+        });
+        if (busy_targets_.count(t)) continue;
+        picked = *it;
+        target = t;
+        queue_.erase(it);
+        return true;
+      }
+      return false;
+    });
+    if (stopping_) return;
+    busy_targets_.insert(target);
+    lk.unlock();
+    execute(picked);
+    lk.lock();
+    busy_targets_.erase(target);
+    cancel_requested_.erase(picked);
+    cv_.notify_all();
+  }
+}
+
+void OperationRunner::execute(const std::string& op_id) {
+  std::optional<Operation> op;
+  auto st = state_.update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+    const Operation* cur = d.find_operation(op_id);
+    if (!cur || is_terminal(cur->state)) return {};
+    Operation next = *cur;
+    next.state = OpState::running;
+    next.attempts += 1;
+    if (!next.started_at) next.started_at = clock_.now();
+    op = next;
+    b.put_operations.push_back(std::move(next));
+    return {};
+  });
+  if (!st) {
+    spdlog::error("operation {}: cannot mark running: {}", op_id, st.error().message);
+    return;
+  }
+  if (!op) return;  // finished or cancelled meanwhile
+  auto kind = kinds_.find(op->kind);
+  if (kind == kinds_.end()) {
+    finish(op_id, OpState::failed, internal_error("no code for operation kind " + op->kind), {});
+    return;
+  }
+  spdlog::info("operation {} {} on {} {}: running (attempt {})", op->id, op->kind,
+               op->target_type, op->target_id, op->attempts);
+  OpContext ctx(*this, *op);
+  Status result = internal_error("operation did not run");
+  try {
+    result = kind->second(ctx);
+  } catch (const std::exception& e) {
+    result = internal_error(std::string("operation failed unexpectedly: ") + e.what());
+  }
+  {
+    std::lock_guard lk(mu_);
+    if (stopping_ && !result.ok() && result.error().code != ErrorCode::cancelled) {
+      // Interrupted by shutdown: left running, so the next controller resumes it.
+      spdlog::info("operation {}: interrupted by shutdown, will resume", op_id);
+      return;
+    }
+  }
+  if (result.ok()) {
+    finish(op_id, OpState::succeeded, std::nullopt, ctx.result());
+  } else {
+    const bool cancelled = result.error().code == ErrorCode::cancelled;
+    finish(op_id, cancelled ? OpState::cancelled : OpState::failed, result.error(), ctx.result());
+  }
+}
+
+void OperationRunner::finish(const std::string& op_id, OpState final_state,
+                             std::optional<Error> error, const nlohmann::json& result) {
+  auto st = state_.update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+    const Operation* cur = d.find_operation(op_id);
+    if (!cur || is_terminal(cur->state)) return {};
+    Operation next = *cur;
+    next.state = final_state;
+    next.error = error;
+    next.result = result;
+    if (final_state == OpState::succeeded) {
+      next.progress = 100;
+      next.step = "done";
+    }
+    next.finished_at = clock_.now();
+    b.put_operations.push_back(std::move(next));
+    return {};
+  });
+  if (!st) {
+    spdlog::error("operation {}: cannot record its end: {}", op_id, st.error().message);
+    return;
+  }
+  if (error)
+    spdlog::info("operation {}: {} ({}: {})", op_id, to_string(final_state), to_string(error->code),
+                 error->message);
+  else
+    spdlog::info("operation {}: {}", op_id, to_string(final_state));
+}
+
+}  // namespace kvmfleet

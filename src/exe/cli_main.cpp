@@ -1,0 +1,14 @@
+// kvmfleet: the admin command line.
+#include "kvmfleet/cli/cli.hpp"
+
+#include <cstdlib>
+#include <iostream>
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  kvmfleet::cli::Environment env;
+  if (const char* u = std::getenv("KVMFLEET_URL")) env.url = u;
+  if (const char* t = std::getenv("KVMFLEET_TOKEN")) env.token = t;
+  kvmfleet::http::BeastClient client(std::getenv("KVMFLEET_CA_FILE") ? std::getenv("KVMFLEET_CA_FILE") : "");
+  return kvmfleet::cli::run(args, env, client, std::cout, std::cerr);
+}

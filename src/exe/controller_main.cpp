@@ -1,0 +1,145 @@
+// kvmfleet-controller: cluster state, REST API, scheduler, operations.
+#include "kvmfleet/api/api.hpp"
+#include "kvmfleet/controller/agent_api.hpp"
+#include "kvmfleet/controller/cluster_service.hpp"
+#include "kvmfleet/controller/vm_operations.hpp"
+#include "kvmfleet/http/server.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/program_options.hpp>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+namespace po = boost::program_options;
+using namespace kvmfleet;
+
+namespace {
+
+Result<ControllerConfig> load_config(const std::string& path) {
+  if (path.empty()) return ControllerConfig{};
+  std::ifstream in(path);
+  if (!in) return invalid("cannot read config file " + path);
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded()) return invalid("config file " + path + " is not valid JSON");
+  return ControllerConfig::from_json(j);
+}
+
+void schedule_tick(boost::asio::steady_timer& timer, ClusterService& svc) {
+  timer.expires_after(std::chrono::seconds(1));
+  timer.async_wait([&timer, &svc](const boost::system::error_code& ec) {
+    if (ec) return;
+    svc.tick();
+    schedule_tick(timer, svc);
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  po::options_description opts("kvmfleet-controller options");
+  opts.add_options()("help,h", "show this help")(
+      "config,c", po::value<std::string>()->default_value(""), "JSON config file")(
+      "database", po::value<std::string>(), "SQLite database path (overrides the config)")(
+      "listen-address", po::value<std::string>(), "API listen address (overrides the config)")(
+      "listen-port", po::value<int>(), "API listen port (overrides the config)")(
+      "bootstrap-token-file", po::value<std::string>(), "where the first admin token is written")(
+      "log-level", po::value<std::string>()->default_value("info"), "trace|debug|info|warn|error");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, opts), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::cerr << "kvmfleet-controller: " << e.what() << "\n" << opts;
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << opts;
+    return 0;
+  }
+  spdlog::set_level(spdlog::level::from_str(vm["log-level"].as<std::string>()));
+
+  auto cfg = load_config(vm["config"].as<std::string>());
+  if (!cfg) {
+    std::cerr << "kvmfleet-controller: " << cfg.error().message << "\n";
+    return 2;
+  }
+  ControllerConfig config = *cfg;
+  if (vm.count("database")) config.database_path = vm["database"].as<std::string>();
+  if (vm.count("listen-address")) config.listen_address = vm["listen-address"].as<std::string>();
+  if (vm.count("listen-port")) {
+    const int p = vm["listen-port"].as<int>();
+    if (p < 0 || p > 65535) {
+      std::cerr << "kvmfleet-controller: listen-port out of range\n";
+      return 2;
+    }
+    config.listen_port = static_cast<std::uint16_t>(p);
+  }
+  if (vm.count("bootstrap-token-file"))
+    config.bootstrap_token_file = vm["bootstrap-token-file"].as<std::string>();
+
+  auto store = open_sqlite_store(config.database_path);
+  if (!store) {
+    spdlog::critical("cannot open the store: {}", store.error().message);
+    return 1;
+  }
+  ClusterState state(**store);
+  if (auto st = state.load(); !st) {
+    spdlog::critical("cannot load the store: {}", st.error().message);
+    return 1;
+  }
+
+  boost::asio::io_context ioc;
+  http::BeastClient client(config.agent_ca_file);
+  HttpAgentApi agents(client);
+  OperationRunner runner(state, agents, config, SystemClock::instance());
+  register_vm_operations(runner);
+  ClusterService service(state, runner, config, SystemClock::instance(), ioc);
+  if (auto st = service.bootstrap_admin(config.bootstrap_token_file); !st) {
+    spdlog::critical("cannot write the admin token: {}", st.error().message);
+    return 1;
+  }
+
+  api::Metrics metrics;
+  api::Api api(service, metrics);
+  http::ServerOptions sopts;
+  sopts.address = config.listen_address;
+  sopts.port = config.listen_port;
+  sopts.body_limit = config.body_limit_bytes;
+  sopts.read_timeout = config.read_timeout;
+  sopts.tls_cert_file = config.tls_cert_file;
+  sopts.tls_key_file = config.tls_key_file;
+  http::Server server(ioc, sopts, [&api](http::Request&& req, http::Responder respond) {
+    api.handle(std::move(req), std::move(respond));
+  });
+  if (auto st = server.start(); !st) {
+    spdlog::critical("cannot start the API: {}", st.error().message);
+    return 1;
+  }
+  runner.start();
+  spdlog::info("kvmfleet-controller serving {}://{}:{}", server.tls() ? "https" : "http",
+               config.listen_address, server.port());
+
+  boost::asio::steady_timer ticker(ioc);
+  schedule_tick(ticker, service);
+  boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code&, int sig) {
+    spdlog::info("signal {}: shutting down", sig);
+    server.stop();
+    ticker.cancel();
+    ioc.stop();
+  });
+
+  std::vector<std::thread> threads;
+  for (int i = 1; i < config.api_threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
+  ioc.run();
+  for (auto& t : threads) t.join();
+  // Operations still running stay "running" in the store; the next start resumes them.
+  runner.stop();
+  spdlog::info("kvmfleet-controller stopped");
+  return 0;
+}
