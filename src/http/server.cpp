@@ -4,6 +4,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
@@ -53,7 +54,18 @@ class HttpSession : public SessionBase {
     parser_.emplace();
     parser_->body_limit(options_.body_limit);
     parser_->header_limit(16 * 1024);
-    beast::get_lowest_layer(derived().stream()).expires_after(options_.read_timeout);
+    // Our own timer rather than the stream's expiry: the stream closes the socket on
+    // expiry, and a slow client should still get a 408 body before the close.
+    beast::get_lowest_layer(derived().stream()).expires_never();
+    timed_out_ = false;
+    read_timer_.emplace(derived().stream().get_executor());
+    read_timer_->expires_after(options_.read_timeout);
+    read_timer_->async_wait([self = derived().shared_from_this()](beast::error_code ec) {
+      if (ec) return;
+      self->timed_out_ = true;
+      beast::error_code ignored;
+      beast::get_lowest_layer(self->stream()).socket().cancel(ignored);
+    });
     bhttp::async_read(derived().stream(), buffer_, *parser_,
                       [self = derived().shared_from_this()](beast::error_code ec, std::size_t) {
                         self->on_read(ec);
@@ -73,6 +85,8 @@ class HttpSession : public SessionBase {
 
  private:
   void on_read(beast::error_code ec) {
+    if (read_timer_) read_timer_->cancel();
+    if (timed_out_ && ec) ec = beast::error::timeout;
     if (ec == bhttp::error::end_of_stream || ec == asio::error::operation_aborted ||
         ec == asio::error::connection_reset || ec == asio::error::eof) {
       return derived().do_eof();
@@ -95,7 +109,6 @@ class HttpSession : public SessionBase {
       if (!started) return derived().do_eof();
       return send_error_and_close(invalid("malformed HTTP request: " + ec.message()));
     }
-    beast::get_lowest_layer(derived().stream()).expires_never();
     Request req = parser_->release();
     const unsigned version = req.version();
     const bool keep_alive = req.keep_alive();
@@ -146,6 +159,8 @@ class HttpSession : public SessionBase {
   std::shared_ptr<Registry> registry_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::shared_ptr<Response> response_;
+  std::optional<boost::asio::steady_timer> read_timer_;
+  bool timed_out_ = false;
 };
 
 class PlainSession final : public HttpSession<PlainSession>,

@@ -1,0 +1,118 @@
+#pragma once
+
+#include "kvmfleet/controller/agent_api.hpp"
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+namespace kvmfleet::doubles {
+
+// AgentApi double: an in-memory "libvirt" per host, with a call log and injectable
+// failures. shutdown() leaves the domain running unless `acpi_works` is set.
+class FakeAgentApi final : public AgentApi {
+ public:
+  struct Call {
+    std::string host, name, op_id, uuid;
+  };
+
+  Result<HostInventory> inventory(const Host& h) override {
+    std::lock_guard lk(mu_);
+    HostInventory inv;
+    inv.hostname = h.name;
+    for (auto& [uuid, d] : domains_[h.name]) inv.domains.push_back(d);
+    return inv;
+  }
+  Result<DomainStatus> get_domain(const Host& h, const std::string& uuid) override {
+    std::lock_guard lk(mu_);
+    auto& m = domains_[h.name];
+    auto it = m.find(uuid);
+    if (it == m.end()) return not_found("no domain");
+    return it->second;
+  }
+  Result<DomainStatus> define(const Host& h, const std::string& op, const DomainSpec& s) override {
+    std::lock_guard lk(mu_);
+    log(h, "define", op, s.uuid);
+    if (auto e = injected("define")) return *e;
+    auto& d = domains_[h.name][s.uuid];
+    d.uuid = s.uuid;
+    d.name = s.name;
+    if (d.state.empty()) d.state = "stopped";
+    d.managed = true;
+    d.generation = s.generation;
+    return d;
+  }
+  Result<DomainStatus> start(const Host& h, const std::string& op, const std::string& uuid) override {
+    return act(h, "start", op, uuid, "running");
+  }
+  Result<DomainStatus> shutdown(const Host& h, const std::string& op, const std::string& uuid) override {
+    return act(h, "shutdown", op, uuid, acpi_works ? "stopped" : "");
+  }
+  Result<DomainStatus> reboot(const Host& h, const std::string& op, const std::string& uuid) override {
+    return act(h, "reboot", op, uuid, "running");
+  }
+  Result<DomainStatus> destroy(const Host& h, const std::string& op, const std::string& uuid) override {
+    return act(h, "destroy", op, uuid, "stopped");
+  }
+  Status undefine(const Host& h, const std::string& op, const std::string& uuid, bool) override {
+    std::lock_guard lk(mu_);
+    log(h, "undefine", op, uuid);
+    if (auto e = injected("undefine")) return *e;
+    auto& m = domains_[h.name];
+    auto it = m.find(uuid);
+    if (it != m.end() && it->second.state == "running") return conflict("domain is running");
+    m.erase(uuid);
+    return {};
+  }
+
+  // Test controls
+  void fail_next(const std::string& call, Error e, int times = 1) {
+    std::lock_guard lk(mu_);
+    for (int i = 0; i < times; ++i) failures_[call].push_back(e);
+  }
+  std::vector<Call> calls() {
+    std::lock_guard lk(mu_);
+    return calls_;
+  }
+  int count(const std::string& name) {
+    std::lock_guard lk(mu_);
+    int n = 0;
+    for (auto& c : calls_) n += c.name == name;
+    return n;
+  }
+  void set_state(const std::string& host, const std::string& uuid, const std::string& state) {
+    std::lock_guard lk(mu_);
+    domains_[host][uuid].state = state;
+  }
+  bool acpi_works = true;
+
+ private:
+  Result<DomainStatus> act(const Host& h, const char* name, const std::string& op,
+                           const std::string& uuid, const std::string& next) {
+    std::lock_guard lk(mu_);
+    log(h, name, op, uuid);
+    if (auto e = injected(name)) return *e;
+    auto& m = domains_[h.name];
+    auto it = m.find(uuid);
+    if (it == m.end()) return not_found("no domain");
+    if (!next.empty()) it->second.state = next;
+    return it->second;
+  }
+  void log(const Host& h, const char* name, const std::string& op, const std::string& uuid) {
+    calls_.push_back({h.name, name, op, uuid});
+  }
+  std::optional<Error> injected(const std::string& name) {
+    auto& q = failures_[name];
+    if (q.empty()) return std::nullopt;
+    Error e = q.front();
+    q.erase(q.begin());
+    return e;
+  }
+
+  std::mutex mu_;
+  std::map<std::string, std::map<std::string, DomainStatus>> domains_;
+  std::map<std::string, std::vector<Error>> failures_;
+  std::vector<Call> calls_;
+};
+
+}  // namespace kvmfleet::doubles

@@ -1,0 +1,50 @@
+#pragma once
+
+#include "kvmfleet/store/store.hpp"
+
+#include <map>
+#include <mutex>
+
+namespace kvmfleet::doubles {
+
+// Store double: keeps records in maps; can be told to fail the next commits.
+class MemoryStore final : public Store {
+ public:
+  Result<StoreSnapshot> load() override {
+    std::lock_guard lk(mu_);
+    StoreSnapshot s;
+    for (auto& [_, h] : hosts_) s.hosts.push_back(h);
+    for (auto& [_, v] : vms_) s.vms.push_back(v);
+    for (auto& [_, o] : ops_) s.operations.push_back(o);
+    for (auto& [_, t] : tokens_) s.tokens.push_back(t);
+    return s;
+  }
+  Status commit(const WriteBatch& b) override {
+    std::lock_guard lk(mu_);
+    ++commits;
+    if (fail_commits > 0) {
+      --fail_commits;
+      return unavailable("store offline (test)");
+    }
+    for (auto& n : b.delete_hosts) hosts_.erase(n);
+    for (auto& h : b.put_hosts) hosts_[h.name] = h;
+    for (auto& id : b.delete_vms) vms_.erase(id);
+    for (auto& v : b.put_vms) vms_[v.id] = v;
+    for (auto& id : b.delete_operations) ops_.erase(id);
+    for (auto& o : b.put_operations) ops_[o.id] = o;
+    for (auto& id : b.delete_tokens) tokens_.erase(id);
+    for (auto& t : b.put_tokens) tokens_[t.id] = t;
+    return {};
+  }
+  int fail_commits = 0;
+  int commits = 0;
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, Host> hosts_;
+  std::map<std::string, Vm> vms_;
+  std::map<std::string, Operation> ops_;
+  std::map<std::string, TokenRecord> tokens_;
+};
+
+}  // namespace kvmfleet::doubles

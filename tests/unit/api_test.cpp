@@ -1,0 +1,335 @@
+#include "kvmfleet/api/api.hpp"
+#include "kvmfleet/cli/cli.hpp"
+#include "kvmfleet/controller/vm_operations.hpp"
+#include "kvmfleet/http/server.hpp"
+#include "tests/doubles/fake_agent_api.hpp"
+#include "tests/doubles/memory_store.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <gtest/gtest.h>
+
+#include <future>
+#include <sstream>
+#include <thread>
+
+using namespace kvmfleet;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_.agent_retry_backoff = 1ms;
+    ASSERT_TRUE(state_.load().ok());
+    register_vm_operations(runner_);
+    io_ = std::thread([this] { ioc_.run(); });
+    admin_ = service_.create_token("admin", Role::admin)->second;
+    operator_ = service_.create_token("ops", Role::operator_)->second;
+    viewer_ = service_.create_token("watcher", Role::viewer)->second;
+    auto h = service_.register_host("node1", "http://127.0.0.1:1");
+    agent_ = h->second;
+    HostInventory inv;
+    inv.cpus = 8;
+    inv.memory_total_mib = 16384;
+    ASSERT_TRUE(service_.heartbeat({"x", "host:node1", Role::agent, "node1"}, "node1", "", inv).ok());
+  }
+  void TearDown() override {
+    runner_.stop();
+    work_.reset();
+    ioc_.stop();
+    io_.join();
+  }
+
+  struct Reply {
+    unsigned status;
+    json body;
+    http::Response raw;
+  };
+
+  Reply call(http::Verb method, const std::string& target, const std::string& token,
+             const std::string& body = {}, std::map<std::string, std::string> headers = {}) {
+    http::Request req{method, target, 11};
+    if (!token.empty()) req.set(http::bhttp::field::authorization, "Bearer " + token);
+    for (auto& [k, v] : headers) req.set(k, v);
+    req.body() = body;
+    req.prepare_payload();
+    std::promise<http::Response> p;
+    api_.handle(std::move(req), [&](http::Response r) { p.set_value(std::move(r)); });
+    auto res = p.get_future().get();
+    json j = json::parse(res.body(), nullptr, false);
+    return {res.result_int(), j, res};
+  }
+
+  ControllerConfig config_;
+  ManualClock clock_;
+  doubles::MemoryStore store_;
+  doubles::FakeAgentApi agents_;
+  ClusterState state_{store_};
+  boost::asio::io_context ioc_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_ =
+      boost::asio::make_work_guard(ioc_);
+  std::thread io_;
+  OperationRunner runner_{state_, agents_, config_, clock_};
+  ClusterService service_{state_, runner_, config_, clock_, ioc_};
+  api::Metrics metrics_;
+  api::Api api_{service_, metrics_};
+  std::string admin_, operator_, viewer_, agent_;
+};
+
+TEST_F(ApiTest, HealthNeedsNoTokenEverythingElseDoes) {
+  EXPECT_EQ(call(http::Verb::get, "/v1/healthz", "").status, 200u);
+  for (auto path : {"/v1/hosts", "/v1/vms", "/v1/operations", "/metrics", "/v1/tokens"}) {
+    auto r = call(http::Verb::get, path, "");
+    EXPECT_EQ(r.status, 401u) << path;
+    EXPECT_EQ(r.body["error"]["code"], "unauthenticated");
+    EXPECT_EQ(call(http::Verb::get, path, "kvf_wrong").status, 401u) << path;
+  }
+}
+
+TEST_F(ApiTest, RolesAreEnforced) {
+  const std::string vm = R"({"name":"a1","memory_mib":64})";
+  EXPECT_EQ(call(http::Verb::get, "/v1/vms", viewer_).status, 200u);
+  auto denied = call(http::Verb::post, "/v1/vms", viewer_, vm);
+  EXPECT_EQ(denied.status, 403u);
+  EXPECT_EQ(denied.body["error"]["code"], "permission_denied");
+  EXPECT_EQ(call(http::Verb::post, "/v1/vms", operator_, vm).status, 202u);
+  EXPECT_EQ(call(http::Verb::post, "/v1/hosts", operator_, R"({"name":"n2","agent_url":"http://127.0.0.1:9"})").status, 403u);
+  EXPECT_EQ(call(http::Verb::get, "/v1/tokens", operator_).status, 403u);
+  EXPECT_EQ(call(http::Verb::get, "/v1/tokens", admin_).status, 200u);
+  // An agent credential only reaches the agent endpoints.
+  EXPECT_EQ(call(http::Verb::get, "/v1/vms", agent_).status, 403u);
+  EXPECT_EQ(call(http::Verb::post, "/v1/agent/heartbeat", admin_, R"({"host":"node1","inventory":{}})").status, 403u);
+  EXPECT_EQ(call(http::Verb::post, "/v1/agent/heartbeat", agent_, R"({"host":"node1","inventory":{"cpus":8,"memory_total_mib":16384}})").status, 200u);
+}
+
+TEST_F(ApiTest, ErrorsAreJsonWithStableCodes) {
+  auto r = call(http::Verb::get, "/v1/vms/nope", admin_);
+  EXPECT_EQ(r.status, 404u);
+  EXPECT_EQ(r.body["error"]["code"], "not_found");
+  EXPECT_EQ(call(http::Verb::put, "/v1/vms", admin_).status, 405u);
+  EXPECT_EQ(call(http::Verb::get, "/v2/vms", admin_).status, 404u);
+  EXPECT_EQ(call(http::Verb::get, "/v1/vms/BAD%20ID", admin_).status, 400u);
+  auto bad_json = call(http::Verb::post, "/v1/vms", admin_, "{\"name\":");
+  EXPECT_EQ(bad_json.status, 400u);
+  EXPECT_EQ(bad_json.body["error"]["code"], "invalid_argument");
+  auto xml = call(http::Verb::post, "/v1/vms", admin_, "<vm/>", {{"Content-Type", "application/xml"}});
+  EXPECT_EQ(xml.status, 415u);
+  auto unknown_q = call(http::Verb::get, "/v1/vms?colour=red", admin_);
+  EXPECT_EQ(unknown_q.status, 400u);
+  EXPECT_EQ(unknown_q.body["error"]["details"]["parameter"], "colour");
+  auto big = call(http::Verb::post, "/v1/vms", admin_, R"({"name":"big","memory_mib":4194304})");
+  EXPECT_EQ(big.status, 422u);
+  EXPECT_EQ(big.body["error"]["code"], "insufficient_capacity");
+  // Nothing was written by any of those.
+  EXPECT_EQ(state_.read([](const ClusterState::Data& d) { return d.vms.size(); }), 0u);
+}
+
+TEST_F(ApiTest, MutatingCallsReturn202WithAnOperation) {
+  auto r = call(http::Verb::post, "/v1/vms", admin_, R"({"name":"web1","memory_mib":64})");
+  ASSERT_EQ(r.status, 202u);
+  EXPECT_EQ(r.body["kind"], "vm.create");
+  EXPECT_EQ(r.body["state"], "pending");
+  EXPECT_EQ(r.raw[http::bhttp::field::location], "/v1/operations/" + r.body["id"].get<std::string>());
+  auto op = call(http::Verb::get, "/v1/operations/" + r.body["id"].get<std::string>(), viewer_);
+  EXPECT_EQ(op.status, 200u);
+  EXPECT_EQ(op.body["target"]["type"], "vm");
+  EXPECT_FALSE(op.body.contains("request_hash"));
+}
+
+TEST_F(ApiTest, WaitBlocksUntilTheOperationEnds) {
+  runner_.start();
+  auto r = call(http::Verb::post, "/v1/vms?wait=20", admin_, R"({"name":"web1","memory_mib":64,"start":true})");
+  ASSERT_EQ(r.status, 200u) << r.body.dump();
+  EXPECT_EQ(r.body["state"], "succeeded");
+  auto vm = call(http::Verb::get, "/v1/vms/web1", viewer_);
+  EXPECT_EQ(vm.body["state"], "running");
+  EXPECT_EQ(vm.body["host"], "node1");
+  auto stop = call(http::Verb::post, "/v1/vms/web1/stop?wait=20", operator_, R"({"timeout_s":5})");
+  EXPECT_EQ(stop.status, 200u);
+  EXPECT_EQ(stop.body["state"], "succeeded");
+}
+
+TEST_F(ApiTest, IdempotencyKeyReturnsTheSameOperation) {
+  const std::string body = R"({"name":"web1","memory_mib":64})";
+  auto a = call(http::Verb::post, "/v1/vms", admin_, body, {{"Idempotency-Key", "abc"}});
+  auto b = call(http::Verb::post, "/v1/vms", admin_, body, {{"Idempotency-Key", "abc"}});
+  ASSERT_EQ(a.status, 202u);
+  ASSERT_EQ(b.status, 202u) << b.body.dump();
+  EXPECT_EQ(a.body["id"], b.body["id"]);
+  EXPECT_EQ(b.raw["Idempotent-Replayed"], "true");
+  auto c = call(http::Verb::post, "/v1/vms", admin_, R"({"name":"web2","memory_mib":64})", {{"Idempotency-Key", "abc"}});
+  EXPECT_EQ(c.status, 409u);
+}
+
+TEST_F(ApiTest, ListsPageWithACursorAndFilter) {
+  for (auto n : {"e", "a", "d", "b", "c"})
+    ASSERT_EQ(call(http::Verb::post, "/v1/vms", admin_, json{{"name", n}, {"memory_mib", 64}}.dump()).status, 202u);
+  std::vector<std::string> seen;
+  std::string cursor;
+  int pages = 0;
+  do {
+    auto r = call(http::Verb::get, "/v1/vms?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor), viewer_);
+    ASSERT_EQ(r.status, 200u);
+    for (auto& it : r.body["items"]) seen.push_back(it["name"]);
+    cursor = r.body["next_cursor"].is_null() ? "" : r.body["next_cursor"].get<std::string>();
+    ++pages;
+  } while (!cursor.empty());
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "b", "c", "d", "e"}));
+  EXPECT_EQ(call(http::Verb::get, "/v1/vms?state=running", viewer_).body["items"].size(), 0u);
+  EXPECT_EQ(call(http::Verb::get, "/v1/vms?host=node1", viewer_).body["items"].size(), 5u);
+  EXPECT_EQ(call(http::Verb::get, "/v1/vms?limit=0", viewer_).status, 400u);
+}
+
+TEST_F(ApiTest, PlacementDryRunExplainsEveryHost) {
+  ASSERT_EQ(call(http::Verb::post, "/v1/hosts", admin_, R"({"name":"node2","agent_url":"http://127.0.0.1:9"})").status, 201u);
+  auto r = call(http::Verb::post, "/v1/placements", operator_, R"({"name":"x","memory_mib":1024})");
+  ASSERT_EQ(r.status, 200u);
+  EXPECT_EQ(r.body["host"], "node1");
+  ASSERT_EQ(r.body["hosts"].size(), 2u);
+  for (auto& h : r.body["hosts"]) {
+    if (h["host"] == "node2") {
+      EXPECT_FALSE(h["feasible"].get<bool>());
+      EXPECT_FALSE(h["reason"].get<std::string>().empty());
+    }
+  }
+}
+
+TEST_F(ApiTest, MetricsAreCountedAndExposed) {
+  call(http::Verb::get, "/v1/hosts", viewer_);
+  auto r = call(http::Verb::get, "/metrics", viewer_);
+  ASSERT_EQ(r.status, 200u);
+  const std::string text = r.raw.body();
+  EXPECT_NE(text.find("kvmfleet_http_requests_total{method=\"GET\",code=\"200\"}"), std::string::npos);
+  EXPECT_NE(text.find("kvmfleet_hosts{state=\"up\"} 1"), std::string::npos);
+}
+
+// ---- the HTTP server itself, on loopback -----------------------------------
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void start(http::ServerOptions o) {
+    o.address = "127.0.0.1";
+    o.port = 0;
+    server_ = std::make_unique<http::Server>(ioc_, o, [](http::Request&& req, http::Responder r) {
+      r(http::json_response(http::HttpStatus::ok, {{"len", req.body().size()}}));
+    });
+    ASSERT_TRUE(server_->start().ok());
+    thread_ = std::thread([this] { ioc_.run(); });
+  }
+  void TearDown() override {
+    server_->stop();
+    ioc_.stop();
+    thread_.join();
+  }
+  std::string raw_exchange(const std::string& bytes, bool half_close = false) {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::socket s(io);
+    s.connect({boost::asio::ip::make_address("127.0.0.1"), server_->port()});
+    boost::asio::write(s, boost::asio::buffer(bytes));
+    if (half_close) s.shutdown(boost::asio::ip::tcp::socket::shutdown_send);
+    std::string out;
+    boost::system::error_code ec;
+    char buf[4096];
+    for (;;) {
+      auto n = s.read_some(boost::asio::buffer(buf), ec);
+      if (ec) break;
+      out.append(buf, n);
+    }
+    return out;
+  }
+  boost::asio::io_context ioc_;
+  std::unique_ptr<http::Server> server_;
+  std::thread thread_;
+};
+
+TEST_F(ServerTest, OversizedBodyGets413JsonError) {
+  http::ServerOptions o;
+  o.body_limit = 1024;
+  start(o);
+  http::BeastClient c;
+  auto r = c.request("POST", "http://127.0.0.1:" + std::to_string(server_->port()) + "/x", "",
+                     std::string(4096, 'a'), 5s);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->status, 413u);
+  EXPECT_EQ(json::parse(r->body)["error"]["code"], "payload_too_large");
+}
+
+TEST_F(ServerTest, SlowClientGets408JsonErrorAndIsDisconnected) {
+  http::ServerOptions o;
+  o.read_timeout = 300ms;
+  start(o);
+  // Headers promise a body that never comes.
+  const auto out = raw_exchange("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n{");
+  EXPECT_NE(out.find("408"), std::string::npos) << out;
+  EXPECT_NE(out.find("request_timeout"), std::string::npos) << out;
+}
+
+TEST_F(ServerTest, GarbageGets400AndPipelinedRequestsAreAnsweredInOrder) {
+  start({});
+  const auto bad = raw_exchange("NOT HTTP AT ALL\r\n\r\n");
+  EXPECT_NE(bad.find("400"), std::string::npos) << bad;
+  const auto two = raw_exchange(
+      "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nxPOST /b HTTP/1.1\r\nHost: a\r\n"
+      "Content-Length: 2\r\nConnection: close\r\n\r\nyy");
+  const auto first = two.find("{\"len\":1}"), second = two.find("{\"len\":2}");
+  ASSERT_NE(first, std::string::npos) << two;
+  ASSERT_NE(second, std::string::npos) << two;
+  EXPECT_LT(first, second);
+}
+
+// ---- the CLI, against the API through a client double ----------------------
+
+class LoopbackClient final : public http::Client {
+ public:
+  explicit LoopbackClient(api::Api& api) : api_(api) {}
+  Result<http::ClientResponse> request(std::string_view method, const std::string& url,
+                                       const std::string& bearer, const std::string& body,
+                                       std::chrono::milliseconds) override {
+    const auto path = url.substr(url.find('/', url.find("//") + 2));
+    http::Request req{http::bhttp::string_to_verb(std::string(method)), path, 11};
+    if (!bearer.empty()) req.set(http::bhttp::field::authorization, "Bearer " + bearer);
+    req.body() = body;
+    req.prepare_payload();
+    std::promise<http::Response> p;
+    api_.handle(std::move(req), [&](http::Response r) { p.set_value(std::move(r)); });
+    auto res = p.get_future().get();
+    return http::ClientResponse{res.result_int(), res.body()};
+  }
+
+ private:
+  api::Api& api_;
+};
+
+TEST_F(ApiTest, CliPrintsTablesAndJsonAndFailsClearly) {
+  LoopbackClient client(api_);
+  cli::Environment env{"http://127.0.0.1:8400", admin_};
+  std::ostringstream out, err;
+  EXPECT_EQ(cli::run({"hosts"}, env, client, out, err), 0) << err.str();
+  EXPECT_NE(out.str().find("NAME"), std::string::npos);
+  EXPECT_NE(out.str().find("node1"), std::string::npos);
+  out.str("");
+  EXPECT_EQ(cli::run({"vm", "create", "web1", "--memory", "64"}, env, client, out, err), 0) << err.str();
+  EXPECT_NE(out.str().find("vm.create"), std::string::npos);
+  out.str("");
+  EXPECT_EQ(cli::run({"vms", "-o", "json"}, env, client, out, err), 0);
+  auto j = json::parse(out.str());
+  ASSERT_EQ(j["items"].size(), 1u);
+  EXPECT_EQ(j["items"][0]["name"], "web1");
+  err.str("");
+  EXPECT_EQ(cli::run({"vm", "create", "Bad_Name", "--memory", "64"}, env, client, out, err), 1);
+  EXPECT_NE(err.str().find("invalid_argument"), std::string::npos);
+  EXPECT_EQ(cli::run({"frobnicate"}, env, client, out, err), 2);
+  cli::Environment nobody{"http://127.0.0.1:8400", ""};
+  err.str("");
+  EXPECT_EQ(cli::run({"vms"}, nobody, client, out, err), 1);
+  EXPECT_NE(err.str().find("unauthenticated"), std::string::npos);
+}
+
+}  // namespace

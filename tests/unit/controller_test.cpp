@@ -1,0 +1,401 @@
+#include "kvmfleet/controller/cluster_service.hpp"
+#include "kvmfleet/controller/reconciler.hpp"
+#include "kvmfleet/controller/vm_operations.hpp"
+#include "tests/doubles/fake_agent_api.hpp"
+#include "tests/doubles/memory_store.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <future>
+#include <thread>
+
+using namespace kvmfleet;
+using namespace std::chrono_literals;
+
+namespace {
+
+class ControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_.agent_retry_attempts = 3;
+    config_.agent_retry_backoff = 1ms;
+    config_.operation_workers = 2;
+    io_thread_ = std::thread([this] { ioc_.run(); });
+    boot();
+  }
+  void TearDown() override {
+    shutdown();
+    work_.reset();
+    ioc_.stop();
+    io_thread_.join();
+  }
+
+  // A controller process: state loaded from the store, a runner, a service.
+  void boot() {
+    state_ = std::make_unique<ClusterState>(store_);
+    ASSERT_TRUE(state_->load().ok());
+    runner_ = std::make_unique<OperationRunner>(*state_, agents_, config_, clock_);
+    register_vm_operations(*runner_);
+    service_ = std::make_unique<ClusterService>(*state_, *runner_, config_, clock_, ioc_);
+  }
+  void shutdown() {
+    if (runner_) runner_->stop();
+    service_.reset();
+    runner_.reset();
+    state_.reset();
+  }
+
+  Principal admin() { return {"t", "admin", Role::admin, ""}; }
+
+  void host_up(const std::string& name, int cpus = 4, std::int64_t mem = 8192) {
+    auto r = service_->register_host(name, "http://127.0.0.1:1");
+    ASSERT_TRUE(r.ok());
+    HostInventory inv;
+    inv.cpus = cpus;
+    inv.memory_total_mib = mem;
+    inv.domain_type = "kvm";
+    Principal agent{"a", "host:" + name, Role::agent, name};
+    ASSERT_TRUE(service_->heartbeat(agent, name, "", inv).ok());
+  }
+
+  Operation wait_done(const std::string& id) {
+    std::promise<std::optional<Operation>> p;
+    service_->wait_operation(id, 20s, [&](std::optional<Operation> op) { p.set_value(op); });
+    auto op = p.get_future().get();
+    EXPECT_TRUE(op.has_value());
+    return op.value_or(Operation{});
+  }
+
+  Vm vm(const std::string& name) {
+    return state_->read([&](const ClusterState::Data& d) {
+      const Vm* v = d.find_vm(name);
+      return v ? *v : Vm{};
+    });
+  }
+
+  VmSpec spec(const std::string& name, std::int64_t mem = 256) {
+    VmSpec s;
+    s.name = name;
+    s.memory_mib = mem;
+    return s;
+  }
+
+  ControllerConfig config_;
+  ManualClock clock_;
+  doubles::MemoryStore store_;
+  doubles::FakeAgentApi agents_;
+  boost::asio::io_context ioc_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_ =
+      boost::asio::make_work_guard(ioc_);
+  std::thread io_thread_;
+  std::unique_ptr<ClusterState> state_;
+  std::unique_ptr<OperationRunner> runner_;
+  std::unique_ptr<ClusterService> service_;
+};
+
+TEST_F(ControllerTest, CreateDefinesOnThePlacedHostAndStarts) {
+  host_up("node1");
+  runner_->start();
+  auto s = service_->create_vm(admin(), spec("web1"), true, {});
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(s->operation.state, OpState::pending);
+  auto op = wait_done(s->operation.id);
+  EXPECT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(op.progress, 100);
+  EXPECT_EQ(vm("web1").host, "node1");
+  EXPECT_EQ(vm("web1").state, VmState::running);
+  EXPECT_EQ(vm("web1").desired, DesiredState::running);
+  EXPECT_EQ(agents_.count("define"), 1);
+  EXPECT_EQ(agents_.count("start"), 1);
+  // Every agent call carried the operation id.
+  for (const auto& c : agents_.calls()) EXPECT_EQ(c.op_id, op.id);
+}
+
+TEST_F(ControllerTest, CreateWithNoUpHostIsInsufficientCapacityAndWritesNothing) {
+  ASSERT_TRUE(service_->register_host("node1", "http://127.0.0.1:1").ok());  // never heartbeats
+  const int before = store_.commits;
+  auto s = service_->create_vm(admin(), spec("web1"), false, {});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::insufficient_capacity);
+  EXPECT_EQ(s.error().details["hosts"]["node1"].get<std::string>().empty(), false);
+  EXPECT_EQ(store_.commits, before);
+  EXPECT_TRUE(vm("web1").id.empty());
+}
+
+TEST_F(ControllerTest, DuplicateNameIsAConflict) {
+  host_up("node1");
+  ASSERT_TRUE(service_->create_vm(admin(), spec("web1"), false, {}).ok());
+  auto again = service_->create_vm(admin(), spec("web1"), false, {});
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::conflict);
+}
+
+TEST_F(ControllerTest, StoreFailureLeavesNothingHalfWritten) {
+  host_up("node1");
+  store_.fail_commits = 1;
+  auto s = service_->create_vm(admin(), spec("web1"), false, {});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::unavailable);
+  EXPECT_TRUE(vm("web1").id.empty());
+  auto ops = state_->read([](const ClusterState::Data& d) { return d.operations.size(); });
+  EXPECT_EQ(ops, 0u);
+}
+
+TEST_F(ControllerTest, IdempotencyKeyReplaysTheSameOperationAndActsOnce) {
+  host_up("node1");
+  runner_->start();
+  SubmitOptions o{"key-1", "hash-a"};
+  auto first = service_->create_vm(admin(), spec("web1"), false, o);
+  ASSERT_TRUE(first.ok());
+  auto second = service_->create_vm(admin(), spec("web1"), false, o);
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  EXPECT_TRUE(second->replayed);
+  EXPECT_EQ(second->operation.id, first->operation.id);
+  wait_done(first->operation.id);
+  EXPECT_EQ(agents_.count("define"), 1);
+  // The same key for a different request is refused.
+  auto other = service_->create_vm(admin(), spec("web2"), false, {"key-1", "hash-b"});
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().code, ErrorCode::conflict);
+}
+
+TEST_F(ControllerTest, AgentRefusalRollsBackTheCreate) {
+  host_up("node1");
+  agents_.fail_next("define", invalid("libvirt says no"));
+  runner_->start();
+  auto s = service_->create_vm(admin(), spec("web1"), false, {});
+  ASSERT_TRUE(s.ok());
+  auto op = wait_done(s->operation.id);
+  EXPECT_EQ(op.state, OpState::failed);
+  ASSERT_TRUE(op.error);
+  EXPECT_EQ(op.error->code, ErrorCode::invalid_argument);
+  EXPECT_TRUE(op.error->details.value("rolled_back", false));
+  EXPECT_TRUE(vm("web1").id.empty());
+}
+
+TEST_F(ControllerTest, UnavailableAgentIsRetriedThenSucceeds) {
+  host_up("node1");
+  agents_.fail_next("define", unavailable("connection refused"), 2);
+  runner_->start();
+  auto s = service_->create_vm(admin(), spec("web1"), false, {});
+  auto op = wait_done(s->operation.id);
+  EXPECT_EQ(op.state, OpState::succeeded);
+  EXPECT_EQ(agents_.count("define"), 3);
+}
+
+TEST_F(ControllerTest, StopTimesOutWithoutForceAndPowersOffWithForce) {
+  host_up("node1");
+  runner_->start();
+  auto c = service_->create_vm(admin(), spec("web1"), true, {});
+  wait_done(c->operation.id);
+  agents_.acpi_works = false;  // the guest ignores ACPI
+  auto s = service_->vm_action(admin(), "web1", op_kind::vm_stop, {{"timeout_s", 1}, {"force", false}}, {});
+  ASSERT_TRUE(s.ok());
+  auto op = wait_done(s->operation.id);
+  EXPECT_EQ(op.state, OpState::failed);
+  ASSERT_TRUE(op.error);
+  EXPECT_EQ(op.error->code, ErrorCode::timeout);
+  EXPECT_EQ(vm("web1").state, VmState::running);
+  auto f = service_->vm_action(admin(), "web1", op_kind::vm_stop, {{"timeout_s", 1}, {"force", true}}, {});
+  auto fop = wait_done(f->operation.id);
+  EXPECT_EQ(fop.state, OpState::succeeded);
+  EXPECT_TRUE(fop.result.value("forced", false));
+  EXPECT_EQ(vm("web1").state, VmState::stopped);
+  EXPECT_EQ(agents_.count("destroy"), 1);
+}
+
+TEST_F(ControllerTest, DeleteOfARunningVmNeedsForce) {
+  host_up("node1");
+  runner_->start();
+  auto c = service_->create_vm(admin(), spec("web1"), true, {});
+  wait_done(c->operation.id);
+  auto d = service_->vm_action(admin(), "web1", op_kind::vm_delete, {{"force", false}}, {});
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.error().code, ErrorCode::conflict);
+  auto f = service_->vm_action(admin(), "web1", op_kind::vm_delete, {{"force", true}}, {});
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(wait_done(f->operation.id).state, OpState::succeeded);
+  EXPECT_TRUE(vm("web1").id.empty());
+  EXPECT_EQ(agents_.count("undefine"), 1);
+}
+
+TEST_F(ControllerTest, UnknownVmIsNotFound) {
+  auto s = service_->vm_action(admin(), "ghost", op_kind::vm_start, nlohmann::json::object(), {});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::not_found);
+}
+
+TEST_F(ControllerTest, ARestartedControllerFinishesOperationsLeftBehind) {
+  host_up("node1");
+  // Submitted, then the process "dies" before any worker ran it.
+  auto s = service_->create_vm(admin(), spec("web1"), true, {});
+  ASSERT_TRUE(s.ok());
+  shutdown();
+  boot();  // a new process: memory rebuilt from the store
+  auto pending = state_->read([&](const ClusterState::Data& d) { return d.find_operation(s->operation.id)->state; });
+  EXPECT_EQ(pending, OpState::pending);
+  // Heartbeat time is not persisted; the host reports in again.
+  HostInventory inv;
+  inv.cpus = 4;
+  inv.memory_total_mib = 8192;
+  ASSERT_TRUE(service_->heartbeat({"a", "host:node1", Role::agent, "node1"}, "node1", "", inv).ok());
+  runner_->start();
+  auto op = wait_done(s->operation.id);
+  EXPECT_EQ(op.state, OpState::succeeded);
+  EXPECT_EQ(op.attempts, 1);
+  EXPECT_EQ(vm("web1").state, VmState::running);
+}
+
+TEST_F(ControllerTest, AnOperationInterruptedWhileRunningIsResumedAndCounted) {
+  host_up("node1");
+  auto s = service_->create_vm(admin(), spec("web1"), false, {});
+  // Mark it running as a dead controller would have left it.
+  ASSERT_TRUE(state_->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+    Operation op = *d.find_operation(s->operation.id);
+    op.state = OpState::running;
+    op.attempts = 1;
+    b.put_operations.push_back(op);
+    return {};
+  }).ok());
+  shutdown();
+  boot();
+  ASSERT_TRUE(service_->heartbeat({"a", "host:node1", Role::agent, "node1"}, "node1", "",
+                                  HostInventory{"", "", 4, "", 8192}).ok());
+  runner_->start();
+  auto op = wait_done(s->operation.id);
+  EXPECT_EQ(op.state, OpState::succeeded);
+  EXPECT_EQ(op.attempts, 2);
+}
+
+TEST_F(ControllerTest, PendingOperationCanBeCancelled) {
+  host_up("node1");
+  auto s = service_->create_vm(admin(), spec("web1"), false, {});  // runner not started
+  ASSERT_TRUE(service_->cancel_operation(s->operation.id).ok());
+  auto op = wait_done(s->operation.id);
+  EXPECT_EQ(op.state, OpState::cancelled);
+  auto again = service_->cancel_operation(s->operation.id);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::conflict);
+}
+
+TEST_F(ControllerTest, HeartbeatFromTheWrongHostIsRefused) {
+  host_up("node1");
+  ASSERT_TRUE(service_->register_host("node2", "http://127.0.0.1:2").ok());
+  auto st = service_->heartbeat({"a", "host:node1", Role::agent, "node1"}, "node2", "", {});
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, ErrorCode::permission_denied);
+}
+
+TEST_F(ControllerTest, TokensAuthenticateByHashAndBootstrapWritesAnAdminToken) {
+  auto t = service_->create_token("ops", Role::operator_);
+  ASSERT_TRUE(t.ok());
+  auto who = service_->authenticate(t->second);
+  ASSERT_TRUE(who);
+  EXPECT_EQ(who->role, Role::operator_);
+  EXPECT_FALSE(service_->authenticate(t->second + "x"));
+  EXPECT_FALSE(service_->authenticate(""));
+  EXPECT_NE(t->first.hash, t->second);  // only the hash is kept
+  const std::string path = ::testing::TempDir() + "/kvmfleet-admin-token";
+  std::remove(path.c_str());
+  ASSERT_TRUE(service_->bootstrap_admin(path).ok());
+  std::ifstream in(path);
+  std::string token;
+  std::getline(in, token);
+  auto admin_who = service_->authenticate(token);
+  ASSERT_TRUE(admin_who);
+  EXPECT_EQ(admin_who->role, Role::admin);
+  std::remove(path.c_str());
+}
+
+// ---- reconciler: pure functions --------------------------------------------
+
+class ReconcilerTest : public ::testing::Test {
+ protected:
+  ReconcilerTest() {
+    Host h;
+    h.name = "node1";
+    h.state = HostState::up;
+    h.last_heartbeat = now_;
+    data_.hosts["node1"] = h;
+    Host h2 = h;
+    h2.name = "node2";
+    data_.hosts["node2"] = h2;
+    vm_.id = "00000000-0000-4000-8000-000000000001";
+    vm_.spec.name = "web1";
+    vm_.host = "node1";
+    vm_.desired = DesiredState::running;
+    vm_.state = VmState::running;
+    data_.vms[vm_.id] = vm_;
+    data_.vm_ids["web1"] = vm_.id;
+  }
+  DomainStatus dom(const std::string& state) { return {vm_.id, "web1", state, true, 1, true}; }
+
+  Clock::time_point now_ = from_unix_ms(1'000'000);
+  ClusterState::Data data_;
+  Vm vm_;
+};
+
+TEST_F(ReconcilerTest, NoChangeWritesNothing) {
+  EXPECT_TRUE(reconcile_host(data_, "node1", {dom("running")}, now_).empty());
+}
+
+TEST_F(ReconcilerTest, AStopOutsideKvmfleetIsReflectedNotFought) {
+  auto b = reconcile_host(data_, "node1", {dom("stopped")}, now_);
+  ASSERT_EQ(b.put_vms.size(), 1u);
+  EXPECT_EQ(b.put_vms[0].state, VmState::stopped);
+  EXPECT_EQ(b.put_vms[0].desired, DesiredState::stopped);
+  // Applying it and observing the same again changes nothing: no flapping.
+  data_.vms[vm_.id] = b.put_vms[0];
+  EXPECT_TRUE(reconcile_host(data_, "node1", {dom("stopped")}, now_).empty());
+}
+
+TEST_F(ReconcilerTest, AVmWithAnOperationInFlightIsLeftAlone) {
+  Operation op;
+  op.id = "op";
+  op.target_id = vm_.id;
+  op.state = OpState::running;
+  data_.operations["op"] = op;
+  EXPECT_TRUE(reconcile_host(data_, "node1", {dom("stopped")}, now_).empty());
+}
+
+TEST_F(ReconcilerTest, AVanishedDomainBecomesUnknownOnce) {
+  auto b = reconcile_host(data_, "node1", {}, now_);
+  ASSERT_EQ(b.put_vms.size(), 1u);
+  EXPECT_EQ(b.put_vms[0].state, VmState::unknown);
+  data_.vms[vm_.id] = b.put_vms[0];
+  EXPECT_TRUE(reconcile_host(data_, "node1", {}, now_).empty());
+}
+
+TEST_F(ReconcilerTest, RunningOnTwoHostsIsFlaggedNotAdopted) {
+  data_.hosts["node1"].inventory.domains = {dom("running")};
+  auto b = reconcile_host(data_, "node2", {dom("running")}, now_);
+  ASSERT_EQ(b.put_vms.size(), 1u);
+  EXPECT_EQ(b.put_vms[0].host, "node1");
+  EXPECT_EQ(b.put_vms[0].state, VmState::unknown);
+}
+
+TEST_F(ReconcilerTest, MovedOutsideKvmfleetIsAdopted) {
+  data_.hosts["node1"].inventory.domains = {};
+  auto b = reconcile_host(data_, "node2", {dom("running")}, now_);
+  ASSERT_EQ(b.put_vms.size(), 1u);
+  EXPECT_EQ(b.put_vms[0].host, "node2");
+}
+
+TEST_F(ReconcilerTest, SilentHostGoesUnreachableThenDownAndItsVmsUnknown) {
+  EXPECT_TRUE(reconcile_liveness(data_, now_ + 1s, 6s, 30s).empty());
+  auto b = reconcile_liveness(data_, now_ + 7s, 6s, 30s);
+  ASSERT_EQ(b.put_hosts.size(), 2u);
+  EXPECT_EQ(b.put_hosts[0].state, HostState::unreachable);
+  ASSERT_EQ(b.put_vms.size(), 1u);
+  EXPECT_EQ(b.put_vms[0].state, VmState::unknown);
+  for (auto& h : b.put_hosts) data_.hosts[h.name] = h;
+  data_.vms[vm_.id] = b.put_vms[0];
+  auto d = reconcile_liveness(data_, now_ + 31s, 6s, 30s);
+  ASSERT_EQ(d.put_hosts.size(), 2u);
+  EXPECT_EQ(d.put_hosts[0].state, HostState::down);
+  EXPECT_TRUE(d.put_vms.empty());
+}
+
+}  // namespace
