@@ -5,8 +5,11 @@
 #include "kvmfleet/model/operation.hpp"
 #include "kvmfleet/model/vm.hpp"
 
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kvmfleet {
@@ -66,5 +69,13 @@ class Store {
 // SQLite in WAL mode at `path` (created with its schema if missing). Errors:
 // unavailable when the file cannot be opened or is locked by another controller.
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path);
+
+struct SqliteStoreOptions {
+  // How long a write waits for SQLite's own lock (held, say, by a backup tool) before
+  // commit() gives up with unavailable.
+  std::chrono::milliseconds busy_timeout{5000};
+};
+Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path,
+                                                 const SqliteStoreOptions& options);
 
 }  // namespace kvmfleet

@@ -1,0 +1,84 @@
+#include "feasibility.hpp"
+
+#include <algorithm>
+#include <array>
+#include <string>
+
+#include "capacity.hpp"
+
+namespace kvmfleet::scheduler {
+namespace {
+
+using Reason = std::optional<std::string>;
+
+Reason host_up(const HostView& h, const Request&, const Config&) {
+  if (h.state == HostState::up) return std::nullopt;
+  return "host is " + std::string(to_string(h.state));
+}
+
+Reason schedulable(const HostView& h, const Request&, const Config&) {
+  if (h.schedulable) return std::nullopt;
+  return "host is cordoned (not schedulable)";
+}
+
+Reason excluded(const HostView& h, const Request& r, const Config&) {
+  if (std::find(r.exclude_hosts.begin(), r.exclude_hosts.end(), h.name) == r.exclude_hosts.end())
+    return std::nullopt;
+  return "host is excluded by the request";
+}
+
+Reason pinned_host(const HostView& h, const Request& r, const Config&) {
+  if (r.spec.pinned_host.empty() || r.spec.pinned_host == h.name) return std::nullopt;
+  return "VM is pinned to host '" + r.spec.pinned_host + "'";
+}
+
+Reason memory(const HostView& h, const Request& r, const Config& c) {
+  const auto allocatable = allocatable_memory_mib(h, c);
+  if (h.allocated_memory_mib + r.spec.memory_mib <= allocatable) return std::nullopt;
+  const auto free = std::max<std::int64_t>(0, allocatable - h.allocated_memory_mib);
+  return "needs " + std::to_string(r.spec.memory_mib) + " MiB, " + std::to_string(free) + " of " +
+         std::to_string(std::max<std::int64_t>(0, allocatable)) + " MiB allocatable free";
+}
+
+Reason vcpus(const HostView& h, const Request& r, const Config& c) {
+  const auto allocatable = allocatable_vcpus(h, c);
+  if (h.allocated_vcpus + static_cast<std::int64_t>(r.spec.vcpus) <= allocatable)
+    return std::nullopt;
+  const auto free = std::max<std::int64_t>(0, allocatable - h.allocated_vcpus);
+  return "needs " + std::to_string(r.spec.vcpus) + " vCPUs, " + std::to_string(free) + " of " +
+         std::to_string(allocatable) + " allocatable free";
+}
+
+Reason anti_affinity(const HostView& h, const Request& r, const Config&) {
+  const auto& group = r.spec.anti_affinity_group;
+  if (group.empty()) return std::nullopt;
+  const auto& groups = h.anti_affinity_groups;
+  if (std::find(groups.begin(), groups.end(), group) == groups.end()) return std::nullopt;
+  return "anti-affinity group '" + group + "' already has a VM on this host";
+}
+
+constexpr std::array<Filter, 7> kChain{{
+    {"host_up", host_up},
+    {"schedulable", schedulable},
+    {"excluded", excluded},
+    {"pinned_host", pinned_host},
+    {"memory", memory},
+    {"vcpus", vcpus},
+    {"anti_affinity", anti_affinity},
+}};
+
+}  // namespace
+
+std::span<const Filter> filter_chain() {
+  return kChain;
+}
+
+std::optional<Rejection> first_rejection(const HostView& host, const Request& request,
+                                         const Config& config) {
+  for (const auto& f : kChain) {
+    if (auto reason = f.check(host, request, config)) return Rejection{f.name, std::move(*reason)};
+  }
+  return std::nullopt;
+}
+
+}  // namespace kvmfleet::scheduler

@@ -1,0 +1,534 @@
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "kvmfleet/model/json.hpp"
+#include "kvmfleet/store/store.hpp"
+
+namespace kvmfleet {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+Clock::time_point at_ms(std::int64_t ms) {
+  return from_unix_ms(1'700'000'000'000 + ms);
+}
+
+Host make_host(const std::string& name, bool with_heartbeat) {
+  Host h;
+  h.name = name;
+  h.agent_url = "http://127.0.0.1:7100";
+  h.state = HostState::up;
+  h.schedulable = false;
+  h.inventory.hostname = name + ".lab";
+  h.inventory.host_uuid = "7b1a0f4e-3c55-4d7e-9a3e-0a6f2b4c9d10";
+  h.inventory.cpus = 16;
+  h.inventory.cpu_model = "EPYC";
+  h.inventory.memory_total_mib = 65536;
+  h.inventory.memory_free_mib = 30000;
+  h.inventory.libvirt_version = "9.0.0";
+  h.inventory.qemu_version = "7.2.0";
+  h.inventory.domain_type = "kvm";
+  h.inventory.domains.push_back(
+      {"0c8f3a61-2a0e-4d7b-8a5e-4d1e2c3b4a59", "web1", "running", true, 7, true});
+  if (with_heartbeat) h.last_heartbeat = at_ms(1234);
+  h.created_at = at_ms(5);
+  return h;
+}
+
+Vm make_vm(const std::string& id, const std::string& name) {
+  Vm vm;
+  vm.id = id;
+  vm.spec.name = name;
+  vm.spec.vcpus = 2;
+  vm.spec.memory_mib = 2048;
+  vm.spec.disks = {{20, DiskBus::virtio}, {5, DiskBus::scsi}};
+  vm.spec.pinned_host = "node1";
+  vm.spec.anti_affinity_group = "web";
+  vm.spec.ha = true;
+  vm.host = "node1";
+  vm.desired = DesiredState::running;
+  vm.state = VmState::running;
+  vm.generation = 4;
+  vm.created_at = at_ms(10);
+  vm.updated_at = at_ms(20);
+  return vm;
+}
+
+Operation make_op(const std::string& id, const std::string& key, const std::string& by) {
+  Operation op;
+  op.id = id;
+  op.kind = std::string(op_kind::vm_create);
+  op.target_type = "vm";
+  op.target_id = "0c8f3a61-2a0e-4d7b-8a5e-4d1e2c3b4a59";
+  op.state = OpState::failed;
+  op.progress = 40;
+  op.step = "defining domain";
+  op.error = Error(ErrorCode::unavailable, "agent unreachable", {{"host", "node1"}});
+  op.params = {{"name", "web1"}};
+  op.result = {{"note", "none"}};
+  op.idempotency_key = key;
+  op.requested_by = by;
+  op.attempts = 2;
+  op.created_at = at_ms(100);
+  op.started_at = at_ms(101);
+  op.finished_at = at_ms(150);
+  return op;
+}
+
+TokenRecord make_token(const std::string& id, const std::string& hash) {
+  TokenRecord t;
+  t.id = id;
+  t.name = "host:node1";
+  t.role = Role::agent;
+  t.hash = hash;
+  t.host = "node1";
+  t.created_at = at_ms(7);
+  return t;
+}
+
+// Runs SQL on the database file behind the store's back, as a tool or a disk fault would.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  }
+  ~RawDb() { sqlite3_close_v2(db_); }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+
+  int exec(const std::string& sql) {
+    return sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr);
+  }
+  // Runs `sql` with text parameters; returns the first column of each row.
+  std::vector<std::string> query(const std::string& sql,
+                                 const std::vector<std::string>& args = {}) {
+    std::vector<std::string> out;
+    sqlite3_stmt* s = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr), SQLITE_OK) << sql;
+    for (std::size_t i = 0; i < args.size(); ++i)
+      sqlite3_bind_text(s, static_cast<int>(i + 1), args[i].c_str(), -1, SQLITE_TRANSIENT);
+    int rc = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      const auto* p = sqlite3_column_text(s, 0);
+      out.emplace_back(p ? reinterpret_cast<const char*>(p) : "");
+    }
+    EXPECT_EQ(rc, SQLITE_DONE) << sqlite3_errmsg(db_);
+    sqlite3_finalize(s);
+    return out;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string templ = (fs::temp_directory_path() / "kvmfleet-store-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(templ.data()), nullptr);
+    dir_ = templ;
+    path_ = (dir_ / "state.db").string();
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  std::unique_ptr<Store> open_ok(const SqliteStoreOptions& options = {}) {
+    auto s = open_sqlite_store(path_, options);
+    EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+
+  StoreSnapshot load_ok(Store& store) {
+    auto snap = store.load();
+    EXPECT_TRUE(snap.ok()) << (snap.ok() ? "" : snap.error().message);
+    return snap.ok() ? std::move(*snap) : StoreSnapshot{};
+  }
+
+  fs::path dir_;
+  std::string path_;
+};
+
+TEST_F(SqliteStoreTest, CreatesTheSchemaInAnEmptyFile) {
+  { std::ofstream(path_).flush(); }
+  ASSERT_EQ(fs::file_size(path_), 0u);
+  {
+    auto store = open_ok();
+    ASSERT_NE(store, nullptr);
+    auto snap = load_ok(*store);
+    EXPECT_TRUE(snap.hosts.empty() && snap.vms.empty() && snap.operations.empty() &&
+                snap.tokens.empty());
+  }
+  RawDb raw(path_);
+  EXPECT_EQ(raw.query("PRAGMA user_version"), std::vector<std::string>{"1"});
+  EXPECT_EQ(raw.query("PRAGMA journal_mode"), std::vector<std::string>{"wal"});
+  EXPECT_EQ(raw.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"),
+            (std::vector<std::string>{"hosts", "operations", "tokens", "vms"}));
+  const auto index_sql =
+      raw.query("SELECT sql FROM sqlite_master WHERE name = 'operations_idempotency'");
+  ASSERT_EQ(index_sql.size(), 1u);
+  EXPECT_NE(index_sql[0].find("UNIQUE"), std::string::npos);
+  EXPECT_NE(index_sql[0].find("WHERE idempotency_key != ''"), std::string::npos);
+}
+
+TEST_F(SqliteStoreTest, CreatesAMissingFile) {
+  ASSERT_FALSE(fs::exists(path_));
+  auto store = open_ok();
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(fs::exists(path_));
+}
+
+TEST_F(SqliteStoreTest, RoundTripsEveryRecordType) {
+  auto store = open_ok();
+  ASSERT_NE(store, nullptr);
+  WriteBatch b;
+  b.put_hosts = {make_host("node2", false), make_host("node1", true)};
+  b.put_vms = {make_vm("0c8f3a61-2a0e-4d7b-8a5e-4d1e2c3b4a59", "web1")};
+  Vm plain;
+  plain.id = "1d9a3b72-3b1f-4e8c-9b6f-5e2f3d4c5b6a";
+  plain.spec.name = "db1";
+  plain.spec.memory_mib = 512;
+  b.put_vms.push_back(plain);
+  b.put_operations = {make_op("op-1", "k1", "admin")};
+  Operation pending;
+  pending.id = "op-2";
+  pending.kind = std::string(op_kind::vm_start);
+  pending.target_type = "vm";
+  pending.target_id = plain.id;
+  pending.created_at = at_ms(200);
+  b.put_operations.push_back(pending);
+  TokenRecord admin{"tok-a", "admin", Role::admin, "aaaa", "", at_ms(1)};
+  b.put_tokens = {make_token("tok-b", "bbbb"), admin};
+  ASSERT_TRUE(store->commit(b).ok());
+
+  const auto snap = load_ok(*store);
+  ASSERT_EQ(snap.hosts.size(), 2u);
+  EXPECT_EQ(json(snap.hosts[0]), json(b.put_hosts[1]));  // ordered by name
+  EXPECT_EQ(json(snap.hosts[1]), json(b.put_hosts[0]));
+  EXPECT_FALSE(snap.hosts[1].last_heartbeat.has_value());
+  ASSERT_EQ(snap.vms.size(), 2u);
+  EXPECT_EQ(json(snap.vms[0]), json(plain));  // "db1" < "web1"
+  EXPECT_EQ(json(snap.vms[1]), json(b.put_vms[0]));
+  EXPECT_EQ(snap.vms[1].spec, b.put_vms[0].spec);
+  ASSERT_EQ(snap.operations.size(), 2u);
+  EXPECT_EQ(json(snap.operations[0]), json(b.put_operations[0]));  // ordered by creation
+  EXPECT_EQ(json(snap.operations[1]), json(pending));
+  ASSERT_TRUE(snap.operations[0].error.has_value());
+  EXPECT_EQ(snap.operations[0].error->code, ErrorCode::unavailable);
+  ASSERT_EQ(snap.tokens.size(), 2u);
+  EXPECT_EQ(snap.tokens[0], admin);
+  EXPECT_EQ(snap.tokens[1], b.put_tokens[0]);
+}
+
+TEST_F(SqliteStoreTest, PutReplacesAndDeleteRemoves) {
+  auto store = open_ok();
+  ASSERT_NE(store, nullptr);
+  WriteBatch first;
+  first.put_hosts = {make_host("node1", true)};
+  first.put_vms = {make_vm("vm-1", "web1")};
+  first.put_operations = {make_op("op-1", "k1", "admin")};
+  first.put_tokens = {make_token("tok-1", "h1")};
+  ASSERT_TRUE(store->commit(first).ok());
+
+  WriteBatch second;
+  Vm renamed = make_vm("vm-1", "web2");
+  renamed.generation = 9;
+  second.put_vms = {renamed};
+  Operation done = make_op("op-1", "k1", "admin");
+  done.state = OpState::succeeded;
+  done.error.reset();
+  second.put_operations = {done};
+  second.delete_hosts = {"node1", "no-such-host"};
+  second.delete_tokens = {"tok-1"};
+  second.delete_vms = {"no-such-vm"};
+  second.delete_operations = {"no-such-op"};
+  ASSERT_TRUE(store->commit(second).ok());
+
+  const auto snap = load_ok(*store);
+  EXPECT_TRUE(snap.hosts.empty());
+  EXPECT_TRUE(snap.tokens.empty());
+  ASSERT_EQ(snap.vms.size(), 1u);
+  EXPECT_EQ(json(snap.vms[0]), json(renamed));
+  ASSERT_EQ(snap.operations.size(), 1u);
+  EXPECT_EQ(snap.operations[0].state, OpState::succeeded);
+  EXPECT_FALSE(snap.operations[0].error.has_value());
+
+  WriteBatch third;
+  third.delete_vms = {"vm-1"};
+  third.delete_operations = {"op-1"};
+  ASSERT_TRUE(store->commit(third).ok());
+  const auto empty = load_ok(*store);
+  EXPECT_TRUE(empty.vms.empty());
+  EXPECT_TRUE(empty.operations.empty());
+  EXPECT_TRUE(store->commit(WriteBatch{}).ok());
+}
+
+TEST_F(SqliteStoreTest, BatchWithAConflictingIdempotencyKeyWritesNothing) {
+  auto store = open_ok();
+  ASSERT_NE(store, nullptr);
+  WriteBatch first;
+  first.put_operations = {make_op("op-1", "retry-me", "alice")};
+  ASSERT_TRUE(store->commit(first).ok());
+
+  // The new VM comes first in the batch and is written before the clash is found;
+  // it must not survive the failed batch.
+  WriteBatch second;
+  second.put_hosts = {make_host("node9", false)};
+  second.put_vms = {make_vm("vm-2", "web2")};
+  second.put_operations = {make_op("op-2", "retry-me", "alice")};
+  second.delete_operations = {"op-unrelated"};
+  const auto st = store->commit(second);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, ErrorCode::conflict);
+  EXPECT_NE(st.error().message.find("op-2"), std::string::npos) << st.error().message;
+
+  const auto snap = load_ok(*store);
+  EXPECT_TRUE(snap.hosts.empty());
+  EXPECT_TRUE(snap.vms.empty());
+  ASSERT_EQ(snap.operations.size(), 1u);
+  EXPECT_EQ(snap.operations[0].id, "op-1");
+
+  // The store is still usable after the rolled-back batch.
+  WriteBatch third;
+  third.put_vms = {make_vm("vm-2", "web2")};
+  EXPECT_TRUE(store->commit(third).ok());
+}
+
+TEST_F(SqliteStoreTest, IdempotencyKeysAreScopedToTheCallerAndEmptyKeysNeverClash) {
+  auto store = open_ok();
+  ASSERT_NE(store, nullptr);
+  WriteBatch b;
+  b.put_operations = {make_op("op-1", "k", "alice"), make_op("op-2", "k", "bob"),
+                      make_op("op-3", "", "alice"), make_op("op-4", "", "alice")};
+  ASSERT_TRUE(store->commit(b).ok());
+  EXPECT_EQ(load_ok(*store).operations.size(), 4u);
+}
+
+TEST_F(SqliteStoreTest, DuplicateVmNameOrTokenHashIsAConflict) {
+  auto store = open_ok();
+  ASSERT_NE(store, nullptr);
+  WriteBatch b;
+  b.put_vms = {make_vm("vm-1", "web1")};
+  b.put_tokens = {make_token("tok-1", "same-hash")};
+  ASSERT_TRUE(store->commit(b).ok());
+
+  WriteBatch vm_clash;
+  vm_clash.put_vms = {make_vm("vm-2", "web1")};
+  auto st = store->commit(vm_clash);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, ErrorCode::conflict);
+
+  WriteBatch token_clash;
+  token_clash.put_tokens = {make_token("tok-2", "same-hash")};
+  st = store->commit(token_clash);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, ErrorCode::conflict);
+
+  // The first rows are untouched (an upsert must not delete the row it clashed with).
+  const auto snap = load_ok(*store);
+  ASSERT_EQ(snap.vms.size(), 1u);
+  EXPECT_EQ(snap.vms[0].id, "vm-1");
+  ASSERT_EQ(snap.tokens.size(), 1u);
+  EXPECT_EQ(snap.tokens[0].id, "tok-1");
+}
+
+TEST_F(SqliteStoreTest, DeleteAndRecreateUnderTheSameNameInOneBatch) {
+  auto store = open_ok();
+  ASSERT_NE(store, nullptr);
+  WriteBatch first;
+  first.put_vms = {make_vm("vm-1", "web1")};
+  ASSERT_TRUE(store->commit(first).ok());
+  WriteBatch second;
+  second.delete_vms = {"vm-1"};
+  second.put_vms = {make_vm("vm-2", "web1")};
+  ASSERT_TRUE(store->commit(second).ok());
+  const auto snap = load_ok(*store);
+  ASSERT_EQ(snap.vms.size(), 1u);
+  EXPECT_EQ(snap.vms[0].id, "vm-2");
+}
+
+TEST_F(SqliteStoreTest, DataSurvivesCloseAndReopen) {
+  WriteBatch b;
+  b.put_hosts = {make_host("node1", true)};
+  b.put_vms = {make_vm("vm-1", "web1")};
+  b.put_operations = {make_op("op-1", "k1", "admin")};
+  b.put_tokens = {make_token("tok-1", "h1")};
+  {
+    auto store = open_ok();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->commit(b).ok());
+  }
+  auto store = open_ok();
+  ASSERT_NE(store, nullptr);
+  const auto snap = load_ok(*store);
+  ASSERT_EQ(snap.hosts.size(), 1u);
+  EXPECT_EQ(json(snap.hosts[0]), json(b.put_hosts[0]));
+  ASSERT_EQ(snap.vms.size(), 1u);
+  EXPECT_EQ(json(snap.vms[0]), json(b.put_vms[0]));
+  ASSERT_EQ(snap.operations.size(), 1u);
+  EXPECT_EQ(json(snap.operations[0]), json(b.put_operations[0]));
+  ASSERT_EQ(snap.tokens.size(), 1u);
+  EXPECT_EQ(snap.tokens[0], b.put_tokens[0]);
+
+  // Unique constraints still hold after reopening.
+  WriteBatch clash;
+  clash.put_operations = {make_op("op-2", "k1", "admin")};
+  const auto st = store->commit(clash);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, ErrorCode::conflict);
+}
+
+TEST_F(SqliteStoreTest, ASecondOpenerIsRefusedWhileTheFirstHoldsTheFile) {
+  auto first = open_ok();
+  ASSERT_NE(first, nullptr);
+  auto second = open_sqlite_store(path_);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().code, ErrorCode::unavailable);
+  EXPECT_NE(second.error().message.find("another controller"), std::string::npos)
+      << second.error().message;
+  EXPECT_NE(second.error().message.find(path_ + ".lock"), std::string::npos);
+
+  first.reset();
+  auto third = open_sqlite_store(path_);
+  EXPECT_TRUE(third.ok());
+}
+
+TEST_F(SqliteStoreTest, AWriteLockHeldOutsideTheStoreIsUnavailable) {
+  auto store = open_ok(SqliteStoreOptions{std::chrono::milliseconds(20)});
+  ASSERT_NE(store, nullptr);
+  RawDb raw(path_);
+  ASSERT_EQ(raw.exec("BEGIN IMMEDIATE"), SQLITE_OK);
+  WriteBatch b;
+  b.put_vms = {make_vm("vm-1", "web1")};
+  const auto st = store->commit(b);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, ErrorCode::unavailable);
+  ASSERT_EQ(raw.exec("ROLLBACK"), SQLITE_OK);
+
+  EXPECT_TRUE(load_ok(*store).vms.empty());
+  EXPECT_TRUE(store->commit(b).ok());
+  EXPECT_EQ(load_ok(*store).vms.size(), 1u);
+}
+
+TEST_F(SqliteStoreTest, ARowThatIsNotJsonIsAnErrorNamingIt) {
+  {
+    auto store = open_ok();
+    ASSERT_NE(store, nullptr);
+    WriteBatch b;
+    b.put_vms = {make_vm("vm-1", "web1"), make_vm("vm-2", "web2")};
+    ASSERT_TRUE(store->commit(b).ok());
+  }
+  {
+    RawDb raw(path_);
+    raw.query("UPDATE vms SET json = ?1 WHERE id = ?2", {"{\"id\": \"vm-2\", ", "vm-2"});
+  }
+  auto store = open_ok();
+  ASSERT_NE(store, nullptr);
+  const auto snap = store->load();
+  ASSERT_FALSE(snap.ok());
+  EXPECT_EQ(snap.error().code, ErrorCode::internal);
+  EXPECT_NE(snap.error().message.find("vm-2"), std::string::npos) << snap.error().message;
+  EXPECT_EQ(snap.error().details.value("table", ""), "vms");
+  EXPECT_EQ(snap.error().details.value("key", ""), "vm-2");
+}
+
+TEST_F(SqliteStoreTest, JsonOfTheWrongShapeIsAnErrorNamingTheRow) {
+  {
+    auto store = open_ok();
+    ASSERT_NE(store, nullptr);
+    WriteBatch b;
+    b.put_operations = {make_op("op-1", "", "admin")};
+    b.put_hosts = {make_host("node1", false)};
+    ASSERT_TRUE(store->commit(b).ok());
+  }
+  {
+    RawDb raw(path_);
+    raw.query("UPDATE operations SET json = ?1 WHERE id = ?2", {"{\"id\": \"op-1\"}", "op-1"});
+  }
+  auto store = open_ok();
+  ASSERT_NE(store, nullptr);
+  auto snap = store->load();
+  ASSERT_FALSE(snap.ok());
+  EXPECT_EQ(snap.error().code, ErrorCode::internal);
+  EXPECT_NE(snap.error().message.find("op-1"), std::string::npos) << snap.error().message;
+
+  // A host row whose JSON names a different host is just as wrong.
+  {
+    RawDb raw(path_);
+    raw.query("DELETE FROM operations");
+    raw.query("UPDATE hosts SET json = json_set(json, '$.name', 'node2')");
+  }
+  snap = store->load();
+  ASSERT_FALSE(snap.ok());
+  EXPECT_NE(snap.error().message.find("node1"), std::string::npos) << snap.error().message;
+}
+
+TEST_F(SqliteStoreTest, ATokenWithAnUnknownRoleIsAnError) {
+  {
+    auto store = open_ok();
+    ASSERT_NE(store, nullptr);
+    WriteBatch b;
+    b.put_tokens = {make_token("tok-1", "h1")};
+    ASSERT_TRUE(store->commit(b).ok());
+  }
+  {
+    RawDb raw(path_);
+    raw.query("UPDATE tokens SET role = 'root'");
+  }
+  auto store = open_ok();
+  ASSERT_NE(store, nullptr);
+  const auto snap = store->load();
+  ASSERT_FALSE(snap.ok());
+  EXPECT_EQ(snap.error().code, ErrorCode::internal);
+  EXPECT_NE(snap.error().message.find("tok-1"), std::string::npos);
+}
+
+TEST_F(SqliteStoreTest, ANewerSchemaIsRefused) {
+  { ASSERT_NE(open_ok(), nullptr); }
+  {
+    RawDb raw(path_);
+    ASSERT_EQ(raw.exec("PRAGMA user_version = 99"), SQLITE_OK);
+  }
+  const auto store = open_sqlite_store(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.error().code, ErrorCode::unavailable);
+  EXPECT_NE(store.error().message.find("99"), std::string::npos);
+}
+
+TEST_F(SqliteStoreTest, AFileThatIsNotADatabaseIsUnavailable) {
+  {
+    std::ofstream out(path_);
+    out << std::string(8192, 'x');
+  }
+  const auto store = open_sqlite_store(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.error().code, ErrorCode::unavailable);
+  EXPECT_NE(store.error().message.find(path_), std::string::npos) << store.error().message;
+}
+
+TEST_F(SqliteStoreTest, AnUnopenablePathIsUnavailable) {
+  const auto store = open_sqlite_store((dir_ / "missing-dir" / "state.db").string());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.error().code, ErrorCode::unavailable);
+}
+
+TEST(RoleTest, NamesRoundTrip) {
+  for (Role r : {Role::admin, Role::operator_, Role::viewer, Role::agent})
+    EXPECT_EQ(role_from_string(to_string(r)), r);
+  EXPECT_EQ(to_string(Role::operator_), "operator");
+  EXPECT_FALSE(role_from_string("root").has_value());
+  EXPECT_FALSE(role_from_string("").has_value());
+}
+
+}  // namespace
+}  // namespace kvmfleet
