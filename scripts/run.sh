@@ -140,7 +140,8 @@ PY
     say "no libvirtd answers on qemu:///system: starting a private one in its own mount namespace"
     mkdir -p "$run_dir/host"
     [ -s "$run_dir/host.uuid" ] || cat /proc/sys/kernel/random/uuid >"$run_dir/host.uuid"
-    unshare --mount --uts --propagation private "$top/scripts/lab-host-init.sh" \
+    # The init script puts itself in a new mount + UTS namespace (exec, same pid).
+    "$top/scripts/lab-host-init.sh" \
       --name "$name" --dir "$run_dir/host" --uuid "$(cat "$run_dir/host.uuid")" \
       -- "$bin/kvmfleet-agent" --config "$run_dir/agent.json" >>"$run_dir/agent.log" 2>&1 &
     local pid=$!

@@ -25,6 +25,19 @@
 //        → {}
 //
 // Errors travel in the public API's error body, so a category survives the hop.
+//
+// Details the agent guarantees:
+//   - op_id is 1-128 characters of [A-Za-z0-9._:-] and is remembered per call path, so
+//     one operation may use its id for define, then start, ... A repeat of the same
+//     call answers the first 2xx answer again; failures are not remembered (a retry
+//     acts). The same op_id and path with a different body is a 409 conflict.
+//   - The agent acts only on domains carrying kvmfleet's metadata element; any other
+//     domain with the requested uuid or name is a 409 conflict. Unknown uuid: 404.
+//   - Request bodies are checked strictly: unknown fields, wrong types and values out
+//     of range are 400 invalid_argument naming the field, before libvirt is called.
+//   - Event "state" is the domain's VmState name after the event ("stopped" once it
+//     is undefined); "reason" is libvirt's event and detail, e.g. "started:booted",
+//     "stopped:destroyed", "stopped:migrated", "undefined:removed"; "at" is RFC 3339.
 
 #include <chrono>
 #include <string_view>

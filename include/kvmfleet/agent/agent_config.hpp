@@ -1,0 +1,42 @@
+#pragma once
+
+// kvmfleet-agent's configuration file (JSON), e.g. /etc/kvmfleet/agent.json:
+//   {"host": "node1", "listen_address": "0.0.0.0", "listen_port": 7100,
+//    "agent_url": "https://node1.example:7100", "controller_url": "https://ctl:7000",
+//    "token_file": "/etc/kvmfleet/agent.token", "libvirt_uri": "qemu:///system",
+//    "image_pool_path": "/var/lib/kvmfleet/images", "heartbeat_interval_ms": 5000,
+//    "tls_cert_file": "...", "tls_key_file": "...", "controller_ca_file": "...",
+//    "worker_threads": 4}
+
+#include <chrono>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "kvmfleet/common/result.hpp"
+
+namespace kvmfleet::agent {
+
+struct AgentConfig {
+  std::string host;
+  std::string listen_address = "127.0.0.1";
+  std::uint16_t listen_port = 7100;
+  std::string agent_url;  // default: http(s)://listen_address:listen_port
+  std::string controller_url;
+  std::string token_file;
+  std::string token;  // read from token_file by load_agent_config
+  std::string libvirt_uri = "qemu:///system";
+  std::string image_pool_path = "/var/lib/kvmfleet/images";
+  std::chrono::milliseconds heartbeat_interval{5'000};
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string controller_ca_file;
+  int worker_threads = 4;
+};
+
+// Strict: unknown fields, wrong types and bad values are invalid_argument errors.
+Result<AgentConfig> parse_agent_config(const nlohmann::json& j);
+// Reads the config file and the token file it names.
+Result<AgentConfig> load_agent_config(const std::string& path);
+
+}  // namespace kvmfleet::agent

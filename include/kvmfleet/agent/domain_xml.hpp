@@ -1,0 +1,39 @@
+#pragma once
+
+// libvirt domain XML for kvmfleet's VMs. The writer produces a minimal,
+// graphics-free definition; the reader recognizes kvmfleet's metadata element in any
+// domain XML, which is how the agent tells its own domains from everyone else's.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kvmfleet/common/result.hpp"
+#include "kvmfleet/model/domain_spec.hpp"
+
+namespace kvmfleet::agent {
+
+inline constexpr const char* kMetadataNamespace = "https://kvmfleet.dev/xmlns/domain/1";
+inline constexpr const char* kMetadataPrefix = "kvmfleet";
+
+// `disk_sources[i]` is the file path of spec.disks[i] (the volume's path in the pool).
+// The spec is validated first; an invalid spec is refused, never escaped.
+Result<std::string> write_domain_xml(const DomainSpec& spec,
+                                     const std::vector<std::string>& disk_sources);
+
+struct DomainXmlInfo {
+  std::string type;  // <domain type=...>
+  std::string name;
+  std::string uuid;
+  bool managed = false;                   // carries <kvmfleet:vm>
+  std::string vm_id;                      // its id attribute
+  std::int64_t generation = 0;            // its generation attribute
+  std::vector<std::string> disk_sources;  // <disk type='file'> source paths, in order
+};
+
+// Reads any domain XML. Malformed metadata (a kvmfleet element without a valid id or
+// generation) is an invalid_argument error, so it is never mistaken for either kind.
+Result<DomainXmlInfo> read_domain_xml(std::string_view xml);
+
+}  // namespace kvmfleet::agent

@@ -1,0 +1,78 @@
+#pragma once
+
+// Keeps the controller informed: a heartbeat with the full inventory every interval
+// (the controller's reconciler is level-triggered, so this alone is enough to converge)
+// and lifecycle events as soon as they happen (so it need not wait for the next beat).
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "kvmfleet/agent/hypervisor.hpp"
+#include "kvmfleet/common/clock.hpp"
+#include "kvmfleet/http/client.hpp"
+
+namespace kvmfleet::agent {
+
+struct HeartbeatOptions {
+  std::string host;            // this host's name
+  std::string agent_url;       // where the controller reaches this agent
+  std::string controller_url;  // e.g. http://127.0.0.1:7000
+  std::string token;           // the host's token
+  std::chrono::milliseconds interval{5'000};
+  std::chrono::milliseconds request_timeout{5'000};
+  std::size_t max_queued_events = 10'000;
+  std::size_t max_events_per_post = 500;
+};
+
+class HeartbeatLoop {
+ public:
+  HeartbeatLoop(Hypervisor& hypervisor, http::Client& client, Clock& clock,
+                HeartbeatOptions options);
+  ~HeartbeatLoop();
+  HeartbeatLoop(const HeartbeatLoop&) = delete;
+  HeartbeatLoop& operator=(const HeartbeatLoop&) = delete;
+
+  // Subscribes to lifecycle events and starts the thread; the first heartbeat goes
+  // out at once.
+  void start();
+  // Unsubscribes and joins the thread. Idempotent.
+  void stop();
+
+  // One heartbeat, on the caller's thread. The controller's answer may change the
+  // interval.
+  Status beat_once();
+  // Posts the queued events, on the caller's thread. On failure they stay queued.
+  Status flush_events();
+  void enqueue(LifecycleEvent event);
+
+  std::chrono::milliseconds interval() const;
+  std::size_t queued_events() const;
+
+ private:
+  void run();
+  Result<nlohmann::json> post(std::string_view path, const nlohmann::json& body);
+
+  Hypervisor& hv_;
+  http::Client& client_;
+  Clock& clock_;
+  HeartbeatOptions options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<LifecycleEvent> events_;
+  std::chrono::milliseconds interval_;
+  bool kick_ = false;
+  bool started_ = false;
+  bool stopping_ = false;
+  std::optional<std::uint64_t> subscription_;
+  std::thread thread_;
+  std::mutex send_mu_;  // one events POST at a time keeps their order
+};
+
+}  // namespace kvmfleet::agent

@@ -1,0 +1,55 @@
+#pragma once
+
+// The real Hypervisor over libvirt's C API. One connection, shared by all callers (a
+// libvirt connection is thread-safe); a monitor thread replaces it with backoff when
+// it dies, and lifecycle events come from libvirt's event loop, not from polling.
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "kvmfleet/agent/hypervisor.hpp"
+#include "kvmfleet/common/clock.hpp"
+
+namespace kvmfleet::agent {
+
+struct LibvirtOptions {
+  std::string uri = "qemu:///system";  // test:///default in unit tests
+  std::string pool_name = "kvmfleet";
+  std::string pool_path = "/var/lib/kvmfleet/images";
+  std::chrono::milliseconds reconnect_min{500};
+  std::chrono::milliseconds reconnect_max{30'000};
+  int keepalive_interval_s = 5;
+  unsigned keepalive_count = 3;
+};
+
+class LibvirtHypervisor final : public Hypervisor {
+ public:
+  // Never fails: when libvirt cannot be reached yet, calls return `unavailable` until
+  // the monitor thread has connected.
+  explicit LibvirtHypervisor(LibvirtOptions options, Clock& clock = SystemClock::instance());
+  // Closes the connection. Guests are never touched.
+  ~LibvirtHypervisor() override;
+  LibvirtHypervisor(const LibvirtHypervisor&) = delete;
+  LibvirtHypervisor& operator=(const LibvirtHypervisor&) = delete;
+
+  bool connected() const;
+
+  Result<HostInventory> inventory() override;
+  Result<std::vector<DomainStatus>> list_domains() override;
+  Result<DomainStatus> get_domain(const std::string& uuid) override;
+  Result<DomainStatus> define(const DomainSpec& spec) override;
+  Result<DomainStatus> start(const std::string& uuid) override;
+  Result<DomainStatus> shutdown(const std::string& uuid) override;
+  Result<DomainStatus> reboot(const std::string& uuid) override;
+  Result<DomainStatus> destroy(const std::string& uuid) override;
+  Status undefine(const std::string& uuid, bool remove_volumes) override;
+  std::uint64_t subscribe(EventCallback callback) override;
+  void unsubscribe(std::uint64_t id) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvmfleet::agent

@@ -1,0 +1,32 @@
+#pragma once
+
+// Strict checks on what the controller asks an agent to define. Everything that can
+// end up in domain XML, a volume file name or a libvirt call passes through here first.
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string_view>
+
+#include "kvmfleet/common/result.hpp"
+#include "kvmfleet/model/domain_spec.hpp"
+
+namespace kvmfleet::agent {
+
+inline constexpr int kMaxVcpus = 256;
+inline constexpr std::int64_t kMinMemoryMib = 16;
+inline constexpr std::int64_t kMaxMemoryMib = std::int64_t{4} << 20;  // 4 TiB
+inline constexpr std::size_t kMaxDisks = 16;
+inline constexpr std::int64_t kMaxDiskGib = 65'536;
+
+// Volume names become file names in the image pool: [a-z0-9][a-z0-9-]{0,127}.qcow2
+bool is_valid_volume_name(std::string_view name);
+// vd[a-z] for virtio, sd[a-z] for sata and scsi.
+bool is_valid_target_dev(std::string_view dev, DiskBus bus);
+
+Status validate_domain_spec(const DomainSpec& spec);
+
+// Parses the "spec" object of a define request: unknown fields, wrong types and out of
+// range values are invalid_argument errors naming the field.
+Result<DomainSpec> parse_domain_spec(const nlohmann::json& j);
+
+}  // namespace kvmfleet::agent

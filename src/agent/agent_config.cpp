@@ -1,0 +1,117 @@
+#include "kvmfleet/agent/agent_config.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "kvmfleet/common/validate.hpp"
+
+namespace kvmfleet::agent {
+namespace {
+
+Result<std::string> read_file(const std::string& path, std::size_t limit) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return invalid("cannot read " + path);
+  std::string data;
+  data.resize(limit + 1);
+  in.read(data.data(), static_cast<std::streamsize>(data.size()));
+  data.resize(static_cast<std::size_t>(in.gcount()));
+  if (data.size() > limit) return invalid(path + " is too large");
+  return data;
+}
+
+bool is_url(std::string_view u) {
+  return (u.starts_with("http://") && u.size() > 7) || (u.starts_with("https://") && u.size() > 8);
+}
+
+bool is_absolute_path(std::string_view p) {
+  return !p.empty() && p.front() == '/';
+}
+
+}  // namespace
+
+Result<AgentConfig> parse_agent_config(const nlohmann::json& j) {
+  if (auto st = check_known_fields(
+          j,
+          {"host", "listen_address", "listen_port", "agent_url", "controller_url", "token_file",
+           "libvirt_uri", "image_pool_path", "heartbeat_interval_ms", "tls_cert_file",
+           "tls_key_file", "controller_ca_file", "worker_threads"},
+          "config");
+      !st)
+    return st.take_error();
+  AgentConfig c;
+  auto str = [&](const char* field, bool required, std::string& out) -> Status {
+    auto v = get_string(j, field, required, out);
+    if (!v) return v.take_error();
+    out = std::move(*v);
+    return {};
+  };
+  for (auto st :
+       {str("host", true, c.host), str("listen_address", false, c.listen_address),
+        str("agent_url", false, c.agent_url), str("controller_url", true, c.controller_url),
+        str("token_file", true, c.token_file), str("libvirt_uri", false, c.libvirt_uri),
+        str("image_pool_path", false, c.image_pool_path),
+        str("tls_cert_file", false, c.tls_cert_file), str("tls_key_file", false, c.tls_key_file),
+        str("controller_ca_file", false, c.controller_ca_file)}) {
+    if (!st) return st.take_error();
+  }
+  if (auto st = check_name("host", c.host); !st) return st.take_error();
+  auto port = get_int(j, "listen_port", false, c.listen_port, 1, 65'535);
+  if (!port) return port.take_error();
+  c.listen_port = static_cast<std::uint16_t>(*port);
+  auto interval = get_int(j, "heartbeat_interval_ms", false, 5'000, 100, 300'000);
+  if (!interval) return interval.take_error();
+  c.heartbeat_interval = std::chrono::milliseconds{*interval};
+  auto workers = get_int(j, "worker_threads", false, 4, 1, 64);
+  if (!workers) return workers.take_error();
+  c.worker_threads = static_cast<int>(*workers);
+
+  if (!is_url(c.controller_url))
+    return invalid("controller_url must be an http:// or https:// URL",
+                   {{"field", "controller_url"}});
+  if (!is_absolute_path(c.token_file))
+    return invalid("token_file must be an absolute path", {{"field", "token_file"}});
+  if (!is_absolute_path(c.image_pool_path))
+    return invalid("image_pool_path must be an absolute path", {{"field", "image_pool_path"}});
+  if (c.libvirt_uri.empty())
+    return invalid("libvirt_uri must not be empty", {{"field", "libvirt_uri"}});
+  if (c.tls_cert_file.empty() != c.tls_key_file.empty())
+    return invalid("tls_cert_file and tls_key_file go together", {{"field", "tls_key_file"}});
+  if (c.agent_url.empty()) {
+    const bool tls = !c.tls_cert_file.empty();
+    const bool v6 = c.listen_address.find(':') != std::string::npos;
+    c.agent_url = std::string(tls ? "https://" : "http://") + (v6 ? "[" : "") + c.listen_address +
+                  (v6 ? "]" : "") + ":" + std::to_string(c.listen_port);
+  } else if (!is_url(c.agent_url)) {
+    return invalid("agent_url must be an http:// or https:// URL", {{"field", "agent_url"}});
+  }
+  return c;
+}
+
+Result<AgentConfig> load_agent_config(const std::string& path) {
+  auto text = read_file(path, 1 << 20);
+  if (!text) return text.take_error();
+  const auto j = nlohmann::json::parse(*text, nullptr, false);
+  if (j.is_discarded()) return invalid(path + " is not valid JSON");
+  auto config = parse_agent_config(j);
+  if (!config) return config.take_error();
+
+  auto token = read_file(config->token_file, 4096);
+  if (!token) return token.take_error();
+  while (!token->empty() && (token->back() == '\n' || token->back() == '\r' ||
+                             token->back() == ' ' || token->back() == '\t'))
+    token->pop_back();
+  if (token->empty()) return invalid(config->token_file + " holds no token");
+  for (unsigned char ch : *token) {
+    if (ch <= 0x20 || ch >= 0x7f) return invalid(config->token_file + " holds an invalid token");
+  }
+  struct stat st {};
+  if (::stat(config->token_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
+    spdlog::warn("{} is readable by group or others; it holds a secret", config->token_file);
+  config->token = std::move(*token);
+  return config;
+}
+
+}  // namespace kvmfleet::agent

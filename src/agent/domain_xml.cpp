@@ -1,0 +1,152 @@
+#include "kvmfleet/agent/domain_xml.hpp"
+
+#include <charconv>
+
+#include "kvmfleet/agent/spec_validation.hpp"
+#include "kvmfleet/common/validate.hpp"
+#include "xml_doc.hpp"
+
+namespace kvmfleet::agent {
+namespace {
+
+const char* bus_name(DiskBus bus) {
+  switch (bus) {
+    case DiskBus::virtio:
+      return "virtio";
+    case DiskBus::sata:
+      return "sata";
+    case DiskBus::scsi:
+      return "scsi";
+  }
+  return "virtio";
+}
+
+bool is_safe_path(std::string_view p) {
+  if (p.empty() || p.front() != '/') return false;
+  for (unsigned char c : p) {
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<std::string> write_domain_xml(const DomainSpec& spec,
+                                     const std::vector<std::string>& disk_sources) {
+  if (auto st = validate_domain_spec(spec); !st) return st.take_error();
+  if (disk_sources.size() != spec.disks.size())
+    return internal_error("one source path per disk is required");
+  for (const auto& p : disk_sources) {
+    if (!is_safe_path(p)) return internal_error("disk source path must be absolute and printable");
+  }
+
+  xml::Writer w;
+  w.start("domain");
+  w.attr("type", spec.domain_type);
+  w.element("name", spec.name);
+  w.element("uuid", spec.uuid);
+
+  w.start("metadata");
+  w.start_ns(kMetadataPrefix, "vm", kMetadataNamespace);
+  w.attr("id", spec.uuid);
+  w.attr("generation", spec.generation);
+  w.end();
+  w.end();
+
+  w.start("memory");
+  w.attr("unit", "MiB");
+  w.text(std::to_string(spec.memory_mib));
+  w.end();
+  w.element("vcpu", std::to_string(spec.vcpus));
+
+  w.start("os");
+  w.start("type");
+  w.attr("arch", "x86_64");
+  w.attr("machine", "pc");
+  w.text("hvm");
+  w.end();
+  w.end();
+
+  w.start("features");
+  w.empty("acpi");
+  w.end();
+
+  // A guest that powers off stays off: whether it should run again is the
+  // controller's decision, not libvirt's.
+  w.element("on_poweroff", "destroy");
+  w.element("on_reboot", "restart");
+  w.element("on_crash", "destroy");
+
+  w.start("devices");
+  bool has_scsi = false;
+  for (std::size_t i = 0; i < spec.disks.size(); ++i) {
+    const auto& d = spec.disks[i];
+    has_scsi = has_scsi || d.bus == DiskBus::scsi;
+    w.start("disk");
+    w.attr("type", "file");
+    w.attr("device", "disk");
+    w.start("driver");
+    w.attr("name", "qemu");
+    w.attr("type", "qcow2");
+    w.end();
+    w.start("source");
+    w.attr("file", disk_sources[i]);
+    w.end();
+    w.start("target");
+    w.attr("dev", d.target_dev);
+    w.attr("bus", bus_name(d.bus));
+    w.end();
+    w.end();
+  }
+  if (has_scsi) {
+    // Without this libvirt picks an emulated LSI controller.
+    w.start("controller");
+    w.attr("type", "scsi");
+    w.attr("index", std::int64_t{0});
+    w.attr("model", "virtio-scsi");
+    w.end();
+  }
+  // No <graphics> and no <video>: guests are headless.
+  w.end();  // devices
+
+  w.end();  // domain
+  return w.finish();
+}
+
+Result<DomainXmlInfo> read_domain_xml(std::string_view text) {
+  auto doc = xml::parse(text, "domain");
+  if (!doc) return doc.take_error();
+  xmlNode* root = xmlDocGetRootElement(doc->get());
+  if (std::string_view(reinterpret_cast<const char*>(root->name)) != "domain" || root->ns)
+    return invalid("not a libvirt domain XML document");
+
+  xml::XPath xp(doc->get());
+  xp.register_ns("kf", kMetadataNamespace);
+  DomainXmlInfo info;
+  info.type = xml::attribute(root, "type").value_or("");
+  info.name = xp.string("/domain/name").value_or("");
+  info.uuid = xp.string("/domain/uuid").value_or("");
+  for (xmlNode* src : xp.nodes("/domain/devices/disk[@type='file']/source")) {
+    if (auto f = xml::attribute(src, "file")) info.disk_sources.push_back(*f);
+  }
+
+  const auto meta = xp.nodes("/domain/metadata/kf:vm");
+  if (meta.empty()) return info;
+  if (meta.size() > 1) return invalid("more than one kvmfleet metadata element");
+  auto id = xml::attribute(meta.front(), "id");
+  auto gen = xml::attribute(meta.front(), "generation");
+  if (!id || !is_valid_uuid(*id)) return invalid("kvmfleet metadata has no valid id");
+  std::int64_t generation = 0;
+  if (!gen || gen->empty()) return invalid("kvmfleet metadata has no generation");
+  const auto* first = gen->data();
+  const auto* last = gen->data() + gen->size();
+  auto [ptr, ec] = std::from_chars(first, last, generation);
+  if (ec != std::errc{} || ptr != last || generation < 1)
+    return invalid("kvmfleet metadata has an invalid generation");
+  info.managed = true;
+  info.vm_id = *id;
+  info.generation = generation;
+  return info;
+}
+
+}  // namespace kvmfleet::agent

@@ -1,0 +1,182 @@
+#include "kvmfleet/agent/heartbeat.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "kvmfleet/agent/protocol.hpp"
+#include "kvmfleet/model/json.hpp"
+
+namespace kvmfleet::agent {
+namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+
+constexpr milliseconds kMinInterval{100};
+constexpr milliseconds kMaxInterval{300'000};
+constexpr milliseconds kFirstEventRetry{200};
+
+std::string trim_slash(std::string url) {
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  return url;
+}
+
+}  // namespace
+
+HeartbeatLoop::HeartbeatLoop(Hypervisor& hypervisor, http::Client& client, Clock& clock,
+                             HeartbeatOptions options)
+    : hv_(hypervisor),
+      client_(client),
+      clock_(clock),
+      options_(std::move(options)),
+      interval_(std::clamp(options_.interval, kMinInterval, kMaxInterval)) {
+  options_.controller_url = trim_slash(options_.controller_url);
+}
+
+HeartbeatLoop::~HeartbeatLoop() {
+  stop();
+}
+
+void HeartbeatLoop::start() {
+  {
+    std::lock_guard lk(mu_);
+    if (started_ || stopping_) return;
+    started_ = true;
+  }
+  // Subscribed without holding mu_: event delivery takes the hypervisor's lock, then
+  // mu_ (in enqueue), so holding mu_ here would invert that order.
+  const auto id = hv_.subscribe([this](const LifecycleEvent& e) { enqueue(e); });
+  std::lock_guard lk(mu_);
+  subscription_ = id;
+  thread_ = std::thread([this] { run(); });
+}
+
+void HeartbeatLoop::stop() {
+  std::optional<std::uint64_t> sub;
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+    std::swap(sub, subscription_);
+  }
+  // After this no callback is running or will run, so `this` is safe to destroy.
+  if (sub) hv_.unsubscribe(*sub);
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void HeartbeatLoop::enqueue(LifecycleEvent event) {
+  {
+    std::lock_guard lk(mu_);
+    if (events_.size() >= options_.max_queued_events) {
+      // Heartbeats carry the full state anyway; an old event is the cheapest loss.
+      events_.pop_front();
+      spdlog::warn("lifecycle event queue full; dropped the oldest event");
+    }
+    events_.push_back(std::move(event));
+    kick_ = true;
+  }
+  cv_.notify_all();
+}
+
+std::chrono::milliseconds HeartbeatLoop::interval() const {
+  std::lock_guard lk(mu_);
+  return interval_;
+}
+
+std::size_t HeartbeatLoop::queued_events() const {
+  std::lock_guard lk(mu_);
+  return events_.size();
+}
+
+Result<json> HeartbeatLoop::post(std::string_view path, const json& body) {
+  const std::string url = options_.controller_url + std::string(path);
+  auto res = client_.request("POST", url, options_.token,
+                             body.dump(-1, ' ', false, json::error_handler_t::replace),
+                             options_.request_timeout);
+  if (!res) return res.take_error();
+  const json parsed = json::parse(res->body, nullptr, false);
+  if (res->status / 100 != 2) {
+    if (!parsed.is_discarded() && parsed.is_object() && parsed.contains("error"))
+      return Error::from_json(parsed);
+    return unavailable("controller answered HTTP " + std::to_string(res->status), {{"url", url}});
+  }
+  if (parsed.is_discarded()) return json::object();
+  return parsed;
+}
+
+Status HeartbeatLoop::beat_once() {
+  auto inv = hv_.inventory();
+  if (!inv) return inv.take_error();
+  const json body = {
+      {"host", options_.host}, {"agent_url", options_.agent_url}, {"inventory", *inv}};
+  auto answer = post(agent_protocol::kHeartbeatPath, body);
+  if (!answer) return answer.take_error();
+  if (auto it = answer->find("heartbeat_interval_ms");
+      it != answer->end() && it->is_number_integer()) {
+    const milliseconds wanted{it->get<std::int64_t>()};
+    std::lock_guard lk(mu_);
+    interval_ = std::clamp(wanted, kMinInterval, kMaxInterval);
+  }
+  return {};
+}
+
+Status HeartbeatLoop::flush_events() {
+  std::lock_guard send(send_mu_);
+  for (;;) {
+    std::vector<LifecycleEvent> batch;
+    {
+      std::lock_guard lk(mu_);
+      const auto n = std::min(events_.size(), options_.max_events_per_post);
+      if (n == 0) return {};
+      batch.assign(events_.begin(), events_.begin() + static_cast<std::ptrdiff_t>(n));
+      events_.erase(events_.begin(), events_.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+    auto answer = post(agent_protocol::kEventsPath, {{"host", options_.host}, {"events", batch}});
+    if (!answer) {
+      std::lock_guard lk(mu_);
+      // Back at the front, in order, for the next attempt.
+      events_.insert(events_.begin(), batch.begin(), batch.end());
+      while (events_.size() > options_.max_queued_events) events_.pop_front();
+      return answer.take_error();
+    }
+  }
+}
+
+void HeartbeatLoop::run() {
+  auto next_beat = clock_.now();
+  auto event_retry_at = clock_.now();
+  milliseconds event_backoff = kFirstEventRetry;
+  std::unique_lock lk(mu_);
+  while (!stopping_) {
+    const auto now = clock_.now();
+    const bool beat_due = now >= next_beat;
+    const bool events_due = !events_.empty() && now >= event_retry_at;
+    if (!beat_due && !events_due) {
+      auto wake = next_beat;
+      if (!events_.empty()) wake = std::min(wake, event_retry_at);
+      const auto wait = std::clamp(std::chrono::duration_cast<milliseconds>(wake - now),
+                                   milliseconds{1}, interval_);
+      kick_ = false;
+      cv_.wait_for(lk, wait, [&] { return stopping_ || kick_; });
+      continue;
+    }
+    lk.unlock();
+    if (events_due) {
+      if (auto st = flush_events(); !st) {
+        spdlog::warn("sending lifecycle events failed: {}", st.error().message);
+        event_retry_at = clock_.now() + event_backoff;
+        event_backoff = std::min(event_backoff * 2, interval());
+      } else {
+        event_backoff = kFirstEventRetry;
+      }
+    }
+    if (beat_due) {
+      if (auto st = beat_once(); !st) spdlog::warn("heartbeat failed: {}", st.error().message);
+      next_beat = clock_.now() + interval();
+    }
+    lk.lock();
+  }
+}
+
+}  // namespace kvmfleet::agent

@@ -1,0 +1,20 @@
+#pragma once
+
+// The one place where libvirt errors become kvmfleet error categories.
+
+#include <string_view>
+
+#include "kvmfleet/common/error.hpp"
+
+namespace kvmfleet::agent {
+
+ErrorCode map_libvirt_error(int code, int domain);
+
+// The calling thread's last libvirt error, prefixed with what was being done. libvirt's
+// own message is always kept: it is what an operator needs to see.
+Error last_libvirt_error(std::string_view what);
+
+// The code of the calling thread's last libvirt error, or 0 (VIR_ERR_OK).
+int last_libvirt_error_code();
+
+}  // namespace kvmfleet::agent

@@ -1,0 +1,28 @@
+#pragma once
+
+// libvirt's default event loop, shared by every connection in the process. It must be
+// registered before the first connection is opened and must be run by exactly one
+// thread; this object owns that thread while anyone holds a reference to it.
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+namespace kvmfleet::agent {
+
+class LibvirtEventLoop {
+ public:
+  static std::shared_ptr<LibvirtEventLoop> acquire();
+  ~LibvirtEventLoop();
+  LibvirtEventLoop(const LibvirtEventLoop&) = delete;
+  LibvirtEventLoop& operator=(const LibvirtEventLoop&) = delete;
+
+ private:
+  LibvirtEventLoop();
+  void run();
+
+  std::atomic<bool> quit_{false};
+  std::thread thread_;
+};
+
+}  // namespace kvmfleet::agent

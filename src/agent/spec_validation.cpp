@@ -1,0 +1,127 @@
+#include "kvmfleet/agent/spec_validation.hpp"
+
+#include <limits>
+#include <set>
+#include <string>
+
+#include "kvmfleet/common/validate.hpp"
+
+namespace kvmfleet::agent {
+namespace {
+
+bool lower_or_digit(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+}  // namespace
+
+bool is_valid_volume_name(std::string_view name) {
+  constexpr std::string_view kSuffix = ".qcow2";
+  if (name.size() <= kSuffix.size() || name.size() > 128 + kSuffix.size()) return false;
+  if (name.substr(name.size() - kSuffix.size()) != kSuffix) return false;
+  const auto stem = name.substr(0, name.size() - kSuffix.size());
+  if (!lower_or_digit(stem.front())) return false;
+  for (char c : stem) {
+    if (!lower_or_digit(c) && c != '-') return false;
+  }
+  return true;
+}
+
+bool is_valid_target_dev(std::string_view dev, DiskBus bus) {
+  const char prefix = bus == DiskBus::virtio ? 'v' : 's';
+  return dev.size() == 3 && dev[0] == prefix && dev[1] == 'd' && dev[2] >= 'a' && dev[2] <= 'z';
+}
+
+Status validate_domain_spec(const DomainSpec& spec) {
+  if (!is_valid_uuid(spec.uuid))
+    return invalid("spec.uuid must be a lowercase canonical UUID", {{"field", "spec.uuid"}});
+  if (auto st = check_name("spec.name", spec.name); !st) return st;
+  if (spec.vcpus < 1 || spec.vcpus > kMaxVcpus)
+    return invalid("spec.vcpus is out of range",
+                   {{"field", "spec.vcpus"}, {"min", 1}, {"max", kMaxVcpus}});
+  if (spec.memory_mib < kMinMemoryMib || spec.memory_mib > kMaxMemoryMib)
+    return invalid("spec.memory_mib is out of range",
+                   {{"field", "spec.memory_mib"}, {"min", kMinMemoryMib}, {"max", kMaxMemoryMib}});
+  if (spec.domain_type != "kvm" && spec.domain_type != "qemu")
+    return invalid("spec.domain_type must be kvm or qemu", {{"field", "spec.domain_type"}});
+  if (spec.generation < 1)
+    return invalid("spec.generation must be at least 1", {{"field", "spec.generation"}});
+  if (spec.disks.size() > kMaxDisks)
+    return invalid("too many disks", {{"field", "spec.disks"}, {"max", kMaxDisks}});
+  std::set<std::string> volumes, devs;
+  for (std::size_t i = 0; i < spec.disks.size(); ++i) {
+    const auto& d = spec.disks[i];
+    const std::string where = "spec.disks[" + std::to_string(i) + "]";
+    if (!is_valid_volume_name(d.volume))
+      return invalid(where + ".volume must match [a-z0-9][a-z0-9-]{0,127}.qcow2",
+                     {{"field", where + ".volume"}});
+    if (d.size_gib < 1 || d.size_gib > kMaxDiskGib)
+      return invalid(where + ".size_gib is out of range",
+                     {{"field", where + ".size_gib"}, {"min", 1}, {"max", kMaxDiskGib}});
+    if (!is_valid_target_dev(d.target_dev, d.bus))
+      return invalid(where + ".target_dev must be vd[a-z] for virtio, sd[a-z] otherwise",
+                     {{"field", where + ".target_dev"}});
+    if (!volumes.insert(d.volume).second)
+      return invalid(where + ".volume is used twice", {{"field", where + ".volume"}});
+    if (!devs.insert(d.target_dev).second)
+      return invalid(where + ".target_dev is used twice", {{"field", where + ".target_dev"}});
+  }
+  return {};
+}
+
+Result<DomainSpec> parse_domain_spec(const nlohmann::json& j) {
+  if (auto st = check_known_fields(
+          j, {"uuid", "name", "vcpus", "memory_mib", "domain_type", "generation", "disks"}, "spec");
+      !st)
+    return st.take_error();
+  DomainSpec spec;
+  auto uuid = get_string(j, "uuid", true);
+  if (!uuid) return uuid.take_error();
+  spec.uuid = std::move(*uuid);
+  auto name = get_string(j, "name", true);
+  if (!name) return name.take_error();
+  spec.name = std::move(*name);
+  auto vcpus = get_int(j, "vcpus", true, 1, 1, kMaxVcpus);
+  if (!vcpus) return vcpus.take_error();
+  spec.vcpus = static_cast<int>(*vcpus);
+  auto memory = get_int(j, "memory_mib", true, 0, kMinMemoryMib, kMaxMemoryMib);
+  if (!memory) return memory.take_error();
+  spec.memory_mib = *memory;
+  auto type = get_string(j, "domain_type", false, "kvm");
+  if (!type) return type.take_error();
+  spec.domain_type = std::move(*type);
+  auto generation = get_int(j, "generation", false, 1, 1, std::numeric_limits<std::int64_t>::max());
+  if (!generation) return generation.take_error();
+  spec.generation = *generation;
+
+  if (auto it = j.find("disks"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) return invalid("spec.disks must be an array", {{"field", "spec.disks"}});
+    if (it->size() > kMaxDisks)
+      return invalid("too many disks", {{"field", "spec.disks"}, {"max", kMaxDisks}});
+    for (const auto& dj : *it) {
+      if (auto st = check_known_fields(dj, {"volume", "size_gib", "bus", "target_dev"}, "disk");
+          !st)
+        return st.take_error();
+      DomainDisk disk;
+      auto volume = get_string(dj, "volume", true);
+      if (!volume) return volume.take_error();
+      disk.volume = std::move(*volume);
+      auto size = get_int(dj, "size_gib", true, 0, 1, kMaxDiskGib);
+      if (!size) return size.take_error();
+      disk.size_gib = *size;
+      auto bus = get_string(dj, "bus", false, "virtio");
+      if (!bus) return bus.take_error();
+      auto parsed_bus = disk_bus_from_string(*bus);
+      if (!parsed_bus) return invalid("disk bus must be virtio, sata or scsi", {{"field", "bus"}});
+      disk.bus = *parsed_bus;
+      auto dev = get_string(dj, "target_dev", true);
+      if (!dev) return dev.take_error();
+      disk.target_dev = std::move(*dev);
+      spec.disks.push_back(std::move(disk));
+    }
+  }
+  if (auto st = validate_domain_spec(spec); !st) return st.take_error();
+  return spec;
+}
+
+}  // namespace kvmfleet::agent

@@ -1,0 +1,131 @@
+// kvmfleet-agent: one per host. Serves the agent API to the controller, heartbeats
+// its inventory and pushes lifecycle events. Starting or stopping the agent never
+// touches guests: it only reports what libvirt has.
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "kvmfleet/agent/agent_config.hpp"
+#include "kvmfleet/agent/agent_service.hpp"
+#include "kvmfleet/agent/heartbeat.hpp"
+#include "kvmfleet/agent/libvirt_hypervisor.hpp"
+#include "kvmfleet/http/client.hpp"
+#include "kvmfleet/http/server.hpp"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: kvmfleet-agent [--config PATH] [--log-level trace|debug|info|warn|error]\n"
+    "  --config     agent configuration (default /etc/kvmfleet/agent.json)\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace kvmfleet;
+  std::string config_path = "/etc/kvmfleet/agent.json";
+  std::string log_level = "info";
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    auto value = [&](std::string_view name) -> const char* {
+      if (arg == name && i + 1 < argc) return argv[++i];
+      if (arg.size() > name.size() + 1 && arg.starts_with(name) && arg[name.size()] == '=')
+        return argv[i] + name.size() + 1;
+      return nullptr;
+    };
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (const char* v = value("--config")) {
+      config_path = v;
+    } else if (const char* v = value("--log-level")) {
+      log_level = v;
+    } else {
+      std::fprintf(stderr, "unknown argument: %s\n%s", argv[i], kUsage);
+      return 2;
+    }
+  }
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  const auto level = spdlog::level::from_str(log_level);
+  if (level == spdlog::level::off && log_level != "off") {
+    std::fprintf(stderr, "unknown log level: %s\n", log_level.c_str());
+    return 2;
+  }
+  spdlog::set_level(level);
+
+  auto config = agent::load_agent_config(config_path);
+  if (!config) {
+    spdlog::critical("{}: {}", config_path, config.error().message);
+    return 2;
+  }
+  // Sockets use MSG_NOSIGNAL, but a peer closing mid-write must never kill the agent.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  agent::LibvirtOptions lv;
+  lv.uri = config->libvirt_uri;
+  lv.pool_path = config->image_pool_path;
+  agent::LibvirtHypervisor hypervisor(lv);
+  agent::AgentService service(hypervisor, config->token);
+
+  boost::asio::io_context ioc;
+  // libvirt calls block for up to seconds; they run here, never on the I/O threads.
+  boost::asio::thread_pool workers(static_cast<std::size_t>(config->worker_threads));
+  http::Handler handler = [&](http::Request&& req, http::Responder respond) {
+    boost::asio::post(workers,
+                      [&service, req = std::move(req), respond = std::move(respond)]() mutable {
+                        service.handle(std::move(req), std::move(respond));
+                      });
+  };
+
+  http::ServerOptions server_options;
+  server_options.address = config->listen_address;
+  server_options.port = config->listen_port;
+  server_options.tls_cert_file = config->tls_cert_file;
+  server_options.tls_key_file = config->tls_key_file;
+  http::Server server(ioc, server_options, handler);
+  if (auto st = server.start(); !st) {
+    spdlog::critical("cannot serve on {}:{}: {}", config->listen_address, config->listen_port,
+                     st.error().message);
+    return 1;
+  }
+  spdlog::info("kvmfleet-agent {} serving {} on {}:{} (libvirt {})", config->host,
+               server.tls() ? "https" : "http", config->listen_address, server.port(),
+               config->libvirt_uri);
+
+  http::BeastClient client(config->controller_ca_file);
+  agent::HeartbeatOptions hb;
+  hb.host = config->host;
+  hb.agent_url = config->agent_url;
+  hb.controller_url = config->controller_url;
+  hb.token = config->token;
+  hb.interval = config->heartbeat_interval;
+  agent::HeartbeatLoop heartbeat(hypervisor, client, SystemClock::instance(), hb);
+  heartbeat.start();
+
+  boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    spdlog::info("signal {}: stopping", sig);
+    server.stop();
+    ioc.stop();
+  });
+
+  std::thread io_thread([&] { ioc.run(); });
+  ioc.run();
+  io_thread.join();
+
+  // In-flight libvirt calls finish; then nothing else is started.
+  workers.join();
+  heartbeat.stop();
+  spdlog::info("kvmfleet-agent stopped; guests were left as they are");
+  return 0;
+}

@@ -1,0 +1,300 @@
+#include "kvmfleet/agent/agent_service.hpp"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "fake_hypervisor.hpp"
+#include "kvmfleet/agent/libvirt_hypervisor.hpp"
+#include "kvmfleet/common/ids.hpp"
+#include "kvmfleet/model/json.hpp"
+
+namespace kvmfleet::agent {
+namespace {
+
+using nlohmann::json;
+using testing::FakeHypervisor;
+
+constexpr const char* kToken = "kvf_host-token-for-tests";
+constexpr const char* kUuid = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b";
+
+http::Request make(http::Verb verb, std::string target, std::string body = {},
+                   const char* token = kToken) {
+  http::Request req{verb, target, 11};
+  if (token) req.set(http::bhttp::field::authorization, std::string("Bearer ") + token);
+  if (!body.empty()) {
+    req.set(http::bhttp::field::content_type, "application/json");
+    req.body() = std::move(body);
+    req.prepare_payload();
+  }
+  return req;
+}
+
+json spec_json(const std::string& uuid = kUuid, std::int64_t generation = 1) {
+  return {{"uuid", uuid},     {"name", "web1"},        {"vcpus", 1},
+          {"memory_mib", 64}, {"domain_type", "qemu"}, {"generation", generation}};
+}
+
+json body_of(const http::Response& res) {
+  return json::parse(res.body());
+}
+
+std::string code_of(const http::Response& res) {
+  return body_of(res).at("error").at("code").get<std::string>();
+}
+
+class AgentServiceTest : public ::testing::Test {
+ protected:
+  http::Response call(http::Verb verb, std::string target, const json& body,
+                      const char* token = kToken) {
+    return service_.serve(make(verb, std::move(target), body.is_null() ? "" : body.dump(), token));
+  }
+
+  FakeHypervisor hv_;
+  AgentService service_{hv_, kToken};
+};
+
+TEST_F(AgentServiceTest, RequiresTheHostToken) {
+  for (const char* token :
+       {static_cast<const char*>(nullptr), "", "wrong", "kvf_host-token-for-test"}) {
+    auto res = call(http::Verb::get, "/agent/v1/inventory", nullptr, token);
+    EXPECT_EQ(res.result(), http::HttpStatus::unauthorized) << (token ? token : "none");
+    EXPECT_EQ(code_of(res), "unauthenticated");
+    EXPECT_EQ(res[http::bhttp::field::www_authenticate], "Bearer");
+  }
+  // Even unknown paths answer 401 first.
+  EXPECT_EQ(call(http::Verb::get, "/nope", nullptr, "wrong").result(),
+            http::HttpStatus::unauthorized);
+  EXPECT_EQ(hv_.count("inventory"), 0);
+  EXPECT_EQ(call(http::Verb::get, "/agent/v1/inventory", nullptr).result(), http::HttpStatus::ok);
+}
+
+TEST_F(AgentServiceTest, InventoryAndDomain) {
+  auto res = call(http::Verb::get, "/agent/v1/inventory", nullptr);
+  ASSERT_EQ(res.result(), http::HttpStatus::ok);
+  EXPECT_EQ(res[http::bhttp::field::content_type], "application/json");
+  auto inv = body_of(res).get<HostInventory>();
+  EXPECT_EQ(inv.hostname, "fake-host");
+  EXPECT_EQ(inv.cpus, 8);
+
+  auto missing = call(http::Verb::get, std::string("/agent/v1/domains/") + kUuid, nullptr);
+  EXPECT_EQ(missing.result(), http::HttpStatus::not_found);
+  EXPECT_EQ(code_of(missing), "not_found");
+}
+
+TEST_F(AgentServiceTest, RejectsBadRequestsBeforeTheHypervisor) {
+  const std::string define = "/agent/v1/domains/define";
+  auto raw = [&](std::string body) {
+    return service_.serve(make(http::Verb::post, define, std::move(body)));
+  };
+  EXPECT_EQ(raw("{not json").result(), http::HttpStatus::bad_request);
+  EXPECT_EQ(raw("[1,2]").result(), http::HttpStatus::bad_request);
+  EXPECT_EQ(raw("\"str\"").result(), http::HttpStatus::bad_request);
+
+  struct Case {
+    const char* what;
+    std::string target;
+    json body;
+  };
+  const std::string dom = std::string("/agent/v1/domains/") + kUuid;
+  const std::vector<Case> cases = {
+      {"unknown top field", define, {{"op_id", "op1"}, {"spec", spec_json()}, {"force", true}}},
+      {"unknown spec field",
+       define,
+       {{"op_id", "op1"},
+        {"spec",
+         [] {
+           auto s = spec_json();
+           s["cpu_model"] = "x";
+           return s;
+         }()}}},
+      {"missing spec", define, {{"op_id", "op1"}}},
+      {"missing op_id", define, {{"spec", spec_json()}}},
+      {"op_id type", define, {{"op_id", 5}, {"spec", spec_json()}}},
+      {"op_id chars", define, {{"op_id", "a b"}, {"spec", spec_json()}}},
+      {"op_id long", define, {{"op_id", std::string(129, 'a')}, {"spec", spec_json()}}},
+      {"bad name",
+       define,
+       {{"op_id", "op1"},
+        {"spec",
+         [] {
+           auto s = spec_json();
+           s["name"] = "a&b";
+           return s;
+         }()}}},
+      {"bad uuid in spec", define, {{"op_id", "op1"}, {"spec", spec_json("XYZ")}}},
+      {"memory range",
+       define,
+       {{"op_id", "op1"},
+        {"spec",
+         [] {
+           auto s = spec_json();
+           s["memory_mib"] = -1;
+           return s;
+         }()}}},
+      {"unknown start field", dom + "/start", {{"op_id", "op1"}, {"force", true}}},
+      {"start without op_id", dom + "/start", json::object()},
+      {"remove_volumes type", dom + "/undefine", {{"op_id", "op1"}, {"remove_volumes", "yes"}}},
+      {"bad uuid in path",
+       "/agent/v1/domains/6F1C2A8E-3B4D-4E5F-8A9B-0C1D2E3F4A5B/start",
+       {{"op_id", "op1"}}},
+      {"traversal in path", "/agent/v1/domains/..%2f..%2fx/start", {{"op_id", "op1"}}},
+  };
+  for (const auto& c : cases) {
+    auto res = call(http::Verb::post, c.target, c.body);
+    EXPECT_EQ(res.result(), http::HttpStatus::bad_request) << c.what;
+    EXPECT_EQ(code_of(res), "invalid_argument") << c.what;
+    EXPECT_FALSE(body_of(res)["error"]["message"].get<std::string>().empty()) << c.what;
+  }
+  EXPECT_EQ(call(http::Verb::get, "/agent/v1/domains/not-a-uuid", nullptr).result(),
+            http::HttpStatus::bad_request);
+  EXPECT_TRUE(hv_.calls.empty());
+}
+
+TEST_F(AgentServiceTest, UnknownPathsAndMethods) {
+  EXPECT_EQ(call(http::Verb::get, "/agent/v1/nothing", nullptr).result(),
+            http::HttpStatus::not_found);
+  EXPECT_EQ(call(http::Verb::post, std::string("/agent/v1/domains/") + kUuid + "/explode",
+                 json{{"op_id", "x"}})
+                .result(),
+            http::HttpStatus::not_found);
+  auto res = call(http::Verb::post, "/agent/v1/inventory", json::object());
+  EXPECT_EQ(res.result(), http::HttpStatus::method_not_allowed);
+  EXPECT_EQ(res[http::bhttp::field::allow], "GET");
+  EXPECT_EQ(call(http::Verb::get, "/agent/v1/domains/define", nullptr).result(),
+            http::HttpStatus::method_not_allowed);
+  EXPECT_EQ(call(http::Verb::delete_, std::string("/agent/v1/domains/") + kUuid, nullptr).result(),
+            http::HttpStatus::method_not_allowed);
+}
+
+TEST_F(AgentServiceTest, RefusesNonJsonBodies) {
+  auto req = make(http::Verb::post, std::string("/agent/v1/domains/") + kUuid + "/start",
+                  json{{"op_id", "x"}}.dump());
+  req.set(http::bhttp::field::content_type, "text/plain");
+  auto res = service_.serve(req);
+  EXPECT_EQ(res.result(), http::HttpStatus::unsupported_media_type);
+}
+
+TEST_F(AgentServiceTest, OpIdReplayReturnsTheSameResponseAndActsOnce) {
+  const json body = {{"op_id", "op-42"}, {"spec", spec_json()}};
+  auto first = call(http::Verb::post, "/agent/v1/domains/define", body);
+  ASSERT_EQ(first.result(), http::HttpStatus::ok) << first.body();
+  EXPECT_EQ(body_of(first).get<DomainStatus>().uuid, kUuid);
+  // The world changes in between; the replay still answers what the first call did.
+  hv_.domains.at(kUuid).state = "running";
+  auto second = call(http::Verb::post, "/agent/v1/domains/define", body);
+  EXPECT_EQ(second.result(), first.result());
+  EXPECT_EQ(second.body(), first.body());
+  EXPECT_EQ(hv_.count("define"), 1);
+
+  // The same op_id with another body is a conflict, not a silent replay.
+  auto other = call(http::Verb::post, "/agent/v1/domains/define",
+                    {{"op_id", "op-42"}, {"spec", spec_json(kUuid, 2)}});
+  EXPECT_EQ(other.result(), http::HttpStatus::conflict);
+  EXPECT_EQ(hv_.count("define"), 1);
+
+  // One operation's next step under the same op_id is a different call: it acts.
+  const std::string start = std::string("/agent/v1/domains/") + kUuid + "/start";
+  ASSERT_EQ(call(http::Verb::post, start, {{"op_id", "op-42"}}).result(), http::HttpStatus::ok);
+  ASSERT_EQ(call(http::Verb::post, start, {{"op_id", "op-42"}}).result(), http::HttpStatus::ok);
+  EXPECT_EQ(hv_.count("start"), 1);
+  ASSERT_EQ(call(http::Verb::post, start, {{"op_id", "op-43"}}).result(), http::HttpStatus::ok);
+  EXPECT_EQ(hv_.count("start"), 2);
+}
+
+TEST_F(AgentServiceTest, FailuresAreNotRemembered) {
+  hv_.domains[kUuid].spec = DomainSpec{kUuid, "web1", 1, 64, "qemu", 1, {}};
+  const std::string destroy = std::string("/agent/v1/domains/") + kUuid + "/destroy";
+  hv_.fail_next(unavailable("libvirt connection lost"));
+  auto first = call(http::Verb::post, destroy, {{"op_id", "op-7"}});
+  EXPECT_EQ(first.result(), http::HttpStatus::service_unavailable);
+  EXPECT_EQ(code_of(first), "unavailable");
+  auto retry = call(http::Verb::post, destroy, {{"op_id", "op-7"}});
+  EXPECT_EQ(retry.result(), http::HttpStatus::ok);
+  EXPECT_EQ(hv_.count("destroy"), 2);
+}
+
+TEST_F(AgentServiceTest, UndefinePassesRemoveVolumes) {
+  const std::string undefine = std::string("/agent/v1/domains/") + kUuid + "/undefine";
+  auto res = call(http::Verb::post, undefine, {{"op_id", "u1"}, {"remove_volumes", true}});
+  ASSERT_EQ(res.result(), http::HttpStatus::ok);
+  EXPECT_EQ(body_of(res), json::object());
+  EXPECT_EQ(hv_.last_remove_volumes, true);
+  hv_.fail_next(conflict("domain is running"));
+  auto busy = call(http::Verb::post, undefine, {{"op_id", "u2"}});
+  EXPECT_EQ(busy.result(), http::HttpStatus::conflict);
+  EXPECT_EQ(hv_.last_remove_volumes, false);
+}
+
+TEST_F(AgentServiceTest, ConcurrentRepeatsActOnce) {
+  const json body = {{"op_id", "op-c"}, {"spec", spec_json()}};
+  std::vector<std::thread> threads;
+  std::vector<std::string> bodies(8);
+  for (std::size_t i = 0; i < bodies.size(); ++i)
+    threads.emplace_back(
+        [&, i] { bodies[i] = call(http::Verb::post, "/agent/v1/domains/define", body).body(); });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(hv_.count("define"), 1);
+  for (const auto& b : bodies) EXPECT_EQ(b, bodies.front());
+}
+
+TEST(OpCacheTest, ForgetsTheOldestBeyondCapacity) {
+  OpCache cache(2);
+  int acted = 0;
+  auto act = [&] {
+    ++acted;
+    return http::json_response(http::HttpStatus::ok, json{{"n", acted}});
+  };
+  cache.run("a", "", act);
+  cache.run("b", "", act);
+  cache.run("c", "", act);
+  EXPECT_EQ(cache.size(), 2u);
+  cache.run("c", "", act);
+  EXPECT_EQ(acted, 3);
+  cache.run("a", "", act);  // evicted: acts again
+  EXPECT_EQ(acted, 4);
+}
+
+// The service over the real libvirt wrapper (test driver): the path from HTTP request
+// to a libvirt domain and back.
+TEST(AgentServiceOverLibvirt, DefineStartDestroyUndefine) {
+  LibvirtOptions o;
+  o.uri = "test:///default";
+  o.pool_path = "/var/lib/kvmfleet-test/images";
+  LibvirtHypervisor hv(o);
+  AgentService service(hv, kToken);
+  const auto uuid = new_uuid();
+  struct Cleanup {
+    LibvirtHypervisor& hv;
+    std::string uuid;
+    ~Cleanup() {
+      (void)hv.destroy(uuid);
+      (void)hv.undefine(uuid, true);
+    }
+  } cleanup{hv, uuid};
+  auto post = [&](const std::string& target, const json& body) {
+    return service.serve(make(http::Verb::post, target, body.dump()));
+  };
+  json spec = spec_json(uuid);
+  spec["name"] = "svc-" + uuid.substr(0, 8);
+  auto def = post("/agent/v1/domains/define", {{"op_id", "o1"}, {"spec", spec}});
+  ASSERT_EQ(def.result(), http::HttpStatus::ok) << def.body();
+  EXPECT_TRUE(body_of(def)["managed"].get<bool>());
+  const std::string base = "/agent/v1/domains/" + uuid;
+  auto started = post(base + "/start", {{"op_id", "o1"}});
+  ASSERT_EQ(started.result(), http::HttpStatus::ok) << started.body();
+  EXPECT_EQ(body_of(started)["state"], "running");
+  auto undef = post(base + "/undefine", {{"op_id", "o1"}, {"remove_volumes", true}});
+  EXPECT_EQ(undef.result(), http::HttpStatus::conflict) << undef.body();
+  EXPECT_EQ(code_of(undef), "conflict");
+  auto destroyed = post(base + "/destroy", {{"op_id", "o1"}});
+  ASSERT_EQ(destroyed.result(), http::HttpStatus::ok);
+  EXPECT_EQ(body_of(destroyed)["state"], "stopped");
+  ASSERT_EQ(post(base + "/undefine", {{"op_id", "o2"}, {"remove_volumes", true}}).result(),
+            http::HttpStatus::ok);
+  auto gone = service.serve(make(http::Verb::get, base));
+  EXPECT_EQ(gone.result(), http::HttpStatus::not_found);
+}
+
+}  // namespace
+}  // namespace kvmfleet::agent

@@ -1,0 +1,310 @@
+#include "kvmfleet/agent/domain_xml.hpp"
+
+#include <gtest/gtest.h>
+#include <libxml/parser.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
+
+#include <memory>
+#include <string>
+
+#include "kvmfleet/agent/capabilities_xml.hpp"
+#include "kvmfleet/agent/storage_xml.hpp"
+
+namespace kvmfleet::agent {
+namespace {
+
+constexpr const char* kUuid = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b";
+
+DomainSpec sample_spec() {
+  DomainSpec s;
+  s.uuid = kUuid;
+  s.name = "web1";
+  s.vcpus = 2;
+  s.memory_mib = 64;
+  s.domain_type = "kvm";
+  s.generation = 7;
+  s.disks.push_back({std::string(kUuid) + "-disk0.qcow2", 10, DiskBus::virtio, "vda"});
+  s.disks.push_back({std::string(kUuid) + "-disk1.qcow2", 5, DiskBus::sata, "sda"});
+  return s;
+}
+
+std::vector<std::string> sample_sources() {
+  return {std::string("/var/lib/kvmfleet/images/") + kUuid + "-disk0.qcow2",
+          std::string("/var/lib/kvmfleet/images/") + kUuid + "-disk1.qcow2"};
+}
+
+// Checks structure the way libvirt would read it: by XPath over a parsed tree.
+class Doc {
+ public:
+  explicit Doc(const std::string& xml)
+      : doc_(xmlReadMemory(xml.data(), static_cast<int>(xml.size()), nullptr, "UTF-8",
+                           XML_PARSE_NONET),
+             &xmlFreeDoc) {
+    if (doc_) {
+      ctx_.reset(xmlXPathNewContext(doc_.get()));
+      xmlXPathRegisterNs(ctx_.get(), BAD_CAST "kf", BAD_CAST kMetadataNamespace);
+    }
+  }
+  bool ok() const { return doc_ != nullptr; }
+  int count(const char* expr) {
+    std::unique_ptr<xmlXPathObject, decltype(&xmlXPathFreeObject)> o(
+        xmlXPathEvalExpression(BAD_CAST expr, ctx_.get()), &xmlXPathFreeObject);
+    if (!o || o->type != XPATH_NODESET || !o->nodesetval) return 0;
+    return o->nodesetval->nodeNr;
+  }
+  std::string str(const char* expr) {
+    std::unique_ptr<xmlXPathObject, decltype(&xmlXPathFreeObject)> o(
+        xmlXPathEvalExpression(BAD_CAST expr, ctx_.get()), &xmlXPathFreeObject);
+    if (!o) return "<xpath error>";
+    xmlChar* s = xmlXPathCastToString(o.get());
+    std::string out(reinterpret_cast<const char*>(s));
+    xmlFree(s);
+    return out;
+  }
+  xmlNode* first(const char* expr) {
+    std::unique_ptr<xmlXPathObject, decltype(&xmlXPathFreeObject)> o(
+        xmlXPathEvalExpression(BAD_CAST expr, ctx_.get()), &xmlXPathFreeObject);
+    if (!o || !o->nodesetval || o->nodesetval->nodeNr == 0) return nullptr;
+    return o->nodesetval->nodeTab[0];
+  }
+
+ private:
+  struct CtxFree {
+    void operator()(xmlXPathContext* c) const { xmlXPathFreeContext(c); }
+  };
+  std::unique_ptr<xmlDoc, decltype(&xmlFreeDoc)> doc_;
+  std::unique_ptr<xmlXPathContext, CtxFree> ctx_;
+};
+
+TEST(DomainXml, WritesTheExpectedStructure) {
+  auto xml = write_domain_xml(sample_spec(), sample_sources());
+  ASSERT_TRUE(xml.ok()) << xml.error().message;
+  Doc d(*xml);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d.str("/domain/@type"), "kvm");
+  EXPECT_EQ(d.str("/domain/name"), "web1");
+  EXPECT_EQ(d.str("/domain/uuid"), kUuid);
+  EXPECT_EQ(d.str("/domain/memory/@unit"), "MiB");
+  EXPECT_EQ(d.str("/domain/memory"), "64");
+  EXPECT_EQ(d.str("/domain/vcpu"), "2");
+  EXPECT_EQ(d.str("/domain/os/type"), "hvm");
+  EXPECT_EQ(d.str("/domain/os/type/@arch"), "x86_64");
+  EXPECT_EQ(d.str("/domain/os/type/@machine"), "pc");
+  EXPECT_EQ(d.count("/domain/features/acpi"), 1);
+  EXPECT_EQ(d.str("/domain/on_poweroff"), "destroy");
+  EXPECT_EQ(d.str("/domain/on_reboot"), "restart");
+  EXPECT_EQ(d.str("/domain/on_crash"), "destroy");
+  EXPECT_EQ(d.count("/domain/devices/disk"), 2);
+  EXPECT_EQ(d.str("/domain/devices/disk[1]/@type"), "file");
+  EXPECT_EQ(d.str("/domain/devices/disk[1]/@device"), "disk");
+  EXPECT_EQ(d.str("/domain/devices/disk[1]/driver/@type"), "qcow2");
+  EXPECT_EQ(d.str("/domain/devices/disk[1]/source/@file"), sample_sources()[0]);
+  EXPECT_EQ(d.str("/domain/devices/disk[1]/target/@dev"), "vda");
+  EXPECT_EQ(d.str("/domain/devices/disk[1]/target/@bus"), "virtio");
+  EXPECT_EQ(d.str("/domain/devices/disk[2]/target/@dev"), "sda");
+  EXPECT_EQ(d.str("/domain/devices/disk[2]/target/@bus"), "sata");
+  // Headless, and no emulator path baked in.
+  EXPECT_EQ(d.count("//graphics"), 0);
+  EXPECT_EQ(d.count("//video"), 0);
+  EXPECT_EQ(d.count("//emulator"), 0);
+  EXPECT_EQ(d.count("/domain/devices/controller"), 0);
+  // Metadata: in kvmfleet's namespace, with kvmfleet's prefix.
+  EXPECT_EQ(d.count("/domain/metadata/kf:vm"), 1);
+  EXPECT_EQ(d.str("/domain/metadata/kf:vm/@id"), kUuid);
+  EXPECT_EQ(d.str("/domain/metadata/kf:vm/@generation"), "7");
+  xmlNode* meta = d.first("/domain/metadata/kf:vm");
+  ASSERT_NE(meta, nullptr);
+  ASSERT_NE(meta->ns, nullptr);
+  EXPECT_STREQ(reinterpret_cast<const char*>(meta->ns->prefix), kMetadataPrefix);
+}
+
+TEST(DomainXml, StandardTestVmHasNoDevicesButTheDefaults) {
+  DomainSpec s;
+  s.uuid = kUuid;
+  s.name = "tiny";
+  s.memory_mib = 64;
+  s.domain_type = "qemu";
+  auto xml = write_domain_xml(s, {});
+  ASSERT_TRUE(xml.ok()) << xml.error().message;
+  Doc d(*xml);
+  EXPECT_EQ(d.str("/domain/@type"), "qemu");
+  EXPECT_EQ(d.count("/domain/devices/*"), 0);
+}
+
+TEST(DomainXml, ScsiDisksGetAVirtioScsiController) {
+  auto s = sample_spec();
+  s.disks[1].bus = DiskBus::scsi;
+  auto xml = write_domain_xml(s, sample_sources());
+  ASSERT_TRUE(xml.ok()) << xml.error().message;
+  Doc d(*xml);
+  EXPECT_EQ(d.str("/domain/devices/controller[@type='scsi']/@model"), "virtio-scsi");
+  EXPECT_EQ(d.str("/domain/devices/disk[2]/target/@bus"), "scsi");
+}
+
+TEST(DomainXml, RoundTripReadsTheMetadataBack) {
+  auto xml = write_domain_xml(sample_spec(), sample_sources());
+  ASSERT_TRUE(xml.ok());
+  auto info = read_domain_xml(*xml);
+  ASSERT_TRUE(info.ok()) << info.error().message;
+  EXPECT_TRUE(info->managed);
+  EXPECT_EQ(info->vm_id, kUuid);
+  EXPECT_EQ(info->generation, 7);
+  EXPECT_EQ(info->name, "web1");
+  EXPECT_EQ(info->uuid, kUuid);
+  EXPECT_EQ(info->type, "kvm");
+  EXPECT_EQ(info->disk_sources, sample_sources());
+}
+
+TEST(DomainXml, ReaderTellsUnmanagedDomains) {
+  auto info = read_domain_xml(
+      "<domain type='kvm'><name>other</name><uuid>" + std::string(kUuid) +
+      "</uuid><metadata><app:vm xmlns:app='https://example.org/app' id='x' generation='1'/>"
+      "</metadata><memory unit='KiB'>65536</memory></domain>");
+  ASSERT_TRUE(info.ok()) << info.error().message;
+  EXPECT_FALSE(info->managed);
+  EXPECT_EQ(info->name, "other");
+  EXPECT_EQ(info->generation, 0);
+}
+
+TEST(DomainXml, ReaderGoesByNamespaceNotPrefix) {
+  auto info = read_domain_xml("<domain type='kvm'><name>a</name><metadata><k:vm xmlns:k='" +
+                              std::string(kMetadataNamespace) + "' id='" + kUuid +
+                              "' generation='3'/></metadata></domain>");
+  ASSERT_TRUE(info.ok()) << info.error().message;
+  EXPECT_TRUE(info->managed);
+  EXPECT_EQ(info->generation, 3);
+  // The right local name in the wrong namespace is not ours.
+  auto other = read_domain_xml(
+      "<domain type='kvm'><name>a</name><metadata><kvmfleet:vm xmlns:kvmfleet='https://evil/' "
+      "id='" +
+      std::string(kUuid) + "' generation='3'/></metadata></domain>");
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->managed);
+}
+
+TEST(DomainXml, MalformedMetadataIsAnError) {
+  for (const std::string& attrs : std::vector<std::string>{
+           "id='nope' generation='1'", "generation='1'", "id='" + std::string(kUuid) + "'",
+           "id='" + std::string(kUuid) + "' generation='0'",
+           "id='" + std::string(kUuid) + "' generation='12x'"}) {
+    auto info =
+        read_domain_xml("<domain><metadata><kvmfleet:vm xmlns:kvmfleet='" +
+                        std::string(kMetadataNamespace) + "' " + attrs + "/></metadata></domain>");
+    ASSERT_FALSE(info.ok()) << attrs;
+    EXPECT_EQ(info.error().code, ErrorCode::invalid_argument);
+  }
+}
+
+TEST(DomainXml, ReaderRefusesDoctypesAndGarbage) {
+  const std::string laughs =
+      "<?xml version='1.0'?><!DOCTYPE d [<!ENTITY a 'aaaaaaaaaa'><!ENTITY b '&a;&a;&a;&a;&a;'>]>"
+      "<domain><name>&b;</name></domain>";
+  auto r = read_domain_xml(laughs);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::invalid_argument);
+  const std::string external =
+      "<?xml version='1.0'?><!DOCTYPE d SYSTEM 'http://127.0.0.1:1/x.dtd'><domain/>";
+  EXPECT_FALSE(read_domain_xml(external).ok());
+  EXPECT_FALSE(read_domain_xml("<domain><name>unclosed</domain>").ok());
+  EXPECT_FALSE(read_domain_xml("").ok());
+  EXPECT_FALSE(read_domain_xml("<network/>").ok());
+}
+
+TEST(DomainXml, WriterRefusesInvalidSpecsInsteadOfEscapingThem) {
+  const std::vector<std::pair<std::string, DomainSpec>> cases = [] {
+    std::vector<std::pair<std::string, DomainSpec>> v;
+    auto base = sample_spec();
+    auto s = base;
+    s.name = "web1'/><devices><disk";
+    v.emplace_back("hostile name", s);
+    s = base;
+    s.name = "Web1";
+    v.emplace_back("uppercase name", s);
+    s = base;
+    s.name = "";
+    v.emplace_back("empty name", s);
+    s = base;
+    s.name = std::string(64, 'a');
+    v.emplace_back("long name", s);
+    s = base;
+    s.uuid = "6F1C2A8E-3B4D-4E5F-8A9B-0C1D2E3F4A5B";
+    v.emplace_back("uppercase uuid", s);
+    s = base;
+    s.uuid = "not-a-uuid";
+    v.emplace_back("garbage uuid", s);
+    s = base;
+    s.domain_type = "xen";
+    v.emplace_back("domain type", s);
+    s = base;
+    s.memory_mib = 1;
+    v.emplace_back("memory", s);
+    s = base;
+    s.vcpus = 0;
+    v.emplace_back("vcpus", s);
+    s = base;
+    s.disks[0].volume = "../../etc/passwd.qcow2";
+    v.emplace_back("volume path", s);
+    s = base;
+    s.disks[0].target_dev = "sda";
+    v.emplace_back("dev/bus mismatch", s);
+    return v;
+  }();
+  for (const auto& [what, spec] : cases) {
+    auto xml = write_domain_xml(spec, sample_sources());
+    ASSERT_FALSE(xml.ok()) << what;
+    EXPECT_EQ(xml.error().code, ErrorCode::invalid_argument) << what;
+  }
+  // Sources must line up with disks.
+  EXPECT_FALSE(write_domain_xml(sample_spec(), {}).ok());
+}
+
+TEST(CapabilitiesXml, DetectsKvmAndHostFacts) {
+  const char* caps = R"(<capabilities><host><uuid>0a0b0c0d-0000-4000-8000-000000000001</uuid>
+    <cpu><arch>x86_64</arch><model>Skylake-Client-IBRS</model></cpu></host>
+    <guest><os_type>hvm</os_type><arch name='i686'><domain type='qemu'/><domain type='kvm'/></arch></guest>
+    <guest><os_type>hvm</os_type><arch name='x86_64'><wordsize>64</wordsize>
+      <domain type='qemu'/><domain type='kvm'/></arch></guest></capabilities>)";
+  auto c = read_capabilities_xml(caps);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->host_uuid, "0a0b0c0d-0000-4000-8000-000000000001");
+  EXPECT_EQ(c->cpu_model, "Skylake-Client-IBRS");
+  EXPECT_EQ(c->domain_type, "kvm");
+}
+
+TEST(CapabilitiesXml, FallsBackToQemuWithoutKvmForX86_64) {
+  const char* caps = R"(<capabilities><host><cpu><arch>x86_64</arch></cpu></host>
+    <guest><os_type>hvm</os_type><arch name='i686'><domain type='kvm'/></arch></guest>
+    <guest><os_type>hvm</os_type><arch name='x86_64'><domain type='qemu'/></arch></guest>
+    </capabilities>)";
+  auto c = read_capabilities_xml(caps);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->domain_type, "qemu");
+  EXPECT_EQ(c->host_uuid, "");
+  EXPECT_FALSE(read_capabilities_xml("<domain/>").ok());
+}
+
+TEST(StorageXml, VolumeAndPool) {
+  auto vol = write_qcow2_volume_xml("abc-disk0.qcow2", 10ull << 30);
+  ASSERT_TRUE(vol.ok());
+  Doc v(*vol);
+  EXPECT_EQ(v.str("/volume/name"), "abc-disk0.qcow2");
+  EXPECT_EQ(v.str("/volume/capacity"), std::to_string(10ull << 30));
+  EXPECT_EQ(v.str("/volume/capacity/@unit"), "bytes");
+  EXPECT_EQ(v.str("/volume/target/format/@type"), "qcow2");
+  EXPECT_FALSE(write_qcow2_volume_xml("../x.qcow2", 1).ok());
+  EXPECT_FALSE(write_qcow2_volume_xml("x.raw", 1).ok());
+
+  auto pool = write_dir_pool_xml("kvmfleet", "/var/lib/kvmfleet/images");
+  ASSERT_TRUE(pool.ok());
+  Doc p(*pool);
+  EXPECT_EQ(p.str("/pool/@type"), "dir");
+  EXPECT_EQ(p.str("/pool/name"), "kvmfleet");
+  auto path = read_pool_target_path(*pool);
+  ASSERT_TRUE(path.ok());
+  EXPECT_EQ(*path, "/var/lib/kvmfleet/images");
+  EXPECT_FALSE(write_dir_pool_xml("kvmfleet", "relative/path").ok());
+}
+
+}  // namespace
+}  // namespace kvmfleet::agent

@@ -1,0 +1,135 @@
+#pragma once
+
+// The Hypervisor double: domains in a map, calls counted, failures injectable.
+
+#include <map>
+#include <mutex>
+#include <optional>
+
+#include "kvmfleet/agent/hypervisor.hpp"
+
+namespace kvmfleet::agent::testing {
+
+class FakeHypervisor final : public Hypervisor {
+ public:
+  struct Domain {
+    DomainSpec spec;
+    std::string state = "stopped";
+  };
+
+  Result<HostInventory> inventory() override {
+    std::lock_guard lk(mu_);
+    ++calls["inventory"];
+    if (auto e = take_failure()) return *e;
+    HostInventory inv;
+    inv.hostname = "fake-host";
+    inv.cpus = 8;
+    inv.memory_total_mib = 16'384;
+    inv.memory_free_mib = 8'192;
+    inv.domain_type = "kvm";
+    for (const auto& [uuid, d] : domains) inv.domains.push_back(status_locked(uuid));
+    return inv;
+  }
+  Result<std::vector<DomainStatus>> list_domains() override {
+    std::lock_guard lk(mu_);
+    std::vector<DomainStatus> out;
+    for (const auto& [uuid, d] : domains) out.push_back(status_locked(uuid));
+    return out;
+  }
+  Result<DomainStatus> get_domain(const std::string& uuid) override {
+    std::lock_guard lk(mu_);
+    ++calls["get"];
+    if (auto e = take_failure()) return *e;
+    if (!domains.count(uuid)) return not_found("no domain " + uuid);
+    return status_locked(uuid);
+  }
+  Result<DomainStatus> define(const DomainSpec& spec) override {
+    std::lock_guard lk(mu_);
+    ++calls["define"];
+    if (auto e = take_failure()) return *e;
+    auto& d = domains[spec.uuid];
+    d.spec = spec;
+    return status_locked(spec.uuid);
+  }
+  Result<DomainStatus> start(const std::string& uuid) override {
+    return set(uuid, "start", "running");
+  }
+  Result<DomainStatus> shutdown(const std::string& uuid) override {
+    return set(uuid, "shutdown", "stopped");
+  }
+  Result<DomainStatus> reboot(const std::string& uuid) override {
+    return set(uuid, "reboot", "running");
+  }
+  Result<DomainStatus> destroy(const std::string& uuid) override {
+    return set(uuid, "destroy", "stopped");
+  }
+  Status undefine(const std::string& uuid, bool remove_volumes) override {
+    std::lock_guard lk(mu_);
+    ++calls["undefine"];
+    last_remove_volumes = remove_volumes;
+    if (auto e = take_failure()) return *e;
+    auto it = domains.find(uuid);
+    if (it == domains.end()) return {};
+    if (it->second.state == "running") return conflict("running");
+    domains.erase(it);
+    return {};
+  }
+  std::uint64_t subscribe(EventCallback cb) override {
+    std::lock_guard lk(mu_);
+    subs[next_id] = std::move(cb);
+    return next_id++;
+  }
+  void unsubscribe(std::uint64_t id) override {
+    std::lock_guard lk(mu_);
+    subs.erase(id);
+  }
+
+  // Delivers an event to subscribers, as the hypervisor's event thread would.
+  void emit(const LifecycleEvent& e) {
+    std::lock_guard lk(mu_);
+    for (auto& [id, cb] : subs) cb(e);
+  }
+  void fail_next(Error e) {
+    std::lock_guard lk(mu_);
+    failure = std::move(e);
+  }
+  int count(const std::string& call) {
+    std::lock_guard lk(mu_);
+    return calls[call];
+  }
+  std::size_t subscribers() {
+    std::lock_guard lk(mu_);
+    return subs.size();
+  }
+
+  std::map<std::string, Domain> domains;
+  std::map<std::string, int> calls;
+  std::optional<bool> last_remove_volumes;
+
+ private:
+  std::optional<Error> take_failure() {
+    std::optional<Error> e;
+    std::swap(e, failure);
+    return e;
+  }
+  DomainStatus status_locked(const std::string& uuid) {
+    const auto& d = domains.at(uuid);
+    return {uuid, d.spec.name, d.state, true, d.spec.generation, true};
+  }
+  Result<DomainStatus> set(const std::string& uuid, const std::string& call, const char* state) {
+    std::lock_guard lk(mu_);
+    ++calls[call];
+    if (auto e = take_failure()) return *e;
+    auto it = domains.find(uuid);
+    if (it == domains.end()) return not_found("no domain " + uuid);
+    it->second.state = state;
+    return status_locked(uuid);
+  }
+
+  std::mutex mu_;
+  std::optional<Error> failure;
+  std::map<std::uint64_t, EventCallback> subs;
+  std::uint64_t next_id = 1;
+};
+
+}  // namespace kvmfleet::agent::testing

@@ -1,0 +1,119 @@
+#include "kvmfleet/agent/heartbeat.hpp"
+
+#include <gtest/gtest.h>
+
+#include "fake_http_client.hpp"
+#include "fake_hypervisor.hpp"
+#include "kvmfleet/model/json.hpp"
+
+namespace kvmfleet::agent {
+namespace {
+
+using nlohmann::json;
+using testing::FakeHttpClient;
+using testing::FakeHypervisor;
+
+HeartbeatOptions options() {
+  HeartbeatOptions o;
+  o.host = "node1";
+  o.agent_url = "http://127.0.0.1:7100";
+  o.controller_url = "http://127.0.0.1:7000/";
+  o.token = "kvf_tok";
+  o.interval = std::chrono::milliseconds(60'000);
+  return o;
+}
+
+LifecycleEvent event(const std::string& uuid, const std::string& reason, ManualClock& clock) {
+  return {uuid, "vm-" + uuid, "running", reason, clock.now()};
+}
+
+TEST(Heartbeat, PostsInventoryWithTheHostToken) {
+  FakeHypervisor hv;
+  FakeHttpClient client;
+  ManualClock clock;
+  HeartbeatLoop loop(hv, client, clock, options());
+  client.push(http::ClientResponse{200, R"({"heartbeat_interval_ms": 2000})"});
+  ASSERT_TRUE(loop.beat_once().ok());
+  auto calls = client.calls();
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].method, "POST");
+  EXPECT_EQ(calls[0].url, "http://127.0.0.1:7000/v1/agent/heartbeat");
+  EXPECT_EQ(calls[0].bearer, "kvf_tok");
+  auto body = json::parse(calls[0].body);
+  EXPECT_EQ(body["host"], "node1");
+  EXPECT_EQ(body["agent_url"], "http://127.0.0.1:7100");
+  EXPECT_EQ(body["inventory"].get<HostInventory>().hostname, "fake-host");
+  // The controller sets the pace.
+  EXPECT_EQ(loop.interval(), std::chrono::milliseconds(2000));
+}
+
+TEST(Heartbeat, ErrorsComeBackAsValues) {
+  FakeHypervisor hv;
+  FakeHttpClient client;
+  ManualClock clock;
+  HeartbeatLoop loop(hv, client, clock, options());
+  client.push(http::ClientResponse{
+      401, R"({"error":{"code":"unauthenticated","message":"bad token","details":{}}})"});
+  auto st = loop.beat_once();
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, ErrorCode::unauthenticated);
+  client.push(unavailable("connection refused"));
+  EXPECT_EQ(loop.beat_once().error().code, ErrorCode::unavailable);
+  client.push(http::ClientResponse{502, "<html>bad gateway</html>"});
+  EXPECT_EQ(loop.beat_once().error().code, ErrorCode::unavailable);
+  // No heartbeat without an inventory: a host that cannot see libvirt is not "up".
+  hv.fail_next(unavailable("libvirt down"));
+  const auto before = client.calls().size();
+  EXPECT_FALSE(loop.beat_once().ok());
+  EXPECT_EQ(client.calls().size(), before);
+}
+
+TEST(Heartbeat, EventsAreBatchedAndKeptOnFailure) {
+  FakeHypervisor hv;
+  FakeHttpClient client;
+  ManualClock clock;
+  HeartbeatLoop loop(hv, client, clock, options());
+  loop.enqueue(event("a", "started:booted", clock));
+  loop.enqueue(event("b", "stopped:destroyed", clock));
+  client.push(unavailable("controller down"));
+  ASSERT_FALSE(loop.flush_events().ok());
+  EXPECT_EQ(loop.queued_events(), 2u);
+  loop.enqueue(event("c", "defined:added", clock));
+  ASSERT_TRUE(loop.flush_events().ok());
+  EXPECT_EQ(loop.queued_events(), 0u);
+  auto calls = client.calls();
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[1].url, "http://127.0.0.1:7000/v1/agent/events");
+  auto body = json::parse(calls[1].body);
+  EXPECT_EQ(body["host"], "node1");
+  ASSERT_EQ(body["events"].size(), 3u);
+  EXPECT_EQ(body["events"][0]["uuid"], "a");
+  EXPECT_EQ(body["events"][1]["uuid"], "b");
+  EXPECT_EQ(body["events"][2]["uuid"], "c");
+  EXPECT_EQ(body["events"][0]["at"], format_time(clock.now()));
+  EXPECT_EQ(body["events"][0].get<LifecycleEvent>(), event("a", "started:booted", clock));
+  // Nothing queued: nothing sent.
+  ASSERT_TRUE(loop.flush_events().ok());
+  EXPECT_EQ(client.calls().size(), 2u);
+}
+
+TEST(Heartbeat, ThreadBeatsAtOnceAndPushesEventsImmediately) {
+  FakeHypervisor hv;
+  FakeHttpClient client;
+  ManualClock clock;  // never advanced: the only beat due is the first one
+  HeartbeatLoop loop(hv, client, clock, options());
+  loop.start();
+  EXPECT_EQ(hv.subscribers(), 1u);
+  ASSERT_TRUE(
+      client.wait_for_call([](const auto& c) { return c.url.ends_with("/v1/agent/heartbeat"); }));
+  hv.emit(event("u1", "started:booted", clock));
+  ASSERT_TRUE(client.wait_for_call([](const auto& c) {
+    return c.url.ends_with("/v1/agent/events") && c.body.find("u1") != std::string::npos;
+  }));
+  loop.stop();
+  EXPECT_EQ(hv.subscribers(), 0u);
+  loop.stop();  // idempotent
+}
+
+}  // namespace
+}  // namespace kvmfleet::agent

@@ -1,0 +1,384 @@
+// LibvirtHypervisor against libvirt's built-in test driver (test:///default): a real
+// libvirt connection with an in-memory fake hypervisor, no daemon. Its state is shared
+// by every connection in this process, so each test uses fresh uuids and names and
+// removes what it defined, even when it fails.
+
+#include "kvmfleet/agent/libvirt_hypervisor.hpp"
+
+#include <gtest/gtest.h>
+#include <libvirt/libvirt.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+
+#include "kvmfleet/agent/domain_xml.hpp"
+#include "kvmfleet/common/ids.hpp"
+
+namespace kvmfleet::agent {
+namespace {
+
+constexpr const char* kUri = "test:///default";
+
+class EventRecorder {
+ public:
+  void add(const LifecycleEvent& e) {
+    std::lock_guard lk(mu_);
+    events_.push_back(e);
+    cv_.notify_all();
+  }
+  // Waits until an event for `uuid` with `reason` has arrived. The deadline only keeps a
+  // broken build from hanging.
+  bool wait(const std::string& uuid, const std::string& reason) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, std::chrono::seconds(60), [&] { return find(uuid, reason) >= 0; });
+  }
+  std::vector<LifecycleEvent> for_uuid(const std::string& uuid) {
+    std::lock_guard lk(mu_);
+    std::vector<LifecycleEvent> out;
+    for (const auto& e : events_)
+      if (e.uuid == uuid) out.push_back(e);
+    return out;
+  }
+
+ private:
+  int find(const std::string& uuid, const std::string& reason) const {
+    for (std::size_t i = 0; i < events_.size(); ++i)
+      if (events_[i].uuid == uuid && events_[i].reason == reason) return static_cast<int>(i);
+    return -1;
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<LifecycleEvent> events_;
+};
+
+// A second, raw connection to look behind the wrapper's back.
+struct RawConn {
+  RawConn() : c(virConnectOpen(kUri)) {}
+  ~RawConn() {
+    if (c) virConnectClose(c);
+  }
+  virConnectPtr c;
+};
+
+class LibvirtHypervisorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    LibvirtOptions o;
+    o.uri = kUri;
+    o.pool_path = "/var/lib/kvmfleet-test/images";  // the test driver keeps pools in memory
+    hv_ = std::make_unique<LibvirtHypervisor>(o, clock_);
+    ASSERT_TRUE(hv_->connected());
+    sub_ = hv_->subscribe([this](const LifecycleEvent& e) { events_.add(e); });
+  }
+
+  void TearDown() override {
+    for (const auto& uuid : made_) {
+      (void)hv_->destroy(uuid);
+      (void)hv_->undefine(uuid, true);
+    }
+    hv_->unsubscribe(sub_);
+    hv_.reset();
+  }
+
+  DomainSpec spec(int disks = 0) {
+    DomainSpec s;
+    s.uuid = new_uuid();
+    s.name = "t-" + s.uuid.substr(0, 8);
+    s.memory_mib = 64;
+    s.domain_type = "qemu";
+    s.generation = 1;
+    for (int i = 0; i < disks; ++i)
+      s.disks.push_back({s.uuid + "-disk" + std::to_string(i) + ".qcow2", 1 + i, DiskBus::virtio,
+                         std::string("vd") + static_cast<char>('a' + i)});
+    made_.push_back(s.uuid);
+    return s;
+  }
+
+  std::string unmanaged_uuid() {
+    auto all = hv_->list_domains();
+    if (!all) return {};
+    for (const auto& d : *all)
+      if (d.name == "test") return d.uuid;
+    return {};
+  }
+
+  ManualClock clock_;
+  std::unique_ptr<LibvirtHypervisor> hv_;
+  EventRecorder events_;
+  std::uint64_t sub_ = 0;
+  std::vector<std::string> made_;
+};
+
+TEST_F(LibvirtHypervisorTest, Inventory) {
+  auto inv = hv_->inventory();
+  ASSERT_TRUE(inv.ok()) << inv.error().message;
+  EXPECT_GT(inv->cpus, 0);
+  EXPECT_GT(inv->memory_total_mib, 0);
+  EXPECT_FALSE(inv->hostname.empty());
+  EXPECT_NE(inv->libvirt_version.find('.'), std::string::npos);
+  EXPECT_NE(inv->qemu_version.find('.'), std::string::npos);
+  // The test driver offers no x86_64 kvm guests.
+  EXPECT_EQ(inv->domain_type, "qemu");
+  // Its built-in domain is not ours.
+  auto it = std::find_if(inv->domains.begin(), inv->domains.end(),
+                         [](const DomainStatus& d) { return d.name == "test"; });
+  ASSERT_NE(it, inv->domains.end());
+  EXPECT_FALSE(it->managed);
+  EXPECT_EQ(it->generation, 0);
+}
+
+TEST_F(LibvirtHypervisorTest, LifecycleWithEvents) {
+  auto s = spec();
+  auto defined = hv_->define(s);
+  ASSERT_TRUE(defined.ok()) << defined.error().message;
+  EXPECT_EQ(defined->uuid, s.uuid);
+  EXPECT_EQ(defined->name, s.name);
+  EXPECT_EQ(defined->state, "stopped");
+  EXPECT_TRUE(defined->managed);
+  EXPECT_EQ(defined->generation, 1);
+  EXPECT_TRUE(defined->persistent);
+  ASSERT_TRUE(events_.wait(s.uuid, "defined:added"));
+
+  auto started = hv_->start(s.uuid);
+  ASSERT_TRUE(started.ok()) << started.error().message;
+  EXPECT_EQ(started->state, "running");
+  ASSERT_TRUE(events_.wait(s.uuid, "started:booted"));
+  auto got = hv_->get_domain(s.uuid);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->state, "running");
+
+  // The test driver's guest obeys ACPI at once.
+  auto down = hv_->shutdown(s.uuid);
+  ASSERT_TRUE(down.ok()) << down.error().message;
+  ASSERT_TRUE(events_.wait(s.uuid, "stopped:shutdown"));
+  EXPECT_EQ(hv_->get_domain(s.uuid)->state, "stopped");
+
+  ASSERT_TRUE(hv_->start(s.uuid).ok());
+  auto rebooted = hv_->reboot(s.uuid);
+  ASSERT_TRUE(rebooted.ok()) << rebooted.error().message;
+  EXPECT_EQ(rebooted->state, "running");
+
+  auto destroyed = hv_->destroy(s.uuid);
+  ASSERT_TRUE(destroyed.ok()) << destroyed.error().message;
+  EXPECT_EQ(destroyed->state, "stopped");
+  ASSERT_TRUE(events_.wait(s.uuid, "stopped:destroyed"));
+
+  {
+    auto u = hv_->undefine(s.uuid, false);
+    ASSERT_TRUE(u.ok()) << u.error().message;
+  }
+  ASSERT_TRUE(events_.wait(s.uuid, "undefined:removed"));
+  auto gone = hv_->get_domain(s.uuid);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().code, ErrorCode::not_found);
+
+  for (const auto& e : events_.for_uuid(s.uuid)) {
+    EXPECT_EQ(e.name, s.name);
+    EXPECT_EQ(e.at, clock_.now());
+    if (e.reason == "started:booted") {
+      EXPECT_EQ(e.state, "running");
+    }
+    if (e.reason == "stopped:destroyed" || e.reason == "undefined:removed") {
+      EXPECT_EQ(e.state, "stopped");
+    }
+  }
+}
+
+TEST_F(LibvirtHypervisorTest, EverythingIsIdempotent) {
+  auto s = spec();
+  auto first = hv_->define(s);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  auto again = hv_->define(s);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(*first, *again);
+
+  ASSERT_TRUE(hv_->start(s.uuid).ok());
+  auto second_start = hv_->start(s.uuid);
+  ASSERT_TRUE(second_start.ok()) << second_start.error().message;
+  EXPECT_EQ(second_start->state, "running");
+  // Events arrive in order: had the repeated define or start acted, its event would
+  // show before the destroy's.
+  ASSERT_TRUE(hv_->destroy(s.uuid).ok());
+  auto second_destroy = hv_->destroy(s.uuid);
+  ASSERT_TRUE(second_destroy.ok()) << second_destroy.error().message;
+  EXPECT_EQ(second_destroy->state, "stopped");
+  ASSERT_TRUE(hv_->shutdown(s.uuid).ok());  // stopped already: no-op
+  ASSERT_TRUE(events_.wait(s.uuid, "stopped:destroyed"));
+  std::vector<std::string> reasons;
+  for (const auto& e : events_.for_uuid(s.uuid)) reasons.push_back(e.reason);
+  EXPECT_EQ(reasons,
+            (std::vector<std::string>{"defined:added", "started:booted", "stopped:destroyed"}));
+
+  ASSERT_TRUE(hv_->undefine(s.uuid, true).ok());
+  EXPECT_TRUE(hv_->undefine(s.uuid, true).ok());  // absent: ok
+}
+
+TEST_F(LibvirtHypervisorTest, NewGenerationRedefines) {
+  auto s = spec();
+  ASSERT_TRUE(hv_->define(s).ok());
+  s.generation = 2;
+  s.memory_mib = 128;
+  auto r = hv_->define(s);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->generation, 2);
+  ASSERT_TRUE(events_.wait(s.uuid, "defined:updated"));
+  RawConn raw;
+  ASSERT_NE(raw.c, nullptr);
+  virDomainPtr d = virDomainLookupByUUIDString(raw.c, s.uuid.c_str());
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(virDomainGetMaxMemory(d), 128ul * 1024);
+  virDomainFree(d);
+}
+
+TEST_F(LibvirtHypervisorTest, UndefineRunningIsAConflict) {
+  auto s = spec();
+  ASSERT_TRUE(hv_->define(s).ok());
+  ASSERT_TRUE(hv_->start(s.uuid).ok());
+  auto r = hv_->undefine(s.uuid, true);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::conflict);
+  EXPECT_EQ(hv_->get_domain(s.uuid)->state, "running");
+}
+
+TEST_F(LibvirtHypervisorTest, RebootOfAStoppedDomainIsAConflict) {
+  auto s = spec();
+  ASSERT_TRUE(hv_->define(s).ok());
+  auto r = hv_->reboot(s.uuid);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::conflict);
+}
+
+TEST_F(LibvirtHypervisorTest, UnknownUuidIsNotFound) {
+  const auto uuid = new_uuid();
+  for (auto r : {hv_->get_domain(uuid), hv_->start(uuid), hv_->shutdown(uuid), hv_->reboot(uuid),
+                 hv_->destroy(uuid)}) {
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::not_found);
+    EXPECT_NE(r.error().message.find(uuid), std::string::npos);
+  }
+  EXPECT_TRUE(hv_->undefine(uuid, false).ok());
+}
+
+TEST_F(LibvirtHypervisorTest, DefineRefusesBadNamesAndUuids) {
+  auto good = spec();
+  for (auto bad :
+       {std::string("x'/><disk"), std::string("Upper"), std::string("a b"), std::string("-lead")}) {
+    auto s = good;
+    s.name = bad;
+    auto r = hv_->define(s);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::invalid_argument) << bad;
+  }
+  auto s = good;
+  s.uuid = "ABCDEF00-0000-4000-8000-000000000000";
+  EXPECT_EQ(hv_->define(s).error().code, ErrorCode::invalid_argument);
+  EXPECT_EQ(hv_->start("../../x").error().code, ErrorCode::invalid_argument);
+  // Nothing reached libvirt.
+  EXPECT_EQ(hv_->get_domain(good.uuid).error().code, ErrorCode::not_found);
+}
+
+TEST_F(LibvirtHypervisorTest, UnmanagedDomainsAreLeftAlone) {
+  const auto uuid = unmanaged_uuid();
+  ASSERT_FALSE(uuid.empty());
+  auto d = hv_->get_domain(uuid);
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d->managed);
+  EXPECT_EQ(hv_->destroy(uuid).error().code, ErrorCode::conflict);
+  EXPECT_EQ(hv_->undefine(uuid, true).error().code, ErrorCode::conflict);
+  EXPECT_EQ(hv_->get_domain(uuid)->state, "running");
+  // Nor may a define take over its uuid or its name.
+  auto s = spec();
+  s.uuid = uuid;
+  s.name = "test";
+  EXPECT_EQ(hv_->define(s).error().code, ErrorCode::conflict);
+  auto s2 = spec();
+  s2.name = "test";
+  EXPECT_EQ(hv_->define(s2).error().code, ErrorCode::conflict);
+}
+
+TEST_F(LibvirtHypervisorTest, DisksLiveInTheImagePool) {
+  auto s = spec(2);
+  auto r = hv_->define(s);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  RawConn raw;
+  ASSERT_NE(raw.c, nullptr);
+  virStoragePoolPtr pool = virStoragePoolLookupByName(raw.c, "kvmfleet");
+  ASSERT_NE(pool, nullptr);
+  EXPECT_EQ(virStoragePoolIsActive(pool), 1);
+  for (std::size_t i = 0; i < s.disks.size(); ++i) {
+    virStorageVolPtr vol = virStorageVolLookupByName(pool, s.disks[i].volume.c_str());
+    ASSERT_NE(vol, nullptr) << s.disks[i].volume;
+    virStorageVolInfo info{};
+    ASSERT_EQ(virStorageVolGetInfo(vol, &info), 0);
+    EXPECT_EQ(info.capacity, static_cast<unsigned long long>(s.disks[i].size_gib) << 30);
+    virStorageVolFree(vol);
+  }
+  // The domain points at them.
+  virDomainPtr dom = virDomainLookupByUUIDString(raw.c, s.uuid.c_str());
+  ASSERT_NE(dom, nullptr);
+  char* xml = virDomainGetXMLDesc(dom, 0);
+  ASSERT_NE(xml, nullptr);
+  auto info = read_domain_xml(xml);
+  free(xml);
+  virDomainFree(dom);
+  ASSERT_TRUE(info.ok());
+  ASSERT_EQ(info->disk_sources.size(), 2u);
+  EXPECT_EQ(info->disk_sources[0], "/var/lib/kvmfleet-test/images/" + s.disks[0].volume);
+
+  // Redefining the same generation keeps the volumes; undefine removes them.
+  ASSERT_TRUE(hv_->define(s).ok());
+  ASSERT_TRUE(hv_->undefine(s.uuid, true).ok());
+  for (const auto& d : s.disks) {
+    virStorageVolPtr vol = virStorageVolLookupByName(pool, d.volume.c_str());
+    EXPECT_EQ(vol, nullptr) << d.volume;
+    if (vol) virStorageVolFree(vol);
+  }
+  virStoragePoolFree(pool);
+}
+
+TEST_F(LibvirtHypervisorTest, UndefineKeepsVolumesWhenAsked) {
+  auto s = spec(1);
+  ASSERT_TRUE(hv_->define(s).ok());
+  {
+    auto u = hv_->undefine(s.uuid, false);
+    ASSERT_TRUE(u.ok()) << u.error().message;
+  }
+  RawConn raw;
+  virStoragePoolPtr pool = virStoragePoolLookupByName(raw.c, "kvmfleet");
+  ASSERT_NE(pool, nullptr);
+  virStorageVolPtr vol = virStorageVolLookupByName(pool, s.disks[0].volume.c_str());
+  EXPECT_NE(vol, nullptr);
+  if (vol) virStorageVolFree(vol);
+  // A later undefine of the now absent domain still cleans up by the uuid prefix.
+  ASSERT_TRUE(hv_->undefine(s.uuid, true).ok());
+  vol = virStorageVolLookupByName(pool, s.disks[0].volume.c_str());
+  EXPECT_EQ(vol, nullptr);
+  if (vol) virStorageVolFree(vol);
+  virStoragePoolFree(pool);
+}
+
+TEST_F(LibvirtHypervisorTest, UnsubscribedCallbacksStop) {
+  EventRecorder late;
+  const auto id = hv_->subscribe([&](const LifecycleEvent& e) { late.add(e); });
+  hv_->unsubscribe(id);
+  auto s = spec();
+  ASSERT_TRUE(hv_->define(s).ok());
+  ASSERT_TRUE(events_.wait(s.uuid, "defined:added"));
+  EXPECT_TRUE(late.for_uuid(s.uuid).empty());
+}
+
+TEST(LibvirtHypervisorOffline, UnreachableLibvirtIsUnavailable) {
+  LibvirtOptions o;
+  o.uri = "test:///nonexistent/kvmfleet-no-such-file.xml";
+  LibvirtHypervisor hv(o);
+  EXPECT_FALSE(hv.connected());
+  auto r = hv.inventory();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::unavailable);
+  EXPECT_NE(r.error().message.find("nonexistent"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kvmfleet::agent

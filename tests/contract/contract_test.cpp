@@ -1,0 +1,587 @@
+// The REST API contract, api/openapi.yaml, checked against the real controller: the
+// test drives every endpoint of a real kvmfleet-controller, records each exchange, and
+// has openapi_check.py validate the recording against the contract. A field, status or
+// content type that the controller produces and the contract does not declare fails.
+#include "controller_process.hpp"
+#include "recording_client.hpp"
+
+#include "kvmfleet/common/process.hpp"
+
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <set>
+
+namespace kvmfleet::contract {
+namespace {
+
+using nlohmann::json;
+
+const std::string kSpec = KVMFLEET_OPENAPI_SPEC;
+const std::string kRecordDir = KVMFLEET_CONTRACT_RECORD_DIR;
+
+// Runs openapi_check.py with `args` after the spec.
+ProcessOutput run_checker(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {KVMFLEET_PYTHON3, KVMFLEET_OPENAPI_CHECK, kSpec};
+  argv.insert(argv.end(), args.begin(), args.end());
+  SystemProcessRunner runner;
+  RunOptions opts;
+  opts.timeout = std::chrono::minutes(5);
+  auto out = runner.run(argv, opts);
+  if (!out) {
+    ADD_FAILURE() << "cannot run openapi_check.py: " << out.error().message;
+    return {};
+  }
+  return *out;
+}
+
+// A loopback port that is bound but never listens: a connection to it is refused at
+// once, and nothing else can take the port while the test holds it. Registered hosts
+// point their agent_url here, so the controller's calls to "the agent" fail for real.
+class RefusingPort {
+ public:
+  RefusingPort() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return;
+    socklen_t len = sizeof addr;
+    if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) port_ = ntohs(addr.sin_port);
+  }
+  ~RefusingPort() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RefusingPort(const RefusingPort&) = delete;
+  RefusingPort& operator=(const RefusingPort&) = delete;
+  std::uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+};
+
+bool is_terminal_state(const std::string& s) {
+  return s == "succeeded" || s == "failed" || s == "cancelled";
+}
+
+class ControllerContract : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NE(refusing_.port(), 0) << "cannot bind a loopback port";
+    // Small limits so that 413 and 408 can be provoked cheaply; liveness windows long
+    // enough that the host stays up for the whole test after one heartbeat; one agent
+    // attempt so that operations against the missing agent end quickly.
+    auto c = ControllerProcess::start(KVMFLEET_CONTROLLER_BIN,
+                                      {{"body_limit_bytes", 16384},
+                                       {"read_timeout_ms", 2000},
+                                       {"unreachable_after_ms", 1800000},
+                                       {"down_after_ms", 3600000},
+                                       {"agent_retry_attempts", 1},
+                                       {"agent_retry_backoff_ms", 1}});
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    controller_ = std::move(*c);
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    record_path_ = kRecordDir + "/recorded-" + info->name() + ".jsonl";
+    http_ = std::make_unique<RecordingClient>(controller_->port(), record_path_);
+  }
+
+  void TearDown() override {
+    if (HasFailure() && controller_) std::fprintf(stderr, "controller log:\n%s\n", controller_->log().c_str());
+  }
+
+  HttpAnswer send(const HttpCall& call) {
+    auto a = http_->send(call);
+    if (!a) {
+      ADD_FAILURE() << call.method << " " << call.target << ": " << a.error().message;
+      return {};
+    }
+    return *a;
+  }
+  HttpAnswer get(const std::string& target, const std::string& templ, const std::string& token) {
+    return send({.method = "GET", .target = target, .path_template = templ, .token = token});
+  }
+  HttpAnswer post(const std::string& target, const std::string& templ, const std::string& token,
+                  const json& body) {
+    return send({.method = "POST", .target = target, .path_template = templ, .token = token, .body = body.dump()});
+  }
+  HttpAnswer del(const std::string& target, const std::string& templ, const std::string& token) {
+    return send({.method = "DELETE", .target = target, .path_template = templ, .token = token});
+  }
+
+  std::string agent_url() const { return "http://127.0.0.1:" + std::to_string(refusing_.port()); }
+
+  RefusingPort refusing_;
+  std::unique_ptr<ControllerProcess> controller_;
+  std::string record_path_;
+  std::unique_ptr<RecordingClient> http_;
+};
+
+TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
+  const std::string admin = controller_->admin_token();
+  const std::string missing_uuid = "00000000-0000-4000-8000-000000000000";
+
+  // ---- health, metrics, authentication, routing --------------------------------------
+  auto health = get("/v1/healthz", "/v1/healthz", "");
+  EXPECT_EQ(health.status, 200u);
+  EXPECT_EQ(health.json().value("status", ""), "ok");
+  EXPECT_EQ(send({.method = "POST", .target = "/v1/healthz", .path_template = "/v1/healthz", .body = "{}"}).status,
+            405u);
+  EXPECT_EQ(get("/v1/hosts", "/v1/hosts", "").status, 401u);
+  EXPECT_EQ(get("/v1/hosts", "/v1/hosts", "kvf_this-token-was-never-issued").status, 401u);
+  auto metrics = get("/metrics", "/metrics", admin);
+  EXPECT_EQ(metrics.status, 200u);
+  EXPECT_TRUE(metrics.content_type.starts_with("text/plain")) << metrics.content_type;
+  EXPECT_NE(metrics.body.find("kvmfleet_http_requests_total"), std::string::npos);
+  EXPECT_EQ(get("/v1/no-such-thing", "/v1/no-such-thing", admin).status, 404u);
+  EXPECT_EQ(get("/v2/hosts", "/v2/hosts", admin).status, 404u);
+
+  // ---- tokens -------------------------------------------------------------------------
+  auto created = post("/v1/tokens", "/v1/tokens", admin, {{"name", "ops"}, {"role", "operator"}});
+  ASSERT_EQ(created.status, 201u) << created.body;
+  const std::string operator_token = created.json().value("token", "");
+  created = post("/v1/tokens", "/v1/tokens", admin, {{"name", "watcher"}, {"role", "viewer"}});
+  ASSERT_EQ(created.status, 201u) << created.body;
+  const std::string viewer_token = created.json().value("token", "");
+  EXPECT_EQ(post("/v1/tokens", "/v1/tokens", admin, {{"name", "sneaky"}, {"role", "agent"}}).status, 400u);
+  EXPECT_EQ(post("/v1/tokens", "/v1/tokens", admin, {{"name", "Bad Name"}, {"role", "viewer"}}).status, 400u);
+  EXPECT_EQ(post("/v1/tokens", "/v1/tokens", operator_token, {{"name", "mine"}, {"role", "admin"}}).status, 403u);
+  EXPECT_EQ(get("/v1/tokens", "/v1/tokens", viewer_token).status, 403u);
+  auto temp = post("/v1/tokens", "/v1/tokens", admin, {{"name", "short-lived"}, {"role", "viewer"}});
+  ASSERT_EQ(temp.status, 201u);
+  const std::string temp_id = temp.json().value("id", "");
+  EXPECT_EQ(del("/v1/tokens/" + temp_id, "/v1/tokens/{id}", admin).status, 200u);
+  EXPECT_EQ(del("/v1/tokens/" + temp_id, "/v1/tokens/{id}", admin).status, 404u);
+  EXPECT_EQ(get("/v1/hosts", "/v1/hosts", temp.json().value("token", "")).status, 401u);  // revoked
+  EXPECT_EQ(del("/v1/tokens/not-a-uuid", "/v1/tokens/{id}", admin).status, 400u);
+  EXPECT_EQ(get("/v1/tokens/" + temp_id, "/v1/tokens/{id}", admin).status, 405u);
+
+  // ---- hosts and agents ---------------------------------------------------------------
+  auto reg = post("/v1/hosts", "/v1/hosts", admin, {{"name", "node1"}, {"agent_url", agent_url()}});
+  ASSERT_EQ(reg.status, 201u) << reg.body;
+  const std::string agent_token = reg.json().value("agent_token", "");
+  EXPECT_EQ(reg.json()["host"].value("state", ""), "down");
+  EXPECT_EQ(post("/v1/hosts", "/v1/hosts", admin, {{"name", "node1"}, {"agent_url", agent_url()}}).status, 409u);
+  EXPECT_EQ(post("/v1/hosts", "/v1/hosts", admin, {{"name", "Node_1"}, {"agent_url", agent_url()}}).status, 400u);
+  EXPECT_EQ(post("/v1/hosts", "/v1/hosts", admin, {{"name", "node9"}, {"agent_url", "ftp://node9:21"}}).status,
+            400u);
+  EXPECT_EQ(post("/v1/hosts", "/v1/hosts", operator_token, {{"name", "node9"}, {"agent_url", agent_url()}}).status,
+            403u);
+
+  const std::string legacy_uuid = "7d4c3a2b-1f0e-4d9c-8b7a-6f5e4d3c2b1a";
+  const json heartbeat = {
+      {"host", "node1"},
+      {"agent_url", agent_url()},
+      {"inventory",
+       {{"hostname", "node1.lab"},
+        {"host_uuid", "4c4c4544-0042-3510-8052-b4c04f4e3232"},
+        {"cpus", 8},
+        {"cpu_model", "Skylake-Server-IBRS"},
+        {"memory_total_mib", 16384},
+        {"memory_free_mib", 12000},
+        {"libvirt_version", "9.0.0"},
+        {"qemu_version", "7.2.0"},
+        {"domain_type", "kvm"},
+        {"domains",
+         {{{"uuid", legacy_uuid},
+           {"name", "legacy"},
+           {"state", "running"},
+           {"managed", false},
+           {"generation", 0},
+           {"persistent", true}}}}}}};
+  auto beat = post("/v1/agent/heartbeat", "/v1/agent/heartbeat", agent_token, heartbeat);
+  ASSERT_EQ(beat.status, 200u) << beat.body;
+  EXPECT_GT(beat.json().value("heartbeat_interval_ms", 0), 0);
+  json other_host = heartbeat;
+  other_host["host"] = "node2";
+  EXPECT_EQ(post("/v1/agent/heartbeat", "/v1/agent/heartbeat", agent_token, other_host).status, 403u);
+  EXPECT_EQ(post("/v1/agent/heartbeat", "/v1/agent/heartbeat", admin, heartbeat).status, 403u);
+  EXPECT_EQ(post("/v1/agent/heartbeat", "/v1/agent/heartbeat", agent_token, {{"host", "node1"}}).status, 400u);
+  const json events = {{"host", "node1"},
+                       {"events",
+                        {{{"uuid", legacy_uuid},
+                          {"name", "legacy"},
+                          {"state", "paused"},
+                          {"reason", "user"},
+                          {"at", "2026-01-01T00:00:00.000Z"}}}}};
+  EXPECT_EQ(post("/v1/agent/events", "/v1/agent/events", agent_token, events).status, 200u);
+  EXPECT_EQ(post("/v1/agent/events", "/v1/agent/events", agent_token, {{"host", "node1"}, {"events", "none"}}).status,
+            400u);
+  EXPECT_EQ(post("/v1/agent/events", "/v1/agent/events", viewer_token, events).status, 403u);
+  EXPECT_EQ(post("/v1/agent/elsewhere", "/v1/agent/elsewhere", agent_token, json::object()).status, 404u);
+  EXPECT_EQ(get("/v1/agent/heartbeat", "/v1/agent/heartbeat", agent_token).status, 405u);
+  EXPECT_EQ(get("/v1/vms", "/v1/vms", agent_token).status, 403u);
+
+  auto hosts = get("/v1/hosts", "/v1/hosts", viewer_token);
+  ASSERT_EQ(hosts.status, 200u);
+  ASSERT_EQ(hosts.json()["items"].size(), 1u);
+  EXPECT_EQ(hosts.json()["items"][0].value("state", ""), "up");
+  EXPECT_EQ(hosts.json()["items"][0]["unmanaged_domains"].size(), 1u);
+  EXPECT_EQ(get("/v1/hosts?verbose=1", "/v1/hosts", viewer_token).status, 400u);
+  EXPECT_EQ(get("/v1/hosts/node1", "/v1/hosts/{name}", viewer_token).status, 200u);
+  EXPECT_EQ(get("/v1/hosts/ghost", "/v1/hosts/{name}", viewer_token).status, 404u);
+  EXPECT_EQ(get("/v1/hosts/Bad_Name", "/v1/hosts/{name}", viewer_token).status, 400u);
+  EXPECT_EQ(send({.method = "PUT", .target = "/v1/hosts/node1", .path_template = "/v1/hosts/{name}", .token = admin,
+                  .body = "{}"})
+                .status,
+            405u);
+  auto patch = [&](const std::string& name, const std::string& body, const std::string& token) {
+    return send({.method = "PATCH", .target = "/v1/hosts/" + name, .path_template = "/v1/hosts/{name}",
+                 .token = token, .body = body});
+  };
+  auto cordoned = patch("node1", R"({"schedulable":false})", admin);
+  ASSERT_EQ(cordoned.status, 200u) << cordoned.body;
+  EXPECT_FALSE(cordoned.json().value("schedulable", true));
+  EXPECT_EQ(patch("node1", R"({"schedulable":"no"})", admin).status, 400u);
+  EXPECT_EQ(patch("node1", R"({})", admin).status, 400u);
+  EXPECT_EQ(patch("node1", R"({"schedulable":true})", operator_token).status, 403u);
+  EXPECT_EQ(patch("ghost", R"({"schedulable":true})", admin).status, 404u);
+  // Nothing can be placed while the only host is cordoned.
+  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token, {{"name", "early"}, {"memory_mib", 64}}).status, 422u);
+  EXPECT_EQ(patch("node1", R"({"schedulable":true})", admin).status, 200u);
+  ASSERT_EQ(post("/v1/hosts", "/v1/hosts", admin, {{"name", "node2"}, {"agent_url", agent_url()}}).status, 201u);
+  EXPECT_EQ(del("/v1/hosts/node2", "/v1/hosts/{name}", operator_token).status, 403u);
+  EXPECT_EQ(del("/v1/hosts/node2", "/v1/hosts/{name}", admin).status, 200u);
+  EXPECT_EQ(del("/v1/hosts/node2", "/v1/hosts/{name}", admin).status, 404u);
+
+  // ---- VMs ----------------------------------------------------------------------------
+  const json web1 = {{"name", "web1"},
+                     {"vcpus", 1},
+                     {"memory_mib", 256},
+                     {"disks", {{{"size_gib", 1}, {"bus", "virtio"}}}}};
+  EXPECT_EQ(post("/v1/vms", "/v1/vms", viewer_token, web1).status, 403u);
+  auto create1 = post("/v1/vms", "/v1/vms", operator_token, web1);
+  ASSERT_EQ(create1.status, 202u) << create1.body;
+  const std::string create1_op = create1.json().value("id", "");
+  const std::string web1_id = create1.json()["target"].value("id", "");
+  EXPECT_EQ(create1.header("location"), "/v1/operations/" + create1_op);
+  EXPECT_EQ(create1.json().value("kind", ""), "vm.create");
+  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token, web1).status, 409u);
+
+  const json web2 = {{"name", "web2"}, {"memory_mib", 128}};
+  auto keyed = [&](const json& body, const std::string& key) {
+    return send({.method = "POST", .target = "/v1/vms", .path_template = "/v1/vms", .token = operator_token,
+                 .body = body.dump(), .headers = {{"Idempotency-Key", key}}});
+  };
+  auto first = keyed(web2, "create-web2");
+  ASSERT_EQ(first.status, 202u) << first.body;
+  EXPECT_EQ(first.json().value("idempotency_key", ""), "create-web2");
+  auto again = keyed(web2, "create-web2");
+  EXPECT_EQ(again.status, 202u);
+  EXPECT_EQ(again.header("idempotent-replayed"), "true");
+  EXPECT_EQ(again.json().value("id", ""), first.json().value("id", ""));
+  EXPECT_EQ(keyed({{"name", "web2b"}, {"memory_mib", 128}}, "create-web2").status, 409u);
+  EXPECT_EQ(keyed({{"name", "web2c"}, {"memory_mib", 128}}, std::string(129, 'k')).status, 400u);
+
+  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token,
+                 {{"name", "web3"},
+                  {"vcpus", 2},
+                  {"memory_mib", 512},
+                  {"host", "node1"},
+                  {"anti_affinity_group", "front"},
+                  {"ha", true},
+                  {"start", true}})
+                .status,
+            202u);
+  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token,
+                 {{"name", "web4"}, {"memory_mib", 64}, {"host", nullptr}, {"disks", nullptr}, {"ha", nullptr}})
+                .status,
+            202u);
+  auto waited = post("/v1/vms?wait=30", "/v1/vms", operator_token,
+                     {{"name", "web5"}, {"memory_mib", 64}, {"disks", {{{"size_gib", 2}, {"bus", "scsi"}}}}});
+  EXPECT_TRUE(waited.status == 200u || waited.status == 202u) << waited.status;
+  EXPECT_EQ(waited.status == 200u, is_terminal_state(waited.json().value("state", "")));
+
+  // Pagination: pages of two, in name order, until next_cursor is null.
+  std::vector<std::string> names;
+  std::string cursor;
+  for (int page = 0; page < 10; ++page) {
+    auto res = get("/v1/vms?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor), "/v1/vms", viewer_token);
+    ASSERT_EQ(res.status, 200u) << res.body;
+    const json body = res.json();
+    EXPECT_LE(body["items"].size(), 2u);
+    for (const auto& vm : body["items"]) names.push_back(vm.value("name", ""));
+    if (body["next_cursor"].is_null()) break;
+    cursor = body["next_cursor"].get<std::string>();
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"web1", "web2", "web3", "web4", "web5"}));
+  EXPECT_EQ(get("/v1/vms?host=node1&state=pending&limit=1000", "/v1/vms", viewer_token).status, 200u);
+  EXPECT_EQ(get("/v1/vms?limit=0", "/v1/vms", viewer_token).status, 400u);
+  EXPECT_EQ(get("/v1/vms?limit=1001", "/v1/vms", viewer_token).status, 400u);
+  EXPECT_EQ(get("/v1/vms?limit=1&limit=2", "/v1/vms", viewer_token).status, 400u);
+  EXPECT_EQ(get("/v1/vms?cursor=Not_A_Name", "/v1/vms", viewer_token).status, 400u);
+  EXPECT_EQ(get("/v1/vms?state=sleeping", "/v1/vms", viewer_token).status, 400u);
+  EXPECT_EQ(get("/v1/vms?sort=name", "/v1/vms", viewer_token).status, 400u);
+
+  auto by_name = get("/v1/vms/web1", "/v1/vms/{id}", viewer_token);
+  EXPECT_EQ(by_name.status, 200u);
+  EXPECT_EQ(by_name.json().value("id", ""), web1_id);
+  EXPECT_EQ(get("/v1/vms/" + web1_id, "/v1/vms/{id}", viewer_token).json().value("name", ""), "web1");
+  EXPECT_EQ(get("/v1/vms/ghost", "/v1/vms/{id}", viewer_token).status, 404u);
+  EXPECT_EQ(get("/v1/vms/" + missing_uuid, "/v1/vms/{id}", viewer_token).status, 404u);
+  EXPECT_EQ(get("/v1/vms/Bad_Name", "/v1/vms/{id}", viewer_token).status, 400u);
+  EXPECT_EQ(send({.method = "PUT", .target = "/v1/vms", .path_template = "/v1/vms", .token = operator_token,
+                  .body = web1.dump()})
+                .status,
+            405u);
+  EXPECT_EQ(send({.method = "PATCH", .target = "/v1/vms/web1", .path_template = "/v1/vms/{id}",
+                  .token = operator_token, .body = "{}"})
+                .status,
+            405u);
+
+  // ---- request errors -----------------------------------------------------------------
+  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token, {{"name", "huge"}, {"memory_mib", 4194304}}).status, 422u);
+  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token, {{"name", "x"}, {"memory_mib", 64}, {"colour", "red"}}).status,
+            400u);
+  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token, {{"name", "x"}, {"memory_mib", 8}}).status, 400u);
+  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token, {{"name", "x"}, {"memory_mib", 64}, {"vcpus", 0}}).status,
+            400u);
+  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token,
+                 {{"name", "x"}, {"memory_mib", 64}, {"disks", {{{"size_gib", 1}, {"bus", "ide"}}}}})
+                .status,
+            400u);
+  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token,
+                 {{"name", "x"}, {"memory_mib", 64}, {"disks", json::array({json{{"size_gib", 1}}})}})
+                .status,
+            202u);
+  json many_disks = json::array();
+  for (int i = 0; i < 17; ++i) many_disks.push_back({{"size_gib", 1}});
+  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token, {{"name", "y"}, {"memory_mib", 64}, {"disks", many_disks}})
+                .status,
+            400u);
+  auto raw_post = [&](const std::string& target, const std::string& body, const std::string& type) {
+    return send({.method = "POST", .target = target, .path_template = "/v1/vms", .token = operator_token,
+                 .body = body, .content_type = type});
+  };
+  EXPECT_EQ(raw_post("/v1/vms", R"({"name": "z", "memory_mib": )", "application/json").status, 400u);
+  EXPECT_EQ(raw_post("/v1/vms", "[1, 2]", "application/json").status, 400u);
+  EXPECT_EQ(raw_post("/v1/vms", "", "application/json").status, 400u);
+  EXPECT_EQ(raw_post("/v1/vms", "name=z&memory_mib=64", "text/plain").status, 415u);
+  EXPECT_EQ(raw_post("/v1/vms", R"({"name":"z","memory_mib":64,"pad":")" + std::string(20000, 'p') + "\"}",
+                     "application/json")
+                .status,
+            413u);
+  EXPECT_EQ(raw_post("/v1/vms?wait=301", R"({"name":"z","memory_mib":64})", "application/json").status, 400u);
+  EXPECT_EQ(raw_post("/v1/vms?wait=soon", R"({"name":"z","memory_mib":64})", "application/json").status, 400u);
+  EXPECT_EQ(raw_post("/v1/vms?bogus=1", R"({"name":"z","memory_mib":64})", "application/json").status, 400u);
+  EXPECT_EQ(raw_post("/v1/vms?wait=%zz", R"({"name":"z","memory_mib":64})", "application/json").status, 400u);
+
+  // ---- operations ---------------------------------------------------------------------
+  // No agent listens at node1's agent_url, so the create fails when it calls the agent.
+  auto done = get("/v1/operations/" + create1_op + "?wait=120", "/v1/operations/{id}", viewer_token);
+  ASSERT_EQ(done.status, 200u) << done.body;
+  EXPECT_EQ(done.json().value("state", ""), "failed") << done.body;
+  EXPECT_EQ(done.json()["error"].value("code", ""), "unavailable") << done.body;
+  EXPECT_EQ(get("/v1/operations/" + create1_op, "/v1/operations/{id}", viewer_token).status, 200u);
+  auto ops = get("/v1/operations", "/v1/operations", viewer_token);
+  ASSERT_EQ(ops.status, 200u);
+  EXPECT_GE(ops.json()["items"].size(), 5u);
+  EXPECT_EQ(get("/v1/operations?limit=1", "/v1/operations", viewer_token).json()["items"].size(), 1u);
+  EXPECT_EQ(get("/v1/operations?state=failed&target=" + web1_id, "/v1/operations", viewer_token).status, 200u);
+  EXPECT_EQ(get("/v1/operations?state=done", "/v1/operations", viewer_token).status, 400u);
+  EXPECT_EQ(get("/v1/operations?cursor=web1", "/v1/operations", viewer_token).status, 400u);
+  EXPECT_EQ(get("/v1/operations/" + missing_uuid, "/v1/operations/{id}", viewer_token).status, 404u);
+  EXPECT_EQ(get("/v1/operations/not-a-uuid", "/v1/operations/{id}", viewer_token).status, 400u);
+  EXPECT_EQ(get("/v1/operations/" + create1_op + "?wait=301", "/v1/operations/{id}", viewer_token).status, 400u);
+  EXPECT_EQ(del("/v1/operations/" + create1_op, "/v1/operations/{id}", operator_token).status, 409u);
+  EXPECT_EQ(del("/v1/operations/" + create1_op, "/v1/operations/{id}", viewer_token).status, 403u);
+  EXPECT_EQ(del("/v1/operations/" + missing_uuid, "/v1/operations/{id}", operator_token).status, 404u);
+  EXPECT_EQ(post("/v1/operations", "/v1/operations", operator_token, json::object()).status, 405u);
+  EXPECT_EQ(send({.method = "PUT", .target = "/v1/operations/" + create1_op, .path_template = "/v1/operations/{id}",
+                  .token = operator_token, .body = "{}"})
+                .status,
+            405u);
+  // Cancelling a fresh operation races its worker: either it is still unfinished (202)
+  // or it has already ended (409). Both are answers the contract must describe.
+  auto fresh = post("/v1/vms", "/v1/vms", operator_token, {{"name", "web7"}, {"memory_mib", 64}});
+  ASSERT_EQ(fresh.status, 202u) << fresh.body;
+  const std::string fresh_op = fresh.json().value("id", "");
+  auto cancel = del("/v1/operations/" + fresh_op, "/v1/operations/{id}", operator_token);
+  EXPECT_TRUE(cancel.status == 202u || cancel.status == 409u) << cancel.status << " " << cancel.body;
+  EXPECT_EQ(get("/v1/operations/" + fresh_op + "?wait=120", "/v1/operations/{id}", viewer_token).status, 200u);
+
+  // ---- VM actions -----------------------------------------------------------------------
+  // web1 stays pending (its create failed), so actions are refused until it is defined.
+  for (const std::string action : {"start", "stop", "reboot", "destroy"}) {
+    SCOPED_TRACE(action);
+    auto res = post("/v1/vms/web1/" + action, "/v1/vms/{id}/" + action, operator_token, json::object());
+    EXPECT_EQ(res.status, 409u) << res.body;
+    res = send({.method = "POST", .target = "/v1/vms/" + web1_id + "/" + action + "?wait=1",
+                .path_template = "/v1/vms/{id}/" + action, .token = operator_token});
+    EXPECT_EQ(res.status, 409u) << res.body;
+    EXPECT_EQ(post("/v1/vms/web1/" + action, "/v1/vms/{id}/" + action, viewer_token, json::object()).status, 403u);
+    EXPECT_EQ(post("/v1/vms/ghost/" + action, "/v1/vms/{id}/" + action, operator_token, json::object()).status,
+              404u);
+  }
+  EXPECT_EQ(post("/v1/vms/web1/stop", "/v1/vms/{id}/stop", operator_token, {{"timeout_s", 30}, {"force", true}}).status,
+            409u);
+  EXPECT_EQ(post("/v1/vms/web1/stop", "/v1/vms/{id}/stop", operator_token, {{"timeout_s", 0}}).status, 400u);
+  EXPECT_EQ(post("/v1/vms/web1/start", "/v1/vms/{id}/start", operator_token, {{"now", true}}).status, 400u);
+  EXPECT_EQ(send({.method = "POST", .target = "/v1/vms/web1/start", .path_template = "/v1/vms/{id}/start",
+                  .token = operator_token, .body = "go", .content_type = "text/plain"})
+                .status,
+            415u);
+  EXPECT_EQ(post("/v1/vms/web1/start?bogus=1", "/v1/vms/{id}/start", operator_token, json::object()).status, 400u);
+  EXPECT_EQ(post("/v1/vms/web1/explode", "/v1/vms/{id}/explode", operator_token, json::object()).status, 404u);
+  EXPECT_EQ(get("/v1/vms/web1/start", "/v1/vms/{id}/start", operator_token).status, 405u);
+  // An action on a VM whose create is still in flight is queued behind it (202), unless
+  // the create has already ended (409).
+  auto web8 = post("/v1/vms", "/v1/vms", operator_token, {{"name", "web8"}, {"memory_mib", 64}, {"start", true}});
+  ASSERT_EQ(web8.status, 202u);
+  auto queued = send({.method = "POST", .target = "/v1/vms/web8/start", .path_template = "/v1/vms/{id}/start",
+                      .token = operator_token, .headers = {{"Idempotency-Key", "start-web8"}}});
+  EXPECT_TRUE(queued.status == 202u || queued.status == 409u) << queued.status << " " << queued.body;
+  if (queued.status == 202u) {
+    auto ended = get("/v1/operations/" + queued.json().value("id", "") + "?wait=120", "/v1/operations/{id}",
+                     viewer_token);
+    EXPECT_EQ(ended.status, 200u);
+  }
+
+  // Delete asks the (missing) agent to undefine the domain, so the operation fails, but
+  // the request itself is accepted.
+  auto deleted = del("/v1/vms/web1?wait=120", "/v1/vms/{id}", operator_token);
+  EXPECT_EQ(deleted.status, 200u) << deleted.body;
+  EXPECT_EQ(deleted.json().value("kind", ""), "vm.delete");
+  EXPECT_EQ(del("/v1/vms/web2?force=true", "/v1/vms/{id}", operator_token).status, 202u);
+  EXPECT_EQ(send({.method = "DELETE", .target = "/v1/vms/web3?force=1", .path_template = "/v1/vms/{id}",
+                  .token = operator_token, .headers = {{"Idempotency-Key", "delete-web3"}}})
+                .status,
+            202u);
+  EXPECT_EQ(del("/v1/vms/web4?force=maybe", "/v1/vms/{id}", operator_token).status, 400u);
+  EXPECT_EQ(del("/v1/vms/web4?purge=1", "/v1/vms/{id}", operator_token).status, 400u);
+  EXPECT_EQ(del("/v1/vms/ghost", "/v1/vms/{id}", operator_token).status, 404u);
+  EXPECT_EQ(del("/v1/vms/web4", "/v1/vms/{id}", viewer_token).status, 403u);
+
+  // ---- placements ---------------------------------------------------------------------
+  auto fits = post("/v1/placements", "/v1/placements", operator_token, {{"name", "p1"}, {"memory_mib", 512}});
+  ASSERT_EQ(fits.status, 200u) << fits.body;
+  EXPECT_EQ(fits.json().value("host", ""), "node1");
+  auto no_fit = post("/v1/placements", "/v1/placements", operator_token, {{"name", "p2"}, {"memory_mib", 4194304}});
+  ASSERT_EQ(no_fit.status, 200u) << no_fit.body;
+  EXPECT_TRUE(no_fit.json()["host"].is_null());
+  EXPECT_EQ(post("/v1/placements", "/v1/placements", operator_token,
+                 {{"name", "p3"}, {"memory_mib", 512}, {"start", true}})
+                .status,
+            400u);
+  EXPECT_EQ(post("/v1/placements", "/v1/placements", viewer_token, {{"name", "p1"}, {"memory_mib", 512}}).status,
+            403u);
+  EXPECT_EQ(get("/v1/placements", "/v1/placements", operator_token).status, 405u);
+
+  // ---- what the state forbids -----------------------------------------------------------
+  auto busy_host = del("/v1/hosts/node1", "/v1/hosts/{name}", admin);
+  EXPECT_EQ(busy_host.status, 409u) << busy_host.body;
+  auto tokens = get("/v1/tokens", "/v1/tokens", admin);
+  ASSERT_EQ(tokens.status, 200u);
+  std::string agent_token_id;
+  const json token_list = tokens.json();
+  for (const auto& t : token_list["items"])
+    if (t.value("role", "") == "agent") agent_token_id = t.value("id", "");
+  ASSERT_FALSE(agent_token_id.empty()) << tokens.body;
+  EXPECT_EQ(del("/v1/tokens/" + agent_token_id, "/v1/tokens/{id}", admin).status, 409u);
+
+  // ---- answers of the HTTP server itself --------------------------------------------------
+  auto malformed = http_->send_raw("GET /v1/healthz HTTP/1.1\r\nHost: x\r\nthis is not a header\r\n\r\n", "GET",
+                                   "/v1/healthz", "/v1/healthz");
+  ASSERT_TRUE(malformed.ok()) << malformed.error().message;
+  EXPECT_EQ(malformed->status, 400u);
+  // A body that never arrives: the server gives up after its read timeout. Its 408
+  // answer is part of the contract, but today the stream's own timeout closes the socket
+  // before the answer can be written, so a closed connection is accepted too; an answer
+  // that does come must be the 408 (and is checked against the contract below).
+  auto slow = http_->send_raw(
+      "POST /v1/vms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + operator_token +
+          "\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\":",
+      "POST", "/v1/vms", "/v1/vms");
+  if (slow.ok())
+    EXPECT_EQ(slow->status, 408u);
+  else
+    std::fprintf(stderr, "note: no 408 answer to an unfinished request (%s)\n", slow.error().message.c_str());
+
+  EXPECT_EQ(get("/metrics", "/metrics", viewer_token).status, 200u);
+  EXPECT_EQ(get("/metrics", "/metrics", agent_token).status, 403u);
+
+  // ---- the contract -------------------------------------------------------------------
+  ASSERT_GT(http_->recorded(), 100u);
+  const ProcessOutput check = run_checker({record_path_, "--require-coverage"});
+  EXPECT_EQ(check.exit_code, 0) << "api/openapi.yaml does not describe what the controller answered ("
+                                << record_path_ << "):\n"
+                                << check.out << check.err;
+}
+
+// ---- the checker itself ---------------------------------------------------------------
+
+TEST(OpenApiCheck, SpecIsStructurallyValid) {
+  const ProcessOutput check = run_checker({});
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+}
+
+// The contract test is only as good as the checker's ability to say no: answers that
+// stray from the contract in each way it guards against must be reported.
+TEST(OpenApiCheck, RejectsAnswersOutsideTheContract) {
+  const json op = {{"id", "0b3a7c1e-5d4f-4e2a-9c8b-7a6f5e4d3c2b"},
+                   {"kind", "vm.create"},
+                   {"target", {{"type", "vm"}, {"id", "1b3a7c1e-5d4f-4e2a-9c8b-7a6f5e4d3c2b"}}},
+                   {"state", "pending"},
+                   {"progress", 0},
+                   {"step", ""},
+                   {"error", nullptr},
+                   {"params", {{"name", "web1"}, {"start", false}}},
+                   {"result", json::object()},
+                   {"attempts", 0},
+                   {"requested_by", "ops"},
+                   {"created_at", "2026-01-01T00:00:00.000Z"},
+                   {"started_at", nullptr},
+                   {"finished_at", nullptr}};
+  json leaked = op;
+  leaked["request_hash"] = std::string(64, 'a');
+  auto line = [](const std::string& method, const std::string& templ, unsigned status, const std::string& type,
+                 const std::string& body, const json& headers = json::object()) {
+    return json{{"method", method}, {"path_template", templ}, {"path", templ}, {"status", status},
+                {"content_type", type}, {"headers", headers}, {"body", body}}
+        .dump();
+  };
+  const std::string location = "/v1/operations/" + op["id"].get<std::string>();
+  const std::vector<std::string> lines = {
+      // 1: a field the contract does not have
+      line("GET", "/v1/healthz", 200, "application/json", R"({"status":"ok","uptime_s":5})"),
+      // 2: a status the operation does not declare
+      line("GET", "/v1/healthz", 418, "application/json", R"({"status":"ok"})"),
+      // 3: a content type the response does not declare
+      line("GET", "/v1/healthz", 200, "text/html", "<p>ok</p>"),
+      // 4: an operation without its Location header
+      line("POST", "/v1/vms", 202, "application/json", op.dump()),
+      // 5: an internal field leaking into the operation view
+      line("GET", "/v1/operations/{id}", 200, "application/json", leaked.dump()),
+      // 6: an error code that does not belong to the status
+      line("GET", "/v1/hosts", 401, "application/json",
+           R"({"error":{"code":"not_found","message":"x","details":{}}})"),
+      // 7: an error code outside the closed set
+      line("GET", "/v1/hosts", 500, "application/json", R"({"error":{"code":"oops","message":"x","details":{}}})"),
+      // 8: a valid answer, which must pass
+      line("POST", "/v1/vms", 202, "application/json", op.dump(), {{"location", location}}),
+  };
+  const std::string path = kRecordDir + "/recorded-checker-negative.jsonl";
+  {
+    std::ofstream out(path, std::ios::trunc);
+    for (const auto& l : lines) out << l << '\n';
+  }
+  const ProcessOutput check = run_checker({path});
+  EXPECT_EQ(check.exit_code, 1) << check.out << check.err;
+  for (int n = 1; n <= 7; ++n)
+    EXPECT_NE(check.out.find("FAIL line " + std::to_string(n) + ":"), std::string::npos)
+        << "line " << n << " was not reported:\n"
+        << check.out;
+  EXPECT_EQ(check.out.find("FAIL line 8:"), std::string::npos) << check.out;
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace kvmfleet::contract
