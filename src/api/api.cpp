@@ -255,10 +255,12 @@ void route(ClusterService& svc, Metrics& metrics, std::shared_ptr<Call> cp) {
       for (const auto& e : body->at("events")) {
         if (!e.is_object()) return c.fail(invalid("event must be an object"));
         DomainEvent ev;
-        ev.uuid = e.value("uuid", "");
-        ev.name = e.value("name", "");
-        ev.state = e.value("state", "");
-        ev.reason = e.value("reason", "");
+        for (auto [field, out] : {std::pair{"uuid", &ev.uuid}, std::pair{"name", &ev.name},
+                                  std::pair{"state", &ev.state}, std::pair{"reason", &ev.reason}}) {
+          auto v = get_string(e, field, false);
+          if (!v) return c.fail(v.error());
+          *out = *v;
+        }
         if (!is_valid_uuid(ev.uuid)) return c.fail(invalid("event has a bad uuid"));
         events.push_back(std::move(ev));
       }
@@ -313,12 +315,17 @@ void route(ClusterService& svc, Metrics& metrics, std::shared_ptr<Call> cp) {
       auto body = body_of(c);
       if (!body) return c.fail(body.error());
       if (auto st = check_known_fields(*body, {"schedulable"}); !st) return c.fail(st.error());
-      if (!body->contains("schedulable")) return c.fail(invalid("schedulable is required", {{"field", "schedulable"}}));
+      if (!body->contains("schedulable") || !(*body)["schedulable"].is_boolean())
+        return c.fail(invalid("schedulable must be true or false", {{"field", "schedulable"}}));
       auto s = get_bool(*body, "schedulable", true);
       if (!s) return c.fail(s.error());
       if (auto st = svc.set_schedulable(name, *s); !st) return c.fail(st.error());
-      auto view = svc.state().read([&](const ClusterState::Data& d) { return host_view(*d.find_host(name), d); });
-      return c.ok(HttpStatus::ok, view);
+      auto view = svc.state().read([&](const ClusterState::Data& d) -> std::optional<json> {
+        const Host* h = d.find_host(name);
+        return h ? std::optional<json>(host_view(*h, d)) : std::nullopt;
+      });
+      if (!view) return c.fail(not_found("no such host", {{"host", name}}));
+      return c.ok(HttpStatus::ok, *view);
     }
     if (n == 3 && m == Verb::delete_) {
       if (!require(Need::admin)) return;

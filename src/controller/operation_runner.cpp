@@ -95,6 +95,7 @@ void OperationRunner::submit(const std::string& op_id) {
 
 Status OperationRunner::cancel(const std::string& op_id) {
   bool was_queued = false;
+  bool picked = false;
   {
     std::lock_guard lk(mu_);
     auto it = std::find(queue_.begin(), queue_.end(), op_id);
@@ -102,6 +103,14 @@ Status OperationRunner::cancel(const std::string& op_id) {
       queue_.erase(it);
       was_queued = true;
     }
+    // A worker may have taken it but not yet marked it running: that one is asked
+    // to stop, never declared cancelled behind the worker's back.
+    picked = running_ops_.count(op_id) > 0;
+    if (picked) cancel_requested_.insert(op_id);
+  }
+  if (picked) {
+    cv_.notify_all();
+    return {};
   }
   auto op = state_.read([&](const ClusterState::Data& d) -> std::optional<Operation> {
     const Operation* o = d.find_operation(op_id);
@@ -144,10 +153,12 @@ void OperationRunner::worker() {
     });
     if (stopping_) return;
     busy_targets_.insert(target);
+    running_ops_.insert(picked);
     lk.unlock();
     execute(picked);
     lk.lock();
     busy_targets_.erase(target);
+    running_ops_.erase(picked);
     cancel_requested_.erase(picked);
     cv_.notify_all();
   }

@@ -8,7 +8,8 @@
 namespace kvmfleet {
 
 // The closed set of error categories. Every failure that reaches a user is one of
-// these; the HTTP status for each lives in exactly one place (api/error_http.cpp).
+// these; the HTTP status for each lives in exactly one place
+// (http::status_for, src/http/types.cpp).
 enum class ErrorCode {
   invalid_argument,       // the request itself is wrong (name, type, range, unknown field)
   unauthenticated,        // no token or a bad token

@@ -92,6 +92,7 @@ class OperationRunner {
   std::condition_variable cv_;
   std::deque<std::string> queue_;
   std::set<std::string> busy_targets_;
+  std::set<std::string> running_ops_;  // taken by a worker
   std::set<std::string> cancel_requested_;
   bool stopping_ = false;
   std::vector<std::thread> workers_;
