@@ -3,6 +3,8 @@
 #include "lab.hpp"
 
 #include <gtest/gtest.h>
+
+#include <thread>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <signal.h>
@@ -301,9 +303,15 @@ TEST_F(LabTest, KillPartitionAndRestartAHost) {
   // A partition cuts the link but leaves every process running.
   auto before = lab->processes(h);
   ASSERT_TRUE(lab->partition_host(h).ok());
-  auto state = lab->exec_in_host(h, {"cat", "/sys/class/net/eth0/operstate"});
-  ASSERT_TRUE(state.ok());
-  EXPECT_NE(trim(state->out), "up");  // "down" or "lowerlayerdown" depending on the kernel
+  // The kernel updates the peer's operstate asynchronously (linkwatch), so poll.
+  std::string operstate = "up";
+  for (int i = 0; i < 50 && operstate == "up"; ++i) {
+    auto state = lab->exec_in_host(h, {"cat", "/sys/class/net/eth0/operstate"});
+    ASSERT_TRUE(state.ok());
+    operstate = trim(state->out);
+    if (operstate == "up") std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_NE(operstate, "up");  // "down" or "lowerlayerdown" depending on the kernel
   RunOptions quick;
   quick.timeout = 3s;
   auto cut = lab->virsh(h, {"version"}, quick);
