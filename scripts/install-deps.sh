@@ -34,7 +34,7 @@ kmod cpio busybox-static
 "
 # Lab, end-to-end tests and benchmarks.
 packages="$packages
-iproute2 util-linux coreutils passwd curl python3 python3-jsonschema python3-yaml
+iproute2 util-linux coreutils passwd curl openssl python3 python3-jsonschema python3-yaml
 wrk nginx-light etcd-server etcd-client
 "
 

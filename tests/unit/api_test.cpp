@@ -1,5 +1,6 @@
 #include "kvmfleet/api/api.hpp"
 #include "kvmfleet/cli/cli.hpp"
+#include "kvmfleet/common/process.hpp"
 #include "kvmfleet/controller/vm_operations.hpp"
 #include "kvmfleet/http/server.hpp"
 #include "tests/doubles/fake_agent_api.hpp"
@@ -12,6 +13,7 @@
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <future>
 #include <sstream>
 #include <thread>
@@ -330,6 +332,57 @@ TEST_F(ApiTest, CliPrintsTablesAndJsonAndFailsClearly) {
   err.str("");
   EXPECT_EQ(cli::run({"vms"}, nobody, client, out, err), 1);
   EXPECT_NE(err.str().find("unauthenticated"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+// TLS is one switch: a certificate and key make the same server speak HTTPS.
+TEST(TlsServer, ServesHttpsWithTheConfiguredCertificate) {
+  const std::string dir = ::testing::TempDir() + "/kvmfleet-tls-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  SystemProcessRunner runner;
+  auto made = runner.run({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                          "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                          "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem"});
+  ASSERT_TRUE(made.ok() && made->success()) << (made.ok() ? made->err : made.error().message);
+  boost::asio::io_context ioc;
+  http::ServerOptions o;
+  o.tls_cert_file = dir + "/cert.pem";
+  o.tls_key_file = dir + "/key.pem";
+  http::Server server(ioc, o, [](http::Request&&, http::Responder r) {
+    r(http::json_response(http::HttpStatus::ok, {{"tls", true}}));
+  });
+  ASSERT_TRUE(server.start().ok());
+  EXPECT_TRUE(server.tls());
+  std::thread t([&] { ioc.run(); });
+  const std::string url = "https://localhost:" + std::to_string(server.port()) + "/v1/healthz";
+  http::BeastClient trusting(dir + "/cert.pem");
+  auto r = trusting.request("GET", url, "", "", 5s);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->status, 200u);
+  // A client that does not trust the certificate refuses the connection.
+  http::BeastClient strict;
+  EXPECT_FALSE(strict.request("GET", url, "", "", 5s).ok());
+  // Plain HTTP to the TLS port gets no answer.
+  http::BeastClient plain;
+  auto p = plain.request("GET", "http://127.0.0.1:" + std::to_string(server.port()) + "/", "", "", 2s);
+  EXPECT_TRUE(!p.ok() || p->status == 0);
+  server.stop();
+  ioc.stop();
+  t.join();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(TlsServer, MissingKeyIsRefusedAtStart) {
+  boost::asio::io_context ioc;
+  http::ServerOptions o;
+  o.tls_cert_file = "/nonexistent/cert.pem";
+  http::Server server(ioc, o, [](http::Request&&, http::Responder) {});
+  auto st = server.start();
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, ErrorCode::invalid_argument);
 }
 
 }  // namespace
