@@ -675,7 +675,7 @@ Result<DomainStatus> LibvirtHypervisor::define(const DomainSpec& spec) {
   return impl_->status(dom.get());
 }
 
-Result<DomainStatus> LibvirtHypervisor::start(const std::string& uuid) {
+Result<DomainStatus> LibvirtHypervisor::change_power(const std::string& uuid, PowerChange change) {
   if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
   auto c = impl_->acquire();
   if (!c) return c.take_error();
@@ -685,31 +685,40 @@ Result<DomainStatus> LibvirtHypervisor::start(const std::string& uuid) {
   if (!m) return m.take_error();
   auto active = impl_->is_active(m->dom.get(), uuid);
   if (!active) return active.take_error();
-  if (*active) return std::move(m->desc.status);
-  if (virDomainCreate(m->dom.get()) < 0) {
-    auto err = impl_->failed("starting domain " + uuid);
-    // Started by someone else in between: the outcome asked for holds.
-    if (auto now = impl_->is_active(m->dom.get(), uuid); !(now && *now)) return err;
+  const bool want_active = change == PowerChange::start;
+  if (*active == want_active) return std::move(m->desc.status);
+  int rc = 0;
+  const char* verb = "";
+  switch (change) {
+    case PowerChange::start:
+      rc = virDomainCreate(m->dom.get());
+      verb = "starting";
+      break;
+    case PowerChange::shutdown:
+      rc = virDomainShutdown(m->dom.get());
+      verb = "shutting down";
+      break;
+    case PowerChange::destroy:
+      rc = virDomainDestroy(m->dom.get());
+      verb = "destroying";
+      break;
+  }
+  if (rc < 0) {
+    auto err = impl_->failed(std::string(verb) + " domain " + uuid);
+    // Changed by someone else in between: the outcome asked for holds.
+    if (auto now = impl_->is_active(m->dom.get(), uuid); !(now && *now == want_active)) return err;
   }
   return impl_->status(m->dom.get());
 }
 
+Result<DomainStatus> LibvirtHypervisor::start(const std::string& uuid) {
+  return change_power(uuid, PowerChange::start);
+}
+
 Result<DomainStatus> LibvirtHypervisor::shutdown(const std::string& uuid) {
-  if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
-  auto c = impl_->acquire();
-  if (!c) return c.take_error();
-  auto lock = impl_->domain_locks.get(uuid);
-  std::lock_guard guard(*lock);
-  auto m = impl_->lookup_managed(c->get(), uuid);
-  if (!m) return m.take_error();
-  auto active = impl_->is_active(m->dom.get(), uuid);
-  if (!active) return active.take_error();
-  if (!*active) return std::move(m->desc.status);
-  if (virDomainShutdown(m->dom.get()) < 0) {
-    auto err = impl_->failed("shutting down domain " + uuid);
-    if (auto now = impl_->is_active(m->dom.get(), uuid); !(now && !*now)) return err;
-  }
-  return impl_->status(m->dom.get());
+  // ACPI request only: the guest may take its time or ignore it; the controller
+  // decides how long to wait and whether to force.
+  return change_power(uuid, PowerChange::shutdown);
 }
 
 Result<DomainStatus> LibvirtHypervisor::reboot(const std::string& uuid) {
@@ -728,21 +737,7 @@ Result<DomainStatus> LibvirtHypervisor::reboot(const std::string& uuid) {
 }
 
 Result<DomainStatus> LibvirtHypervisor::destroy(const std::string& uuid) {
-  if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
-  auto c = impl_->acquire();
-  if (!c) return c.take_error();
-  auto lock = impl_->domain_locks.get(uuid);
-  std::lock_guard guard(*lock);
-  auto m = impl_->lookup_managed(c->get(), uuid);
-  if (!m) return m.take_error();
-  auto active = impl_->is_active(m->dom.get(), uuid);
-  if (!active) return active.take_error();
-  if (!*active) return std::move(m->desc.status);
-  if (virDomainDestroy(m->dom.get()) < 0) {
-    auto err = impl_->failed("destroying domain " + uuid);
-    if (auto now = impl_->is_active(m->dom.get(), uuid); !(now && !*now)) return err;
-  }
-  return impl_->status(m->dom.get());
+  return change_power(uuid, PowerChange::destroy);
 }
 
 Status LibvirtHypervisor::undefine(const std::string& uuid, bool remove_volumes) {

@@ -48,6 +48,11 @@ class LibvirtHypervisor final : public Hypervisor {
   void unsubscribe(std::uint64_t id) override;
 
  private:
+  enum class PowerChange { start, shutdown, destroy };
+  // start/shutdown/destroy share one shape: already in the asked-for state → no-op;
+  // a failure that nevertheless left the domain in that state → success.
+  Result<DomainStatus> change_power(const std::string& uuid, PowerChange change);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
