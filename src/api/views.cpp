@@ -64,6 +64,7 @@ json host_view(const Host& h, const ClusterState::Data& data) {
 json operation_view(const Operation& op) {
   json j = op;
   j.erase("request_hash");
+  j.erase("requester_id");
   return j;
 }
 

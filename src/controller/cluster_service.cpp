@@ -262,11 +262,12 @@ Result<Submitted> ClusterService::submit(
   op.idempotency_key = opts.idempotency_key;
   op.request_hash = opts.request_hash;
   op.requested_by = who.name;
+  op.requester_id = who.token_id;
   op.created_at = clock_.now();
   std::optional<Operation> replay;
   auto st = state_.update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
     if (!opts.idempotency_key.empty()) {
-      auto it = d.idempotency.find({who.name, opts.idempotency_key});
+      auto it = d.idempotency.find({who.token_id, opts.idempotency_key});
       if (it != d.idempotency.end()) {
         const Operation* prev = d.find_operation(it->second);
         if (prev) {

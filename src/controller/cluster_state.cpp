@@ -107,13 +107,13 @@ void ClusterState::apply(const WriteBatch& b) {
     auto it = data_.operations.find(id);
     if (it == data_.operations.end()) continue;
     if (!it->second.idempotency_key.empty())
-      data_.idempotency.erase({it->second.requested_by, it->second.idempotency_key});
+      data_.idempotency.erase({it->second.requester_id, it->second.idempotency_key});
     data_.operations.erase(it);
   }
   for (const auto& op : b.put_operations) {
     data_.operations[op.id] = op;
     if (!op.idempotency_key.empty())
-      data_.idempotency[{op.requested_by, op.idempotency_key}] = op.id;
+      data_.idempotency[{op.requester_id, op.idempotency_key}] = op.id;
   }
   for (const auto& id : b.delete_tokens) data_.tokens.erase(id);
   for (const auto& t : b.put_tokens) data_.tokens[t.id] = t;

@@ -161,6 +161,7 @@ void to_json(json& j, const Operation& op) {
        {"finished_at", time_or_null(op.finished_at)}};
   if (!op.idempotency_key.empty()) j["idempotency_key"] = op.idempotency_key;
   if (!op.request_hash.empty()) j["request_hash"] = op.request_hash;
+  if (!op.requester_id.empty()) j["requester_id"] = op.requester_id;
 }
 void from_json(const json& j, Operation& op) {
   op.id = j.at("id").get<std::string>();
@@ -177,6 +178,7 @@ void from_json(const json& j, Operation& op) {
   op.requested_by = j.value("requested_by", "");
   op.idempotency_key = j.value("idempotency_key", "");
   op.request_hash = j.value("request_hash", "");
+  op.requester_id = j.value("requester_id", "");
   op.created_at = time_from(j, "created_at");
   op.started_at = opt_time_from(j, "started_at");
   op.finished_at = opt_time_from(j, "finished_at");

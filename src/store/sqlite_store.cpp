@@ -36,13 +36,13 @@ CREATE TABLE operations (
   state           TEXT NOT NULL,
   target_id       TEXT NOT NULL,
   idempotency_key TEXT NOT NULL DEFAULT '',
-  requested_by    TEXT NOT NULL DEFAULT '',
+  requester_id    TEXT NOT NULL DEFAULT '',
   created_at_ms   INTEGER NOT NULL,
   json            TEXT NOT NULL
 );
 -- A retried request carrying the same key from the same caller must find the first
 -- operation; the store refuses a second one even if the controller's check raced.
-CREATE UNIQUE INDEX operations_idempotency ON operations (requested_by, idempotency_key)
+CREATE UNIQUE INDEX operations_idempotency ON operations (requester_id, idempotency_key)
   WHERE idempotency_key != '';
 CREATE INDEX operations_state ON operations (state);
 CREATE TABLE tokens (
@@ -246,11 +246,11 @@ Status SqliteStore::prepare_statements() {
        "ON CONFLICT (id) DO UPDATE SET name = excluded.name, json = excluded.json"},
       {&delete_vm_, "DELETE FROM vms WHERE id = ?1"},
       {&put_operation_,
-       "INSERT INTO operations (id, kind, state, target_id, idempotency_key, requested_by, "
+       "INSERT INTO operations (id, kind, state, target_id, idempotency_key, requester_id, "
        "created_at_ms, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
        "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, state = excluded.state, "
        "target_id = excluded.target_id, idempotency_key = excluded.idempotency_key, "
-       "requested_by = excluded.requested_by, created_at_ms = excluded.created_at_ms, "
+       "requester_id = excluded.requester_id, created_at_ms = excluded.created_at_ms, "
        "json = excluded.json"},
       {&delete_operation_, "DELETE FROM operations WHERE id = ?1"},
       {&put_token_,
@@ -319,7 +319,7 @@ Status SqliteStore::write(const WriteBatch& batch) {
     put_operation_.bind(3, to_string(op.state));
     put_operation_.bind(4, op.target_id);
     put_operation_.bind(5, op.idempotency_key);
-    put_operation_.bind(6, op.requested_by);
+    put_operation_.bind(6, op.requester_id);
     put_operation_.bind(7, to_unix_ms(op.created_at));
     put_operation_.bind(8, dump(json(op)));
     if (auto st = run(put_operation_, "put operation '" + op.id + "'"); !st) return st;

@@ -77,6 +77,7 @@ Operation make_op(const std::string& id, const std::string& key, const std::stri
   op.result = {{"note", "none"}};
   op.idempotency_key = key;
   op.requested_by = by;
+  op.requester_id = by;
   op.attempts = 2;
   op.created_at = at_ms(100);
   op.started_at = at_ms(101);

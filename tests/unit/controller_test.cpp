@@ -161,6 +161,25 @@ TEST_F(ControllerTest, IdempotencyKeyReplaysTheSameOperationAndActsOnce) {
   EXPECT_EQ(other.error().code, ErrorCode::conflict);
 }
 
+TEST_F(ControllerTest, IdempotencyKeysAreScopedPerTokenNotPerName) {
+  host_up("node1");
+  Principal a{"token-a", "ci", Role::operator_, ""};
+  Principal b{"token-b", "ci", Role::operator_, ""};  // another token, same name
+  auto first = service_->create_vm(a, spec("web1"), false, {"same-key", "h1"});
+  auto second = service_->create_vm(b, spec("web2"), false, {"same-key", "h2"});
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  EXPECT_FALSE(second->replayed);
+  EXPECT_NE(first->operation.id, second->operation.id);
+  // And the store's own uniqueness check agrees after a restart.
+  shutdown();
+  boot();
+  auto again = service_->create_vm(b, spec("web2"), false, {"same-key", "h2"});
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(again->operation.id, second->operation.id);
+}
+
 TEST_F(ControllerTest, AgentRefusalRollsBackTheCreate) {
   host_up("node1");
   agents_.fail_next("define", invalid("libvirt says no"));

@@ -25,7 +25,7 @@ class ClusterState {
     std::unordered_map<std::string, Vm> vms;     // by id
     std::map<std::string, std::string> vm_ids;   // name → id, ordered for listing
     std::unordered_map<std::string, Operation> operations;  // by id
-    std::map<std::pair<std::string, std::string>, std::string> idempotency;  // (who, key) → op id
+    std::map<std::pair<std::string, std::string>, std::string> idempotency;  // (token id, key) → op id
     std::unordered_map<std::string, TokenRecord> tokens;  // by id
 
     const Vm* find_vm(const std::string& id_or_name) const;

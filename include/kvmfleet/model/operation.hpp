@@ -44,6 +44,7 @@ struct Operation {
   std::string idempotency_key;  // empty when the request carried none
   std::string request_hash;     // of the request that made it, to refuse a reused key
   std::string requested_by;     // token name
+  std::string requester_id;     // token id: the scope of idempotency keys
   int attempts = 0;             // how many times execution (re)started
   Clock::time_point created_at{};
   std::optional<Clock::time_point> started_at;
