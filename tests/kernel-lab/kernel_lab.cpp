@@ -272,7 +272,9 @@ Status KernelLab::boot(const LabOptions& options) {
         "-serial", "file:" + g.console_log.string(),
         "-kernel", vmlinuz.string(),
         "-initrd", initrd.string(),
-        "-append", "console=ttyS0 panic=-1 quiet",
+        // loglevel=5 keeps the kernel's warnings (a NIC's transmit timeout, I/O
+        // errors) in the console log that failure messages show.
+        "-append", "console=ttyS0 panic=-1 loglevel=5",
         // The machine's root, read-only (the guest puts a tmpfs overlay on it),
         // the kernel's modules, and the guest's job dir, its command channel.
         "-virtfs", "local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,"
@@ -281,7 +283,10 @@ Status KernelLab::boot(const LabOptions& options) {
                    ",mount_tag=mods,security_model=passthrough,readonly=on",
         "-virtfs", "local,path=" + g.job_dir.string() + ",mount_tag=job,security_model=passthrough",
         "-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no",
-        "-device", "virtio-net-pci,netdev=n0,mac=" + mac_for(i),
+        // e1000, not virtio-net: under TCG, QEMU 7.2's virtio-net can stop
+        // transmitting for good (the guest driver only logs the timeout); e1000's
+        // driver resets the NIC on a transmit timeout and the lab network recovers.
+        "-device", "e1000,netdev=n0,mac=" + mac_for(i),
     };
     // clang-format on
     SpawnOptions so;

@@ -87,6 +87,14 @@ class KernelLabCapabilities : public ::testing::Test {
     ASSERT_TRUE(lab_ != nullptr && setup_error_.empty()) << "lab did not come up: " << setup_error_;
   }
 
+  void TearDown() override {
+    if (HasFailure() && lab_) {
+      std::printf("[  REPORT  ] the guests after the failure:\n%s",
+                  testing_support::guest_report(*lab_).c_str());
+      std::fflush(stdout);
+    }
+  }
+
   KernelLab& lab() { return *lab_; }
 
   static std::unique_ptr<KernelLab> lab_;

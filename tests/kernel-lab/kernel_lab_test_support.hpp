@@ -69,6 +69,23 @@ inline ::testing::AssertionResult runs_and_fails(
   return ::testing::AssertionSuccess();
 }
 
+// What a failed step leaves to look at: each guest's links with their counters,
+// addresses and neighbours, and the end of its kernel console.
+inline std::string guest_report(KernelLab& lab) {
+  std::string report;
+  for (int g = 1; g <= lab.guest_count(); ++g) {
+    report += "--- node" + std::to_string(g) + "\n";
+    for (const std::vector<std::string>& argv :
+         {std::vector<std::string>{"ip", "-s", "link"}, {"ip", "-br", "addr"}, {"ip", "neigh"}}) {
+      auto r = run_in(lab, g, argv, std::chrono::seconds{20});
+      report += "$ " + describe(argv) + "\n" +
+                (r.ok() ? r->out + r->err : "(" + r.error().message + ")\n");
+    }
+    report += "--- node" + std::to_string(g) + " console (end)\n" + lab.console_tail(g, 3000) + "\n";
+  }
+  return report;
+}
+
 // Timings go to the test's output and its XML properties, never into an assertion.
 inline void report_time(const std::string& what, std::chrono::steady_clock::duration d) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();

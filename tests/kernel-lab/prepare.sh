@@ -89,7 +89,7 @@ moddir="$kroot/lib/modules"
 
 # --- the initramfs ---------------------------------------------------------------
 # Rebuilt when /init, the module list or the kernel changes: its name carries a hash.
-initrd_modules=(virtio_pci virtio_net 9pnet_virtio 9p overlay)
+initrd_modules=(virtio_pci e1000 9pnet_virtio 9p overlay)
 stamp="$( { cat "$here/guest/init"; echo "$kver"; echo "${initrd_modules[*]}"; \
             sha256sum /bin/busybox; } | sha256sum | cut -c1-16)"
 initrd="$cache/initrd-$kver-$stamp.img"
