@@ -249,7 +249,7 @@ for threads in $threads_list; do
   for round in $(seq "$rounds"); do
     read -r k_rps k_p99 _k_p50 k_err < <(run_wrk kvmfleet "$ctl_target" "$work/kvmfleet.lua")
     read -r n_rps n_p99 _n_p50 n_err < <(run_wrk nginx "$nginx_target" "$work/nginx.lua")
-    ratio=$(awk -v a="$k_rps" -v b="$n_rps" 'BEGIN { printf "%.2f", b > 0 ? a / b : 0 }')
+    ratio=$(awk -v a="$k_rps" -v b="$n_rps" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
     printf '%-11s %-5s %12s %12s %8s %14s %14s %8s\n' "$threads" "$round" "$k_rps" "$n_rps" "$ratio" \
       "$k_p99" "$n_p99" "$((k_err + n_err))"
   done

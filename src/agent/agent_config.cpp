@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "kvmfleet/agent/migration_validation.hpp"
 #include "kvmfleet/common/validate.hpp"
 
 namespace kvmfleet::agent {
@@ -37,7 +38,7 @@ Result<AgentConfig> parse_agent_config(const nlohmann::json& j) {
           j,
           {"host", "listen_address", "listen_port", "agent_url", "controller_url", "token_file",
            "libvirt_uri", "image_pool_path", "heartbeat_interval_ms", "tls_cert_file",
-           "tls_key_file", "controller_ca_file", "worker_threads"},
+           "tls_key_file", "controller_ca_file", "worker_threads", "migration_address"},
           "config");
       !st)
     return st.take_error();
@@ -54,7 +55,8 @@ Result<AgentConfig> parse_agent_config(const nlohmann::json& j) {
         str("token_file", true, c.token_file), str("libvirt_uri", false, c.libvirt_uri),
         str("image_pool_path", false, c.image_pool_path),
         str("tls_cert_file", false, c.tls_cert_file), str("tls_key_file", false, c.tls_key_file),
-        str("controller_ca_file", false, c.controller_ca_file)}) {
+        str("controller_ca_file", false, c.controller_ca_file),
+        str("migration_address", false, c.migration_address)}) {
     if (!st) return st.take_error();
   }
   if (auto st = check_name("host", c.host); !st) return st.take_error();
@@ -77,6 +79,9 @@ Result<AgentConfig> parse_agent_config(const nlohmann::json& j) {
     return invalid("image_pool_path must be an absolute path", {{"field", "image_pool_path"}});
   if (c.libvirt_uri.empty())
     return invalid("libvirt_uri must not be empty", {{"field", "libvirt_uri"}});
+  if (!c.migration_address.empty() && !is_valid_network_host(c.migration_address))
+    return invalid("migration_address must be an IPv4 address or a host name",
+                   {{"field", "migration_address"}});
   if (c.tls_cert_file.empty() != c.tls_key_file.empty())
     return invalid("tls_cert_file and tls_key_file go together", {{"field", "tls_key_file"}});
   if (c.agent_url.empty()) {

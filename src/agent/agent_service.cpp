@@ -4,6 +4,7 @@
 
 #include <cassert>
 
+#include "kvmfleet/agent/migration_validation.hpp"
 #include "kvmfleet/agent/protocol.hpp"
 #include "kvmfleet/agent/spec_validation.hpp"
 #include "kvmfleet/common/ids.hpp"
@@ -117,6 +118,16 @@ http::Response AgentService::route(const http::Request& req) {
       if (auto st = check_uuid(uuid); !st) return http::error_response(st.error());
       return mutate(req, path, action, std::string(uuid));
     }
+    if (action == "migrate" || action == "migration/abort") {
+      if (req.method() != http::Verb::post) return method_not_allowed("POST");
+      if (auto st = check_uuid(uuid); !st) return http::error_response(st.error());
+      return mutate(req, path, action, std::string(uuid));
+    }
+    if (action == "migration") {
+      if (req.method() != http::Verb::get) return method_not_allowed("GET");
+      if (auto st = check_uuid(uuid); !st) return http::error_response(st.error());
+      return reply(hv_.migration_status(std::string(uuid)));
+    }
   }
   return http::error_response(not_found("no such agent endpoint"));
 }
@@ -133,8 +144,10 @@ http::Response AgentService::mutate(const http::Request& req, std::string_view p
   if (body.is_discarded()) return http::error_response(invalid("request body is not valid JSON"));
   if (!body.is_object()) return http::error_response(invalid("request body must be a JSON object"));
 
+  // parse_migration_request checks a migrate body's fields itself.
   Status known = action == "define"     ? check_known_fields(body, {"op_id", "spec"})
                  : action == "undefine" ? check_known_fields(body, {"op_id", "remove_volumes"})
+                 : action == "migrate"  ? Status{}
                                         : check_known_fields(body, {"op_id"});
   if (!known) return http::error_response(known.error());
   auto op_id = get_string(body, "op_id", true);
@@ -157,6 +170,19 @@ http::Response AgentService::mutate(const http::Request& req, std::string_view p
     auto remove = get_bool(body, "remove_volumes", false);
     if (!remove) return http::error_response(remove.error());
     act = [this, uuid, remove = *remove] { return reply(hv_.undefine(uuid, remove)); };
+  } else if (action == "migrate") {
+    auto request = parse_migration_request(body);
+    if (!request) return http::error_response(request.error());
+    request->op_id = *op_id;
+    // Not through the op cache: the hypervisor keeps each domain's last migration by
+    // op_id, so a repeat answers the migration's current status, not a stale copy of
+    // the first answer, and can never start it twice.
+    auto res = reply(hv_.migrate(uuid, *request));
+    spdlog::info("migrate {} to {} (op {}): {}", uuid, request->destination_uri, *op_id,
+                 res.result_int());
+    return res;
+  } else if (action == "migration/abort") {
+    act = [this, uuid] { return reply(hv_.abort_migration(uuid)); };
   } else if (action == "start") {
     act = [this, uuid] { return reply(hv_.start(uuid)); };
   } else if (action == "shutdown") {

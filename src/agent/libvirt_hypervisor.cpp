@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -14,6 +15,7 @@
 
 #include "kvmfleet/agent/capabilities_xml.hpp"
 #include "kvmfleet/agent/domain_xml.hpp"
+#include "kvmfleet/agent/migration_validation.hpp"
 #include "kvmfleet/agent/spec_validation.hpp"
 #include "kvmfleet/agent/storage_xml.hpp"
 #include "kvmfleet/common/validate.hpp"
@@ -241,6 +243,38 @@ void on_close(virConnectPtr, int reason, void* opaque) {
   shared->request_check();
 }
 
+bool same_request(const MigrationRequest& a, const MigrationRequest& b) {
+  return a.destination_uri == b.destination_uri && a.migrate_uri == b.migrate_uri &&
+         a.policy.max_downtime_ms == b.policy.max_downtime_ms &&
+         a.policy.bandwidth_mib_s == b.policy.bandwidth_mib_s &&
+         a.policy.auto_converge == b.policy.auto_converge &&
+         a.policy.allow_post_copy == b.policy.allow_post_copy;
+}
+
+// Progress of the domain's current job into `s`; false when there is no job (it just
+// ended) or libvirt cannot say.
+bool read_job_stats(virDomainPtr dom, MigrationStatus& s) {
+  int type = VIR_DOMAIN_JOB_NONE;
+  virTypedParameterPtr params = nullptr;
+  int n = 0;
+  if (virDomainGetJobStats(dom, &type, &params, &n, 0) < 0) return false;
+  const bool active = type != VIR_DOMAIN_JOB_NONE;
+  if (active) {
+    auto get = [&](const char* field, std::int64_t& out) {
+      unsigned long long v = 0;
+      if (virTypedParamsGetULLong(params, n, field, &v) == 1) out = static_cast<std::int64_t>(v);
+    };
+    get(VIR_DOMAIN_JOB_DATA_TOTAL, s.data_total);
+    get(VIR_DOMAIN_JOB_DATA_PROCESSED, s.data_processed);
+    get(VIR_DOMAIN_JOB_DATA_REMAINING, s.data_remaining);
+    get(VIR_DOMAIN_JOB_MEMORY_ITERATION, s.memory_iteration);
+    get(VIR_DOMAIN_JOB_DOWNTIME, s.expected_downtime_ms);
+    get(VIR_DOMAIN_JOB_TIME_ELAPSED, s.elapsed_ms);
+  }
+  virTypedParamsFree(params, n);
+  return active;
+}
+
 }  // namespace
 
 struct LibvirtHypervisor::Impl {
@@ -262,6 +296,85 @@ struct LibvirtHypervisor::Impl {
   std::mutex pool_mu;
   KeyedMutex domain_locks;
   std::thread monitor;
+
+  // The last migration of each domain started here. A running one marks its domain
+  // busy: the per-domain lock is held only while a migration starts, so that status
+  // and abort calls answer while it runs, and the other calls check this instead.
+  struct MigrationJob {
+    MigrationRequest request;
+    MigrationStatus status;  // guarded by mig_mu
+    bool abort_requested = false;
+    std::chrono::steady_clock::time_point started;
+    std::thread thread;  // set and joined under the domain's lock
+  };
+  std::mutex mig_mu;
+  std::condition_variable mig_cv;
+  std::map<std::string, std::shared_ptr<MigrationJob>> migrations;
+
+  std::shared_ptr<MigrationJob> find_migration(const std::string& uuid) {
+    std::lock_guard lk(mig_mu);
+    auto it = migrations.find(uuid);
+    return it == migrations.end() ? nullptr : it->second;
+  }
+
+  // Called with the domain's lock held.
+  Status refuse_if_migrating(const std::string& uuid) {
+    std::lock_guard lk(mig_mu);
+    auto it = migrations.find(uuid);
+    if (it != migrations.end() && it->second->status.state == MigrationState::running)
+      return conflict("domain " + uuid + " is migrating",
+                      {{"uuid", uuid}, {"op_id", it->second->status.op_id}});
+    return {};
+  }
+
+  // The migration thread: virDomainMigrateToURI3 blocks until the migration ends.
+  void run_migration(std::shared_ptr<MigrationJob> job, ConnHandle conn, DomainHandle dom,
+                     std::string uuid) {
+    const auto& r = job->request;
+    virTypedParameterPtr params = nullptr;
+    int n = 0, max = 0;
+    bool ok = virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_URI,
+                                      r.migrate_uri.c_str()) == 0;
+    if (ok && r.policy.bandwidth_mib_s > 0)
+      ok = virTypedParamsAddULLong(&params, &n, &max, VIR_MIGRATE_PARAM_BANDWIDTH,
+                                   static_cast<unsigned long long>(r.policy.bandwidth_mib_s)) == 0;
+    unsigned flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST |
+                     VIR_MIGRATE_UNDEFINE_SOURCE | VIR_MIGRATE_ABORT_ON_ERROR;
+    if (r.policy.auto_converge) flags |= VIR_MIGRATE_AUTO_CONVERGE;
+    if (r.policy.allow_post_copy) flags |= VIR_MIGRATE_POSTCOPY;
+    const std::string what = "migrating domain " + uuid + " to " + r.destination_uri;
+    int rc = -1;
+    if (ok) rc = virDomainMigrateToURI3(dom.get(), r.destination_uri.c_str(), params,
+                                        static_cast<unsigned>(n), flags);
+    Error err = rc < 0 ? last_libvirt_error(what) : Error{};
+    const int code = rc < 0 ? last_libvirt_error_code() : VIR_ERR_OK;
+    virTypedParamsFree(params, n);
+    dom.reset();
+    conn.reset();
+    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - job->started);
+    {
+      std::lock_guard lk(mig_mu);
+      auto& s = job->status;
+      s.elapsed_ms = elapsed.count();
+      if (rc == 0) {
+        s.state = MigrationState::completed;
+        if (s.data_total > 0) s.data_processed = s.data_total;
+        s.data_remaining = 0;
+        s.error.reset();
+        spdlog::info("{}: completed in {} ms", what, s.elapsed_ms);
+      } else if (job->abort_requested || code == VIR_ERR_OPERATION_ABORTED) {
+        s.state = MigrationState::cancelled;
+        s.error = Error{ErrorCode::cancelled, err.message, err.details};
+        spdlog::info("{}: cancelled", what);
+      } else {
+        s.state = MigrationState::failed;
+        s.error = err;
+        spdlog::warn("{}: {}", what, err.message);
+      }
+    }
+    mig_cv.notify_all();
+  }
 
   // ---- connection ----------------------------------------------------------------
 
@@ -544,6 +657,19 @@ LibvirtHypervisor::LibvirtHypervisor(LibvirtOptions options, Clock& clock)
 }
 
 LibvirtHypervisor::~LibvirtHypervisor() {
+  // A migration thread is inside virDomainMigrateToURI3; it needs the event loop and
+  // must end before anything else goes.
+  std::vector<std::shared_ptr<Impl::MigrationJob>> jobs;
+  {
+    std::lock_guard lk(impl_->mig_mu);
+    for (auto& [uuid, job] : impl_->migrations) {
+      if (job->status.state == MigrationState::running)
+        spdlog::info("waiting for the migration of domain {} to end", uuid);
+      jobs.push_back(job);
+    }
+  }
+  for (auto& job : jobs)
+    if (job->thread.joinable()) job->thread.join();
   {
     std::lock_guard lk(impl_->shared->monitor_mu);
     impl_->shared->stopping = true;
@@ -591,6 +717,7 @@ Result<HostInventory> LibvirtHypervisor::inventory() {
   inv.host_uuid = caps->host_uuid;
   inv.cpu_model = caps->cpu_model;
   inv.domain_type = caps->domain_type;
+  inv.migration_address = impl_->options.migration_address;
   auto domains = list_domains();
   if (!domains) return domains.take_error();
   inv.domains = std::move(*domains);
@@ -637,6 +764,7 @@ Result<DomainStatus> LibvirtHypervisor::define(const DomainSpec& spec) {
   virConnectPtr conn = c->get();
   auto lock = impl_->domain_locks.get(spec.uuid);
   std::lock_guard guard(*lock);
+  if (auto st = impl_->refuse_if_migrating(spec.uuid); !st) return st.take_error();
 
   std::vector<std::string> sources;
   if (!spec.disks.empty()) {
@@ -681,6 +809,7 @@ Result<DomainStatus> LibvirtHypervisor::change_power(const std::string& uuid, Po
   if (!c) return c.take_error();
   auto lock = impl_->domain_locks.get(uuid);
   std::lock_guard guard(*lock);
+  if (auto st = impl_->refuse_if_migrating(uuid); !st) return st.take_error();
   auto m = impl_->lookup_managed(c->get(), uuid);
   if (!m) return m.take_error();
   auto active = impl_->is_active(m->dom.get(), uuid);
@@ -727,6 +856,7 @@ Result<DomainStatus> LibvirtHypervisor::reboot(const std::string& uuid) {
   if (!c) return c.take_error();
   auto lock = impl_->domain_locks.get(uuid);
   std::lock_guard guard(*lock);
+  if (auto st = impl_->refuse_if_migrating(uuid); !st) return st.take_error();
   auto m = impl_->lookup_managed(c->get(), uuid);
   if (!m) return m.take_error();
   auto active = impl_->is_active(m->dom.get(), uuid);
@@ -746,6 +876,7 @@ Status LibvirtHypervisor::undefine(const std::string& uuid, bool remove_volumes)
   if (!c) return c.take_error();
   auto lock = impl_->domain_locks.get(uuid);
   std::lock_guard guard(*lock);
+  if (auto st = impl_->refuse_if_migrating(uuid); !st) return st.take_error();
   std::vector<std::string> sources;
   auto m = impl_->lookup_managed(c->get(), uuid);
   if (m) {
@@ -769,6 +900,144 @@ Status LibvirtHypervisor::undefine(const std::string& uuid, bool remove_volumes)
   }
   if (remove_volumes) return impl_->remove_volumes(c->get(), uuid, sources);
   return {};
+}
+
+Result<MigrationStatus> LibvirtHypervisor::migrate(const std::string& uuid,
+                                                   const MigrationRequest& request) {
+  if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
+  if (request.op_id.empty()) return invalid("op_id is required", {{"field", "op_id"}});
+  if (auto st = validate_migration_request(request); !st) return st.take_error();
+  auto c = impl_->acquire();
+  if (!c) return c.take_error();
+  auto lock = impl_->domain_locks.get(uuid);
+  std::lock_guard guard(*lock);
+  std::shared_ptr<Impl::MigrationJob> previous = impl_->find_migration(uuid);
+  if (previous) {
+    std::lock_guard lk(impl_->mig_mu);
+    if (previous->request.op_id == request.op_id) {
+      if (!same_request(previous->request, request))
+        return conflict("op_id " + request.op_id + " was already used for a different migration",
+                        {{"uuid", uuid}, {"op_id", request.op_id}});
+      return previous->status;
+    }
+    if (previous->status.state == MigrationState::running)
+      return conflict("domain " + uuid + " is migrating",
+                      {{"uuid", uuid}, {"op_id", previous->status.op_id}});
+  }
+  auto m = impl_->lookup_managed(c->get(), uuid);
+  if (!m) return m.take_error();
+  auto active = impl_->is_active(m->dom.get(), uuid);
+  if (!active) return active.take_error();
+  if (!*active) return conflict("domain " + uuid + " is not running", {{"uuid", uuid}});
+
+  // The migration blocks its connection's caller for its whole length: it gets a
+  // connection of its own.
+  ConnHandle conn(virConnectOpen(impl_->options.uri.c_str()));
+  if (!conn) return impl_->failed("connecting to " + impl_->options.uri + " to migrate");
+  DomainHandle dom(virDomainLookupByUUIDString(conn.get(), uuid.c_str()));
+  if (!dom) return impl_->failed("looking up domain " + uuid);
+  if (virDomainMigrateSetMaxDowntime(dom.get(),
+                                     static_cast<unsigned long long>(request.policy.max_downtime_ms),
+                                     0) < 0)
+    return impl_->failed("setting the maximum downtime of domain " + uuid);
+
+  // The previous migration has ended (checked above); its thread is finishing.
+  if (previous && previous->thread.joinable()) previous->thread.join();
+  auto job = std::make_shared<Impl::MigrationJob>();
+  job->request = request;
+  job->status.state = MigrationState::running;
+  job->status.op_id = request.op_id;
+  job->started = std::chrono::steady_clock::now();
+  MigrationStatus first = job->status;
+  {
+    std::lock_guard lk(impl_->mig_mu);
+    impl_->migrations[uuid] = job;
+  }
+  spdlog::info("migrating domain {} to {} via {} (op {})", uuid, request.destination_uri,
+               request.migrate_uri, request.op_id);
+  job->thread = std::thread([impl = impl_.get(), job, conn = std::move(conn),
+                             dom = std::move(dom), uuid]() mutable {
+    impl->run_migration(std::move(job), std::move(conn), std::move(dom), std::move(uuid));
+  });
+  return first;
+}
+
+Result<MigrationStatus> LibvirtHypervisor::migration_status(const std::string& uuid) {
+  if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
+  auto job = impl_->find_migration(uuid);
+  if (!job) {
+    auto c = impl_->acquire();
+    if (!c) return c.take_error();
+    auto m = impl_->lookup_managed(c->get(), uuid);
+    if (!m) return m.take_error();
+    return MigrationStatus{};
+  }
+  MigrationStatus now;
+  {
+    std::lock_guard lk(impl_->mig_mu);
+    now = job->status;
+  }
+  if (now.state != MigrationState::running) return now;
+  // Progress comes from libvirt; when it cannot say (the job is ending), the last
+  // known figures stand.
+  auto c = impl_->acquire();
+  if (!c) return now;
+  DomainHandle dom(virDomainLookupByUUIDString(c->get(), uuid.c_str()));
+  MigrationStatus stats = now;
+  if (!dom || !read_job_stats(dom.get(), stats)) return now;
+  std::lock_guard lk(impl_->mig_mu);
+  auto& s = job->status;
+  if (s.state == MigrationState::running) {
+    s.data_total = stats.data_total;
+    s.data_processed = stats.data_processed;
+    s.data_remaining = stats.data_remaining;
+    s.memory_iteration = stats.memory_iteration;
+    s.expected_downtime_ms = stats.expected_downtime_ms;
+    s.elapsed_ms = stats.elapsed_ms;
+  }
+  return s;
+}
+
+Result<MigrationStatus> LibvirtHypervisor::abort_migration(const std::string& uuid) {
+  if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
+  auto job = impl_->find_migration(uuid);
+  auto c = impl_->acquire();
+  if (!job) {
+    if (!c) return c.take_error();
+    auto m = impl_->lookup_managed(c->get(), uuid);
+    if (!m) return m.take_error();
+    return conflict("domain " + uuid + " has no migration to abort", {{"uuid", uuid}});
+  }
+  {
+    std::lock_guard lk(impl_->mig_mu);
+    switch (job->status.state) {
+      case MigrationState::running:
+        job->abort_requested = true;
+        break;
+      case MigrationState::completed:
+        return conflict("the migration of domain " + uuid + " has completed", {{"uuid", uuid}});
+      default:
+        return job->status;
+    }
+  }
+  if (!c) return c.take_error();
+  DomainHandle dom(virDomainLookupByUUIDString(c->get(), uuid.c_str()));
+  if (!dom || virDomainAbortJob(dom.get()) < 0) {
+    // It may have ended on its own in between: then its outcome is the answer.
+    auto err = impl_->failed("aborting the migration of domain " + uuid);
+    std::lock_guard lk(impl_->mig_mu);
+    if (job->status.state == MigrationState::running) {
+      job->abort_requested = false;
+      return err;
+    }
+    return job->status;
+  }
+  // The migration thread records the outcome once libvirt has wound the job down;
+  // the wait only bounds how long this request may take.
+  std::unique_lock lk(impl_->mig_mu);
+  impl_->mig_cv.wait_for(lk, std::chrono::seconds(20),
+                         [&] { return job->status.state != MigrationState::running; });
+  return job->status;
 }
 
 std::uint64_t LibvirtHypervisor::subscribe(EventCallback callback) {

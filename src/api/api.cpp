@@ -382,6 +382,13 @@ void route(ClusterService& svc, Metrics& metrics, std::shared_ptr<Call> cp) {
       if (auto w = query_int(c.query, "wait", 0, 0, kMaxWaitSeconds); !w) return c.fail(w.error());
       auto body = optional_body_of(c);
       if (!body) return c.fail(body.error());
+      if (seg[3] == "migrate") {
+        auto mig = parse_migrate(*body, MigrationPolicy{});
+        if (!mig) return c.fail(mig.error());
+        auto s = svc.migrate_vm(*c.who, id, mig->target_host, mig->policy, submit_options(c));
+        if (!s) return c.fail(s.error());
+        return answer_operation(svc, cp, *s);
+      }
       std::string_view kind;
       json params = json::object();
       if (seg[3] == "start") kind = op_kind::vm_start;

@@ -93,6 +93,34 @@ Result<StopRequest> parse_stop(const nlohmann::json& body) {
   return r;
 }
 
+Result<MigrateRequest> parse_migrate(const nlohmann::json& body, const MigrationPolicy& defaults) {
+  if (auto st = check_known_fields(body, {"target_host", "max_downtime_ms", "bandwidth_mib_s",
+                                          "auto_converge", "allow_post_copy"});
+      !st)
+    return st.take_error();
+  MigrateRequest r;
+  r.policy = defaults;
+  auto host = get_string(body, "target_host", false);
+  if (!host) return host.take_error();
+  if (!host->empty()) {
+    if (auto st = check_name("target_host", *host); !st) return st.take_error();
+    r.target_host = *host;
+  }
+  auto downtime = get_int(body, "max_downtime_ms", false, defaults.max_downtime_ms, 1, 600'000);
+  if (!downtime) return downtime.take_error();
+  r.policy.max_downtime_ms = *downtime;
+  auto bw = get_int(body, "bandwidth_mib_s", false, defaults.bandwidth_mib_s, 0, 100'000);
+  if (!bw) return bw.take_error();
+  r.policy.bandwidth_mib_s = *bw;
+  auto ac = get_bool(body, "auto_converge", defaults.auto_converge);
+  if (!ac) return ac.take_error();
+  r.policy.auto_converge = *ac;
+  auto pc = get_bool(body, "allow_post_copy", defaults.allow_post_copy);
+  if (!pc) return pc.take_error();
+  r.policy.allow_post_copy = *pc;
+  return r;
+}
+
 namespace {
 
 int hex_value(char c) {

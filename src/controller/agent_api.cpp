@@ -86,4 +86,23 @@ Status HttpAgentApi::undefine(const Host& host, const std::string& op_id, const 
   return {};
 }
 
+Result<MigrationStatus> HttpAgentApi::migrate(const Host& source, const std::string& uuid,
+                                              const MigrationRequest& request) {
+  nlohmann::json body = request.policy;
+  body["op_id"] = request.op_id;
+  body["destination_uri"] = request.destination_uri;
+  body["migrate_uri"] = request.migrate_uri;
+  return decode<MigrationStatus>(invoke(client_, source, proto::kMigrate, uuid, &body));
+}
+
+Result<MigrationStatus> HttpAgentApi::migration_status(const Host& source, const std::string& uuid) {
+  return decode<MigrationStatus>(invoke(client_, source, proto::kMigration, uuid, nullptr));
+}
+
+Result<MigrationStatus> HttpAgentApi::abort_migration(const Host& source, const std::string& op_id,
+                                                      const std::string& uuid) {
+  const nlohmann::json body = {{"op_id", op_id}};
+  return decode<MigrationStatus>(invoke(client_, source, proto::kMigrationAbort, uuid, &body));
+}
+
 }  // namespace kvmfleet

@@ -348,6 +348,62 @@ Result<Submitted> ClusterService::vm_action(const Principal& who, const std::str
   });
 }
 
+Result<Submitted> ClusterService::migrate_vm(const Principal& who, const std::string& id_or_name,
+                                             const std::string& target_host,
+                                             const MigrationPolicy& policy,
+                                             const SubmitOptions& opts) {
+  Operation op;
+  op.kind = op_kind::vm_migrate;
+  op.target_type = "vm";
+  return submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation& next) -> Status {
+    const Vm* vm = d.find_vm(id_or_name);
+    if (!vm) return not_found("no such VM", {{"vm", id_or_name}});
+    if (d.active_operation_for(vm->id))
+      return conflict("VM has an operation in progress", {{"vm", vm->spec.name}});
+    if (vm->state != VmState::running)
+      return conflict("only a running VM migrates live", {{"vm", vm->spec.name}, {"state", to_string(vm->state)}});
+    std::vector<Host> hosts;
+    std::vector<Vm> vms;
+    for (const auto& [_, h] : d.hosts) hosts.push_back(h);
+    for (const auto& [_, v] : d.vms) vms.push_back(v);
+    scheduler::Request req{vm->spec, {vm->host}};
+    req.spec.pinned_host = target_host;
+    if (!target_host.empty()) {
+      const Host* t = d.find_host(target_host);
+      if (!t) return not_found("no such host", {{"host", target_host}});
+      if (target_host == vm->host) return conflict("VM already runs on " + target_host);
+      if (t->state != HostState::up)
+        return conflict("target host is " + std::string(to_string(t->state)), {{"host", target_host}});
+      if (!t->schedulable)
+        return conflict("target host is not schedulable (maintenance)", {{"host", target_host}});
+    }
+    auto placement = scheduler::place(scheduler::snapshot_from(hosts, vms), req, config_.scheduler);
+    // Hosts that cannot be reached for migration are out, whatever their capacity.
+    if (!placement.host.empty() && d.find_host(placement.host)->inventory.migration_address.empty()) {
+      if (!target_host.empty())
+        return conflict("target host takes no migrations (no migration_address)", {{"host", target_host}});
+      placement.host.clear();
+      double best = 0;
+      for (const auto& v : placement.verdicts) {
+        if (!v.feasible || d.find_host(v.host)->inventory.migration_address.empty()) continue;
+        if (placement.host.empty() || v.total > best) {
+          placement.host = v.host;
+          best = v.total;
+        }
+      }
+    }
+    if (placement.host.empty()) {
+      nlohmann::json reasons = nlohmann::json::object();
+      for (const auto& v : placement.verdicts)
+        reasons[v.host] = v.feasible ? "no migration_address" : v.reason;
+      return Error(ErrorCode::insufficient_capacity, "no host can take this VM", {{"hosts", reasons}});
+    }
+    next.target_id = vm->id;
+    next.params = {{"target_host", placement.host}, {"source_host", vm->host}, {"policy", policy}};
+    return {};
+  });
+}
+
 // ---- operations -------------------------------------------------------------
 
 Status ClusterService::cancel_operation(const std::string& id) { return runner_.cancel(id); }

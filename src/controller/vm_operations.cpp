@@ -1,8 +1,11 @@
 #include "kvmfleet/controller/vm_operations.hpp"
 
 #include "kvmfleet/model/json.hpp"
+#include "kvmfleet/model/migration.hpp"
 
 #include <spdlog/spdlog.h>
+
+#include <thread>
 
 namespace kvmfleet {
 namespace {
@@ -177,6 +180,119 @@ Status delete_vm(OpContext& ctx) {
   });
 }
 
+Result<Host> load_host(OpContext& ctx, const std::string& name) {
+  auto h = ctx.state().read([&](const ClusterState::Data& d) -> std::optional<Host> {
+    const Host* host = d.find_host(name);
+    return host ? std::optional<Host>(*host) : std::nullopt;
+  });
+  if (!h) return conflict("host " + name + " is not registered", {{"host", name}});
+  return *h;
+}
+
+// Records the move once the destination runs the VM: from here on it lives there.
+Status adopt_on(OpContext& ctx, const std::string& id, const std::string& host) {
+  return save_vm(ctx, id, [&](Vm& vm) {
+    vm.host = host;
+    vm.state = VmState::running;
+    vm.desired = DesiredState::running;
+  });
+}
+
+// Live migration from the VM's host to params.target_host, driven by the source
+// agent. Safe to run again after a controller restart: it first asks both sides
+// what they see and continues from there, so the VM never ends up started twice.
+Status migrate_vm(OpContext& ctx) {
+  auto t = load_target(ctx);
+  if (!t) return t.take_error();
+  const std::string target_name = ctx.op().params.value("target_host", "");
+  const std::string uuid = t->vm.id;
+  auto target = load_host(ctx, target_name);
+  if (!target) return target.take_error();
+  ctx.result()["source_host"] = t->host.name;
+  ctx.result()["target_host"] = target_name;
+  if (t->host.name == target_name) return {};  // already there (a resumed run)
+  if (target->state != HostState::up)
+    return unavailable("target host " + target_name + " is " + std::string(to_string(target->state)));
+  if (target->inventory.migration_address.empty())
+    return conflict("target host " + target_name + " takes no migrations (no migration_address)",
+                    {{"host", target_name}});
+
+  // What the hosts see now decides where to continue from.
+  if (auto there = ctx.agents().get_domain(*target, uuid);
+      there && vm_state_from_domain(there->state) == VmState::running) {
+    auto here = ctx.agents().get_domain(t->host, uuid);
+    if (!here || vm_state_from_domain(here->state) != VmState::running) {
+      ctx.progress(100, "the VM already runs on " + target_name);
+      return adopt_on(ctx, uuid, target_name);
+    }
+  }
+  auto status = ctx.agents().migration_status(t->host, uuid);
+  const bool already_running = status && status->state == MigrationState::running &&
+                               status->op_id == ctx.op().id;
+  if (!already_running) {
+    auto here = ctx.agents().get_domain(t->host, uuid);
+    if (!here) return here.take_error();
+    if (vm_state_from_domain(here->state) != VmState::running)
+      return conflict("VM is not running on " + t->host.name + "; only running VMs migrate live",
+                      {{"state", here->state}});
+    MigrationRequest req;
+    req.op_id = ctx.op().id;
+    req.destination_uri = "qemu+tcp://" + target->inventory.migration_address + "/system";
+    req.migrate_uri = "tcp://" + target->inventory.migration_address;
+    req.policy = ctx.op().params.value("policy", nlohmann::json::object()).get<MigrationPolicy>();
+    ctx.progress(5, "starting live migration " + t->host.name + " -> " + target_name);
+    status = ctx.with_retry([&] { return ctx.agents().migrate(t->host, uuid, req); });
+    if (!status) return status.take_error();
+  }
+
+  bool abort_sent = false;
+  while (true) {
+    if (!ctx.sleep_for(std::chrono::milliseconds(500))) {
+      // Woken early: a cancel aborts the libvirt job; a stopping controller leaves the
+      // operation running for the next one to pick up.
+      if (!ctx.cancel_requested()) return unavailable("controller stopping during migration");
+      if (!abort_sent) {
+        (void)ctx.agents().abort_migration(t->host, ctx.op().id, uuid);
+        abort_sent = true;
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+    }
+    auto cur = ctx.agents().migration_status(t->host, uuid);
+    if (!cur) {
+      if (cur.error().code == ErrorCode::unavailable) continue;  // agent restarting: ask again
+      return cur.take_error();
+    }
+    status = std::move(cur);
+    auto& m = ctx.result()["migration"];
+    m = *status;
+    if (status->state == MigrationState::running) {
+      const int pct = status->data_total > 0
+                          ? static_cast<int>(5 + 90 * status->data_processed / status->data_total)
+                          : 5;
+      ctx.progress(std::min(pct, 95), "migrating: iteration " + std::to_string(status->memory_iteration) +
+                                          ", " + std::to_string(status->data_remaining >> 20) +
+                                          " MiB remaining");
+      continue;
+    }
+    break;
+  }
+  if (status->state == MigrationState::completed) {
+    // Trust, but verify: the destination must run it before the record moves.
+    auto there = ctx.with_retry([&] { return ctx.agents().get_domain(*target, uuid); });
+    if (!there || vm_state_from_domain(there->state) != VmState::running)
+      return internal_error("migration reported complete but " + target_name + " does not run the VM");
+    ctx.progress(100, "running on " + target_name);
+    return adopt_on(ctx, uuid, target_name);
+  }
+  if (status->state == MigrationState::cancelled || abort_sent)
+    return Error(ErrorCode::cancelled, "migration cancelled; the VM keeps running on " + t->host.name);
+  Error e = status->error.value_or(internal_error("migration failed"));
+  e.details["source_host"] = t->host.name;
+  e.details["target_host"] = target_name;
+  return e;
+}
+
 }  // namespace
 
 VmState vm_state_from_domain(const std::string& s) {
@@ -191,6 +307,7 @@ void register_vm_operations(OperationRunner& runner) {
   runner.register_kind(std::string(op_kind::vm_reboot), reboot_vm);
   runner.register_kind(std::string(op_kind::vm_destroy), destroy_vm);
   runner.register_kind(std::string(op_kind::vm_delete), delete_vm);
+  runner.register_kind(std::string(op_kind::vm_migrate), migrate_vm);
 }
 
 }  // namespace kvmfleet

@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
   agent::LibvirtOptions lv;
   lv.uri = config->libvirt_uri;
   lv.pool_path = config->image_pool_path;
+  lv.migration_address = config->migration_address;
   agent::LibvirtHypervisor hypervisor(lv);
   agent::AgentService service(hypervisor, config->token);
 

@@ -108,6 +108,7 @@ void to_json(json& j, const HostInventory& inv) {
        {"libvirt_version", inv.libvirt_version},
        {"qemu_version", inv.qemu_version},
        {"domain_type", inv.domain_type},
+       {"migration_address", inv.migration_address},
        {"domains", inv.domains}};
 }
 void from_json(const json& j, HostInventory& inv) {
@@ -120,6 +121,7 @@ void from_json(const json& j, HostInventory& inv) {
   inv.libvirt_version = j.value("libvirt_version", "");
   inv.qemu_version = j.value("qemu_version", "");
   inv.domain_type = j.value("domain_type", "");
+  inv.migration_address = j.value("migration_address", "");
   inv.domains = j.value("domains", std::vector<DomainStatus>{});
 }
 

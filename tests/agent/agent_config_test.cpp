@@ -38,6 +38,31 @@ TEST(AgentConfig, DefaultsAndDerivedUrl) {
   EXPECT_EQ(t->agent_url, "https://[::1]:7443");
 }
 
+TEST(AgentConfig, MigrationAddressIsAnAddressOrAHostName) {
+  auto plain = parse_agent_config(minimal());
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  EXPECT_EQ(plain->migration_address, "");
+  for (const char* good : {"10.77.0.11", "node1", "node1.example.org"}) {
+    auto j = minimal();
+    j["migration_address"] = good;
+    auto c = parse_agent_config(j);
+    ASSERT_TRUE(c.ok()) << good << ": " << c.error().message;
+    EXPECT_EQ(c->migration_address, good);
+  }
+  for (const char* bad : {"10.0.0.256", "node1/system", "a b", "-node", "node:16509",
+                          "tcp://10.0.0.1", "10.0.0.1;reboot"}) {
+    auto j = minimal();
+    j["migration_address"] = bad;
+    auto c = parse_agent_config(j);
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_EQ(c.error().code, ErrorCode::invalid_argument);
+    EXPECT_EQ(c.error().details.value("field", ""), "migration_address") << bad;
+  }
+  auto j = minimal();
+  j["migration_address"] = 7;
+  EXPECT_FALSE(parse_agent_config(j).ok());
+}
+
 TEST(AgentConfig, RefusesBadValues) {
   auto with = [](const char* k, json v) {
     auto j = minimal();

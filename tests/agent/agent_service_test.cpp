@@ -296,5 +296,192 @@ TEST(AgentServiceOverLibvirt, DefineStartDestroyUndefine) {
   EXPECT_EQ(gone.result(), http::HttpStatus::not_found);
 }
 
+// ---- live migration ------------------------------------------------------------------
+
+class AgentMigrationTest : public AgentServiceTest {
+ protected:
+  void SetUp() override {
+    hv_.domains[kUuid].spec = DomainSpec{kUuid, "web1", 1, 64, "qemu", 1, {}};
+    hv_.domains[kUuid].state = "running";
+  }
+  static json migrate_body(const std::string& op_id = "op-m1") {
+    return {{"op_id", op_id},
+            {"destination_uri", "qemu+tcp://10.77.0.11/system"},
+            {"migrate_uri", "tcp://10.77.0.11"},
+            {"max_downtime_ms", 500},
+            {"bandwidth_mib_s", 64},
+            {"auto_converge", true},
+            {"allow_post_copy", false}};
+  }
+  http::Response migrate(const json& body) { return call(http::Verb::post, path("/migrate"), body); }
+  http::Response status() { return call(http::Verb::get, path("/migration"), nullptr); }
+  http::Response abort(const std::string& op_id = "op-a1") {
+    return call(http::Verb::post, path("/migration/abort"), {{"op_id", op_id}});
+  }
+  static std::string path(const std::string& action) {
+    return std::string("/agent/v1/domains/") + kUuid + action;
+  }
+  static MigrationStatus status_of(const http::Response& res) {
+    return body_of(res).get<MigrationStatus>();
+  }
+};
+
+TEST_F(AgentMigrationTest, StartsAMigrationWithTheRequestedPolicy) {
+  auto res = migrate(migrate_body());
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  auto st = status_of(res);
+  EXPECT_EQ(st.state, MigrationState::running);
+  EXPECT_EQ(st.op_id, "op-m1");
+  ASSERT_EQ(hv_.migrations.count(kUuid), 1u);
+  const auto& r = hv_.migrations.at(kUuid).request;
+  EXPECT_EQ(r.op_id, "op-m1");
+  EXPECT_EQ(r.destination_uri, "qemu+tcp://10.77.0.11/system");
+  EXPECT_EQ(r.migrate_uri, "tcp://10.77.0.11");
+  EXPECT_EQ(r.policy.max_downtime_ms, 500);
+  EXPECT_EQ(r.policy.bandwidth_mib_s, 64);
+  EXPECT_TRUE(r.policy.auto_converge);
+  EXPECT_FALSE(r.policy.allow_post_copy);
+
+  auto polled = status();
+  ASSERT_EQ(polled.result(), http::HttpStatus::ok);
+  EXPECT_EQ(status_of(polled).state, MigrationState::running);
+  hv_.finish_migration(kUuid, MigrationState::completed);
+  polled = status();
+  ASSERT_EQ(polled.result(), http::HttpStatus::ok);
+  EXPECT_EQ(status_of(polled).state, MigrationState::completed);
+  EXPECT_EQ(body_of(polled).at("error"), nullptr);
+}
+
+TEST_F(AgentMigrationTest, RefusesBadRequestsBeforeTheHypervisor) {
+  struct Case {
+    const char* field;
+    json value;
+  };
+  const Case cases[] = {
+      {"destination_uri", "qemu+ssh://10.77.0.11/system"},
+      {"destination_uri", "qemu:///system"},
+      {"destination_uri", "qemu+tcp://10.77.0.11/system?socket=/x"},
+      {"destination_uri", "qemu+tcp://10.77.0.300/system"},
+      {"migrate_uri", "unix:///run/x.sock"},
+      {"migrate_uri", "tcp://10.77.0.11:70000"},
+      {"migrate_uri", "tcp://10.77.0.11/x"},
+      {"max_downtime_ms", 0},
+      {"max_downtime_ms", 600'001},
+      {"bandwidth_mib_s", -1},
+      {"bandwidth_mib_s", 100'001},
+      {"auto_converge", "true"},
+      {"op_id", "bad op"},
+      {"op_id", nullptr},
+  };
+  for (const auto& c : cases) {
+    auto b = migrate_body();
+    b[c.field] = c.value;
+    auto res = migrate(b);
+    EXPECT_EQ(res.result(), http::HttpStatus::bad_request) << c.field << "=" << c.value.dump();
+    EXPECT_EQ(code_of(res), "invalid_argument");
+    EXPECT_EQ(body_of(res)["error"]["details"].value("field", ""), c.field) << c.value.dump();
+  }
+  auto unknown = migrate_body();
+  unknown["flags"] = 255;
+  EXPECT_EQ(migrate(unknown).result(), http::HttpStatus::bad_request);
+  auto bad_uuid = call(http::Verb::post, "/agent/v1/domains/NOT-A-UUID/migrate", migrate_body());
+  EXPECT_EQ(bad_uuid.result(), http::HttpStatus::bad_request);
+  EXPECT_EQ(hv_.count("migrate"), 0);
+
+  // The limits themselves are accepted.
+  auto edge = migrate_body();
+  edge["max_downtime_ms"] = 1;
+  edge["bandwidth_mib_s"] = 0;
+  EXPECT_EQ(migrate(edge).result(), http::HttpStatus::ok);
+}
+
+TEST_F(AgentMigrationTest, RepeatsWithTheSameOpIdStartNothing) {
+  ASSERT_EQ(migrate(migrate_body()).result(), http::HttpStatus::ok);
+  auto again = migrate(migrate_body());
+  ASSERT_EQ(again.result(), http::HttpStatus::ok);
+  EXPECT_EQ(status_of(again).state, MigrationState::running);
+  EXPECT_EQ(hv_.migrations_started, 1);
+
+  // After the end, a repeat reports the outcome instead of migrating again.
+  hv_.finish_migration(kUuid, MigrationState::completed);
+  again = migrate(migrate_body());
+  ASSERT_EQ(again.result(), http::HttpStatus::ok);
+  EXPECT_EQ(status_of(again).state, MigrationState::completed);
+  EXPECT_EQ(hv_.migrations_started, 1);
+
+  // The same op_id with another request is a conflict.
+  auto other = migrate_body();
+  other["max_downtime_ms"] = 999;
+  auto res = migrate(other);
+  EXPECT_EQ(res.result(), http::HttpStatus::conflict);
+  EXPECT_EQ(code_of(res), "conflict");
+  EXPECT_EQ(hv_.migrations_started, 1);
+}
+
+TEST_F(AgentMigrationTest, AnotherOpIdWhileRunningIsAConflict) {
+  ASSERT_EQ(migrate(migrate_body("op-m1")).result(), http::HttpStatus::ok);
+  auto res = migrate(migrate_body("op-m2"));
+  EXPECT_EQ(res.result(), http::HttpStatus::conflict);
+  EXPECT_EQ(code_of(res), "conflict");
+  EXPECT_EQ(hv_.migrations_started, 1);
+  EXPECT_EQ(status_of(status()).op_id, "op-m1");
+
+  // Once it failed, a new operation may try again.
+  hv_.finish_migration(kUuid, MigrationState::failed);
+  auto failed = status_of(status());
+  EXPECT_EQ(failed.state, MigrationState::failed);
+  ASSERT_TRUE(failed.error.has_value());
+  auto retry = migrate(migrate_body("op-m2"));
+  ASSERT_EQ(retry.result(), http::HttpStatus::ok);
+  EXPECT_EQ(status_of(retry).op_id, "op-m2");
+  EXPECT_EQ(hv_.migrations_started, 2);
+}
+
+TEST_F(AgentMigrationTest, AbortCancelsARunningMigration) {
+  // Nothing to abort yet.
+  EXPECT_EQ(abort("op-a0").result(), http::HttpStatus::conflict);
+  ASSERT_EQ(migrate(migrate_body()).result(), http::HttpStatus::ok);
+  auto res = abort();
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  auto st = status_of(res);
+  EXPECT_EQ(st.state, MigrationState::cancelled);
+  ASSERT_TRUE(st.error.has_value());
+  EXPECT_EQ(st.error->code, ErrorCode::cancelled);
+  // A retried abort answers the same without asking the hypervisor again.
+  EXPECT_EQ(abort().result(), http::HttpStatus::ok);
+  EXPECT_EQ(hv_.count("abort_migration"), 2);
+  EXPECT_EQ(status_of(status()).state, MigrationState::cancelled);
+  // Bodies are checked as for other calls.
+  EXPECT_EQ(call(http::Verb::post, path("/migration/abort"), {{"op_id", "x"}, {"force", true}})
+                .result(),
+            http::HttpStatus::bad_request);
+}
+
+TEST_F(AgentMigrationTest, StatusAndMethods) {
+  auto none = status();
+  ASSERT_EQ(none.result(), http::HttpStatus::ok);
+  EXPECT_EQ(status_of(none).state, MigrationState::none);
+  EXPECT_EQ(body_of(none).at("state"), "none");
+
+  hv_.domains.clear();
+  EXPECT_EQ(status().result(), http::HttpStatus::not_found);
+  EXPECT_EQ(call(http::Verb::post, path("/migration"), json::object()).result(),
+            http::HttpStatus::method_not_allowed);
+  EXPECT_EQ(call(http::Verb::get, path("/migrate"), nullptr).result(),
+            http::HttpStatus::method_not_allowed);
+  EXPECT_EQ(call(http::Verb::get, path("/migration/abort"), nullptr).result(),
+            http::HttpStatus::method_not_allowed);
+  EXPECT_EQ(call(http::Verb::get, "/agent/v1/domains/nope/migration", nullptr).result(),
+            http::HttpStatus::bad_request);
+}
+
+TEST_F(AgentMigrationTest, MigratingAStoppedOrUnknownDomainFails) {
+  hv_.domains.at(kUuid).state = "stopped";
+  EXPECT_EQ(migrate(migrate_body()).result(), http::HttpStatus::conflict);
+  hv_.domains.clear();
+  EXPECT_EQ(migrate(migrate_body()).result(), http::HttpStatus::not_found);
+  EXPECT_EQ(hv_.migrations_started, 0);
+}
+
 }  // namespace
 }  // namespace kvmfleet::agent

@@ -74,6 +74,70 @@ class FakeHypervisor final : public Hypervisor {
     domains.erase(it);
     return {};
   }
+  Result<MigrationStatus> migrate(const std::string& uuid, const MigrationRequest& r) override {
+    std::lock_guard lk(mu_);
+    ++calls["migrate"];
+    if (auto e = take_failure()) return *e;
+    if (auto it = migrations.find(uuid); it != migrations.end()) {
+      auto& m = it->second;
+      if (m.status.op_id == r.op_id) {
+        if (m.request.destination_uri != r.destination_uri ||
+            m.request.migrate_uri != r.migrate_uri ||
+            m.request.policy.max_downtime_ms != r.policy.max_downtime_ms ||
+            m.request.policy.bandwidth_mib_s != r.policy.bandwidth_mib_s ||
+            m.request.policy.auto_converge != r.policy.auto_converge ||
+            m.request.policy.allow_post_copy != r.policy.allow_post_copy)
+          return conflict("op_id was already used for a different migration");
+        return m.status;
+      }
+      if (m.status.state == MigrationState::running) return conflict("migrating");
+    }
+    auto d = domains.find(uuid);
+    if (d == domains.end()) return not_found("no domain " + uuid);
+    if (d->second.state != "running") return conflict("not running");
+    auto& m = migrations[uuid];
+    m.request = r;
+    m.status = {};
+    m.status.state = MigrationState::running;
+    m.status.op_id = r.op_id;
+    ++migrations_started;
+    return m.status;
+  }
+  Result<MigrationStatus> migration_status(const std::string& uuid) override {
+    std::lock_guard lk(mu_);
+    ++calls["migration_status"];
+    if (auto e = take_failure()) return *e;
+    if (auto it = migrations.find(uuid); it != migrations.end()) return it->second.status;
+    if (!domains.count(uuid)) return not_found("no domain " + uuid);
+    return MigrationStatus{};
+  }
+  Result<MigrationStatus> abort_migration(const std::string& uuid) override {
+    std::lock_guard lk(mu_);
+    ++calls["abort_migration"];
+    if (auto e = take_failure()) return *e;
+    auto it = migrations.find(uuid);
+    if (it == migrations.end()) {
+      if (!domains.count(uuid)) return not_found("no domain " + uuid);
+      return conflict("no migration");
+    }
+    auto& s = it->second.status;
+    if (s.state == MigrationState::running) {
+      s.state = MigrationState::cancelled;
+      s.error = Error{ErrorCode::cancelled, "migration aborted"};
+    } else if (s.state == MigrationState::completed) {
+      return conflict("completed");
+    }
+    return s;
+  }
+  // Ends the running migration of `uuid` as libvirt would have.
+  void finish_migration(const std::string& uuid, MigrationState state) {
+    std::lock_guard lk(mu_);
+    auto& m = migrations.at(uuid);
+    m.status.state = state;
+    if (state == MigrationState::completed) domains.erase(uuid);
+    if (state == MigrationState::failed) m.status.error = Error{ErrorCode::internal, "failed"};
+  }
+
   std::uint64_t subscribe(EventCallback cb) override {
     std::lock_guard lk(mu_);
     subs[next_id] = std::move(cb);
@@ -104,6 +168,12 @@ class FakeHypervisor final : public Hypervisor {
 
   std::map<std::string, Domain> domains;
   std::map<std::string, int> calls;
+  struct Migration {
+    MigrationRequest request;
+    MigrationStatus status;
+  };
+  std::map<std::string, Migration> migrations;
+  int migrations_started = 0;
   std::optional<bool> last_remove_volumes;
 
  private:

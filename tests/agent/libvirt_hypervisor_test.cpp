@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 #include "kvmfleet/agent/domain_xml.hpp"
 #include "kvmfleet/common/ids.hpp"
@@ -367,6 +368,97 @@ TEST_F(LibvirtHypervisorTest, UnsubscribedCallbacksStop) {
   ASSERT_TRUE(hv_->define(s).ok());
   ASSERT_TRUE(events_.wait(s.uuid, "defined:added"));
   EXPECT_TRUE(late.for_uuid(s.uuid).empty());
+}
+
+// The test driver cannot migrate, so the migration itself is tested in the lab
+// (agent_migration_lab_test); here: validation, states and the busy marking.
+MigrationRequest migration_request(const std::string& op_id = "op-m1") {
+  MigrationRequest r;
+  r.op_id = op_id;
+  r.destination_uri = "qemu+tcp://127.0.0.1/system";
+  r.migrate_uri = "tcp://127.0.0.1";
+  return r;
+}
+
+TEST_F(LibvirtHypervisorTest, MigrationValidatesBeforeLibvirt) {
+  auto s = spec();
+  ASSERT_TRUE(hv_->define(s).ok());
+  ASSERT_TRUE(hv_->start(s.uuid).ok());
+  auto r = migration_request();
+  r.destination_uri = "qemu+ssh://127.0.0.1/system";
+  auto bad = hv_->migrate(s.uuid, r);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, ErrorCode::invalid_argument);
+  r = migration_request();
+  r.policy.max_downtime_ms = 0;
+  EXPECT_EQ(hv_->migrate(s.uuid, r).error().code, ErrorCode::invalid_argument);
+  EXPECT_EQ(hv_->migrate("nope", migration_request()).error().code, ErrorCode::invalid_argument);
+  auto none = hv_->migration_status(s.uuid);
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_EQ(none->state, MigrationState::none);
+}
+
+TEST_F(LibvirtHypervisorTest, MigrationStatusAndAbortWithoutAMigration) {
+  auto s = spec();
+  ASSERT_TRUE(hv_->define(s).ok());
+  auto none = hv_->migration_status(s.uuid);
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_EQ(none->state, MigrationState::none);
+  EXPECT_EQ(none->op_id, "");
+  auto abort = hv_->abort_migration(s.uuid);
+  ASSERT_FALSE(abort.ok());
+  EXPECT_EQ(abort.error().code, ErrorCode::conflict);
+
+  const std::string unknown = new_uuid();
+  EXPECT_EQ(hv_->migration_status(unknown).error().code, ErrorCode::not_found);
+  EXPECT_EQ(hv_->abort_migration(unknown).error().code, ErrorCode::not_found);
+  EXPECT_EQ(hv_->migrate(unknown, migration_request()).error().code, ErrorCode::not_found);
+  // Stopped: nothing to migrate live.
+  EXPECT_EQ(hv_->migrate(s.uuid, migration_request()).error().code, ErrorCode::conflict);
+
+  const auto other = unmanaged_uuid();
+  ASSERT_FALSE(other.empty());
+  EXPECT_EQ(hv_->migration_status(other).error().code, ErrorCode::conflict);
+  EXPECT_EQ(hv_->migrate(other, migration_request()).error().code, ErrorCode::conflict);
+}
+
+TEST_F(LibvirtHypervisorTest, AMigrationThatCannotStartLeavesTheDomainUsable) {
+  auto s = spec();
+  ASSERT_TRUE(hv_->define(s).ok());
+  ASSERT_TRUE(hv_->start(s.uuid).ok());
+  // The test driver has no migration support: the start fails, or the migration
+  // fails at once; either way the domain is not left busy.
+  auto started = hv_->migrate(s.uuid, migration_request());
+  if (started.ok()) {
+    MigrationStatus st;
+    for (;;) {
+      auto now = hv_->migration_status(s.uuid);
+      ASSERT_TRUE(now.ok()) << now.error().message;
+      st = *now;
+      if (st.state != MigrationState::running) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(st.state, MigrationState::failed);
+    EXPECT_TRUE(st.error.has_value());
+  } else {
+    EXPECT_NE(started.error().code, ErrorCode::invalid_argument) << started.error().message;
+    auto none = hv_->migration_status(s.uuid);
+    ASSERT_TRUE(none.ok());
+    EXPECT_EQ(none->state, MigrationState::none);
+  }
+  auto destroyed = hv_->destroy(s.uuid);
+  ASSERT_TRUE(destroyed.ok()) << destroyed.error().message;
+  EXPECT_EQ(destroyed->state, "stopped");
+}
+
+TEST(LibvirtHypervisorOptions, InventoryReportsTheMigrationAddress) {
+  LibvirtOptions o;
+  o.uri = kUri;
+  o.migration_address = "10.77.0.11";
+  LibvirtHypervisor hv(o);
+  auto inv = hv.inventory();
+  ASSERT_TRUE(inv.ok()) << inv.error().message;
+  EXPECT_EQ(inv->migration_address, "10.77.0.11");
 }
 
 TEST(LibvirtHypervisorOffline, UnreachableLibvirtIsUnavailable) {

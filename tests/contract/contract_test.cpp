@@ -424,6 +424,13 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(post("/v1/vms/web1/stop", "/v1/vms/{id}/stop", operator_token, {{"timeout_s", 30}, {"force", true}}).status,
             409u);
   EXPECT_EQ(post("/v1/vms/web1/stop", "/v1/vms/{id}/stop", operator_token, {{"timeout_s", 0}}).status, 400u);
+  // Migration pre-checks: a VM that is not running, a bad policy, an unknown target.
+  EXPECT_EQ(post("/v1/vms/web1/migrate", "/v1/vms/{id}/migrate", operator_token, json::object()).status, 409u);
+  EXPECT_EQ(post("/v1/vms/web1/migrate", "/v1/vms/{id}/migrate", operator_token, {{"max_downtime_ms", 0}}).status,
+            400u);
+  EXPECT_EQ(post("/v1/vms/ghost/migrate", "/v1/vms/{id}/migrate", operator_token, {{"target_host", "node1"}}).status,
+            404u);
+  EXPECT_EQ(post("/v1/vms/web1/migrate", "/v1/vms/{id}/migrate", viewer_token, json::object()).status, 403u);
   EXPECT_EQ(post("/v1/vms/web1/start", "/v1/vms/{id}/start", operator_token, {{"now", true}}).status, 400u);
   EXPECT_EQ(send({.method = "POST", .target = "/v1/vms/web1/start", .path_template = "/v1/vms/{id}/start",
                   .token = operator_token, .body = "go", .content_type = "text/plain"})

@@ -65,6 +65,43 @@ class FakeAgentApi final : public AgentApi {
     return {};
   }
 
+  // Migration completes at once unless `hold_migrations`; the destination is found
+  // by the address in the URI (see `address_of`).
+  Result<MigrationStatus> migrate(const Host& src, const std::string& uuid,
+                                  const MigrationRequest& req) override {
+    std::lock_guard lk(mu_);
+    log(src, "migrate", req.op_id, uuid);
+    if (auto e = injected("migrate")) return *e;
+    auto& m = domains_[src.name];
+    if (!m.count(uuid)) return not_found("no domain");
+    auto& st = migrations_[uuid];
+    st = MigrationStatus{};
+    st.op_id = req.op_id;
+    st.state = MigrationState::running;
+    st.data_total = 64 << 20;
+    pending_dest_[uuid] = {src.name, req.destination_uri};
+    if (!hold_migrations) complete_locked(uuid);
+    return st;
+  }
+  Result<MigrationStatus> migration_status(const Host&, const std::string& uuid) override {
+    std::lock_guard lk(mu_);
+    return migrations_[uuid];
+  }
+  Result<MigrationStatus> abort_migration(const Host& src, const std::string& op,
+                                          const std::string& uuid) override {
+    std::lock_guard lk(mu_);
+    log(src, "abort_migration", op, uuid);
+    auto& st = migrations_[uuid];
+    if (st.state == MigrationState::running) st.state = MigrationState::cancelled;
+    return st;
+  }
+  void complete_migration(const std::string& uuid) {
+    std::lock_guard lk(mu_);
+    complete_locked(uuid);
+  }
+  std::map<std::string, std::string> address_of;  // migration address → host name
+  bool hold_migrations = false;
+
   // Test controls
   void fail_next(const std::string& call, Error e, int times = 1) {
     std::lock_guard lk(mu_);
@@ -109,7 +146,26 @@ class FakeAgentApi final : public AgentApi {
     return e;
   }
 
+  void complete_locked(const std::string& uuid) {
+    auto [src, uri] = pending_dest_[uuid];
+    std::string dest;
+    for (auto& [addr, host] : address_of)
+      if (uri.find("//" + addr + "/") != std::string::npos) dest = host;
+    auto& st = migrations_[uuid];
+    if (dest.empty()) {
+      st.state = MigrationState::failed;
+      st.error = unavailable("unknown destination " + uri);
+      return;
+    }
+    domains_[dest][uuid] = domains_[src][uuid];
+    domains_[src].erase(uuid);
+    st.state = MigrationState::completed;
+    st.data_processed = st.data_total;
+  }
+
   std::mutex mu_;
+  std::map<std::string, MigrationStatus> migrations_;
+  std::map<std::string, std::pair<std::string, std::string>> pending_dest_;
   std::map<std::string, std::map<std::string, DomainStatus>> domains_;
   std::map<std::string, std::vector<Error>> failures_;
   std::vector<Call> calls_;

@@ -56,6 +56,8 @@ class ControllerTest : public ::testing::Test {
     inv.cpus = cpus;
     inv.memory_total_mib = mem;
     inv.domain_type = "kvm";
+    inv.migration_address = "10.0.0." + std::to_string(name.size() + name.back());
+    agents_.address_of[inv.migration_address] = name;
     Principal agent{"a", "host:" + name, Role::agent, name};
     ASSERT_TRUE(service_->heartbeat(agent, name, "", inv).ok());
   }
@@ -415,6 +417,107 @@ TEST_F(ReconcilerTest, SilentHostGoesUnreachableThenDownAndItsVmsUnknown) {
   ASSERT_EQ(d.put_hosts.size(), 2u);
   EXPECT_EQ(d.put_hosts[0].state, HostState::down);
   EXPECT_TRUE(d.put_vms.empty());
+}
+
+
+// ---- live migration -----------------------------------------------------------
+
+class MigrationTest : public ControllerTest {
+ protected:
+  void SetUp() override {
+    ControllerTest::SetUp();
+    host_up("node1");
+    host_up("node2", 4, 4096);
+    runner_->start();
+    VmSpec s = spec("web1");
+    s.pinned_host = "node1";
+    auto c = service_->create_vm(admin(), s, true, {});
+    ASSERT_TRUE(c.ok());
+    ASSERT_EQ(wait_done(c->operation.id).state, OpState::succeeded);
+  }
+};
+
+TEST_F(MigrationTest, MovesTheVmToTheTargetAndRecordsIt) {
+  auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  auto op = wait_done(m->operation.id);
+  EXPECT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(op.result["target_host"], "node2");
+  EXPECT_EQ(op.result["migration"]["state"], "completed");
+  EXPECT_EQ(vm("web1").host, "node2");
+  EXPECT_EQ(vm("web1").state, VmState::running);
+  // The agent got the target's address, never a name to resolve.
+  EXPECT_EQ(agents_.count("migrate"), 1);
+}
+
+TEST_F(MigrationTest, WithoutATargetTheSchedulerPicksAnotherHost) {
+  auto m = service_->migrate_vm(admin(), "web1", "", {}, {});
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  EXPECT_EQ(m->operation.params["target_host"], "node2");
+  EXPECT_EQ(wait_done(m->operation.id).state, OpState::succeeded);
+  EXPECT_EQ(vm("web1").host, "node2");
+}
+
+TEST_F(MigrationTest, PreChecksRefuseClearly) {
+  auto same = service_->migrate_vm(admin(), "web1", "node1", {}, {});
+  ASSERT_FALSE(same.ok());
+  EXPECT_EQ(same.error().code, ErrorCode::conflict);
+  auto ghost = service_->migrate_vm(admin(), "web1", "node9", {}, {});
+  ASSERT_FALSE(ghost.ok());
+  EXPECT_EQ(ghost.error().code, ErrorCode::not_found);
+  ASSERT_TRUE(service_->set_schedulable("node2", false).ok());
+  auto maint = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  ASSERT_FALSE(maint.ok());
+  EXPECT_EQ(maint.error().code, ErrorCode::conflict);
+  auto none = service_->migrate_vm(admin(), "web1", "", {}, {});
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error().code, ErrorCode::insufficient_capacity);
+  ASSERT_TRUE(service_->set_schedulable("node2", true).ok());
+  VmSpec big = spec("big", 6000);
+  big.pinned_host = "node1";
+  auto c = service_->create_vm(admin(), big, true, {});
+  ASSERT_EQ(wait_done(c->operation.id).state, OpState::succeeded);
+  auto full = service_->migrate_vm(admin(), "big", "node2", {}, {});
+  ASSERT_FALSE(full.ok());
+  EXPECT_EQ(full.error().code, ErrorCode::insufficient_capacity);
+  auto stopped = service_->vm_action(admin(), "web1", op_kind::vm_destroy, nlohmann::json::object(), {});
+  wait_done(stopped->operation.id);
+  auto not_running = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  ASSERT_FALSE(not_running.ok());
+  EXPECT_EQ(not_running.error().code, ErrorCode::conflict);
+}
+
+TEST_F(MigrationTest, CancelAbortsTheJobAndTheVmStaysOnTheSource) {
+  agents_.hold_migrations = true;
+  auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  ASSERT_TRUE(m.ok());
+  for (int i = 0; i < 100 && agents_.count("migrate") == 0; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(service_->cancel_operation(m->operation.id).ok());
+  auto op = wait_done(m->operation.id);
+  EXPECT_EQ(op.state, OpState::cancelled);
+  EXPECT_EQ(agents_.count("abort_migration"), 1);
+  EXPECT_EQ(vm("web1").host, "node1");
+}
+
+TEST_F(MigrationTest, ARestartedControllerAdoptsAMigrationThatFinishedWhileItWasDown) {
+  agents_.hold_migrations = true;
+  auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  for (int i = 0; i < 100 && agents_.count("migrate") == 0; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(agents_.count("migrate"), 1);
+  shutdown();  // the operation stays "running" in the store
+  boot();
+  const std::string id = vm("web1").id;
+  agents_.complete_migration(id);  // libvirt finished while no controller watched
+  for (auto h : {"node1", "node2"}) {
+    HostInventory inv{"", "", 4, "", 8192};
+    inv.migration_address = "10.0.0." + std::to_string(std::string(h).size() + h[4]);
+    ASSERT_TRUE(service_->heartbeat({"a", std::string("host:") + h, Role::agent, h}, h, "", inv).ok());
+  }
+  runner_->start();
+  auto op = wait_done(m->operation.id);
+  EXPECT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(vm("web1").host, "node2");
+  EXPECT_EQ(agents_.count("migrate"), 1);  // not started a second time
 }
 
 }  // namespace

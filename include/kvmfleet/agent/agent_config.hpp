@@ -6,7 +6,7 @@
 //    "token_file": "/etc/kvmfleet/agent.token", "libvirt_uri": "qemu:///system",
 //    "image_pool_path": "/var/lib/kvmfleet/images", "heartbeat_interval_ms": 5000,
 //    "tls_cert_file": "...", "tls_key_file": "...", "controller_ca_file": "...",
-//    "worker_threads": 4}
+//    "worker_threads": 4, "migration_address": "10.0.0.11"}
 
 #include <chrono>
 #include <cstdint>
@@ -32,6 +32,9 @@ struct AgentConfig {
   std::string tls_key_file;
   std::string controller_ca_file;
   int worker_threads = 4;
+  // Where peers' libvirtd reach this host's libvirtd for live migration (an IPv4
+  // address or a host name); reported in the inventory. Empty: none announced.
+  std::string migration_address;
 };
 
 // Strict: unknown fields, wrong types and bad values are invalid_argument errors.

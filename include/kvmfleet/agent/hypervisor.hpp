@@ -14,6 +14,7 @@
 #include "kvmfleet/common/result.hpp"
 #include "kvmfleet/model/domain_spec.hpp"
 #include "kvmfleet/model/host.hpp"
+#include "kvmfleet/model/migration.hpp"
 
 namespace kvmfleet::agent {
 
@@ -38,6 +39,21 @@ class Hypervisor {
   virtual Result<DomainStatus> destroy(const std::string& uuid) = 0;   // stopped: no-op
   // Running: conflict. Absent: ok.
   virtual Status undefine(const std::string& uuid, bool remove_volumes) = 0;
+
+  // Starts a peer-to-peer live migration of a running managed domain and returns at
+  // once with its status. The request's op_id names the migration: a request with the
+  // op_id of the domain's last migration returns that migration's status (conflict if
+  // the rest of the request differs) and starts nothing. While a migration of the
+  // domain runs, another op_id is a conflict, and so are define/start/shutdown/reboot/
+  // destroy/undefine of that domain.
+  virtual Result<MigrationStatus> migrate(const std::string& uuid,
+                                          const MigrationRequest& request) = 0;
+  // The last migration of the domain started here; state none when there was none.
+  // not_found when the domain is unknown and no migration of it is remembered.
+  virtual Result<MigrationStatus> migration_status(const std::string& uuid) = 0;
+  // Asks the running migration to stop (the guest keeps running here). Already failed
+  // or cancelled: its status, no-op. Completed, or none: conflict.
+  virtual Result<MigrationStatus> abort_migration(const std::string& uuid) = 0;
 
   // Lifecycle events, pushed as they happen. Callbacks run on the hypervisor's event
   // thread, must be quick and must not call unsubscribe(). After unsubscribe()

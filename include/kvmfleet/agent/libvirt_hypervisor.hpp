@@ -3,6 +3,8 @@
 // The real Hypervisor over libvirt's C API. One connection, shared by all callers (a
 // libvirt connection is thread-safe); a monitor thread replaces it with backoff when
 // it dies, and lifecycle events come from libvirt's event loop, not from polling.
+// A live migration runs on a thread of its own with a connection of its own, since
+// virDomainMigrateToURI3 blocks until the migration ends.
 
 #include <chrono>
 #include <memory>
@@ -21,6 +23,7 @@ struct LibvirtOptions {
   std::chrono::milliseconds reconnect_max{30'000};
   int keepalive_interval_s = 5;
   unsigned keepalive_count = 3;
+  std::string migration_address;  // reported in the inventory as is
 };
 
 class LibvirtHypervisor final : public Hypervisor {
@@ -28,7 +31,7 @@ class LibvirtHypervisor final : public Hypervisor {
   // Never fails: when libvirt cannot be reached yet, calls return `unavailable` until
   // the monitor thread has connected.
   explicit LibvirtHypervisor(LibvirtOptions options, Clock& clock = SystemClock::instance());
-  // Closes the connection. Guests are never touched.
+  // Closes the connection. Guests are never touched; running migrations are waited for.
   ~LibvirtHypervisor() override;
   LibvirtHypervisor(const LibvirtHypervisor&) = delete;
   LibvirtHypervisor& operator=(const LibvirtHypervisor&) = delete;
@@ -44,6 +47,10 @@ class LibvirtHypervisor final : public Hypervisor {
   Result<DomainStatus> reboot(const std::string& uuid) override;
   Result<DomainStatus> destroy(const std::string& uuid) override;
   Status undefine(const std::string& uuid, bool remove_volumes) override;
+  Result<MigrationStatus> migrate(const std::string& uuid,
+                                  const MigrationRequest& request) override;
+  Result<MigrationStatus> migration_status(const std::string& uuid) override;
+  Result<MigrationStatus> abort_migration(const std::string& uuid) override;
   std::uint64_t subscribe(EventCallback callback) override;
   void unsubscribe(std::uint64_t id) override;
 

@@ -18,6 +18,18 @@
 //   POST /agent/v1/domains/{uuid}/undefine     {"op_id", "remove_volumes": bool} → {}
 //        refuses a running domain with conflict; absent domain: no-op.
 //
+//   POST /agent/v1/domains/{uuid}/migrate      {"op_id", "destination_uri", "migrate_uri",
+//        "max_downtime_ms", "bandwidth_mib_s", "auto_converge", "allow_post_copy"}
+//        → MigrationStatus. Starts a peer-to-peer live migration (LIVE | PEER2PEER |
+//        PERSIST_DEST | UNDEFINE_SOURCE | ABORT_ON_ERROR) in the background and returns
+//        at once; a repeat with the same op_id while it runs returns its status.
+//   GET  /agent/v1/domains/{uuid}/migration    → MigrationStatus of the last migration
+//        of that domain started by this agent: state none|running|completed|failed|cancelled,
+//        op_id, data_total/processed/remaining (bytes), memory_iteration,
+//        expected_downtime_ms, elapsed_ms, error (Error or null).
+//   POST /agent/v1/domains/{uuid}/migration/abort {"op_id"} → MigrationStatus
+//        (virDomainAbortJob; the guest keeps running on the source).
+//
 // Agent → controller (served by kvmfleet-controller):
 //   POST /v1/agent/heartbeat  {"host", "agent_url", "inventory": HostInventory}
 //        → {"heartbeat_interval_ms"}
@@ -70,6 +82,10 @@ inline constexpr Call kShutdown{"shutdown", "POST", "/agent/v1/domains/{uuid}/sh
 inline constexpr Call kReboot{"reboot", "POST", "/agent/v1/domains/{uuid}/reboot", TimeoutClass::normal};
 inline constexpr Call kDestroy{"destroy", "POST", "/agent/v1/domains/{uuid}/destroy", TimeoutClass::normal};
 inline constexpr Call kUndefine{"undefine", "POST", "/agent/v1/domains/{uuid}/undefine", TimeoutClass::slow};
+
+inline constexpr Call kMigrate{"migrate", "POST", "/agent/v1/domains/{uuid}/migrate", TimeoutClass::normal};
+inline constexpr Call kMigration{"migration", "GET", "/agent/v1/domains/{uuid}/migration", TimeoutClass::fast};
+inline constexpr Call kMigrationAbort{"migration_abort", "POST", "/agent/v1/domains/{uuid}/migration/abort", TimeoutClass::normal};
 
 inline constexpr std::string_view kHeartbeatPath = "/v1/agent/heartbeat";
 inline constexpr std::string_view kEventsPath = "/v1/agent/events";

@@ -4,6 +4,7 @@
 // unknown fields refused, names matched against the one pattern. Pure functions.
 
 #include "kvmfleet/common/result.hpp"
+#include "kvmfleet/model/migration.hpp"
 #include "kvmfleet/model/vm.hpp"
 
 #include <nlohmann/json.hpp>
@@ -36,6 +37,13 @@ struct StopRequest {
   bool force = false;
 };
 Result<StopRequest> parse_stop(const nlohmann::json& body);
+
+struct MigrateRequest {
+  std::string target_host;  // empty: the scheduler chooses
+  MigrationPolicy policy;
+};
+// POST /v1/vms/{id}/migrate; `defaults` is the cluster's policy.
+Result<MigrateRequest> parse_migrate(const nlohmann::json& body, const MigrationPolicy& defaults);
 
 // Query strings: percent-decoded key → value; a key given twice is an error.
 Result<std::map<std::string, std::string>> parse_query(std::string_view query);

@@ -4,6 +4,7 @@
 #include "kvmfleet/http/client.hpp"
 #include "kvmfleet/model/domain_spec.hpp"
 #include "kvmfleet/model/host.hpp"
+#include "kvmfleet/model/migration.hpp"
 
 #include <string>
 
@@ -28,6 +29,12 @@ class AgentApi {
                                        const std::string& uuid) = 0;
   virtual Status undefine(const Host& host, const std::string& op_id, const std::string& uuid,
                           bool remove_volumes) = 0;
+  // Live migration, driven from the source host's agent.
+  virtual Result<MigrationStatus> migrate(const Host& source, const std::string& uuid,
+                                          const MigrationRequest& request) = 0;
+  virtual Result<MigrationStatus> migration_status(const Host& source, const std::string& uuid) = 0;
+  virtual Result<MigrationStatus> abort_migration(const Host& source, const std::string& op_id,
+                                                  const std::string& uuid) = 0;
 };
 
 // The real implementation: JSON over HTTP(S) with the host's own credential.
@@ -48,6 +55,11 @@ class HttpAgentApi final : public AgentApi {
                                const std::string& uuid) override;
   Status undefine(const Host& host, const std::string& op_id, const std::string& uuid,
                   bool remove_volumes) override;
+  Result<MigrationStatus> migrate(const Host& source, const std::string& uuid,
+                                  const MigrationRequest& request) override;
+  Result<MigrationStatus> migration_status(const Host& source, const std::string& uuid) override;
+  Result<MigrationStatus> abort_migration(const Host& source, const std::string& op_id,
+                                          const std::string& uuid) override;
 
  private:
   http::Client& client_;

@@ -4,6 +4,7 @@
 #include "kvmfleet/controller/cluster_state.hpp"
 #include "kvmfleet/controller/config.hpp"
 #include "kvmfleet/controller/operation_runner.hpp"
+#include "kvmfleet/model/migration.hpp"
 #include "kvmfleet/scheduler/scheduler.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -75,6 +76,11 @@ class ClusterService {
   Result<Submitted> vm_action(const Principal& who, const std::string& id_or_name,
                               std::string_view kind, nlohmann::json params,
                               const SubmitOptions& opts);
+
+  // Live migration to `target_host`, or where the scheduler puts it (never the source).
+  Result<Submitted> migrate_vm(const Principal& who, const std::string& id_or_name,
+                               const std::string& target_host, const MigrationPolicy& policy,
+                               const SubmitOptions& opts);
 
   // Operations
   Status cancel_operation(const std::string& id);

@@ -38,6 +38,9 @@ struct HostInventory {
   std::string libvirt_version;
   std::string qemu_version;
   std::string domain_type;  // "kvm" when /dev/kvm works, else "qemu"
+  // Where peers reach this host's libvirtd for live migration (an address, no
+  // scheme); empty: the host takes no incoming migrations.
+  std::string migration_address;
   std::vector<DomainStatus> domains;
 };
 

@@ -1,0 +1,51 @@
+#pragma once
+
+#include "kvmfleet/common/error.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace kvmfleet {
+
+// How a live migration should behave; from the request or the cluster config.
+struct MigrationPolicy {
+  std::int64_t max_downtime_ms = 300;
+  std::int64_t bandwidth_mib_s = 0;  // 0: unlimited
+  bool auto_converge = false;
+  bool allow_post_copy = false;
+};
+
+// What the controller asks a source agent to do.
+struct MigrationRequest {
+  std::string op_id;
+  std::string destination_uri;  // e.g. qemu+tcp://10.77.0.11/system
+  std::string migrate_uri;      // e.g. tcp://10.77.0.11
+  MigrationPolicy policy;
+};
+
+enum class MigrationState { none, running, completed, failed, cancelled };
+std::string_view to_string(MigrationState s);
+std::optional<MigrationState> migration_state_from_string(std::string_view s);
+
+// The last migration of one domain as its source agent saw it (libvirt job stats).
+struct MigrationStatus {
+  MigrationState state = MigrationState::none;
+  std::string op_id;
+  std::int64_t data_total = 0;
+  std::int64_t data_processed = 0;
+  std::int64_t data_remaining = 0;
+  std::int64_t memory_iteration = 0;
+  std::int64_t expected_downtime_ms = 0;
+  std::int64_t elapsed_ms = 0;
+  std::optional<Error> error;
+};
+
+void to_json(nlohmann::json& j, const MigrationPolicy& p);
+void from_json(const nlohmann::json& j, MigrationPolicy& p);
+void to_json(nlohmann::json& j, const MigrationStatus& s);
+void from_json(const nlohmann::json& j, MigrationStatus& s);
+
+}  // namespace kvmfleet

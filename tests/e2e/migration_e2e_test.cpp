@@ -1,0 +1,221 @@
+// Live migration through kvmfleet's API between two real libvirtd hosts, each in its
+// own network namespace on the lab bridge with its own kvmfleet-agent; the controller
+// listens on the lab bridge. Outcomes are checked with virsh on both hosts.
+#include "tests/lab/lab.hpp"
+
+#include "kvmfleet/common/clock.hpp"
+#include "kvmfleet/http/client.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <thread>
+
+using namespace kvmfleet;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+constexpr std::uint16_t kAgentPort = 8401;
+
+class MigrationE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { setup_error_ = setup(); }
+  static void TearDownTestSuite() {
+    if (controller_ > 0) (void)runner_.terminate(controller_, 10s);
+    if (lab_) (void)lab_->teardown();
+    lab_.reset();
+  }
+  void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << setup_error_; }
+
+  static std::string setup() {
+    auto lab = lab::Lab::create(runner_, {});
+    if (!lab) return "lab: " + lab.error().message;
+    lab_ = std::move(*lab);
+    {
+      boost::asio::io_context io;
+      boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address(lab_->bridge_address()), 0});
+      port_ = a.local_endpoint().port();
+    }
+    url_ = "http://" + lab_->bridge_address() + ":" + std::to_string(port_);
+    if (auto st = start_controller(); !st) return st.error().message;
+    std::ifstream tok(lab_->work_dir() / "admin.token");
+    std::getline(tok, token_);
+    for (const char* name : {"mig-a", "mig-b"}) {
+      auto h = lab_->add_host(name);
+      if (!h) return std::string("host ") + name + ": " + h.error().message;
+      const std::string agent_url = "http://" + h->address + ":" + std::to_string(kAgentPort);
+      auto reg = api("POST", "/v1/hosts", json{{"name", name}, {"agent_url", agent_url}}.dump());
+      if (!reg) return "register: " + reg.error().message;
+      const auto dir = lab_->work_dir() / name;
+      std::filesystem::create_directories(dir / "images");
+      std::ofstream(dir / "agent.token") << (*reg)["agent_token"].get<std::string>() << "\n";
+      std::filesystem::permissions(dir / "agent.token", std::filesystem::perms::owner_read |
+                                                            std::filesystem::perms::owner_write);
+      std::ofstream(dir / "agent.json")
+          << json{{"host", name},
+                  {"listen_address", h->address},
+                  {"listen_port", kAgentPort},
+                  {"controller_url", url_},
+                  {"token_file", (dir / "agent.token").string()},
+                  {"libvirt_uri", "qemu:///system"},
+                  {"image_pool_path", (dir / "images").string()},
+                  {"migration_address", h->address},
+                  {"heartbeat_interval_ms", 1000}}
+                 .dump();
+      SpawnOptions so;
+      so.stdout_path = so.stderr_path = (dir / "agent.log").string();
+      auto pid = lab_->run_in_host(*h, {KVMFLEET_AGENT_BIN, "--config", (dir / "agent.json").string()}, so);
+      if (!pid) return "agent: " + pid.error().message;
+      hosts_[name] = *h;
+    }
+    for (int i = 0; i < 300; ++i) {
+      auto hs = api("GET", "/v1/hosts");
+      int up = 0;
+      if (hs)
+        for (auto& h : (*hs)["items"]) up += h["state"] == "up";
+      if (up == 2) return {};
+      std::this_thread::sleep_for(200ms);
+    }
+    std::string logs;
+    for (const char* name : {"mig-a", "mig-b"}) {
+      std::ifstream in(lab_->work_dir() / name / "agent.log");
+      logs += std::string("\n--- ") + name + " agent log\n" +
+              std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    }
+    std::ifstream cl(lab_->work_dir() / "controller.log");
+    logs += "\n--- controller log\n" +
+            std::string((std::istreambuf_iterator<char>(cl)), std::istreambuf_iterator<char>());
+    auto hs = api("GET", "/v1/hosts");
+    logs += "\n--- hosts\n" + (hs ? hs->dump() : hs.error().message);
+    return "hosts did not report in" + logs;
+  }
+
+  static Status start_controller() {
+    SpawnOptions so;
+    so.stdout_path = so.stderr_path = (lab_->work_dir() / "controller.log").string();
+    auto pid = runner_.spawn({KVMFLEET_CONTROLLER_BIN, "--database", (lab_->work_dir() / "controller.db").string(),
+                              "--bootstrap-token-file", (lab_->work_dir() / "admin.token").string(),
+                              "--listen-address", lab_->bridge_address(), "--listen-port",
+                              std::to_string(port_)},
+                             so);
+    if (!pid) return pid.take_error();
+    controller_ = *pid;
+    http::BeastClient c;
+    for (int i = 0; i < 150; ++i) {
+      auto r = c.request("GET", url_ + "/v1/healthz", "", "", 1s);
+      if (r && r->status == 200) return {};
+      std::this_thread::sleep_for(200ms);
+    }
+    return unavailable("controller did not come up");
+  }
+
+  static Result<json> api(const std::string& method, const std::string& path, const std::string& body = {},
+                          int timeout_s = 30) {
+    http::BeastClient c;
+    auto r = c.request(method, url_ + path, token_, body, std::chrono::seconds(timeout_s));
+    if (!r) return r.take_error();
+    auto j = json::parse(r->body, nullptr, false);
+    if (j.is_discarded()) return internal_error("not JSON: " + r->body);
+    if (r->status >= 400) return Error::from_json(j);
+    return j;
+  }
+
+  // libvirt's own view on one host: "running", "shut off", or "absent".
+  static std::string domstate(const std::string& host, const std::string& vm) {
+    auto r = lab_->virsh(hosts_[host], {"domstate", vm});
+    if (!r || !r->success()) return "absent";
+    std::string s = r->out;
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+  }
+  static bool persistent(const std::string& host, const std::string& vm) {
+    auto r = lab_->virsh(hosts_[host], {"dominfo", vm});
+    return r && r->success() && r->out.find("Persistent:     yes") != std::string::npos;
+  }
+  static int running_copies(const std::string& vm) {
+    int n = 0;
+    for (auto& [name, _] : hosts_) n += domstate(name, vm) == "running";
+    return n;
+  }
+
+  static SystemProcessRunner runner_;
+  static std::unique_ptr<lab::Lab> lab_;
+  static std::map<std::string, lab::Host> hosts_;
+  static std::string url_, token_, setup_error_;
+  static std::uint16_t port_;
+  static pid_t controller_;
+};
+
+SystemProcessRunner MigrationE2E::runner_;
+std::unique_ptr<lab::Lab> MigrationE2E::lab_;
+std::map<std::string, lab::Host> MigrationE2E::hosts_;
+std::string MigrationE2E::url_, MigrationE2E::token_, MigrationE2E::setup_error_;
+std::uint16_t MigrationE2E::port_ = 0;
+pid_t MigrationE2E::controller_ = 0;
+
+TEST_F(MigrationE2E, MigratesARunningVmAndBackAsSeenByVirshOnBothHosts) {
+  auto c = api("POST", "/v1/vms?wait=120", R"({"name":"mv1","memory_mib":64,"host":"mig-a","start":true})", 150);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_EQ((*c)["state"], "succeeded") << c->dump();
+  ASSERT_EQ(domstate("mig-a", "mv1"), "running");
+
+  auto m = api("POST", "/v1/vms/mv1/migrate?wait=120", R"({"target_host":"mig-b","max_downtime_ms":500})", 150);
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  EXPECT_EQ((*m)["state"], "succeeded") << m->dump();
+  EXPECT_EQ((*m)["result"]["migration"]["state"], "completed");
+  EXPECT_GT((*m)["result"]["migration"]["elapsed_ms"].get<std::int64_t>(), 0);
+  EXPECT_EQ(domstate("mig-b", "mv1"), "running");
+  EXPECT_TRUE(persistent("mig-b", "mv1"));
+  EXPECT_EQ(domstate("mig-a", "mv1"), "absent");  // undefined on the source
+  auto vm = api("GET", "/v1/vms/mv1");
+  ASSERT_TRUE(vm.ok());
+  EXPECT_EQ((*vm)["host"], "mig-b");
+  EXPECT_EQ((*vm)["state"], "running");
+
+  // Without a target the scheduler picks the only other host.
+  auto back = api("POST", "/v1/vms/mv1/migrate?wait=120", "{}", 150);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ((*back)["state"], "succeeded") << back->dump();
+  EXPECT_EQ((*back)["params"]["target_host"], "mig-a");
+  EXPECT_EQ(running_copies("mv1"), 1);
+  EXPECT_EQ(domstate("mig-a", "mv1"), "running");
+
+  auto del = api("DELETE", "/v1/vms/mv1?force=true&wait=60", {}, 90);
+  ASSERT_TRUE(del.ok());
+  EXPECT_EQ((*del)["state"], "succeeded");
+}
+
+TEST_F(MigrationE2E, ControllerKilledDuringAMigrationResolvesToExactlyOneRunningCopy) {
+  auto c = api("POST", "/v1/vms?wait=120", R"({"name":"mv2","memory_mib":64,"host":"mig-a","start":true})", 150);
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ((*c)["state"], "succeeded");
+  auto m = api("POST", "/v1/vms/mv2/migrate", R"({"target_host":"mig-b"})");
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  const std::string op = (*m)["id"];
+  for (int i = 0; i < 100; ++i) {
+    auto o = api("GET", "/v1/operations/" + op);
+    if (o && (*o)["state"] != "pending") break;
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(runner_.kill(controller_, SIGKILL).ok());
+  (void)runner_.wait(controller_, 10s);
+  controller_ = 0;
+  ASSERT_TRUE(start_controller().ok());
+  auto done = api("GET", "/v1/operations/" + op + "?wait=120", {}, 150);
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  EXPECT_EQ((*done)["state"], "succeeded") << done->dump();
+  EXPECT_EQ(running_copies("mv2"), 1) << "a VM must run on exactly one host";
+  auto vm = api("GET", "/v1/vms/mv2");
+  ASSERT_TRUE(vm.ok());
+  EXPECT_EQ(domstate((*vm)["host"].get<std::string>(), "mv2"), "running");
+  auto del = api("DELETE", "/v1/vms/mv2?force=true&wait=60", {}, 90);
+  ASSERT_TRUE(del.ok());
+}
+
+}  // namespace
