@@ -51,7 +51,13 @@ std::string Metrics::render(const ClusterState& state) const {
     }
     return 0;
   });
+  for (const auto& source : sources_) out << source();
   return out.str();
+}
+
+void Metrics::add_source(std::function<std::string()> source) {
+  std::lock_guard lk(mu_);
+  sources_.push_back(std::move(source));
 }
 
 }  // namespace kvmfleet::api

@@ -74,12 +74,19 @@ Status ClusterState::update(const std::function<Status(const Data&, WriteBatch&)
   }
   for (const auto& op : batch.put_operations)
     for (const auto& obs : observers_) obs(op);
+  if (persist && (!batch.put_vms.empty() || !batch.delete_vms.empty()))
+    for (const auto& obs : vm_observers_) obs(batch.put_vms, batch.delete_vms);
   return {};
 }
 
 void ClusterState::on_operation_change(std::function<void(const Operation&)> observer) {
   std::unique_lock lk(mu_);
   observers_.push_back(std::move(observer));
+}
+
+void ClusterState::on_vm_change(VmObserver observer) {
+  std::unique_lock lk(mu_);
+  vm_observers_.push_back(std::move(observer));
 }
 
 std::uint64_t ClusterState::version() const {

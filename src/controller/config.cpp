@@ -30,7 +30,9 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
               "read_timeout_ms", "api_threads", "database_path", "bootstrap_token_file",
               "scheduler", "heartbeat_interval_ms", "unreachable_after_ms", "down_after_ms",
               "operation_workers", "agent_retry_attempts", "agent_retry_backoff_ms",
-              "default_stop_timeout_s", "operation_retention_hours", "agent_ca_file"},
+              "default_stop_timeout_s", "operation_retention_hours", "agent_ca_file",
+              "metadata_dir", "metadata_write_timeout_ms", "metadata_queue_capacity",
+              "metadata_pool_path"},
           "controller config");
       !st)
     return st.take_error();
@@ -44,6 +46,8 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
   KVF_STR(database_path)
   KVF_STR(bootstrap_token_file)
   KVF_STR(agent_ca_file)
+  KVF_STR(metadata_dir)
+  KVF_STR(metadata_pool_path)
 #undef KVF_STR
   auto port = get_int(j, "listen_port", false, c.listen_port, 0, 65535);
   if (!port) return port.take_error();
@@ -72,9 +76,14 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
                             std::pair{"heartbeat_interval_ms", &c.heartbeat_interval},
                             std::pair{"unreachable_after_ms", &c.unreachable_after},
                             std::pair{"down_after_ms", &c.down_after},
-                            std::pair{"agent_retry_backoff_ms", &c.agent_retry_backoff}}) {
+                            std::pair{"agent_retry_backoff_ms", &c.agent_retry_backoff},
+                            std::pair{"metadata_write_timeout_ms", &c.metadata_write_timeout}}) {
     if (auto st = read_ms(j, key, *field, 1, 3'600'000); !st) return st.take_error();
   }
+  auto mq = get_int(j, "metadata_queue_capacity", false,
+                    static_cast<std::int64_t>(c.metadata_queue_capacity), 1, 1 << 20);
+  if (!mq) return mq.take_error();
+  c.metadata_queue_capacity = static_cast<std::size_t>(*mq);
   if (c.unreachable_after >= c.down_after)
     return invalid("unreachable_after_ms must be below down_after_ms");
   if (auto it = j.find("scheduler"); it != j.end()) {

@@ -2,14 +2,19 @@
 #include "kvmfleet/api/api.hpp"
 #include "kvmfleet/controller/agent_api.hpp"
 #include "kvmfleet/controller/cluster_service.hpp"
+#include "kvmfleet/controller/host_operations.hpp"
 #include "kvmfleet/controller/vm_operations.hpp"
 #include "kvmfleet/http/server.hpp"
+#include "kvmfleet/metadata/controller_hook.hpp"
+#include "kvmfleet/metadata/metadata_import.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/program_options.hpp>
 #include <spdlog/spdlog.h>
+
+#include <unistd.h>
 
 #include <fstream>
 #include <iostream>
@@ -38,6 +43,30 @@ void schedule_tick(boost::asio::steady_timer& timer, ClusterService& svc) {
   });
 }
 
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "controller";
+  return buf;
+}
+
+// kvmfleet-controller --import DIR: rebuilds the VM inventory from a metadata
+// directory into the store, then exits (non-zero when any record was refused).
+int run_import(const std::string& dir, const ControllerConfig& config) {
+  auto store = open_sqlite_store(config.database_path);
+  if (!store) {
+    std::cerr << "kvmfleet-controller: cannot open the store: " << store.error().message << "\n";
+    return 2;
+  }
+  auto fs = metadata::make_posix_metadata_fs(dir);
+  auto report = metadata::import_metadata(*fs, **store, SystemClock::instance());
+  if (!report) {
+    std::cerr << "kvmfleet-controller: import failed: " << report.error().message << "\n";
+    return 2;
+  }
+  std::cout << metadata::format_report(*report);
+  return report->refused == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -48,6 +77,10 @@ int main(int argc, char** argv) {
       "listen-address", po::value<std::string>(), "API listen address (overrides the config)")(
       "listen-port", po::value<int>(), "API listen port (overrides the config)")(
       "bootstrap-token-file", po::value<std::string>(), "where the first admin token is written")(
+      "metadata-dir", po::value<std::string>(),
+      "write each VM's metadata record here (overrides the config)")(
+      "import", po::value<std::string>(),
+      "import the VM records of this metadata directory into the store, then exit")(
       "log-level", po::value<std::string>()->default_value("info"), "trace|debug|info|warn|error");
   po::variables_map vm;
   try {
@@ -81,6 +114,8 @@ int main(int argc, char** argv) {
   }
   if (vm.count("bootstrap-token-file"))
     config.bootstrap_token_file = vm["bootstrap-token-file"].as<std::string>();
+  if (vm.count("metadata-dir")) config.metadata_dir = vm["metadata-dir"].as<std::string>();
+  if (vm.count("import")) return run_import(vm["import"].as<std::string>(), config);
 
   auto store = open_sqlite_store(config.database_path);
   if (!store) {
@@ -98,6 +133,7 @@ int main(int argc, char** argv) {
   HttpAgentApi agents(client);
   OperationRunner runner(state, agents, config, SystemClock::instance());
   register_vm_operations(runner);
+  register_host_operations(runner);
   ClusterService service(state, runner, config, SystemClock::instance(), ioc);
   if (auto st = service.bootstrap_admin(config.bootstrap_token_file); !st) {
     spdlog::critical("cannot write the admin token: {}", st.error().message);
@@ -105,6 +141,22 @@ int main(int argc, char** argv) {
   }
 
   api::Metrics metrics;
+  std::unique_ptr<metadata::MetadataWriter> metadata_writer;
+  if (!config.metadata_dir.empty()) {
+    metadata::MetadataWriterOptions mopts;
+    mopts.queue_capacity = config.metadata_queue_capacity;
+    mopts.write_timeout = config.metadata_write_timeout;
+    mopts.pool.path = config.metadata_pool_path;
+    mopts.writer_id = host_name();
+    metadata_writer = std::make_unique<metadata::MetadataWriter>(
+        metadata::make_posix_metadata_fs(config.metadata_dir), SystemClock::instance(), mopts,
+        metadata::refetch_from(state));
+    metadata::attach_metadata_writer(state, *metadata_writer);
+    metadata_writer->start();
+    metrics.add_source(
+        [w = metadata_writer.get()] { return metadata::render_metrics(w->health()); });
+    spdlog::info("writing VM metadata records to {}", config.metadata_dir);
+  }
   api::Api api(service, metrics);
   http::ServerOptions sopts;
   sopts.address = config.listen_address;
@@ -140,6 +192,7 @@ int main(int argc, char** argv) {
   for (auto& t : threads) t.join();
   // Operations still running stay "running" in the store; the next start resumes them.
   runner.stop();
+  if (metadata_writer) metadata_writer->stop();
   spdlog::info("kvmfleet-controller stopped");
   return 0;
 }

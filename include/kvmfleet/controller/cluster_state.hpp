@@ -55,6 +55,12 @@ class ClusterState {
 
   // Called (outside the lock) with every operation a committed batch wrote.
   void on_operation_change(std::function<void(const Operation&)> observer);
+  // Called (outside the lock) with the VMs a batch persisted to the store: those it
+  // wrote and the ids it deleted. Observers on several threads may see two batches in
+  // either order; the VM's generation tells which is newer.
+  using VmObserver =
+      std::function<void(const std::vector<Vm>& put, const std::vector<std::string>& deleted)>;
+  void on_vm_change(VmObserver observer);
 
   // Bumped on every applied change; lets readers cache derived views.
   std::uint64_t version() const;
@@ -68,6 +74,7 @@ class ClusterState {
   Data data_;
   std::uint64_t version_ = 0;
   std::vector<std::function<void(const Operation&)>> observers_;
+  std::vector<VmObserver> vm_observers_;
 };
 
 }  // namespace kvmfleet

@@ -36,6 +36,12 @@ struct ControllerConfig {
   int default_stop_timeout_s = 120;
   std::chrono::hours operation_retention{24 * 7};
   std::string agent_ca_file;  // for agents served over https
+  // VM metadata records (docs/metadata.md); empty: not written.
+  std::string metadata_dir;
+  std::chrono::milliseconds metadata_write_timeout{10'000};
+  std::size_t metadata_queue_capacity = 1024;
+  // Where agents keep VM volumes (their image_pool_path): disk paths in the records.
+  std::string metadata_pool_path = "/var/lib/kvmfleet/images";
 
   // Reads the JSON config file; unknown keys and bad values are errors that name the key.
   static Result<ControllerConfig> from_json(const nlohmann::json& j);

@@ -1,0 +1,39 @@
+// Helper for the kill -9 test: rewrites the records of a few VMs through
+// MetadataWriter, generation after generation, until it is killed.
+#include "kvmfleet/metadata/metadata_writer.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+using namespace kvmfleet;
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s DIR\n", argv[0]);
+    return 2;
+  }
+  metadata::MetadataWriterOptions opts;
+  opts.writer_id = "crash-writer";
+  metadata::MetadataWriter writer(metadata::make_posix_metadata_fs(argv[1]),
+                                  SystemClock::instance(), opts, nullptr);
+  writer.start();
+  const char* ids[] = {"00000000-0000-4000-8000-000000000001",
+                       "00000000-0000-4000-8000-000000000002",
+                       "00000000-0000-4000-8000-000000000003"};
+  for (std::int64_t gen = 1;; ++gen) {
+    for (int i = 0; i < 3; ++i) {
+      metadata::VmMetadata m;
+      m.vm.id = ids[i];
+      m.vm.spec.name = "crash" + std::to_string(i);
+      m.vm.spec.vcpus = 1 + static_cast<int>(gen % 4);
+      m.vm.spec.memory_mib = 256 + gen;
+      m.vm.spec.disks = {{1 + gen % 100, DiskBus::virtio}};
+      m.vm.host = "node1";
+      m.vm.generation = gen;
+      writer.submit(std::move(m));
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}

@@ -1,0 +1,81 @@
+#pragma once
+
+#include "kvmfleet/metadata/metadata_fs.hpp"
+
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace kvmfleet::doubles {
+
+// MetadataFs double over the real POSIX implementation: writes and removes can be
+// held (as a hung NFS share holds them) until released, or made to fail.
+class GatedMetadataFs final : public metadata::MetadataFs {
+ public:
+  explicit GatedMetadataFs(std::shared_ptr<metadata::MetadataFs> real) : real_(std::move(real)) {}
+
+  void hold() {
+    std::lock_guard lk(mu_);
+    held_ = true;
+  }
+  void release() {
+    {
+      std::lock_guard lk(mu_);
+      held_ = false;
+    }
+    cv_.notify_all();
+  }
+  void fail_next(int n) {
+    std::lock_guard lk(mu_);
+    fail_ = n;
+  }
+  // Calls currently blocked in the gate.
+  int waiting() const {
+    std::lock_guard lk(mu_);
+    return waiting_;
+  }
+  std::vector<std::string> written() const {
+    std::lock_guard lk(mu_);
+    return written_;
+  }
+
+  Status write_atomic(const std::string& name, std::string_view data) override {
+    if (auto st = gate(); !st) return st;
+    auto st = real_->write_atomic(name, data);
+    std::lock_guard lk(mu_);
+    if (st) written_.push_back(name);
+    return st;
+  }
+  Status remove(const std::string& name) override {
+    if (auto st = gate(); !st) return st;
+    return real_->remove(name);
+  }
+  Result<std::string> read(const std::string& name, std::size_t max_bytes) override {
+    return real_->read(name, max_bytes);
+  }
+  Result<std::vector<std::string>> list() override { return real_->list(); }
+
+ private:
+  Status gate() {
+    std::unique_lock lk(mu_);
+    ++waiting_;
+    cv_.wait(lk, [&] { return !held_; });
+    --waiting_;
+    if (fail_ > 0) {
+      --fail_;
+      return unavailable("share failed (test)");
+    }
+    return {};
+  }
+
+  std::shared_ptr<metadata::MetadataFs> real_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool held_ = false;
+  int fail_ = 0;
+  int waiting_ = 0;
+  std::vector<std::string> written_;
+};
+
+}  // namespace kvmfleet::doubles
