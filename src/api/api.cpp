@@ -327,6 +327,19 @@ void route(ClusterService& svc, Metrics& metrics, std::shared_ptr<Call> cp) {
       if (!view) return c.fail(not_found("no such host", {{"host", name}}));
       return c.ok(HttpStatus::ok, *view);
     }
+    if (n == 4 && seg[3] == "maintenance") {
+      if (m != Verb::post) return not_allowed();
+      if (!require(Need::admin)) return;
+      if (auto st = check_query_keys(c.query, {"wait"}); !st) return c.fail(st.error());
+      if (auto w = query_int(c.query, "wait", 0, 0, kMaxWaitSeconds); !w) return c.fail(w.error());
+      auto body = body_of(c);
+      if (!body) return c.fail(body.error());
+      auto req = parse_maintenance(*body, MigrationPolicy{});
+      if (!req) return c.fail(req.error());
+      auto s = svc.set_maintenance(*c.who, name, req->enabled, req->policy, submit_options(c));
+      if (!s) return c.fail(s.error());
+      return answer_operation(svc, cp, *s);
+    }
     if (n == 3 && m == Verb::delete_) {
       if (!require(Need::admin)) return;
       if (auto st = svc.delete_host(name); !st) return c.fail(st.error());

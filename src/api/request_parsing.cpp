@@ -93,31 +93,66 @@ Result<StopRequest> parse_stop(const nlohmann::json& body) {
   return r;
 }
 
+namespace {
+
+Result<MigrationPolicy> parse_policy_fields(const nlohmann::json& body,
+                                            const MigrationPolicy& defaults) {
+  MigrationPolicy r = defaults;
+  auto downtime = get_int(body, "max_downtime_ms", false, defaults.max_downtime_ms, 1, 600'000);
+  if (!downtime) return downtime.take_error();
+  r.max_downtime_ms = *downtime;
+  auto bw = get_int(body, "bandwidth_mib_s", false, defaults.bandwidth_mib_s, 0, 100'000);
+  if (!bw) return bw.take_error();
+  r.bandwidth_mib_s = *bw;
+  auto ac = get_bool(body, "auto_converge", defaults.auto_converge);
+  if (!ac) return ac.take_error();
+  r.auto_converge = *ac;
+  auto pc = get_bool(body, "allow_post_copy", defaults.allow_post_copy);
+  if (!pc) return pc.take_error();
+  r.allow_post_copy = *pc;
+  return r;
+}
+
+}  // namespace
+
+Result<MaintenanceRequest> parse_maintenance(const nlohmann::json& body,
+                                             const MigrationPolicy& defaults) {
+  if (auto st = check_known_fields(body, {"enabled", "policy"}); !st) return st.take_error();
+  if (!body.contains("enabled") || !body["enabled"].is_boolean())
+    return invalid("enabled must be true or false", {{"field", "enabled"}});
+  MaintenanceRequest r;
+  r.enabled = body["enabled"].get<bool>();
+  r.policy = defaults;
+  if (body.contains("policy")) {
+    const auto& p = body["policy"];
+    if (!p.is_object()) return invalid("policy must be an object", {{"field", "policy"}});
+    if (!r.enabled) return invalid("policy applies only when enabling maintenance", {{"field", "policy"}});
+    if (auto st = check_known_fields(
+            p, {"max_downtime_ms", "bandwidth_mib_s", "auto_converge", "allow_post_copy"});
+        !st)
+      return st.take_error();
+    auto policy = parse_policy_fields(p, defaults);
+    if (!policy) return policy.take_error();
+    r.policy = *policy;
+  }
+  return r;
+}
+
 Result<MigrateRequest> parse_migrate(const nlohmann::json& body, const MigrationPolicy& defaults) {
   if (auto st = check_known_fields(body, {"target_host", "max_downtime_ms", "bandwidth_mib_s",
                                           "auto_converge", "allow_post_copy"});
       !st)
     return st.take_error();
   MigrateRequest r;
-  r.policy = defaults;
   auto host = get_string(body, "target_host", false);
   if (!host) return host.take_error();
   if (!host->empty()) {
     if (auto st = check_name("target_host", *host); !st) return st.take_error();
     r.target_host = *host;
   }
-  auto downtime = get_int(body, "max_downtime_ms", false, defaults.max_downtime_ms, 1, 600'000);
-  if (!downtime) return downtime.take_error();
-  r.policy.max_downtime_ms = *downtime;
-  auto bw = get_int(body, "bandwidth_mib_s", false, defaults.bandwidth_mib_s, 0, 100'000);
-  if (!bw) return bw.take_error();
-  r.policy.bandwidth_mib_s = *bw;
-  auto ac = get_bool(body, "auto_converge", defaults.auto_converge);
-  if (!ac) return ac.take_error();
-  r.policy.auto_converge = *ac;
-  auto pc = get_bool(body, "allow_post_copy", defaults.allow_post_copy);
-  if (!pc) return pc.take_error();
-  r.policy.allow_post_copy = *pc;
+  auto policy = parse_policy_fields(body, defaults);
+  if (!policy) return policy.take_error();
+  r.policy = *policy;
   return r;
 }
 

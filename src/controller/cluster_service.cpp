@@ -2,6 +2,7 @@
 
 #include "kvmfleet/common/ids.hpp"
 #include "kvmfleet/common/validate.hpp"
+#include "kvmfleet/controller/migration_planning.hpp"
 #include "kvmfleet/controller/reconciler.hpp"
 #include "kvmfleet/controller/vm_operations.hpp"
 
@@ -358,48 +359,33 @@ Result<Submitted> ClusterService::migrate_vm(const Principal& who, const std::st
   return submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation& next) -> Status {
     const Vm* vm = d.find_vm(id_or_name);
     if (!vm) return not_found("no such VM", {{"vm", id_or_name}});
-    if (d.active_operation_for(vm->id))
-      return conflict("VM has an operation in progress", {{"vm", vm->spec.name}});
-    if (vm->state != VmState::running)
-      return conflict("only a running VM migrates live", {{"vm", vm->spec.name}, {"state", to_string(vm->state)}});
-    std::vector<Host> hosts;
-    std::vector<Vm> vms;
-    for (const auto& [_, h] : d.hosts) hosts.push_back(h);
-    for (const auto& [_, v] : d.vms) vms.push_back(v);
-    scheduler::Request req{vm->spec, {vm->host}};
-    req.spec.pinned_host = target_host;
-    if (!target_host.empty()) {
-      const Host* t = d.find_host(target_host);
-      if (!t) return not_found("no such host", {{"host", target_host}});
-      if (target_host == vm->host) return conflict("VM already runs on " + target_host);
-      if (t->state != HostState::up)
-        return conflict("target host is " + std::string(to_string(t->state)), {{"host", target_host}});
-      if (!t->schedulable)
-        return conflict("target host is not schedulable (maintenance)", {{"host", target_host}});
+    return plan_migration(d, config_.scheduler, *vm, target_host, policy, next);
+  });
+}
+
+Result<Submitted> ClusterService::set_maintenance(const Principal& who, const std::string& host,
+                                                  bool enabled, const MigrationPolicy& policy,
+                                                  const SubmitOptions& opts) {
+  Operation op;
+  op.kind = op_kind::host_maintenance;
+  op.target_type = "host";
+  return submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation& next) -> Status {
+    const Host* h = d.find_host(host);
+    if (!h) return not_found("no such host", {{"host", host}});
+    if (const Operation* other = d.active_operation_for(h->name))
+      return conflict("host has an operation in progress; cancel it or wait for it",
+                      {{"host", host}, {"operation", other->id}, {"kind", other->kind}});
+    if (enabled && h->state != HostState::up) {
+      bool running = false;
+      for (const auto& [_, vm] : d.vms) running |= vm.host == host && vm.state == VmState::running;
+      if (running)
+        return conflict("host is " + std::string(to_string(h->state)) +
+                            "; its VMs can be moved live only from a host that is up",
+                        {{"host", host}});
     }
-    auto placement = scheduler::place(scheduler::snapshot_from(hosts, vms), req, config_.scheduler);
-    // Hosts that cannot be reached for migration are out, whatever their capacity.
-    if (!placement.host.empty() && d.find_host(placement.host)->inventory.migration_address.empty()) {
-      if (!target_host.empty())
-        return conflict("target host takes no migrations (no migration_address)", {{"host", target_host}});
-      placement.host.clear();
-      double best = 0;
-      for (const auto& v : placement.verdicts) {
-        if (!v.feasible || d.find_host(v.host)->inventory.migration_address.empty()) continue;
-        if (placement.host.empty() || v.total > best) {
-          placement.host = v.host;
-          best = v.total;
-        }
-      }
-    }
-    if (placement.host.empty()) {
-      nlohmann::json reasons = nlohmann::json::object();
-      for (const auto& v : placement.verdicts)
-        reasons[v.host] = v.feasible ? "no migration_address" : v.reason;
-      return Error(ErrorCode::insufficient_capacity, "no host can take this VM", {{"hosts", reasons}});
-    }
-    next.target_id = vm->id;
-    next.params = {{"target_host", placement.host}, {"source_host", vm->host}, {"policy", policy}};
+    next.target_id = h->name;
+    next.params = {{"enabled", enabled}};
+    if (enabled) next.params["policy"] = policy;
     return {};
   });
 }

@@ -29,7 +29,7 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
           j, {"listen_address", "listen_port", "tls_cert_file", "tls_key_file", "body_limit_bytes",
               "read_timeout_ms", "api_threads", "database_path", "bootstrap_token_file",
               "scheduler", "heartbeat_interval_ms", "unreachable_after_ms", "down_after_ms",
-              "operation_workers", "agent_retry_attempts", "agent_retry_backoff_ms",
+              "operation_workers", "migrations_per_host", "agent_retry_attempts", "agent_retry_backoff_ms",
               "default_stop_timeout_s", "operation_retention_hours", "agent_ca_file",
               "metadata_dir", "metadata_write_timeout_ms", "metadata_queue_capacity",
               "metadata_pool_path"},
@@ -62,6 +62,9 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
   auto workers = get_int(j, "operation_workers", false, c.operation_workers, 1, 256);
   if (!workers) return workers.take_error();
   c.operation_workers = static_cast<int>(*workers);
+  auto per_host = get_int(j, "migrations_per_host", false, c.migrations_per_host, 1, 64);
+  if (!per_host) return per_host.take_error();
+  c.migrations_per_host = static_cast<int>(*per_host);
   auto attempts = get_int(j, "agent_retry_attempts", false, c.agent_retry_attempts, 1, 100);
   if (!attempts) return attempts.take_error();
   c.agent_retry_attempts = static_cast<int>(*attempts);

@@ -1,5 +1,7 @@
 #include "kvmfleet/controller/operation_runner.hpp"
 
+#include "kvmfleet/common/ids.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -17,12 +19,14 @@ void OpContext::progress(int percent, std::string step) {
   const std::string id = op_.id;
   const int p = op_.progress;
   const std::string s = op_.step;
+  const nlohmann::json r = op_.result;
   auto st = state().update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
     const Operation* cur = d.find_operation(id);
     if (!cur || is_terminal(cur->state)) return {};
     Operation next = *cur;
     next.progress = p;
     next.step = s;
+    next.result = r;
     b.put_operations.push_back(std::move(next));
     return {};
   });
@@ -42,13 +46,33 @@ bool OpContext::sleep_for(std::chrono::milliseconds d) {
   return !runner_.stopping_ && runner_.cancel_requested_.count(op_.id) == 0;
 }
 
+Result<Operation> OpContext::spawn(
+    Operation child, const std::function<Status(const ClusterState::Data&, Operation&)>& plan) {
+  child.id = new_uuid();
+  child.state = OpState::pending;
+  child.requested_by = op_.requested_by;
+  child.requester_id = op_.requester_id;
+  child.created_at = clock().now();
+  auto st = state().update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+    if (auto p = plan(d, child); !p) return p;
+    b.put_operations.push_back(child);
+    return {};
+  });
+  if (!st) return st.take_error();
+  runner_.submit(child.id);
+  return child;
+}
+
+Status OpContext::cancel(const std::string& op_id) { return runner_.cancel(op_id); }
+
 OperationRunner::OperationRunner(ClusterState& state, AgentApi& agents,
                                  const ControllerConfig& config, const Clock& clock)
     : state_(state), agents_(agents), config_(config), clock_(clock) {}
 
 OperationRunner::~OperationRunner() { stop(); }
 
-void OperationRunner::register_kind(std::string kind, OperationFn fn) {
+void OperationRunner::register_kind(std::string kind, OperationFn fn, AdmitFn admit) {
+  if (admit) admits_[kind] = std::move(admit);
   kinds_[std::move(kind)] = std::move(fn);
 }
 
@@ -101,6 +125,7 @@ Status OperationRunner::cancel(const std::string& op_id) {
     auto it = std::find(queue_.begin(), queue_.end(), op_id);
     if (it != queue_.end()) {
       queue_.erase(it);
+      waiting_for_.erase(op_id);
       was_queued = true;
     }
     // A worker may have taken it but not yet marked it running: that one is asked
@@ -132,34 +157,78 @@ Status OperationRunner::cancel(const std::string& op_id) {
   return {};
 }
 
+std::optional<Operation> OperationRunner::pick_locked(
+    std::vector<std::pair<std::string, std::string>>& notes) {
+  std::vector<Operation> running;
+  if (!admits_.empty())
+    for (const auto& [_, op] : running_) running.push_back(op);
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    auto op = state_.read([&](const ClusterState::Data& d) -> std::optional<Operation> {
+      const Operation* o = d.find_operation(*it);
+      return o ? std::optional<Operation>(*o) : std::nullopt;
+    });
+    if (!op) {  // gone from the state: nothing to run
+      waiting_for_.erase(*it);
+      queue_.erase(it);
+      return pick_locked(notes);
+    }
+    if (busy_targets_.count(op->target_id)) continue;
+    if (auto a = admits_.find(op->kind); a != admits_.end()) {
+      if (auto why = a->second(*op, running)) {
+        auto& last = waiting_for_[op->id];
+        if (last != *why) {
+          last = *why;
+          notes.emplace_back(op->id, *why);
+        }
+        continue;
+      }
+    }
+    waiting_for_.erase(op->id);
+    queue_.erase(it);
+    return op;
+  }
+  return std::nullopt;
+}
+
+void OperationRunner::note_waiting(const std::string& op_id, const std::string& reason) {
+  auto st = state_.update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+    const Operation* cur = d.find_operation(op_id);
+    if (!cur || cur->state != OpState::pending) return {};
+    Operation next = *cur;
+    next.step = reason;
+    b.put_operations.push_back(std::move(next));
+    return {};
+  });
+  if (!st) spdlog::warn("operation {}: cannot record why it waits: {}", op_id, st.error().message);
+}
+
 void OperationRunner::worker() {
   std::unique_lock lk(mu_);
   while (true) {
-    std::string picked, target;
-    cv_.wait(lk, [&] {
-      if (stopping_) return true;
-      for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-        auto t = state_.read([&](const ClusterState::Data& d) {
-          const Operation* o = d.find_operation(*it);
-          return o ? o->target_id : std::string{};
-        });
-        if (busy_targets_.count(t)) continue;
-        picked = *it;
-        target = t;
-        queue_.erase(it);
-        return true;
-      }
-      return false;
-    });
     if (stopping_) return;
+    std::vector<std::pair<std::string, std::string>> notes;
+    auto picked = pick_locked(notes);
+    if (!notes.empty()) {
+      lk.unlock();
+      for (const auto& [id, why] : notes) note_waiting(id, why);
+      lk.lock();
+    }
+    if (!picked) {
+      if (notes.empty()) cv_.wait(lk);
+      continue;
+    }
+    const std::string id = picked->id;
+    const std::string target = picked->target_id;
     busy_targets_.insert(target);
-    running_ops_.insert(picked);
+    running_ops_.insert(id);
+    running_.emplace(id, std::move(*picked));
     lk.unlock();
-    execute(picked);
+    execute(id);
     lk.lock();
     busy_targets_.erase(target);
-    running_ops_.erase(picked);
-    cancel_requested_.erase(picked);
+    running_ops_.erase(id);
+    running_.erase(id);
+    cancel_requested_.erase(id);
     cv_.notify_all();
   }
 }

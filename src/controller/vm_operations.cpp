@@ -1,5 +1,6 @@
 #include "kvmfleet/controller/vm_operations.hpp"
 
+#include "kvmfleet/controller/migration_planning.hpp"
 #include "kvmfleet/model/json.hpp"
 #include "kvmfleet/model/migration.hpp"
 
@@ -307,7 +308,11 @@ void register_vm_operations(OperationRunner& runner) {
   runner.register_kind(std::string(op_kind::vm_reboot), reboot_vm);
   runner.register_kind(std::string(op_kind::vm_destroy), destroy_vm);
   runner.register_kind(std::string(op_kind::vm_delete), delete_vm);
-  runner.register_kind(std::string(op_kind::vm_migrate), migrate_vm);
+  runner.register_kind(
+      std::string(op_kind::vm_migrate), migrate_vm,
+      [&config = runner.config()](const Operation& op, const std::vector<Operation>& running) {
+        return migration_slot_refusal(op, running, config.migrations_per_host);
+      });
 }
 
 }  // namespace kvmfleet

@@ -247,6 +247,31 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   // Nothing can be placed while the only host is cordoned.
   EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token, {{"name", "early"}, {"memory_mib", 64}}).status, 422u);
   EXPECT_EQ(patch("node1", R"({"schedulable":true})", admin).status, 200u);
+  // Maintenance: an operation either way; with no running VM the drain ends at once.
+  const std::string maint = "/v1/hosts/{name}/maintenance";
+  auto drain = post("/v1/hosts/node1/maintenance?wait=60", maint, admin, {{"enabled", true}, {"policy", {{"max_downtime_ms", 300}}}});
+  ASSERT_EQ(drain.status, 200u) << drain.body;
+  EXPECT_EQ(drain.json().value("kind", ""), "host.maintenance");
+  EXPECT_EQ(drain.json().value("state", ""), "succeeded") << drain.body;
+  EXPECT_FALSE(get("/v1/hosts/node1", "/v1/hosts/{name}", viewer_token).json().value("schedulable", true));
+  auto undrain = post("/v1/hosts/node1/maintenance", maint, admin, {{"enabled", false}});
+  EXPECT_EQ(undrain.status, 202u) << undrain.body;
+  EXPECT_EQ(get("/v1/operations/" + undrain.json().value("id", "") + "?wait=60", "/v1/operations/{id}", viewer_token)
+                .json()
+                .value("state", ""),
+            "succeeded");
+  EXPECT_TRUE(get("/v1/hosts/node1", "/v1/hosts/{name}", viewer_token).json().value("schedulable", false));
+  EXPECT_EQ(post("/v1/hosts/node1/maintenance", maint, admin, {{"enabled", "yes"}}).status, 400u);
+  EXPECT_EQ(post("/v1/hosts/node1/maintenance", maint, admin, json::object()).status, 400u);
+  EXPECT_EQ(post("/v1/hosts/node1/maintenance", maint, admin, {{"enabled", true}, {"drain", true}}).status, 400u);
+  EXPECT_EQ(post("/v1/hosts/node1/maintenance", maint, admin, {{"enabled", false}, {"policy", json::object()}}).status,
+            400u);
+  EXPECT_EQ(post("/v1/hosts/node1/maintenance", maint, admin, {{"enabled", true}, {"policy", {{"max_downtime_ms", 0}}}})
+                .status,
+            400u);
+  EXPECT_EQ(post("/v1/hosts/node1/maintenance", maint, operator_token, {{"enabled", true}}).status, 403u);
+  EXPECT_EQ(post("/v1/hosts/ghost/maintenance", maint, admin, {{"enabled", true}}).status, 404u);
+  EXPECT_EQ(get("/v1/hosts/node1/maintenance", maint, admin).status, 405u);
   ASSERT_EQ(post("/v1/hosts", "/v1/hosts", admin, {{"name", "node2"}, {"agent_url", agent_url()}}).status, 201u);
   EXPECT_EQ(del("/v1/hosts/node2", "/v1/hosts/{name}", operator_token).status, 403u);
   EXPECT_EQ(del("/v1/hosts/node2", "/v1/hosts/{name}", admin).status, 200u);

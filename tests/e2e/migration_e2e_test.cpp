@@ -218,4 +218,38 @@ TEST_F(MigrationE2E, ControllerKilledDuringAMigrationResolvesToExactlyOneRunning
   ASSERT_TRUE(del.ok());
 }
 
+TEST_F(MigrationE2E, MaintenanceDrainsEveryRunningVmToTheOtherHost) {
+  const std::vector<std::string> names = {"dv1", "dv2", "dv3"};
+  for (const auto& n : names) {
+    auto c = api("POST", "/v1/vms?wait=120",
+                 json{{"name", n}, {"memory_mib", 64}, {"host", "mig-a"}, {"start", true}}.dump(), 150);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    ASSERT_EQ((*c)["state"], "succeeded") << c->dump();
+  }
+  auto d = api("POST", "/v1/hosts/mig-a/maintenance?wait=240", R"({"enabled":true})", 270);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ((*d)["state"], "succeeded") << d->dump();
+  for (const auto& n : names) {
+    SCOPED_TRACE(n);
+    EXPECT_EQ((*d)["result"]["vms"][n]["state"], "moved");
+    EXPECT_EQ(domstate("mig-b", n), "running");
+    EXPECT_EQ(domstate("mig-a", n), "absent");
+    EXPECT_EQ(running_copies(n), 1);
+  }
+  auto host = api("GET", "/v1/hosts/mig-a");
+  ASSERT_TRUE(host.ok());
+  EXPECT_FALSE((*host)["schedulable"].get<bool>());
+  // Nothing lands on a host in maintenance, by placement or by migration.
+  auto back = api("POST", "/v1/vms/dv1/migrate", R"({"target_host":"mig-a"})");
+  ASSERT_FALSE(back.ok());
+  EXPECT_EQ(back.error().code, ErrorCode::conflict);
+  auto undo = api("POST", "/v1/hosts/mig-a/maintenance?wait=60", R"({"enabled":false})", 90);
+  ASSERT_TRUE(undo.ok()) << undo.error().message;
+  EXPECT_EQ((*undo)["state"], "succeeded");
+  for (const auto& n : names) {
+    auto del = api("DELETE", "/v1/vms/" + n + "?force=true&wait=60", {}, 90);
+    ASSERT_TRUE(del.ok()) << del.error().message;
+  }
+}
+
 }  // namespace

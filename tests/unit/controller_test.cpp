@@ -1,5 +1,7 @@
 #include "kvmfleet/controller/cluster_service.hpp"
 #include "kvmfleet/controller/reconciler.hpp"
+#include "kvmfleet/controller/host_operations.hpp"
+#include "kvmfleet/controller/migration_planning.hpp"
 #include "kvmfleet/controller/vm_operations.hpp"
 #include "tests/doubles/fake_agent_api.hpp"
 #include "tests/doubles/memory_store.hpp"
@@ -38,6 +40,7 @@ class ControllerTest : public ::testing::Test {
     ASSERT_TRUE(state_->load().ok());
     runner_ = std::make_unique<OperationRunner>(*state_, agents_, config_, clock_);
     register_vm_operations(*runner_);
+    register_host_operations(*runner_);
     service_ = std::make_unique<ClusterService>(*state_, *runner_, config_, clock_, ioc_);
   }
   void shutdown() {
@@ -518,6 +521,156 @@ TEST_F(MigrationTest, ARestartedControllerAdoptsAMigrationThatFinishedWhileItWas
   EXPECT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(vm("web1").host, "node2");
   EXPECT_EQ(agents_.count("migrate"), 1);  // not started a second time
+}
+
+// ---- migration budgets and host maintenance -----------------------------------
+
+Operation migration(const std::string& id, const std::string& from, const std::string& to) {
+  Operation op;
+  op.id = id;
+  op.kind = op_kind::vm_migrate;
+  op.params = {{"source_host", from}, {"target_host", to}};
+  return op;
+}
+
+TEST(MigrationSlots, AtMostKLeaveAndKArriveOnAnyHost) {
+  const std::vector<Operation> running = {migration("a", "n1", "n2"), migration("b", "n1", "n3")};
+  auto out = migration_slot_refusal(migration("c", "n1", "n4"), running, 2);
+  ASSERT_TRUE(out.has_value());
+  EXPECT_NE(out->find("leaving n1"), std::string::npos) << *out;
+  EXPECT_FALSE(migration_slot_refusal(migration("c", "n1", "n4"), running, 3).has_value());
+  EXPECT_FALSE(migration_slot_refusal(migration("c", "n5", "n4"), running, 2).has_value());
+  const std::vector<Operation> arriving = {migration("a", "n1", "n9"), migration("b", "n2", "n9")};
+  auto in = migration_slot_refusal(migration("c", "n3", "n9"), arriving, 2);
+  ASSERT_TRUE(in.has_value());
+  EXPECT_NE(in->find("arriving on n9"), std::string::npos) << *in;
+  // Itself, and operations of other kinds, never count.
+  Operation stop = migration("s", "n1", "n2");
+  stop.kind = op_kind::vm_stop;
+  EXPECT_FALSE(migration_slot_refusal(migration("a", "n1", "n2"), {migration("a", "n1", "n2"), stop}, 1));
+}
+
+class DrainTest : public ControllerTest {
+ protected:
+  void SetUp() override {
+    ControllerTest::SetUp();
+    config_.operation_workers = 6;
+    config_.migrations_per_host = 2;
+    host_up("node1");
+    host_up("node2");
+    runner_->start();
+    for (const char* name : {"v1", "v2", "v3"}) {
+      VmSpec s = spec(name);
+      s.pinned_host = "node1";
+      auto c = service_->create_vm(admin(), s, true, {});
+      ASSERT_TRUE(c.ok());
+      ASSERT_EQ(wait_done(c->operation.id).state, OpState::succeeded);
+    }
+  }
+  Operation op(const std::string& id) {
+    return state_->read([&](const ClusterState::Data& d) { return *d.find_operation(id); });
+  }
+  bool schedulable(const std::string& host) {
+    return state_->read([&](const ClusterState::Data& d) { return d.find_host(host)->schedulable; });
+  }
+};
+
+TEST_F(DrainTest, AThirdMigrationFromAHostQueuesAndSaysWhy) {
+  agents_.hold_migrations = true;
+  std::vector<std::string> ids;
+  for (const char* name : {"v1", "v2", "v3"}) {
+    auto m = service_->migrate_vm(admin(), name, "node2", {}, {});
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    ids.push_back(m->operation.id);
+  }
+  for (int i = 0; i < 200 && agents_.count("migrate") < 2; ++i) std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(agents_.count("migrate"), 2);
+  Operation third;
+  for (int i = 0; i < 200; ++i) {
+    third = op(ids[2]);
+    if (third.step.rfind("queued:", 0) == 0) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(third.state, OpState::pending);
+  EXPECT_NE(third.step.find("leaving node1 (limit 2)"), std::string::npos) << third.step;
+  agents_.complete_migration(vm("v1").id);
+  EXPECT_EQ(wait_done(ids[0]).state, OpState::succeeded);
+  for (int i = 0; i < 300 && agents_.count("migrate") < 3; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(agents_.count("migrate"), 3);  // the freed slot went to the queued one
+  agents_.complete_migration(vm("v2").id);
+  agents_.complete_migration(vm("v3").id);
+  EXPECT_EQ(wait_done(ids[1]).state, OpState::succeeded);
+  EXPECT_EQ(wait_done(ids[2]).state, OpState::succeeded);
+  EXPECT_EQ(vm("v3").host, "node2");
+}
+
+TEST_F(DrainTest, MaintenanceMovesEveryRunningVmAwayAndReportsEach) {
+  auto stop = service_->vm_action(admin(), "v3", op_kind::vm_destroy, nlohmann::json::object(), {});
+  ASSERT_TRUE(stop.ok());
+  ASSERT_EQ(wait_done(stop->operation.id).state, OpState::succeeded);
+  auto m = service_->set_maintenance(admin(), "node1", true, {}, {});
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  EXPECT_FALSE(schedulable("node1")) << "unschedulable before the first VM moves";
+  auto done = wait_done(m->operation.id);
+  ASSERT_EQ(done.state, OpState::succeeded) << (done.error ? done.error->message : "");
+  EXPECT_EQ(done.progress, 100);
+  EXPECT_EQ(vm("v1").host, "node2");
+  EXPECT_EQ(vm("v2").host, "node2");
+  EXPECT_EQ(vm("v3").host, "node1");  // stopped: stays defined where it is
+  const auto& vms = done.result["vms"];
+  EXPECT_EQ(vms["v1"]["state"], "moved");
+  EXPECT_EQ(vms["v1"]["target_host"], "node2");
+  EXPECT_EQ(vms["v2"]["state"], "moved");
+  EXPECT_EQ(vms["v3"]["state"], "stays");
+  // Each move is an operation of its own, attributed to the drain's requester.
+  const Operation child = op(vms["v1"]["operation"]);
+  EXPECT_EQ(child.kind, op_kind::vm_migrate);
+  EXPECT_EQ(child.requested_by, admin().name);
+  EXPECT_EQ(child.params["maintenance_of"], "node1");
+
+  auto again = service_->migrate_vm(admin(), "v1", "node1", {}, {});
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::conflict);  // in maintenance
+  auto off = service_->set_maintenance(admin(), "node1", false, {}, {});
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(wait_done(off->operation.id).state, OpState::succeeded);
+  EXPECT_TRUE(schedulable("node1"));
+}
+
+TEST_F(DrainTest, MaintenanceFailsNamingTheVmsThatCouldNotMove) {
+  agents_.fail_next("migrate", Error(ErrorCode::conflict, "CPU model not supported by target"), 100);
+  auto m = service_->set_maintenance(admin(), "node1", true, {}, {});
+  ASSERT_TRUE(m.ok());
+  auto done = wait_done(m->operation.id);
+  ASSERT_EQ(done.state, OpState::failed);
+  ASSERT_TRUE(done.error.has_value());
+  EXPECT_EQ(done.error->code, ErrorCode::conflict);
+  EXPECT_NE(done.error->message.find("3 VM(s) could not move off node1"), std::string::npos)
+      << done.error->message;
+  EXPECT_EQ(done.error->details["vms"]["v2"], "CPU model not supported by target");
+  EXPECT_FALSE(schedulable("node1"));  // still in maintenance
+  EXPECT_EQ(vm("v1").host, "node1");
+}
+
+TEST_F(DrainTest, MaintenanceRefusesClearly) {
+  auto ghost = service_->set_maintenance(admin(), "node9", true, {}, {});
+  ASSERT_FALSE(ghost.ok());
+  EXPECT_EQ(ghost.error().code, ErrorCode::not_found);
+  agents_.hold_migrations = true;
+  auto m = service_->set_maintenance(admin(), "node1", true, {}, {});
+  ASSERT_TRUE(m.ok());
+  auto twice = service_->set_maintenance(admin(), "node1", false, {}, {});
+  ASSERT_FALSE(twice.ok());
+  EXPECT_EQ(twice.error().code, ErrorCode::conflict);
+  // Cancelling the drain aborts its migrations: the VMs stay where they run.
+  for (int i = 0; i < 300 && agents_.count("migrate") < 2; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(service_->cancel_operation(m->operation.id).ok());
+  auto done = wait_done(m->operation.id);
+  EXPECT_EQ(done.state, OpState::cancelled);
+  EXPECT_EQ(vm("v1").host, "node1");
+  EXPECT_EQ(vm("v3").host, "node1");
+  EXPECT_GE(agents_.count("abort_migration"), 2);
 }
 
 }  // namespace

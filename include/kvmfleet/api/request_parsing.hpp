@@ -45,6 +45,14 @@ struct MigrateRequest {
 // POST /v1/vms/{id}/migrate; `defaults` is the cluster's policy.
 Result<MigrateRequest> parse_migrate(const nlohmann::json& body, const MigrationPolicy& defaults);
 
+struct MaintenanceRequest {
+  bool enabled = true;
+  MigrationPolicy policy;  // for the migrations of the drain
+};
+// POST /v1/hosts/{name}/maintenance: {"enabled": bool, "policy": {...}?}.
+Result<MaintenanceRequest> parse_maintenance(const nlohmann::json& body,
+                                             const MigrationPolicy& defaults);
+
 // Query strings: percent-decoded key → value; a key given twice is an error.
 Result<std::map<std::string, std::string>> parse_query(std::string_view query);
 // Refuses keys not in `allowed`.

@@ -78,6 +78,10 @@ class ClusterService {
                               const SubmitOptions& opts);
 
   // Live migration to `target_host`, or where the scheduler puts it (never the source).
+  // host.maintenance: enabled drains the host by live migration (see host_operations);
+  // disabled makes it schedulable again.
+  Result<Submitted> set_maintenance(const Principal& who, const std::string& host, bool enabled,
+                                    const MigrationPolicy& policy, const SubmitOptions& opts);
   Result<Submitted> migrate_vm(const Principal& who, const std::string& id_or_name,
                                const std::string& target_host, const MigrationPolicy& policy,
                                const SubmitOptions& opts);

@@ -30,7 +30,10 @@ struct ControllerConfig {
   std::chrono::milliseconds unreachable_after{6'000};
   std::chrono::milliseconds down_after{30'000};
   // Operations
-  int operation_workers = 4;
+  // A drain holds one worker while its migrations use others.
+  int operation_workers = 8;
+  // At most this many live migrations leave, and this many arrive on, any host at once.
+  int migrations_per_host = 2;
   int agent_retry_attempts = 5;
   std::chrono::milliseconds agent_retry_backoff{500};
   int default_stop_timeout_s = 120;

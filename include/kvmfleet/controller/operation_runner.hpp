@@ -9,7 +9,9 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -47,7 +49,16 @@ class OpContext {
       delay = std::min(delay * 2, std::chrono::milliseconds{10'000});
     }
   }
+  // What progress() persists along with the percentage, so a poller (and a resumed
+  // run) sees partial results such as a drain's per-VM outcomes.
   nlohmann::json& result() { return op_.result; }
+  // Persists a new pending operation (kind, target and params set by `plan`, which
+  // may refuse) and queues it: how an operation starts others (a drain its
+  // migrations). The child is attributed to this operation's requester.
+  Result<Operation> spawn(Operation child,
+                          const std::function<Status(const ClusterState::Data&, Operation&)>& plan);
+  // Asks another operation to stop, as DELETE /v1/operations/{id} does.
+  Status cancel(const std::string& op_id);
 
  private:
   OperationRunner& runner_;
@@ -59,6 +70,11 @@ class OpContext {
 // controller restart, since agent calls are idempotent by operation id.
 using OperationFn = std::function<Status(OpContext&)>;
 
+// Whether a queued operation may start now, given the operations running: nothing
+// when it may, else why it waits (shown as its step while it is queued).
+using AdmitFn = std::function<std::optional<std::string>(const Operation& candidate,
+                                                         const std::vector<Operation>& running)>;
+
 // Runs persisted operations on worker threads, one at a time per target, oldest
 // first. On start it picks up every operation a previous controller left unfinished.
 class OperationRunner {
@@ -67,7 +83,8 @@ class OperationRunner {
                   const Clock& clock);
   ~OperationRunner();
 
-  void register_kind(std::string kind, OperationFn fn);
+  void register_kind(std::string kind, OperationFn fn, AdmitFn admit = {});
+  const ControllerConfig& config() const { return config_; }
   void start();
   void stop();
   // The operation is already persisted as pending.
@@ -78,6 +95,10 @@ class OperationRunner {
  private:
   friend class OpContext;
   void worker();
+  // Under mu_: the first queued operation whose target is free and that its kind
+  // admits. Refusal reasons that changed are added to `notes` (op id, reason).
+  std::optional<Operation> pick_locked(std::vector<std::pair<std::string, std::string>>& notes);
+  void note_waiting(const std::string& op_id, const std::string& reason);
   void execute(const std::string& op_id);
   void finish(const std::string& op_id, OpState state, std::optional<Error> error,
               const nlohmann::json& result);
@@ -87,12 +108,15 @@ class OperationRunner {
   const ControllerConfig& config_;
   const Clock& clock_;
   std::map<std::string, OperationFn> kinds_;
+  std::map<std::string, AdmitFn> admits_;
 
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::string> queue_;
   std::set<std::string> busy_targets_;
   std::set<std::string> running_ops_;  // taken by a worker
+  std::map<std::string, Operation> running_;        // their operations, for admission
+  std::map<std::string, std::string> waiting_for_;  // queued op → why it waits
   std::set<std::string> cancel_requested_;
   bool stopping_ = false;
   std::vector<std::thread> workers_;

@@ -27,6 +27,7 @@ inline constexpr std::string_view vm_reboot = "vm.reboot";
 inline constexpr std::string_view vm_destroy = "vm.destroy";
 inline constexpr std::string_view vm_delete = "vm.delete";
 inline constexpr std::string_view vm_migrate = "vm.migrate";
+inline constexpr std::string_view host_maintenance = "host.maintenance";
 }  // namespace op_kind
 
 // An asynchronous piece of work. It is persisted before it starts so that a

@@ -1,0 +1,90 @@
+#include "kvmfleet/controller/migration_planning.hpp"
+
+#include "kvmfleet/model/json.hpp"
+
+namespace kvmfleet {
+
+Status plan_migration(const ClusterState::Data& d, const scheduler::Config& config, const Vm& vm,
+                      const std::string& target_host, const MigrationPolicy& policy,
+                      Operation& next) {
+  if (d.active_operation_for(vm.id))
+    return conflict("VM has an operation in progress", {{"vm", vm.spec.name}});
+  if (vm.state != VmState::running)
+    return conflict("only a running VM migrates live",
+                    {{"vm", vm.spec.name}, {"state", to_string(vm.state)}});
+  if (!target_host.empty()) {
+    const Host* t = d.find_host(target_host);
+    if (!t) return not_found("no such host", {{"host", target_host}});
+    if (target_host == vm.host) return conflict("VM already runs on " + target_host);
+    if (t->state != HostState::up)
+      return conflict("target host is " + std::string(to_string(t->state)), {{"host", target_host}});
+    if (!t->schedulable)
+      return conflict("target host is not schedulable (maintenance)", {{"host", target_host}});
+    if (t->inventory.migration_address.empty())
+      return conflict("target host takes no migrations (no migration_address)",
+                      {{"host", target_host}});
+  }
+
+  std::vector<Host> hosts;
+  std::vector<Vm> vms;
+  for (const auto& [_, h] : d.hosts) hosts.push_back(h);
+  for (const auto& [_, v] : d.vms) vms.push_back(v);
+  // A VM on its way somewhere is counted there as well as on its source.
+  for (const auto& [_, op] : d.operations) {
+    if (is_terminal(op.state) || op.kind != op_kind::vm_migrate) continue;
+    const Vm* moving = d.find_vm(op.target_id);
+    const std::string dest = op.params.value("target_host", "");
+    if (!moving || dest.empty() || dest == moving->host) continue;
+    Vm phantom = *moving;
+    phantom.host = dest;
+    vms.push_back(std::move(phantom));
+  }
+  scheduler::Request req{vm.spec, {vm.host}};
+  req.spec.pinned_host = target_host;
+  // Hosts that cannot be reached for migration are out, whatever their capacity.
+  for (const auto& h : hosts)
+    if (h.inventory.migration_address.empty() && h.name != vm.host)
+      req.exclude_hosts.push_back(h.name);
+  auto placement = scheduler::place(scheduler::snapshot_from(hosts, vms), req, config);
+  if (placement.host.empty()) {
+    nlohmann::json reasons = nlohmann::json::object();
+    for (const auto& v : placement.verdicts) {
+      const Host* h = d.find_host(v.host);
+      if (v.host == vm.host)
+        reasons[v.host] = "the VM's own host";
+      else if (h && h->inventory.migration_address.empty())
+        reasons[v.host] = "takes no migrations (no migration_address)";
+      else
+        reasons[v.host] = v.reason;
+    }
+    return Error(ErrorCode::insufficient_capacity, "no host can take this VM",
+                 {{"vm", vm.spec.name}, {"hosts", reasons}});
+  }
+  next.target_type = "vm";
+  next.target_id = vm.id;
+  next.params = {{"target_host", placement.host}, {"source_host", vm.host}, {"policy", policy}};
+  return {};
+}
+
+std::optional<std::string> migration_slot_refusal(const Operation& candidate,
+                                                  const std::vector<Operation>& running,
+                                                  int per_host) {
+  if (candidate.kind != op_kind::vm_migrate) return std::nullopt;
+  const std::string source = candidate.params.value("source_host", "");
+  const std::string target = candidate.params.value("target_host", "");
+  int outgoing = 0;
+  int incoming = 0;
+  for (const auto& op : running) {
+    if (op.kind != op_kind::vm_migrate || op.id == candidate.id) continue;
+    if (!source.empty() && op.params.value("source_host", "") == source) ++outgoing;
+    if (!target.empty() && op.params.value("target_host", "") == target) ++incoming;
+  }
+  const std::string limit = " (limit " + std::to_string(per_host) + ")";
+  if (outgoing >= per_host)
+    return "queued: " + std::to_string(outgoing) + " migrations are leaving " + source + limit;
+  if (incoming >= per_host)
+    return "queued: " + std::to_string(incoming) + " migrations are arriving on " + target + limit;
+  return std::nullopt;
+}
+
+}  // namespace kvmfleet
