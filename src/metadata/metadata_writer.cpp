@@ -208,14 +208,21 @@ struct MetadataWriter::Shared {
           in_flight = InFlight{id, 0, e.first_change};
           lk.unlock();
           std::optional<VmMetadata> m;
+          bool reread = static_cast<bool>(refetch);
           try {
-            m = refetch ? refetch(id) : std::nullopt;
+            if (reread) m = refetch(id);
           } catch (const std::exception& ex) {
+            reread = false;
             spdlog::error("metadata: re-reading VM {}: {}", id, ex.what());
           }
           lk.lock();
           in_flight.reset();
           if (pending.contains(id) || stopping) continue;  // a newer change arrived meanwhile
+          if (!reread) {
+            // Without the VM's current state the record is left as it is, never removed.
+            record_error("the dropped change of VM " + id + " cannot be re-read");
+            continue;
+          }
           if (m) {
             e.generation = m->vm.generation;
             e.meta = std::move(m);

@@ -137,6 +137,29 @@ TEST_F(WriterTest, AFullQueueDropsTheOldestAndRewritesItLater) {
   EXPECT_TRUE(eventually([&] { return writer_->health().queue_depth == 0; }));
 }
 
+TEST_F(WriterTest, ADroppedVmThatNoLongerExistsLosesItsRecord) {
+  opts_.queue_capacity = 1;
+  make_writer();
+  auto gone = sample_vm("gone", 1);
+  change(gone);
+  ASSERT_TRUE(eventually([&] { return generation_on_disk(gone.vm.id) == 1; }));
+  gated_->hold();
+  auto busy = sample_vm("busy", 1);
+  change(busy);
+  ASSERT_TRUE(eventually([&] { return gated_->waiting() == 1; }));
+  gone.vm.generation = 2;
+  change(gone);
+  change(sample_vm("other", 1));  // pushes "gone" out of the queue
+  EXPECT_EQ(writer_->health().dropped_total, 1u);
+  {
+    std::lock_guard lk(mu_);
+    current_.erase(gone.vm.id);  // deleted while its change was out of the queue
+  }
+  gated_->release();
+  ASSERT_TRUE(eventually([&] { return writer_->health().queue_depth == 0; }));
+  EXPECT_FALSE(real_->read(gone.vm.id + ".json", 1 << 20).ok());
+}
+
 TEST_F(WriterTest, AHungShareNeverBlocksSubmitAndShowsInHealthUntilItAnswers) {
   opts_.write_timeout = 20ms;
   make_writer();
