@@ -9,6 +9,7 @@
 
 #include <array>
 #include <chrono>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -100,6 +101,16 @@ class KernelLabStorage : public ::testing::Test {
   }
 
   KernelLab& lab() { return *lab_; }
+
+  // Runs step(g) for every guest at once, one thread each; a guest's runner takes
+  // its commands in order, different guests run in parallel. gtest's assertions
+  // are thread-safe here; an ASSERT ends only that guest's part.
+  template <typename Step>
+  static void on_each_guest(Step step) {
+    std::vector<std::future<void>> jobs;
+    for (int g = 1; g <= kGuests; ++g) jobs.push_back(std::async(std::launch::async, step, g));
+    for (auto& j : jobs) j.get();
+  }
   storage::Lvm2Cli& lvm(int g) { return *lvm_[g]; }
 
   // A tgtd CHAP account bound to a second target, set up from this machine in
@@ -183,7 +194,8 @@ bool KernelLabStorage::lv_ok_ = false;
 // device comes from the backend and has the LUN's size.
 TEST_F(KernelLabStorage, A_IscsiDiscoveryAndLogin) {
   const auto t = steady::now();
-  for (int g = 1; g <= kGuests; ++g) {
+  // The guests work in parallel (each guest runs its commands in order).
+  auto bring_up = [&](int g) {
     ASSERT_TRUE(runs_ok(lab(), g,
                         {"modprobe", "-a", "dm_snapshot", "softdog", "iscsi_tcp", "sd_mod"}));
     ASSERT_TRUE(runs_ok(lab(), g, {"iscsid"}));
@@ -225,7 +237,8 @@ TEST_F(KernelLabStorage, A_IscsiDiscoveryAndLogin) {
     ProcessOutput out;
     ASSERT_TRUE(runs_ok(lab(), g, {"blockdev", "--getsize64", disk_[g]}, &out));
     EXPECT_EQ(out.out, std::to_string(kLunBytes) + "\n");
-  }
+  };
+  on_each_guest(bring_up);
   report_time("iscsi_discover_login_both_ms", steady::now() - t);
 }
 
@@ -265,7 +278,8 @@ TEST_F(KernelLabStorage, B_IscsiChapLogin) {
 // LockDaemons reports nothing running, then wdmd + sanlock + lvmlockd once started.
 TEST_F(KernelLabStorage, C_LockDaemons) {
   ASSERT_FALSE(disk_[1].empty() || disk_[2].empty()) << "needs A_IscsiDiscoveryAndLogin";
-  for (int g = 1; g <= kGuests; ++g) {
+  const auto t = steady::now();
+  on_each_guest([&](int g) {
     auto before = daemons_[g]->check();
     ASSERT_TRUE(before.ok()) << describe(before.error());
     EXPECT_FALSE(before->wdmd || before->sanlock || before->lvmlockd) << before->to_json().dump();
@@ -290,8 +304,9 @@ TEST_F(KernelLabStorage, C_LockDaemons) {
     o.host_id = lab().guest(g).host_id;
     o.udev = false;  // the lab has no udev
     lvm_[g] = std::make_unique<storage::Lvm2Cli>(lab().runner(g), o);
-  }
-  daemons_ok_ = !HasFailure();
+  });
+  report_time("lock_daemons_start_both_ms", steady::now() - t);
+  daemons_ok_ = !HasFailure() && lvm_[1] && lvm_[2];
 }
 
 // node1 makes the shared VG; both start its lockspace through the backend (which
@@ -380,7 +395,8 @@ TEST_F(KernelLabStorage, E_LvCreateGrowDelete) {
 
 // The split-brain guard: vol1 active exclusively on node1 cannot be activated on
 // node2, neither exclusively nor shared (conflict from the backend; lvs and
-// dmsetup agree). Shared on both, as for a live migration, then back.
+// dmsetup agree). Then the lock handover of a live migration: ex to sh on the
+// source, sh on the target, source off, sh to ex on the target.
 TEST_F(KernelLabStorage, F_ExclusiveActivationRefusedElsewhere) {
   ASSERT_TRUE(lv_ok_) << "needs E_LvCreateGrowDelete";
   ASSERT_TRUE(lvm(1).activate(kVg, "vol1", LvActivation::exclusive).ok());
@@ -403,20 +419,43 @@ TEST_F(KernelLabStorage, F_ExclusiveActivationRefusedElsewhere) {
   ASSERT_TRUE(on2.ok());
   EXPECT_FALSE(on2->active);
 
-  // Shared on both hosts (what a live migration holds), exclusive refused meanwhile.
-  ASSERT_TRUE(lvm(1).activate(kVg, "vol1", LvActivation::inactive).ok());
+  // A live migration's locks, without ever letting go on the source: node1 turns
+  // its exclusive lock into a shared one, node2 joins shared (exclusive is refused
+  // to either meanwhile), node1 lets go, node2 turns its lock exclusive.
+  auto lock_is = [&](int g, LvActivation mode) {
+    auto now = lvm(g).get_lv(kVg, "vol1");
+    EXPECT_TRUE(now.ok());
+    if (now.ok()) {
+      EXPECT_EQ(now->activation, mode) << "node" << g << " holds vol1 "
+                                       << storage::to_string(now->activation);
+    }
+  };
+  const auto t = steady::now();
+  auto converted = lvm(1).activate(kVg, "vol1", LvActivation::shared);
+  ASSERT_TRUE(converted.ok()) << "ex to sh on node1: " << describe(converted.error());
+  lock_is(1, LvActivation::shared);
+  auto joined = lvm(2).activate(kVg, "vol1", LvActivation::shared);
+  ASSERT_TRUE(joined.ok()) << "sh on node2: " << describe(joined.error());
+  lock_is(2, LvActivation::shared);
+  ProcessOutput out;
+  ASSERT_TRUE(runs_ok(lab(), 2, {"lvmlockctl", "--info"}, &out));
+  EXPECT_NE(out.out.find("LK LV sh " + lv->uuid), std::string::npos) << out.out;
   for (int g = 1; g <= kGuests; ++g) {
-    auto s = lvm(g).activate(kVg, "vol1", LvActivation::shared);
-    ASSERT_TRUE(s.ok()) << "node" << g << ": " << describe(s.error());
-    auto shared = lvm(g).get_lv(kVg, "vol1");
-    ASSERT_TRUE(shared.ok());
-    EXPECT_EQ(shared->activation, LvActivation::shared) << "node" << g;
+    auto ex = lvm(g).activate(kVg, "vol1", LvActivation::exclusive);
+    ASSERT_FALSE(ex.ok()) << "node" << g << " got vol1 exclusively while both hold it shared";
+    EXPECT_EQ(ex.error().code, ErrorCode::conflict) << describe(ex.error());
   }
-  auto ex = lvm(1).activate(kVg, "vol1", LvActivation::exclusive);
-  ASSERT_FALSE(ex.ok());
-  EXPECT_EQ(ex.error().code, ErrorCode::conflict) << describe(ex.error());
-  ASSERT_TRUE(lvm(2).activate(kVg, "vol1", LvActivation::inactive).ok());
   ASSERT_TRUE(lvm(1).activate(kVg, "vol1", LvActivation::inactive).ok());
+  auto taken = lvm(2).activate(kVg, "vol1", LvActivation::exclusive);
+  ASSERT_TRUE(taken.ok()) << "sh to ex on node2: " << describe(taken.error());
+  lock_is(2, LvActivation::exclusive);
+  auto back = lvm(1).activate(kVg, "vol1", LvActivation::shared);
+  ASSERT_FALSE(back.ok());
+  EXPECT_EQ(back.error().code, ErrorCode::conflict) << describe(back.error());
+  report_time("migration_lock_handover_ms", steady::now() - t);
+
+  // vol1 goes back to node1 for the snapshot step.
+  ASSERT_TRUE(lvm(2).activate(kVg, "vol1", LvActivation::inactive).ok());
   ASSERT_TRUE(lvm(1).activate(kVg, "vol1", LvActivation::exclusive).ok());
 }
 
