@@ -253,12 +253,18 @@ bool same_request(const MigrationRequest& a, const MigrationRequest& b) {
 
 // Progress of the domain's current job into `s`; false when there is no job (it just
 // ended) or libvirt cannot say.
-bool read_job_stats(virDomainPtr dom, MigrationStatus& s) {
+// Reads libvirt's statistics of the domain's active job into `s`; false when no job
+// runs. `operation` gets the job's kind (VIR_DOMAIN_JOB_OPERATION_*) when asked.
+bool read_job_stats(virDomainPtr dom, MigrationStatus& s, int* operation = nullptr) {
   int type = VIR_DOMAIN_JOB_NONE;
   virTypedParameterPtr params = nullptr;
   int n = 0;
   if (virDomainGetJobStats(dom, &type, &params, &n, 0) < 0) return false;
   const bool active = type != VIR_DOMAIN_JOB_NONE;
+  if (operation != nullptr) {
+    *operation = VIR_DOMAIN_JOB_OPERATION_UNKNOWN;
+    if (active) (void)virTypedParamsGetInt(params, n, VIR_DOMAIN_JOB_OPERATION, operation);
+  }
   if (active) {
     auto get = [&](const char* field, std::int64_t& out) {
       unsigned long long v = 0;
@@ -970,6 +976,15 @@ Result<MigrationStatus> LibvirtHypervisor::migration_status(const std::string& u
     if (!c) return c.take_error();
     auto m = impl_->lookup_managed(c->get(), uuid);
     if (!m) return m.take_error();
+    // No migration of ours, but libvirt may be carrying one that an earlier agent
+    // process started (it was restarted meanwhile): report it, with no op id.
+    MigrationStatus seen;
+    int operation = VIR_DOMAIN_JOB_OPERATION_UNKNOWN;
+    if (read_job_stats(m->dom.get(), seen, &operation) &&
+        operation == VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT) {
+      seen.state = MigrationState::running;
+      return seen;
+    }
     return MigrationStatus{};
   }
   MigrationStatus now;
@@ -1006,7 +1021,16 @@ Result<MigrationStatus> LibvirtHypervisor::abort_migration(const std::string& uu
     if (!c) return c.take_error();
     auto m = impl_->lookup_managed(c->get(), uuid);
     if (!m) return m.take_error();
-    return conflict("domain " + uuid + " has no migration to abort", {{"uuid", uuid}});
+    // A migration an earlier agent process started is aborted all the same.
+    MigrationStatus seen;
+    int operation = VIR_DOMAIN_JOB_OPERATION_UNKNOWN;
+    if (!read_job_stats(m->dom.get(), seen, &operation) ||
+        operation != VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
+      return conflict("domain " + uuid + " has no migration to abort", {{"uuid", uuid}});
+    if (virDomainAbortJob(m->dom.get()) < 0)
+      return impl_->failed("aborting the migration of domain " + uuid);
+    seen.state = MigrationState::cancelled;
+    return seen;
   }
   {
     std::lock_guard lk(impl_->mig_mu);

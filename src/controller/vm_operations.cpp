@@ -199,6 +199,19 @@ Status adopt_on(OpContext& ctx, const std::string& id, const std::string& host) 
   });
 }
 
+constexpr int kResolveRounds = 120;  // how long an unclear outcome is awaited: 2 min
+constexpr std::chrono::milliseconds kResolveInterval{1000};
+
+// How long a migration waits before asking the source agent again, given how long it
+// has been waiting. A small guest moves in a second or two: a fixed 500 ms poll left the
+// operation up to half a second behind libvirt (docs/benchmarks.md, "Live migration"),
+// so the first seconds poll fast and longer migrations back off.
+std::chrono::milliseconds migration_poll_interval(std::chrono::steady_clock::duration waited) {
+  if (waited < std::chrono::seconds(5)) return std::chrono::milliseconds(100);
+  if (waited < std::chrono::seconds(20)) return std::chrono::milliseconds(250);
+  return std::chrono::milliseconds(500);
+}
+
 // Live migration from the VM's host to params.target_host, driven by the source
 // agent. Safe to run again after a controller restart: it first asks both sides
 // what they see and continues from there, so the VM never ends up started twice.
@@ -227,9 +240,60 @@ Status migrate_vm(OpContext& ctx) {
       return adopt_on(ctx, uuid, target_name);
     }
   }
+  // The hosts decide how a migration ended, whatever the source agent could tell.
+  // A running QEMU on the source means the VM stays there (libvirt resumes the
+  // destination only once the source has stopped); the record moves only when the
+  // destination runs it and the source has stopped or is gone. Anything else (a host
+  // that cannot answer, a VM paused in transit) is no answer yet: wait for one.
+  auto resolve = [&](Error reported) -> Status {
+    reported.details["source_host"] = t->host.name;
+    reported.details["target_host"] = target_name;
+    // "running", another domain state, "absent", or empty when the host cannot say.
+    auto probe = [&](const Host& h) -> std::string {
+      auto d = ctx.agents().get_domain(h, uuid);
+      if (d) return vm_state_from_domain(d->state) == VmState::running ? "running" : d->state;
+      return d.error().code == ErrorCode::not_found ? "absent" : "";
+    };
+    std::string on_source, on_target;
+    for (int round = 0; round < kResolveRounds; ++round) {
+      if (round > 0) {
+        ctx.progress(95, "migration ended (" + reported.message + "); waiting for " +
+                             (on_source.empty() ? t->host.name : target_name) +
+                             " to report where the VM runs");
+        if (!ctx.sleep_for(kResolveInterval)) break;
+      }
+      on_source = probe(t->host);
+      on_target = probe(*target);
+      if (on_source == "running") {
+        if (on_target == "running")
+          return internal_error("the VM reports running on both " + t->host.name + " and " +
+                                    target_name + "; left for the reconciler to fence",
+                                reported.details);
+        reported.message += "; the VM keeps running on " + t->host.name;
+        return reported;
+      }
+      if (on_target == "running" && !on_source.empty()) {
+        ctx.progress(100, "running on " + target_name);
+        return adopt_on(ctx, uuid, target_name);
+      }
+    }
+    reported.details["source_state"] = on_source.empty() ? "unknown" : on_source;
+    reported.details["target_state"] = on_target.empty() ? "unknown" : on_target;
+    if (on_target == "running") {  // the source never answered: the destination runs it
+      ctx.progress(100, "running on " + target_name);
+      return adopt_on(ctx, uuid, target_name);
+    }
+    return Error(ErrorCode::unavailable,
+                 reported.message + "; neither host reports the VM running (source " +
+                     reported.details["source_state"].get<std::string>() + ", target " +
+                     reported.details["target_state"].get<std::string>() + ")",
+                 reported.details);
+  };
+
   auto status = ctx.agents().migration_status(t->host, uuid);
+  // Ours, or one libvirt carries on for an agent that restarted (no op id then).
   const bool already_running = status && status->state == MigrationState::running &&
-                               status->op_id == ctx.op().id;
+                               (status->op_id == ctx.op().id || status->op_id.empty());
   if (!already_running) {
     auto here = ctx.agents().get_domain(t->host, uuid);
     if (!here) return here.take_error();
@@ -247,8 +311,10 @@ Status migrate_vm(OpContext& ctx) {
   }
 
   bool abort_sent = false;
+  const auto polling_since = std::chrono::steady_clock::now();
+  auto progress_recorded = polling_since;
   while (true) {
-    if (!ctx.sleep_for(std::chrono::milliseconds(500))) {
+    if (!ctx.sleep_for(migration_poll_interval(std::chrono::steady_clock::now() - polling_since))) {
       // Woken early: a cancel aborts the libvirt job; a stopping controller leaves the
       // operation running for the next one to pick up.
       if (!ctx.cancel_requested()) return unavailable("controller stopping during migration");
@@ -262,12 +328,17 @@ Status migrate_vm(OpContext& ctx) {
     auto cur = ctx.agents().migration_status(t->host, uuid);
     if (!cur) {
       if (cur.error().code == ErrorCode::unavailable) continue;  // agent restarting: ask again
-      return cur.take_error();
+      // E.g. the source no longer knows the domain: it has left.
+      return resolve(cur.error());
     }
     status = std::move(cur);
     auto& m = ctx.result()["migration"];
     m = *status;
     if (status->state == MigrationState::running) {
+      // Recorded (a store write) at most every 500 ms, however often it polls.
+      const auto now = std::chrono::steady_clock::now();
+      if (now - progress_recorded < std::chrono::milliseconds(500)) continue;
+      progress_recorded = now;
       const int pct = status->data_total > 0
                           ? static_cast<int>(5 + 90 * status->data_processed / status->data_total)
                           : 5;
@@ -282,16 +353,16 @@ Status migrate_vm(OpContext& ctx) {
     // Trust, but verify: the destination must run it before the record moves.
     auto there = ctx.with_retry([&] { return ctx.agents().get_domain(*target, uuid); });
     if (!there || vm_state_from_domain(there->state) != VmState::running)
-      return internal_error("migration reported complete but " + target_name + " does not run the VM");
+      return resolve(internal_error("migration reported complete but " + target_name +
+                                    " does not run the VM"));
     ctx.progress(100, "running on " + target_name);
     return adopt_on(ctx, uuid, target_name);
   }
   if (status->state == MigrationState::cancelled || abort_sent)
-    return Error(ErrorCode::cancelled, "migration cancelled; the VM keeps running on " + t->host.name);
-  Error e = status->error.value_or(internal_error("migration failed"));
-  e.details["source_host"] = t->host.name;
-  e.details["target_host"] = target_name;
-  return e;
+    return resolve(Error(ErrorCode::cancelled, "migration cancelled"));
+  if (status->state == MigrationState::none)  // the agent restarted and lost its outcome
+    return resolve(Error(ErrorCode::unavailable, "the source agent lost track of the migration"));
+  return resolve(status->error.value_or(internal_error("migration failed")));
 }
 
 }  // namespace

@@ -99,6 +99,11 @@ class FakeAgentApi final : public AgentApi {
     std::lock_guard lk(mu_);
     complete_locked(uuid);
   }
+  // The source agent restarted: it no longer knows the migration (state none).
+  void forget_migration(const std::string& uuid) {
+    std::lock_guard lk(mu_);
+    migrations_[uuid] = MigrationStatus{};
+  }
   std::map<std::string, std::string> address_of;  // migration address → host name
   bool hold_migrations = false;
 

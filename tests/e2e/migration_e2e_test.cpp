@@ -52,27 +52,13 @@ class MigrationE2E : public ::testing::Test {
       const std::string agent_url = "http://" + h->address + ":" + std::to_string(kAgentPort);
       auto reg = api("POST", "/v1/hosts", json{{"name", name}, {"agent_url", agent_url}}.dump());
       if (!reg) return "register: " + reg.error().message;
+      hosts_[name] = *h;
       const auto dir = lab_->work_dir() / name;
       std::filesystem::create_directories(dir / "images");
       std::ofstream(dir / "agent.token") << (*reg)["agent_token"].get<std::string>() << "\n";
       std::filesystem::permissions(dir / "agent.token", std::filesystem::perms::owner_read |
                                                             std::filesystem::perms::owner_write);
-      std::ofstream(dir / "agent.json")
-          << json{{"host", name},
-                  {"listen_address", h->address},
-                  {"listen_port", kAgentPort},
-                  {"controller_url", url_},
-                  {"token_file", (dir / "agent.token").string()},
-                  {"libvirt_uri", "qemu:///system"},
-                  {"image_pool_path", (dir / "images").string()},
-                  {"migration_address", h->address},
-                  {"heartbeat_interval_ms", 1000}}
-                 .dump();
-      SpawnOptions so;
-      so.stdout_path = so.stderr_path = (dir / "agent.log").string();
-      auto pid = lab_->run_in_host(*h, {KVMFLEET_AGENT_BIN, "--config", (dir / "agent.json").string()}, so);
-      if (!pid) return "agent: " + pid.error().message;
-      hosts_[name] = *h;
+      if (auto st = start_agent(name); !st) return "agent: " + st.error().message;
     }
     for (int i = 0; i < 300; ++i) {
       auto hs = api("GET", "/v1/hosts");
@@ -94,6 +80,79 @@ class MigrationE2E : public ::testing::Test {
     auto hs = api("GET", "/v1/hosts");
     logs += "\n--- hosts\n" + (hs ? hs->dump() : hs.error().message);
     return "hosts did not report in" + logs;
+  }
+
+  // The host's kvmfleet-agent, inside its namespaces, heartbeating every second.
+  static Status start_agent(const std::string& name) {
+    const lab::Host& h = hosts_[name];
+    const auto dir = lab_->work_dir() / name;
+    std::ofstream(dir / "agent.json")
+        << json{{"host", name},
+                {"listen_address", h.address},
+                {"listen_port", kAgentPort},
+                {"controller_url", url_},
+                {"token_file", (dir / "agent.token").string()},
+                {"libvirt_uri", "qemu:///system"},
+                {"image_pool_path", (dir / "images").string()},
+                {"migration_address", h.address},
+                {"heartbeat_interval_ms", 1000}}
+               .dump();
+    SpawnOptions so;
+    so.stdout_path = so.stderr_path = (dir / "agent.log").string();
+    auto pid = lab_->run_in_host(h, {KVMFLEET_AGENT_BIN, "--config", (dir / "agent.json").string()}, so);
+    if (!pid) return pid.take_error();
+    agents_[name] = *pid;
+    return {};
+  }
+
+  static Status wait_host_up(const std::string& name) {
+    for (int i = 0; i < 600; ++i) {
+      auto h = api("GET", "/v1/hosts/" + name);
+      if (h && (*h)["state"] == "up") return {};
+      std::this_thread::sleep_for(100ms);
+    }
+    return unavailable("host " + name + " did not come up");
+  }
+
+  // Starts migrating `vm` from mig-a to mig-b over a throttled link into mig-b and
+  // returns the operation's id once libvirt reports the migration under way.
+  static Result<std::string> start_slow_migration(const std::string& vm) {
+    if (auto st = lab_->limit_bandwidth(hosts_["mig-b"], 2000); !st) return st.take_error();
+    auto m = api("POST", "/v1/vms/" + vm + "/migrate", R"({"target_host":"mig-b"})");
+    if (!m) return m.take_error();
+    const std::string op = (*m)["id"];
+    for (int i = 0; i < 600; ++i) {
+      auto o = api("GET", "/v1/operations/" + op);
+      if (o) {
+        const std::string state = (*o)["state"];
+        if (state != "pending" && state != "running")
+          return internal_error("the migration ended before the fault: " + o->dump());
+        const auto& r = (*o)["result"];
+        if (r.contains("migration") && r["migration"]["state"] == "running") return op;
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    return unavailable("the migration never got under way");
+  }
+
+  // After a fault: the operation ends, the VM runs on exactly one host and the
+  // controller's record names that host. Returns the final operation.
+  static json settle(const std::string& op, const std::string& vm) {
+    auto done = api("GET", "/v1/operations/" + op + "?wait=240", {}, 270);
+    EXPECT_TRUE(done.ok()) << done.error().message;
+    if (!done) return json::object();
+    const std::string state = (*done)["state"];
+    EXPECT_TRUE(state == "succeeded" || state == "failed") << done->dump();
+    EXPECT_EQ(running_copies(vm), 1) << "a VM must run on exactly one host" << hosts_report(vm);
+    auto rec = api("GET", "/v1/vms/" + vm);
+    EXPECT_TRUE(rec.ok());
+    if (rec) {
+      const std::string host = (*rec)["host"];
+      EXPECT_EQ(domstate(host, vm), "running") << "the record names " << host;
+    }
+    std::printf("[   INFO   ] %s: operation %s%s\n", vm.c_str(), state.c_str(),
+                state == "failed" ? (": " + (*done)["error"]["message"].get<std::string>()).c_str() : "");
+    return *done;
   }
 
   static Status start_controller() {
@@ -138,6 +197,25 @@ class MigrationE2E : public ::testing::Test {
     auto r = lab_->virsh(hosts_[host], {"dominfo", vm});
     return r && r->success() && r->out.find("Persistent:     yes") != std::string::npos;
   }
+  // What each host's libvirt says, for failure messages.
+  static std::string hosts_report(const std::string& vm) {
+    std::string out;
+    for (auto& [name, h] : hosts_) {
+      auto r = lab_->virsh(h, {"domstate", "--reason", vm});
+      out += "\n--- " + name + ": domstate: " +
+             (r ? r->out + r->err : r.error().message);
+      std::ifstream log(h.dir / "log" / "libvirtd.log");
+      std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+      if (text.size() > 3000) text = text.substr(text.size() - 3000);
+      out += "\n--- " + name + " libvirtd.log (end)\n" + text;
+      std::ifstream alog(lab_->work_dir() / name / "agent.log");
+      std::string atext((std::istreambuf_iterator<char>(alog)), std::istreambuf_iterator<char>());
+      if (atext.size() > 2000) atext = atext.substr(atext.size() - 2000);
+      out += "\n--- " + name + " agent.log (end)\n" + atext;
+    }
+    return out;
+  }
+
   static int running_copies(const std::string& vm) {
     int n = 0;
     for (auto& [name, _] : hosts_) n += domstate(name, vm) == "running";
@@ -147,6 +225,7 @@ class MigrationE2E : public ::testing::Test {
   static SystemProcessRunner runner_;
   static std::unique_ptr<lab::Lab> lab_;
   static std::map<std::string, lab::Host> hosts_;
+  static std::map<std::string, pid_t> agents_;
   static std::string url_, token_, setup_error_;
   static std::uint16_t port_;
   static pid_t controller_;
@@ -155,6 +234,7 @@ class MigrationE2E : public ::testing::Test {
 SystemProcessRunner MigrationE2E::runner_;
 std::unique_ptr<lab::Lab> MigrationE2E::lab_;
 std::map<std::string, lab::Host> MigrationE2E::hosts_;
+std::map<std::string, pid_t> MigrationE2E::agents_;
 std::string MigrationE2E::url_, MigrationE2E::token_, MigrationE2E::setup_error_;
 std::uint16_t MigrationE2E::port_ = 0;
 pid_t MigrationE2E::controller_ = 0;
@@ -250,6 +330,67 @@ TEST_F(MigrationE2E, MaintenanceDrainsEveryRunningVmToTheOtherHost) {
     auto del = api("DELETE", "/v1/vms/" + n + "?force=true&wait=60", {}, 90);
     ASSERT_TRUE(del.ok()) << del.error().message;
   }
+}
+
+// The faults below land while libvirt migrates (the link into mig-b is throttled
+// until the fault has happened). Either outcome may be right; what may never happen
+// is a VM running twice, nowhere, or elsewhere than the record says.
+TEST_F(MigrationE2E, SourceAgentKilledAndRestartedMidMigration) {
+  auto c = api("POST", "/v1/vms?wait=120", R"({"name":"ca1","memory_mib":64,"host":"mig-a","start":true})", 150);
+  ASSERT_TRUE(c.ok() && (*c)["state"] == "succeeded");
+  auto op = start_slow_migration("ca1");
+  ASSERT_TRUE(op.ok()) << op.error().message;
+  ASSERT_TRUE(runner_.kill(agents_["mig-a"], SIGKILL).ok());
+  (void)runner_.wait(agents_["mig-a"], 10s);
+  ASSERT_TRUE(start_agent("mig-a").ok());
+  ASSERT_TRUE(lab_->limit_bandwidth(hosts_["mig-b"], 0).ok());
+  settle(*op, "ca1");
+  auto del = api("DELETE", "/v1/vms/ca1?force=true&wait=60", {}, 90);
+  ASSERT_TRUE(del.ok()) << del.error().message;
+}
+
+TEST_F(MigrationE2E, SourceLibvirtdRestartedMidMigration) {
+  auto c = api("POST", "/v1/vms?wait=120", R"({"name":"cl1","memory_mib":64,"host":"mig-a","start":true})", 150);
+  ASSERT_TRUE(c.ok() && (*c)["state"] == "succeeded");
+  auto op = start_slow_migration("cl1");
+  ASSERT_TRUE(op.ok()) << op.error().message;
+  ASSERT_TRUE(lab_->restart_libvirtd(hosts_["mig-a"]).ok());
+  ASSERT_TRUE(lab_->limit_bandwidth(hosts_["mig-b"], 0).ok());
+  auto done = settle(*op, "cl1");
+  if (done.value("state", "") == "failed")
+    EXPECT_NE(done["error"]["message"].get<std::string>().find("keeps running on mig-a"), std::string::npos)
+        << done.dump();
+  auto del = api("DELETE", "/v1/vms/cl1?force=true&wait=60", {}, 90);
+  ASSERT_TRUE(del.ok()) << del.error().message;
+}
+
+// Last: it powers mig-b off, then boots it again for whatever runs after.
+TEST_F(MigrationE2E, DestinationKilledMidMigration) {
+  auto c = api("POST", "/v1/vms?wait=120", R"({"name":"cd1","memory_mib":64,"host":"mig-a","start":true})", 150);
+  ASSERT_TRUE(c.ok() && (*c)["state"] == "succeeded");
+  auto op = start_slow_migration("cd1");
+  ASSERT_TRUE(op.ok()) << op.error().message;
+  ASSERT_TRUE(lab_->kill_host(hosts_["mig-b"]).ok());
+  auto done = api("GET", "/v1/operations/" + *op + "?wait=240", {}, 270);
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  EXPECT_EQ((*done)["state"], "failed") << done->dump();
+  EXPECT_NE((*done)["error"]["message"].get<std::string>().find("keeps running on mig-a"), std::string::npos)
+      << done->dump();
+  EXPECT_EQ(domstate("mig-a", "cd1"), "running");
+  auto rec = api("GET", "/v1/vms/cd1");
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ((*rec)["host"], "mig-a");
+  EXPECT_EQ((*rec)["state"], "running");
+
+  auto back = lab_->restart_host(hosts_["mig-b"]);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  hosts_["mig-b"] = *back;
+  ASSERT_TRUE(start_agent("mig-b").ok());
+  ASSERT_TRUE(wait_host_up("mig-b").ok());
+  EXPECT_EQ(domstate("mig-b", "cd1"), "absent") << "the half-arrived copy must not survive";
+  EXPECT_EQ(running_copies("cd1"), 1);
+  auto del = api("DELETE", "/v1/vms/cd1?force=true&wait=60", {}, 90);
+  ASSERT_TRUE(del.ok()) << del.error().message;
 }
 
 }  // namespace

@@ -802,6 +802,21 @@ Status Lab::heal_host(const Host& host) {
   return run_ok(runner_, {"ip", "link", "set", rec->veth, "up"});
 }
 
+Status Lab::limit_bandwidth(const Host& host, int kbit_s) {
+  const auto* rec = find(host.name);
+  if (rec == nullptr) return not_found("no lab host " + host.name);
+  if (rec->local) return invalid("a local host has no link of its own");
+  if (kbit_s < 0 || kbit_s > 10'000'000) return invalid("kbit_s must be 0..10000000");
+  if (kbit_s == 0) {
+    auto r = runner_.run({"tc", "qdisc", "del", "dev", rec->veth, "root"});
+    if (!r.ok()) return r.take_error();
+    return ok_status();  // "no qdisc" is as good as removed
+  }
+  // A token bucket on the machine-side end: what flows to the host is throttled.
+  return run_ok(runner_, {"tc", "qdisc", "replace", "dev", rec->veth, "root", "tbf", "rate",
+                          std::to_string(kbit_s) + "kbit", "burst", "32kbit", "latency", "400ms"});
+}
+
 Status Lab::restart_libvirtd(const Host& host) {
   auto* rec = find(host.name);
   if (rec == nullptr) return not_found("no lab host " + host.name);

@@ -104,6 +104,9 @@ class Lab {
   // Link down / up on the machine side: the host is cut off but keeps running.
   Status partition_host(const Host& host);
   Status heal_host(const Host& host);
+  // Throttles what flows to the host (a slow link: migrations into it take time);
+  // 0 removes the limit. The limit goes with the link at teardown.
+  Status limit_bandwidth(const Host& host, int kbit_s);
   // Stops libvirtd (SIGTERM, SIGKILL after a grace) and starts it again; guests keep
   // running, as with a libvirtd restart on a real host.
   Status restart_libvirtd(const Host& host);

@@ -523,6 +523,33 @@ TEST_F(MigrationTest, ARestartedControllerAdoptsAMigrationThatFinishedWhileItWas
   EXPECT_EQ(agents_.count("migrate"), 1);  // not started a second time
 }
 
+TEST_F(MigrationTest, ASourceAgentThatLostTrackLeavesTheOutcomeToWhatTheHostsRun) {
+  agents_.hold_migrations = true;
+  auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  ASSERT_TRUE(m.ok());
+  for (int i = 0; i < 100 && agents_.count("migrate") == 0; ++i) std::this_thread::sleep_for(10ms);
+  const std::string id = vm("web1").id;
+  agents_.complete_migration(id);  // libvirt finished it...
+  agents_.forget_migration(id);    // ...while the source agent restarted
+  auto op = wait_done(m->operation.id);
+  EXPECT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(vm("web1").host, "node2");
+}
+
+TEST_F(MigrationTest, AMigrationThatVanishedOnTheSourceLeavesTheVmThere) {
+  agents_.hold_migrations = true;
+  auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  ASSERT_TRUE(m.ok());
+  for (int i = 0; i < 100 && agents_.count("migrate") == 0; ++i) std::this_thread::sleep_for(10ms);
+  agents_.forget_migration(vm("web1").id);  // e.g. libvirtd restarted and dropped the job
+  auto op = wait_done(m->operation.id);
+  ASSERT_EQ(op.state, OpState::failed);
+  EXPECT_EQ(op.error->code, ErrorCode::unavailable);
+  EXPECT_NE(op.error->message.find("keeps running on node1"), std::string::npos) << op.error->message;
+  EXPECT_EQ(vm("web1").host, "node1");
+  EXPECT_EQ(agents_.count("migrate"), 1);  // never restarted behind the user's back
+}
+
 // ---- migration budgets and host maintenance -----------------------------------
 
 Operation migration(const std::string& id, const std::string& from, const std::string& to) {
