@@ -255,6 +255,10 @@ TEST(WriterCrashTest, KillNineMidWriteLeavesNoTornRecord) {
   ManualClock clock(std::chrono::system_clock::now());
   std::int64_t last_generation = 0;
   for (int round = 0; round < 15; ++round) {
+    // Each round starts from an empty directory, so the records it waits for are this
+    // round's and the kill lands while they are being rewritten.
+    for (const auto& f : std::filesystem::directory_iterator(dir.path()))
+      std::filesystem::remove(f.path());
     char* argv[] = {const_cast<char*>(KVMFLEET_CRASH_WRITER), const_cast<char*>(dir.path().c_str()),
                     nullptr};
     pid_t pid = 0;
