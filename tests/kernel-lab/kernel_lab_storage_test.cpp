@@ -18,6 +18,7 @@
 #include "kernel_lab_test_support.hpp"
 #include "kvmfleet/storage/iscsi_initiator.hpp"
 #include "kvmfleet/storage/lock_daemons.hpp"
+#include "kvmfleet/storage/multipath.hpp"
 #include "kvmfleet/storage/volume_manager.hpp"
 
 namespace kvmfleet::klab {
@@ -516,6 +517,110 @@ TEST_F(KernelLabStorage, G_SnapshotKeepsAndMergeRestores) {
   auto no_lock = lvm(2).create_lv(kVg, "late", 32 * kMiB, {});
   ASSERT_FALSE(no_lock.ok());
   EXPECT_EQ(no_lock.error().code, ErrorCode::unavailable) << describe(no_lock.error());
+}
+
+// Multipath on node2: udevd and multipathd run there (from here on only), a LUN is
+// reached over two iSCSI sessions (two initiator ifaces, as two NICs would), and
+// Multipath finds the dm-multipath map over both paths, reports a path taken
+// offline as faulty while the map still reads, and sees it come back.
+TEST_F(KernelLabStorage, H_MultipathPathHealth) {
+  ASSERT_FALSE(disk_[2].empty()) << "needs A_IscsiDiscoveryAndLogin";
+  const int g = 2;
+  auto lun = lab().add_lun("multipath", 64 * kMiB);
+  ASSERT_TRUE(lun.ok()) << describe(lun.error());
+  const auto t = steady::now();
+  // Maps only for disks seen over two paths or more: the shared LUN keeps its one.
+  ASSERT_TRUE(runs_ok(lab(), g, {"dd", "of=/etc/multipath.conf", "status=none"}, nullptr, 60s,
+                      "defaults {\n  find_multipaths yes\n  user_friendly_names no\n"
+                      "  polling_interval 1\n}\n"));
+  ASSERT_TRUE(runs_ok(lab(), g, {"modprobe", "-a", "dm_multipath", "dm_round_robin"}));
+  // The guest's agent runs chrooted; systemd's tools refuse that unless told.
+  ASSERT_TRUE(runs_ok(lab(), g,
+                      {"env", "SYSTEMD_IGNORE_CHROOT=1", "/lib/systemd/systemd-udevd", "--daemon"}));
+  ASSERT_TRUE(runs_ok(lab(), g, {"multipathd"}));
+
+  auto& iscsi = *iscsi_[g];
+  ASSERT_TRUE(iscsi.discover(lun->portal).ok());
+  auto login = iscsi.login(lun->iqn, lun->portal, std::nullopt);
+  ASSERT_TRUE(login.ok()) << describe(login.error());
+  // The second path: the same target through a second initiator iface.
+  ASSERT_TRUE(runs_ok(lab(), g, {"iscsiadm", "-m", "iface", "-I", "path2", "-o", "new"}));
+  ASSERT_TRUE(runs_ok(lab(), g, {"iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p",
+                                 lun->portal, "-I", "path2"}));
+  ASSERT_TRUE(runs_ok(lab(), g, {"iscsiadm", "-m", "node", "-T", lun->iqn, "-p", lun->portal, "-I",
+                                 "path2", "--login"}));
+
+  Result<std::string> device = not_found("not polled");
+  for (int attempt = 0; attempt < 60; ++attempt) {
+    device = iscsi.lun_device(lun->iqn, lun->portal, 1);
+    if (device.ok()) break;
+    ASSERT_TRUE(runs_ok(lab(), g, {"sleep", "0.5"}));
+  }
+  ASSERT_TRUE(device.ok()) << describe(device.error());
+  std::printf("[   INFO   ] node2: multipath LUN's device from the backend: %s\n", device->c_str());
+  auto sessions = iscsi.sessions();
+  ASSERT_TRUE(sessions.ok());
+  std::vector<std::string> paths;
+  for (const auto& s : *sessions) {
+    for (const auto& l : s.luns) {
+      if (s.target == lun->iqn && !l.disk.empty()) paths.push_back(l.disk);
+    }
+  }
+  ASSERT_EQ(paths.size(), 2u) << "two sessions, one disk each";
+
+  storage::Multipath multipath(lab().runner(g));
+  Result<storage::MultipathMap> map = not_found("not polled");
+  for (int attempt = 0; attempt < 60; ++attempt) {
+    map = multipath.map_with_path(paths[0]);
+    if (map.ok() && map->paths.size() == 2 && map->healthy_paths() == 2) break;
+    ASSERT_TRUE(runs_ok(lab(), g, {"sleep", "0.5"}));
+  }
+  ASSERT_TRUE(map.ok()) << describe(map.error());
+  ASSERT_EQ(map->paths.size(), 2u);
+  EXPECT_TRUE(map->has_path(paths[1]));
+  EXPECT_EQ(map->healthy_paths(), 2);
+  EXPECT_EQ(map->paths[0].target, lun->iqn);
+  report_time("multipath_map_two_paths_ms", steady::now() - t);
+  ProcessOutput out;
+  ASSERT_TRUE(runs_ok(lab(), g, {"blockdev", "--getsize64", map->device()}, &out));
+  EXPECT_EQ(out.out, std::to_string(64 * kMiB) + "\n");
+
+  // One path goes away (as a cable pull would look to the SCSI layer).
+  const std::string failed = paths[0].substr(5);
+  const std::string state = "/sys/block/" + failed + "/device/state";
+  ASSERT_TRUE(runs_ok(lab(), g, {"dd", "of=" + state, "status=none"}, nullptr, 60s, "offline\n"));
+  const auto t_fail = steady::now();
+  for (int attempt = 0; attempt < 60; ++attempt) {
+    map = multipath.map_with_path(paths[0]);
+    ASSERT_TRUE(map.ok()) << describe(map.error());
+    if (map->degraded()) break;
+    ASSERT_TRUE(runs_ok(lab(), g, {"sleep", "0.5"}));
+  }
+  EXPECT_TRUE(map->degraded());
+  EXPECT_EQ(map->healthy_paths(), 1);
+  for (const auto& p : map->paths) {
+    if (p.dev == failed) {
+      EXPECT_FALSE(p.healthy());
+      std::printf("[   INFO   ] path %s: dm %s, device %s, checker %s\n", p.dev.c_str(),
+                  p.dm_state.c_str(), p.dev_state.c_str(), p.checker_state.c_str());
+    }
+  }
+  report_time("multipath_path_failure_seen_ms", steady::now() - t_fail);
+  EXPECT_TRUE(runs_ok(lab(), g,
+                      {"dd", "if=" + map->device(), "bs=4096", "count=1", "iflag=direct",
+                       "of=/dev/null", "status=none"}))
+      << "the map must still read over the remaining path";
+
+  ASSERT_TRUE(runs_ok(lab(), g, {"dd", "of=" + state, "status=none"}, nullptr, 60s, "running\n"));
+  for (int attempt = 0; attempt < 60; ++attempt) {
+    map = multipath.map_with_path(paths[0]);
+    ASSERT_TRUE(map.ok()) << describe(map.error());
+    if (!map->degraded()) break;
+    ASSERT_TRUE(runs_ok(lab(), g, {"sleep", "0.5"}));
+  }
+  EXPECT_FALSE(map->degraded()) << "the path did not come back";
+  EXPECT_GE(map->path_faults, 1);
+  report_time("multipath_whole_ms", steady::now() - t);
 }
 
 }  // namespace

@@ -24,7 +24,8 @@ flock 9
 # root filesystem, so the tools they use (lvm, sanlock, iscsiadm, nfs) are
 # installed here too.
 packages=(busybox-static cpio kmod xz-utils zstd iproute2 qemu-system-x86 qemu-utils
-          lvm2 lvm2-lockd sanlock open-iscsi tgt nfs-kernel-server nfs-common)
+          lvm2 lvm2-lockd sanlock open-iscsi tgt nfs-kernel-server nfs-common
+          multipath-tools udev)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
