@@ -300,6 +300,7 @@ Result<std::vector<LogicalVolume>> parse_lvs_report(std::string_view text) {
     lv.is_origin = type == 'o' || type == 'O';
     // lv_attr's type: S/O for a merging snapshot and its origin.
     lv.merging = type == 'S' || type == 'O';
+    lv.snapshot_invalid = lv.is_snapshot && lv.attr[4] == 'I';
     lv.active = !locally.empty();
     // Refined from lvmlockd's locks by list_lvs; lvs alone says "exclusively"
     // also for shared activation under lvmlockd.

@@ -23,14 +23,28 @@ nlohmann::json StorageInventory::to_json() const {
                       {"lock_type", vg.lock_type},
                       {"lockspace_started", locks.vg_started(vg.name)}});
   }
+  nlohmann::json maps = nlohmann::json::array();
+  for (const auto& m : multipath) {
+    nlohmann::json failed = nlohmann::json::array();
+    for (const auto& p : m.paths) {
+      if (!p.healthy()) failed.push_back(p.dev);
+    }
+    maps.push_back({{"name", m.name},
+                    {"device", m.device()},
+                    {"paths", m.paths.size()},
+                    {"healthy_paths", m.healthy_paths()},
+                    {"path_faults", m.path_faults},
+                    {"failed_paths", failed}});
+  }
   return {{"locks", locks.to_json()},
           {"iscsi_sessions", sess},
           {"vgs", groups},
+          {"multipath", maps},
           {"errors", errors}};
 }
 
 StorageInventory collect_storage_inventory(IscsiInitiator* iscsi, VolumeManager* lvm,
-                                           LockDaemons* locks) {
+                                           LockDaemons* locks, Multipath* multipath) {
   StorageInventory inv;
   auto note = [&](const char* part, const Error& e) {
     inv.errors.push_back(std::string(part) + ": " + std::string(to_string(e.code)) + ": " +
@@ -58,6 +72,14 @@ StorageInventory collect_storage_inventory(IscsiInitiator* iscsi, VolumeManager*
       inv.vgs = std::move(*v);
     } else {
       note("volume groups", v.error());
+    }
+  }
+  if (multipath != nullptr) {
+    auto m = multipath->maps();
+    if (m.ok()) {
+      inv.multipath = std::move(*m);
+    } else {
+      note("multipath", m.error());
     }
   }
   return inv;

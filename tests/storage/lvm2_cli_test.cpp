@@ -370,6 +370,16 @@ TEST(LvmReports, MalformedOrHostileOutputIsAnInternalError) {
                    .ok());
 }
 
+TEST(LvmReports, OverflowedSnapshotIsInvalid) {
+  std::string text = captured("lvs_snap").out;
+  const std::string from = "\"lv_attr\":\"swi-a-s---\"";
+  text.replace(text.find(from), from.size(), "\"lv_attr\":\"swi-I-s---\"");
+  auto lvs = parse_lvs_report(text);
+  ASSERT_TRUE(lvs.ok()) << lvs.error().message;
+  EXPECT_TRUE((*lvs)[0].snapshot_invalid);
+  EXPECT_FALSE((*lvs)[1].snapshot_invalid);
+}
+
 TEST(LvmReports, LvmlockctlInfo) {
   auto vgs = parse_lvmlockctl_info(captured("lvmlockctl_info_lvs").out);
   ASSERT_TRUE(vgs.ok()) << vgs.error().message;

@@ -17,6 +17,7 @@ TEST(StorageInventory, CollectsEveryPart) {
   runner.expect({"lvmlockctl"}, captured("lvmlockctl_info_lvs"));
   runner.expect({"iscsiadm"}, captured("iscsiadm_session_p3"));
   runner.expect({"lvm", "vgs"}, captured("vgs_full"));
+  runner.expect({"multipathd"}, captured("multipathd_show_maps_json_failed"));
   OpenIscsiInitiator iscsi(runner);
   LvmOptions o;
   o.devices = {"/dev/sda"};
@@ -24,7 +25,8 @@ TEST(StorageInventory, CollectsEveryPart) {
   Lvm2Cli lvm(runner, o);
   LockDaemons locks(runner);
 
-  auto inv = collect_storage_inventory(&iscsi, &lvm, &locks);
+  Multipath multipath(runner);
+  auto inv = collect_storage_inventory(&iscsi, &lvm, &locks, &multipath);
   EXPECT_TRUE(inv.errors.empty());
   auto j = inv.to_json();
   EXPECT_EQ(j["locks"]["lvmlockd"], true);
@@ -36,6 +38,9 @@ TEST(StorageInventory, CollectsEveryPart) {
   EXPECT_EQ(j["vgs"][0]["name"], "kvmvg");
   EXPECT_EQ(j["vgs"][0]["free_bytes"], 935329792u);
   EXPECT_EQ(j["vgs"][0]["lockspace_started"], true);
+  ASSERT_EQ(j["multipath"].size(), 1u);
+  EXPECT_EQ(j["multipath"][0]["healthy_paths"], 1);
+  EXPECT_EQ(j["multipath"][0]["failed_paths"], nlohmann::json::array({"sdb"}));
 }
 
 TEST(StorageInventory, OnePartFailingLeavesTheOthers) {

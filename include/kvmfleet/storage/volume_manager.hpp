@@ -56,6 +56,9 @@ struct LogicalVolume {
   bool is_snapshot = false;
   bool is_origin = false;  // has COW snapshots
   std::optional<double> data_percent;  // a snapshot's COW fill
+  // A COW snapshot that overflowed (lv_attr state 'I'): LVM dropped it, its data
+  // is gone; only removal is left.
+  bool snapshot_invalid = false;
   bool merging = false;                // a merge into its origin is pending/under way
 };
 
