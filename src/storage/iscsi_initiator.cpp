@@ -3,8 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cctype>
+#include <charconv>
 #include <system_error>
 
 #include "kvmfleet/storage/storage_names.hpp"
@@ -140,7 +140,8 @@ Result<std::vector<IscsiSession>> parse_session_listing(std::string_view text) {
       s.connection_state = std::string(line.substr(24));
     } else if (text_util::starts_with(line, "iSCSI Session State: ")) {
       s.session_state = std::string(line.substr(21));
-    } else if (text_util::starts_with(line, "scsi") && line.find(" Lun: ") != std::string_view::npos) {
+    } else if (text_util::starts_with(line, "scsi") &&
+               line.find(" Lun: ") != std::string_view::npos) {
       auto lun = text_util::to_int(line.substr(line.find(" Lun: ") + 6));
       if (!lun || *lun < 0) return bad("a bad LUN number", line);
       s.luns.push_back(IscsiLun{*lun, {}, {}});
@@ -151,8 +152,7 @@ Result<std::vector<IscsiSession>> parse_session_listing(std::string_view text) {
       auto disk = rest.substr(0, end);
       // Kernel disk names: sd, then letters.
       if (disk.size() < 3 || disk.size() > 8 || disk.substr(0, 2) != "sd" ||
-          !std::all_of(disk.begin() + 2, disk.end(),
-                       [](char c) { return c >= 'a' && c <= 'z'; })) {
+          !std::all_of(disk.begin() + 2, disk.end(), [](char c) { return c >= 'a' && c <= 'z'; })) {
         return bad("a bad disk name", line);
       }
       s.luns.back().disk = "/dev/" + std::string(disk);
@@ -189,8 +189,8 @@ Result<ProcessOutput> OpenIscsiInitiator::iscsiadm(std::vector<std::string> args
   const std::string what = args.size() >= 2 ? "iscsiadm " + args[0] + " " + args[1] : "iscsiadm";
   std::string err = mask(std::string(text_util::trim(r->err)), secret);
   Error e(iscsiadm_error_code(r->exit_code),
-          what + " failed (exit " + std::to_string(r->exit_code) + "): " +
-              std::string(text_util::last_line(err)),
+          what + " failed (exit " + std::to_string(r->exit_code) +
+              "): " + std::string(text_util::last_line(err)),
           {{"exit_code", r->exit_code}, {"stderr", err.substr(0, 2000)}});
   if (r->exit_code == 24) e.message += " (CHAP credentials missing or wrong)";
   return e;

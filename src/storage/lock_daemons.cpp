@@ -18,12 +18,8 @@ nlohmann::json LockDaemonStatus::to_json() const {
   for (const auto& l : lockspaces) {
     spaces.push_back({{"name", l.name}, {"host_id", l.host_id}, {"state", l.state}});
   }
-  return {{"wdmd", wdmd},
-          {"sanlock", sanlock},
-          {"lvmlockd", lvmlockd},
-          {"lockspaces", spaces},
-          {"started_vgs", started_vgs},
-          {"problems", problems}};
+  return {{"wdmd", wdmd},         {"sanlock", sanlock},         {"lvmlockd", lvmlockd},
+          {"lockspaces", spaces}, {"started_vgs", started_vgs}, {"problems", problems}};
 }
 
 Result<std::vector<SanlockLockspace>> parse_sanlock_status(std::string_view text) {
@@ -35,7 +31,8 @@ Result<std::vector<SanlockLockspace>> parse_sanlock_status(std::string_view text
     auto rest = line.substr(2);
     auto space = rest.find(' ');
     auto spec = rest.substr(0, space);
-    auto flag = space == std::string_view::npos ? std::string_view{} : text_util::trim(rest.substr(space));
+    auto flag =
+        space == std::string_view::npos ? std::string_view{} : text_util::trim(rest.substr(space));
     auto c1 = spec.find(':');
     auto c2 = c1 == std::string_view::npos ? c1 : spec.find(':', c1 + 1);
     auto c3 = spec.rfind(':');
@@ -82,8 +79,8 @@ Result<LockDaemonStatus> LockDaemons::check() {
         if (!why.empty()) why += "; ";
         why += std::string(text.substr(0, std::min<std::size_t>(text.find('\n'), 200)));
       }
-      st.problems.push_back(argv[0] + " " + argv[1] + " exited " +
-                            std::to_string(r->exit_code) + (why.empty() ? "" : ": " + why));
+      st.problems.push_back(argv[0] + " " + argv[1] + " exited " + std::to_string(r->exit_code) +
+                            (why.empty() ? "" : ": " + why));
     }
     return r;
   };

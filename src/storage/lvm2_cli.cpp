@@ -150,11 +150,11 @@ class RowReader {
   const char* command_;
 };
 
-#define KVMFLEET_TRY_ASSIGN(lhs, expr) \
-  do {                                 \
-    auto r_ = (expr);                  \
+#define KVMFLEET_TRY_ASSIGN(lhs, expr)    \
+  do {                                    \
+    auto r_ = (expr);                     \
     if (!r_.ok()) return r_.take_error(); \
-    lhs = std::move(*r_);              \
+    lhs = std::move(*r_);                 \
   } while (0)
 
 constexpr const char* kPvFields = "pv_name,vg_name,pv_uuid,pv_size,pv_free";
@@ -182,8 +182,8 @@ Error lvm_error(std::string_view command, int exit_code, std::string_view err) {
     break;
   }
   if (reason.empty()) reason = text_util::last_line(err);
-  json details{{"command", cmd}, {"exit_code", exit_code},
-               {"stderr", std::string(err.substr(0, 2000))}};
+  json details{
+      {"command", cmd}, {"exit_code", exit_code}, {"stderr", std::string(err.substr(0, 2000))}};
   auto make = [&](ErrorCode code, std::string hint = {}) {
     std::string msg = cmd + ": " + std::string(reason);
     if (!hint.empty()) msg += " (" + hint + ")";
@@ -200,7 +200,8 @@ Error lvm_error(std::string_view command, int exit_code, std::string_view err) {
     if ((text_util::starts_with(line, "Volume group \"") && contains(line, "not found")) ||
         text_util::starts_with(line, "Failed to find logical volume") ||
         text_util::starts_with(line, "Failed to find physical volume") ||
-        contains(line, "Couldn't find device") || contains(line, "not found (or ignored by filtering)")) {
+        contains(line, "Couldn't find device") ||
+        contains(line, "not found (or ignored by filtering)")) {
       return make(ErrorCode::not_found);
     }
   }
@@ -210,8 +211,8 @@ Error lvm_error(std::string_view command, int exit_code, std::string_view err) {
   }
   if (contains(err, "due to failed lock") || contains(err, "lockspace not found or started") ||
       contains(err, "lock start in progress") || contains(err, "lockspace is not started") ||
-      contains(err, "invalid parameters for sanlock") || contains(err, "Cannot connect to lvmlockd") ||
-      contains(err, "lvmlockd not available")) {
+      contains(err, "invalid parameters for sanlock") ||
+      contains(err, "Cannot connect to lvmlockd") || contains(err, "lvmlockd not available")) {
     return make(ErrorCode::unavailable,
                 "is the VG's lockspace started here (vgchange --lockstart) and lvmlockd running?");
   }
@@ -304,7 +305,7 @@ Result<std::vector<LogicalVolume>> parse_lvs_report(std::string_view text) {
     lv.active = !locally.empty();
     // Refined from lvmlockd's locks by list_lvs; lvs alone says "exclusively"
     // also for shared activation under lvmlockd.
-    lv.activation = !lv.active            ? LvActivation::inactive
+    lv.activation = !lv.active             ? LvActivation::inactive
                     : !exclusively.empty() ? LvActivation::exclusive
                                            : LvActivation::shared;
     if (lv.is_snapshot && lv.origin.empty()) {
@@ -374,15 +375,16 @@ Result<std::string> Lvm2Cli::config_string() const {
   std::string filter = "[ ";
   for (const auto& d : options_.devices) filter += "\"a|^" + regex_literal(d) + "$|\", ";
   filter += "\"r|.*|\" ]";
-  std::string c = "devices { global_filter = " + filter + " filter = " + filter +
-                  " use_devicesfile = 0";
+  std::string c =
+      "devices { global_filter = " + filter + " filter = " + filter + " use_devicesfile = 0";
   if (!options_.udev) c += " obtain_device_list_from_udev = 0";
   c += " } global { use_lvmlockd = ";
   c += options_.use_lvmlockd ? "1" : "0";
   // Merges are polled by the command itself, so lvconvert --merge returns when done.
   c += " use_lvmpolld = 0 }";
   if (options_.use_lvmlockd) c += " local { host_id = " + std::to_string(options_.host_id) + " }";
-  if (!options_.udev) c += " activation { udev_sync = 0 udev_rules = 0 verify_udev_operations = 1 }";
+  if (!options_.udev)
+    c += " activation { udev_sync = 0 udev_rules = 0 verify_udev_operations = 1 }";
   return c;
 }
 

@@ -1,9 +1,8 @@
 #include "kvmfleet/storage/multipath.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cctype>
+#include <nlohmann/json.hpp>
 
 #include "text_util.hpp"
 
@@ -19,10 +18,13 @@ Error malformed(const std::string& why) {
 
 // Kernel block device names and dm names: no path separators, nothing odd.
 bool plain_name(std::string_view s) {
-  return !s.empty() && s.size() <= 128 && std::all_of(s.begin(), s.end(), [](char c) {
-           return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-' ||
-                  c == '.' || c == ':';
-         }) && s != "." && s != "..";
+  return !s.empty() && s.size() <= 128 &&
+         std::all_of(s.begin(), s.end(),
+                     [](char c) {
+                       return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' ||
+                              c == '-' || c == '.' || c == ':';
+                     }) &&
+         s != "." && s != "..";
 }
 
 Result<std::string> str(const json& o, const char* key) {

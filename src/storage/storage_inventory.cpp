@@ -9,10 +9,8 @@ nlohmann::json StorageInventory::to_json() const {
     for (const auto& l : s.luns) {
       if (!l.disk.empty()) disks.push_back({{"lun", l.lun}, {"disk", l.disk}, {"state", l.state}});
     }
-    sess.push_back({{"target", s.target},
-                    {"portal", s.portal},
-                    {"state", s.session_state},
-                    {"disks", disks}});
+    sess.push_back(
+        {{"target", s.target}, {"portal", s.portal}, {"state", s.session_state}, {"disks", disks}});
   }
   nlohmann::json groups = nlohmann::json::array();
   for (const auto& vg : vgs) {

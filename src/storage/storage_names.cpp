@@ -1,8 +1,8 @@
 #include "kvmfleet/storage/storage_names.hpp"
 
 #include <array>
-#include <charconv>
 #include <cctype>
+#include <charconv>
 
 namespace kvmfleet::storage {
 namespace {
@@ -105,7 +105,7 @@ Status check_lv_name(std::string_view name) {
   }
   if (name == "lvmlock") return invalid("LV name lvmlock is reserved by lvmlockd");
   static constexpr std::array<std::string_view, 12> kReservedParts{
-      "_cdata", "_cmeta", "_corig", "_mlog",  "_mimage", "_pmspare",
+      "_cdata",  "_cmeta", "_corig", "_mlog",  "_mimage",  "_pmspare",
       "_rimage", "_rmeta", "_tdata", "_tmeta", "_vorigin", "_vdata"};
   for (auto part : kReservedParts) {
     if (name.find(part) != std::string_view::npos) {

@@ -28,7 +28,7 @@ class FakeSharedStorage {
  public:
   struct Lv {
     std::uint64_t size = 0;
-    std::string origin;  // set for a COW snapshot
+    std::string origin;                            // set for a COW snapshot
     std::map<int, storage::LvActivation> holders;  // host_id -> lock held
   };
   struct Vg {
@@ -83,7 +83,8 @@ class FakeVolumeManager final : public storage::VolumeManager {
     std::lock_guard lk(san_.mu_);
     if (auto s = storage::check_vg_name(vg); !s) return s.take_error();
     auto it = san_.vgs_.find(std::string(vg));
-    if (it == san_.vgs_.end()) return not_found("vgs: Volume group \"" + std::string(vg) + "\" not found");
+    if (it == san_.vgs_.end())
+      return not_found("vgs: Volume group \"" + std::string(vg) + "\" not found");
     return describe(it->first, it->second);
   }
   Result<std::vector<storage::LogicalVolume>> list_lvs(std::string_view vg) override {
@@ -110,7 +111,8 @@ class FakeVolumeManager final : public storage::VolumeManager {
     if (auto e = injected("create_shared_vg")) return *e;
     if (auto s = storage::check_vg_name(vg); !s) return s;
     if (devices.empty()) return invalid("a VG needs at least one device");
-    if (san_.vgs_.count(std::string(vg))) return conflict("vgcreate: /dev/" + std::string(vg) + ": already exists");
+    if (san_.vgs_.count(std::string(vg)))
+      return conflict("vgcreate: /dev/" + std::string(vg) + ": already exists");
     FakeSharedStorage::Vg v;
     for (const auto& d : devices) {
       auto it = san_.devices_.find(d);
@@ -125,7 +127,8 @@ class FakeVolumeManager final : public storage::VolumeManager {
     std::lock_guard lk(san_.mu_);
     if (auto e = injected("lock_start")) return *e;
     auto it = san_.vgs_.find(std::string(vg));
-    if (it == san_.vgs_.end()) return not_found("vgchange: Volume group \"" + std::string(vg) + "\" not found");
+    if (it == san_.vgs_.end())
+      return not_found("vgchange: Volume group \"" + std::string(vg) + "\" not found");
     it->second.lockspace.insert(host_);
     return ok_status();
   }
@@ -134,7 +137,8 @@ class FakeVolumeManager final : public storage::VolumeManager {
     auto v = find_vg(vg);
     if (!v.ok()) return v.take_error();
     for (const auto& [_, lv] : (*v)->lvs) {
-      if (lv.holders.count(host_)) return conflict("vgchange: VG stop failed: LVs must first be deactivated");
+      if (lv.holders.count(host_))
+        return conflict("vgchange: VG stop failed: LVs must first be deactivated");
     }
     (*v)->lockspace.erase(host_);
     return ok_status();
@@ -147,9 +151,11 @@ class FakeVolumeManager final : public storage::VolumeManager {
     if (auto s = storage::check_size_bytes("size", size_bytes); !s) return s;
     auto v = locked_vg(vg);
     if (!v.ok()) return v.take_error();
-    if ((*v)->lvs.count(std::string(lv))) return conflict("lvcreate: Logical Volume \"" + std::string(lv) + "\" already exists");
+    if ((*v)->lvs.count(std::string(lv)))
+      return conflict("lvcreate: Logical Volume \"" + std::string(lv) + "\" already exists");
     auto size = round_up(size_bytes, (*v)->extent);
-    if (size > free_of(**v)) return Error(ErrorCode::insufficient_capacity, "lvcreate: insufficient free space");
+    if (size > free_of(**v))
+      return Error(ErrorCode::insufficient_capacity, "lvcreate: insufficient free space");
     FakeSharedStorage::Lv l;
     l.size = size;
     if (options.activate_exclusive) l.holders[host_] = Activation::exclusive;
@@ -166,7 +172,8 @@ class FakeVolumeManager final : public storage::VolumeManager {
     auto size = round_up(new_size, vgr.extent);
     if (size == (*l)->size) return ok_status();
     if (size < (*l)->size) return invalid("lvextend: New size not larger than existing size");
-    if (size - (*l)->size > free_of(vgr)) return Error(ErrorCode::insufficient_capacity, "lvextend: Insufficient free space");
+    if (size - (*l)->size > free_of(vgr))
+      return Error(ErrorCode::insufficient_capacity, "lvextend: Insufficient free space");
     (*l)->size = size;
     return ok_status();
   }
@@ -179,7 +186,8 @@ class FakeVolumeManager final : public storage::VolumeManager {
     for (const auto& [_, other] : lvs) {
       if (other.origin == lv) return conflict("LV has snapshots; remove or merge them first");
     }
-    if ((*l)->holders.count(host_)) return conflict("LV is active on this host; deactivate it first");
+    if ((*l)->holders.count(host_))
+      return conflict("LV is active on this host; deactivate it first");
     if (!(*l)->holders.empty()) return conflict("lvremove: LV locked by other host");
     lvs.erase(std::string(lv));
     return ok_status();
@@ -195,12 +203,13 @@ class FakeVolumeManager final : public storage::VolumeManager {
       return ok_status();
     }
     const auto& lvs = san_.vgs_.at(std::string(vg)).lvs;
-    bool has_snapshots = std::any_of(lvs.begin(), lvs.end(),
-                                     [&](const auto& kv) { return kv.second.origin == lv; });
+    bool has_snapshots =
+        std::any_of(lvs.begin(), lvs.end(), [&](const auto& kv) { return kv.second.origin == lv; });
     for (const auto& [host, held] : holders) {
       if (host == host_) continue;
       if (mode == Activation::exclusive || held == Activation::exclusive || has_snapshots) {
-        return conflict("lvchange: LV locked by other host: " + std::string(vg) + "/" + std::string(lv));
+        return conflict("lvchange: LV locked by other host: " + std::string(vg) + "/" +
+                        std::string(lv));
       }
     }
     holders[host_] = mode;
@@ -220,7 +229,8 @@ class FakeVolumeManager final : public storage::VolumeManager {
     auto& v = san_.vgs_.at(std::string(vg));
     if (v.lvs.count(std::string(snapshot))) return conflict("lvcreate: already exists");
     auto size = round_up(cow_bytes, v.extent);
-    if (size > free_of(v)) return Error(ErrorCode::insufficient_capacity, "lvcreate: insufficient free space");
+    if (size > free_of(v))
+      return Error(ErrorCode::insufficient_capacity, "lvcreate: insufficient free space");
     FakeSharedStorage::Lv s;
     s.size = size;
     s.origin = std::string(origin);
@@ -257,7 +267,8 @@ class FakeVolumeManager final : public storage::VolumeManager {
   Result<FakeSharedStorage::Vg*> find_vg(std::string_view vg) {
     if (auto s = storage::check_vg_name(vg); !s) return s.take_error();
     auto it = san_.vgs_.find(std::string(vg));
-    if (it == san_.vgs_.end()) return not_found("Volume group \"" + std::string(vg) + "\" not found");
+    if (it == san_.vgs_.end())
+      return not_found("Volume group \"" + std::string(vg) + "\" not found");
     return &it->second;
   }
   // A VG this host may change: its lockspace must be started here.
@@ -275,7 +286,8 @@ class FakeVolumeManager final : public storage::VolumeManager {
     if (!v.ok()) return v.take_error();
     auto it = (*v)->lvs.find(std::string(lv));
     if (it == (*v)->lvs.end()) {
-      return not_found("Failed to find logical volume \"" + std::string(vg) + "/" + std::string(lv) + "\"");
+      return not_found("Failed to find logical volume \"" + std::string(vg) + "/" +
+                       std::string(lv) + "\"");
     }
     return &it->second;
   }
@@ -309,8 +321,10 @@ class FakeVolumeManager final : public storage::VolumeManager {
     auto held = lv.holders.find(host_);
     out.active = held != lv.holders.end();
     out.activation = out.active ? held->second : Activation::inactive;
-    out.attr = std::string(out.is_snapshot ? "s" : out.is_origin ? "o" : "-") + "wi-" +
-               (out.active ? "a" : "-") + "-----";
+    out.attr = std::string(out.is_snapshot ? "s"
+                           : out.is_origin ? "o"
+                                           : "-") +
+               "wi-" + (out.active ? "a" : "-") + "-----";
     return out;
   }
 
@@ -331,7 +345,8 @@ class FakeIscsiInitiator final : public storage::IscsiInitiator {
     auto p = storage::normalize_portal(portal);
     if (!p.ok()) return p.take_error();
     auto it = portals_.find(*p);
-    if (it == portals_.end()) return unavailable("iscsiadm discovery: cannot make connection to " + *p);
+    if (it == portals_.end())
+      return unavailable("iscsiadm discovery: cannot make connection to " + *p);
     std::vector<storage::IscsiTarget> out;
     for (const auto& iqn : it->second) {
       out.push_back({iqn, *p, 1});
@@ -349,7 +364,9 @@ class FakeIscsiInitiator final : public storage::IscsiInitiator {
     auto need = chap_.find(key.first);
     if (need != chap_.end() && (!chap || chap->username != need->second.username ||
                                 chap->password != need->second.password)) {
-      return invalid("iscsiadm -m node failed (exit 24): authorization failure (CHAP credentials missing or wrong)");
+      return invalid(
+          "iscsiadm -m node failed (exit 24): authorization failure (CHAP credentials missing or "
+          "wrong)");
     }
     if (!sessions_.count(key)) sessions_[key] = next_sid_++;
     return ok_status();
@@ -369,7 +386,8 @@ class FakeIscsiInitiator final : public storage::IscsiInitiator {
       s.portal = key.second;
       s.connection_state = "LOGGED IN";
       s.session_state = "LOGGED_IN";
-      s.luns = {{0, "", ""}, {1, "/dev/sd" + std::string(1, static_cast<char>('a' + sid - 1)), "running"}};
+      s.luns = {{0, "", ""},
+                {1, "/dev/sd" + std::string(1, static_cast<char>('a' + sid - 1)), "running"}};
       out.push_back(std::move(s));
     }
     return out;

@@ -119,30 +119,32 @@ class KernelLabStorage : public ::testing::Test {
   Status add_chap_target(int tid) {
     const std::string socket = (lab().state_dir() / "tgtd" / "ipc").string();
     auto tgtadm = [&](std::vector<std::string> args) -> Status {
-      std::vector<std::string> argv{"ip",  "netns", "exec", lab().netns(), "env",
-                                    "TGT_IPC_SOCKET=" + socket, "tgtadm", "--lld", "iscsi"};
+      std::vector<std::string> argv{"ip",          "netns", "exec",
+                                    lab().netns(), "env",   "TGT_IPC_SOCKET=" + socket,
+                                    "tgtadm",      "--lld", "iscsi"};
       argv.insert(argv.end(), args.begin(), args.end());
       auto r = system_.run(argv);
       if (!r.ok()) return r.take_error();
       if (r->exit_code != 0) return internal_error("tgtadm failed: " + r->err);
       return ok_status();
     };
-    if (auto s = tgtadm({"--op", "new", "--mode", "account", "--user", kChapUser, "--password",
-                         kChapSecret});
+    if (auto s = tgtadm(
+            {"--op", "new", "--mode", "account", "--user", kChapUser, "--password", kChapSecret});
         !s) {
       return s;
     }
-    return tgtadm({"--op", "bind", "--mode", "account", "--tid", std::to_string(tid), "--user",
-                   kChapUser});
+    return tgtadm(
+        {"--op", "bind", "--mode", "account", "--tid", std::to_string(tid), "--user", kChapUser});
   }
 
   // The dm device and its /dev node appear a moment after the command in a guest
   // without udev; a 4 KiB O_DIRECT read or write of the first block.
-  ::testing::AssertionResult write_block(int g, const std::string& device, const std::string& data) {
-    return runs_ok(lab(), g,
-                   {"dd", "of=" + device, "bs=4096", "count=1", "oflag=direct", "conv=notrunc",
-                    "status=none"},
-                   nullptr, 60s, data);
+  ::testing::AssertionResult write_block(int g, const std::string& device,
+                                         const std::string& data) {
+    return runs_ok(
+        lab(), g,
+        {"dd", "of=" + device, "bs=4096", "count=1", "oflag=direct", "conv=notrunc", "status=none"},
+        nullptr, 60s, data);
   }
   std::string read_block(int g, const std::string& device) {
     ProcessOutput out;
@@ -157,8 +159,8 @@ class KernelLabStorage : public ::testing::Test {
     auto config = lvm(g).config_string();
     EXPECT_TRUE(config.ok());
     EXPECT_TRUE(runs_ok(lab(), g,
-                        {"lvs", "--config", config.ok() ? *config : "", "--noheadings", "-o",
-                         field, std::string(kVg) + "/" + lv},
+                        {"lvs", "--config", config.ok() ? *config : "", "--noheadings", "-o", field,
+                         std::string(kVg) + "/" + lv},
                         &out));
     const auto first = out.out.find_first_not_of(" \n");
     if (first == std::string::npos) return {};
@@ -197,8 +199,8 @@ TEST_F(KernelLabStorage, A_IscsiDiscoveryAndLogin) {
   const auto t = steady::now();
   // The guests work in parallel (each guest runs its commands in order).
   auto bring_up = [&](int g) {
-    ASSERT_TRUE(runs_ok(lab(), g,
-                        {"modprobe", "-a", "dm_snapshot", "softdog", "iscsi_tcp", "sd_mod"}));
+    ASSERT_TRUE(
+        runs_ok(lab(), g, {"modprobe", "-a", "dm_snapshot", "softdog", "iscsi_tcp", "sd_mod"}));
     ASSERT_TRUE(runs_ok(lab(), g, {"iscsid"}));
     auto& iscsi = *iscsi_[g];
 
@@ -257,7 +259,8 @@ TEST_F(KernelLabStorage, B_IscsiChapLogin) {
   ASSERT_FALSE(without.ok());
   EXPECT_EQ(without.error().code, ErrorCode::invalid_argument) << describe(without.error());
 
-  auto wrong = iscsi.login(lun->iqn, lun->portal, storage::ChapCredentials{kChapUser, "wrong0123456"});
+  auto wrong =
+      iscsi.login(lun->iqn, lun->portal, storage::ChapCredentials{kChapUser, "wrong0123456"});
   ASSERT_FALSE(wrong.ok());
   EXPECT_EQ(wrong.error().code, ErrorCode::invalid_argument) << describe(wrong.error());
   EXPECT_EQ((wrong.error().message + wrong.error().details.dump()).find("wrong0123456"),
@@ -387,9 +390,9 @@ TEST_F(KernelLabStorage, E_LvCreateGrowDelete) {
   ASSERT_TRUE(removed.ok()) << describe(removed.error());
   EXPECT_EQ(lvm(1).get_lv(kVg, "scratch").error().code, ErrorCode::not_found);
   EXPECT_EQ(lvm(1).remove_lv(kVg, "scratch").error().code, ErrorCode::not_found);
-  EXPECT_TRUE(runs_and_fails(lab(), 1,
-                             {"lvs", "--config", *lvm(1).config_string(), std::string(kVg) + "/scratch"},
-                             nullptr));
+  EXPECT_TRUE(runs_and_fails(
+      lab(), 1, {"lvs", "--config", *lvm(1).config_string(), std::string(kVg) + "/scratch"},
+      nullptr));
   report_time("lv_create_grow_delete_ms", steady::now() - t);
   lv_ok_ = !HasFailure();
 }
@@ -427,8 +430,8 @@ TEST_F(KernelLabStorage, F_ExclusiveActivationRefusedElsewhere) {
     auto now = lvm(g).get_lv(kVg, "vol1");
     EXPECT_TRUE(now.ok());
     if (now.ok()) {
-      EXPECT_EQ(now->activation, mode) << "node" << g << " holds vol1 "
-                                       << storage::to_string(now->activation);
+      EXPECT_EQ(now->activation, mode)
+          << "node" << g << " holds vol1 " << storage::to_string(now->activation);
     }
   };
   const auto t = steady::now();
@@ -535,8 +538,8 @@ TEST_F(KernelLabStorage, H_MultipathPathHealth) {
                       "  polling_interval 1\n}\n"));
   ASSERT_TRUE(runs_ok(lab(), g, {"modprobe", "-a", "dm_multipath", "dm_round_robin"}));
   // The guest's agent runs chrooted; systemd's tools refuse that unless told.
-  ASSERT_TRUE(runs_ok(lab(), g,
-                      {"env", "SYSTEMD_IGNORE_CHROOT=1", "/lib/systemd/systemd-udevd", "--daemon"}));
+  ASSERT_TRUE(runs_ok(
+      lab(), g, {"env", "SYSTEMD_IGNORE_CHROOT=1", "/lib/systemd/systemd-udevd", "--daemon"}));
   ASSERT_TRUE(runs_ok(lab(), g, {"multipathd"}));
 
   auto& iscsi = *iscsi_[g];
@@ -545,10 +548,12 @@ TEST_F(KernelLabStorage, H_MultipathPathHealth) {
   ASSERT_TRUE(login.ok()) << describe(login.error());
   // The second path: the same target through a second initiator iface.
   ASSERT_TRUE(runs_ok(lab(), g, {"iscsiadm", "-m", "iface", "-I", "path2", "-o", "new"}));
-  ASSERT_TRUE(runs_ok(lab(), g, {"iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p",
-                                 lun->portal, "-I", "path2"}));
-  ASSERT_TRUE(runs_ok(lab(), g, {"iscsiadm", "-m", "node", "-T", lun->iqn, "-p", lun->portal, "-I",
-                                 "path2", "--login"}));
+  ASSERT_TRUE(runs_ok(
+      lab(), g,
+      {"iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", lun->portal, "-I", "path2"}));
+  ASSERT_TRUE(runs_ok(
+      lab(), g,
+      {"iscsiadm", "-m", "node", "-T", lun->iqn, "-p", lun->portal, "-I", "path2", "--login"}));
 
   Result<std::string> device = not_found("not polled");
   for (int attempt = 0; attempt < 60; ++attempt) {

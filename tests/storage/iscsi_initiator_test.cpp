@@ -52,7 +52,8 @@ TEST(IscsiInitiator, LoginWithoutChap) {
   OpenIscsiInitiator iscsi(runner);
   ASSERT_TRUE(iscsi.login(kIqn, kPortal, std::nullopt).ok());
   ASSERT_EQ(runner.calls().size(), 1u);
-  EXPECT_EQ(runner.calls()[0], (Argv{"iscsiadm", "-m", "node", "-T", kIqn, "-p", kPortal, "--login"}));
+  EXPECT_EQ(runner.calls()[0],
+            (Argv{"iscsiadm", "-m", "node", "-T", kIqn, "-p", kPortal, "--login"}));
 }
 
 TEST(IscsiInitiator, LoginTwiceIsASuccess) {
@@ -87,8 +88,8 @@ TEST(IscsiInitiator, ChapSetsAuthThenLogsInAndNeverShowsTheSecret) {
   EXPECT_EQ(runner.calls()[0], with({"node.session.auth.authmethod", "-v", "CHAP"}));
   EXPECT_EQ(runner.calls()[1], with({"node.session.auth.username", "-v", "kvmuser"}));
   EXPECT_EQ(runner.calls()[2], with({"node.session.auth.password", "-v", "secretpass12"}));
-  EXPECT_EQ(runner.calls()[3], (Argv{"iscsiadm", "-m", "node", "-T", kChapIqn, "-p", kPortal,
-                                     "--login"}));
+  EXPECT_EQ(runner.calls()[3],
+            (Argv{"iscsiadm", "-m", "node", "-T", kChapIqn, "-p", kPortal, "--login"}));
 }
 
 TEST(IscsiInitiator, WrongChapIsInvalidArgumentAndMasked) {

@@ -19,9 +19,9 @@ TEST(LockDaemons, NothingRunning) {
   LockDaemons daemons(runner);
   auto st = daemons.check();
   ASSERT_TRUE(st.ok()) << st.error().message;
-  EXPECT_EQ(runner.calls(), (std::vector<Argv>{{"wdmd", "--dump"},
-                                               {"sanlock", "client", "status"},
-                                               {"lvmlockctl", "--info"}}));
+  EXPECT_EQ(runner.calls(),
+            (std::vector<Argv>{
+                {"wdmd", "--dump"}, {"sanlock", "client", "status"}, {"lvmlockctl", "--info"}}));
   EXPECT_FALSE(st->wdmd);
   EXPECT_FALSE(st->sanlock);
   EXPECT_FALSE(st->lvmlockd);

@@ -48,16 +48,18 @@ TEST_F(Lvm2CliTest, ConfigRestrictsDevicesAndSetsLocking) {
   o.host_id = 7;
   FakeProcessRunner r;
   Lvm2Cli with_udev(r, o);
-  EXPECT_EQ(*with_udev.config_string(),
-            "devices { global_filter = [ \"a|^/dev/disk/by-path/ip-10[.]77[.]0[.]1:3260-iscsi-iqn[.]"
-            "2026-01[.]io[.]x:a[+]b-lun-1$|\", \"a|^/dev/mapper/mpatha$|\", \"r|.*|\" ] filter = [ "
-            "\"a|^/dev/disk/by-path/ip-10[.]77[.]0[.]1:3260-iscsi-iqn[.]2026-01[.]io[.]x:a[+]b-lun-"
-            "1$|\", \"a|^/dev/mapper/mpatha$|\", \"r|.*|\" ] use_devicesfile = 0 } global { "
-            "use_lvmlockd = 1 use_lvmpolld = 0 } local { host_id = 7 }");
+  EXPECT_EQ(
+      *with_udev.config_string(),
+      "devices { global_filter = [ \"a|^/dev/disk/by-path/ip-10[.]77[.]0[.]1:3260-iscsi-iqn[.]"
+      "2026-01[.]io[.]x:a[+]b-lun-1$|\", \"a|^/dev/mapper/mpatha$|\", \"r|.*|\" ] filter = [ "
+      "\"a|^/dev/disk/by-path/ip-10[.]77[.]0[.]1:3260-iscsi-iqn[.]2026-01[.]io[.]x:a[+]b-lun-"
+      "1$|\", \"a|^/dev/mapper/mpatha$|\", \"r|.*|\" ] use_devicesfile = 0 } global { "
+      "use_lvmlockd = 1 use_lvmpolld = 0 } local { host_id = 7 }");
 }
 
 TEST_F(Lvm2CliTest, MisconfiguredBackendRunsNothing) {
-  for (LvmOptions o : {LvmOptions{}, [] {
+  for (LvmOptions o : {LvmOptions{},
+                       [] {
                          auto x = lab_options();
                          x.host_id = 0;
                          return x;
@@ -114,11 +116,12 @@ TEST_F(Lvm2CliTest, PvsReport) {
 
 TEST_F(Lvm2CliTest, LvsWithSnapshotAndLocks) {
   runner_.expect({"lvm", "lvs"}, captured("lvs_snap"));
-  runner_.expect({"lvmlockctl"}, FakeProcessRunner::exited(0,
-                                                           "VG kvmvg lock_type=sanlock x\n"
-                                                           "LS sanlock lvm_kvmvg\n"
-                                                           "LK VG un ver 5\n"
-                                                           "LK LV ex pr1pdO-FURh-q5CX-YVpS-oGDQ-uUHa-8vXUqt\n"));
+  runner_.expect({"lvmlockctl"},
+                 FakeProcessRunner::exited(0,
+                                           "VG kvmvg lock_type=sanlock x\n"
+                                           "LS sanlock lvm_kvmvg\n"
+                                           "LK VG un ver 5\n"
+                                           "LK LV ex pr1pdO-FURh-q5CX-YVpS-oGDQ-uUHa-8vXUqt\n"));
   auto lvs = lvm_.list_lvs("kvmvg");
   ASSERT_TRUE(lvs.ok()) << lvs.error().message;
   EXPECT_EQ(runner_.calls()[0],
@@ -365,9 +368,10 @@ TEST(LvmReports, MalformedOrHostileOutputIsAnInternalError) {
   auto vg_free = captured("vgs_full").out;
   vg_free.replace(vg_free.find("\"935329792\""), 11, "\"99935329792\"");
   EXPECT_FALSE(parse_vgs_report(vg_free).ok());  // more free than total
-  EXPECT_FALSE(parse_pvs_report("{\"report\":[{\"pv\":[{\"pv_name\":\"/dev/a|b\", \"vg_name\":\"\", "
-                                "\"pv_uuid\":\"u\", \"pv_size\":\"1\", \"pv_free\":\"0\"}]}]}")
-                   .ok());
+  EXPECT_FALSE(
+      parse_pvs_report("{\"report\":[{\"pv\":[{\"pv_name\":\"/dev/a|b\", \"vg_name\":\"\", "
+                       "\"pv_uuid\":\"u\", \"pv_size\":\"1\", \"pv_free\":\"0\"}]}]}")
+          .ok());
 }
 
 TEST(LvmReports, OverflowedSnapshotIsInvalid) {

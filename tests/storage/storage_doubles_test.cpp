@@ -22,12 +22,14 @@ TEST(StorageDoubles, LocksBehaveLikeLvmlockd) {
             ErrorCode::insufficient_capacity);
 
   ASSERT_TRUE(h1.activate("kvmvg", "vol1", LvActivation::exclusive).ok());
-  EXPECT_EQ(h2.activate("kvmvg", "vol1", LvActivation::exclusive).error().code, ErrorCode::conflict);
+  EXPECT_EQ(h2.activate("kvmvg", "vol1", LvActivation::exclusive).error().code,
+            ErrorCode::conflict);
   EXPECT_EQ(h2.activate("kvmvg", "vol1", LvActivation::shared).error().code, ErrorCode::conflict);
   // The migration handover.
   ASSERT_TRUE(h1.activate("kvmvg", "vol1", LvActivation::shared).ok());
   ASSERT_TRUE(h2.activate("kvmvg", "vol1", LvActivation::shared).ok());
-  EXPECT_EQ(h1.activate("kvmvg", "vol1", LvActivation::exclusive).error().code, ErrorCode::conflict);
+  EXPECT_EQ(h1.activate("kvmvg", "vol1", LvActivation::exclusive).error().code,
+            ErrorCode::conflict);
   ASSERT_TRUE(h1.activate("kvmvg", "vol1", LvActivation::inactive).ok());
   ASSERT_TRUE(h2.activate("kvmvg", "vol1", LvActivation::exclusive).ok());
   EXPECT_EQ(h2.get_lv("kvmvg", "vol1")->activation, LvActivation::exclusive);
@@ -69,7 +71,8 @@ TEST(StorageDoubles, IscsiLoginNeedsDiscoveryAndChap) {
   EXPECT_EQ(iscsi.login(iqn, "10.0.0.1", std::nullopt).error().code, ErrorCode::invalid_argument);
   ASSERT_TRUE(iscsi.login(iqn, "10.0.0.1", storage::ChapCredentials{"u", "secret123456"}).ok());
   EXPECT_EQ(iscsi.sessions()->size(), 1u);
-  EXPECT_EQ(*iscsi.lun_device(iqn, "10.0.0.1:3260", 1), storage::iscsi_by_path(iqn, "10.0.0.1:3260", 1));
+  EXPECT_EQ(*iscsi.lun_device(iqn, "10.0.0.1:3260", 1),
+            storage::iscsi_by_path(iqn, "10.0.0.1:3260", 1));
   EXPECT_EQ(iscsi.discover("10.0.0.9").error().code, ErrorCode::unavailable);
 }
 

@@ -48,7 +48,8 @@ TEST(StorageInventory, OnePartFailingLeavesTheOthers) {
   runner.expect({"wdmd"}, captured("wdmd_dump"));
   runner.expect({"sanlock"}, captured("sanlock_status_empty"));
   runner.expect({"lvmlockctl"}, captured("lvmlockctl_info_empty"));
-  runner.expect({"iscsiadm"}, FakeProcessRunner::exited(20, "", "iscsiadm: can not connect to iSCSI daemon (111)!\n"));
+  runner.expect({"iscsiadm"}, FakeProcessRunner::exited(
+                                  20, "", "iscsiadm: can not connect to iSCSI daemon (111)!\n"));
   OpenIscsiInitiator iscsi(runner);
   LockDaemons locks(runner);
   auto inv = collect_storage_inventory(&iscsi, nullptr, &locks);

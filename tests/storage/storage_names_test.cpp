@@ -14,9 +14,9 @@ TEST(StorageNames, LvmNames) {
   }
   const std::string long_name(128, 'a');
   for (const std::string& bad :
-       {std::string{}, std::string("-vg"), std::string("."), std::string(".."),
-        std::string("a b"), std::string("a/b"), std::string("a;b"), std::string("a\nb"),
-        std::string("ü"), long_name, std::string("$(reboot)")}) {
+       {std::string{}, std::string("-vg"), std::string("."), std::string(".."), std::string("a b"),
+        std::string("a/b"), std::string("a;b"), std::string("a\nb"), std::string("ü"), long_name,
+        std::string("$(reboot)")}) {
     auto s = check_lv_name(bad);
     ASSERT_FALSE(s.ok()) << bad;
     EXPECT_EQ(s.error().code, ErrorCode::invalid_argument);
@@ -41,18 +41,33 @@ TEST(StorageNames, Sizes) {
 }
 
 TEST(StorageNames, IscsiNames) {
-  for (const char* ok : {"iqn.2026-01.io.kvmfleet.klab:shared", "iqn.2001-04.com.example",
-                         "iqn.2001-04.com.example:storage:disk2.sys1.xyz",
-                         "iqn.1994-05.com.redhat:8d7e4c1f2a", "eui.02004567A425678D",
-                         "naa.52004567BA64678D", "naa.6001405abcdef0123456789abcdef012"}) {
+  for (const char* ok :
+       {"iqn.2026-01.io.kvmfleet.klab:shared", "iqn.2001-04.com.example",
+        "iqn.2001-04.com.example:storage:disk2.sys1.xyz", "iqn.1994-05.com.redhat:8d7e4c1f2a",
+        "eui.02004567A425678D", "naa.52004567BA64678D", "naa.6001405abcdef0123456789abcdef012"}) {
     EXPECT_TRUE(check_iscsi_name(ok).ok()) << ok;
   }
-  for (const char* bad :
-       {"", "iqn", "iqn.", "iqn.2026.io.x", "iqn.26-01.io.x", "iqn.2026-13.io.x",
-        "iqn.2026-00.io.x", "iqn.2026-01", "iqn.2026-01.", "iqn.2026-01.-io.x",
-        "iqn.2026-01.IO.X", "iqn.2026-01.io.x:", "iqn.2026-01.io.x:a b", "iqn.2026-01.io.x:a;b",
-        "iqn.2026-01.io..x", "eui.0200", "eui.02004567A425678Z", "naa.1234", "foo.bar",
-        "-iqn.2026-01.io.x", "iqn.2026-01.io.x:$(id)"}) {
+  for (const char* bad : {"",
+                          "iqn",
+                          "iqn.",
+                          "iqn.2026.io.x",
+                          "iqn.26-01.io.x",
+                          "iqn.2026-13.io.x",
+                          "iqn.2026-00.io.x",
+                          "iqn.2026-01",
+                          "iqn.2026-01.",
+                          "iqn.2026-01.-io.x",
+                          "iqn.2026-01.IO.X",
+                          "iqn.2026-01.io.x:",
+                          "iqn.2026-01.io.x:a b",
+                          "iqn.2026-01.io.x:a;b",
+                          "iqn.2026-01.io..x",
+                          "eui.0200",
+                          "eui.02004567A425678Z",
+                          "naa.1234",
+                          "foo.bar",
+                          "-iqn.2026-01.io.x",
+                          "iqn.2026-01.io.x:$(id)"}) {
     auto s = check_iscsi_name(bad);
     ASSERT_FALSE(s.ok()) << bad;
     EXPECT_EQ(s.error().code, ErrorCode::invalid_argument);
@@ -67,9 +82,9 @@ TEST(StorageNames, Portals) {
   EXPECT_EQ(*normalize_portal("[fd00::1]:3260"), "[fd00::1]:3260");
   EXPECT_EQ(*normalize_portal("[fd00::1]"), "[fd00::1]:3260");
   for (const char* bad :
-       {"", ":3260", "10.77.0.1:", "10.77.0.1:0", "10.77.0.1:65536", "10.77.0.1:32a",
-        "10.77.0.256", "10.77.0", "010.77.0.1", "fd00::1", "[fd00::1", "[zz::1]:3260",
-        "host name", "-host", "a..b", "10.77.0.1:3260:1", "host;reboot", "1.2.3.4.5"}) {
+       {"", ":3260", "10.77.0.1:", "10.77.0.1:0", "10.77.0.1:65536", "10.77.0.1:32a", "10.77.0.256",
+        "10.77.0", "010.77.0.1", "fd00::1", "[fd00::1", "[zz::1]:3260", "host name", "-host",
+        "a..b", "10.77.0.1:3260:1", "host;reboot", "1.2.3.4.5"}) {
     auto p = normalize_portal(bad);
     ASSERT_FALSE(p.ok()) << bad;
     EXPECT_EQ(p.error().code, ErrorCode::invalid_argument);

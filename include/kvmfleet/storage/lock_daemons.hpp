@@ -4,11 +4,10 @@
 // multiplexer), sanlock (disk leases) and lvmlockd (LVM's lock manager), and which
 // VG lockspaces are started.
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "kvmfleet/common/process.hpp"
 #include "kvmfleet/common/result.hpp"

@@ -24,9 +24,9 @@ struct MultipathPath {
 };
 
 struct MultipathMap {
-  std::string name;  // the map's name: the WWID unless user_friendly_names
-  std::string wwid;  // the map's uuid
-  std::string sysfs;  // "dm-0"
+  std::string name;      // the map's name: the WWID unless user_friendly_names
+  std::string wwid;      // the map's uuid
+  std::string sysfs;     // "dm-0"
   std::string dm_state;  // "active", "suspend"
   int path_faults = 0;
   std::vector<MultipathPath> paths;

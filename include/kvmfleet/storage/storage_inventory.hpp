@@ -3,10 +3,9 @@
 // What a host reports about its shared storage in its inventory: the lock
 // daemons, its iSCSI sessions and the shared VGs it sees through its filter.
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "kvmfleet/storage/iscsi_initiator.hpp"
 #include "kvmfleet/storage/lock_daemons.hpp"

@@ -45,8 +45,8 @@ struct LogicalVolume {
   std::string vg_name;
   std::string uuid;
   std::uint64_t size_bytes = 0;
-  std::string attr;  // lv_attr, e.g. "-wi-a-----"
-  std::string path;  // /dev/VG/LV
+  std::string attr;     // lv_attr, e.g. "-wi-a-----"
+  std::string path;     // /dev/VG/LV
   bool active = false;  // active on this host
   // The lock lvmlockd holds for it on this host: exclusive or shared when active
   // under lvmlockd; inactive otherwise. (lvs alone cannot tell shared from
@@ -54,12 +54,12 @@ struct LogicalVolume {
   LvActivation activation = LvActivation::inactive;
   std::string origin;  // for a COW snapshot: the LV it snapshots
   bool is_snapshot = false;
-  bool is_origin = false;  // has COW snapshots
+  bool is_origin = false;              // has COW snapshots
   std::optional<double> data_percent;  // a snapshot's COW fill
   // A COW snapshot that overflowed (lv_attr state 'I'): LVM dropped it, its data
   // is gone; only removal is left.
   bool snapshot_invalid = false;
-  bool merging = false;                // a merge into its origin is pending/under way
+  bool merging = false;  // a merge into its origin is pending/under way
 };
 
 struct LvCreateOptions {
