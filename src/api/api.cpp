@@ -122,7 +122,7 @@ void answer_operation(ClusterService& svc, std::shared_ptr<Call> c, const Submit
   svc.wait_operation(s.operation.id, std::chrono::seconds(seconds), send);
 }
 
-void list_vms(ClusterService& svc, Call& c) {
+void list_vms(ClusterService& svc, PageCache& pages, Call& c) {
   if (auto st = check_query_keys(c.query, {"limit", "cursor", "host", "state"}); !st)
     return c.fail(st.error());
   auto limit = query_int(c.query, "limit", 100, 1, 1000);
@@ -134,7 +134,11 @@ void list_vms(ClusterService& svc, Call& c) {
   if (!host.empty() && !is_valid_name(host)) return c.fail(invalid("bad host", {{"parameter", "host"}}));
   if (!state.empty() && !vm_state_from_string(state))
     return c.fail(invalid("unknown state", {{"parameter", "state"}}));
-  json body = svc.state().read([&](const ClusterState::Data& d) {
+  // The page's body is made once per change of the VMs and served as is until the next
+  // one: this is the read that dashboards and scripts poll.
+  const std::string key = std::to_string(*limit) + "|" + cursor + "|" + host + "|" + state;
+  std::string body = svc.state().read([&](const ClusterState::Data& d) {
+    if (auto hit = pages.find(key, d.vms_version)) return std::move(*hit);
     json items = json::array();
     std::string next;
     // The cursor is the last name of the previous page: pages stay stable while VMs
@@ -150,9 +154,12 @@ void list_vms(ClusterService& svc, Call& c) {
       }
       items.push_back(vm_view(vm));
     }
-    return json{{"items", std::move(items)}, {"next_cursor", next.empty() ? json(nullptr) : json(next)}};
+    std::string text = http::json_text(
+        json{{"items", std::move(items)}, {"next_cursor", next.empty() ? json(nullptr) : json(next)}});
+    pages.put(key, d.vms_version, text);
+    return text;
   });
-  c.ok(HttpStatus::ok, body);
+  c.reply(http::json_response(HttpStatus::ok, std::move(body), c.req.version(), c.req.keep_alive()));
 }
 
 void list_operations(ClusterService& svc, Call& c) {
@@ -183,7 +190,7 @@ void list_operations(ClusterService& svc, Call& c) {
   c.ok(HttpStatus::ok, body);
 }
 
-void route(ClusterService& svc, Metrics& metrics, std::shared_ptr<Call> cp) {
+void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_ptr<Call> cp) {
   Call& c = *cp;
   const auto& seg = c.seg;
   const Verb m = c.req.method();
@@ -352,7 +359,7 @@ void route(ClusterService& svc, Metrics& metrics, std::shared_ptr<Call> cp) {
   if (coll == "vms") {
     if (n == 2 && m == Verb::get) {
       if (!require(Need::viewer)) return;
-      return list_vms(svc, c);
+      return list_vms(svc, pages, c);
     }
     if (n == 2 && m == Verb::post) {
       if (!require(Need::operator_)) return;
@@ -526,7 +533,7 @@ void Api::handle(http::Request&& req, http::Responder respond) {
     c->query = std::move(*q);
   }
   try {
-    route(service_, metrics_, c);
+    route(service_, metrics_, pages_, c);
   } catch (const std::exception& e) {
     spdlog::error("request {} {} failed: {}", std::string(c->req.method_string()), std::string(target), e.what());
     c->fail(internal_error("internal error"));

@@ -103,6 +103,7 @@ void ClusterState::apply(const WriteBatch& b) {
     data_.vm_ids.erase(it->second.spec.name);
     data_.vms.erase(it);
   }
+  if (!b.put_vms.empty() || !b.delete_vms.empty()) ++data_.vms_version;
   for (const auto& vm : b.put_vms) {
     auto it = data_.vms.find(vm.id);
     if (it != data_.vms.end() && it->second.spec.name != vm.spec.name)

@@ -22,17 +22,26 @@ HttpStatus status_for(ErrorCode code) {
   return HttpStatus::internal_server_error;
 }
 
-Response json_response(HttpStatus status, const nlohmann::json& body, unsigned version,
-                       bool keep_alive) {
+std::string json_text(const nlohmann::json& body) {
+  // Replace invalid UTF-8 rather than throw: bodies can echo untrusted input.
+  std::string text = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  text.push_back('\n');
+  return text;
+}
+
+Response json_response(HttpStatus status, std::string text, unsigned version, bool keep_alive) {
   Response res{status, version};
   res.set(bhttp::field::content_type, "application/json");
   res.set(bhttp::field::server, "kvmfleet");
   res.keep_alive(keep_alive);
-  // Replace invalid UTF-8 rather than throw: bodies can echo untrusted input.
-  res.body() = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  res.body().push_back('\n');
+  res.body() = std::move(text);
   res.prepare_payload();
   return res;
+}
+
+Response json_response(HttpStatus status, const nlohmann::json& body, unsigned version,
+                       bool keep_alive) {
+  return json_response(status, json_text(body), version, keep_alive);
 }
 
 Response error_response(const Error& error, unsigned version, bool keep_alive) {

@@ -146,6 +146,44 @@ TEST_F(ApiTest, MutatingCallsReturn202WithAnOperation) {
   EXPECT_FALSE(op.body.contains("request_hash"));
 }
 
+TEST_F(ApiTest, AListedPageFollowsEveryChangeOfTheVms) {
+  auto empty = call(http::Verb::get, "/v1/vms", viewer_);
+  ASSERT_EQ(empty.status, 200u);
+  EXPECT_TRUE(empty.body["items"].empty());
+  ASSERT_EQ(call(http::Verb::post, "/v1/vms", admin_, R"({"name":"web1","memory_mib":64})").status, 202u);
+  auto one = call(http::Verb::get, "/v1/vms", viewer_);
+  ASSERT_EQ(one.body["items"].size(), 1u);
+  EXPECT_EQ(one.body["items"][0]["state"], "pending");
+  EXPECT_EQ(call(http::Verb::get, "/v1/vms", viewer_).body, one.body);  // served again as is
+  // A change of one VM (not a new VM) shows on the very next read.
+  ASSERT_TRUE(state_.update([](const ClusterState::Data& d, WriteBatch& b) -> Status {
+                      Vm vm = *d.find_vm("web1");
+                      vm.state = VmState::stopped;
+                      vm.generation += 1;
+                      b.put_vms.push_back(vm);
+                      return {};
+                    })
+                  .ok());
+  EXPECT_EQ(call(http::Verb::get, "/v1/vms", viewer_).body["items"][0]["state"], "stopped");
+  EXPECT_EQ(call(http::Verb::get, "/v1/vms?limit=1", viewer_).body["items"][0]["state"], "stopped");
+  ASSERT_EQ(call(http::Verb::post, "/v1/vms", admin_, R"({"name":"web2","memory_mib":64})").status, 202u);
+  auto two = call(http::Verb::get, "/v1/vms?limit=1", viewer_);
+  EXPECT_EQ(two.body["next_cursor"], "web1");
+}
+
+TEST(PageCache, ServesAPageOnlyAtTheVersionItWasMadeAt) {
+  api::PageCache cache(2);
+  cache.put("a", 1, "one");
+  EXPECT_EQ(cache.find("a", 1), "one");
+  EXPECT_FALSE(cache.find("a", 2).has_value());
+  EXPECT_FALSE(cache.find("b", 1).has_value());
+  cache.put("b", 2, "two");
+  cache.put("c", 2, "three");  // full: the page of version 1 goes
+  EXPECT_FALSE(cache.find("a", 1).has_value());
+  EXPECT_EQ(cache.find("b", 2), "two");
+  EXPECT_EQ(cache.find("c", 2), "three");
+}
+
 TEST_F(ApiTest, WaitBlocksUntilTheOperationEnds) {
   runner_.start();
   auto r = call(http::Verb::post, "/v1/vms?wait=20", admin_, R"({"name":"web1","memory_mib":64,"start":true})");

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "kvmfleet/api/metrics.hpp"
+#include "kvmfleet/api/page_cache.hpp"
 #include "kvmfleet/controller/cluster_service.hpp"
 #include "kvmfleet/http/types.hpp"
 
@@ -17,6 +18,7 @@ class Api {
  private:
   ClusterService& service_;
   Metrics& metrics_;
+  PageCache pages_;
 };
 
 }  // namespace kvmfleet::api

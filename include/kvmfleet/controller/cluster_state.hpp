@@ -27,6 +27,9 @@ class ClusterState {
     std::unordered_map<std::string, Operation> operations;  // by id
     std::map<std::pair<std::string, std::string>, std::string> idempotency;  // (token id, key) → op id
     std::unordered_map<std::string, TokenRecord> tokens;  // by id
+    // Bumped whenever a VM is written or deleted: views made of VMs alone stay valid
+    // while it is unchanged (heartbeats do not bump it).
+    std::uint64_t vms_version = 0;
 
     const Vm* find_vm(const std::string& id_or_name) const;
     const Host* find_host(const std::string& name) const;

@@ -27,6 +27,10 @@ HttpStatus status_for(ErrorCode code);
 
 Response json_response(HttpStatus status, const nlohmann::json& body, unsigned version = 11,
                        bool keep_alive = true);
+// The same, for a body already serialized as json_response would (see json_text).
+Response json_response(HttpStatus status, std::string text, unsigned version, bool keep_alive);
+// What json_response puts in a body for `body`.
+std::string json_text(const nlohmann::json& body);
 // {"error": {...}} with the status that status_for gives.
 Response error_response(const Error& error, unsigned version = 11, bool keep_alive = true);
 
