@@ -1,10 +1,6 @@
 // Metadata directory costs: write latency per record (render + temp file + fsync +
 // rename + directory fsync), writer throughput, and import time for N records.
 // Usage: kvmfleet_metadata_bench [DIR] [N]   (DIR defaults to a fresh dir in /dev/shm)
-#include "kvmfleet/common/ids.hpp"
-#include "kvmfleet/metadata/metadata_import.hpp"
-#include "kvmfleet/metadata/metadata_writer.hpp"
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +10,10 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "kvmfleet/common/ids.hpp"
+#include "kvmfleet/metadata/metadata_import.hpp"
+#include "kvmfleet/metadata/metadata_writer.hpp"
 
 using namespace kvmfleet;
 using namespace kvmfleet::metadata;
@@ -78,10 +78,9 @@ int main(int argc, char** argv) {
   std::map<std::string, const VmMetadata*> by_id;
   for (const auto& m : vms) by_id[m.vm.id] = &m;
   // Changes pushed out of the full queue are re-read, as the controller does from its state.
-  MetadataWriter writer(fs, SystemClock::instance(), MetadataWriterOptions{},
-                        [&by_id](const std::string& id) -> std::optional<VmMetadata> {
-                          return *by_id.at(id);
-                        });
+  MetadataWriter writer(
+      fs, SystemClock::instance(), MetadataWriterOptions{},
+      [&by_id](const std::string& id) -> std::optional<VmMetadata> { return *by_id.at(id); });
   writer.start();
   while (writer.health().queue_depth > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   const auto t0 = std::chrono::steady_clock::now();
@@ -108,9 +107,9 @@ int main(int argc, char** argv) {
   auto report = import_metadata(*fs, store, SystemClock::instance());
   const double imp = Ms(std::chrono::steady_clock::now() - i0).count();
   if (!report) return 1;
-  std::printf("import: %zu records verified and imported in %.1f ms (%.3f ms/record), %zu refused\n",
-              report->imported, imp, imp / std::max<std::size_t>(1, report->imported),
-              report->refused);
+  std::printf(
+      "import: %zu records verified and imported in %.1f ms (%.3f ms/record), %zu refused\n",
+      report->imported, imp, imp / std::max<std::size_t>(1, report->imported), report->refused);
   if (made) std::filesystem::remove_all(dir);
   return report->refused == 0 ? 0 : 1;
 }

@@ -26,19 +26,19 @@ MetadataWriter::Refetch refetch_from(const ClusterState& state) {
 }
 
 void attach_metadata_writer(ClusterState& state, MetadataWriter& writer) {
-  state.on_vm_change([&state, &writer](const std::vector<Vm>& put,
-                                       const std::vector<std::string>& deleted) {
-    // Runs on the thread that committed the change (often an API thread): only
-    // in-memory work here, the writer does the I/O on its own threads.
-    std::vector<VmMetadata> metas = state.read([&](const ClusterState::Data& d) {
-      std::vector<VmMetadata> out;
-      out.reserve(put.size());
-      for (const auto& vm : put) out.push_back(make(d, vm));
-      return out;
-    });
-    for (auto& m : metas) writer.submit(std::move(m));
-    for (const auto& id : deleted) writer.submit_delete(id);
-  });
+  state.on_vm_change(
+      [&state, &writer](const std::vector<Vm>& put, const std::vector<std::string>& deleted) {
+        // Runs on the thread that committed the change (often an API thread): only
+        // in-memory work here, the writer does the I/O on its own threads.
+        std::vector<VmMetadata> metas = state.read([&](const ClusterState::Data& d) {
+          std::vector<VmMetadata> out;
+          out.reserve(put.size());
+          for (const auto& vm : put) out.push_back(make(d, vm));
+          return out;
+        });
+        for (auto& m : metas) writer.submit(std::move(m));
+        for (const auto& id : deleted) writer.submit_delete(id);
+      });
   auto all = state.read([&](const ClusterState::Data& d) {
     std::vector<VmMetadata> out;
     for (const auto& [_, vm] : d.vms) out.push_back(make(d, vm));

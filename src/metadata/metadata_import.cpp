@@ -1,11 +1,11 @@
 #include "kvmfleet/metadata/metadata_import.hpp"
 
-#include "kvmfleet/metadata/record.hpp"
-
 #include <algorithm>
 #include <map>
 #include <set>
 #include <sstream>
+
+#include "kvmfleet/metadata/record.hpp"
 
 namespace kvmfleet::metadata {
 namespace {

@@ -1,7 +1,5 @@
 #include "kvmfleet/metadata/metadata_writer.hpp"
 
-#include "kvmfleet/common/validate.hpp"
-
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
@@ -12,6 +10,8 @@
 #include <sstream>
 #include <thread>
 #include <unordered_map>
+
+#include "kvmfleet/common/validate.hpp"
 
 namespace kvmfleet::metadata {
 namespace {
@@ -233,8 +233,7 @@ struct MetadataWriter::Shared {
       }
       if (e.meta) {
         if (tombstones.contains(id)) continue;
-        if (auto g = done_gen.find(id); g != done_gen.end() && g->second >= e.generation)
-          continue;
+        if (auto g = done_gen.find(id); g != done_gen.end() && g->second >= e.generation) continue;
       }
       in_flight = InFlight{id, e.generation, e.first_change};
       std::string previous_xml;
@@ -244,8 +243,7 @@ struct MetadataWriter::Shared {
       Status result;
       std::string committed_xml;
       if (e.meta) {
-        auto rendered =
-            render_record(*e.meta, opts.pool, opts.writer_id, clock.now());
+        auto rendered = render_record(*e.meta, opts.pool, opts.writer_id, clock.now());
         if (!rendered) {
           // Not retried: the same VM renders the same way until it changes again.
           spdlog::error("metadata: VM {} cannot be rendered: {}", id, rendered.error().message);
@@ -300,7 +298,9 @@ MetadataWriter::MetadataWriter(std::shared_ptr<MetadataFs> fs, const Clock& cloc
                                MetadataWriterOptions opts, Refetch refetch)
     : s_(std::make_shared<Shared>(std::move(fs), clock, std::move(opts), std::move(refetch))) {}
 
-MetadataWriter::~MetadataWriter() { stop(); }
+MetadataWriter::~MetadataWriter() {
+  stop();
+}
 
 void MetadataWriter::start() {
   std::lock_guard lk(s_->mu);

@@ -1,5 +1,3 @@
-#include "kvmfleet/metadata/metadata_fs.hpp"
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -8,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+
+#include "kvmfleet/metadata/metadata_fs.hpp"
 
 namespace kvmfleet::metadata {
 namespace {
@@ -126,8 +126,7 @@ class PosixMetadataFs final : public MetadataFs {
   Status sync_dir() {
     Fd dfd(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (dfd.get() < 0) return errno_error("opening " + dir_, errno);
-    if (::fsync(dfd.get()) != 0 && errno != EINVAL)
-      return errno_error("fsync " + dir_, errno);
+    if (::fsync(dfd.get()) != 0 && errno != EINVAL) return errno_error("fsync " + dir_, errno);
     return {};
   }
 

@@ -1,12 +1,12 @@
 #include "kvmfleet/metadata/record.hpp"
 
+#include <limits>
+
 #include "kvmfleet/agent/domain_xml.hpp"
 #include "kvmfleet/agent/spec_validation.hpp"
 #include "kvmfleet/common/ids.hpp"
 #include "kvmfleet/common/validate.hpp"
 #include "kvmfleet/model/domain_spec.hpp"
-
-#include <limits>
 
 namespace kvmfleet::metadata {
 namespace {
@@ -26,7 +26,9 @@ bool is_safe_pool_path(std::string_view p) {
   return true;
 }
 
-Error refuse(std::string reason) { return invalid(std::move(reason)); }
+Error refuse(std::string reason) {
+  return invalid(std::move(reason));
+}
 
 // Reads a typed member; a missing member or a wrong type refuses the record.
 template <typename T>
@@ -52,19 +54,33 @@ Result<T> member(const json& j, const char* key) {
   }
 }
 
-#define KVF_TRY(var, expr)                     \
-  auto var##_r = (expr);                       \
-  if (!var##_r) return var##_r.take_error();   \
+#define KVF_TRY(var, expr)                   \
+  auto var##_r = (expr);                     \
+  if (!var##_r) return var##_r.take_error(); \
   auto var = std::move(*var##_r);
 
 Result<VerifiedRecord> decode(std::string_view json_name, const json& doc) {
   if (!doc.is_object()) return refuse("not a JSON object");
-  if (auto st = check_known_fields(doc,
-                                   {"format", "schema_version", "vm_id", "name", "generation",
-                                    "owner_host", "desired_state", "vcpus", "memory_mib",
-                                    "pinned_host", "anti_affinity_group", "ha", "domain_type",
-                                    "pool", "disks", "created_at", "written_at", "writer", "xml",
-                                    "sha256"},
+  if (auto st = check_known_fields(doc, {"format",
+                                         "schema_version",
+                                         "vm_id",
+                                         "name",
+                                         "generation",
+                                         "owner_host",
+                                         "desired_state",
+                                         "vcpus",
+                                         "memory_mib",
+                                         "pinned_host",
+                                         "anti_affinity_group",
+                                         "ha",
+                                         "domain_type",
+                                         "pool",
+                                         "disks",
+                                         "created_at",
+                                         "written_at",
+                                         "writer",
+                                         "xml",
+                                         "sha256"},
                                    "record");
       !st)
     return refuse(st.error().message);
@@ -107,7 +123,8 @@ Result<VerifiedRecord> decode(std::string_view json_name, const json& doc) {
   KVF_TRY(ha, member<bool>(doc, "ha"));
   vm.spec.ha = ha;
   KVF_TRY(domain_type, member<std::string>(doc, "domain_type"));
-  if (domain_type != "kvm" && domain_type != "qemu") return refuse("domain_type is not kvm or qemu");
+  if (domain_type != "kvm" && domain_type != "qemu")
+    return refuse("domain_type is not kvm or qemu");
   r.domain_type = domain_type;
 
   auto pool_it = doc.find("pool");
@@ -125,8 +142,8 @@ Result<VerifiedRecord> decode(std::string_view json_name, const json& doc) {
   if (disks_it->size() > agent::kMaxDisks) return refuse("too many disks");
   for (const auto& d : *disks_it) {
     if (!d.is_object()) return refuse("each disk must be an object");
-    if (auto st = check_known_fields(d, {"size_gib", "bus", "volume", "target_dev", "source"},
-                                     "disk");
+    if (auto st =
+            check_known_fields(d, {"size_gib", "bus", "volume", "target_dev", "source"}, "disk");
         !st)
       return refuse(st.error().message);
     KVF_TRY(size, member<std::int64_t>(d, "size_gib"));
@@ -145,8 +162,7 @@ Result<VerifiedRecord> decode(std::string_view json_name, const json& doc) {
     KVF_TRY(volume, member<std::string>(d, "volume"));
     KVF_TRY(dev, member<std::string>(d, "target_dev"));
     KVF_TRY(source, member<std::string>(d, "source"));
-    if (volume != spec.disks[i].volume || dev != spec.disks[i].target_dev ||
-        source != sources[i])
+    if (volume != spec.disks[i].volume || dev != spec.disks[i].target_dev || source != sources[i])
       return refuse("disk " + std::to_string(i) + " does not match the VM's volumes");
   }
 
@@ -184,7 +200,9 @@ Result<VerifiedRecord> decode(std::string_view json_name, const json& doc) {
 
 }  // namespace
 
-std::string json_name_for(std::string_view vm_id) { return std::string(vm_id) + ".json"; }
+std::string json_name_for(std::string_view vm_id) {
+  return std::string(vm_id) + ".json";
+}
 
 std::string xml_name_for(std::string_view vm_id, std::int64_t generation) {
   return std::string(vm_id) + ".g" + std::to_string(generation) + ".xml";

@@ -5,13 +5,12 @@
 // running writer: its health turns unhealthy with lag, and it recovers when nfsd is back.
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <csignal>
 #include <functional>
-#include <optional>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -131,14 +130,13 @@ TEST_F(KernelLabMetadata, WriterOnNfsSurvivesKillNineAndHangs) {
   // kill -9 at a different moment each round.
   for (int round = 0; round < 3; ++round) {
     // From an empty directory, so the records waited for are this round's own.
-    ASSERT_TRUE(runs_ok(lab(), 2, {"sh", "-c", "rm -f \"$1\"/* \"$1\"/.kvmfleet-tmp-*", "sh",
-                                   kMount}));
+    ASSERT_TRUE(
+        runs_ok(lab(), 2, {"sh", "-c", "rm -f \"$1\"/* \"$1\"/.kvmfleet-tmp-*", "sh", kMount}));
     const auto t = steady::now();
     auto pid = start_writer(2, {KVMFLEET_CRASH_WRITER, kMount}, "/tmp/klab-meta-crash.log");
     ASSERT_TRUE(pid.has_value());
-    ASSERT_TRUE(eventually_out(2, {"ls", kMount}, [&](const std::string& o) {
-      return json_count(o) == 3;
-    }, 300s));
+    ASSERT_TRUE(eventually_out(
+        2, {"ls", kMount}, [&](const std::string& o) { return json_count(o) == 3; }, 300s));
     report_time("nfs_first_records_ms", steady::now() - t);
     std::this_thread::sleep_for(std::chrono::milliseconds(500 + 1500 * round));
     ASSERT_TRUE(kill_writer(2, *pid));
@@ -152,9 +150,10 @@ TEST_F(KernelLabMetadata, WriterOnNfsSurvivesKillNineAndHangs) {
   }
   // The server's own view of the same files.
   ProcessOutput out;
-  ASSERT_TRUE(runs_ok(lab(), 1, {KVMFLEET_CONTROLLER_BIN, "--import", kExport, "--database",
-                                 "/tmp/klab-meta-server.db"},
-                      &out, 300s));
+  ASSERT_TRUE(runs_ok(
+      lab(), 1,
+      {KVMFLEET_CONTROLLER_BIN, "--import", kExport, "--database", "/tmp/klab-meta-server.db"},
+      &out, 300s));
   EXPECT_NE(out.out.find("3 imported, 0 unchanged, 0 refused"), std::string::npos) << out.out;
 
   // A hung share: nfsd stops under a running writer (a hard mount waits forever).
@@ -193,9 +192,10 @@ TEST_F(KernelLabMetadata, WriterOnNfsSurvivesKillNineAndHangs) {
   EXPECT_GT(resumed, writes_when_hung);
   report_time("nfs_hang_to_recovery_ms", steady::now() - hang);
   ASSERT_TRUE(kill_writer(2, *pid));
-  ASSERT_TRUE(runs_ok(lab(), 2, {KVMFLEET_CONTROLLER_BIN, "--import", kMount, "--database",
-                                 "/tmp/klab-meta-after-hang.db"},
-                      &out, 300s));
+  ASSERT_TRUE(runs_ok(
+      lab(), 2,
+      {KVMFLEET_CONTROLLER_BIN, "--import", kMount, "--database", "/tmp/klab-meta-after-hang.db"},
+      &out, 300s));
   EXPECT_NE(out.out.find("3 imported, 0 unchanged, 0 refused"), std::string::npos) << out.out;
   ASSERT_TRUE(runs_ok(lab(), 2, {"umount", "-f", kMount}, nullptr, 120s));
 }

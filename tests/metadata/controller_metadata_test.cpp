@@ -1,5 +1,11 @@
 // The controller with a metadata directory: VMs created and deleted through
 // ClusterService show up in (and leave) the directory, with their placement.
+#include <gtest/gtest.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <future>
+#include <thread>
+
 #include "kvmfleet/controller/cluster_service.hpp"
 #include "kvmfleet/controller/vm_operations.hpp"
 #include "kvmfleet/metadata/controller_hook.hpp"
@@ -7,12 +13,6 @@
 #include "tests/doubles/fake_agent_api.hpp"
 #include "tests/doubles/memory_store.hpp"
 #include "tests/metadata/test_support.hpp"
-
-#include <boost/asio/executor_work_guard.hpp>
-#include <gtest/gtest.h>
-
-#include <future>
-#include <thread>
 
 using namespace kvmfleet;
 using namespace std::chrono_literals;

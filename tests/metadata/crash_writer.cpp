@@ -1,12 +1,12 @@
 // Helper for the kill -9 tests (unit and kernel lab): rewrites the records of a few
 // VMs through MetadataWriter, generation after generation, until it is killed. With
 // --health it prints the writer's health as one JSON line every 100 ms.
-#include "kvmfleet/metadata/metadata_writer.hpp"
-
 #include <chrono>
 #include <cstdio>
 #include <string>
 #include <thread>
+
+#include "kvmfleet/metadata/metadata_writer.hpp"
 
 using namespace kvmfleet;
 

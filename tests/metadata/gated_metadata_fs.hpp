@@ -1,11 +1,11 @@
 #pragma once
 
-#include "kvmfleet/metadata/metadata_fs.hpp"
-
 #include <condition_variable>
 #include <mutex>
 #include <string>
 #include <vector>
+
+#include "kvmfleet/metadata/metadata_fs.hpp"
 
 namespace kvmfleet::doubles {
 

@@ -1,10 +1,10 @@
 // The controller's metadata settings and the /metrics lines the writer adds.
+#include <gtest/gtest.h>
+
 #include "kvmfleet/api/metrics.hpp"
 #include "kvmfleet/controller/config.hpp"
 #include "kvmfleet/metadata/metadata_writer.hpp"
 #include "tests/doubles/memory_store.hpp"
-
-#include <gtest/gtest.h>
 
 using namespace kvmfleet;
 

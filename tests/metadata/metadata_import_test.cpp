@@ -1,15 +1,15 @@
 #include "kvmfleet/metadata/metadata_import.hpp"
-#include "kvmfleet/metadata/record.hpp"
-#include "tests/doubles/memory_store.hpp"
-#include "tests/metadata/test_support.hpp"
 
 #include <gtest/gtest.h>
-
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <fstream>
 #include <random>
+
+#include "kvmfleet/metadata/record.hpp"
+#include "tests/doubles/memory_store.hpp"
+#include "tests/metadata/test_support.hpp"
 
 using namespace kvmfleet;
 using namespace kvmfleet::metadata;

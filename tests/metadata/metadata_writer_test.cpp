@@ -1,10 +1,6 @@
-#include "kvmfleet/metadata/metadata_import.hpp"
 #include "kvmfleet/metadata/metadata_writer.hpp"
-#include "tests/metadata/gated_metadata_fs.hpp"
-#include "tests/metadata/test_support.hpp"
 
 #include <gtest/gtest.h>
-
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -13,6 +9,10 @@
 #include <future>
 #include <map>
 #include <random>
+
+#include "kvmfleet/metadata/metadata_import.hpp"
+#include "tests/metadata/gated_metadata_fs.hpp"
+#include "tests/metadata/test_support.hpp"
 
 using namespace kvmfleet;
 using namespace kvmfleet::metadata;
@@ -34,14 +34,12 @@ class WriterTest : public ::testing::Test {
     opts_.retry_backoff = 5ms;
   }
   void make_writer() {
-    writer_ = std::make_unique<MetadataWriter>(gated_, clock_, opts_,
-                                               [this](const std::string& id) {
-                                                 std::lock_guard lk(mu_);
-                                                 auto it = current_.find(id);
-                                                 return it == current_.end()
-                                                            ? std::nullopt
-                                                            : std::optional(it->second);
-                                               });
+    writer_ =
+        std::make_unique<MetadataWriter>(gated_, clock_, opts_, [this](const std::string& id) {
+          std::lock_guard lk(mu_);
+          auto it = current_.find(id);
+          return it == current_.end() ? std::nullopt : std::optional(it->second);
+        });
     writer_->start();
   }
   void TearDown() override {

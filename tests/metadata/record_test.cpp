@@ -1,11 +1,12 @@
-#include "kvmfleet/agent/domain_xml.hpp"
 #include "kvmfleet/metadata/record.hpp"
-#include "kvmfleet/model/domain_spec.hpp"
-#include "tests/metadata/test_support.hpp"
 
 #include <gtest/gtest.h>
 
 #include <random>
+
+#include "kvmfleet/agent/domain_xml.hpp"
+#include "kvmfleet/model/domain_spec.hpp"
+#include "tests/metadata/test_support.hpp"
 
 using namespace kvmfleet;
 using namespace kvmfleet::metadata;

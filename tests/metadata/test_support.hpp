@@ -1,8 +1,5 @@
 #pragma once
 
-#include "kvmfleet/common/ids.hpp"
-#include "kvmfleet/metadata/record.hpp"
-
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -10,6 +7,9 @@
 #include <functional>
 #include <string>
 #include <thread>
+
+#include "kvmfleet/common/ids.hpp"
+#include "kvmfleet/metadata/record.hpp"
 
 namespace kvmfleet::testing_support {
 

@@ -4,11 +4,11 @@
 // or deletion is submitted, and every VM known at start is submitted once (the writer
 // skips those whose record is already current).
 
-#include "kvmfleet/controller/cluster_state.hpp"
-#include "kvmfleet/metadata/metadata_writer.hpp"
-
 #include <optional>
 #include <string>
+
+#include "kvmfleet/controller/cluster_state.hpp"
+#include "kvmfleet/metadata/metadata_writer.hpp"
 
 namespace kvmfleet::metadata {
 

@@ -3,13 +3,13 @@
 // The metadata directory (an NFS mount in production) behind one narrow interface,
 // so the writer can be tested against a share that hangs or fails.
 
-#include "kvmfleet/common/result.hpp"
-
 #include <cstddef>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "kvmfleet/common/result.hpp"
 
 namespace kvmfleet::metadata {
 

@@ -4,13 +4,13 @@
 // record is verified; torn, truncated, altered, future and stale records are refused
 // with a reason, and the valid VMs are inserted into the store in one batch.
 
-#include "kvmfleet/common/clock.hpp"
-#include "kvmfleet/metadata/metadata_fs.hpp"
-#include "kvmfleet/store/store.hpp"
-
 #include <chrono>
 #include <string>
 #include <vector>
+
+#include "kvmfleet/common/clock.hpp"
+#include "kvmfleet/metadata/metadata_fs.hpp"
+#include "kvmfleet/store/store.hpp"
 
 namespace kvmfleet::metadata {
 

@@ -6,18 +6,17 @@
 // I/O thread under a timeout guard, so a hung NFS share shows up as lag and errors in
 // health() while submissions keep being accepted. docs/metadata.md has the guarantees.
 
-#include "kvmfleet/common/clock.hpp"
-#include "kvmfleet/metadata/metadata_fs.hpp"
-#include "kvmfleet/metadata/record.hpp"
-
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+
+#include "kvmfleet/common/clock.hpp"
+#include "kvmfleet/metadata/metadata_fs.hpp"
+#include "kvmfleet/metadata/record.hpp"
 
 namespace kvmfleet::metadata {
 

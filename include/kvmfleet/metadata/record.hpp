@@ -5,17 +5,16 @@
 // canonical form and the XML file's SHA-256, so a truncated, tampered or torn record
 // is detected. docs/metadata.md describes the format.
 
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
 #include "kvmfleet/common/clock.hpp"
 #include "kvmfleet/common/result.hpp"
 #include "kvmfleet/metadata/metadata_fs.hpp"
 #include "kvmfleet/model/vm.hpp"
-
-#include <nlohmann/json.hpp>
-
-#include <cstdint>
-#include <optional>
-#include <string>
-#include <string_view>
 
 namespace kvmfleet::metadata {
 
@@ -43,7 +42,7 @@ struct RenderedRecord {
   std::int64_t generation = 0;
   std::string json_name;  // <vm-id>.json
   std::string json;
-  std::string xml_name;   // <vm-id>.g<generation>.xml
+  std::string xml_name;  // <vm-id>.g<generation>.xml
   std::string xml;
 };
 
