@@ -60,4 +60,15 @@ void Metrics::add_source(std::function<std::string()> source) {
   sources_.push_back(std::move(source));
 }
 
+void Metrics::add_health_source(std::string name, std::function<nlohmann::json()> source) {
+  std::lock_guard lk(mu_);
+  health_sources_.emplace_back(std::move(name), std::move(source));
+}
+
+nlohmann::json Metrics::health_details() const {
+  auto details = nlohmann::json::object();
+  for (const auto& [name, source] : health_sources_) details[name] = source();
+  return details;
+}
+
 }  // namespace kvmfleet::api

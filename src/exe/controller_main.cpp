@@ -155,6 +155,8 @@ int main(int argc, char** argv) {
     metadata_writer->start();
     metrics.add_source(
         [w = metadata_writer.get()] { return metadata::render_metrics(w->health()); });
+    metrics.add_health_source(
+        "metadata", [w = metadata_writer.get()] { return metadata::to_json(w->health()); });
     spdlog::info("writing VM metadata records to {}", config.metadata_dir);
   }
   api::Api api(service, metrics);

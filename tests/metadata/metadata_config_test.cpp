@@ -44,6 +44,12 @@ TEST(MetadataConfigTest, MetricsCarryTheWritersLines) {
             std::string::npos);
   EXPECT_NE(text.find("kvmfleet_metadata_write_errors_total 3\n"), std::string::npos);
   EXPECT_NE(text.find("kvmfleet_metadata_queue_depth 7\n"), std::string::npos);
+  EXPECT_TRUE(metrics.health_details().empty());
+  metrics.add_health_source("metadata", [&] { return metadata::to_json(h); });
+  const auto details = metrics.health_details();
+  EXPECT_EQ(details["metadata"]["queue_depth"], 7);
+  EXPECT_EQ(details["metadata"]["lag_seconds"], 1.5);
+  EXPECT_EQ(details["metadata"]["healthy"], true);
 }
 
 }  // namespace

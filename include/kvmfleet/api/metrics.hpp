@@ -21,11 +21,16 @@ class Metrics {
   // More exposition text, produced at scrape time by a part of the controller that
   // the API does not know (e.g. the metadata writer). Register before serving.
   void add_source(std::function<std::string()> source);
+  // Named JSON objects for the details of /v1/healthz, produced at request time the
+  // same way (e.g. {"metadata": {"healthy": true, "lag_seconds": 0, ...}}).
+  void add_health_source(std::string name, std::function<nlohmann::json()> source);
+  nlohmann::json health_details() const;
 
  private:
   mutable std::mutex mu_;
   std::map<std::pair<std::string, unsigned>, std::uint64_t> requests_;
   std::vector<std::function<std::string()>> sources_;
+  std::vector<std::pair<std::string, std::function<nlohmann::json()>>> health_sources_;
 };
 
 }  // namespace kvmfleet::api
