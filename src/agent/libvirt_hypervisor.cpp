@@ -310,6 +310,7 @@ struct LibvirtHypervisor::Impl {
     MigrationRequest request;
     MigrationStatus status;  // guarded by mig_mu
     bool abort_requested = false;
+    bool ladder_aborted = false;  // the convergence ladder ran out of time
     std::chrono::steady_clock::time_point started;
     std::thread thread;  // set and joined under the domain's lock
   };
@@ -349,11 +350,27 @@ struct LibvirtHypervisor::Impl {
     if (r.policy.auto_converge) flags |= VIR_MIGRATE_AUTO_CONVERGE;
     if (r.policy.allow_post_copy) flags |= VIR_MIGRATE_POSTCOPY;
     const std::string what = "migrating domain " + uuid + " to " + r.destination_uri;
+    // The convergence ladder runs beside the blocking call, on a domain handle of the
+    // same connection (libvirt allows job control calls while a job runs).
+    bool finished = false;
+    std::thread ladder;
+    if (ok && r.policy.converge_timeout_s > 0) {
+      virDomainRef(dom.get());
+      ladder = std::thread([this, job, ladder_dom = DomainHandle(dom.get()), &finished, what] {
+        run_ladder(*job, ladder_dom.get(), finished, what);
+      });
+    }
     int rc = -1;
     if (ok) rc = virDomainMigrateToURI3(dom.get(), r.destination_uri.c_str(), params,
                                         static_cast<unsigned>(n), flags);
     Error err = rc < 0 ? last_libvirt_error(what) : Error{};
     const int code = rc < 0 ? last_libvirt_error_code() : VIR_ERR_OK;
+    {
+      std::lock_guard lk(mig_mu);
+      finished = true;
+    }
+    mig_cv.notify_all();
+    if (ladder.joinable()) ladder.join();
     virTypedParamsFree(params, n);
     dom.reset();
     conn.reset();
@@ -369,6 +386,13 @@ struct LibvirtHypervisor::Impl {
         s.data_remaining = 0;
         s.error.reset();
         spdlog::info("{}: completed in {} ms", what, s.elapsed_ms);
+      } else if (job->ladder_aborted) {
+        s.state = MigrationState::failed;
+        s.error = Error{ErrorCode::timeout,
+                        "migration did not converge within " +
+                            std::to_string(r.policy.converge_timeout_s) + " s and was aborted",
+                        {{"ladder_step", s.ladder_step}, {"downtime_limit_ms", s.downtime_limit_ms}}};
+        spdlog::warn("{}: did not converge; aborted", what);
       } else if (job->abort_requested || code == VIR_ERR_OPERATION_ABORTED) {
         s.state = MigrationState::cancelled;
         s.error = Error{ErrorCode::cancelled, err.message, err.details};
@@ -380,6 +404,60 @@ struct LibvirtHypervisor::Impl {
       }
     }
     mig_cv.notify_all();
+  }
+
+  // Applies the convergence ladder (next_ladder_action) until the migration ends.
+  void run_ladder(MigrationJob& job, virDomainPtr dom, const bool& finished,
+                  const std::string& what) {
+    const auto& policy = job.request.policy;
+    int steps = 0;
+    std::unique_lock lk(mig_mu);
+    job.status.downtime_limit_ms = policy.max_downtime_ms;
+    while (!finished) {
+      mig_cv.wait_for(lk, std::chrono::milliseconds(200), [&] { return finished; });
+      if (finished) break;
+      const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now() - job.started)
+                               .count();
+      const LadderAction a = next_ladder_action(policy, elapsed, steps);
+      if (a.step == 0) continue;
+      steps = a.step;
+      job.status.ladder_step = steps;
+      lk.unlock();
+      switch (a.kind) {
+        case LadderAction::Kind::raise_downtime:
+          if (virDomainMigrateSetMaxDowntime(dom, static_cast<unsigned long long>(a.downtime_ms), 0) < 0) {
+            spdlog::warn("{}: raising the downtime failed: {}", what,
+                         last_libvirt_error("set max downtime").message);
+          } else {
+            spdlog::info("{}: not converged after {} ms; maximum downtime now {} ms", what,
+                         elapsed, a.downtime_ms);
+            std::lock_guard g(mig_mu);
+            job.status.downtime_limit_ms = a.downtime_ms;
+          }
+          break;
+        case LadderAction::Kind::post_copy:
+          spdlog::info("{}: not converged after {} ms; switching to post-copy", what, elapsed);
+          if (virDomainMigrateStartPostCopy(dom, 0) < 0)
+            spdlog::warn("{}: post-copy switch failed: {}", what,
+                         last_libvirt_error("start post-copy").message);
+          break;
+        case LadderAction::Kind::abort: {
+          {
+            std::lock_guard g(mig_mu);
+            if (finished) break;
+            job.ladder_aborted = true;
+          }
+          spdlog::warn("{}: not converged after {} ms; aborting", what, elapsed);
+          if (virDomainAbortJob(dom) < 0)
+            spdlog::warn("{}: abort failed: {}", what, last_libvirt_error("abort").message);
+          break;
+        }
+        case LadderAction::Kind::none:
+          break;
+      }
+      lk.lock();
+    }
   }
 
   // ---- connection ----------------------------------------------------------------

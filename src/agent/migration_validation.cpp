@@ -1,5 +1,7 @@
 #include "kvmfleet/agent/migration_validation.hpp"
 
+#include <algorithm>
+
 #include "kvmfleet/common/validate.hpp"
 
 namespace kvmfleet::agent {
@@ -98,13 +100,20 @@ Status validate_migration_request(const MigrationRequest& r) {
     return invalid("max_downtime_ms must be between 1 and 600000", {{"field", "max_downtime_ms"}});
   if (r.policy.bandwidth_mib_s < 0 || r.policy.bandwidth_mib_s > kMaxBandwidthMibS)
     return invalid("bandwidth_mib_s must be between 0 and 100000", {{"field", "bandwidth_mib_s"}});
+  if (r.policy.converge_timeout_s < 0 || r.policy.converge_timeout_s > kMaxConvergeTimeoutS)
+    return invalid("converge_timeout_s must be between 0 and 86400", {{"field", "converge_timeout_s"}});
+  if (r.policy.downtime_ceiling_ms < r.policy.max_downtime_ms ||
+      r.policy.downtime_ceiling_ms > kMaxMaxDowntimeMs)
+    return invalid("downtime_ceiling_ms must be between max_downtime_ms and 600000",
+                   {{"field", "downtime_ceiling_ms"}});
   return {};
 }
 
 Result<MigrationRequest> parse_migration_request(const nlohmann::json& body) {
   if (auto st = check_known_fields(body, {"op_id", "destination_uri", "migrate_uri",
                                           "max_downtime_ms", "bandwidth_mib_s", "auto_converge",
-                                          "allow_post_copy"});
+                                          "allow_post_copy", "converge_timeout_s",
+                                          "downtime_ceiling_ms"});
       !st)
     return st.take_error();
   MigrationRequest r;
@@ -128,6 +137,16 @@ Result<MigrationRequest> parse_migration_request(const nlohmann::json& body) {
   auto pc = get_bool(body, "allow_post_copy", defaults.allow_post_copy);
   if (!pc) return pc.take_error();
   r.policy.allow_post_copy = *pc;
+  auto budget = get_int(body, "converge_timeout_s", false, defaults.converge_timeout_s, 0,
+                        kMaxConvergeTimeoutS);
+  if (!budget) return budget.take_error();
+  r.policy.converge_timeout_s = *budget;
+  // Unless given, the ceiling is never below the downtime asked for.
+  auto ceiling = get_int(body, "downtime_ceiling_ms", false,
+                         std::max(defaults.downtime_ceiling_ms, r.policy.max_downtime_ms),
+                         kMinMaxDowntimeMs, kMaxMaxDowntimeMs);
+  if (!ceiling) return ceiling.take_error();
+  r.policy.downtime_ceiling_ms = *ceiling;
   if (auto st = validate_migration_request(r); !st) return st.take_error();
   return r;
 }

@@ -2,6 +2,7 @@
 
 #include "kvmfleet/common/validate.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 namespace kvmfleet::api {
@@ -110,6 +111,17 @@ Result<MigrationPolicy> parse_policy_fields(const nlohmann::json& body,
   auto pc = get_bool(body, "allow_post_copy", defaults.allow_post_copy);
   if (!pc) return pc.take_error();
   r.allow_post_copy = *pc;
+  auto budget = get_int(body, "converge_timeout_s", false, defaults.converge_timeout_s, 0, 86'400);
+  if (!budget) return budget.take_error();
+  r.converge_timeout_s = *budget;
+  // The ceiling follows a raised downtime unless given: it is never below it.
+  auto ceiling = get_int(body, "downtime_ceiling_ms", false,
+                         std::max(defaults.downtime_ceiling_ms, r.max_downtime_ms), 1, 600'000);
+  if (!ceiling) return ceiling.take_error();
+  if (*ceiling < r.max_downtime_ms)
+    return invalid("downtime_ceiling_ms must not be below max_downtime_ms",
+                   {{"field", "downtime_ceiling_ms"}});
+  r.downtime_ceiling_ms = *ceiling;
   return r;
 }
 
@@ -128,7 +140,8 @@ Result<MaintenanceRequest> parse_maintenance(const nlohmann::json& body,
     if (!p.is_object()) return invalid("policy must be an object", {{"field", "policy"}});
     if (!r.enabled) return invalid("policy applies only when enabling maintenance", {{"field", "policy"}});
     if (auto st = check_known_fields(
-            p, {"max_downtime_ms", "bandwidth_mib_s", "auto_converge", "allow_post_copy"});
+            p, {"max_downtime_ms", "bandwidth_mib_s", "auto_converge", "allow_post_copy",
+                "converge_timeout_s", "downtime_ceiling_ms"});
         !st)
       return st.take_error();
     auto policy = parse_policy_fields(p, defaults);
@@ -140,7 +153,8 @@ Result<MaintenanceRequest> parse_maintenance(const nlohmann::json& body,
 
 Result<MigrateRequest> parse_migrate(const nlohmann::json& body, const MigrationPolicy& defaults) {
   if (auto st = check_known_fields(body, {"target_host", "max_downtime_ms", "bandwidth_mib_s",
-                                          "auto_converge", "allow_post_copy"});
+                                          "auto_converge", "allow_post_copy",
+                                          "converge_timeout_s", "downtime_ceiling_ms"});
       !st)
     return st.take_error();
   MigrateRequest r;

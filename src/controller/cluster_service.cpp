@@ -369,7 +369,7 @@ Result<Submitted> ClusterService::set_maintenance(const Principal& who, const st
   Operation op;
   op.kind = op_kind::host_maintenance;
   op.target_type = "host";
-  return submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation& next) -> Status {
+  return submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch& b, Operation& next) -> Status {
     const Host* h = d.find_host(host);
     if (!h) return not_found("no such host", {{"host", host}});
     if (const Operation* other = d.active_operation_for(h->name))
@@ -382,6 +382,12 @@ Result<Submitted> ClusterService::set_maintenance(const Principal& who, const st
         return conflict("host is " + std::string(to_string(h->state)) +
                             "; its VMs can be moved live only from a host that is up",
                         {{"host", host}});
+    }
+    // Unschedulable with the request itself: nothing is placed there from now on.
+    if (enabled && h->schedulable) {
+      Host cordoned = *h;
+      cordoned.schedulable = false;
+      b.put_hosts.push_back(std::move(cordoned));
     }
     next.target_id = h->name;
     next.params = {{"enabled", enabled}};

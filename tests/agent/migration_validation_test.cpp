@@ -82,6 +82,9 @@ TEST(MigrationValidation, RefusesBadFieldsNamingThem) {
       {"bandwidth_mib_s", 100'001},  {"auto_converge", 1},         {"allow_post_copy", "yes"},
       {"destination_uri", 5},        {"destination_uri", "qemu+ssh://b/system"},
       {"migrate_uri", "unix:///x"},  {"migrate_uri", nullptr},
+      {"converge_timeout_s", -1},    {"converge_timeout_s", 86'401},
+      {"downtime_ceiling_ms", 100},  // below max_downtime_ms (300 by default)
+      {"downtime_ceiling_ms", 600'001},
   };
   for (const auto& c : cases) {
     auto j = body();

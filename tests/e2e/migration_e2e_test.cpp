@@ -364,6 +364,28 @@ TEST_F(MigrationE2E, SourceLibvirtdRestartedMidMigration) {
   ASSERT_TRUE(del.ok()) << del.error().message;
 }
 
+// The convergence ladder on a real migration that cannot finish in time (the link
+// into mig-b is throttled): downtime raised twice, then the abort; the VM stays.
+TEST_F(MigrationE2E, ALadderThatRunsOutOfTimeAbortsAndTheVmStays) {
+  auto c = api("POST", "/v1/vms?wait=120", R"({"name":"cv1","memory_mib":64,"host":"mig-a","start":true})", 150);
+  ASSERT_TRUE(c.ok() && (*c)["state"] == "succeeded");
+  ASSERT_TRUE(lab_->limit_bandwidth(hosts_["mig-b"], 200).ok());
+  auto m = api("POST", "/v1/vms/cv1/migrate?wait=120",
+               R"({"target_host":"mig-b","converge_timeout_s":2,"max_downtime_ms":100,"downtime_ceiling_ms":300})", 150);
+  ASSERT_TRUE(lab_->limit_bandwidth(hosts_["mig-b"], 0).ok());
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  EXPECT_EQ((*m)["state"], "failed") << m->dump();
+  EXPECT_EQ((*m)["error"]["code"], "timeout") << m->dump();
+  EXPECT_NE((*m)["error"]["message"].get<std::string>().find("did not converge within 2 s"), std::string::npos);
+  EXPECT_NE((*m)["error"]["message"].get<std::string>().find("keeps running on mig-a"), std::string::npos);
+  EXPECT_EQ((*m)["result"]["migration"]["ladder_step"], 4) << m->dump();
+  EXPECT_EQ((*m)["result"]["migration"]["downtime_limit_ms"], 300) << m->dump();
+  EXPECT_EQ(domstate("mig-a", "cv1"), "running");
+  EXPECT_EQ(running_copies("cv1"), 1);
+  auto del = api("DELETE", "/v1/vms/cv1?force=true&wait=60", {}, 90);
+  ASSERT_TRUE(del.ok()) << del.error().message;
+}
+
 // Last: it powers mig-b off, then boots it again for whatever runs after.
 TEST_F(MigrationE2E, DestinationKilledMidMigration) {
   auto c = api("POST", "/v1/vms?wait=120", R"({"name":"cd1","memory_mib":64,"host":"mig-a","start":true})", 150);

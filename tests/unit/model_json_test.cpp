@@ -1,6 +1,7 @@
 #include "kvmfleet/common/ids.hpp"
 #include "kvmfleet/common/validate.hpp"
 #include "kvmfleet/model/json.hpp"
+#include "kvmfleet/model/migration.hpp"
 
 #include <gtest/gtest.h>
 
@@ -111,3 +112,54 @@ TEST(Ids, UuidsAndTokensLookRight) {
   EXPECT_FALSE(constant_time_equal("abc", "abd"));
   EXPECT_FALSE(constant_time_equal("abc", "ab"));
 }
+
+namespace kvmfleet {
+namespace {
+
+TEST(ConvergenceLadder, RaisesDowntimeThenPostCopyThenAborts) {
+  MigrationPolicy p;
+  p.max_downtime_ms = 300;
+  p.downtime_ceiling_ms = 1000;
+  p.converge_timeout_s = 40;  // steps at 10, 20, 30 and 40 s
+  EXPECT_EQ(next_ladder_action(p, 9'999, 0).step, 0);
+  auto a1 = next_ladder_action(p, 10'000, 0);
+  EXPECT_EQ(a1.step, 1);
+  EXPECT_EQ(a1.kind, LadderAction::Kind::raise_downtime);
+  EXPECT_EQ(a1.downtime_ms, 600);
+  EXPECT_EQ(next_ladder_action(p, 15'000, 1).step, 0);  // step 1 taken, step 2 not due
+  auto a2 = next_ladder_action(p, 20'000, 1);
+  EXPECT_EQ(a2.kind, LadderAction::Kind::raise_downtime);
+  EXPECT_EQ(a2.downtime_ms, 1000);  // 1200 capped at the ceiling
+  auto a3 = next_ladder_action(p, 30'000, 2);
+  EXPECT_EQ(a3.step, 3);
+  EXPECT_EQ(a3.kind, LadderAction::Kind::none);  // post-copy not allowed: nothing, but a step
+  p.allow_post_copy = true;
+  EXPECT_EQ(next_ladder_action(p, 30'000, 2).kind, LadderAction::Kind::post_copy);
+  auto a4 = next_ladder_action(p, 40'000, 3);
+  EXPECT_EQ(a4.step, 4);
+  EXPECT_EQ(a4.kind, LadderAction::Kind::abort);
+  EXPECT_EQ(next_ladder_action(p, 99'000, 4).step, 0);  // nothing after the abort
+  // A late check takes the steps one at a time, in order.
+  EXPECT_EQ(next_ladder_action(p, 99'000, 0).step, 1);
+  p.converge_timeout_s = 0;
+  EXPECT_EQ(next_ladder_action(p, 99'000, 0).step, 0);  // no ladder
+}
+
+TEST(ConvergenceLadder, PolicyAndStatusRoundTrip) {
+  MigrationPolicy p;
+  p.converge_timeout_s = 60;
+  p.downtime_ceiling_ms = 1500;
+  const auto back = nlohmann::json(p).get<MigrationPolicy>();
+  EXPECT_EQ(back.converge_timeout_s, 60);
+  EXPECT_EQ(back.downtime_ceiling_ms, 1500);
+  MigrationStatus s;
+  s.state = MigrationState::running;
+  s.ladder_step = 2;
+  s.downtime_limit_ms = 1200;
+  const auto sb = nlohmann::json(s).get<MigrationStatus>();
+  EXPECT_EQ(sb.ladder_step, 2);
+  EXPECT_EQ(sb.downtime_limit_ms, 1200);
+}
+
+}  // namespace
+}  // namespace kvmfleet

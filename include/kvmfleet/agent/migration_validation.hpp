@@ -16,6 +16,7 @@ namespace kvmfleet::agent {
 inline constexpr std::int64_t kMinMaxDowntimeMs = 1;
 inline constexpr std::int64_t kMaxMaxDowntimeMs = 600'000;
 inline constexpr std::int64_t kMaxBandwidthMibS = 100'000;
+inline constexpr std::int64_t kMaxConvergeTimeoutS = 86'400;
 
 // A dotted-quad IPv4 address or a DNS name (labels of [A-Za-z0-9-], no leading or
 // trailing '-', at most 253 characters).

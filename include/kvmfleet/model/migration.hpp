@@ -16,7 +16,23 @@ struct MigrationPolicy {
   std::int64_t bandwidth_mib_s = 0;  // 0: unlimited
   bool auto_converge = false;
   bool allow_post_copy = false;
+  // The convergence ladder, when > 0: a migration still running after a quarter of
+  // this many seconds gets twice the downtime, after half four times (never above
+  // downtime_ceiling_ms), after three quarters it switches to post-copy (if allowed),
+  // and at the end it is aborted; the VM keeps running on the source.
+  std::int64_t converge_timeout_s = 0;
+  std::int64_t downtime_ceiling_ms = 2'000;
 };
+
+// What the ladder does next, given how long the migration has run and how many of
+// its steps were taken (pure; the source agent applies it).
+struct LadderAction {
+  enum class Kind { none, raise_downtime, post_copy, abort } kind = Kind::none;
+  int step = 0;                  // the step this action is (1..4)
+  std::int64_t downtime_ms = 0;  // for raise_downtime
+};
+LadderAction next_ladder_action(const MigrationPolicy& policy, std::int64_t elapsed_ms,
+                                int steps_taken);
 
 // What the controller asks a source agent to do.
 struct MigrationRequest {
@@ -40,6 +56,8 @@ struct MigrationStatus {
   std::int64_t memory_iteration = 0;
   std::int64_t expected_downtime_ms = 0;
   std::int64_t elapsed_ms = 0;
+  int ladder_step = 0;                // convergence ladder steps taken (0..4)
+  std::int64_t downtime_limit_ms = 0;  // the maximum downtime in force now
   std::optional<Error> error;
 };
 
