@@ -51,19 +51,22 @@ std::string host_name() {
 
 // kvmfleet-controller --import DIR: rebuilds the VM inventory from a metadata
 // directory into the store, then exits (non-zero when any record was refused).
-int run_import(const std::string& dir, const ControllerConfig& config) {
+int run_import(const std::string& dir, const ControllerConfig& config, bool dry_run) {
   auto store = open_sqlite_store(config.database_path);
   if (!store) {
     std::cerr << "kvmfleet-controller: cannot open the store: " << store.error().message << "\n";
     return 2;
   }
   auto fs = metadata::make_posix_metadata_fs(dir);
-  auto report = metadata::import_metadata(*fs, **store, SystemClock::instance());
+  metadata::ImportOptions opts;
+  opts.dry_run = dry_run;
+  auto report = metadata::import_metadata(*fs, **store, SystemClock::instance(), opts);
   if (!report) {
     std::cerr << "kvmfleet-controller: import failed: " << report.error().message << "\n";
     return 2;
   }
   std::cout << metadata::format_report(*report);
+  if (dry_run) std::cout << "dry run: nothing was written to the store\n";
   return report->refused == 0 ? 0 : 1;
 }
 
@@ -81,6 +84,7 @@ int main(int argc, char** argv) {
       "write each VM's metadata record here (overrides the config)")(
       "import", po::value<std::string>(),
       "import the VM records of this metadata directory into the store, then exit")(
+      "dry-run", "with --import: verify and report, write nothing")(
       "log-level", po::value<std::string>()->default_value("info"), "trace|debug|info|warn|error");
   po::variables_map vm;
   try {
@@ -115,7 +119,8 @@ int main(int argc, char** argv) {
   if (vm.count("bootstrap-token-file"))
     config.bootstrap_token_file = vm["bootstrap-token-file"].as<std::string>();
   if (vm.count("metadata-dir")) config.metadata_dir = vm["metadata-dir"].as<std::string>();
-  if (vm.count("import")) return run_import(vm["import"].as<std::string>(), config);
+  if (vm.count("import"))
+    return run_import(vm["import"].as<std::string>(), config, vm.count("dry-run") > 0);
 
   auto store = open_sqlite_store(config.database_path);
   if (!store) {

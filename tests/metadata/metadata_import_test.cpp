@@ -229,6 +229,17 @@ TEST_F(ImportTest, TheControllerCommandImportsAndExitsNonZeroOnRefusals) {
   auto bad = put(sample_vm("cli2", 1));
   overwrite(bad.json_name, bad.json.substr(0, 40));
   const std::string out = db.file("out.txt");
+  // A dry run reports the same and writes nothing.
+  const std::string dry = std::string(KVMFLEET_CONTROLLER_BIN) + " --import " + dir_.path() +
+                          " --dry-run --database " + db.file("c.db") + " > " + out + " 2>&1";
+  const int dry_rc = std::system(dry.c_str());
+  ASSERT_TRUE(WIFEXITED(dry_rc));
+  EXPECT_EQ(WEXITSTATUS(dry_rc), 1);
+  {
+    auto store = open_sqlite_store(db.file("c.db"));
+    ASSERT_TRUE(store.ok());
+    EXPECT_TRUE((*store)->load()->vms.empty());
+  }
   const std::string cmd = std::string(KVMFLEET_CONTROLLER_BIN) + " --import " + dir_.path() +
                           " --database " + db.file("c.db") + " > " + out + " 2>&1";
   const int rc = std::system(cmd.c_str());
