@@ -12,6 +12,19 @@ Status plan_migration(const ClusterState::Data& d, const scheduler::Config& conf
   if (vm.state != VmState::running)
     return conflict("only a running VM migrates live",
                     {{"vm", vm.spec.name}, {"state", to_string(vm.state)}});
+  // A disk is a volume in the image pool of the VM's host: the destination cannot
+  // reach it, and kvmfleet does not copy disks during a live migration.
+  if (!vm.spec.disks.empty()) {
+    nlohmann::json disks = nlohmann::json::array();
+    for (std::size_t i = 0; i < vm.spec.disks.size(); ++i)
+      disks.push_back(vm.id + "-disk" + std::to_string(i) + ".qcow2");
+    return conflict("the VM's disks are in " + vm.host +
+                        "'s local image pool, which no other host can reach; only VMs "
+                        "without local disks migrate live",
+                    {{"vm", vm.spec.name}, {"host", vm.host}, {"disks", disks}});
+  }
+  const Host* source = d.find_host(vm.host);
+  const std::string domain_type = source ? source->inventory.domain_type : "";
   if (!target_host.empty()) {
     const Host* t = d.find_host(target_host);
     if (!t) return not_found("no such host", {{"host", target_host}});
@@ -22,6 +35,9 @@ Status plan_migration(const ClusterState::Data& d, const scheduler::Config& conf
       return conflict("target host is not schedulable (maintenance)", {{"host", target_host}});
     if (t->inventory.migration_address.empty())
       return conflict("target host takes no migrations (no migration_address)",
+                      {{"host", target_host}});    if (!domain_type.empty() && t->inventory.domain_type != domain_type)
+      return conflict("target host runs " + t->inventory.domain_type + " guests, the VM runs as " +
+                          domain_type + "; a guest cannot change accelerator while it runs",
                       {{"host", target_host}});
   }
 
@@ -43,7 +59,8 @@ Status plan_migration(const ClusterState::Data& d, const scheduler::Config& conf
   req.spec.pinned_host = target_host;
   // Hosts that cannot be reached for migration are out, whatever their capacity.
   for (const auto& h : hosts)
-    if (h.inventory.migration_address.empty() && h.name != vm.host)
+    if (h.name != vm.host && (h.inventory.migration_address.empty() ||
+                              (!domain_type.empty() && h.inventory.domain_type != domain_type)))
       req.exclude_hosts.push_back(h.name);
   auto placement = scheduler::place(scheduler::snapshot_from(hosts, vms), req, config);
   if (placement.host.empty()) {
@@ -54,6 +71,8 @@ Status plan_migration(const ClusterState::Data& d, const scheduler::Config& conf
         reasons[v.host] = "the VM's own host";
       else if (h && h->inventory.migration_address.empty())
         reasons[v.host] = "takes no migrations (no migration_address)";
+      else if (h && !domain_type.empty() && h->inventory.domain_type != domain_type)
+        reasons[v.host] = "runs " + h->inventory.domain_type + " guests, not " + domain_type;
       else
         reasons[v.host] = v.reason;
     }

@@ -490,6 +490,39 @@ TEST_F(MigrationTest, PreChecksRefuseClearly) {
   EXPECT_EQ(not_running.error().code, ErrorCode::conflict);
 }
 
+TEST_F(MigrationTest, VmsWithLocalDisksOrAnotherAcceleratorDoNotMove) {
+  VmSpec s = spec("disky");
+  s.pinned_host = "node1";
+  s.disks.push_back(DiskSpec{});
+  s.disks[0].size_gib = 1;
+  auto c = service_->create_vm(admin(), s, true, {});
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_EQ(wait_done(c->operation.id).state, OpState::succeeded);
+  auto m = service_->migrate_vm(admin(), "disky", "node2", {}, {});
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.error().code, ErrorCode::conflict);
+  EXPECT_NE(m.error().message.find("local image pool"), std::string::npos) << m.error().message;
+  EXPECT_EQ(m.error().details["disks"].size(), 1u);
+
+  // node3 runs guests under TCG: no target for a KVM guest, named or picked.
+  auto r = service_->register_host("node3", "http://127.0.0.1:1");
+  ASSERT_TRUE(r.ok());
+  HostInventory inv;
+  inv.cpus = 64;
+  inv.memory_total_mib = 65536;
+  inv.domain_type = "qemu";
+  inv.migration_address = "10.0.0.99";
+  ASSERT_TRUE(service_->heartbeat({"a", "host:node3", Role::agent, "node3"}, "node3", "", inv).ok());
+  auto tcg = service_->migrate_vm(admin(), "web1", "node3", {}, {});
+  ASSERT_FALSE(tcg.ok());
+  EXPECT_EQ(tcg.error().code, ErrorCode::conflict);
+  EXPECT_NE(tcg.error().message.find("accelerator"), std::string::npos) << tcg.error().message;
+  auto picked = service_->migrate_vm(admin(), "web1", "", {}, {});
+  ASSERT_TRUE(picked.ok()) << picked.error().message;
+  EXPECT_EQ(picked->operation.params["target_host"], "node2");  // node3 is roomier but out
+  wait_done(picked->operation.id);
+}
+
 TEST_F(MigrationTest, CancelAbortsTheJobAndTheVmStaysOnTheSource) {
   agents_.hold_migrations = true;
   auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
