@@ -196,10 +196,19 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
   const Verb m = c.req.method();
   const auto n = seg.size();
   auto not_allowed = [&] { c.fail(Error(ErrorCode::method_not_allowed, "method not allowed on this path")); };
+  // For handlers that take no query parameters: one given is refused, never ignored.
+  auto no_query = [&] {
+    if (auto st = check_query_keys(c.query, {}); !st) {
+      c.fail(st.error());
+      return false;
+    }
+    return true;
+  };
 
   // --- unauthenticated
   if (n == 2 && seg[0] == "v1" && seg[1] == "healthz") {
     if (m != Verb::get) return not_allowed();
+    if (!no_query()) return;
     return c.ok(HttpStatus::ok, {{"status", "ok"}});
   }
 
@@ -217,6 +226,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
   if (n == 1 && seg[0] == "metrics") {
     if (m != Verb::get) return not_allowed();
     if (!require(Need::viewer)) return;
+    if (!no_query()) return;
     auto res = http::Response{HttpStatus::ok, c.req.version()};
     res.set(http::bhttp::field::content_type, "text/plain; version=0.0.4");
     res.keep_alive(c.req.keep_alive());
@@ -231,6 +241,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
   if (coll == "agent" && n == 3) {
     if (m != Verb::post) return not_allowed();
     if (!require(Need::agent)) return;
+    if (!no_query()) return;
     auto body = body_of(c);
     if (!body) return c.fail(body.error());
     if (seg[2] == "heartbeat") {
@@ -291,6 +302,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
     }
     if (n == 2 && m == Verb::post) {
       if (!require(Need::admin)) return;
+      if (!no_query()) return;
       auto body = body_of(c);
       if (!body) return c.fail(body.error());
       if (auto st = check_known_fields(*body, {"name", "agent_url"}); !st) return c.fail(st.error());
@@ -310,6 +322,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
     if (!is_valid_name(name)) return c.fail(invalid("bad host name", {{"host", name}}));
     if (n == 3 && m == Verb::get) {
       if (!require(Need::viewer)) return;
+      if (!no_query()) return;
       auto view = svc.state().read([&](const ClusterState::Data& d) -> std::optional<json> {
         const Host* h = d.find_host(name);
         return h ? std::optional<json>(host_view(*h, d)) : std::nullopt;
@@ -319,6 +332,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
     }
     if (n == 3 && m == Verb::patch) {
       if (!require(Need::admin)) return;
+      if (!no_query()) return;
       auto body = body_of(c);
       if (!body) return c.fail(body.error());
       if (auto st = check_known_fields(*body, {"schedulable"}); !st) return c.fail(st.error());
@@ -349,6 +363,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
     }
     if (n == 3 && m == Verb::delete_) {
       if (!require(Need::admin)) return;
+      if (!no_query()) return;
       if (auto st = svc.delete_host(name); !st) return c.fail(st.error());
       return c.ok(HttpStatus::ok, json::object());
     }
@@ -378,6 +393,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
     if (!is_valid_uuid(id) && !is_valid_name(id)) return c.fail(invalid("bad VM id or name", {{"vm", id}}));
     if (n == 3 && m == Verb::get) {
       if (!require(Need::viewer)) return;
+      if (!no_query()) return;
       auto view = svc.state().read([&](const ClusterState::Data& d) -> std::optional<json> {
         const Vm* vm = d.find_vm(id);
         return vm ? std::optional<json>(vm_view(*vm)) : std::nullopt;
@@ -455,6 +471,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
     }
     if (m == Verb::delete_) {
       if (!require(Need::operator_)) return;
+      if (!no_query()) return;
       if (auto st = svc.cancel_operation(id); !st) return c.fail(st.error());
       auto op = svc.state().read([&](const ClusterState::Data& d) -> std::optional<Operation> {
         const Operation* o = d.find_operation(id);
@@ -469,6 +486,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
   if (coll == "placements" && n == 2) {
     if (m != Verb::post) return not_allowed();
     if (!require(Need::operator_)) return;
+    if (!no_query()) return;
     auto body = body_of(c);
     if (!body) return c.fail(body.error());
     auto spec = parse_vm_create(*body, false);
@@ -479,6 +497,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
   // --- tokens
   if (coll == "tokens") {
     if (!require(Need::admin)) return;
+    if (!no_query()) return;
     if (n == 2 && m == Verb::get) {
       json items = svc.state().read([](const ClusterState::Data& d) {
         std::vector<const TokenRecord*> v;

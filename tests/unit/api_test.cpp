@@ -171,6 +171,19 @@ TEST_F(ApiTest, AListedPageFollowsEveryChangeOfTheVms) {
   EXPECT_EQ(two.body["next_cursor"], "web1");
 }
 
+TEST_F(ApiTest, UnknownQueryParametersAreRefusedEverywhere) {
+  for (const char* target : {"/v1/healthz?x=1", "/metrics?x=1", "/v1/hosts/node1?verbose=1",
+                             "/v1/vms/web1?expand=all", "/v1/tokens?all=1", "/v1/hosts?x=1",
+                             "/v1/vms?sort=name"}) {
+    SCOPED_TRACE(target);
+    auto r = call(http::Verb::get, target, admin_);
+    EXPECT_EQ(r.status, 400u) << r.body.dump();
+    EXPECT_EQ(r.body["error"]["code"], "invalid_argument");
+  }
+  EXPECT_EQ(call(http::Verb::post, "/v1/placements?dry=1", admin_, R"({"name":"a","memory_mib":64})").status, 400u);
+  EXPECT_EQ(call(http::Verb::delete_, "/v1/hosts/node1?force=1", admin_).status, 400u);
+}
+
 TEST(PageCache, ServesAPageOnlyAtTheVersionItWasMadeAt) {
   api::PageCache cache(2);
   cache.put("a", 1, "one");
