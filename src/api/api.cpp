@@ -209,7 +209,15 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
   if (n == 2 && seg[0] == "v1" && seg[1] == "healthz") {
     if (m != Verb::get) return not_allowed();
     if (!no_query()) return;
-    return c.ok(HttpStatus::ok, {{"status", "ok"}});
+    // Without a token: whether each part is healthy, never its errors (they name VMs).
+    json details = json::object();
+    for (const auto& [name, h] : metrics.health_details().items()) {
+      json brief = json::object();
+      for (const char* key : {"healthy", "lag_seconds", "queue_depth"})
+        if (h.is_object() && h.contains(key)) brief[key] = h[key];
+      details[name] = std::move(brief);
+    }
+    return c.ok(HttpStatus::ok, {{"status", "ok"}, {"details", std::move(details)}});
   }
 
   // --- everything else needs a token
