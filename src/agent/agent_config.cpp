@@ -3,11 +3,13 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
 #include "kvmfleet/agent/migration_validation.hpp"
 #include "kvmfleet/common/validate.hpp"
+#include "kvmfleet/storage/storage_names.hpp"
 
 namespace kvmfleet::agent {
 namespace {
@@ -31,6 +33,51 @@ bool is_absolute_path(std::string_view p) {
   return !p.empty() && p.front() == '/';
 }
 
+// Errors about a key of the storage object name it as "storage.KEY".
+Error in_storage(Error e) {
+  if (auto it = e.details.find("field"); it != e.details.end() && it->is_string())
+    *it = "storage." + it->get<std::string>();
+  else
+    e.details["field"] = "storage";
+  return e;
+}
+
+Result<StorageConfig> parse_storage_config(const nlohmann::json& j) {
+  if (!j.is_object()) return invalid("storage must be a JSON object", {{"field", "storage"}});
+  if (auto st = check_known_fields(j, {"host_id", "udev", "lock_manager", "devices"}, "storage");
+      !st)
+    return in_storage(st.take_error());
+  StorageConfig s;
+  auto host_id = get_int(j, "host_id", true, 0, 1, 2000);
+  if (!host_id) return in_storage(host_id.take_error());
+  s.host_id = static_cast<int>(*host_id);
+  auto udev = get_bool(j, "udev", false);
+  if (!udev) return in_storage(udev.take_error());
+  s.udev = *udev;
+  auto lock_manager = get_string(j, "lock_manager", false, "sanlock");
+  if (!lock_manager) return in_storage(lock_manager.take_error());
+  if (*lock_manager != "sanlock")
+    return invalid("storage.lock_manager must be \"sanlock\"", {{"field", "storage.lock_manager"}});
+  s.lock_manager = std::move(*lock_manager);
+  if (auto it = j.find("devices"); it != j.end() && !it->is_null()) {
+    if (!it->is_array())
+      return invalid("storage.devices must be an array of device paths",
+                     {{"field", "storage.devices"}});
+    for (const auto& d : *it) {
+      if (!d.is_string())
+        return invalid("storage.devices must be an array of device paths",
+                       {{"field", "storage.devices"}});
+      auto path = d.get<std::string>();
+      if (auto st = storage::check_device_path(path); !st)
+        return invalid("storage.devices: " + st.error().message, {{"field", "storage.devices"}});
+      if (std::find(s.devices.begin(), s.devices.end(), path) != s.devices.end())
+        return invalid("storage.devices lists " + path + " twice", {{"field", "storage.devices"}});
+      s.devices.push_back(std::move(path));
+    }
+  }
+  return s;
+}
+
 }  // namespace
 
 Result<AgentConfig> parse_agent_config(const nlohmann::json& j) {
@@ -38,7 +85,7 @@ Result<AgentConfig> parse_agent_config(const nlohmann::json& j) {
           j,
           {"host", "listen_address", "listen_port", "agent_url", "controller_url", "token_file",
            "libvirt_uri", "image_pool_path", "heartbeat_interval_ms", "tls_cert_file",
-           "tls_key_file", "controller_ca_file", "worker_threads", "migration_address"},
+           "tls_key_file", "controller_ca_file", "worker_threads", "migration_address", "storage"},
           "config");
       !st)
     return st.take_error();
@@ -84,6 +131,11 @@ Result<AgentConfig> parse_agent_config(const nlohmann::json& j) {
                    {{"field", "migration_address"}});
   if (c.tls_cert_file.empty() != c.tls_key_file.empty())
     return invalid("tls_cert_file and tls_key_file go together", {{"field", "tls_key_file"}});
+  if (auto it = j.find("storage"); it != j.end() && !it->is_null()) {
+    auto storage = parse_storage_config(*it);
+    if (!storage) return storage.take_error();
+    c.storage = std::move(*storage);
+  }
   if (c.agent_url.empty()) {
     const bool tls = !c.tls_cert_file.empty();
     const bool v6 = c.listen_address.find(':') != std::string::npos;

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <cassert>
+#include <limits>
+#include <vector>
 
 #include "kvmfleet/agent/migration_validation.hpp"
 #include "kvmfleet/agent/protocol.hpp"
@@ -10,6 +12,7 @@
 #include "kvmfleet/common/ids.hpp"
 #include "kvmfleet/common/validate.hpp"
 #include "kvmfleet/model/json.hpp"
+#include "kvmfleet/storage/storage_inventory.hpp"
 
 namespace kvmfleet::agent {
 namespace {
@@ -56,10 +59,170 @@ Status check_uuid(std::string_view uuid) {
   return invalid("uuid in path must be a lowercase canonical UUID", {{"field", "uuid"}});
 }
 
+// A mutating request's body: JSON (when a content type is given), an object.
+Result<json> parse_json_body(const http::Request& req) {
+  if (auto ct = req.find(http::bhttp::field::content_type); ct != req.end()) {
+    const std::string_view v(ct->value().data(), ct->value().size());
+    if (!v.starts_with("application/json"))
+      return Error{ErrorCode::unsupported_media, "request body must be application/json"};
+  }
+  json body = json::parse(req.body(), nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return invalid("request body is not valid JSON");
+  if (!body.is_object()) return invalid("request body must be a JSON object");
+  return body;
+}
+
+Result<std::string> get_op_id(const json& body) {
+  auto op_id = get_string(body, "op_id", true);
+  if (!op_id) return op_id.take_error();
+  if (!is_valid_op_id(*op_id))
+    return invalid("op_id must be 1-128 characters of [A-Za-z0-9._:-]", {{"field", "op_id"}});
+  return op_id;
+}
+
+// --- storage views -------------------------------------------------------------
+
+json to_json_value(const storage::IscsiTarget& t) {
+  return {{"iqn", t.iqn}, {"portal", t.portal}, {"tpgt", t.tpgt}};
+}
+
+json to_json_value(const storage::IscsiSession& s) {
+  json luns = json::array();
+  for (const auto& l : s.luns)
+    luns.push_back({{"lun", l.lun}, {"disk", l.disk}, {"state", l.state}});
+  return {{"sid", s.sid},
+          {"target", s.target},
+          {"portal", s.portal},
+          {"initiator_name", s.initiator_name},
+          {"connection_state", s.connection_state},
+          {"session_state", s.session_state},
+          {"luns", std::move(luns)}};
+}
+
+json to_json_value(const storage::VolumeGroup& vg) {
+  return {{"name", vg.name},
+          {"uuid", vg.uuid},
+          {"size_bytes", vg.size_bytes},
+          {"free_bytes", vg.free_bytes},
+          {"extent_bytes", vg.extent_bytes},
+          {"lock_type", vg.lock_type},
+          {"shared", vg.shared},
+          {"pv_count", vg.pv_count},
+          {"lv_count", vg.lv_count},
+          {"snap_count", vg.snap_count}};
+}
+
+json to_json_value(const storage::LogicalVolume& lv) {
+  return {{"name", lv.name},
+          {"vg", lv.vg_name},
+          {"uuid", lv.uuid},
+          {"size_bytes", lv.size_bytes},
+          {"attr", lv.attr},
+          {"path", lv.path},
+          {"active", lv.active},
+          {"activation", std::string(storage::to_string(lv.activation))},
+          {"origin", lv.origin},
+          {"is_snapshot", lv.is_snapshot},
+          {"is_origin", lv.is_origin},
+          {"data_percent", lv.data_percent ? json(*lv.data_percent) : json(nullptr)},
+          {"snapshot_invalid", lv.snapshot_invalid},
+          {"merging", lv.merging}};
+}
+
+template <typename T>
+http::Response reply_list(const Result<std::vector<T>>& r, const char* key) {
+  if (!r) return http::error_response(r.error());
+  json items = json::array();
+  for (const auto& item : r.value()) items.push_back(to_json_value(item));
+  return ok_json({{key, std::move(items)}});
+}
+
+template <typename T>
+http::Response reply_view(const Result<T>& r) {
+  if (!r) return http::error_response(r.error());
+  return ok_json(to_json_value(r.value()));
+}
+
+Result<storage::LvActivation> parse_activation(const json& body) {
+  auto mode = get_string(body, "mode", true);
+  if (!mode) return mode.take_error();
+  if (*mode == "exclusive") return storage::LvActivation::exclusive;
+  if (*mode == "shared") return storage::LvActivation::shared;
+  if (*mode == "inactive") return storage::LvActivation::inactive;
+  return invalid("mode must be exclusive, shared or inactive", {{"field", "mode"}});
+}
+
+// Sizes are checked by the storage library (multiple of 512, at most 1 PiB); here
+// only that they are positive integers.
+Result<std::uint64_t> get_size(const json& body) {
+  auto v = get_int(body, "size_bytes", true, 0, 1, std::numeric_limits<std::int64_t>::max());
+  if (!v) return v.take_error();
+  return static_cast<std::uint64_t>(*v);
+}
+
+Result<std::vector<std::string>> get_devices(const json& body) {
+  auto it = body.find("devices");
+  if (it == body.end() || it->is_null())
+    return invalid("devices is required", {{"field", "devices"}});
+  if (!it->is_array())
+    return invalid("devices must be an array of device paths", {{"field", "devices"}});
+  std::vector<std::string> out;
+  for (const auto& d : *it) {
+    if (!d.is_string())
+      return invalid("devices must be an array of device paths", {{"field", "devices"}});
+    out.push_back(d.get<std::string>());
+  }
+  return out;
+}
+
+Result<std::optional<storage::ChapCredentials>> get_chap(const json& body) {
+  auto it = body.find("chap");
+  if (it == body.end() || it->is_null()) return std::optional<storage::ChapCredentials>{};
+  if (!it->is_object()) return invalid("chap must be an object", {{"field", "chap"}});
+  if (auto st = check_known_fields(*it, {"username", "password"}, "chap"); !st) {
+    auto e = st.take_error();
+    e.details["field"] = "chap." + e.details.value("field", std::string{});
+    return e;
+  }
+  auto user = get_string(*it, "username", true);
+  if (!user)
+    return invalid("chap.username is required and must be a string", {{"field", "chap.username"}});
+  auto password = get_string(*it, "password", true);
+  if (!password)
+    return invalid("chap.password is required and must be a string", {{"field", "chap.password"}});
+  return std::optional<storage::ChapCredentials>{
+      storage::ChapCredentials{std::move(*user), std::move(*password)}};
+}
+
+std::vector<std::string_view> split_path(std::string_view rest) {
+  std::vector<std::string_view> out;
+  while (true) {
+    const auto slash = rest.find('/');
+    out.push_back(rest.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    rest = rest.substr(slash + 1);
+  }
+  return out;
+}
+
 }  // namespace
+
+// One storage route, resolved from the path: what to do, and to which VG/LV.
+struct AgentService::StorageCall {
+  bool post = false;
+  std::string action;  // "inventory", "iscsi/login", "vg/create", "lv/grow", ...
+  std::string vg;
+  std::string lv;
+};
 
 AgentService::AgentService(Hypervisor& hypervisor, std::string token, std::size_t op_cache_capacity)
     : hv_(hypervisor), token_(std::move(token)), ops_(op_cache_capacity) {
+  assert(!token_.empty());
+}
+
+AgentService::AgentService(Hypervisor& hypervisor, StorageBackend storage, std::string token,
+                           std::size_t op_cache_capacity)
+    : hv_(hypervisor), storage_(storage), token_(std::move(token)), ops_(op_cache_capacity) {
   assert(!token_.empty());
 }
 
@@ -102,6 +265,9 @@ http::Response AgentService::route(const http::Request& req) {
     if (req.method() != http::Verb::post) return method_not_allowed("POST");
     return mutate(req, path, "define", {});
   }
+  if (path == agent_protocol::kStorageInventory.path ||
+      path.starts_with(agent_protocol::kStoragePrefix))
+    return route_storage(req, path);
   if (path.starts_with(kDomainsPrefix)) {
     const auto rest = path.substr(kDomainsPrefix.size());
     const auto slash = rest.find('/');
@@ -134,15 +300,9 @@ http::Response AgentService::route(const http::Request& req) {
 
 http::Response AgentService::mutate(const http::Request& req, std::string_view path,
                                     std::string_view action, const std::string& uuid) {
-  if (auto ct = req.find(http::bhttp::field::content_type); ct != req.end()) {
-    const std::string_view v(ct->value().data(), ct->value().size());
-    if (!v.starts_with("application/json"))
-      return http::error_response(
-          {ErrorCode::unsupported_media, "request body must be application/json"});
-  }
-  const json body = json::parse(req.body(), nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return http::error_response(invalid("request body is not valid JSON"));
-  if (!body.is_object()) return http::error_response(invalid("request body must be a JSON object"));
+  auto parsed = parse_json_body(req);
+  if (!parsed) return http::error_response(parsed.error());
+  const json body = std::move(*parsed);
 
   // parse_migration_request checks a migrate body's fields itself.
   Status known = action == "define"     ? check_known_fields(body, {"op_id", "spec"})
@@ -150,11 +310,8 @@ http::Response AgentService::mutate(const http::Request& req, std::string_view p
                  : action == "migrate"  ? Status{}
                                         : check_known_fields(body, {"op_id"});
   if (!known) return http::error_response(known.error());
-  auto op_id = get_string(body, "op_id", true);
+  auto op_id = get_op_id(body);
   if (!op_id) return http::error_response(op_id.error());
-  if (!is_valid_op_id(*op_id))
-    return http::error_response(
-        invalid("op_id must be 1-128 characters of [A-Za-z0-9._:-]", {{"field", "op_id"}}));
 
   std::function<http::Response()> act;
   std::string subject = uuid;
@@ -202,6 +359,186 @@ http::Response AgentService::mutate(const http::Request& req, std::string_view p
     return r;
   });
   return res;
+}
+
+http::Response AgentService::route_storage(const http::Request& req, std::string_view path) {
+  StorageCall call;
+  if (path == agent_protocol::kStorageInventory.path) {
+    call.action = "inventory";
+  } else {
+    const auto seg = split_path(path.substr(agent_protocol::kStoragePrefix.size()));
+    const auto n = seg.size();
+    for (auto s : seg) {
+      if (s.empty()) return http::error_response(not_found("no such agent endpoint"));
+    }
+    if (n == 2 && seg[0] == "iscsi" &&
+        (seg[1] == "discover" || seg[1] == "login" || seg[1] == "logout")) {
+      call = {true, "iscsi/" + std::string(seg[1]), {}, {}};
+    } else if (n == 2 && seg[0] == "iscsi" && seg[1] == "sessions") {
+      call = {false, "iscsi/sessions", {}, {}};
+    } else if (n >= 2 && seg[0] == "vgs") {
+      call.vg = std::string(seg[1]);
+      if (n == 2 && seg[1] == "create" && req.method() == http::Verb::post) {
+        call = {true, "vg/create", {}, {}};
+      } else if (n == 2) {
+        call.action = "vg/get";
+      } else if (n == 3 && (seg[2] == "lockstart" || seg[2] == "lockstop")) {
+        call.post = true;
+        call.action = "vg/" + std::string(seg[2]);
+      } else if (n == 3 && seg[2] == "lvs") {
+        call.action = "lv/list";
+      } else if (n == 4 && seg[2] == "lvs" && seg[3] == "create" &&
+                 req.method() == http::Verb::post) {
+        call.post = true;
+        call.action = "lv/create";
+      } else if (n == 4 && seg[2] == "lvs") {
+        call.lv = std::string(seg[3]);
+        call.action = "lv/get";
+      } else if (n == 5 && seg[2] == "lvs" &&
+                 (seg[4] == "grow" || seg[4] == "delete" || seg[4] == "activate" ||
+                  seg[4] == "snapshot" || seg[4] == "merge")) {
+        call.lv = std::string(seg[3]);
+        call.post = true;
+        call.action = "lv/" + std::string(seg[4]);
+      } else {
+        return http::error_response(not_found("no such agent endpoint"));
+      }
+    } else {
+      return http::error_response(not_found("no such agent endpoint"));
+    }
+  }
+
+  if (call.post && req.method() != http::Verb::post) return method_not_allowed("POST");
+  if (!call.post && req.method() != http::Verb::get) return method_not_allowed("GET");
+  // 409 rather than 404: the route exists, this host is in the wrong state for it,
+  // and a 404 would read as "no such VG/LV" to the controller.
+  if (!storage_) return http::error_response(conflict("storage is not configured on this host"));
+  return call.post ? mutate_storage(req, path, call) : get_storage(call);
+}
+
+http::Response AgentService::get_storage(const StorageCall& call) {
+  auto& st = *storage_;
+  if (call.action == "inventory") {
+    return ok_json(
+        storage::collect_storage_inventory(&st.iscsi, &st.lvm, st.locks, st.multipath).to_json());
+  }
+  if (call.action == "iscsi/sessions") return reply_list(st.iscsi.sessions(), "sessions");
+  if (call.action == "vg/get") return reply_view(st.lvm.get_vg(call.vg));
+  if (call.action == "lv/list") return reply_list(st.lvm.list_lvs(call.vg), "lvs");
+  assert(call.action == "lv/get");
+  return reply_view(st.lvm.get_lv(call.vg, call.lv));
+}
+
+http::Response AgentService::mutate_storage(const http::Request& req, std::string_view path,
+                                            const StorageCall& call) {
+  auto parsed = parse_json_body(req);
+  if (!parsed) return http::error_response(parsed.error());
+  const json body = std::move(*parsed);
+  const auto& a = call.action;
+  const Status known =
+      a == "iscsi/discover" ? check_known_fields(body, {"op_id", "portal"})
+      : a == "iscsi/login"  ? check_known_fields(body, {"op_id", "target", "portal", "chap"})
+      : a == "iscsi/logout" ? check_known_fields(body, {"op_id", "target", "portal"})
+      : a == "vg/create"    ? check_known_fields(body, {"op_id", "vg", "devices"})
+      : a == "lv/create"
+          ? check_known_fields(body, {"op_id", "lv", "size_bytes", "activate_exclusive"})
+      : a == "lv/grow"     ? check_known_fields(body, {"op_id", "size_bytes"})
+      : a == "lv/activate" ? check_known_fields(body, {"op_id", "mode"})
+      : a == "lv/snapshot" ? check_known_fields(body, {"op_id", "snapshot", "size_bytes"})
+                           : check_known_fields(body, {"op_id"});
+  if (!known) return http::error_response(known.error());
+  auto op_id = get_op_id(body);
+  if (!op_id) return http::error_response(op_id.error());
+
+  auto& st = *storage_;
+  std::function<http::Response()> act;
+  std::string subject = call.lv.empty() ? call.vg : call.vg + "/" + call.lv;
+  if (a == "iscsi/discover") {
+    auto portal = get_string(body, "portal", true);
+    if (!portal) return http::error_response(portal.error());
+    subject = *portal;
+    act = [&st, portal = *portal] { return reply_list(st.iscsi.discover(portal), "targets"); };
+  } else if (a == "iscsi/login" || a == "iscsi/logout") {
+    auto target = get_string(body, "target", true);
+    if (!target) return http::error_response(target.error());
+    auto portal = get_string(body, "portal", true);
+    if (!portal) return http::error_response(portal.error());
+    subject = *target + " at " + *portal;
+    if (a == "iscsi/login") {
+      auto chap = get_chap(body);
+      if (!chap) return http::error_response(chap.error());
+      act = [&st, target = *target, portal = *portal, chap = std::move(*chap)] {
+        return reply(st.iscsi.login(target, portal, chap));
+      };
+    } else {
+      act = [&st, target = *target, portal = *portal] {
+        return reply(st.iscsi.logout(target, portal));
+      };
+    }
+  } else if (a == "vg/create") {
+    auto vg = get_string(body, "vg", true);
+    if (!vg) return http::error_response(vg.error());
+    auto devices = get_devices(body);
+    if (!devices) return http::error_response(devices.error());
+    subject = *vg;
+    act = [&st, vg = *vg, devices = std::move(*devices)] {
+      return reply(st.lvm.create_shared_vg(vg, devices));
+    };
+  } else if (a == "vg/lockstart") {
+    act = [&st, vg = call.vg] { return reply(st.lvm.lock_start(vg)); };
+  } else if (a == "vg/lockstop") {
+    act = [&st, vg = call.vg] { return reply(st.lvm.lock_stop(vg)); };
+  } else if (a == "lv/create") {
+    auto lv = get_string(body, "lv", true);
+    if (!lv) return http::error_response(lv.error());
+    auto size = get_size(body);
+    if (!size) return http::error_response(size.error());
+    auto exclusive = get_bool(body, "activate_exclusive", false);
+    if (!exclusive) return http::error_response(exclusive.error());
+    subject = call.vg + "/" + *lv;
+    storage::LvCreateOptions options;
+    options.activate_exclusive = *exclusive;
+    act = [&st, vg = call.vg, lv = *lv, size = *size, options] {
+      return reply(st.lvm.create_lv(vg, lv, size, options));
+    };
+  } else if (a == "lv/grow") {
+    auto size = get_size(body);
+    if (!size) return http::error_response(size.error());
+    act = [&st, vg = call.vg, lv = call.lv, size = *size] {
+      return reply(st.lvm.extend_lv(vg, lv, size));
+    };
+  } else if (a == "lv/delete") {
+    act = [&st, vg = call.vg, lv = call.lv] { return reply(st.lvm.remove_lv(vg, lv)); };
+  } else if (a == "lv/activate") {
+    auto mode = parse_activation(body);
+    if (!mode) return http::error_response(mode.error());
+    act = [&st, vg = call.vg, lv = call.lv, mode = *mode] {
+      return reply(st.lvm.activate(vg, lv, mode));
+    };
+  } else if (a == "lv/snapshot") {
+    auto snapshot = get_string(body, "snapshot", true);
+    if (!snapshot) return http::error_response(snapshot.error());
+    auto size = get_size(body);
+    if (!size) return http::error_response(size.error());
+    act = [&st, vg = call.vg, lv = call.lv, snapshot = *snapshot, size = *size] {
+      return reply(st.lvm.create_snapshot(vg, lv, snapshot, size));
+    };
+  } else {
+    assert(a == "lv/merge");
+    act = [&st, vg = call.vg, lv = call.lv] { return reply(st.lvm.merge_snapshot(vg, lv)); };
+  }
+
+  // As for domains: the call's path is part of the key. The body is remembered only
+  // as a digest, so a CHAP secret does not stay in the cache.
+  const std::string key = *op_id + " " + std::string(path);
+  return ops_.run(key, sha256_hex(body.dump()), [&] {
+    auto r = act();
+    // Names are untrusted until the backend checked them: logged as JSON strings.
+    spdlog::info("storage {} {} (op {}): {}", a,
+                 json(subject).dump(-1, ' ', false, json::error_handler_t::replace), *op_id,
+                 r.result_int());
+    return r;
+  });
 }
 
 }  // namespace kvmfleet::agent

@@ -10,6 +10,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <csignal>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -18,6 +19,8 @@
 #include "kvmfleet/agent/agent_service.hpp"
 #include "kvmfleet/agent/heartbeat.hpp"
 #include "kvmfleet/agent/libvirt_hypervisor.hpp"
+#include "kvmfleet/agent/storage_backend.hpp"
+#include "kvmfleet/common/process.hpp"
 #include "kvmfleet/http/client.hpp"
 #include "kvmfleet/http/server.hpp"
 
@@ -75,7 +78,30 @@ int main(int argc, char** argv) {
   lv.pool_path = config->image_pool_path;
   lv.migration_address = config->migration_address;
   agent::LibvirtHypervisor hypervisor(lv);
-  agent::AgentService service(hypervisor, config->token);
+
+  // Shared storage only when configured; otherwise the storage routes answer 409.
+  SystemProcessRunner runner;
+  std::unique_ptr<storage::OpenIscsiInitiator> iscsi;
+  std::unique_ptr<storage::Lvm2Cli> lvm;
+  std::unique_ptr<storage::LockDaemons> locks;
+  std::unique_ptr<agent::AgentService> service_holder;
+  if (config->storage) {
+    storage::LvmOptions lvm_options;
+    lvm_options.devices = config->storage->devices;
+    lvm_options.host_id = config->storage->host_id;
+    lvm_options.udev = config->storage->udev;
+    iscsi = std::make_unique<storage::OpenIscsiInitiator>(runner);
+    lvm = std::make_unique<storage::Lvm2Cli>(runner, std::move(lvm_options));
+    locks = std::make_unique<storage::LockDaemons>(runner);
+    service_holder = std::make_unique<agent::AgentService>(
+        hypervisor, agent::StorageBackend{*iscsi, *lvm, locks.get(), nullptr}, config->token);
+    spdlog::info("shared storage: host_id {}, {} LVM device(s), lock manager {}",
+                 config->storage->host_id, config->storage->devices.size(),
+                 config->storage->lock_manager);
+  } else {
+    service_holder = std::make_unique<agent::AgentService>(hypervisor, config->token);
+  }
+  agent::AgentService& service = *service_holder;
 
   boost::asio::io_context ioc;
   // libvirt calls block for up to seconds; they run here, never on the I/O threads.

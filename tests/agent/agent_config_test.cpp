@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 namespace kvmfleet::agent {
 namespace {
@@ -77,6 +78,73 @@ TEST(AgentConfig, RefusesBadValues) {
     auto c = parse_agent_config(j);
     ASSERT_FALSE(c.ok()) << j.dump();
     EXPECT_EQ(c.error().code, ErrorCode::invalid_argument) << j.dump();
+  }
+}
+
+TEST(AgentConfig, StorageIsOptionalWithDefaults) {
+  auto plain = parse_agent_config(minimal());
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  EXPECT_FALSE(plain->storage.has_value());
+
+  auto j = minimal();
+  j["storage"] = {{"host_id", 11}};
+  auto c = parse_agent_config(j);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_TRUE(c->storage.has_value());
+  EXPECT_EQ(c->storage->host_id, 11);
+  EXPECT_FALSE(c->storage->udev);
+  EXPECT_EQ(c->storage->lock_manager, "sanlock");
+  EXPECT_TRUE(c->storage->devices.empty());
+
+  j["storage"] = {{"host_id", 2000},
+                  {"udev", true},
+                  {"lock_manager", "sanlock"},
+                  {"devices",
+                   {"/dev/disk/by-path/ip-10.77.0.1:3260-iscsi-iqn.2026-01.com.example:san-lun-1",
+                    "/dev/mapper/3600140512345678"}}};
+  c = parse_agent_config(j);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->storage->host_id, 2000);
+  EXPECT_TRUE(c->storage->udev);
+  ASSERT_EQ(c->storage->devices.size(), 2u);
+  EXPECT_EQ(c->storage->devices[1], "/dev/mapper/3600140512345678");
+
+  // null is the same as absent.
+  j["storage"] = nullptr;
+  c = parse_agent_config(j);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_FALSE(c->storage.has_value());
+}
+
+TEST(AgentConfig, StorageIsStrict) {
+  const std::vector<std::pair<json, std::string>> cases = {
+      {json::array(), "storage"},
+      {"sanlock", "storage"},
+      {json::object(), "storage.host_id"},
+      {{{"udev", true}}, "storage.host_id"},
+      {{{"host_id", 0}}, "storage.host_id"},
+      {{{"host_id", 2001}}, "storage.host_id"},
+      {{{"host_id", -1}}, "storage.host_id"},
+      {{{"host_id", "1"}}, "storage.host_id"},
+      {{{"host_id", 1.5}}, "storage.host_id"},
+      {{{"host_id", 1}, {"udev", "yes"}}, "storage.udev"},
+      {{{"host_id", 1}, {"lock_manager", "dlm"}}, "storage.lock_manager"},
+      {{{"host_id", 1}, {"lock_manager", 1}}, "storage.lock_manager"},
+      {{{"host_id", 1}, {"hostid", 1}}, "storage.hostid"},
+      {{{"host_id", 1}, {"devices", "/dev/sdb"}}, "storage.devices"},
+      {{{"host_id", 1}, {"devices", {1}}}, "storage.devices"},
+      {{{"host_id", 1}, {"devices", {"sdb"}}}, "storage.devices"},
+      {{{"host_id", 1}, {"devices", {"/dev/../etc/passwd"}}}, "storage.devices"},
+      {{{"host_id", 1}, {"devices", {"/dev/sd|b"}}}, "storage.devices"},
+      {{{"host_id", 1}, {"devices", {"/dev/sdb", "/dev/sdb"}}}, "storage.devices"},
+  };
+  for (const auto& [storage, field] : cases) {
+    auto j = minimal();
+    j["storage"] = storage;
+    auto c = parse_agent_config(j);
+    ASSERT_FALSE(c.ok()) << storage.dump();
+    EXPECT_EQ(c.error().code, ErrorCode::invalid_argument) << storage.dump();
+    EXPECT_EQ(c.error().details.value("field", ""), field) << storage.dump();
   }
 }
 

@@ -6,16 +6,33 @@
 //    "token_file": "/etc/kvmfleet/agent.token", "libvirt_uri": "qemu:///system",
 //    "image_pool_path": "/var/lib/kvmfleet/images", "heartbeat_interval_ms": 5000,
 //    "tls_cert_file": "...", "tls_key_file": "...", "controller_ca_file": "...",
-//    "worker_threads": 4, "migration_address": "10.0.0.11"}
+//    "worker_threads": 4, "migration_address": "10.0.0.11",
+//    "storage": {"host_id": 11, "udev": true, "lock_manager": "sanlock",
+//                "devices":
+//                ["/dev/disk/by-path/ip-10.0.0.5:3260-iscsi-iqn.2026-01.com.example:san-lun-1"]}}
 
 #include <chrono>
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "kvmfleet/common/result.hpp"
 
 namespace kvmfleet::agent {
+
+// Shared block storage on this host (docs/storage.md). Without it the agent serves
+// no storage call.
+struct StorageConfig {
+  int host_id = 0;    // sanlock's host id for LVM (1..2000), unique in the cluster
+  bool udev = false;  // false: LVM makes its own /dev nodes (no udev on the host)
+  std::string lock_manager = "sanlock";  // lvmlockd's lock manager; only sanlock
+  // The cluster's LUNs: the only devices LVM may scan. Until some are listed, every
+  // LVM call is refused (iSCSI calls still work, so the LUNs can be logged in to
+  // and their by-path names learnt first).
+  std::vector<std::string> devices;
+};
 
 struct AgentConfig {
   std::string host;
@@ -35,6 +52,7 @@ struct AgentConfig {
   // Where peers' libvirtd reach this host's libvirtd for live migration (an IPv4
   // address or a host name); reported in the inventory. Empty: none announced.
   std::string migration_address;
+  std::optional<StorageConfig> storage;
 };
 
 // Strict: unknown fields, wrong types and bad values are invalid_argument errors.

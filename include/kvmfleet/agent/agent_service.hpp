@@ -4,10 +4,13 @@
 // Hypervisor: authenticate, validate strictly, dispatch to one Hypervisor call, answer.
 // No network I/O happens here; a Server or a test feeds it requests.
 
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "kvmfleet/agent/hypervisor.hpp"
 #include "kvmfleet/agent/op_cache.hpp"
+#include "kvmfleet/agent/storage_backend.hpp"
 #include "kvmfleet/http/types.hpp"
 
 namespace kvmfleet::agent {
@@ -15,7 +18,11 @@ namespace kvmfleet::agent {
 class AgentService {
  public:
   // `token`: the host's bearer token; every request must carry it.
+  // Without storage, every /agent/v1/storage route answers 409 conflict.
   AgentService(Hypervisor& hypervisor, std::string token, std::size_t op_cache_capacity = 1024);
+  // With shared storage: the /agent/v1/storage routes dispatch to `storage`.
+  AgentService(Hypervisor& hypervisor, StorageBackend storage, std::string token,
+               std::size_t op_cache_capacity = 1024);
 
   // Blocking: libvirt calls can take seconds, so run it off the I/O threads.
   http::Response serve(const http::Request& req);
@@ -26,8 +33,15 @@ class AgentService {
   http::Response route(const http::Request& req);
   http::Response mutate(const http::Request& req, std::string_view path, std::string_view action,
                         const std::string& uuid);
+  // /agent/v1/storage and everything under it (docs/storage.md, "Agent API").
+  http::Response route_storage(const http::Request& req, std::string_view path);
+  struct StorageCall;
+  http::Response get_storage(const StorageCall& call);
+  http::Response mutate_storage(const http::Request& req, std::string_view path,
+                                const StorageCall& call);
 
   Hypervisor& hv_;
+  std::optional<StorageBackend> storage_;
   std::string token_;
   OpCache ops_;
 };

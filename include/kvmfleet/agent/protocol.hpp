@@ -30,6 +30,31 @@
 //   POST /agent/v1/domains/{uuid}/migration/abort {"op_id"} → MigrationStatus
 //        (virDomainAbortJob; the guest keeps running on the source).
 //
+//   Shared storage (docs/storage.md, "Agent API"); each call is one backend call and
+//   answers 409 conflict "storage is not configured on this host" when the agent's
+//   configuration has no "storage" object. Names and sizes are checked by the storage
+//   library (bad ones: 400 invalid_argument); {vg} and {lv} are LVM names.
+//   GET  /agent/v1/storage                     → StorageInventory JSON (locks, iscsi_sessions,
+//        vgs, multipath, errors)
+//   POST /agent/v1/storage/iscsi/discover      {"op_id", "portal"} → {"targets": [{"iqn", "portal", "tpgt"}]}
+//   POST /agent/v1/storage/iscsi/login         {"op_id", "target", "portal",
+//        "chap": {"username", "password"}?} → {} (logged in already: no-op)
+//   POST /agent/v1/storage/iscsi/logout        {"op_id", "target", "portal"} → {} (no session: no-op)
+//   GET  /agent/v1/storage/iscsi/sessions      → {"sessions": [IscsiSession]}
+//   POST /agent/v1/storage/vgs/create          {"op_id", "vg", "devices": [path]} → {}
+//        vgcreate --shared (starts the lockspace here too)
+//   GET  /agent/v1/storage/vgs/{vg}            → VolumeGroup
+//   POST /agent/v1/storage/vgs/{vg}/lockstart  {"op_id"} → {}
+//   POST /agent/v1/storage/vgs/{vg}/lockstop   {"op_id"} → {}
+//   GET  /agent/v1/storage/vgs/{vg}/lvs        → {"lvs": [LogicalVolume]}
+//   POST /agent/v1/storage/vgs/{vg}/lvs/create {"op_id", "lv", "size_bytes", "activate_exclusive"?} → {}
+//   GET  /agent/v1/storage/vgs/{vg}/lvs/{lv}   → LogicalVolume
+//   POST /agent/v1/storage/vgs/{vg}/lvs/{lv}/grow     {"op_id", "size_bytes"} → {}
+//   POST /agent/v1/storage/vgs/{vg}/lvs/{lv}/delete   {"op_id"} → {}
+//   POST /agent/v1/storage/vgs/{vg}/lvs/{lv}/activate {"op_id", "mode": "exclusive"|"shared"|"inactive"} → {}
+//   POST /agent/v1/storage/vgs/{vg}/lvs/{lv}/snapshot {"op_id", "snapshot", "size_bytes"} → {}
+//   POST /agent/v1/storage/vgs/{vg}/lvs/{lv}/merge    {"op_id"} → {} ({lv} is the snapshot)
+//
 // Agent → controller (served by kvmfleet-controller):
 //   POST /v1/agent/heartbeat  {"host", "agent_url", "inventory": HostInventory}
 //        → {"heartbeat_interval_ms"}
@@ -86,6 +111,28 @@ inline constexpr Call kUndefine{"undefine", "POST", "/agent/v1/domains/{uuid}/un
 inline constexpr Call kMigrate{"migrate", "POST", "/agent/v1/domains/{uuid}/migrate", TimeoutClass::normal};
 inline constexpr Call kMigration{"migration", "GET", "/agent/v1/domains/{uuid}/migration", TimeoutClass::fast};
 inline constexpr Call kMigrationAbort{"migration_abort", "POST", "/agent/v1/domains/{uuid}/migration/abort", TimeoutClass::normal};
+
+inline constexpr Call kStorageInventory{"storage_inventory", "GET", "/agent/v1/storage", TimeoutClass::normal};
+inline constexpr Call kIscsiDiscover{"iscsi_discover", "POST", "/agent/v1/storage/iscsi/discover", TimeoutClass::slow};
+inline constexpr Call kIscsiLogin{"iscsi_login", "POST", "/agent/v1/storage/iscsi/login", TimeoutClass::slow};
+inline constexpr Call kIscsiLogout{"iscsi_logout", "POST", "/agent/v1/storage/iscsi/logout", TimeoutClass::slow};
+inline constexpr Call kIscsiSessions{"iscsi_sessions", "GET", "/agent/v1/storage/iscsi/sessions", TimeoutClass::normal};
+// vgcreate --shared and --lockstart wait for sanlock's host_id lease (20-60 s).
+inline constexpr Call kVgCreate{"vg_create", "POST", "/agent/v1/storage/vgs/create", TimeoutClass::slow};
+inline constexpr Call kVgGet{"vg_get", "GET", "/agent/v1/storage/vgs/{vg}", TimeoutClass::normal};
+inline constexpr Call kVgLockStart{"vg_lockstart", "POST", "/agent/v1/storage/vgs/{vg}/lockstart", TimeoutClass::slow};
+inline constexpr Call kVgLockStop{"vg_lockstop", "POST", "/agent/v1/storage/vgs/{vg}/lockstop", TimeoutClass::normal};
+inline constexpr Call kLvList{"lv_list", "GET", "/agent/v1/storage/vgs/{vg}/lvs", TimeoutClass::normal};
+inline constexpr Call kLvCreate{"lv_create", "POST", "/agent/v1/storage/vgs/{vg}/lvs/create", TimeoutClass::normal};
+inline constexpr Call kLvGet{"lv_get", "GET", "/agent/v1/storage/vgs/{vg}/lvs/{lv}", TimeoutClass::normal};
+inline constexpr Call kLvGrow{"lv_grow", "POST", "/agent/v1/storage/vgs/{vg}/lvs/{lv}/grow", TimeoutClass::normal};
+inline constexpr Call kLvDelete{"lv_delete", "POST", "/agent/v1/storage/vgs/{vg}/lvs/{lv}/delete", TimeoutClass::normal};
+inline constexpr Call kLvActivate{"lv_activate", "POST", "/agent/v1/storage/vgs/{vg}/lvs/{lv}/activate", TimeoutClass::normal};
+inline constexpr Call kLvSnapshot{"lv_snapshot", "POST", "/agent/v1/storage/vgs/{vg}/lvs/{lv}/snapshot", TimeoutClass::normal};
+// A merge of a large, full snapshot runs until it is done.
+inline constexpr Call kLvMerge{"lv_merge", "POST", "/agent/v1/storage/vgs/{vg}/lvs/{lv}/merge", TimeoutClass::slow};
+
+inline constexpr std::string_view kStoragePrefix = "/agent/v1/storage/";
 
 inline constexpr std::string_view kHeartbeatPath = "/v1/agent/heartbeat";
 inline constexpr std::string_view kEventsPath = "/v1/agent/events";

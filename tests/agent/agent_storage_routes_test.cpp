@@ -1,0 +1,501 @@
+// The agent's storage routes (/agent/v1/storage) over the shared-storage doubles.
+
+#include <gtest/gtest.h>
+
+#include "doubles/fake_shared_storage.hpp"
+#include "fake_hypervisor.hpp"
+#include "kvmfleet/agent/agent_service.hpp"
+
+namespace kvmfleet::agent {
+namespace {
+
+using nlohmann::json;
+using testing::FakeHypervisor;
+
+constexpr const char* kToken = "kvf_host-token-for-tests";
+constexpr const char* kIqn = "iqn.2026-01.com.example:san";
+constexpr const char* kChapIqn = "iqn.2026-01.com.example:secure";
+constexpr const char* kPortal = "10.77.0.1";
+constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
+
+http::Request make(http::Verb verb, const std::string& target, const std::string& body = {},
+                   const char* content_type = "application/json") {
+  http::Request req{verb, target, 11};
+  req.set(http::bhttp::field::authorization, std::string("Bearer ") + kToken);
+  if (!body.empty()) {
+    req.set(http::bhttp::field::content_type, content_type);
+    req.body() = body;
+    req.prepare_payload();
+  }
+  return req;
+}
+
+json body_of(const http::Response& res) {
+  return json::parse(res.body());
+}
+
+std::string code_of(const http::Response& res) {
+  return body_of(res).at("error").at("code").get<std::string>();
+}
+
+std::string field_of(const http::Response& res) {
+  return body_of(res).at("error").at("details").value("field", "");
+}
+
+class AgentStorageRoutesTest : public ::testing::Test {
+ protected:
+  AgentStorageRoutesTest() {
+    san_.add_device("/dev/sdb", 10 * kGiB);
+    iscsi_.add_target("10.77.0.1:3260", kIqn);
+    iscsi_.add_target("10.77.0.1:3260", kChapIqn, storage::ChapCredentials{"kvm", "s3cret-pw"});
+  }
+
+  http::Response get(const std::string& path) {
+    return service_.serve(make(http::Verb::get, path));
+  }
+  http::Response post(const std::string& path, json body) {
+    if (body.is_null()) body = json::object();
+    if (body.is_object() && !body.contains("op_id")) body["op_id"] = "op-" + std::to_string(++ops_);
+    return service_.serve(make(http::Verb::post, path, body.dump()));
+  }
+  // A VG made on this host, lockspace started here.
+  void make_vg() {
+    ASSERT_EQ(
+        post("/agent/v1/storage/vgs/create", {{"vg", "kvmvg"}, {"devices", {"/dev/sdb"}}}).result(),
+        http::HttpStatus::ok);
+  }
+  void make_lv(const std::string& name, std::uint64_t size = kGiB) {
+    ASSERT_EQ(post("/agent/v1/storage/vgs/kvmvg/lvs/create", {{"lv", name}, {"size_bytes", size}})
+                  .result(),
+              http::HttpStatus::ok);
+  }
+
+  FakeHypervisor hv_;
+  doubles::FakeSharedStorage san_;
+  doubles::FakeVolumeManager lvm_{san_, 1};
+  doubles::FakeVolumeManager other_host_{san_, 2};
+  doubles::FakeIscsiInitiator iscsi_;
+  AgentService service_{hv_, StorageBackend{iscsi_, lvm_}, kToken};
+  int ops_ = 0;
+};
+
+TEST(AgentStorageNotConfigured, EveryStorageRouteIsAConflict) {
+  FakeHypervisor hv;
+  AgentService service{hv, kToken};
+  const std::vector<std::pair<http::Verb, std::string>> routes = {
+      {http::Verb::get, "/agent/v1/storage"},
+      {http::Verb::get, "/agent/v1/storage/iscsi/sessions"},
+      {http::Verb::post, "/agent/v1/storage/iscsi/discover"},
+      {http::Verb::post, "/agent/v1/storage/iscsi/login"},
+      {http::Verb::post, "/agent/v1/storage/iscsi/logout"},
+      {http::Verb::post, "/agent/v1/storage/vgs/create"},
+      {http::Verb::get, "/agent/v1/storage/vgs/kvmvg"},
+      {http::Verb::post, "/agent/v1/storage/vgs/kvmvg/lockstart"},
+      {http::Verb::post, "/agent/v1/storage/vgs/kvmvg/lockstop"},
+      {http::Verb::get, "/agent/v1/storage/vgs/kvmvg/lvs"},
+      {http::Verb::post, "/agent/v1/storage/vgs/kvmvg/lvs/create"},
+      {http::Verb::get, "/agent/v1/storage/vgs/kvmvg/lvs/vol1"},
+      {http::Verb::post, "/agent/v1/storage/vgs/kvmvg/lvs/vol1/grow"},
+      {http::Verb::post, "/agent/v1/storage/vgs/kvmvg/lvs/vol1/delete"},
+      {http::Verb::post, "/agent/v1/storage/vgs/kvmvg/lvs/vol1/activate"},
+      {http::Verb::post, "/agent/v1/storage/vgs/kvmvg/lvs/vol1/snapshot"},
+      {http::Verb::post, "/agent/v1/storage/vgs/kvmvg/lvs/snap1/merge"},
+  };
+  for (const auto& [verb, path] : routes) {
+    auto res = service.serve(make(verb, path, verb == http::Verb::post ? R"({"op_id":"o1"})" : ""));
+    EXPECT_EQ(res.result(), http::HttpStatus::conflict) << path;
+    EXPECT_EQ(code_of(res), "conflict") << path;
+    EXPECT_EQ(body_of(res)["error"]["message"], "storage is not configured on this host") << path;
+  }
+  // Paths that are no storage route stay 404, wrong methods 405, as with storage.
+  EXPECT_EQ(service.serve(make(http::Verb::get, "/agent/v1/storage/nope")).result(),
+            http::HttpStatus::not_found);
+  EXPECT_EQ(service.serve(make(http::Verb::get, "/agent/v1/storage/iscsi/login")).result(),
+            http::HttpStatus::method_not_allowed);
+}
+
+TEST_F(AgentStorageRoutesTest, UnknownPathsAndMethods) {
+  for (const char* path :
+       {"/agent/v1/storage/", "/agent/v1/storage/iscsi", "/agent/v1/storage/vgs",
+        "/agent/v1/storage/vgs//lvs", "/agent/v1/storage/vgs/kvmvg/lvs/vol1/resize",
+        "/agent/v1/storage/vgs/kvmvg/lvs/vol1/grow/more", "/agent/v1/storage/vgs/kvmvg/pvs"}) {
+    auto res = post(path, json::object());
+    EXPECT_EQ(res.result(), http::HttpStatus::not_found) << path;
+    EXPECT_EQ(code_of(res), "not_found") << path;
+  }
+  auto res = service_.serve(make(http::Verb::post, "/agent/v1/storage", "{}"));
+  EXPECT_EQ(res.result(), http::HttpStatus::method_not_allowed);
+  EXPECT_EQ(res[http::bhttp::field::allow], "GET");
+  res = service_.serve(make(http::Verb::get, "/agent/v1/storage/vgs/kvmvg/lvs/vol1/grow"));
+  EXPECT_EQ(res.result(), http::HttpStatus::method_not_allowed);
+  EXPECT_EQ(res[http::bhttp::field::allow], "POST");
+  res = service_.serve(make(http::Verb::delete_, "/agent/v1/storage/vgs/kvmvg/lvs/vol1"));
+  EXPECT_EQ(res.result(), http::HttpStatus::method_not_allowed);
+}
+
+TEST_F(AgentStorageRoutesTest, IscsiDiscoverLoginSessionsLogout) {
+  auto res = post("/agent/v1/storage/iscsi/discover", {{"portal", kPortal}});
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  auto targets = body_of(res)["targets"];
+  ASSERT_EQ(targets.size(), 2u);
+  EXPECT_EQ(targets[0]["portal"], "10.77.0.1:3260");
+  EXPECT_EQ(targets[0]["tpgt"], 1);
+
+  res = post("/agent/v1/storage/iscsi/login", {{"target", kIqn}, {"portal", kPortal}});
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  EXPECT_EQ(body_of(res), json::object());
+
+  res = get("/agent/v1/storage/iscsi/sessions");
+  ASSERT_EQ(res.result(), http::HttpStatus::ok);
+  auto sessions = body_of(res)["sessions"];
+  ASSERT_EQ(sessions.size(), 1u);
+  EXPECT_EQ(sessions[0]["target"], kIqn);
+  EXPECT_EQ(sessions[0]["portal"], "10.77.0.1:3260");
+  EXPECT_EQ(sessions[0]["session_state"], "LOGGED_IN");
+  EXPECT_EQ(sessions[0]["luns"][1]["disk"], "/dev/sda");
+
+  // CHAP: wrong secret is invalid_argument and the secret is nowhere in the answer.
+  res = post("/agent/v1/storage/iscsi/login",
+             {{"target", kChapIqn},
+              {"portal", kPortal},
+              {"chap", {{"username", "kvm"}, {"password", "wrong-pw"}}}});
+  EXPECT_EQ(res.result(), http::HttpStatus::bad_request);
+  EXPECT_EQ(code_of(res), "invalid_argument");
+  EXPECT_EQ(res.body().find("wrong-pw"), std::string::npos);
+  res = post("/agent/v1/storage/iscsi/login",
+             {{"target", kChapIqn},
+              {"portal", kPortal},
+              {"chap", {{"username", "kvm"}, {"password", "s3cret-pw"}}}});
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  EXPECT_EQ(body_of(get("/agent/v1/storage/iscsi/sessions"))["sessions"].size(), 2u);
+
+  res = post("/agent/v1/storage/iscsi/logout", {{"target", kIqn}, {"portal", kPortal}});
+  ASSERT_EQ(res.result(), http::HttpStatus::ok);
+  // Logging out of a target without a session is a success too.
+  res = post("/agent/v1/storage/iscsi/logout", {{"target", kIqn}, {"portal", kPortal}});
+  ASSERT_EQ(res.result(), http::HttpStatus::ok);
+  EXPECT_EQ(body_of(get("/agent/v1/storage/iscsi/sessions"))["sessions"].size(), 1u);
+}
+
+TEST_F(AgentStorageRoutesTest, IscsiBadBodies) {
+  struct Case {
+    const char* path;
+    json body;
+    const char* field;
+  };
+  const std::vector<Case> cases = {
+      {"/agent/v1/storage/iscsi/login", {{"portal", kPortal}}, "target"},
+      {"/agent/v1/storage/iscsi/login", {{"target", kIqn}}, "portal"},
+      {"/agent/v1/storage/iscsi/login",
+       {{"target", kIqn}, {"portal", kPortal}, {"iface", "x"}},
+       "iface"},
+      {"/agent/v1/storage/iscsi/login", {{"target", 7}, {"portal", kPortal}}, "target"},
+      {"/agent/v1/storage/iscsi/login",
+       {{"target", kIqn}, {"portal", kPortal}, {"chap", "kvm:pw"}},
+       "chap"},
+      {"/agent/v1/storage/iscsi/login",
+       {{"target", kIqn}, {"portal", kPortal}, {"chap", {{"username", "kvm"}}}},
+       "chap.password"},
+      {"/agent/v1/storage/iscsi/login",
+       {{"target", kIqn},
+        {"portal", kPortal},
+        {"chap", {{"username", "kvm"}, {"password", "p"}, {"method", "md5"}}}},
+       "chap.method"},
+      {"/agent/v1/storage/iscsi/logout",
+       {{"target", kIqn}, {"portal", kPortal}, {"chap", nullptr}},
+       "chap"},
+      {"/agent/v1/storage/iscsi/discover", {}, "portal"},
+  };
+  for (const auto& c : cases) {
+    auto res = post(c.path, c.body);
+    EXPECT_EQ(res.result(), http::HttpStatus::bad_request) << c.body.dump();
+    EXPECT_EQ(code_of(res), "invalid_argument") << c.body.dump();
+    EXPECT_EQ(field_of(res), c.field) << c.body.dump();
+  }
+  // Names and portals are the storage library's to check: still 400, no session made.
+  for (const auto& [target, portal] :
+       std::vector<std::pair<std::string, std::string>>{{"iqn.2026-13.com.example:san", kPortal},
+                                                        {"not-an-iqn", kPortal},
+                                                        {kIqn, "10.77.0.1:70000"},
+                                                        {kIqn, "10.77.0.1;reboot"}}) {
+    auto res = post("/agent/v1/storage/iscsi/login", {{"target", target}, {"portal", portal}});
+    EXPECT_EQ(res.result(), http::HttpStatus::bad_request) << target << " " << portal;
+    EXPECT_EQ(code_of(res), "invalid_argument");
+  }
+  EXPECT_TRUE(body_of(get("/agent/v1/storage/iscsi/sessions"))["sessions"].empty());
+}
+
+TEST_F(AgentStorageRoutesTest, VgCreateGetLockStartStop) {
+  make_vg();
+  auto res = get("/agent/v1/storage/vgs/kvmvg");
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  auto vg = body_of(res);
+  EXPECT_EQ(vg["name"], "kvmvg");
+  EXPECT_EQ(vg["shared"], true);
+  EXPECT_EQ(vg["lock_type"], "sanlock");
+  EXPECT_EQ(vg["size_bytes"], 9 * kGiB);
+  EXPECT_EQ(vg["free_bytes"], 9 * kGiB);
+
+  // A second create is the backend's conflict.
+  res = post("/agent/v1/storage/vgs/create", {{"vg", "kvmvg"}, {"devices", {"/dev/sdb"}}});
+  EXPECT_EQ(res.result(), http::HttpStatus::conflict);
+  EXPECT_EQ(code_of(res), "conflict");
+
+  EXPECT_EQ(post("/agent/v1/storage/vgs/kvmvg/lockstop", json::object()).result(),
+            http::HttpStatus::ok);
+  EXPECT_FALSE(san_.vg("kvmvg")->lockspace.count(1));
+  // Without the lockspace nothing in the VG changes here: unavailable.
+  res = post("/agent/v1/storage/vgs/kvmvg/lvs/create", {{"lv", "vol1"}, {"size_bytes", kGiB}});
+  EXPECT_EQ(res.result(), http::HttpStatus::service_unavailable);
+  EXPECT_EQ(code_of(res), "unavailable");
+  EXPECT_EQ(post("/agent/v1/storage/vgs/kvmvg/lockstart", json::object()).result(),
+            http::HttpStatus::ok);
+  EXPECT_TRUE(san_.vg("kvmvg")->lockspace.count(1));
+
+  res = get("/agent/v1/storage/vgs/othervg");
+  EXPECT_EQ(res.result(), http::HttpStatus::not_found);
+  EXPECT_EQ(code_of(res), "not_found");
+  res = post("/agent/v1/storage/vgs/othervg/lockstart", json::object());
+  EXPECT_EQ(res.result(), http::HttpStatus::not_found);
+}
+
+TEST_F(AgentStorageRoutesTest, VgBadBodies) {
+  for (const auto& body :
+       std::vector<json>{{{"devices", {"/dev/sdb"}}},
+                         {{"vg", "kvmvg"}},
+                         {{"vg", "kvmvg"}, {"devices", "/dev/sdb"}},
+                         {{"vg", "kvmvg"}, {"devices", {1}}},
+                         {{"vg", "kvmvg"}, {"devices", {"/dev/sdb"}}, {"shared", true}}}) {
+    auto res = post("/agent/v1/storage/vgs/create", body);
+    EXPECT_EQ(res.result(), http::HttpStatus::bad_request) << body.dump();
+    EXPECT_EQ(code_of(res), "invalid_argument") << body.dump();
+  }
+  // Checked by the storage library.
+  for (const auto& body : std::vector<json>{{{"vg", "lvm"}, {"devices", {"/dev/sdb"}}},
+                                            {{"vg", "-x"}, {"devices", {"/dev/sdb"}}},
+                                            {{"vg", "kvmvg"}, {"devices", json::array()}}}) {
+    auto res = post("/agent/v1/storage/vgs/create", body);
+    EXPECT_EQ(res.result(), http::HttpStatus::bad_request) << body.dump();
+  }
+  EXPECT_FALSE(san_.vg("kvmvg").has_value());
+  auto res = post("/agent/v1/storage/vgs/kvmvg/lockstart", {{"force", true}});
+  EXPECT_EQ(res.result(), http::HttpStatus::bad_request);
+  EXPECT_EQ(field_of(res), "force");
+  res = get("/agent/v1/storage/vgs/bad%2Fname");
+  EXPECT_EQ(res.result(), http::HttpStatus::bad_request);
+}
+
+TEST_F(AgentStorageRoutesTest, LvLifecycle) {
+  make_vg();
+  auto res = post("/agent/v1/storage/vgs/kvmvg/lvs/create",
+                  {{"lv", "vol1"}, {"size_bytes", kGiB}, {"activate_exclusive", true}});
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  EXPECT_EQ(body_of(res), json::object());
+
+  res = get("/agent/v1/storage/vgs/kvmvg/lvs/vol1");
+  ASSERT_EQ(res.result(), http::HttpStatus::ok);
+  auto lv = body_of(res);
+  EXPECT_EQ(lv["name"], "vol1");
+  EXPECT_EQ(lv["vg"], "kvmvg");
+  EXPECT_EQ(lv["size_bytes"], kGiB);
+  EXPECT_EQ(lv["path"], "/dev/kvmvg/vol1");
+  EXPECT_EQ(lv["activation"], "exclusive");
+  EXPECT_EQ(lv["active"], true);
+  EXPECT_TRUE(lv["data_percent"].is_null());
+
+  ASSERT_EQ(post("/agent/v1/storage/vgs/kvmvg/lvs/vol1/grow", {{"size_bytes", 2 * kGiB}}).result(),
+            http::HttpStatus::ok);
+  EXPECT_EQ(body_of(get("/agent/v1/storage/vgs/kvmvg/lvs/vol1"))["size_bytes"], 2 * kGiB);
+  res = post("/agent/v1/storage/vgs/kvmvg/lvs/vol1/grow", {{"size_bytes", kGiB}});
+  EXPECT_EQ(res.result(), http::HttpStatus::bad_request) << "shrinking";
+
+  for (const char* mode : {"shared", "exclusive", "inactive"}) {
+    res = post("/agent/v1/storage/vgs/kvmvg/lvs/vol1/activate", {{"mode", mode}});
+    ASSERT_EQ(res.result(), http::HttpStatus::ok) << mode << res.body();
+    EXPECT_EQ(body_of(get("/agent/v1/storage/vgs/kvmvg/lvs/vol1"))["activation"], mode);
+  }
+
+  ASSERT_EQ(post("/agent/v1/storage/vgs/kvmvg/lvs/vol1/snapshot",
+                 {{"snapshot", "vol1-snap"}, {"size_bytes", 256u << 20}})
+                .result(),
+            http::HttpStatus::ok);
+  res = get("/agent/v1/storage/vgs/kvmvg/lvs");
+  ASSERT_EQ(res.result(), http::HttpStatus::ok);
+  auto lvs = body_of(res)["lvs"];
+  ASSERT_EQ(lvs.size(), 2u);
+  EXPECT_EQ(lvs[0]["is_origin"], true);
+  EXPECT_EQ(lvs[1]["name"], "vol1-snap");
+  EXPECT_EQ(lvs[1]["is_snapshot"], true);
+  EXPECT_EQ(lvs[1]["origin"], "vol1");
+  EXPECT_EQ(lvs[1]["data_percent"], 0.0);
+
+  // An origin with snapshots cannot be deleted: the backend's conflict.
+  res = post("/agent/v1/storage/vgs/kvmvg/lvs/vol1/delete", json::object());
+  EXPECT_EQ(res.result(), http::HttpStatus::conflict);
+  EXPECT_EQ(code_of(res), "conflict");
+
+  ASSERT_EQ(post("/agent/v1/storage/vgs/kvmvg/lvs/vol1-snap/merge", json::object()).result(),
+            http::HttpStatus::ok);
+  EXPECT_EQ(body_of(get("/agent/v1/storage/vgs/kvmvg/lvs"))["lvs"].size(), 1u);
+  // Merging an LV that is not a snapshot is invalid.
+  EXPECT_EQ(post("/agent/v1/storage/vgs/kvmvg/lvs/vol1/merge", json::object()).result(),
+            http::HttpStatus::bad_request);
+
+  ASSERT_EQ(post("/agent/v1/storage/vgs/kvmvg/lvs/vol1/delete", json::object()).result(),
+            http::HttpStatus::ok);
+  res = get("/agent/v1/storage/vgs/kvmvg/lvs/vol1");
+  EXPECT_EQ(res.result(), http::HttpStatus::not_found);
+  EXPECT_EQ(code_of(res), "not_found");
+}
+
+TEST_F(AgentStorageRoutesTest, ActivationHeldByAnotherHostIsAConflict) {
+  make_vg();
+  make_lv("vol1");
+  ASSERT_TRUE(other_host_.lock_start("kvmvg").ok());
+  ASSERT_TRUE(other_host_.activate("kvmvg", "vol1", storage::LvActivation::exclusive).ok());
+  for (const char* mode : {"exclusive", "shared"}) {
+    auto res = post("/agent/v1/storage/vgs/kvmvg/lvs/vol1/activate", {{"mode", mode}});
+    EXPECT_EQ(res.result(), http::HttpStatus::conflict) << mode;
+    EXPECT_EQ(code_of(res), "conflict");
+    EXPECT_NE(body_of(res)["error"]["message"].get<std::string>().find("locked by other host"),
+              std::string::npos);
+  }
+  EXPECT_EQ(body_of(get("/agent/v1/storage/vgs/kvmvg/lvs/vol1"))["activation"], "inactive");
+  auto res = post("/agent/v1/storage/vgs/kvmvg/lvs/vol1/delete", json::object());
+  EXPECT_EQ(res.result(), http::HttpStatus::conflict);
+}
+
+TEST_F(AgentStorageRoutesTest, LvBadBodies) {
+  make_vg();
+  make_lv("vol1");
+  struct Case {
+    const char* path;
+    json body;
+    const char* field;
+  };
+  const std::vector<Case> cases = {
+      {"/agent/v1/storage/vgs/kvmvg/lvs/create", {{"size_bytes", kGiB}}, "lv"},
+      {"/agent/v1/storage/vgs/kvmvg/lvs/create", {{"lv", "vol2"}}, "size_bytes"},
+      {"/agent/v1/storage/vgs/kvmvg/lvs/create",
+       {{"lv", "vol2"}, {"size_bytes", "1G"}},
+       "size_bytes"},
+      {"/agent/v1/storage/vgs/kvmvg/lvs/create",
+       {{"lv", "vol2"}, {"size_bytes", -512}},
+       "size_bytes"},
+      {"/agent/v1/storage/vgs/kvmvg/lvs/create",
+       {{"lv", "vol2"}, {"size_bytes", 1.5}},
+       "size_bytes"},
+      {"/agent/v1/storage/vgs/kvmvg/lvs/create",
+       {{"lv", "vol2"}, {"size_bytes", kGiB}, {"activate_exclusive", "yes"}},
+       "activate_exclusive"},
+      {"/agent/v1/storage/vgs/kvmvg/lvs/create",
+       {{"lv", "vol2"}, {"size_bytes", kGiB}, {"vg", "kvmvg"}},
+       "vg"},
+      {"/agent/v1/storage/vgs/kvmvg/lvs/vol1/grow", {}, "size_bytes"},
+      {"/agent/v1/storage/vgs/kvmvg/lvs/vol1/grow",
+       {{"size_bytes", 2 * kGiB}, {"shrink", false}},
+       "shrink"},
+      {"/agent/v1/storage/vgs/kvmvg/lvs/vol1/activate", {}, "mode"},
+      {"/agent/v1/storage/vgs/kvmvg/lvs/vol1/activate", {{"mode", "ey"}}, "mode"},
+      {"/agent/v1/storage/vgs/kvmvg/lvs/vol1/activate",
+       {{"mode", "exclusive"}, {"host", "n2"}},
+       "host"},
+      {"/agent/v1/storage/vgs/kvmvg/lvs/vol1/snapshot", {{"size_bytes", kGiB}}, "snapshot"},
+      {"/agent/v1/storage/vgs/kvmvg/lvs/vol1/snapshot", {{"snapshot", "s1"}}, "size_bytes"},
+      {"/agent/v1/storage/vgs/kvmvg/lvs/vol1/delete", {{"force", true}}, "force"},
+      {"/agent/v1/storage/vgs/kvmvg/lvs/vol1/merge", {{"origin", "vol1"}}, "origin"},
+  };
+  for (const auto& c : cases) {
+    auto res = post(c.path, c.body);
+    EXPECT_EQ(res.result(), http::HttpStatus::bad_request) << c.path << " " << c.body.dump();
+    EXPECT_EQ(code_of(res), "invalid_argument") << c.body.dump();
+    EXPECT_EQ(field_of(res), c.field) << c.path << " " << c.body.dump();
+  }
+  // Names and sizes the storage library refuses.
+  for (const auto& body :
+       std::vector<json>{{{"lv", "snapshot1"}, {"size_bytes", kGiB}},
+                         {{"lv", "a_tmeta"}, {"size_bytes", kGiB}},
+                         {{"lv", "../x"}, {"size_bytes", kGiB}},
+                         {{"lv", "vol2"}, {"size_bytes", 1000}},
+                         {{"lv", "vol2"}, {"size_bytes", std::uint64_t{1} << 51}}}) {
+    auto res = post("/agent/v1/storage/vgs/kvmvg/lvs/create", body);
+    EXPECT_EQ(res.result(), http::HttpStatus::bad_request) << body.dump();
+    EXPECT_EQ(code_of(res), "invalid_argument");
+  }
+  EXPECT_EQ(body_of(get("/agent/v1/storage/vgs/kvmvg/lvs"))["lvs"].size(), 1u);
+  // Too big for the VG: insufficient_capacity (422), nothing made.
+  auto res =
+      post("/agent/v1/storage/vgs/kvmvg/lvs/create", {{"lv", "big"}, {"size_bytes", 100 * kGiB}});
+  EXPECT_EQ(res.result(), http::HttpStatus::unprocessable_entity);
+  EXPECT_EQ(code_of(res), "insufficient_capacity");
+}
+
+TEST_F(AgentStorageRoutesTest, BodiesMustBeJsonObjectsWithAnOpId) {
+  const std::string path = "/agent/v1/storage/vgs/kvmvg/lockstart";
+  auto res = service_.serve(make(http::Verb::post, path, "{not json"));
+  EXPECT_EQ(res.result(), http::HttpStatus::bad_request);
+  res = service_.serve(make(http::Verb::post, path, "[1]"));
+  EXPECT_EQ(res.result(), http::HttpStatus::bad_request);
+  res = service_.serve(make(http::Verb::post, path, R"({"op_id":"o1"})", "text/plain"));
+  EXPECT_EQ(res.result(), http::HttpStatus::unsupported_media_type);
+  res = service_.serve(make(http::Verb::post, path, "{}"));
+  EXPECT_EQ(res.result(), http::HttpStatus::bad_request);
+  EXPECT_EQ(field_of(res), "op_id");
+  res = service_.serve(make(http::Verb::post, path, R"({"op_id":"bad id!"})"));
+  EXPECT_EQ(res.result(), http::HttpStatus::bad_request);
+  EXPECT_EQ(field_of(res), "op_id");
+}
+
+TEST_F(AgentStorageRoutesTest, RepeatedOpIdAnswersTheFirstAnswer) {
+  make_vg();
+  const json body = {{"op_id", "op-create-vol1"}, {"lv", "vol1"}, {"size_bytes", kGiB}};
+  ASSERT_EQ(post("/agent/v1/storage/vgs/kvmvg/lvs/create", body).result(), http::HttpStatus::ok);
+  // A retry does not run lvcreate again (which would be a conflict now).
+  EXPECT_EQ(post("/agent/v1/storage/vgs/kvmvg/lvs/create", body).result(), http::HttpStatus::ok);
+  // The same op_id with another body is a conflict.
+  auto other = body;
+  other["size_bytes"] = 2 * kGiB;
+  auto res = post("/agent/v1/storage/vgs/kvmvg/lvs/create", other);
+  EXPECT_EQ(res.result(), http::HttpStatus::conflict);
+  // A new op_id acts: the LV exists.
+  EXPECT_EQ(post("/agent/v1/storage/vgs/kvmvg/lvs/create", {{"lv", "vol1"}, {"size_bytes", kGiB}})
+                .result(),
+            http::HttpStatus::conflict);
+
+  // Failures are not remembered: a retry after one acts again.
+  san_.fail_next("activate", unavailable("lvchange: Cannot connect to lvmlockd"));
+  const json act = {{"op_id", "op-act"}, {"mode", "exclusive"}};
+  res = post("/agent/v1/storage/vgs/kvmvg/lvs/vol1/activate", act);
+  EXPECT_EQ(res.result(), http::HttpStatus::service_unavailable);
+  EXPECT_EQ(code_of(res), "unavailable");
+  EXPECT_EQ(post("/agent/v1/storage/vgs/kvmvg/lvs/vol1/activate", act).result(),
+            http::HttpStatus::ok);
+  EXPECT_EQ(body_of(get("/agent/v1/storage/vgs/kvmvg/lvs/vol1"))["activation"], "exclusive");
+}
+
+TEST_F(AgentStorageRoutesTest, InventoryReportsSessionsAndVgs) {
+  make_vg();
+  ASSERT_EQ(post("/agent/v1/storage/iscsi/discover", {{"portal", kPortal}}).result(),
+            http::HttpStatus::ok);
+  ASSERT_EQ(post("/agent/v1/storage/iscsi/login", {{"target", kIqn}, {"portal", kPortal}}).result(),
+            http::HttpStatus::ok);
+  auto res = get("/agent/v1/storage");
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  auto inv = body_of(res);
+  ASSERT_EQ(inv["iscsi_sessions"].size(), 1u);
+  EXPECT_EQ(inv["iscsi_sessions"][0]["target"], kIqn);
+  EXPECT_EQ(inv["iscsi_sessions"][0]["state"], "LOGGED_IN");
+  ASSERT_EQ(inv["vgs"].size(), 1u);
+  EXPECT_EQ(inv["vgs"][0]["name"], "kvmvg");
+  EXPECT_TRUE(inv.contains("locks"));
+  EXPECT_TRUE(inv["errors"].empty());
+
+  // A failing part is a line in errors, not a failed request.
+  san_.fail_next("list_vgs", unavailable("vgs: Cannot connect to lvmlockd"));
+  res = get("/agent/v1/storage");
+  ASSERT_EQ(res.result(), http::HttpStatus::ok);
+  EXPECT_EQ(body_of(res)["errors"].size(), 1u);
+}
+
+}  // namespace
+}  // namespace kvmfleet::agent
