@@ -1072,15 +1072,21 @@ Result<MigrationStatus> LibvirtHypervisor::migration_status(const std::string& u
   }
   if (now.state != MigrationState::running) return now;
   // Progress comes from libvirt; when it cannot say (the job is ending), the last
-  // known figures stand.
-  auto c = impl_->acquire();
-  if (!c) return now;
-  DomainHandle dom(virDomainLookupByUUIDString(c->get(), uuid.c_str()));
+  // known figures stand. libvirt holds the query while the migration's last phase
+  // runs and answers "no job" moments before the migration call returns: the outcome
+  // is awaited that long, or the caller would only learn it at its next poll.
   MigrationStatus stats = now;
-  if (!dom || !read_job_stats(dom.get(), stats)) return now;
-  std::lock_guard lk(impl_->mig_mu);
+  bool fresh = false;
+  if (auto c = impl_->acquire()) {
+    DomainHandle dom(virDomainLookupByUUIDString(c->get(), uuid.c_str()));
+    fresh = dom && read_job_stats(dom.get(), stats);
+  }
+  std::unique_lock lk(impl_->mig_mu);
   auto& s = job->status;
-  if (s.state == MigrationState::running) {
+  if (!fresh)
+    impl_->mig_cv.wait_for(lk, std::chrono::milliseconds(200),
+                           [&] { return s.state != MigrationState::running; });
+  if (fresh && s.state == MigrationState::running) {
     s.data_total = stats.data_total;
     s.data_processed = stats.data_processed;
     s.data_remaining = stats.data_remaining;
