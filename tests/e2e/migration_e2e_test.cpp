@@ -155,6 +155,26 @@ class MigrationE2E : public ::testing::Test {
     return *done;
   }
 
+  // Two heartbeats newer than the call: the host's agent reaches its libvirtd again
+  // (a heartbeat carries the inventory it reads from libvirt).
+  static Status wait_fresh_heartbeats(const std::string& name) {
+    auto last = [&]() -> std::string {
+      auto h = api("GET", "/v1/hosts/" + name);
+      return h && (*h)["last_heartbeat"].is_string() ? (*h)["last_heartbeat"].get<std::string>() : "";
+    };
+    std::string seen = last();
+    for (int fresh = 0, i = 0; fresh < 2 && i < 600; ++i) {
+      std::this_thread::sleep_for(100ms);
+      const std::string now = last();
+      if (!now.empty() && now != seen) {
+        seen = now;
+        ++fresh;
+      }
+      if (fresh == 2) return {};
+    }
+    return unavailable("host " + name + " sent no fresh heartbeat");
+  }
+
   static Status start_controller() {
     SpawnOptions so;
     so.stdout_path = so.stderr_path = (lab_->work_dir() / "controller.log").string();
@@ -288,6 +308,8 @@ TEST_F(MigrationE2E, ControllerKilledDuringAMigrationResolvesToExactlyOneRunning
   controller_ = 0;
   ASSERT_TRUE(start_controller().ok());
   auto done = api("GET", "/v1/operations/" + op + "?wait=120", {}, 150);
+  // A restarted controller trusts a host again only once it heartbeats.
+  for (const char* h : {"mig-a", "mig-b"}) ASSERT_TRUE(wait_host_up(h).ok()) << h;
   ASSERT_TRUE(done.ok()) << done.error().message;
   EXPECT_EQ((*done)["state"], "succeeded") << done->dump();
   EXPECT_EQ(running_copies("mv2"), 1) << "a VM must run on exactly one host";
@@ -357,9 +379,12 @@ TEST_F(MigrationE2E, SourceLibvirtdRestartedMidMigration) {
   ASSERT_TRUE(lab_->restart_libvirtd(hosts_["mig-a"]).ok());
   ASSERT_TRUE(lab_->limit_bandwidth(hosts_["mig-b"], 0).ok());
   auto done = settle(*op, "cl1");
-  if (done.value("state", "") == "failed")
+  if (done.value("state", "") == "failed") {
     EXPECT_NE(done["error"]["message"].get<std::string>().find("keeps running on mig-a"), std::string::npos)
         << done.dump();
+  }
+  // mig-a's agent heartbeats again only once it reaches the new libvirtd.
+  ASSERT_TRUE(wait_fresh_heartbeats("mig-a").ok());
   auto del = api("DELETE", "/v1/vms/cl1?force=true&wait=60", {}, 90);
   ASSERT_TRUE(del.ok()) << del.error().message;
 }
