@@ -111,6 +111,11 @@ class KernelLabMetadata : public ::testing::Test {
 };
 
 TEST_F(KernelLabMetadata, WriterOnNfsSurvivesKillNineAndHangs) {
+  // The guest sees the machine's root, but with its own tmpfs over /tmp and /run.
+  ASSERT_TRUE(runs_ok(lab(), 2, {"test", "-x", KVMFLEET_CRASH_WRITER}))
+      << KVMFLEET_CRASH_WRITER
+      << " is not visible in the guest: a build under /tmp or /run is hidden by the guest's "
+         "own tmpfs there; build elsewhere";
   const std::string server = lab().guest(1).address;
   ASSERT_TRUE(runs_ok(lab(), 1, {"modprobe", "-a", "nfsd", "nfs"}));
   ASSERT_TRUE(runs_ok(lab(), 1, {"mkdir", "-p", kExport}));
