@@ -281,6 +281,13 @@ bool read_job_stats(virDomainPtr dom, MigrationStatus& s, int* operation = nullp
   return active;
 }
 
+// An outgoing migration libvirt carries for the domain, started by whichever agent
+// process (one restarted since knows nothing of it): its statistics into `s`.
+bool read_outgoing_migration(virDomainPtr dom, MigrationStatus& s) {
+  int operation = VIR_DOMAIN_JOB_OPERATION_UNKNOWN;
+  return read_job_stats(dom, s, &operation) && operation == VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT;
+}
+
 }  // namespace
 
 struct LibvirtHypervisor::Impl {
@@ -1057,9 +1064,7 @@ Result<MigrationStatus> LibvirtHypervisor::migration_status(const std::string& u
     // No migration of ours, but libvirt may be carrying one that an earlier agent
     // process started (it was restarted meanwhile): report it, with no op id.
     MigrationStatus seen;
-    int operation = VIR_DOMAIN_JOB_OPERATION_UNKNOWN;
-    if (read_job_stats(m->dom.get(), seen, &operation) &&
-        operation == VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT) {
+    if (read_outgoing_migration(m->dom.get(), seen)) {
       seen.state = MigrationState::running;
       return seen;
     }
@@ -1107,9 +1112,7 @@ Result<MigrationStatus> LibvirtHypervisor::abort_migration(const std::string& uu
     if (!m) return m.take_error();
     // A migration an earlier agent process started is aborted all the same.
     MigrationStatus seen;
-    int operation = VIR_DOMAIN_JOB_OPERATION_UNKNOWN;
-    if (!read_job_stats(m->dom.get(), seen, &operation) ||
-        operation != VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
+    if (!read_outgoing_migration(m->dom.get(), seen))
       return conflict("domain " + uuid + " has no migration to abort", {{"uuid", uuid}});
     if (virDomainAbortJob(m->dom.get()) < 0)
       return impl_->failed("aborting the migration of domain " + uuid);
