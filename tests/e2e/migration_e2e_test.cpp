@@ -135,6 +135,20 @@ class MigrationE2E : public ::testing::Test {
     return unavailable("the migration never got under way");
   }
 
+  // A 64 MiB VM running on mig-a, made through the API.
+  static ::testing::AssertionResult create_running_on_a(const std::string& vm) {
+    auto c = api("POST", "/v1/vms?wait=120",
+                 json{{"name", vm}, {"memory_mib", 64}, {"host", "mig-a"}, {"start", true}}.dump(), 150);
+    if (!c) return ::testing::AssertionFailure() << "create " << vm << ": " << c.error().message;
+    if ((*c)["state"] != "succeeded") return ::testing::AssertionFailure() << c->dump();
+    return ::testing::AssertionSuccess();
+  }
+  static ::testing::AssertionResult remove_vm(const std::string& vm) {
+    auto del = api("DELETE", "/v1/vms/" + vm + "?force=true&wait=60", {}, 90);
+    if (!del) return ::testing::AssertionFailure() << "delete " << vm << ": " << del.error().message;
+    return ::testing::AssertionSuccess();
+  }
+
   // After a fault: the operation ends, the VM runs on exactly one host and the
   // controller's record names that host. Returns the final operation.
   static json settle(const std::string& op, const std::string& vm) {
@@ -358,8 +372,7 @@ TEST_F(MigrationE2E, MaintenanceDrainsEveryRunningVmToTheOtherHost) {
 // until the fault has happened). Either outcome may be right; what may never happen
 // is a VM running twice, nowhere, or elsewhere than the record says.
 TEST_F(MigrationE2E, SourceAgentKilledAndRestartedMidMigration) {
-  auto c = api("POST", "/v1/vms?wait=120", R"({"name":"ca1","memory_mib":64,"host":"mig-a","start":true})", 150);
-  ASSERT_TRUE(c.ok() && (*c)["state"] == "succeeded");
+  ASSERT_TRUE(create_running_on_a("ca1"));
   auto op = start_slow_migration("ca1");
   ASSERT_TRUE(op.ok()) << op.error().message;
   ASSERT_TRUE(runner_.kill(agents_["mig-a"], SIGKILL).ok());
@@ -367,13 +380,11 @@ TEST_F(MigrationE2E, SourceAgentKilledAndRestartedMidMigration) {
   ASSERT_TRUE(start_agent("mig-a").ok());
   ASSERT_TRUE(lab_->limit_bandwidth(hosts_["mig-b"], 0).ok());
   settle(*op, "ca1");
-  auto del = api("DELETE", "/v1/vms/ca1?force=true&wait=60", {}, 90);
-  ASSERT_TRUE(del.ok()) << del.error().message;
+  EXPECT_TRUE(remove_vm("ca1"));
 }
 
 TEST_F(MigrationE2E, SourceLibvirtdRestartedMidMigration) {
-  auto c = api("POST", "/v1/vms?wait=120", R"({"name":"cl1","memory_mib":64,"host":"mig-a","start":true})", 150);
-  ASSERT_TRUE(c.ok() && (*c)["state"] == "succeeded");
+  ASSERT_TRUE(create_running_on_a("cl1"));
   auto op = start_slow_migration("cl1");
   ASSERT_TRUE(op.ok()) << op.error().message;
   ASSERT_TRUE(lab_->restart_libvirtd(hosts_["mig-a"]).ok());
@@ -385,15 +396,13 @@ TEST_F(MigrationE2E, SourceLibvirtdRestartedMidMigration) {
   }
   // mig-a's agent heartbeats again only once it reaches the new libvirtd.
   ASSERT_TRUE(wait_fresh_heartbeats("mig-a").ok());
-  auto del = api("DELETE", "/v1/vms/cl1?force=true&wait=60", {}, 90);
-  ASSERT_TRUE(del.ok()) << del.error().message;
+  EXPECT_TRUE(remove_vm("cl1"));
 }
 
 // The convergence ladder on a real migration that cannot finish in time (the link
 // into mig-b is throttled): downtime raised twice, then the abort; the VM stays.
 TEST_F(MigrationE2E, ALadderThatRunsOutOfTimeAbortsAndTheVmStays) {
-  auto c = api("POST", "/v1/vms?wait=120", R"({"name":"cv1","memory_mib":64,"host":"mig-a","start":true})", 150);
-  ASSERT_TRUE(c.ok() && (*c)["state"] == "succeeded");
+  ASSERT_TRUE(create_running_on_a("cv1"));
   ASSERT_TRUE(lab_->limit_bandwidth(hosts_["mig-b"], 200).ok());
   auto m = api("POST", "/v1/vms/cv1/migrate?wait=120",
                R"({"target_host":"mig-b","converge_timeout_s":2,"max_downtime_ms":100,"downtime_ceiling_ms":300})", 150);
@@ -407,14 +416,12 @@ TEST_F(MigrationE2E, ALadderThatRunsOutOfTimeAbortsAndTheVmStays) {
   EXPECT_EQ((*m)["result"]["migration"]["downtime_limit_ms"], 300) << m->dump();
   EXPECT_EQ(domstate("mig-a", "cv1"), "running");
   EXPECT_EQ(running_copies("cv1"), 1);
-  auto del = api("DELETE", "/v1/vms/cv1?force=true&wait=60", {}, 90);
-  ASSERT_TRUE(del.ok()) << del.error().message;
+  EXPECT_TRUE(remove_vm("cv1"));
 }
 
 // Last: it powers mig-b off, then boots it again for whatever runs after.
 TEST_F(MigrationE2E, DestinationKilledMidMigration) {
-  auto c = api("POST", "/v1/vms?wait=120", R"({"name":"cd1","memory_mib":64,"host":"mig-a","start":true})", 150);
-  ASSERT_TRUE(c.ok() && (*c)["state"] == "succeeded");
+  ASSERT_TRUE(create_running_on_a("cd1"));
   auto op = start_slow_migration("cd1");
   ASSERT_TRUE(op.ok()) << op.error().message;
   ASSERT_TRUE(lab_->kill_host(hosts_["mig-b"]).ok());
@@ -436,8 +443,7 @@ TEST_F(MigrationE2E, DestinationKilledMidMigration) {
   ASSERT_TRUE(wait_host_up("mig-b").ok());
   EXPECT_EQ(domstate("mig-b", "cd1"), "absent") << "the half-arrived copy must not survive";
   EXPECT_EQ(running_copies("cd1"), 1);
-  auto del = api("DELETE", "/v1/vms/cd1?force=true&wait=60", {}, 90);
-  ASSERT_TRUE(del.ok()) << del.error().message;
+  EXPECT_TRUE(remove_vm("cd1"));
 }
 
 }  // namespace
