@@ -25,8 +25,12 @@ DomainSpec domain_spec_for(const Vm& vm, const std::string& domain_type) {
   for (std::size_t i = 0; i < vm.spec.disks.size(); ++i) {
     const auto& d = vm.spec.disks[i];
     DomainDisk dd;
-    // The VM id, not its name, keeps volumes of a deleted and re-created VM apart.
-    dd.volume = vm.id + "-disk" + std::to_string(i) + ".qcow2";
+    if (!d.device.empty()) {
+      dd.block_device = d.device;
+    } else {
+      // The VM id, not its name, keeps volumes of a deleted and re-created VM apart.
+      dd.volume = vm.id + "-disk" + std::to_string(i) + ".qcow2";
+    }
     dd.size_gib = d.size_gib;
     dd.bus = d.bus;
     dd.target_dev = target_dev(d.bus, d.bus == DiskBus::virtio ? virtio++ : scsi_like++);

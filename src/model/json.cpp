@@ -35,10 +35,16 @@ E enum_from(const json& j, const char* key, F parse, E fallback) {
 
 void to_json(json& j, const DiskSpec& d) {
   j = {{"size_gib", d.size_gib}, {"bus", std::string(to_string(d.bus))}};
+  if (!d.volume.empty()) {
+    j["volume"] = d.volume;
+    j["device"] = d.device;
+  }
 }
 void from_json(const json& j, DiskSpec& d) {
   d.size_gib = j.at("size_gib").get<std::int64_t>();
   d.bus = enum_from(j, "bus", disk_bus_from_string, DiskBus::virtio);
+  d.volume = j.value("volume", std::string{});
+  d.device = j.value("device", std::string{});
 }
 
 void to_json(json& j, const VmSpec& s) {
@@ -188,12 +194,14 @@ void from_json(const json& j, Operation& op) {
 
 void to_json(json& j, const DomainDisk& d) {
   j = {{"volume", d.volume},
+       {"block_device", d.block_device},
        {"size_gib", d.size_gib},
        {"bus", std::string(to_string(d.bus))},
        {"target_dev", d.target_dev}};
 }
 void from_json(const json& j, DomainDisk& d) {
-  d.volume = j.at("volume").get<std::string>();
+  d.volume = j.value("volume", std::string{});
+  d.block_device = j.value("block_device", std::string{});
   d.size_gib = j.at("size_gib").get<std::int64_t>();
   d.bus = enum_from(j, "bus", disk_bus_from_string, DiskBus::virtio);
   d.target_dev = j.at("target_dev").get<std::string>();

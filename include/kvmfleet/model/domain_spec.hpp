@@ -10,7 +10,12 @@ namespace kvmfleet {
 
 // What the controller asks an agent to define: a VM spec resolved for one host.
 struct DomainDisk {
-  std::string volume;  // volume name in the agent's image pool, e.g. "web1-disk0.qcow2"
+  // Exactly one of these: a volume name in the agent's image pool, e.g.
+  // "web1-disk0.qcow2" (the agent creates it), or the absolute path of a block device
+  // on shared storage, e.g. "/dev/pool1/db-data" (raw, cache=none; the controller
+  // activates it before the domain starts).
+  std::string volume;
+  std::string block_device;
   std::int64_t size_gib = 0;
   DiskBus bus = DiskBus::virtio;
   std::string target_dev;  // vda, sda, ...

@@ -28,6 +28,11 @@ std::optional<DiskBus> disk_bus_from_string(std::string_view s);
 struct DiskSpec {
   std::int64_t size_gib = 0;
   DiskBus bus = DiskBus::virtio;
+  // A shared volume (POST /v1/volumes) as the disk: its id; empty for a disk in the
+  // host's local image pool. `device` is the volume's block device on every host of
+  // its pool (/dev/VG/LV), resolved by the controller when the VM is made.
+  std::string volume;
+  std::string device;
   bool operator==(const DiskSpec&) const = default;
 };
 
