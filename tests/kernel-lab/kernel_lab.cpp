@@ -385,6 +385,27 @@ Result<LunInfo> KernelLab::add_lun(const std::string& name, std::uint64_t size_b
   return lun;
 }
 
+Result<ProcessId> KernelLab::spawn_in_netns(const std::vector<std::string>& argv,
+                                            const SpawnOptions& options, std::string_view what) {
+  if (argv.empty()) return invalid("empty argv");
+  if (journal_ == nullptr || down_) return unavailable("lab " + name_ + " is not up");
+  if (what.empty() || what.find_first_of("\t\n\r") != std::string_view::npos)
+    return invalid("a process description must be one line without tabs");
+  // `ip netns exec` enters the namespace and execs the program: the pid is the
+  // program's own.
+  std::vector<std::string> full{"ip", "netns", "exec", netns_};
+  full.insert(full.end(), argv.begin(), argv.end());
+  auto pid = system_.spawn(full, options);
+  if (!pid.ok()) return pid.take_error();
+  auto id = process_identity(*pid);
+  if (!id) return internal_error(std::string(what) + " exited at once");
+  if (auto s = journal_->record_process(*id, what); !s.ok()) {
+    stop_process(*id, 5s);
+    return s.take_error();
+  }
+  return *id;
+}
+
 std::string KernelLab::console_tail(int index, std::size_t bytes) const {
   if (index < 1 || index > guest_count()) return {};
   std::ifstream in(guest(index).console_log, std::ios::binary);

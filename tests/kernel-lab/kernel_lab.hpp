@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "guest_runner.hpp"
@@ -99,6 +100,14 @@ class KernelLab {
   // every initiator. `name` is [a-z0-9][a-z0-9-]{0,62}.
   Result<LunInfo> add_lun(const std::string& name, std::uint64_t size_bytes);
   const std::vector<LunInfo>& luns() const { return luns_; }
+
+  // Starts a program of this machine inside the lab's network namespace (so it
+  // reaches the guests and tgtd on the bridge, and nothing else), e.g. a
+  // kvmfleet-controller listening on kBridgeAddress. Recorded in the journal right
+  // after it starts: down(), and a later stale cleanup, stop it by pid and start
+  // time. `what` names it in the journal and in messages.
+  Result<ProcessId> spawn_in_netns(const std::vector<std::string>& argv,
+                                   const SpawnOptions& options, std::string_view what);
 
   const std::string& name() const { return name_; }
   const std::string& netns() const { return netns_; }
