@@ -1,6 +1,7 @@
 #include "kvmfleet/api/request_parsing.hpp"
 
 #include "kvmfleet/common/validate.hpp"
+#include "kvmfleet/storage/storage_names.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -44,15 +45,33 @@ Result<VmCreateRequest> parse_vm_create(const nlohmann::json& body, bool allow_s
     for (std::size_t i = 0; i < it->size(); ++i) {
       const auto& d = (*it)[i];
       const std::string where = "disks[" + std::to_string(i) + "]";
-      if (auto st = check_known_fields(d, {"size_gib", "bus"}, where); !st) return st.take_error();
+      if (auto st = check_known_fields(d, {"size_gib", "bus", "volume"}, where); !st)
+        return st.take_error();
       DiskSpec disk;
-      auto size = get_int(d, "size_gib", true, 0, 1, kMaxDiskGib);
-      if (!size) {
-        Error e = size.take_error();
-        e.details["field"] = where + ".size_gib";
+      // A disk is either a new volume in the host's image pool (size_gib) or an
+      // existing shared volume (volume: its name or id).
+      auto volume = get_string(d, "volume", false);
+      if (!volume) {
+        Error e = volume.take_error();
+        e.details["field"] = where + ".volume";
         return e;
       }
-      disk.size_gib = *size;
+      if (!volume->empty()) {
+        if (d.contains("size_gib"))
+          return invalid("a disk has either size_gib or volume, not both",
+                         {{"field", where + ".size_gib"}});
+        if (!is_valid_name(*volume) && !is_valid_uuid(*volume))
+          return invalid("volume must be a volume's name or id", {{"field", where + ".volume"}});
+        disk.volume = *volume;
+      } else {
+        auto size = get_int(d, "size_gib", true, 0, 1, kMaxDiskGib);
+        if (!size) {
+          Error e = size.take_error();
+          e.details["field"] = where + ".size_gib";
+          return e;
+        }
+        disk.size_gib = *size;
+      }
       auto bus = get_string(d, "bus", false, "virtio");
       if (!bus) return bus.take_error();
       auto b = disk_bus_from_string(*bus);
@@ -79,6 +98,177 @@ Result<VmCreateRequest> parse_vm_create(const nlohmann::json& body, bool allow_s
   auto start = get_bool(body, "start", false);
   if (!start) return start.take_error();
   r.start = *start;
+  return r;
+}
+
+namespace {
+
+// Names that become LVM names as they are: kvmfleet's name rule, plus LVM's own.
+Status check_storage_name(std::string_view field, std::string_view name, bool vg) {
+  if (auto st = check_name(field, name); !st) return st;
+  auto st = vg ? storage::check_vg_name(name) : storage::check_lv_name(name);
+  if (!st) return invalid(std::string(field) + ": " + st.error().message, {{"field", field}});
+  return {};
+}
+
+// Exactly one of size_bytes / size_gib; within LVM's range and a multiple of 512.
+Result<std::uint64_t> parse_size(const nlohmann::json& body) {
+  const bool bytes = body.contains("size_bytes");
+  const bool gib = body.contains("size_gib");
+  if (bytes == gib)
+    return invalid("give exactly one of size_bytes and size_gib", {{"field", "size_bytes"}});
+  constexpr auto kMax = static_cast<std::int64_t>(storage::kMaxVolumeBytes);
+  if (gib) {
+    auto g = get_int(body, "size_gib", true, 0, 1, kMax >> 30);
+    if (!g) return g.take_error();
+    return static_cast<std::uint64_t>(*g) << 30;
+  }
+  auto b = get_int(body, "size_bytes", true, 0, 512, kMax);
+  if (!b) return b.take_error();
+  if (*b % 512 != 0) return invalid("size_bytes must be a multiple of 512", {{"field", "size_bytes"}});
+  return static_cast<std::uint64_t>(*b);
+}
+
+}  // namespace
+
+Result<PoolCreateRequest> parse_pool_create(const nlohmann::json& body) {
+  if (auto st = check_known_fields(body, {"name", "type", "targets", "wwids", "hosts"}); !st)
+    return st.take_error();
+  PoolCreateRequest r;
+  auto name = get_string(body, "name", true);
+  if (!name) return name.take_error();
+  if (auto st = check_storage_name("name", *name, true); !st) return st.take_error();
+  r.pool.name = *name;
+  auto type = get_string(body, "type", true);
+  if (!type) return type.take_error();
+  auto t = pool_type_from_string(*type);
+  if (!t) return invalid("type must be iscsi or fc", {{"field", "type"}});
+  r.pool.type = *t;
+  if (*t == PoolType::iscsi) {
+    if (body.contains("wwids")) return invalid("wwids are for type fc", {{"field", "wwids"}});
+    auto it = body.find("targets");
+    if (it == body.end() || !it->is_array() || it->empty() || it->size() > kMaxPoolLuns)
+      return invalid("targets must be an array of 1 to 16 iSCSI targets", {{"field", "targets"}});
+    for (std::size_t i = 0; i < it->size(); ++i) {
+      const auto& j = (*it)[i];
+      const std::string where = "targets[" + std::to_string(i) + "]";
+      if (!j.is_object()) return invalid(where + " must be an object", {{"field", where}});
+      if (auto st = check_known_fields(j, {"portal", "iqn", "lun", "chap"}, where); !st)
+        return st.take_error();
+      IscsiPoolTarget target;
+      auto portal = get_string(j, "portal", true);
+      if (!portal) return invalid(where + ".portal is required", {{"field", where + ".portal"}});
+      auto normal = storage::normalize_portal(*portal);
+      if (!normal)
+        return invalid(where + ".portal: " + normal.error().message, {{"field", where + ".portal"}});
+      target.portal = *normal;
+      auto iqn = get_string(j, "iqn", true);
+      if (!iqn) return invalid(where + ".iqn is required", {{"field", where + ".iqn"}});
+      if (auto st = storage::check_iscsi_name(*iqn); !st)
+        return invalid(where + ".iqn: " + st.error().message, {{"field", where + ".iqn"}});
+      target.iqn = *iqn;
+      auto lun = get_int(j, "lun", false, 1, 0, 16383);
+      if (!lun) return invalid(where + ".lun must be 0..16383", {{"field", where + ".lun"}});
+      target.lun = static_cast<int>(*lun);
+      if (auto c = j.find("chap"); c != j.end() && !c->is_null()) {
+        if (!c->is_object()) return invalid(where + ".chap must be an object", {{"field", where + ".chap"}});
+        if (auto st = check_known_fields(*c, {"username", "password"}, where + ".chap"); !st)
+          return st.take_error();
+        auto u = get_string(*c, "username", true);
+        auto pw = get_string(*c, "password", true);
+        if (!u || !pw || u->empty() || u->size() > 255 || pw->size() < 12 || pw->size() > 255)
+          return invalid(where + ".chap needs a username (1-255 characters) and a password "
+                                 "(12-255 characters)",
+                         {{"field", where + ".chap"}});
+        for (const std::string* v : {&*u, &*pw})
+          for (unsigned char ch : *v)
+            if (ch < 0x21 || ch > 0x7e)
+              return invalid(where + ".chap values must be printable ASCII without spaces",
+                             {{"field", where + ".chap"}});
+        target.chap_username = *u;
+        target.chap_password = *pw;
+      }
+      for (const auto& other : r.pool.targets)
+        if (other.iqn == target.iqn && other.lun == target.lun)
+          return invalid(where + " repeats a LUN", {{"field", where}});
+      r.pool.targets.push_back(std::move(target));
+    }
+  } else {
+    if (body.contains("targets")) return invalid("targets are for type iscsi", {{"field", "targets"}});
+    auto it = body.find("wwids");
+    if (it == body.end() || !it->is_array() || it->empty() || it->size() > kMaxPoolLuns)
+      return invalid("wwids must be an array of 1 to 16 WWIDs", {{"field", "wwids"}});
+    for (const auto& w : *it) {
+      if (!w.is_string()) return invalid("wwids must be strings", {{"field", "wwids"}});
+      const auto& s = w.get_ref<const std::string&>();
+      const bool ok = !s.empty() && s.size() <= 64 &&
+                      std::all_of(s.begin(), s.end(), [](unsigned char ch) {
+                        return std::isxdigit(ch) || ch == 'x';
+                      });
+      if (!ok) return invalid("a WWID is 1-64 hex digits (\"0x\" allowed)", {{"field", "wwids"}});
+      if (std::find(r.pool.wwids.begin(), r.pool.wwids.end(), s) != r.pool.wwids.end())
+        return invalid("wwids repeats " + s, {{"field", "wwids"}});
+      r.pool.wwids.push_back(s);
+    }
+  }
+  if (auto it = body.find("hosts"); it != body.end() && !it->is_null()) {
+    if (!it->is_array() || it->size() > kMaxPoolHosts)
+      return invalid("hosts must be an array of host names", {{"field", "hosts"}});
+    for (const auto& h : *it) {
+      if (!h.is_string() || !is_valid_name(h.get<std::string>()))
+        return invalid("hosts must be an array of host names", {{"field", "hosts"}});
+      r.hosts.push_back(h.get<std::string>());
+    }
+  }
+  return r;
+}
+
+Result<VolumeCreateRequest> parse_volume_create(const nlohmann::json& body) {
+  if (auto st = check_known_fields(body, {"name", "pool", "size_bytes", "size_gib"}); !st)
+    return st.take_error();
+  VolumeCreateRequest r;
+  auto name = get_string(body, "name", true);
+  if (!name) return name.take_error();
+  if (auto st = check_storage_name("name", *name, false); !st) return st.take_error();
+  r.name = *name;
+  auto pool = get_string(body, "pool", true);
+  if (!pool) return pool.take_error();
+  if (auto st = check_name("pool", *pool); !st) return st.take_error();
+  r.pool = *pool;
+  auto size = parse_size(body);
+  if (!size) return size.take_error();
+  r.size_bytes = *size;
+  return r;
+}
+
+Result<std::uint64_t> parse_volume_grow(const nlohmann::json& body) {
+  if (auto st = check_known_fields(body, {"size_bytes", "size_gib"}); !st) return st.take_error();
+  return parse_size(body);
+}
+
+Result<SnapshotCreateRequest> parse_snapshot_create(const nlohmann::json& body) {
+  if (auto st = check_known_fields(body, {"name", "size_bytes", "size_ratio", "quiesce"}); !st)
+    return st.take_error();
+  SnapshotCreateRequest r;
+  auto name = get_string(body, "name", true);
+  if (!name) return name.take_error();
+  if (auto st = check_name("name", *name); !st) return st.take_error();
+  r.name = *name;
+  if (body.contains("size_bytes") && body.contains("size_ratio"))
+    return invalid("give at most one of size_bytes and size_ratio", {{"field", "size_ratio"}});
+  if (body.contains("size_bytes")) {
+    auto size = parse_size(body);
+    if (!size) return size.take_error();
+    r.size_bytes = *size;
+  }
+  if (auto it = body.find("size_ratio"); it != body.end()) {
+    if (!it->is_number() || it->get<double>() <= 0.0 || it->get<double>() > 1.0)
+      return invalid("size_ratio must be a number above 0 and at most 1", {{"field", "size_ratio"}});
+    r.ratio = it->get<double>();
+  }
+  auto q = get_bool(body, "quiesce", true);
+  if (!q) return q.take_error();
+  r.quiesce = *q;
   return r;
 }
 

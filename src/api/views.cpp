@@ -93,3 +93,74 @@ json placement_view(const scheduler::Placement& p) {
 }
 
 }  // namespace kvmfleet::api
+
+namespace kvmfleet::api {
+
+json pool_view(const StoragePool& p, const ClusterState::Data& data) {
+  json targets = json::array();
+  for (const auto& t : p.targets)
+    targets.push_back({{"portal", t.portal},
+                       {"iqn", t.iqn},
+                       {"lun", t.lun},
+                       {"chap", !t.chap_username.empty()}});
+  json hosts = json::object();
+  for (const auto& [name, s] : p.hosts)
+    hosts[name] = {{"connected", s.connected},
+                   {"devices", s.devices},
+                   {"lockspace_started", s.lockspace_started},
+                   {"usable", p.usable_on(name)},
+                   {"error", name_or_null(s.error)},
+                   {"checked_at", format_time(s.checked_at)}};
+  int volumes = 0;
+  for (const auto& [_, v] : data.volumes) volumes += v.pool == p.name;
+  json j = {{"name", p.name},
+            {"type", std::string(to_string(p.type))},
+            {"vg", p.vg()},
+            {"state", std::string(to_string(p.state))},
+            {"size_bytes", p.size_bytes},
+            {"free_bytes", p.free_bytes},
+            {"volume_count", volumes},
+            {"hosts", std::move(hosts)},
+            {"created_at", format_time(p.created_at)},
+            {"updated_at", format_time(p.updated_at)}};
+  if (p.type == PoolType::iscsi)
+    j["targets"] = std::move(targets);
+  else
+    j["wwids"] = p.wwids;
+  return j;
+}
+
+json snapshot_view(const Snapshot& s, const Volume& v) {
+  return {{"id", s.id},
+          {"name", s.name},
+          {"volume", v.name},
+          {"volume_id", v.id},
+          {"lv", s.lv},
+          {"size_bytes", s.size_bytes},
+          {"consistency", std::string(to_string(s.consistency))},
+          {"fill_percent", s.fill_percent ? json(*s.fill_percent) : json(nullptr)},
+          {"invalid", s.invalid},
+          {"merge_pending", s.merge_pending},
+          {"created_at", format_time(s.created_at)}};
+}
+
+json volume_view(const Volume& v, const ClusterState::Data& data) {
+  json attached_name = nullptr;
+  if (const Vm* vm = v.attached_to.empty() ? nullptr : data.find_vm(v.attached_to))
+    attached_name = vm->spec.name;
+  json snaps = json::array();
+  for (const auto& s : v.snapshots) snaps.push_back(snapshot_view(s, v));
+  return {{"id", v.id},
+          {"name", v.name},
+          {"pool", v.pool},
+          {"device", v.device()},
+          {"size_bytes", v.size_bytes},
+          {"state", std::string(to_string(v.state))},
+          {"attached_to", name_or_null(v.attached_to)},
+          {"attached_vm_name", std::move(attached_name)},
+          {"snapshots", std::move(snaps)},
+          {"created_at", format_time(v.created_at)},
+          {"updated_at", format_time(v.updated_at)}};
+}
+
+}  // namespace kvmfleet::api

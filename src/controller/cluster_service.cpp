@@ -24,6 +24,9 @@ struct ClusterService::Waiters {
   };
   std::mutex mu;
   std::unordered_map<std::string, std::vector<std::shared_ptr<Waiter>>> by_op;
+  // When this service started: the reconciler acts on what hosts report only once
+  // every up host has heartbeated since (see reconciler.hpp).
+  Clock::time_point started_at{};
 };
 
 ClusterService::ClusterService(ClusterState& state, OperationRunner& runner,
@@ -31,6 +34,7 @@ ClusterService::ClusterService(ClusterState& state, OperationRunner& runner,
                                boost::asio::io_context& ioc)
     : state_(state), runner_(runner), config_(config), clock_(clock), ioc_(ioc),
       waiters_(std::make_shared<Waiters>()) {
+  waiters_->started_at = clock_.now();
   std::weak_ptr<Waiters> weak = waiters_;
   state_.on_operation_change([this, weak](const Operation& op) {
     if (weak.lock()) notify(op);
@@ -195,7 +199,7 @@ Status ClusterService::heartbeat(const Principal& who, const std::string& host,
     if (!st) return st;
   }
   return state_.update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
-    b = reconcile_host(d, host, inventory.domains, now);
+    b = reconcile_host(d, host, inventory.domains, now, waiters_->started_at);
     return {};
   });
 }
@@ -237,22 +241,80 @@ Status ClusterService::domain_events(const Principal& who, const std::string& ho
   if (!st) return st;
   const auto now = clock_.now();
   return state_.update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
-    b = reconcile_host(d, host, domains, now);
+    b = reconcile_host(d, host, domains, now, waiters_->started_at);
     return {};
   });
 }
 
 // ---- VMs --------------------------------------------------------------------
 
+namespace {
+
+// The storage pools of a spec's volume disks (named by id or name), each once.
+std::vector<std::string> pools_of_spec(const ClusterState::Data& d, const VmSpec& spec) {
+  std::vector<std::string> pools;
+  for (const auto& disk : spec.disks) {
+    if (disk.volume.empty()) continue;
+    const Volume* v = d.find_volume(disk.volume);
+    if (v && std::find(pools.begin(), pools.end(), v->pool) == pools.end())
+      pools.push_back(v->pool);
+  }
+  return pools;
+}
+
+scheduler::Snapshot scheduler_snapshot(const ClusterState::Data& d) {
+  std::vector<Host> hosts;
+  std::vector<Vm> vms;
+  for (const auto& [_, h] : d.hosts) hosts.push_back(h);
+  for (const auto& [_, v] : d.vms) vms.push_back(v);
+  auto snap = scheduler::snapshot_from(hosts, vms);
+  scheduler::attach_pools(snap, d.usable_pools_by_host());
+  return snap;
+}
+
+// Resolves a new VM's volume disks (by id or name) to the volumes and claims them for
+// `vm` in batch `b`: each must be ready and free, and used once.
+Status claim_volumes(const ClusterState::Data& d, Vm& vm, WriteBatch& b) {
+  std::vector<std::string> seen;
+  for (std::size_t i = 0; i < vm.spec.disks.size(); ++i) {
+    auto& disk = vm.spec.disks[i];
+    if (disk.volume.empty()) continue;
+    const std::string field = "disks[" + std::to_string(i) + "].volume";
+    const Volume* v = d.find_volume(disk.volume);
+    if (!v) return invalid("no volume named " + disk.volume, {{"field", field}});
+    if (std::find(seen.begin(), seen.end(), v->id) != seen.end())
+      return invalid("volume " + v->name + " is given twice", {{"field", field}});
+    seen.push_back(v->id);
+    if (v->state != VolumeState::ready)
+      return conflict("volume " + v->name + " is " + std::string(to_string(v->state)),
+                      {{"field", field}, {"volume", v->name}});
+    if (!v->attached_to.empty()) {
+      const Vm* owner = d.find_vm(v->attached_to);
+      return conflict("volume " + v->name + " is already a disk of VM " +
+                          (owner ? owner->spec.name : v->attached_to),
+                      {{"field", field}, {"volume", v->name}});
+    }
+    if (const Operation* busy = d.active_operation_for(v->id))
+      return conflict("volume " + v->name + " has an operation in progress",
+                      {{"field", field}, {"operation", busy->id}});
+    disk.volume = v->id;
+    disk.device = v->device();
+    constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
+    disk.size_gib = static_cast<std::int64_t>((v->size_bytes + kGiB - 1) / kGiB);
+    Volume claimed = *v;
+    claimed.attached_to = vm.id;
+    b.put_volumes.push_back(std::move(claimed));
+  }
+  return {};
+}
+
+}  // namespace
+
 scheduler::Placement ClusterService::place(const VmSpec& spec) const {
-  auto snap = state_.read([](const ClusterState::Data& d) {
-    std::vector<Host> hosts;
-    std::vector<Vm> vms;
-    for (const auto& [_, h] : d.hosts) hosts.push_back(h);
-    for (const auto& [_, v] : d.vms) vms.push_back(v);
-    return scheduler::snapshot_from(hosts, vms);
+  return state_.read([&](const ClusterState::Data& d) {
+    scheduler::Request req{spec, {}, pools_of_spec(d, spec)};
+    return scheduler::place(scheduler_snapshot(d), req, config_.scheduler);
   });
-  return scheduler::place(snap, scheduler::Request{spec, {}}, config_.scheduler);
 }
 
 Result<Submitted> ClusterService::submit(
@@ -307,12 +369,9 @@ Result<Submitted> ClusterService::create_vm(const Principal& who, const VmSpec& 
     if (d.vm_ids.count(spec.name)) return conflict("a VM with this name exists", {{"name", spec.name}});
     // Placement is a pure function of the snapshot taken under the same lock that
     // commits it, so two concurrent creates cannot both take the last free memory.
-    std::vector<Host> hosts;
-    std::vector<Vm> vms;
-    for (const auto& [_, h] : d.hosts) hosts.push_back(h);
-    for (const auto& [_, v] : d.vms) vms.push_back(v);
-    auto placement = scheduler::place(scheduler::snapshot_from(hosts, vms),
-                                      scheduler::Request{spec, {}}, config_.scheduler);
+    scheduler::Request req{spec, {}, pools_of_spec(d, spec)};
+    if (auto st = claim_volumes(d, vm, b); !st) return st;
+    auto placement = scheduler::place(scheduler_snapshot(d), req, config_.scheduler);
     if (placement.host.empty()) {
       nlohmann::json reasons = nlohmann::json::object();
       for (const auto& v : placement.verdicts) reasons[v.host] = v.reason;
@@ -343,6 +402,11 @@ Result<Submitted> ClusterService::vm_action(const Principal& who, const std::str
                       {{"vm", vm->spec.name}, {"state", to_string(vm->state)}});
     if (kind != op_kind::vm_delete && !busy && vm->state == VmState::pending)
       return conflict("VM is not defined on a host yet", {{"vm", vm->spec.name}});
+    // Its volumes' own operations (a snapshot, say) and the VM's do not overlap.
+    for (const Volume* v : d.volumes_of(*vm))
+      if (const Operation* other = d.active_operation_for(v->id))
+        return conflict("volume " + v->name + " of the VM has an operation in progress",
+                        {{"volume", v->name}, {"operation", other->id}, {"kind", other->kind}});
     // The operation names the VM by id, whatever the caller named it by.
     next.target_id = vm->id;
     return {};
@@ -458,7 +522,8 @@ void ClusterService::notify(const Operation& op) {
 void ClusterService::tick() {
   const auto now = clock_.now();
   auto st = state_.update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
-    b = reconcile_liveness(d, now, config_.unreachable_after, config_.down_after);
+    b = reconcile_liveness(d, now, waiters_->started_at, config_.unreachable_after,
+                           config_.down_after);
     const auto horizon = now - config_.operation_retention;
     for (const auto& [id, op] : d.operations)
       if (is_terminal(op.state) && op.finished_at && *op.finished_at < horizon)

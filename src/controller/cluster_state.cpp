@@ -2,6 +2,8 @@
 
 #include "kvmfleet/common/validate.hpp"
 
+#include <algorithm>
+
 namespace kvmfleet {
 
 const Vm* ClusterState::Data::find_vm(const std::string& id_or_name) const {
@@ -31,6 +33,49 @@ const TokenRecord* ClusterState::Data::find_token_by_hash(const std::string& has
   return nullptr;
 }
 
+const StoragePool* ClusterState::Data::find_pool(const std::string& name) const {
+  auto it = pools.find(name);
+  return it == pools.end() ? nullptr : &it->second;
+}
+
+const Volume* ClusterState::Data::find_volume(const std::string& id_or_name) const {
+  if (is_valid_uuid(id_or_name)) {
+    auto it = volumes.find(id_or_name);
+    if (it != volumes.end()) return &it->second;
+  }
+  auto n = volume_ids.find(id_or_name);
+  if (n == volume_ids.end()) return nullptr;
+  auto it = volumes.find(n->second);
+  return it == volumes.end() ? nullptr : &it->second;
+}
+
+std::vector<const Volume*> ClusterState::Data::volumes_of(const Vm& vm) const {
+  std::vector<const Volume*> out;
+  for (const auto& d : vm.spec.disks) {
+    if (d.volume.empty()) continue;
+    auto it = volumes.find(d.volume);
+    if (it != volumes.end()) out.push_back(&it->second);
+  }
+  return out;
+}
+
+std::vector<std::string> ClusterState::Data::pools_of(const Vm& vm) const {
+  std::vector<std::string> out;
+  for (const Volume* v : volumes_of(vm))
+    if (std::find(out.begin(), out.end(), v->pool) == out.end()) out.push_back(v->pool);
+  return out;
+}
+
+std::map<std::string, std::vector<std::string>> ClusterState::Data::usable_pools_by_host() const {
+  std::map<std::string, std::vector<std::string>> out;
+  for (const auto& [name, p] : pools) {
+    if (p.state != PoolState::ready) continue;
+    for (const auto& [host, _] : p.hosts)
+      if (p.usable_on(host)) out[host].push_back(name);
+  }
+  return out;
+}
+
 const Operation* ClusterState::Data::active_operation_for(const std::string& target_id) const {
   const Operation* oldest = nullptr;
   for (const auto& [_, op] : operations) {
@@ -48,6 +93,8 @@ Status ClusterState::load() {
   b.put_vms = std::move(snap->vms);
   b.put_operations = std::move(snap->operations);
   b.put_tokens = std::move(snap->tokens);
+  b.put_pools = std::move(snap->pools);
+  b.put_volumes = std::move(snap->volumes);
   std::unique_lock lk(mu_);
   data_ = Data{};
   apply(b);
@@ -125,6 +172,20 @@ void ClusterState::apply(const WriteBatch& b) {
   }
   for (const auto& id : b.delete_tokens) data_.tokens.erase(id);
   for (const auto& t : b.put_tokens) data_.tokens[t.id] = t;
+  for (const auto& name : b.delete_pools) data_.pools.erase(name);
+  for (const auto& p : b.put_pools) data_.pools[p.name] = p;
+  for (const auto& id : b.delete_volumes) {
+    auto it = data_.volumes.find(id);
+    if (it == data_.volumes.end()) continue;
+    data_.volume_ids.erase(it->second.name);
+    data_.volumes.erase(it);
+  }
+  for (const auto& v : b.put_volumes) {
+    auto it = data_.volumes.find(v.id);
+    if (it != data_.volumes.end() && it->second.name != v.name) data_.volume_ids.erase(it->second.name);
+    data_.volumes[v.id] = v;
+    data_.volume_ids[v.name] = v.id;
+  }
   ++version_;
 }
 

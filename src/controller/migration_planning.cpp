@@ -12,16 +12,30 @@ Status plan_migration(const ClusterState::Data& d, const scheduler::Config& conf
   if (vm.state != VmState::running)
     return conflict("only a running VM migrates live",
                     {{"vm", vm.spec.name}, {"state", to_string(vm.state)}});
-  // A disk is a volume in the image pool of the VM's host: the destination cannot
-  // reach it, and kvmfleet does not copy disks during a live migration.
-  if (!vm.spec.disks.empty()) {
-    nlohmann::json disks = nlohmann::json::array();
-    for (std::size_t i = 0; i < vm.spec.disks.size(); ++i)
-      disks.push_back(vm.id + "-disk" + std::to_string(i) + ".qcow2");
+  // A disk in the image pool of the VM's host cannot be reached by the destination,
+  // and kvmfleet does not copy disks during a live migration; shared volumes can.
+  nlohmann::json local = nlohmann::json::array();
+  for (std::size_t i = 0; i < vm.spec.disks.size(); ++i)
+    if (vm.spec.disks[i].volume.empty()) local.push_back(vm.id + "-disk" + std::to_string(i) + ".qcow2");
+  if (!local.empty())
     return conflict("the VM's disks are in " + vm.host +
                         "'s local image pool, which no other host can reach; only VMs "
-                        "without local disks migrate live",
-                    {{"vm", vm.spec.name}, {"host", vm.host}, {"disks", disks}});
+                        "whose disks are shared volumes (or that have no disks) migrate live",
+                    {{"vm", vm.spec.name}, {"host", vm.host}, {"disks", local}});
+  // lvmlockd cannot activate an origin with COW snapshots on two hosts at once.
+  for (const Volume* v : d.volumes_of(vm)) {
+    if (v->snapshots.empty()) continue;
+    nlohmann::json names = nlohmann::json::array();
+    for (const auto& s : v->snapshots) names.push_back(s.name);
+    return conflict("volume " + v->name + " has COW snapshots, which lvmlockd cannot share "
+                        "between hosts during a live migration; delete the snapshots first, or "
+                        "stop the VM and start it on the other host",
+                    {{"vm", vm.spec.name}, {"volume", v->name}, {"snapshots", names}});
+  }
+  for (const Volume* v : d.volumes_of(vm)) {
+    if (const Operation* busy = d.active_operation_for(v->id))
+      return conflict("volume " + v->name + " has an operation in progress",
+                      {{"volume", v->name}, {"operation", busy->id}});
   }
   const Host* source = d.find_host(vm.host);
   const std::string domain_type = source ? source->inventory.domain_type : "";
@@ -55,14 +69,16 @@ Status plan_migration(const ClusterState::Data& d, const scheduler::Config& conf
     phantom.host = dest;
     vms.push_back(std::move(phantom));
   }
-  scheduler::Request req{vm.spec, {vm.host}};
+  scheduler::Request req{vm.spec, {vm.host}, d.pools_of(vm)};
   req.spec.pinned_host = target_host;
   // Hosts that cannot be reached for migration are out, whatever their capacity.
   for (const auto& h : hosts)
     if (h.name != vm.host && (h.inventory.migration_address.empty() ||
                               (!domain_type.empty() && h.inventory.domain_type != domain_type)))
       req.exclude_hosts.push_back(h.name);
-  auto placement = scheduler::place(scheduler::snapshot_from(hosts, vms), req, config);
+  auto snap = scheduler::snapshot_from(hosts, vms);
+  scheduler::attach_pools(snap, d.usable_pools_by_host());
+  auto placement = scheduler::place(snap, req, config);
   if (placement.host.empty()) {
     nlohmann::json reasons = nlohmann::json::object();
     for (const auto& v : placement.verdicts) {

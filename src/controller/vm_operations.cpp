@@ -1,6 +1,7 @@
 #include "kvmfleet/controller/vm_operations.hpp"
 
 #include "kvmfleet/controller/migration_planning.hpp"
+#include "kvmfleet/controller/storage_operations.hpp"
 #include "kvmfleet/model/json.hpp"
 #include "kvmfleet/model/migration.hpp"
 
@@ -54,6 +55,41 @@ Status observe(OpContext& ctx, const std::string& id, const DomainStatus& dom) {
   return save_vm(ctx, id, [&](Vm& vm) { vm.state = s; });
 }
 
+std::vector<VmVolume> volumes_of(OpContext& ctx, const Vm& vm) {
+  return ctx.state().read([&](const ClusterState::Data& d) { return vm_volumes(d, vm); });
+}
+
+// Shared volumes follow the VM: exclusive on its host before it starts (refused by
+// lvmlockd while another host holds them: the split-brain guard).
+Status activate_for_start(OpContext& ctx, const Target& t) {
+  const auto vols = volumes_of(ctx, t.vm);
+  if (vols.empty()) return {};
+  ctx.progress(25, "activating " + std::to_string(vols.size()) + " shared volume(s) exclusively on " +
+                       t.host.name);
+  return set_volume_activation(ctx, vols, t.host, LvMode::exclusive, "activate", true);
+}
+
+// ... and inactive once it has stopped. A failure leaves the LV active on this host
+// only (still locked to it), so it is reported, not fatal.
+void deactivate_after_stop(OpContext& ctx, const Target& t, const DomainStatus& dom) {
+  if (vm_state_from_domain(dom.state) != VmState::stopped) return;
+  const auto vols = volumes_of(ctx, t.vm);
+  if (vols.empty()) return;
+  if (auto st = set_volume_activation(ctx, vols, t.host, LvMode::inactive, "deactivate"); !st)
+    ctx.result()["storage_warning"] = "shared volumes left active on " + t.host.name + ": " +
+                                      st.error().message;
+}
+
+// The VM record is gone: its volumes are free again.
+void release_volumes(const ClusterState::Data& d, WriteBatch& b, const std::string& vm_id) {
+  for (const auto& [id, v] : d.volumes) {
+    if (v.attached_to != vm_id) continue;
+    Volume next = v;
+    next.attached_to.clear();
+    b.put_volumes.push_back(std::move(next));
+  }
+}
+
 Status create_vm(OpContext& ctx) {
   ctx.progress(10, "checking the target host");
   auto t = load_target(ctx);
@@ -69,6 +105,7 @@ Status create_vm(OpContext& ctx) {
       // The agent refused for good: nothing is left defined, so the VM record goes too.
       (void)ctx.state().update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
         if (d.find_vm(t->vm.id)) b.delete_vms.push_back(t->vm.id);
+        release_volumes(d, b, t->vm.id);
         return {};
       });
       e.details["rolled_back"] = true;
@@ -78,6 +115,7 @@ Status create_vm(OpContext& ctx) {
   if (auto st = observe(ctx, t->vm.id, *dom); !st) return st;
   ctx.result()["host"] = t->host.name;
   if (ctx.op().params.value("start", false)) {
+    if (auto st = activate_for_start(ctx, *t); !st) return st;
     ctx.progress(70, "starting the domain");
     auto started = ctx.with_retry([&] { return ctx.agents().start(t->host, ctx.op().id, t->vm.id); });
     if (!started) return started.take_error();
@@ -93,6 +131,7 @@ Status start_vm(OpContext& ctx) {
   auto t = load_target(ctx);
   if (!t) return t.take_error();
   if (t->vm.state == VmState::pending) return conflict("VM is not defined on a host yet");
+  if (auto st = activate_for_start(ctx, *t); !st) return st;
   ctx.progress(30, "starting the domain on " + t->host.name);
   auto dom = ctx.with_retry([&] { return ctx.agents().start(t->host, ctx.op().id, t->vm.id); });
   if (!dom) return dom.take_error();
@@ -133,6 +172,7 @@ Status stop_vm(OpContext& ctx) {
     if (!dom) return dom.take_error();
     ctx.result()["forced"] = true;
   }
+  deactivate_after_stop(ctx, *t, *dom);
   return observe(ctx, t->vm.id, *dom);
 }
 
@@ -153,6 +193,7 @@ Status destroy_vm(OpContext& ctx) {
   ctx.progress(30, "powering off the domain");
   auto dom = ctx.with_retry([&] { return ctx.agents().destroy(t->host, ctx.op().id, t->vm.id); });
   if (!dom) return dom.take_error();
+  deactivate_after_stop(ctx, *t, *dom);
   return observe(ctx, t->vm.id, *dom);
 }
 
@@ -171,12 +212,18 @@ Status delete_vm(OpContext& ctx) {
       auto dom = ctx.with_retry([&] { return ctx.agents().destroy(t->host, ctx.op().id, id); });
       if (!dom && dom.error().code != ErrorCode::not_found) return dom.take_error();
     }
-    ctx.progress(50, "undefining the domain and removing its disks");
+    ctx.progress(50, "undefining the domain and removing its local disks");
     auto st = ctx.with_retry([&] { return ctx.agents().undefine(t->host, ctx.op().id, id, true); });
     if (!st) return st;
+    // Shared volumes outlive the VM: deactivated here, released below.
+    if (const auto vols = volumes_of(ctx, t->vm); !vols.empty()) {
+      if (auto off = set_volume_activation(ctx, vols, t->host, LvMode::inactive, "deactivate"); !off)
+        return off;
+    }
   }
   return ctx.state().update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
     if (d.find_vm(id)) b.delete_vms.push_back(id);
+    release_volumes(d, b, id);
     return {};
   });
 }
@@ -215,7 +262,7 @@ std::chrono::milliseconds migration_poll_interval(std::chrono::steady_clock::dur
 // Live migration from the VM's host to params.target_host, driven by the source
 // agent. Safe to run again after a controller restart: it first asks both sides
 // what they see and continues from there, so the VM never ends up started twice.
-Status migrate_vm(OpContext& ctx) {
+Status migrate_vm_core(OpContext& ctx, const std::vector<VmVolume>& vols) {
   auto t = load_target(ctx);
   if (!t) return t.take_error();
   const std::string target_name = ctx.op().params.value("target_host", "");
@@ -305,6 +352,24 @@ Status migrate_vm(OpContext& ctx) {
     req.destination_uri = "qemu+tcp://" + target->inventory.migration_address + "/system";
     req.migrate_uri = "tcp://" + target->inventory.migration_address;
     req.policy = ctx.op().params.value("policy", nlohmann::json::object()).get<MigrationPolicy>();
+    if (!vols.empty()) {
+      // Both QEMUs hold the disks open while the guest moves: shared on both hosts
+      // for the move only (exclusive again after, wherever the VM ended up).
+      for (const auto& v : vols)
+        if (!v.snapshots.empty())
+          return conflict("volume " + v.name + " has COW snapshots, and lvmlockd cannot share " +
+                              "an origin with snapshots between hosts; delete the snapshots " +
+                              "or stop the VM and start it on the other host",
+                          {{"volume", v.name}, {"snapshots", v.snapshots}});
+      // Recorded before the first lock changes, so that a resumed run settles them.
+      ctx.result()["volumes_shared"] = true;
+      ctx.progress(3, "activating shared volumes shared on " + t->host.name + " and " + target_name);
+      if (auto st = set_volume_activation(ctx, vols, t->host, LvMode::shared, "source-shared"); !st)
+        return st;
+      if (auto st = set_volume_activation(ctx, vols, *target, LvMode::shared, "target-shared", true);
+          !st)
+        return st;
+    }
     ctx.progress(5, "starting live migration " + t->host.name + " -> " + target_name);
     status = ctx.with_retry([&] { return ctx.agents().migrate(t->host, uuid, req); });
     if (!status) return status.take_error();
@@ -363,6 +428,61 @@ Status migrate_vm(OpContext& ctx) {
   if (status->state == MigrationState::none)  // the agent restarted and lost its outcome
     return resolve(Error(ErrorCode::unavailable, "the source agent lost track of the migration"));
   return resolve(status->error.value_or(internal_error("migration failed")));
+}
+
+// After a migration, the shared volumes become exclusive again on the host that runs
+// the VM and inactive on the other. Only a definite outcome is acted on: while it is
+// unclear where the VM runs, both hosts keep their shared locks (no third host can
+// take the LVs meanwhile).
+void settle_volumes(OpContext& ctx, const Vm& before, const std::vector<VmVolume>& vols) {
+  const std::string source_name = ctx.op().params.value("source_host", "");
+  const std::string target_name = ctx.op().params.value("target_host", "");
+  if (vols.empty() || !ctx.result().value("volumes_shared", false) || source_name.empty() ||
+      target_name.empty() || source_name == target_name)
+    return;
+  const auto now = ctx.state().read([&](const ClusterState::Data& d) -> std::optional<Vm> {
+    const Vm* vm = d.find_vm(before.id);
+    return vm ? std::optional<Vm>(*vm) : std::nullopt;
+  });
+  auto source = load_host(ctx, source_name);
+  auto target = load_host(ctx, target_name);
+  if (!now || !source || !target) return;
+  const Host* runs_on = nullptr;
+  const Host* other = nullptr;
+  if (now->host == target_name) {
+    runs_on = &*target;
+    other = &*source;
+  } else if (auto here = ctx.agents().get_domain(*source, before.id);
+             here && vm_state_from_domain(here->state) == VmState::running) {
+    runs_on = &*source;
+    other = &*target;
+  } else {
+    ctx.result()["storage_warning"] =
+        "where the VM runs is unclear; its volumes stay shared on both hosts";
+    return;
+  }
+  const bool moved = runs_on == &*target;
+  auto off = set_volume_activation(ctx, vols, *other, LvMode::inactive,
+                                   moved ? "source-inactive" : "target-inactive");
+  Status ex = off ? set_volume_activation(ctx, vols, *runs_on, LvMode::exclusive,
+                                          moved ? "target-exclusive" : "source-exclusive")
+                  : Status{};
+  if (!off || !ex) {
+    const Error& e = !off ? off.error() : ex.error();
+    ctx.result()["storage_warning"] = "volumes not settled after the migration: " + e.message;
+    spdlog::warn("migration {}: volumes not settled: {}", ctx.op().id, e.message);
+  }
+}
+
+Status migrate_vm(OpContext& ctx) {
+  const auto before = ctx.state().read([&](const ClusterState::Data& d) -> std::optional<Vm> {
+    const Vm* vm = d.find_vm(ctx.op().target_id);
+    return vm ? std::optional<Vm>(*vm) : std::nullopt;
+  });
+  const auto vols = before ? volumes_of(ctx, *before) : std::vector<VmVolume>{};
+  Status st = migrate_vm_core(ctx, vols);
+  if (before) settle_volumes(ctx, *before, vols);
+  return st;
 }
 
 }  // namespace

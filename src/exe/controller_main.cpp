@@ -3,6 +3,7 @@
 #include "kvmfleet/controller/agent_api.hpp"
 #include "kvmfleet/controller/cluster_service.hpp"
 #include "kvmfleet/controller/host_operations.hpp"
+#include "kvmfleet/controller/storage_operations.hpp"
 #include "kvmfleet/controller/vm_operations.hpp"
 #include "kvmfleet/http/server.hpp"
 #include "kvmfleet/metadata/controller_hook.hpp"
@@ -138,6 +139,7 @@ int main(int argc, char** argv) {
   HttpAgentApi agents(client);
   OperationRunner runner(state, agents, config, SystemClock::instance());
   register_vm_operations(runner);
+  register_storage_operations(runner);
   register_host_operations(runner);
   ClusterService service(state, runner, config, SystemClock::instance(), ioc);
   if (auto st = service.bootstrap_admin(config.bootstrap_token_file); !st) {

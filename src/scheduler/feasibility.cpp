@@ -32,6 +32,13 @@ Reason pinned_host(const HostView& h, const Request& r, const Config&) {
   return "VM is pinned to host '" + r.spec.pinned_host + "'";
 }
 
+Reason storage(const HostView& h, const Request& r, const Config&) {
+  for (const auto& pool : r.pools)
+    if (std::find(h.pools.begin(), h.pools.end(), pool) == h.pools.end())
+      return "host does not reach storage pool '" + pool + "'";
+  return std::nullopt;
+}
+
 Reason memory(const HostView& h, const Request& r, const Config& c) {
   const auto allocatable = allocatable_memory_mib(h, c);
   if (h.allocated_memory_mib + r.spec.memory_mib <= allocatable) return std::nullopt;
@@ -57,17 +64,22 @@ Reason anti_affinity(const HostView& h, const Request& r, const Config&) {
   return "anti-affinity group '" + group + "' already has a VM on this host";
 }
 
-constexpr std::array<Filter, 7> kChain{{
+constexpr std::array<Filter, 8> kChain{{
     {"host_up", host_up},
     {"schedulable", schedulable},
     {"excluded", excluded},
     {"pinned_host", pinned_host},
+    {"storage", storage},
     {"memory", memory},
     {"vcpus", vcpus},
     {"anti_affinity", anti_affinity},
 }};
 
 }  // namespace
+
+bool reaches_pools(const HostView& host, const Request& request) {
+  return !storage(host, request, Config{}).has_value();
+}
 
 std::span<const Filter> filter_chain() {
   return kChain;

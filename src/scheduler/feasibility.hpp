@@ -26,6 +26,9 @@ struct Rejection {
   std::string reason;
 };
 
+// Whether the host may use every storage pool the request's disks live in.
+bool reaches_pools(const HostView& host, const Request& request);
+
 // The first filter of the chain that rejects `host`, if any.
 std::optional<Rejection> first_rejection(const HostView& host, const Request& request,
                                          const Config& config);

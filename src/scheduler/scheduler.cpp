@@ -40,6 +40,14 @@ Snapshot snapshot_from(const std::vector<Host>& hosts, const std::vector<Vm>& vm
   return snap;
 }
 
+void attach_pools(Snapshot& snapshot,
+                  const std::map<std::string, std::vector<std::string>>& pools_by_host) {
+  for (auto& h : snapshot.hosts) {
+    const auto it = pools_by_host.find(h.name);
+    if (it != pools_by_host.end()) h.pools = it->second;
+  }
+}
+
 Placement place(const Snapshot& snapshot, const Request& request, const Config& config) {
   Placement p;
   p.verdicts.reserve(snapshot.hosts.size());
@@ -111,6 +119,10 @@ std::vector<std::string> place_all(Snapshot snapshot, const std::vector<Request>
       for (const auto& name : req.exclude_hosts) {
         const auto& ids = named(name);
         hidden.insert(hidden.end(), ids.begin(), ids.end());
+      }
+      if (!req.pools.empty()) {
+        for (std::size_t i = 0; i < hosts.size(); ++i)
+          if (!reaches_pools(hosts[i], req)) hidden.push_back(i);
       }
       if (!spec.anti_affinity_group.empty()) {
         if (const auto it = group_hosts.find(spec.anti_affinity_group); it != group_hosts.end())

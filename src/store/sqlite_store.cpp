@@ -54,6 +54,18 @@ CREATE TABLE tokens (
   created_at_ms INTEGER NOT NULL
 );
 )sql",
+    // Shared storage: pools (one shared VG each) and volumes (LVs, with snapshots).
+    R"sql(
+CREATE TABLE storage_pools (
+  name TEXT PRIMARY KEY NOT NULL,
+  json TEXT NOT NULL
+);
+CREATE TABLE volumes (
+  id   TEXT PRIMARY KEY NOT NULL,
+  name TEXT NOT NULL UNIQUE,
+  json TEXT NOT NULL
+);
+)sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
 
@@ -145,6 +157,8 @@ class SqliteStore final : public Store {
   SqliteStatement put_host_, delete_host_, put_vm_, delete_vm_;
   SqliteStatement put_operation_, delete_operation_, put_token_, delete_token_;
   SqliteStatement select_hosts_, select_vms_, select_operations_, select_tokens_;
+  SqliteStatement put_pool_, delete_pool_, put_volume_, delete_volume_;
+  SqliteStatement select_pools_, select_volumes_;
   std::mutex mu_;
 };
 
@@ -259,6 +273,16 @@ Status SqliteStore::prepare_statements() {
        "ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, "
        "hash = excluded.hash, host = excluded.host, created_at_ms = excluded.created_at_ms"},
       {&delete_token_, "DELETE FROM tokens WHERE id = ?1"},
+      {&put_pool_,
+       "INSERT INTO storage_pools (name, json) VALUES (?1, ?2) "
+       "ON CONFLICT (name) DO UPDATE SET json = excluded.json"},
+      {&delete_pool_, "DELETE FROM storage_pools WHERE name = ?1"},
+      {&put_volume_,
+       "INSERT INTO volumes (id, name, json) VALUES (?1, ?2, ?3) "
+       "ON CONFLICT (id) DO UPDATE SET name = excluded.name, json = excluded.json"},
+      {&delete_volume_, "DELETE FROM volumes WHERE id = ?1"},
+      {&select_pools_, "SELECT name, json FROM storage_pools ORDER BY name"},
+      {&select_volumes_, "SELECT id, json FROM volumes ORDER BY name, id"},
       {&select_hosts_, "SELECT name, json FROM hosts ORDER BY name"},
       {&select_vms_, "SELECT id, json FROM vms ORDER BY name, id"},
       {&select_operations_, "SELECT id, json FROM operations ORDER BY created_at_ms, id"},
@@ -301,6 +325,21 @@ Status SqliteStore::write(const WriteBatch& batch) {
   if (auto st = delete_all(delete_operation_, batch.delete_operations, "delete operation"); !st)
     return st;
   if (auto st = delete_all(delete_token_, batch.delete_tokens, "delete token"); !st) return st;
+  if (auto st = delete_all(delete_volume_, batch.delete_volumes, "delete volume"); !st) return st;
+  if (auto st = delete_all(delete_pool_, batch.delete_pools, "delete storage pool"); !st)
+    return st;
+
+  for (const auto& p : batch.put_pools) {
+    put_pool_.bind(1, p.name);
+    put_pool_.bind(2, dump(json(p)));
+    if (auto st = run(put_pool_, "put storage pool '" + p.name + "'"); !st) return st;
+  }
+  for (const auto& v : batch.put_volumes) {
+    put_volume_.bind(1, v.id);
+    put_volume_.bind(2, v.name);
+    put_volume_.bind(3, dump(json(v)));
+    if (auto st = run(put_volume_, "put volume '" + v.id + "' (" + v.name + ")"); !st) return st;
+  }
 
   for (const auto& h : batch.put_hosts) {
     put_host_.bind(1, h.name);
@@ -376,6 +415,27 @@ Result<StoreSnapshot> SqliteStore::read() {
     if (!vm) return vm.take_error();
     if (vm->id != key) return bad_row("vms", key, "holds vm id '" + vm->id + "' in its JSON");
     snap.vms.push_back(std::move(*vm));
+    return ok_status();
+  });
+  if (!st) return st.take_error();
+
+  st = each_row(select_pools_, "storage_pools", [&]() -> Status {
+    const auto key = select_pools_.column_text(0);
+    auto p = parse_row<StoragePool>("storage_pools", key, select_pools_.column_text(1));
+    if (!p) return p.take_error();
+    if (p->name != key)
+      return bad_row("storage_pools", key, "names pool '" + p->name + "' in its JSON");
+    snap.pools.push_back(std::move(*p));
+    return ok_status();
+  });
+  if (!st) return st.take_error();
+
+  st = each_row(select_volumes_, "volumes", [&]() -> Status {
+    const auto key = select_volumes_.column_text(0);
+    auto v = parse_row<Volume>("volumes", key, select_volumes_.column_text(1));
+    if (!v) return v.take_error();
+    if (v->id != key) return bad_row("volumes", key, "holds volume id '" + v->id + "' in its JSON");
+    snap.volumes.push_back(std::move(*v));
     return ok_status();
   });
   if (!st) return st.take_error();

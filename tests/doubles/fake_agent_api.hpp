@@ -2,14 +2,20 @@
 
 #include "kvmfleet/controller/agent_api.hpp"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
+#include <set>
 #include <vector>
 
 namespace kvmfleet::doubles {
 
 // AgentApi double: an in-memory "libvirt" per host, with a call log and injectable
 // failures. shutdown() leaves the domain running unless `acpi_works` is set.
+// Shared storage is one in-memory cluster-wide LVM with lvmlockd's rules: an LV is
+// active exclusively on one host or shared on several, never both; a domain whose
+// block disk is not active on its host does not start, and a migration fails unless
+// the destination has the LV active.
 class FakeAgentApi final : public AgentApi {
  public:
   struct Call {
@@ -40,9 +46,17 @@ class FakeAgentApi final : public AgentApi {
     if (d.state.empty()) d.state = "stopped";
     d.managed = true;
     d.generation = s.generation;
+    specs_[s.uuid] = s;
     return d;
   }
   Result<DomainStatus> start(const Host& h, const std::string& op, const std::string& uuid) override {
+    {
+      std::lock_guard lk(mu_);
+      if (auto e = block_disks_inactive(h.name, uuid)) {
+        log(h, "start", op, uuid);
+        return *e;
+      }
+    }
     return act(h, "start", op, uuid, "running");
   }
   Result<DomainStatus> shutdown(const Host& h, const std::string& op, const std::string& uuid) override {
@@ -107,6 +121,209 @@ class FakeAgentApi final : public AgentApi {
   std::map<std::string, std::string> address_of;  // migration address → host name
   bool hold_migrations = false;
 
+  // --- shared storage
+  struct FakeLv {
+    std::uint64_t size = 0;
+    std::string origin;
+    double fill = 0;
+    bool merging = false;
+    std::map<std::string, LvMode> active;  // host → mode
+  };
+  struct FakeVg {
+    std::uint64_t size = 0;
+    std::set<std::string> lockstarted;
+    std::map<std::string, FakeLv> lvs;
+    std::uint64_t used() const {
+      std::uint64_t u = 0;
+      for (auto& [_, l] : lvs) u += l.size;
+      return u;
+    }
+  };
+  std::uint64_t lun_bytes = std::uint64_t{10} << 30;
+  std::map<std::string, FakeVg> vgs;
+  std::map<std::string, std::set<std::string>> sessions;  // host → "iqn|lun"
+  bool guest_agent = true;
+  int frozen = 0;  // filesystems frozen now, over all guests
+
+  Result<int> fs_freeze(const Host& h, const std::string& op, const std::string& uuid) override {
+    std::lock_guard lk(mu_);
+    log(h, "fs_freeze", op, uuid);
+    if (auto e = injected("fs_freeze")) return *e;
+    if (!guest_agent) return conflict("QEMU guest agent is not connected", {{"reason", "guest_agent_unavailable"}});
+    frozen += 2;
+    return 2;
+  }
+  Result<int> fs_thaw(const Host& h, const std::string& op, const std::string& uuid) override {
+    std::lock_guard lk(mu_);
+    log(h, "fs_thaw", op, uuid);
+    if (auto e = injected("fs_thaw")) return *e;
+    const int n = frozen;
+    frozen = 0;
+    return n;
+  }
+  Result<std::string> iscsi_login(const Host& h, const std::string& op,
+                                  const IscsiPoolTarget& t) override {
+    std::lock_guard lk(mu_);
+    log(h, "iscsi_login", op, t.iqn);
+    if (auto e = injected("iscsi_login")) return *e;
+    if (auto e = injected("iscsi_login:" + h.name)) return *e;
+    sessions[h.name].insert(t.iqn + "|" + std::to_string(t.lun));
+    return device_of(t);
+  }
+  Status iscsi_logout(const Host& h, const std::string& op, const IscsiPoolTarget& t) override {
+    std::lock_guard lk(mu_);
+    log(h, "iscsi_logout", op, t.iqn);
+    sessions[h.name].erase(t.iqn + "|" + std::to_string(t.lun));
+    return {};
+  }
+  Result<std::vector<std::pair<std::string, std::string>>> fc_luns(const Host& h) override {
+    std::lock_guard lk(mu_);
+    log(h, "fc_luns", "", "");
+    return fc[h.name];
+  }
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> fc;  // host → (wwid, dev)
+
+  Status vg_create(const Host& h, const std::string& op, const std::string& vg,
+                   const std::vector<std::string>& devices) override {
+    std::lock_guard lk(mu_);
+    log(h, "vg_create", op, vg);
+    if (auto e = injected("vg_create")) return *e;
+    if (vgs.count(vg)) return conflict("VG exists");
+    vgs[vg].size = lun_bytes * devices.size();
+    vgs[vg].lockstarted.insert(h.name);
+    return {};
+  }
+  Status vg_lockstart(const Host& h, const std::string& op, const std::string& vg) override {
+    std::lock_guard lk(mu_);
+    log(h, "vg_lockstart", op, vg);
+    if (auto e = injected("vg_lockstart:" + h.name)) return *e;
+    if (!vgs.count(vg)) return not_found("no VG " + vg);
+    vgs[vg].lockstarted.insert(h.name);
+    return {};
+  }
+  Result<AgentVg> vg_get(const Host& h, const std::string& vg) override {
+    std::lock_guard lk(mu_);
+    auto it = vgs.find(vg);
+    if (it == vgs.end()) return not_found("no VG " + vg);
+    (void)h;
+    return AgentVg{it->second.size, it->second.size - it->second.used()};
+  }
+  Result<std::vector<AgentLv>> lv_list(const Host& h, const std::string& vg) override {
+    std::lock_guard lk(mu_);
+    auto it = vgs.find(vg);
+    if (it == vgs.end()) return not_found("no VG " + vg);
+    std::vector<AgentLv> out;
+    for (auto& [name, l] : it->second.lvs) {
+      AgentLv a;
+      a.name = name;
+      a.size_bytes = l.size;
+      a.origin = l.origin;
+      auto m = l.active.find(h.name);
+      a.activation = m == l.active.end() ? LvMode::inactive : m->second;
+      if (!l.origin.empty()) a.data_percent = l.fill;
+      a.merging = l.merging;
+      out.push_back(a);
+    }
+    return out;
+  }
+  Status lv_create(const Host& h, const std::string& op, const std::string& vg,
+                   const std::string& lv, std::uint64_t size) override {
+    std::lock_guard lk(mu_);
+    log(h, "lv_create", op, vg + "/" + lv);
+    if (auto e = injected("lv_create")) return *e;
+    auto* g = lockstarted_vg(h.name, vg);
+    if (!g) return conflict("lockspace not started");
+    if (g->lvs.count(lv)) return conflict("LV exists");
+    size = (size + (4 << 20) - 1) / (4 << 20) * (4 << 20);  // whole 4 MiB extents
+    if (g->used() + size > g->size) return Error(ErrorCode::insufficient_capacity, "no space");
+    g->lvs[lv].size = size;
+    g->lvs[lv].active[h.name] = LvMode::exclusive;
+    return {};
+  }
+  Status lv_grow(const Host& h, const std::string& op, const std::string& vg, const std::string& lv,
+                 std::uint64_t size) override {
+    std::lock_guard lk(mu_);
+    log(h, "lv_grow", op, vg + "/" + lv);
+    auto* l = find_lv(vg, lv);
+    if (!l) return not_found("no LV");
+    if (size <= l->size) return invalid("not larger");
+    l->size = size;
+    return {};
+  }
+  Status lv_delete(const Host& h, const std::string& op, const std::string& vg,
+                   const std::string& lv) override {
+    std::lock_guard lk(mu_);
+    log(h, "lv_delete", op, vg + "/" + lv);
+    auto* l = find_lv(vg, lv);
+    if (!l) return not_found("no LV");
+    for (auto& [host, m] : l->active)
+      if (host != h.name) return conflict("LV locked by other host " + host);
+    for (auto& [name, other] : vgs[vg].lvs)
+      if (other.origin == lv) return conflict("LV has snapshots");
+    vgs[vg].lvs.erase(lv);
+    return {};
+  }
+  Status lv_activate(const Host& h, const std::string& op, const std::string& vg,
+                     const std::string& lv, LvMode mode) override {
+    std::lock_guard lk(mu_);
+    log(h, std::string("lv_activate:") + std::string(to_string(mode)), op, vg + "/" + lv);
+    if (auto e = injected("lv_activate")) return *e;
+    if (!lockstarted_vg(h.name, vg)) return conflict("lockspace not started on " + h.name);
+    auto* l = find_lv(vg, lv);
+    if (!l) return not_found("no LV");
+    if (mode == LvMode::inactive) {
+      l->active.erase(h.name);
+      for (auto& [_, s] : vgs[vg].lvs)
+        if (s.origin == lv) s.active.erase(h.name);
+      complete_merges(vg, lv);
+      return {};
+    }
+    for (auto& [host, m] : l->active) {
+      if (host == h.name) continue;
+      if (mode == LvMode::exclusive || m == LvMode::exclusive)
+        return conflict("LV locked by other host " + host);
+    }
+    if (mode == LvMode::shared)
+      for (auto& [_, s] : vgs[vg].lvs)
+        if (s.origin == lv) return conflict("cannot share an origin with snapshots");
+    l->active[h.name] = mode;
+    return {};
+  }
+  Status lv_snapshot(const Host& h, const std::string& op, const std::string& vg,
+                     const std::string& origin, const std::string& snap, std::uint64_t size) override {
+    std::lock_guard lk(mu_);
+    log(h, "lv_snapshot", op, vg + "/" + origin);
+    if (auto e = injected("lv_snapshot")) return *e;
+    auto* o = find_lv(vg, origin);
+    if (!o) return not_found("no origin");
+    auto m = o->active.find(h.name);
+    if (m == o->active.end() || m->second != LvMode::exclusive)
+      return conflict("origin not active exclusively here");
+    auto& s = vgs[vg].lvs[snap];
+    s.size = size;
+    s.origin = origin;
+    s.active[h.name] = LvMode::exclusive;
+    return {};
+  }
+  Status lv_merge(const Host& h, const std::string& op, const std::string& vg,
+                  const std::string& snap) override {
+    std::lock_guard lk(mu_);
+    log(h, "lv_merge", op, vg + "/" + snap);
+    auto* s = find_lv(vg, snap);
+    if (!s || s->origin.empty()) return not_found("no snapshot");
+    s->merging = true;
+    // Open origins (a running domain) defer it; here nothing holds it open: done.
+    if (!merges_deferred) vgs[vg].lvs.erase(snap);
+    return {};
+  }
+  bool merges_deferred = false;
+  // Who holds the LV, by host.
+  std::map<std::string, LvMode> holders(const std::string& vg, const std::string& lv) {
+    std::lock_guard lk(mu_);
+    auto* l = find_lv(vg, lv);
+    return l ? l->active : std::map<std::string, LvMode>{};
+  }
+
   // Test controls
   void fail_next(const std::string& call, Error e, int times = 1) {
     std::lock_guard lk(mu_);
@@ -140,7 +357,7 @@ class FakeAgentApi final : public AgentApi {
     if (!next.empty()) it->second.state = next;
     return it->second;
   }
-  void log(const Host& h, const char* name, const std::string& op, const std::string& uuid) {
+  void log(const Host& h, const std::string& name, const std::string& op, const std::string& uuid) {
     calls_.push_back({h.name, name, op, uuid});
   }
   std::optional<Error> injected(const std::string& name) {
@@ -149,6 +366,39 @@ class FakeAgentApi final : public AgentApi {
     Error e = q.front();
     q.erase(q.begin());
     return e;
+  }
+
+  static std::string device_of(const IscsiPoolTarget& t) {
+    return "/dev/disk/by-path/ip-" + t.portal + "-iscsi-" + t.iqn + "-lun-" + std::to_string(t.lun);
+  }
+  FakeVg* lockstarted_vg(const std::string& host, const std::string& vg) {
+    auto it = vgs.find(vg);
+    if (it == vgs.end() || !it->second.lockstarted.count(host)) return nullptr;
+    return &it->second;
+  }
+  FakeLv* find_lv(const std::string& vg, const std::string& lv) {
+    auto it = vgs.find(vg);
+    if (it == vgs.end()) return nullptr;
+    auto l = it->second.lvs.find(lv);
+    return l == it->second.lvs.end() ? nullptr : &l->second;
+  }
+  void complete_merges(const std::string& vg, const std::string&) {
+    (void)vg;
+  }
+  // conflict when a block disk of the domain is not active on `host`.
+  std::optional<Error> block_disks_inactive(const std::string& host, const std::string& uuid) {
+    auto it = specs_.find(uuid);
+    if (it == specs_.end()) return std::nullopt;
+    for (const auto& d : it->second.disks) {
+      if (d.block_device.empty()) continue;
+      // /dev/VG/LV
+      const auto rest = d.block_device.substr(5);
+      const auto slash = rest.find('/');
+      auto* l = find_lv(rest.substr(0, slash), rest.substr(slash + 1));
+      if (!l || !l->active.count(host))
+        return conflict("Cannot access storage file '" + d.block_device + "' on " + host);
+    }
+    return std::nullopt;
   }
 
   void complete_locked(const std::string& uuid) {
@@ -162,6 +412,11 @@ class FakeAgentApi final : public AgentApi {
       st.error = unavailable("unknown destination " + uri);
       return;
     }
+    if (auto e = block_disks_inactive(dest, uuid)) {
+      st.state = MigrationState::failed;
+      st.error = *e;
+      return;
+    }
     domains_[dest][uuid] = domains_[src][uuid];
     domains_[src].erase(uuid);
     st.state = MigrationState::completed;
@@ -172,6 +427,7 @@ class FakeAgentApi final : public AgentApi {
   std::map<std::string, MigrationStatus> migrations_;
   std::map<std::string, std::pair<std::string, std::string>> pending_dest_;
   std::map<std::string, std::map<std::string, DomainStatus>> domains_;
+  std::map<std::string, DomainSpec> specs_;
   std::map<std::string, std::vector<Error>> failures_;
   std::vector<Call> calls_;
 };

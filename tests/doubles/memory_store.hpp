@@ -17,6 +17,8 @@ class MemoryStore final : public Store {
     for (auto& [_, v] : vms_) s.vms.push_back(v);
     for (auto& [_, o] : ops_) s.operations.push_back(o);
     for (auto& [_, t] : tokens_) s.tokens.push_back(t);
+    for (auto& [_, p] : pools_) s.pools.push_back(p);
+    for (auto& [_, v] : volumes_) s.volumes.push_back(v);
     return s;
   }
   Status commit(const WriteBatch& b) override {
@@ -34,6 +36,10 @@ class MemoryStore final : public Store {
     for (auto& o : b.put_operations) ops_[o.id] = o;
     for (auto& id : b.delete_tokens) tokens_.erase(id);
     for (auto& t : b.put_tokens) tokens_[t.id] = t;
+    for (auto& n : b.delete_pools) pools_.erase(n);
+    for (auto& p : b.put_pools) pools_[p.name] = p;
+    for (auto& id : b.delete_volumes) volumes_.erase(id);
+    for (auto& v : b.put_volumes) volumes_[v.id] = v;
     return {};
   }
   int fail_commits = 0;
@@ -45,6 +51,8 @@ class MemoryStore final : public Store {
   std::map<std::string, Vm> vms_;
   std::map<std::string, Operation> ops_;
   std::map<std::string, TokenRecord> tokens_;
+  std::map<std::string, StoragePool> pools_;
+  std::map<std::string, Volume> volumes_;
 };
 
 }  // namespace kvmfleet::doubles

@@ -2,6 +2,7 @@
 #include "kvmfleet/cli/cli.hpp"
 #include "kvmfleet/common/process.hpp"
 #include "kvmfleet/controller/host_operations.hpp"
+#include "kvmfleet/controller/storage_operations.hpp"
 #include "kvmfleet/controller/vm_operations.hpp"
 #include "kvmfleet/http/server.hpp"
 #include "tests/doubles/fake_agent_api.hpp"
@@ -31,6 +32,7 @@ class ApiTest : public ::testing::Test {
     config_.agent_retry_backoff = 1ms;
     ASSERT_TRUE(state_.load().ok());
     register_vm_operations(runner_);
+    register_storage_operations(runner_);
     register_host_operations(runner_);
     io_ = std::thread([this] { ioc_.run(); });
     admin_ = service_.create_token("admin", Role::admin)->second;

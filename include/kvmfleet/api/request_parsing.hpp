@@ -5,6 +5,7 @@
 
 #include "kvmfleet/common/result.hpp"
 #include "kvmfleet/model/migration.hpp"
+#include "kvmfleet/model/storage.hpp"
 #include "kvmfleet/model/vm.hpp"
 
 #include <nlohmann/json.hpp>
@@ -52,6 +53,37 @@ struct MaintenanceRequest {
 // POST /v1/hosts/{name}/maintenance: {"enabled": bool, "policy": {...}?}.
 Result<MaintenanceRequest> parse_maintenance(const nlohmann::json& body,
                                              const MigrationPolicy& defaults);
+
+// Shared storage.
+inline constexpr std::size_t kMaxPoolLuns = 16;
+inline constexpr std::size_t kMaxPoolHosts = 256;
+
+struct PoolCreateRequest {
+  StoragePool pool;                // name, type, targets or wwids
+  std::vector<std::string> hosts;  // empty: every host that is up
+};
+// POST /v1/storage-pools: {"name", "type": "iscsi", "targets": [{"portal", "iqn", "lun"?,
+// "chap": {"username", "password"}?}], "hosts"?} or {"name", "type": "fc", "wwids": [..]}.
+Result<PoolCreateRequest> parse_pool_create(const nlohmann::json& body);
+
+struct VolumeCreateRequest {
+  std::string name;
+  std::string pool;
+  std::uint64_t size_bytes = 0;
+};
+// POST /v1/volumes: {"name", "pool", and exactly one of "size_bytes", "size_gib"}.
+Result<VolumeCreateRequest> parse_volume_create(const nlohmann::json& body);
+// POST /v1/volumes/{id}/grow: {exactly one of "size_bytes", "size_gib"}.
+Result<std::uint64_t> parse_volume_grow(const nlohmann::json& body);
+
+struct SnapshotCreateRequest {
+  std::string name;
+  std::uint64_t size_bytes = 0;  // 0: by ratio
+  double ratio = 0.25;           // of the volume's size
+  bool quiesce = true;
+};
+// POST /v1/volumes/{id}/snapshots: {"name", "size_bytes"? | "size_ratio"?, "quiesce"?}.
+Result<SnapshotCreateRequest> parse_snapshot_create(const nlohmann::json& body);
 
 // Query strings: percent-decoded key → value; a key given twice is an error.
 Result<std::map<std::string, std::string>> parse_query(std::string_view query);

@@ -15,5 +15,10 @@ nlohmann::json host_view(const Host& host, const ClusterState::Data& data);
 nlohmann::json operation_view(const Operation& op);
 nlohmann::json token_view(const TokenRecord& t);
 nlohmann::json placement_view(const scheduler::Placement& p);
+// CHAP passwords are never shown.
+nlohmann::json pool_view(const StoragePool& p, const ClusterState::Data& data);
+// `data` supplies the name of the VM a volume is attached to.
+nlohmann::json volume_view(const Volume& v, const ClusterState::Data& data);
+nlohmann::json snapshot_view(const Snapshot& s, const Volume& v);
 
 }  // namespace kvmfleet::api

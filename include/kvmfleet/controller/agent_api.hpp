@@ -5,10 +5,35 @@
 #include "kvmfleet/model/domain_spec.hpp"
 #include "kvmfleet/model/host.hpp"
 #include "kvmfleet/model/migration.hpp"
+#include "kvmfleet/model/storage.hpp"
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace kvmfleet {
+
+// A shared VG as one host's LVM reports it.
+struct AgentVg {
+  std::uint64_t size_bytes = 0;
+  std::uint64_t free_bytes = 0;
+};
+
+// How an LV is active on one host (lvmlockd's lock there).
+enum class LvMode { inactive, exclusive, shared };
+std::string_view to_string(LvMode m);
+
+// One LV as one host's LVM reports it.
+struct AgentLv {
+  std::string name;
+  std::uint64_t size_bytes = 0;
+  LvMode activation = LvMode::inactive;
+  std::string origin;                  // a snapshot's origin LV
+  std::optional<double> data_percent;  // a snapshot's COW fill
+  bool snapshot_invalid = false;
+  bool merging = false;
+};
 
 // The controller's view of one agent's RPC surface (agent/protocol.hpp). Every call
 // that changes something carries the operation id so that a retry is harmless.
@@ -35,6 +60,40 @@ class AgentApi {
   virtual Result<MigrationStatus> migration_status(const Host& source, const std::string& uuid) = 0;
   virtual Result<MigrationStatus> abort_migration(const Host& source, const std::string& op_id,
                                                   const std::string& uuid) = 0;
+  // The QEMU guest agent freezes/thaws the guest's filesystems; conflict when the
+  // guest has no guest agent answering. Returns how many filesystems.
+  virtual Result<int> fs_freeze(const Host& host, const std::string& op_id,
+                                const std::string& uuid) = 0;
+  virtual Result<int> fs_thaw(const Host& host, const std::string& op_id,
+                              const std::string& uuid) = 0;
+
+  // Shared storage (docs/storage.md, "Agent API"): one backend call each.
+  // Logs in to an iSCSI target; returns the LUN's block device on that host.
+  virtual Result<std::string> iscsi_login(const Host& host, const std::string& op_id,
+                                          const IscsiPoolTarget& target) = 0;
+  virtual Status iscsi_logout(const Host& host, const std::string& op_id,
+                              const IscsiPoolTarget& target) = 0;
+  // FC LUNs the host sees: WWID → block device.
+  virtual Result<std::vector<std::pair<std::string, std::string>>> fc_luns(const Host& host) = 0;
+  virtual Status vg_create(const Host& host, const std::string& op_id, const std::string& vg,
+                           const std::vector<std::string>& devices) = 0;
+  virtual Status vg_lockstart(const Host& host, const std::string& op_id, const std::string& vg) = 0;
+  virtual Result<AgentVg> vg_get(const Host& host, const std::string& vg) = 0;
+  virtual Result<std::vector<AgentLv>> lv_list(const Host& host, const std::string& vg) = 0;
+  virtual Status lv_create(const Host& host, const std::string& op_id, const std::string& vg,
+                           const std::string& lv, std::uint64_t size_bytes) = 0;
+  virtual Status lv_grow(const Host& host, const std::string& op_id, const std::string& vg,
+                         const std::string& lv, std::uint64_t size_bytes) = 0;
+  virtual Status lv_delete(const Host& host, const std::string& op_id, const std::string& vg,
+                           const std::string& lv) = 0;
+  // conflict when another host holds the LV's lock in a mode that excludes `mode`.
+  virtual Status lv_activate(const Host& host, const std::string& op_id, const std::string& vg,
+                             const std::string& lv, LvMode mode) = 0;
+  virtual Status lv_snapshot(const Host& host, const std::string& op_id, const std::string& vg,
+                             const std::string& origin, const std::string& snapshot,
+                             std::uint64_t size_bytes) = 0;
+  virtual Status lv_merge(const Host& host, const std::string& op_id, const std::string& vg,
+                          const std::string& snapshot) = 0;
 };
 
 // The real implementation: JSON over HTTP(S) with the host's own credential.
@@ -60,6 +119,31 @@ class HttpAgentApi final : public AgentApi {
   Result<MigrationStatus> migration_status(const Host& source, const std::string& uuid) override;
   Result<MigrationStatus> abort_migration(const Host& source, const std::string& op_id,
                                           const std::string& uuid) override;
+  Result<int> fs_freeze(const Host& host, const std::string& op_id, const std::string& uuid) override;
+  Result<int> fs_thaw(const Host& host, const std::string& op_id, const std::string& uuid) override;
+  Result<std::string> iscsi_login(const Host& host, const std::string& op_id,
+                                  const IscsiPoolTarget& target) override;
+  Status iscsi_logout(const Host& host, const std::string& op_id,
+                      const IscsiPoolTarget& target) override;
+  Result<std::vector<std::pair<std::string, std::string>>> fc_luns(const Host& host) override;
+  Status vg_create(const Host& host, const std::string& op_id, const std::string& vg,
+                   const std::vector<std::string>& devices) override;
+  Status vg_lockstart(const Host& host, const std::string& op_id, const std::string& vg) override;
+  Result<AgentVg> vg_get(const Host& host, const std::string& vg) override;
+  Result<std::vector<AgentLv>> lv_list(const Host& host, const std::string& vg) override;
+  Status lv_create(const Host& host, const std::string& op_id, const std::string& vg,
+                   const std::string& lv, std::uint64_t size_bytes) override;
+  Status lv_grow(const Host& host, const std::string& op_id, const std::string& vg,
+                 const std::string& lv, std::uint64_t size_bytes) override;
+  Status lv_delete(const Host& host, const std::string& op_id, const std::string& vg,
+                   const std::string& lv) override;
+  Status lv_activate(const Host& host, const std::string& op_id, const std::string& vg,
+                     const std::string& lv, LvMode mode) override;
+  Status lv_snapshot(const Host& host, const std::string& op_id, const std::string& vg,
+                     const std::string& origin, const std::string& snapshot,
+                     std::uint64_t size_bytes) override;
+  Status lv_merge(const Host& host, const std::string& op_id, const std::string& vg,
+                  const std::string& snapshot) override;
 
  private:
   http::Client& client_;

@@ -86,6 +86,26 @@ class ClusterService {
                                const std::string& target_host, const MigrationPolicy& policy,
                                const SubmitOptions& opts);
 
+  // Shared storage (storage_service.cpp). A pool is made on `hosts` (empty: every
+  // host that is up).
+  Result<Submitted> create_pool(const Principal& who, StoragePool pool,
+                                std::vector<std::string> hosts, const SubmitOptions& opts);
+  Result<Submitted> create_volume(const Principal& who, const std::string& name,
+                                  const std::string& pool, std::uint64_t size_bytes,
+                                  const SubmitOptions& opts);
+  Result<Submitted> grow_volume(const Principal& who, const std::string& id_or_name,
+                                std::uint64_t size_bytes, const SubmitOptions& opts);
+  Result<Submitted> delete_volume(const Principal& who, const std::string& id_or_name,
+                                  const SubmitOptions& opts);
+  // COW room: `size_bytes` when given, else `ratio` (0 < ratio <= 1) of the volume.
+  Result<Submitted> create_snapshot(const Principal& who, const std::string& volume,
+                                    const std::string& name, std::uint64_t size_bytes,
+                                    double ratio, bool quiesce, const SubmitOptions& opts);
+  // kind: snapshot.delete or snapshot.revert
+  Result<Submitted> snapshot_action(const Principal& who, const std::string& volume,
+                                    const std::string& snapshot, std::string_view kind,
+                                    const SubmitOptions& opts);
+
   // Operations
   Status cancel_operation(const std::string& id);
   // Calls `done` once, when the operation ends or `timeout` passes, with its latest

@@ -27,6 +27,9 @@ class ClusterState {
     std::unordered_map<std::string, Operation> operations;  // by id
     std::map<std::pair<std::string, std::string>, std::string> idempotency;  // (token id, key) → op id
     std::unordered_map<std::string, TokenRecord> tokens;  // by id
+    std::map<std::string, StoragePool> pools;             // by name (also the VG's name)
+    std::unordered_map<std::string, Volume> volumes;      // by id
+    std::map<std::string, std::string> volume_ids;        // name → id, ordered for listing
     // Bumped whenever a VM is written or deleted: views made of VMs alone stay valid
     // while it is unchanged (heartbeats do not bump it).
     std::uint64_t vms_version = 0;
@@ -35,6 +38,14 @@ class ClusterState {
     const Host* find_host(const std::string& name) const;
     const Operation* find_operation(const std::string& id) const;
     const TokenRecord* find_token_by_hash(const std::string& hash) const;
+    const StoragePool* find_pool(const std::string& name) const;
+    const Volume* find_volume(const std::string& id_or_name) const;
+    // The volumes a VM's disks are, in disk order (missing ones left out).
+    std::vector<const Volume*> volumes_of(const Vm& vm) const;
+    // Pools the VM's disks live in (each once).
+    std::vector<std::string> pools_of(const Vm& vm) const;
+    // For the scheduler: host name → the ready pools it may use now.
+    std::map<std::string, std::vector<std::string>> usable_pools_by_host() const;
     // The unfinished operation on a target, if any (one at a time per target).
     const Operation* active_operation_for(const std::string& target_id) const;
   };

@@ -5,6 +5,7 @@
 #include "kvmfleet/model/domain_spec.hpp"
 #include "kvmfleet/model/host.hpp"
 #include "kvmfleet/model/operation.hpp"
+#include "kvmfleet/model/storage.hpp"
 #include "kvmfleet/model/vm.hpp"
 
 #include <nlohmann/json.hpp>
@@ -32,5 +33,16 @@ void to_json(nlohmann::json& j, const DomainDisk& d);
 void from_json(const nlohmann::json& j, DomainDisk& d);
 void to_json(nlohmann::json& j, const DomainSpec& s);
 void from_json(const nlohmann::json& j, DomainSpec& s);
+
+void to_json(nlohmann::json& j, const IscsiPoolTarget& t);
+void from_json(const nlohmann::json& j, IscsiPoolTarget& t);
+void to_json(nlohmann::json& j, const PoolHostStatus& s);
+void from_json(const nlohmann::json& j, PoolHostStatus& s);
+void to_json(nlohmann::json& j, const StoragePool& p);
+void from_json(const nlohmann::json& j, StoragePool& p);
+void to_json(nlohmann::json& j, const Snapshot& s);
+void from_json(const nlohmann::json& j, Snapshot& s);
+void to_json(nlohmann::json& j, const Volume& v);
+void from_json(const nlohmann::json& j, Volume& v);
 
 }  // namespace kvmfleet

@@ -28,6 +28,13 @@ inline constexpr std::string_view vm_destroy = "vm.destroy";
 inline constexpr std::string_view vm_delete = "vm.delete";
 inline constexpr std::string_view vm_migrate = "vm.migrate";
 inline constexpr std::string_view host_maintenance = "host.maintenance";
+inline constexpr std::string_view pool_create = "storage_pool.create";
+inline constexpr std::string_view volume_create = "volume.create";
+inline constexpr std::string_view volume_grow = "volume.grow";
+inline constexpr std::string_view volume_delete = "volume.delete";
+inline constexpr std::string_view snapshot_create = "snapshot.create";
+inline constexpr std::string_view snapshot_delete = "snapshot.delete";
+inline constexpr std::string_view snapshot_revert = "snapshot.revert";
 }  // namespace op_kind
 
 // An asynchronous piece of work. It is persisted before it starts so that a

@@ -34,6 +34,7 @@ struct HostView {
   std::int64_t allocated_memory_mib = 0;  // sum over VMs placed on it
   int allocated_vcpus = 0;
   std::vector<std::string> anti_affinity_groups;  // groups of VMs already on it
+  std::vector<std::string> pools;  // shared storage pools the host may use now
 };
 
 struct Snapshot {
@@ -43,10 +44,15 @@ struct Snapshot {
 // Builds a snapshot from the controller's model: allocations are summed over VMs
 // with a host (whatever their power state, since a stopped VM may start again).
 Snapshot snapshot_from(const std::vector<Host>& hosts, const std::vector<Vm>& vms);
+// Adds which storage pools each host may use (host name → pools); hosts not named
+// reach none.
+void attach_pools(Snapshot& snapshot,
+                  const std::map<std::string, std::vector<std::string>>& pools_by_host);
 
 struct Request {
   VmSpec spec;
   std::vector<std::string> exclude_hosts;  // e.g. the source of a migration
+  std::vector<std::string> pools;          // storage pools of its disks: a host needs all
 };
 
 // Why one host was rejected, or how it scored.

@@ -3,6 +3,7 @@
 #include "kvmfleet/common/result.hpp"
 #include "kvmfleet/model/host.hpp"
 #include "kvmfleet/model/operation.hpp"
+#include "kvmfleet/model/storage.hpp"
 #include "kvmfleet/model/vm.hpp"
 
 #include <chrono>
@@ -35,6 +36,8 @@ struct StoreSnapshot {
   std::vector<Vm> vms;
   std::vector<Operation> operations;
   std::vector<TokenRecord> tokens;
+  std::vector<StoragePool> pools;
+  std::vector<Volume> volumes;
 };
 
 // Writes that must land together or not at all (e.g. a new VM and the operation
@@ -48,10 +51,15 @@ struct WriteBatch {
   std::vector<std::string> delete_operations;  // by id
   std::vector<TokenRecord> put_tokens;
   std::vector<std::string> delete_tokens;  // by id
+  std::vector<StoragePool> put_pools;
+  std::vector<std::string> delete_pools;  // by name
+  std::vector<Volume> put_volumes;
+  std::vector<std::string> delete_volumes;  // by id
   bool empty() const {
     return put_hosts.empty() && delete_hosts.empty() && put_vms.empty() && delete_vms.empty() &&
            put_operations.empty() && delete_operations.empty() && put_tokens.empty() &&
-           delete_tokens.empty();
+           delete_tokens.empty() && put_pools.empty() && delete_pools.empty() &&
+           put_volumes.empty() && delete_volumes.empty();
   }
 };
 

@@ -1,0 +1,134 @@
+#pragma once
+
+// What the API's route handlers share: one request in flight and the helpers that
+// read its body and answer it. Internal to src/api.
+
+#include "kvmfleet/api/metrics.hpp"
+#include "kvmfleet/api/request_parsing.hpp"
+#include "kvmfleet/api/views.hpp"
+#include "kvmfleet/common/ids.hpp"
+#include "kvmfleet/controller/cluster_service.hpp"
+#include "kvmfleet/http/types.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace kvmfleet::api {
+
+using nlohmann::json;
+using http::HttpStatus;
+using http::Verb;
+
+// Who may do what. Agents may only use the agent endpoints.
+enum class Need { anyone, viewer, operator_, admin, agent };
+
+inline bool allowed(Role role, Need need) {
+  switch (need) {
+    case Need::anyone: return true;
+    case Need::viewer: return role == Role::viewer || role == Role::operator_ || role == Role::admin;
+    case Need::operator_: return role == Role::operator_ || role == Role::admin;
+    case Need::admin: return role == Role::admin;
+    case Need::agent: return role == Role::agent;
+  }
+  return false;
+}
+
+inline std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> out;
+  while (!path.empty()) {
+    if (path.front() == '/') {
+      path.remove_prefix(1);
+      continue;
+    }
+    const auto slash = path.find('/');
+    out.push_back(path.substr(0, slash));
+    path = slash == std::string_view::npos ? std::string_view{} : path.substr(slash);
+  }
+  return out;
+}
+
+// One request in flight: what the handlers need, and the way to answer.
+struct Call {
+  http::Request req;
+  http::Responder respond;
+  Metrics& metrics;
+  std::vector<std::string_view> seg;
+  std::map<std::string, std::string> query;
+  std::optional<Principal> who;
+
+  void reply(http::Response res) {
+    const auto ms = req.method_string();
+    metrics.count_request(std::string_view(ms.data(), ms.size()), res.result_int());
+    respond(std::move(res));
+  }
+  void ok(HttpStatus status, const json& body) {
+    reply(http::json_response(status, body, req.version(), req.keep_alive()));
+  }
+  void fail(const Error& e) {
+    reply(http::error_response(e, req.version(), req.keep_alive()));
+  }
+};
+
+inline Result<json> body_of(Call& c) {
+  // curl -d sends its default form type with a JSON body; that is accepted, since
+  // the body must parse as a JSON object anyway. Any other declared type is refused.
+  auto ct = c.req[http::bhttp::field::content_type];
+  if (!c.req.body().empty() && !ct.empty() && !ct.starts_with("application/json") &&
+      !ct.starts_with("application/x-www-form-urlencoded"))
+    return Error(ErrorCode::unsupported_media, "request body must be application/json");
+  return parse_body(c.req.body());
+}
+
+// For actions whose body is optional: an empty body is an empty object.
+inline Result<json> optional_body_of(Call& c) {
+  if (c.req.body().empty()) return json::object();
+  return body_of(c);
+}
+
+inline SubmitOptions submit_options(const Call& c) {
+  SubmitOptions o;
+  auto key = c.req["Idempotency-Key"];
+  o.idempotency_key = std::string(key.data(), key.size());
+  std::string canonical(c.req.method_string());
+  canonical += ' ';
+  canonical += std::string(c.req.target());
+  canonical += '\n';
+  canonical += c.req.body();
+  o.request_hash = sha256_hex(canonical);
+  return o;
+}
+
+inline Status check_idempotency_key(const Call& c) {
+  auto key = c.req["Idempotency-Key"];
+  if (key.empty()) return {};
+  if (key.size() > 128) return invalid("Idempotency-Key longer than 128 characters");
+  for (char ch : key)
+    if (ch < 0x21 || ch > 0x7e) return invalid("Idempotency-Key must be printable ASCII");
+  return {};
+}
+
+// Answers an accepted submission: 202 with the operation, or, with ?wait=N, the
+// operation once it ends (200) or when N seconds pass (202).
+inline void answer_operation(ClusterService& svc, std::shared_ptr<Call> c, const Submitted& s) {
+  auto wait = query_int(c->query, "wait", 0, 0, kMaxWaitSeconds);
+  const int seconds = wait ? *wait : 0;
+  auto send = [c, replayed = s.replayed](const std::optional<Operation>& op) {
+    if (!op) return c->fail(not_found("operation vanished"));
+    auto res = http::json_response(is_terminal(op->state) ? HttpStatus::ok : HttpStatus::accepted,
+                                   operation_view(*op), c->req.version(), c->req.keep_alive());
+    res.set(http::bhttp::field::location, "/v1/operations/" + op->id);
+    if (replayed) res.set("Idempotent-Replayed", "true");
+    c->reply(std::move(res));
+  };
+  if (seconds == 0) return send(s.operation);
+  svc.wait_operation(s.operation.id, std::chrono::seconds(seconds), send);
+}
+
+// Routes /v1/storage-pools and /v1/volumes (storage_routes.cpp).
+void route_storage(ClusterService& svc, std::shared_ptr<Call> c);
+
+}  // namespace kvmfleet::api

@@ -1,0 +1,613 @@
+#include "kvmfleet/controller/storage_operations.hpp"
+
+#include "kvmfleet/model/json.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace kvmfleet {
+namespace {
+
+// The agent remembers an op id per call path and refuses the same id with another
+// body, so every step of an operation that may call one path twice gets its own id.
+std::string step_id(OpContext& ctx, std::string_view tag) {
+  return ctx.op().id + ":" + std::string(tag);
+}
+
+std::string describe(const Error& e) {
+  return std::string(to_string(e.code)) + ": " + e.message;
+}
+
+Result<StoragePool> load_pool(OpContext& ctx, const std::string& name) {
+  auto p = ctx.state().read([&](const ClusterState::Data& d) -> std::optional<StoragePool> {
+    const StoragePool* pool = d.find_pool(name);
+    return pool ? std::optional<StoragePool>(*pool) : std::nullopt;
+  });
+  if (!p) return not_found("storage pool no longer exists", {{"pool", name}});
+  return *p;
+}
+
+Result<Volume> load_volume(OpContext& ctx, const std::string& id) {
+  auto v = ctx.state().read([&](const ClusterState::Data& d) -> std::optional<Volume> {
+    const Volume* vol = d.find_volume(id);
+    return vol ? std::optional<Volume>(*vol) : std::nullopt;
+  });
+  if (!v) return not_found("volume no longer exists", {{"volume", id}});
+  return *v;
+}
+
+Status save_pool(OpContext& ctx, const std::string& name,
+                 const std::function<void(StoragePool&)>& mutate) {
+  return ctx.state().update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+    const StoragePool* cur = d.find_pool(name);
+    if (!cur) return not_found("storage pool no longer exists", {{"pool", name}});
+    StoragePool next = *cur;
+    mutate(next);
+    next.updated_at = ctx.clock().now();
+    b.put_pools.push_back(std::move(next));
+    return {};
+  });
+}
+
+Status save_volume(OpContext& ctx, const std::string& id,
+                   const std::function<void(Volume&)>& mutate) {
+  return ctx.state().update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+    const Volume* cur = d.find_volume(id);
+    if (!cur) return not_found("volume no longer exists", {{"volume", id}});
+    Volume next = *cur;
+    mutate(next);
+    next.updated_at = ctx.clock().now();
+    b.put_volumes.push_back(std::move(next));
+    return {};
+  });
+}
+
+// Hosts that are up and may use the pool now, in name order.
+std::vector<Host> usable_hosts(OpContext& ctx, const StoragePool& pool) {
+  return ctx.state().read([&](const ClusterState::Data& d) {
+    std::vector<Host> out;
+    for (const auto& [name, h] : d.hosts)
+      if (h.state == HostState::up && pool.usable_on(name)) out.push_back(h);
+    return out;
+  });
+}
+
+Result<Host> any_usable_host(OpContext& ctx, const StoragePool& pool) {
+  auto hosts = usable_hosts(ctx, pool);
+  if (hosts.empty())
+    return unavailable("no host that is up reaches storage pool " + pool.name,
+                       {{"pool", pool.name}});
+  return hosts.front();
+}
+
+// The VM a volume is attached to, if any.
+std::optional<Vm> attached_vm(OpContext& ctx, const Volume& vol) {
+  if (vol.attached_to.empty()) return std::nullopt;
+  return ctx.state().read([&](const ClusterState::Data& d) -> std::optional<Vm> {
+    const Vm* vm = d.find_vm(vol.attached_to);
+    return vm ? std::optional<Vm>(*vm) : std::nullopt;
+  });
+}
+
+std::optional<Host> host_named(OpContext& ctx, const std::string& name) {
+  return ctx.state().read([&](const ClusterState::Data& d) -> std::optional<Host> {
+    const Host* h = d.find_host(name);
+    return h ? std::optional<Host>(*h) : std::nullopt;
+  });
+}
+
+bool runs(const Vm& vm) {
+  return vm.state == VmState::running || vm.state == VmState::paused ||
+         vm.state == VmState::shutting_down || vm.state == VmState::unknown;
+}
+
+// Where LVM commands on a volume run: the host of its VM while the VM may hold the
+// LV open (the LV's exclusive lock lives there), else any host that reaches the pool.
+Result<Host> volume_host(OpContext& ctx, const Volume& vol, const StoragePool& pool) {
+  if (auto vm = attached_vm(ctx, vol); vm && runs(*vm) && !vm->host.empty()) {
+    auto h = host_named(ctx, vm->host);
+    if (!h) return conflict("the VM's host " + vm->host + " is not registered");
+    if (h->state != HostState::up)
+      return unavailable("host " + h->name + ", where the volume's VM runs, is " +
+                             std::string(to_string(h->state)),
+                         {{"host", h->name}});
+    return *h;
+  }
+  return any_usable_host(ctx, pool);
+}
+
+// Pool size and free space as one host's LVM sees them now.
+void refresh_pool_space(OpContext& ctx, const StoragePool& pool, const Host& host) {
+  auto vg = ctx.agents().vg_get(host, pool.vg());
+  if (!vg) {
+    spdlog::warn("pool {}: cannot read VG size from {}: {}", pool.name, host.name,
+                 vg.error().message);
+    return;
+  }
+  (void)save_pool(ctx, pool.name, [&](StoragePool& p) {
+    p.size_bytes = vg->size_bytes;
+    p.free_bytes = vg->free_bytes;
+  });
+}
+
+// ---- storage_pool.create ---------------------------------------------------------
+
+// Connects one host to the pool's LUNs: logs in (iSCSI) or finds them (FC).
+PoolHostStatus connect_host(OpContext& ctx, const StoragePool& pool, const Host& host) {
+  PoolHostStatus s;
+  s.checked_at = ctx.clock().now();
+  if (host.state != HostState::up) {
+    s.error = "host is " + std::string(to_string(host.state));
+    return s;
+  }
+  if (pool.type == PoolType::iscsi) {
+    for (std::size_t i = 0; i < pool.targets.size(); ++i) {
+      const auto& t = pool.targets[i];
+      auto dev = ctx.with_retry([&] {
+        return ctx.agents().iscsi_login(host, step_id(ctx, "login" + std::to_string(i)), t);
+      });
+      if (!dev) {
+        s.error = "login to " + t.iqn + " at " + t.portal + ": " + describe(dev.error());
+        return s;
+      }
+      s.devices.push_back(*dev);
+    }
+  } else {
+    auto luns = ctx.with_retry([&] { return ctx.agents().fc_luns(host); });
+    if (!luns) {
+      s.error = "listing FC LUNs: " + describe(luns.error());
+      return s;
+    }
+    for (const auto& wwid : pool.wwids) {
+      auto it = std::find_if(luns->begin(), luns->end(),
+                             [&](const auto& l) { return l.first == wwid; });
+      if (it == luns->end()) {
+        s.error = "host sees no FC LUN with WWID " + wwid;
+        s.devices.clear();
+        return s;
+      }
+      s.devices.push_back(it->second);
+    }
+  }
+  s.connected = true;
+  return s;
+}
+
+// Undoes the iSCSI logins of a pool that could not be made (FC needs no undoing).
+void disconnect_hosts(OpContext& ctx, const StoragePool& pool, const std::vector<Host>& hosts,
+                      nlohmann::json& remains) {
+  if (pool.type != PoolType::iscsi) return;
+  for (const auto& h : hosts) {
+    for (std::size_t i = 0; i < pool.targets.size(); ++i) {
+      auto st = ctx.with_retry([&] {
+        return ctx.agents().iscsi_logout(h, step_id(ctx, "logout" + std::to_string(i)),
+                                         pool.targets[i]);
+      });
+      if (!st)
+        remains.push_back({{"host", h.name}, {"iscsi_session", pool.targets[i].iqn},
+                           {"error", describe(st.error())}});
+    }
+  }
+}
+
+Status create_pool(OpContext& ctx) {
+  auto pool = load_pool(ctx, ctx.op().target_id);
+  if (!pool) return pool.take_error();
+  if (pool->state == PoolState::ready) return {};  // a resumed run that had finished
+  std::vector<std::string> names = ctx.op().params.value("hosts", std::vector<std::string>{});
+  std::vector<Host> hosts;
+  for (const auto& n : names)
+    if (auto h = host_named(ctx, n)) hosts.push_back(*h);
+  if (hosts.empty()) return conflict("no registered host to connect the pool to");
+
+  ctx.progress(10, "connecting " + std::to_string(hosts.size()) + " hosts to the pool's LUNs");
+  std::map<std::string, PoolHostStatus> statuses;
+  std::vector<Host> connected;
+  for (const auto& h : hosts) {
+    auto s = connect_host(ctx, *pool, h);
+    if (s.connected) connected.push_back(h);
+    statuses[h.name] = std::move(s);
+  }
+  if (auto st = save_pool(ctx, pool->name, [&](StoragePool& p) { p.hosts = statuses; }); !st)
+    return st;
+
+  // A pool nobody can reach, or whose VG cannot be made, is rolled back: the logins
+  // are undone and the record goes; what could not be undone is named in the error.
+  auto roll_back = [&](Error e) -> Status {
+    nlohmann::json remains = nlohmann::json::array();
+    disconnect_hosts(ctx, *pool, connected, remains);
+    (void)ctx.state().update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+      if (d.find_pool(pool->name)) b.delete_pools.push_back(pool->name);
+      return {};
+    });
+    nlohmann::json per_host = nlohmann::json::object();
+    for (const auto& [n, s] : statuses)
+      per_host[n] = s.connected ? nlohmann::json("connected") : nlohmann::json(s.error);
+    e.details["hosts"] = per_host;
+    e.details["rolled_back"] = remains.empty();
+    if (!remains.empty()) e.details["remains"] = remains;
+    return e;
+  };
+  if (connected.empty()) return roll_back(unavailable("no host could connect to the pool's LUNs"));
+
+  const Host& creator = connected.front();
+  ctx.progress(40, "creating shared VG " + pool->vg() + " on " + creator.name);
+  // A resumed run may find the VG made already.
+  if (!ctx.agents().vg_get(creator, pool->vg())) {
+    auto st = ctx.agents().vg_create(creator, step_id(ctx, "vgcreate"), pool->vg(),
+                                     statuses[creator.name].devices);
+    if (!st) return roll_back(st.take_error());
+  }
+  statuses[creator.name].lockspace_started = true;
+
+  ctx.progress(60, "starting the VG's lockspace on every other host");
+  int started = 1;
+  for (const auto& h : connected) {
+    if (h.name == creator.name) continue;
+    auto st = ctx.with_retry(
+        [&] { return ctx.agents().vg_lockstart(h, step_id(ctx, "lockstart"), pool->vg()); });
+    if (st) {
+      statuses[h.name].lockspace_started = true;
+      ++started;
+    } else {
+      statuses[h.name].error = "lockstart: " + describe(st.error());
+    }
+  }
+  auto vg = ctx.agents().vg_get(creator, pool->vg());
+  auto st = save_pool(ctx, pool->name, [&](StoragePool& p) {
+    p.hosts = statuses;
+    p.state = PoolState::ready;
+    if (vg) {
+      p.size_bytes = vg->size_bytes;
+      p.free_bytes = vg->free_bytes;
+    }
+  });
+  if (!st) return st;
+  ctx.result()["pool"] = pool->name;
+  ctx.result()["hosts_usable"] = started;
+  ctx.result()["hosts_total"] = static_cast<int>(hosts.size());
+  ctx.progress(100, "pool ready on " + std::to_string(started) + " of " +
+                        std::to_string(hosts.size()) + " hosts");
+  return {};
+}
+
+// ---- volume.* -------------------------------------------------------------------
+
+// The size LVM actually gave an LV (it rounds up to whole extents).
+std::optional<std::uint64_t> lv_size(OpContext& ctx, const Host& host, const std::string& vg,
+                                     const std::string& lv) {
+  auto lvs = ctx.agents().lv_list(host, vg);
+  if (!lvs) return std::nullopt;
+  for (const auto& l : *lvs)
+    if (l.name == lv) return l.size_bytes;
+  return std::nullopt;
+}
+
+Status create_volume(OpContext& ctx) {
+  auto vol = load_volume(ctx, ctx.op().target_id);
+  if (!vol) return vol.take_error();
+  if (vol->state == VolumeState::ready) return {};
+  auto pool = load_pool(ctx, vol->pool);
+  if (!pool) return pool.take_error();
+  auto host = any_usable_host(ctx, *pool);
+  if (!host) return host.take_error();
+
+  auto forget = [&](Error e) -> Status {
+    (void)ctx.state().update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+      if (d.find_volume(vol->id)) b.delete_volumes.push_back(vol->id);
+      return {};
+    });
+    e.details["rolled_back"] = true;
+    return e;
+  };
+  ctx.progress(20, "creating LV " + pool->vg() + "/" + vol->lv() + " on " + host->name);
+  const bool exists = lv_size(ctx, *host, pool->vg(), vol->lv()).has_value();
+  if (!exists) {
+    auto st = ctx.with_retry([&] {
+      return ctx.agents().lv_create(*host, step_id(ctx, "create"), pool->vg(), vol->lv(),
+                                    vol->size_bytes);
+    });
+    if (!st) return forget(st.take_error());
+  }
+  // Made active here so that LVM zeroed its start; a volume is inactive until a VM
+  // starts on it.
+  ctx.progress(70, "deactivating the new LV");
+  auto off = ctx.with_retry([&] {
+    return ctx.agents().lv_activate(*host, step_id(ctx, "deactivate"), pool->vg(), vol->lv(),
+                                    LvMode::inactive);
+  });
+  const auto size = lv_size(ctx, *host, pool->vg(), vol->lv());
+  auto st = save_volume(ctx, vol->id, [&](Volume& v) {
+    v.state = VolumeState::ready;
+    if (size) v.size_bytes = *size;
+  });
+  if (!st) return st;
+  refresh_pool_space(ctx, *pool, *host);
+  ctx.result()["volume_id"] = vol->id;
+  if (!off) {
+    Error e = off.take_error();
+    e.message = "volume created but left active on " + host->name + ": " + e.message;
+    e.details["volume_id"] = vol->id;
+    e.details["remains"] = {{"host", host->name}, {"active", vol->lv()}};
+    return e;
+  }
+  return {};
+}
+
+Status grow_volume(OpContext& ctx) {
+  auto vol = load_volume(ctx, ctx.op().target_id);
+  if (!vol) return vol.take_error();
+  const auto target = ctx.op().params.value("size_bytes", std::uint64_t{0});
+  if (vol->size_bytes >= target) return {};  // grown already (a resumed run)
+  if (auto vm = attached_vm(ctx, *vol); vm && runs(*vm))
+    return conflict("volume " + vol->name + " is in use by running VM " + vm->spec.name +
+                        "; stop the VM to grow it",
+                    {{"volume", vol->name}, {"vm", vm->spec.name}});
+  auto pool = load_pool(ctx, vol->pool);
+  if (!pool) return pool.take_error();
+  auto host = any_usable_host(ctx, *pool);
+  if (!host) return host.take_error();
+  ctx.progress(30, "growing LV " + pool->vg() + "/" + vol->lv() + " on " + host->name);
+  auto st = ctx.with_retry([&] {
+    return ctx.agents().lv_grow(*host, step_id(ctx, "grow"), pool->vg(), vol->lv(), target);
+  });
+  if (!st) return st;
+  const auto size = lv_size(ctx, *host, pool->vg(), vol->lv());
+  if (auto s = save_volume(ctx, vol->id, [&](Volume& v) { v.size_bytes = size.value_or(target); });
+      !s)
+    return s;
+  refresh_pool_space(ctx, *pool, *host);
+  ctx.result()["size_bytes"] = size.value_or(target);
+  return {};
+}
+
+Status delete_volume(OpContext& ctx) {
+  auto vol = load_volume(ctx, ctx.op().target_id);
+  if (!vol) {
+    if (vol.error().code == ErrorCode::not_found) return {};  // gone: deleting twice is harmless
+    return vol.take_error();
+  }
+  if (!vol->attached_to.empty())
+    return conflict("volume " + vol->name + " is attached to a VM", {{"vm", vol->attached_to}});
+  if (!vol->snapshots.empty())
+    return conflict("volume " + vol->name + " has snapshots; delete them first",
+                    {{"snapshots", nlohmann::json(vol->snapshots.size())}});
+  auto pool = load_pool(ctx, vol->pool);
+  if (!pool) return pool.take_error();
+  auto host = any_usable_host(ctx, *pool);
+  if (!host) return host.take_error();
+  ctx.progress(30, "removing LV " + pool->vg() + "/" + vol->lv());
+  if (lv_size(ctx, *host, pool->vg(), vol->lv())) {
+    auto st = ctx.with_retry([&] {
+      return ctx.agents().lv_delete(*host, step_id(ctx, "delete"), pool->vg(), vol->lv());
+    });
+    if (!st) return st;
+  }
+  if (auto st = ctx.state().update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+        if (d.find_volume(vol->id)) b.delete_volumes.push_back(vol->id);
+        return {};
+      });
+      !st)
+    return st;
+  refresh_pool_space(ctx, *pool, *host);
+  return {};
+}
+
+// ---- snapshot.* -------------------------------------------------------------------
+
+Status create_snapshot(OpContext& ctx) {
+  auto vol = load_volume(ctx, ctx.op().target_id);
+  if (!vol) return vol.take_error();
+  const auto& p = ctx.op().params;
+  Snapshot snap;
+  snap.id = p.at("snapshot_id").get<std::string>();
+  snap.name = p.at("name").get<std::string>();
+  snap.lv = snapshot_lv_name(vol->name, snap.name);
+  snap.size_bytes = p.at("size_bytes").get<std::uint64_t>();
+  snap.created_at = ctx.clock().now();
+  const bool quiesce = p.value("quiesce", true);
+  if (vol->find_snapshot(snap.id)) return {};  // a resumed run that had finished
+  auto pool = load_pool(ctx, vol->pool);
+  if (!pool) return pool.take_error();
+  auto host = volume_host(ctx, *vol, *pool);
+  if (!host) return host.take_error();
+  const auto vm = attached_vm(ctx, *vol);
+  const bool live = vm && runs(*vm);
+
+  // A guest that runs is frozen (QEMU guest agent) for the instant of the snapshot
+  // when it can be; otherwise the snapshot is crash-consistent and says so.
+  bool frozen = false;
+  if (live && quiesce) {
+    ctx.progress(20, "freezing the guest's filesystems");
+    auto f = ctx.agents().fs_freeze(*host, step_id(ctx, "freeze"), vm->id);
+    if (f) {
+      frozen = true;
+      ctx.result()["frozen_filesystems"] = *f;
+    } else {
+      ctx.result()["quiesce_error"] = describe(f.error());
+    }
+  }
+  snap.consistency = frozen ? SnapshotConsistency::quiesced : SnapshotConsistency::crash_consistent;
+
+  ctx.progress(50, "creating COW snapshot " + snap.lv + " on " + host->name);
+  Status made;
+  if (live) {
+    made = ctx.agents().lv_snapshot(*host, step_id(ctx, "snapshot"), pool->vg(), vol->lv(), snap.lv,
+                                    snap.size_bytes);
+  } else {
+    // The origin is active only where its VM runs; for the snapshot it is activated
+    // exclusively here and deactivated after (which deactivates the snapshot too).
+    made = ctx.agents().lv_activate(*host, step_id(ctx, "activate"), pool->vg(), vol->lv(),
+                                    LvMode::exclusive);
+    if (made)
+      made = ctx.agents().lv_snapshot(*host, step_id(ctx, "snapshot"), pool->vg(), vol->lv(),
+                                      snap.lv, snap.size_bytes);
+    auto off = ctx.with_retry([&] {
+      return ctx.agents().lv_activate(*host, step_id(ctx, "deactivate"), pool->vg(), vol->lv(),
+                                      LvMode::inactive);
+    });
+    if (!off) ctx.result()["deactivate_error"] = describe(off.error());
+  }
+  if (frozen) {
+    // Thawed whatever happened: a guest left frozen is an outage.
+    auto t = ctx.with_retry([&] { return ctx.agents().fs_thaw(*host, step_id(ctx, "thaw"), vm->id); });
+    if (!t) {
+      Error e = t.take_error();
+      e.message = "the guest could not be thawed after the snapshot: " + e.message;
+      e.details["vm"] = vm->spec.name;
+      return e;
+    }
+  }
+  if (!made) return made;
+  const auto lvs = ctx.agents().lv_list(*host, pool->vg());
+  if (lvs) {
+    for (const auto& l : *lvs)
+      if (l.name == snap.lv) {
+        snap.size_bytes = l.size_bytes;
+        snap.fill_percent = l.data_percent;
+      }
+  }
+  if (auto st = save_volume(ctx, vol->id, [&](Volume& v) { v.snapshots.push_back(snap); }); !st)
+    return st;
+  refresh_pool_space(ctx, *pool, *host);
+  ctx.result()["snapshot_id"] = snap.id;
+  ctx.result()["consistency"] = std::string(to_string(snap.consistency));
+  return {};
+}
+
+Status delete_snapshot(OpContext& ctx) {
+  auto vol = load_volume(ctx, ctx.op().target_id);
+  if (!vol) return vol.take_error();
+  const std::string sid = ctx.op().params.value("snapshot_id", "");
+  const Snapshot* snap = vol->find_snapshot(sid);
+  if (!snap) return {};  // gone already
+  const std::string lv = snap->lv;
+  auto pool = load_pool(ctx, vol->pool);
+  if (!pool) return pool.take_error();
+  auto host = volume_host(ctx, *vol, *pool);
+  if (!host) return host.take_error();
+  ctx.progress(30, "removing snapshot LV " + lv);
+  if (lv_size(ctx, *host, pool->vg(), lv)) {
+    auto st = ctx.with_retry(
+        [&] { return ctx.agents().lv_delete(*host, step_id(ctx, "delete"), pool->vg(), lv); });
+    if (!st) return st;
+  }
+  if (auto st = save_volume(ctx, vol->id, [&](Volume& v) {
+        std::erase_if(v.snapshots, [&](const Snapshot& s) { return s.id == sid; });
+      });
+      !st)
+    return st;
+  refresh_pool_space(ctx, *pool, *host);
+  return {};
+}
+
+// Reverts a volume to a snapshot (lvconvert --merge). The origin is activated here so
+// that the merge runs now, and the operation waits for it; if it does not end in time
+// it stays pending in LVM and completes at the origin's next activation.
+Status revert_snapshot(OpContext& ctx) {
+  auto vol = load_volume(ctx, ctx.op().target_id);
+  if (!vol) return vol.take_error();
+  const std::string sid = ctx.op().params.value("snapshot_id", "");
+  const Snapshot* snap = vol->find_snapshot(sid);
+  if (!snap) return not_found("snapshot no longer exists", {{"snapshot", sid}});
+  const std::string lv = snap->lv;
+  if (auto vm = attached_vm(ctx, *vol); vm && runs(*vm))
+    return conflict("volume " + vol->name + " is in use by running VM " + vm->spec.name +
+                        "; stop the VM to revert it",
+                    {{"vm", vm->spec.name}});
+  auto pool = load_pool(ctx, vol->pool);
+  if (!pool) return pool.take_error();
+  auto host = any_usable_host(ctx, *pool);
+  if (!host) return host.take_error();
+
+  ctx.progress(20, "activating the origin on " + host->name);
+  if (auto st = ctx.with_retry([&] {
+        return ctx.agents().lv_activate(*host, step_id(ctx, "activate"), pool->vg(), vol->lv(),
+                                        LvMode::exclusive);
+      });
+      !st)
+    return st;
+  ctx.progress(40, "merging snapshot " + lv + " into " + vol->lv());
+  auto merged = ctx.with_retry(
+      [&] { return ctx.agents().lv_merge(*host, step_id(ctx, "merge"), pool->vg(), lv); });
+  bool pending = false;
+  if (merged) {
+    pending = true;
+    for (int round = 0; round < 300 && pending; ++round) {  // up to 5 minutes
+      auto lvs = ctx.agents().lv_list(*host, pool->vg());
+      if (lvs) {
+        pending = std::any_of(lvs->begin(), lvs->end(),
+                              [&](const AgentLv& l) { return l.name == lv; });
+      }
+      if (pending && !ctx.sleep_for(std::chrono::seconds(1))) break;
+    }
+  }
+  auto off = ctx.with_retry([&] {
+    return ctx.agents().lv_activate(*host, step_id(ctx, "deactivate"), pool->vg(), vol->lv(),
+                                    LvMode::inactive);
+  });
+  if (!merged) return merged;
+  if (auto st = save_volume(ctx, vol->id, [&](Volume& v) {
+        if (pending) {
+          for (auto& s : v.snapshots)
+            if (s.id == sid) s.merge_pending = true;
+        } else {
+          std::erase_if(v.snapshots, [&](const Snapshot& s) { return s.id == sid; });
+        }
+      });
+      !st)
+    return st;
+  refresh_pool_space(ctx, *pool, *host);
+  ctx.result()["merge_pending"] = pending;
+  if (!off) ctx.result()["deactivate_error"] = describe(off.error());
+  return {};
+}
+
+}  // namespace
+
+std::vector<VmVolume> vm_volumes(const ClusterState::Data& d, const Vm& vm) {
+  std::vector<VmVolume> out;
+  for (const Volume* v : d.volumes_of(vm)) {
+    VmVolume x{v->id, v->name, v->pool, v->lv(), {}};
+    for (const auto& s : v->snapshots) x.snapshots.push_back(s.name);
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+Status set_volume_activation(OpContext& ctx, const std::vector<VmVolume>& volumes,
+                             const Host& host, LvMode mode, std::string_view tag,
+                             bool undo_on_failure) {
+  const std::string op_id = step_id(ctx, tag);
+  std::vector<const VmVolume*> done;
+  for (const auto& v : volumes) {
+    auto st = ctx.with_retry([&] { return ctx.agents().lv_activate(host, op_id, v.vg, v.lv, mode); });
+    if (!st) {
+      Error e = st.take_error();
+      e.details["volume"] = v.name;
+      e.details["host"] = host.name;
+      e.details["mode"] = std::string(to_string(mode));
+      if (undo_on_failure && mode != LvMode::inactive) {
+        const std::string undo = op_id + "-undo";
+        for (const VmVolume* u : done)
+          (void)ctx.agents().lv_activate(host, undo, u->vg, u->lv, LvMode::inactive);
+      }
+      return e;
+    }
+    done.push_back(&v);
+  }
+  return {};
+}
+
+void register_storage_operations(OperationRunner& runner) {
+  runner.register_kind(std::string(op_kind::pool_create), create_pool);
+  runner.register_kind(std::string(op_kind::volume_create), create_volume);
+  runner.register_kind(std::string(op_kind::volume_grow), grow_volume);
+  runner.register_kind(std::string(op_kind::volume_delete), delete_volume);
+  runner.register_kind(std::string(op_kind::snapshot_create), create_snapshot);
+  runner.register_kind(std::string(op_kind::snapshot_delete), delete_snapshot);
+  runner.register_kind(std::string(op_kind::snapshot_revert), revert_snapshot);
+}
+
+}  // namespace kvmfleet

@@ -1,0 +1,327 @@
+// The controller's shared-storage requests and operations over the FakeAgentApi,
+// whose in-memory LVM keeps lvmlockd's rules (exclusive on one host or shared on
+// several; an origin with snapshots is never shared).
+#include "kvmfleet/controller/migration_planning.hpp"
+#include "tests/unit/controller_fixture.hpp"
+
+using namespace kvmfleet;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
+
+class StorageControllerTest : public testing_support::ControllerTest {
+ protected:
+  void SetUp() override {
+    ControllerTest::SetUp();
+    host_up("node1");
+    host_up("node2");
+    runner_->start();
+  }
+
+  StoragePool iscsi_pool(const std::string& name, const std::string& iqn = "iqn.2026-01.io.kvmfleet:lun1") {
+    StoragePool p;
+    p.name = name;
+    p.type = PoolType::iscsi;
+    p.targets.push_back(IscsiPoolTarget{"10.77.0.1:3260", iqn, 1, "", ""});
+    return p;
+  }
+
+  Operation run(Result<Submitted> s) {
+    EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
+    if (!s.ok()) return Operation{};
+    return wait_done(s->operation.id);
+  }
+
+  void make_pool(const std::string& name = "pool1") {
+    auto op = run(service_->create_pool(admin(), iscsi_pool(name), {}, {}));
+    ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  }
+  std::string make_volume(const std::string& name, std::uint64_t bytes = kGiB) {
+    auto op = run(service_->create_volume(admin(), name, "pool1", bytes, {}));
+    EXPECT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+    return op.result.value("volume_id", "");
+  }
+  StoragePool pool(const std::string& name) {
+    return state_->read([&](const ClusterState::Data& d) {
+      const StoragePool* p = d.find_pool(name);
+      return p ? *p : StoragePool{};
+    });
+  }
+  Volume volume(const std::string& name) {
+    return state_->read([&](const ClusterState::Data& d) {
+      const Volume* v = d.find_volume(name);
+      return v ? *v : Volume{};
+    });
+  }
+  VmSpec spec_on(const std::string& name, const std::string& vol) {
+    VmSpec s = spec(name);
+    DiskSpec d;
+    d.volume = vol;
+    s.disks.push_back(d);
+    return s;
+  }
+  std::map<std::string, LvMode> holders(const std::string& lv) { return agents_.holders("pool1", lv); }
+};
+
+TEST_F(StorageControllerTest, PoolLogsEveryHostInMakesTheVgOnceAndStartsLockspaces) {
+  make_pool();
+  const auto p = pool("pool1");
+  EXPECT_EQ(p.state, PoolState::ready);
+  EXPECT_EQ(p.size_bytes, agents_.lun_bytes);
+  EXPECT_EQ(p.free_bytes, agents_.lun_bytes);
+  ASSERT_EQ(p.hosts.size(), 2u);
+  for (const auto& h : {"node1", "node2"}) {
+    EXPECT_TRUE(p.usable_on(h)) << h;
+    EXPECT_EQ(p.hosts.at(h).devices.size(), 1u);
+  }
+  EXPECT_EQ(agents_.count("iscsi_login"), 2);
+  EXPECT_EQ(agents_.count("vg_create"), 1);
+  EXPECT_EQ(agents_.count("vg_lockstart"), 1);
+}
+
+TEST_F(StorageControllerTest, PoolWhoseVgCannotBeMadeIsRolledBack) {
+  agents_.fail_next("vg_create", conflict("Physical volume /dev/sda is already in a VG"));
+  auto op = run(service_->create_pool(admin(), iscsi_pool("pool1"), {}, {}));
+  ASSERT_EQ(op.state, OpState::failed);
+  EXPECT_TRUE(op.error->details.value("rolled_back", false));
+  EXPECT_TRUE(pool("pool1").name.empty());
+  EXPECT_EQ(agents_.count("iscsi_logout"), 2);
+  EXPECT_TRUE(agents_.sessions["node1"].empty());
+}
+
+TEST_F(StorageControllerTest, HostThatCannotLogInIsRecordedAndFilteredByTheScheduler) {
+  agents_.fail_next("iscsi_login:node2", Error(ErrorCode::unavailable, "no route to host"), 3);
+  make_pool();
+  const auto p = pool("pool1");
+  EXPECT_TRUE(p.usable_on("node1"));
+  EXPECT_FALSE(p.usable_on("node2"));
+  EXPECT_NE(p.hosts.at("node2").error.find("no route to host"), std::string::npos);
+  make_volume("disk1");
+  // node2 has more free memory, but it cannot reach the pool.
+  auto pl = service_->place(spec_on("vm1", "disk1"));
+  EXPECT_EQ(pl.host, "node1");
+  for (const auto& v : pl.verdicts)
+    if (v.host == "node2") EXPECT_EQ(v.filter, "storage");
+}
+
+TEST_F(StorageControllerTest, SecondPoolOnTheSameLunIsRefused) {
+  make_pool();
+  auto again = service_->create_pool(admin(), iscsi_pool("pool2"), {}, {});
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::conflict);
+}
+
+TEST_F(StorageControllerTest, VolumeIsCreatedInactiveAndSizedByLvm) {
+  make_pool();
+  const auto id = make_volume("disk1", 10 * 1024 * 1024 + 512);
+  const auto v = volume("disk1");
+  EXPECT_EQ(v.id, id);
+  EXPECT_EQ(v.state, VolumeState::ready);
+  EXPECT_EQ(v.size_bytes, 12u * 1024 * 1024);  // three 4 MiB extents
+  EXPECT_TRUE(holders("disk1").empty());       // zeroed while active, then deactivated
+  EXPECT_EQ(pool("pool1").free_bytes, agents_.lun_bytes - v.size_bytes);
+}
+
+TEST_F(StorageControllerTest, VolumeLargerThanFreeSpaceIsRefusedAndNothingIsWritten) {
+  make_pool();
+  const int before = store_.commits;
+  auto s = service_->create_volume(admin(), "huge", "pool1", agents_.lun_bytes + kGiB, {});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::insufficient_capacity);
+  EXPECT_EQ(store_.commits, before);
+  EXPECT_TRUE(volume("huge").id.empty());
+}
+
+TEST_F(StorageControllerTest, FailedLvCreateRollsTheVolumeBack) {
+  make_pool();
+  agents_.fail_next("lv_create", Error(ErrorCode::internal, "lvcreate failed"));
+  auto op = run(service_->create_volume(admin(), "disk1", "pool1", kGiB, {}));
+  ASSERT_EQ(op.state, OpState::failed);
+  EXPECT_TRUE(op.error->details.value("rolled_back", false));
+  EXPECT_TRUE(volume("disk1").id.empty());
+}
+
+TEST_F(StorageControllerTest, VmOnAVolumeActivatesItExclusivelyWhereItRunsAndReleasesOnStop) {
+  make_pool();
+  make_volume("disk1");
+  auto op = run(service_->create_vm(admin(), spec_on("vm1", "disk1"), true, {}));
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  const Vm v = vm("vm1");
+  ASSERT_EQ(v.spec.disks.size(), 1u);
+  EXPECT_EQ(v.spec.disks[0].device, "/dev/pool1/disk1");
+  EXPECT_EQ(volume("disk1").attached_to, v.id);
+  EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{v.host, LvMode::exclusive}}));
+
+  // A second VM may not take the same volume.
+  auto twice = service_->create_vm(admin(), spec_on("vm2", "disk1"), false, {});
+  ASSERT_FALSE(twice.ok());
+  EXPECT_EQ(twice.error().code, ErrorCode::conflict);
+
+  auto stop = run(service_->vm_action(admin(), "vm1", op_kind::vm_stop, {{"timeout_s", 5}}, {}));
+  ASSERT_EQ(stop.state, OpState::succeeded);
+  EXPECT_TRUE(holders("disk1").empty());
+  // Attached volumes are not deleted.
+  auto del = service_->delete_volume(admin(), "disk1", {});
+  ASSERT_FALSE(del.ok());
+  EXPECT_EQ(del.error().code, ErrorCode::conflict);
+  // Deleting the VM releases the volume, which then can go.
+  auto gone = run(service_->vm_action(admin(), "vm1", op_kind::vm_delete, nlohmann::json::object(), {}));
+  ASSERT_EQ(gone.state, OpState::succeeded);
+  EXPECT_TRUE(volume("disk1").attached_to.empty());
+  auto del2 = run(service_->delete_volume(admin(), "disk1", {}));
+  EXPECT_EQ(del2.state, OpState::succeeded);
+  EXPECT_TRUE(volume("disk1").id.empty());
+  EXPECT_EQ(pool("pool1").free_bytes, agents_.lun_bytes);
+}
+
+TEST_F(StorageControllerTest, StartRefusedWhileAnotherHostHoldsTheVolume) {
+  make_pool();
+  make_volume("disk1");
+  VmSpec s = spec_on("vm1", "disk1");
+  s.pinned_host = "node1";
+  ASSERT_EQ(run(service_->create_vm(admin(), s, false, {})).state, OpState::succeeded);
+  // Something on node2 holds the LV (a VM the controller lost track of, say).
+  Host node2 = state_->read([](const ClusterState::Data& d) { return *d.find_host("node2"); });
+  ASSERT_TRUE(agents_.lv_activate(node2, "x", "pool1", "disk1", LvMode::exclusive).ok());
+  auto start = run(service_->vm_action(admin(), "vm1", op_kind::vm_start, nlohmann::json::object(), {}));
+  ASSERT_EQ(start.state, OpState::failed);
+  EXPECT_EQ(start.error->code, ErrorCode::conflict);
+  EXPECT_EQ(vm("vm1").state, VmState::stopped);
+  EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node2", LvMode::exclusive}}));
+}
+
+TEST_F(StorageControllerTest, LiveMigrationSharesTheVolumeForTheMoveAndLeavesItExclusiveOnTheTarget) {
+  make_pool();
+  make_volume("disk1");
+  VmSpec s = spec_on("vm1", "disk1");
+  s.pinned_host = "node1";
+  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  agents_.hold_migrations = true;
+  auto sub = service_->migrate_vm(admin(), "vm1", "node2", MigrationPolicy{}, {});
+  ASSERT_TRUE(sub.ok()) << sub.error().message;
+  // While the guest moves, both hosts hold the LV shared.
+  for (int i = 0; i < 2000 && agents_.count("migrate") == 0; ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(agents_.count("migrate"), 1);
+  EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node1", LvMode::shared},
+                                                             {"node2", LvMode::shared}}));
+  agents_.complete_migration(vm("vm1").id);
+  auto op = wait_done(sub->operation.id);
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(vm("vm1").host, "node2");
+  EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node2", LvMode::exclusive}}));
+  EXPECT_FALSE(op.result.contains("storage_warning")) << op.result.dump();
+}
+
+TEST_F(StorageControllerTest, FailedMigrationLeavesTheVolumeExclusiveOnTheSource) {
+  make_pool();
+  make_volume("disk1");
+  VmSpec s = spec_on("vm1", "disk1");
+  s.pinned_host = "node1";
+  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  agents_.fail_next("migrate", Error(ErrorCode::internal, "migration failed"));
+  auto op = run(service_->migrate_vm(admin(), "vm1", "node2", MigrationPolicy{}, {}));
+  ASSERT_EQ(op.state, OpState::failed);
+  EXPECT_EQ(vm("vm1").host, "node1");
+  EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node1", LvMode::exclusive}}));
+}
+
+TEST_F(StorageControllerTest, SnapshotOfARunningVmIsQuiescedAndBlocksLiveMigration) {
+  make_pool();
+  make_volume("disk1");
+  VmSpec s = spec_on("vm1", "disk1");
+  s.pinned_host = "node1";
+  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  auto op = run(service_->create_snapshot(admin(), "disk1", "before-upgrade", 0, 0.25, true, {}));
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(op.result.value("consistency", ""), "quiesced");
+  EXPECT_EQ(agents_.frozen, 0);  // thawed again
+  const auto v = volume("disk1");
+  ASSERT_EQ(v.snapshots.size(), 1u);
+  EXPECT_EQ(v.snapshots[0].lv, "disk1.snap.before-upgrade");
+  EXPECT_EQ(v.snapshots[0].size_bytes, kGiB / 4);
+  // lvmlockd cannot share an origin with snapshots: the migration is refused up front.
+  auto mig = service_->migrate_vm(admin(), "vm1", "node2", MigrationPolicy{}, {});
+  ASSERT_FALSE(mig.ok());
+  EXPECT_EQ(mig.error().code, ErrorCode::conflict);
+  EXPECT_EQ(mig.error().details["snapshots"][0], "before-upgrade");
+  // Nor can the volume be deleted while it has snapshots (nor while attached).
+  EXPECT_EQ(service_->delete_volume(admin(), "disk1", {}).error().code, ErrorCode::conflict);
+}
+
+TEST_F(StorageControllerTest, SnapshotWithoutGuestAgentIsCrashConsistent) {
+  make_pool();
+  make_volume("disk1");
+  VmSpec s = spec_on("vm1", "disk1");
+  s.pinned_host = "node1";
+  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  agents_.guest_agent = false;
+  auto op = run(service_->create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, true, {}));
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(op.result.value("consistency", ""), "crash-consistent");
+  EXPECT_TRUE(op.result.contains("quiesce_error"));
+  EXPECT_EQ(volume("disk1").snapshots.at(0).consistency, SnapshotConsistency::crash_consistent);
+}
+
+TEST_F(StorageControllerTest, RevertNeedsTheVmStoppedAndRemovesTheSnapshot) {
+  make_pool();
+  make_volume("disk1");
+  VmSpec s = spec_on("vm1", "disk1");
+  s.pinned_host = "node1";
+  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  ASSERT_EQ(run(service_->create_snapshot(admin(), "disk1", "s1", 0, 0.1, false, {})).state,
+            OpState::succeeded);
+  auto running = service_->snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_revert, {});
+  ASSERT_FALSE(running.ok());
+  EXPECT_EQ(running.error().code, ErrorCode::conflict);
+  ASSERT_EQ(run(service_->vm_action(admin(), "vm1", op_kind::vm_stop, {{"timeout_s", 5}}, {})).state,
+            OpState::succeeded);
+  EXPECT_TRUE(holders("disk1").empty());
+  auto op = run(service_->snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_revert, {}));
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_FALSE(op.result.value("merge_pending", true));
+  EXPECT_TRUE(volume("disk1").snapshots.empty());
+  EXPECT_TRUE(holders("disk1").empty());
+  EXPECT_EQ(agents_.count("lv_merge"), 1);
+}
+
+TEST_F(StorageControllerTest, SnapshotOfAStoppedVolumeActivatesItBrieflyAndDeleteRemovesIt) {
+  make_pool();
+  make_volume("disk1");
+  auto op = run(service_->create_snapshot(admin(), "disk1", "s1", 0, 0.5, true, {}));
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(op.result.value("consistency", ""), "crash-consistent");
+  EXPECT_TRUE(holders("disk1").empty());
+  EXPECT_EQ(agents_.count("fs_freeze"), 0);
+  auto missing = service_->snapshot_action(admin(), "disk1", "nope", op_kind::snapshot_delete, {});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ErrorCode::not_found);
+  auto del = run(service_->snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_delete, {}));
+  ASSERT_EQ(del.state, OpState::succeeded) << (del.error ? del.error->message : "");
+  EXPECT_TRUE(volume("disk1").snapshots.empty());
+  EXPECT_EQ(agents_.vgs["pool1"].lvs.count("disk1.snap.s1"), 0u);
+}
+
+TEST_F(StorageControllerTest, GrowNeedsAStoppedVmAndALargerSize) {
+  make_pool();
+  make_volume("disk1");
+  auto smaller = service_->grow_volume(admin(), "disk1", kGiB / 2, {});
+  ASSERT_FALSE(smaller.ok());
+  EXPECT_EQ(smaller.error().code, ErrorCode::invalid_argument);
+  auto op = run(service_->grow_volume(admin(), "disk1", 2 * kGiB, {}));
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(volume("disk1").size_bytes, 2 * kGiB);
+}
+
+TEST_F(StorageControllerTest, PoolsAndVolumesSurviveARestart) {
+  make_pool();
+  make_volume("disk1");
+  shutdown();
+  boot();
+  EXPECT_EQ(pool("pool1").state, PoolState::ready);
+  EXPECT_TRUE(pool("pool1").usable_on("node2"));
+  EXPECT_EQ(volume("disk1").state, VolumeState::ready);
+}
+
+}  // namespace
