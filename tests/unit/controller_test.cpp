@@ -278,22 +278,23 @@ class ReconcilerTest : public ::testing::Test {
   DomainStatus dom(const std::string& state) { return {vm_.id, "web1", state, true, 1, true}; }
 
   Clock::time_point now_ = from_unix_ms(1'000'000);
+  Clock::time_point started_ = now_ - 1h;  // this controller heard every heartbeat above
   ClusterState::Data data_;
   Vm vm_;
 };
 
 TEST_F(ReconcilerTest, NoChangeWritesNothing) {
-  EXPECT_TRUE(reconcile_host(data_, "node1", {dom("running")}, now_).empty());
+  EXPECT_TRUE(reconcile_host(data_, "node1", {dom("running")}, now_, started_).empty());
 }
 
 TEST_F(ReconcilerTest, AStopOutsideKvmfleetIsReflectedNotFought) {
-  auto b = reconcile_host(data_, "node1", {dom("stopped")}, now_);
+  auto b = reconcile_host(data_, "node1", {dom("stopped")}, now_, started_);
   ASSERT_EQ(b.put_vms.size(), 1u);
   EXPECT_EQ(b.put_vms[0].state, VmState::stopped);
   EXPECT_EQ(b.put_vms[0].desired, DesiredState::stopped);
   // Applying it and observing the same again changes nothing: no flapping.
   data_.vms[vm_.id] = b.put_vms[0];
-  EXPECT_TRUE(reconcile_host(data_, "node1", {dom("stopped")}, now_).empty());
+  EXPECT_TRUE(reconcile_host(data_, "node1", {dom("stopped")}, now_, started_).empty());
 }
 
 TEST_F(ReconcilerTest, AVmWithAnOperationInFlightIsLeftAlone) {
@@ -302,20 +303,20 @@ TEST_F(ReconcilerTest, AVmWithAnOperationInFlightIsLeftAlone) {
   op.target_id = vm_.id;
   op.state = OpState::running;
   data_.operations["op"] = op;
-  EXPECT_TRUE(reconcile_host(data_, "node1", {dom("stopped")}, now_).empty());
+  EXPECT_TRUE(reconcile_host(data_, "node1", {dom("stopped")}, now_, started_).empty());
 }
 
 TEST_F(ReconcilerTest, AVanishedDomainBecomesUnknownOnce) {
-  auto b = reconcile_host(data_, "node1", {}, now_);
+  auto b = reconcile_host(data_, "node1", {}, now_, started_);
   ASSERT_EQ(b.put_vms.size(), 1u);
   EXPECT_EQ(b.put_vms[0].state, VmState::unknown);
   data_.vms[vm_.id] = b.put_vms[0];
-  EXPECT_TRUE(reconcile_host(data_, "node1", {}, now_).empty());
+  EXPECT_TRUE(reconcile_host(data_, "node1", {}, now_, started_).empty());
 }
 
 TEST_F(ReconcilerTest, RunningOnTwoHostsIsFlaggedNotAdopted) {
   data_.hosts["node1"].inventory.domains = {dom("running")};
-  auto b = reconcile_host(data_, "node2", {dom("running")}, now_);
+  auto b = reconcile_host(data_, "node2", {dom("running")}, now_, started_);
   ASSERT_EQ(b.put_vms.size(), 1u);
   EXPECT_EQ(b.put_vms[0].host, "node1");
   EXPECT_EQ(b.put_vms[0].state, VmState::unknown);
@@ -323,24 +324,252 @@ TEST_F(ReconcilerTest, RunningOnTwoHostsIsFlaggedNotAdopted) {
 
 TEST_F(ReconcilerTest, MovedOutsideKvmfleetIsAdopted) {
   data_.hosts["node1"].inventory.domains = {};
-  auto b = reconcile_host(data_, "node2", {dom("running")}, now_);
+  auto b = reconcile_host(data_, "node2", {dom("running")}, now_, started_);
   ASSERT_EQ(b.put_vms.size(), 1u);
   EXPECT_EQ(b.put_vms[0].host, "node2");
 }
 
 TEST_F(ReconcilerTest, SilentHostGoesUnreachableThenDownAndItsVmsUnknown) {
-  EXPECT_TRUE(reconcile_liveness(data_, now_ + 1s, 6s, 30s).empty());
-  auto b = reconcile_liveness(data_, now_ + 7s, 6s, 30s);
+  EXPECT_TRUE(reconcile_liveness(data_, now_ + 1s, started_, 6s, 30s).empty());
+  auto b = reconcile_liveness(data_, now_ + 7s, started_, 6s, 30s);
   ASSERT_EQ(b.put_hosts.size(), 2u);
   EXPECT_EQ(b.put_hosts[0].state, HostState::unreachable);
   ASSERT_EQ(b.put_vms.size(), 1u);
   EXPECT_EQ(b.put_vms[0].state, VmState::unknown);
   for (auto& h : b.put_hosts) data_.hosts[h.name] = h;
   data_.vms[vm_.id] = b.put_vms[0];
-  auto d = reconcile_liveness(data_, now_ + 31s, 6s, 30s);
+  auto d = reconcile_liveness(data_, now_ + 31s, started_, 6s, 30s);
   ASSERT_EQ(d.put_hosts.size(), 2u);
   EXPECT_EQ(d.put_hosts[0].state, HostState::down);
   EXPECT_TRUE(d.put_vms.empty());
+}
+
+
+// After a controller restart the hosts' records are what a previous process heard:
+// node1 last said it ran web1. Here web1 has moved to node2 while no controller watched.
+class ReconcilerAfterRestartTest : public ReconcilerTest {
+ protected:
+  ReconcilerAfterRestartTest() {
+    started_ = now_;
+    for (auto& [_, h] : data_.hosts) h.last_heartbeat = now_ - 10s;
+    data_.hosts["node1"].inventory.domains = {dom("running")};
+  }
+  // A heartbeat this controller hears: the host's list is replaced, as heartbeat() does.
+  WriteBatch beat(const std::string& host, std::vector<DomainStatus> domains,
+                  std::chrono::milliseconds at) {
+    auto& h = data_.hosts[host];
+    h.state = HostState::up;
+    h.last_heartbeat = now_ + at;
+    h.inventory.domains = domains;
+    return reconcile_host(data_, host, domains, now_ + at, started_);
+  }
+  void apply(const WriteBatch& b) {
+    for (const auto& h : b.put_hosts) data_.hosts[h.name] = h;
+    for (const auto& v : b.put_vms) data_.vms[v.id] = v;
+  }
+  const Vm& web1() { return data_.vms.at(vm_.id); }
+};
+
+TEST_F(ReconcilerAfterRestartTest, NothingIsDecidedBeforeEveryUpHostHeartbeated) {
+  // node2 has it running, but node1 (recorded, up) has not spoken since the start.
+  EXPECT_TRUE(beat("node2", {dom("running")}, 1ms).put_vms.empty());
+  // node1's queued events arrive before its first heartbeat: a stopped copy, patched
+  // into the list a previous controller kept. Neither stopped nor gone on that basis.
+  EXPECT_TRUE(reconcile_host(data_, "node1", {dom("stopped")}, now_ + 2ms, started_).empty());
+  EXPECT_TRUE(reconcile_host(data_, "node1", {}, now_ + 2ms, started_).empty());
+  EXPECT_EQ(web1().host, "node1");
+  EXPECT_EQ(web1().state, VmState::running);
+  EXPECT_EQ(web1().desired, DesiredState::running);
+
+  // node1 heartbeats without it while node2 runs it: it moved, it did not stop.
+  auto b = beat("node1", {}, 3ms);
+  ASSERT_EQ(b.put_vms.size(), 1u);
+  EXPECT_EQ(b.put_vms[0].host, "node2");
+  EXPECT_EQ(b.put_vms[0].state, VmState::running);
+  EXPECT_EQ(b.put_vms[0].desired, DesiredState::running);
+  apply(b);
+  EXPECT_TRUE(beat("node2", {dom("running")}, 4ms).empty());
+  EXPECT_TRUE(beat("node1", {}, 5ms).empty());
+}
+
+TEST_F(ReconcilerAfterRestartTest, ADestinationHeardLastIsAdoptedWithoutAGap) {
+  // node1 first, still holding a defined, shut-off copy: node2 is not heard yet.
+  EXPECT_TRUE(beat("node1", {dom("stopped")}, 1ms).put_vms.empty());
+  EXPECT_EQ(web1().desired, DesiredState::running);
+  auto b = beat("node2", {dom("running")}, 2ms);
+  ASSERT_EQ(b.put_vms.size(), 1u);
+  EXPECT_EQ(b.put_vms[0].host, "node2");
+  EXPECT_EQ(b.put_vms[0].state, VmState::running);
+  EXPECT_EQ(b.put_vms[0].desired, DesiredState::running);
+  apply(b);
+  // The copy left on node1 is not this VM's any more.
+  EXPECT_TRUE(beat("node1", {dom("stopped")}, 3ms).empty());
+}
+
+TEST_F(ReconcilerAfterRestartTest, AStoppedCopyOnTheRecordedHostDoesNotStopAVmRunningElsewhere) {
+  beat("node2", {dom("running")}, 1ms);
+  auto b = beat("node1", {dom("stopped")}, 2ms);
+  ASSERT_EQ(b.put_vms.size(), 1u);
+  EXPECT_EQ(b.put_vms[0].host, "node2");
+  EXPECT_EQ(b.put_vms[0].state, VmState::running);
+  EXPECT_EQ(b.put_vms[0].desired, DesiredState::running);
+}
+
+TEST_F(ReconcilerAfterRestartTest, RunningOnTwoOtherHostsIsFlaggedNotAdopted) {
+  Host h3 = data_.hosts["node2"];
+  h3.name = "node3";
+  data_.hosts["node3"] = h3;
+  beat("node2", {dom("running")}, 1ms);
+  beat("node3", {dom("running")}, 1ms);
+  auto b = beat("node1", {}, 2ms);
+  ASSERT_EQ(b.put_vms.size(), 1u);
+  EXPECT_EQ(b.put_vms[0].host, "node1");
+  EXPECT_EQ(b.put_vms[0].state, VmState::unknown);
+  EXPECT_EQ(b.put_vms[0].desired, DesiredState::running);
+}
+
+TEST_F(ReconcilerAfterRestartTest, AStoppedVmOnAHeardHostIsStillReflected) {
+  // Once every up host has spoken and nobody else runs it, a stop is a stop.
+  beat("node2", {}, 1ms);
+  auto b = beat("node1", {dom("stopped")}, 2ms);
+  ASSERT_EQ(b.put_vms.size(), 1u);
+  EXPECT_EQ(b.put_vms[0].host, "node1");
+  EXPECT_EQ(b.put_vms[0].state, VmState::stopped);
+  EXPECT_EQ(b.put_vms[0].desired, DesiredState::stopped);
+}
+
+TEST_F(ReconcilerAfterRestartTest, DownHostsDoNotHoldTheReconcilerBack) {
+  data_.hosts["node1"].state = HostState::down;
+  data_.vms[vm_.id].state = VmState::unknown;
+  auto b = beat("node2", {dom("running")}, 1ms);
+  ASSERT_EQ(b.put_vms.size(), 1u);
+  EXPECT_EQ(b.put_vms[0].host, "node2");
+  EXPECT_EQ(b.put_vms[0].desired, DesiredState::running);
+}
+
+TEST_F(ReconcilerAfterRestartTest, ASilentHostIsTimedFromTheStartThenTheUsualRulesApply) {
+  // node1's last heartbeat is old, but only because no controller listened: it is not
+  // declared unreachable before it had the chance to speak to this one.
+  EXPECT_TRUE(reconcile_liveness(data_, now_ + 1s, started_, 6s, 30s).empty());
+  EXPECT_TRUE(beat("node2", {dom("running")}, 5s).put_vms.empty());  // node1 not heard
+
+  // node1 never speaks: the heartbeat timeout, counted from the start, declares it.
+  auto l = reconcile_liveness(data_, now_ + 6s, started_, 6s, 30s);
+  ASSERT_EQ(l.put_hosts.size(), 1u);
+  EXPECT_EQ(l.put_hosts[0].name, "node1");
+  EXPECT_EQ(l.put_hosts[0].state, HostState::unreachable);
+  ASSERT_EQ(l.put_vms.size(), 1u);
+  EXPECT_EQ(l.put_vms[0].state, VmState::unknown);
+  apply(l);
+
+  // From there on a report is acted on: node2 runs it and node1 is not up.
+  auto b = beat("node2", {dom("running")}, 7s);
+  ASSERT_EQ(b.put_vms.size(), 1u);
+  EXPECT_EQ(b.put_vms[0].host, "node2");
+  EXPECT_EQ(b.put_vms[0].state, VmState::running);
+  EXPECT_EQ(b.put_vms[0].desired, DesiredState::running);
+  apply(b);
+  EXPECT_TRUE(beat("node2", {dom("running")}, 29s).empty());
+  auto d = reconcile_liveness(data_, now_ + 30s, started_, 6s, 30s);
+  ASSERT_EQ(d.put_hosts.size(), 1u);
+  EXPECT_EQ(d.put_hosts[0].state, HostState::down);
+  EXPECT_TRUE(d.put_vms.empty());  // web1 is node2's now
+}
+
+TEST_F(ReconcilerAfterRestartTest, ADownHostStaysDownUntilItHeartbeats) {
+  data_.hosts["node1"].state = HostState::down;
+  for (auto at : {1s, 7s, 31s})
+    for (const auto& h : reconcile_liveness(data_, now_ + at, started_, 6s, 30s).put_hosts)
+      EXPECT_NE(h.name, "node1") << "at +" << at.count() << "s";
+}
+
+// The same through the service: a real restart of the controller over its store.
+class RestartedControllerTest : public ControllerTest {
+ protected:
+  void SetUp() override {
+    ControllerTest::SetUp();
+    host_up("node1");
+    host_up("node2");
+    runner_->start();
+    VmSpec s = spec("web1");
+    s.pinned_host = "node1";
+    auto c = service_->create_vm(admin(), s, true, {});
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    ASSERT_EQ(wait_done(c->operation.id).state, OpState::succeeded);
+    id_ = vm("web1").id;
+    ASSERT_TRUE(beat("node1", {running()}).ok());
+    ASSERT_TRUE(beat("node2", {}).ok());
+  }
+  DomainStatus running() { return {id_, "web1", "running", true, 1, true}; }
+  Status beat(const std::string& host, std::vector<DomainStatus> domains) {
+    HostInventory inv;
+    inv.cpus = 4;
+    inv.memory_total_mib = 8192;
+    inv.domain_type = "kvm";
+    inv.migration_address = "10.0.0." + std::to_string(host.size() + host.back());
+    inv.domains = std::move(domains);
+    return service_->heartbeat({"a", "host:" + host, Role::agent, host}, host, "", inv);
+  }
+  // A new controller process, `away` after the old one stopped.
+  void restart(std::chrono::milliseconds away) {
+    shutdown();
+    clock_.advance(away);
+    boot();
+    runner_->start();
+  }
+  HostState host_state(const std::string& name) {
+    return state_->read([&](const ClusterState::Data& d) { return d.find_host(name)->state; });
+  }
+  std::string id_;
+};
+
+TEST_F(RestartedControllerTest, AVmThatMovedWhileTheControllerWasDownIsFollowedNotStopped) {
+  restart(1s);
+  // web1 now runs on node2; node2 happens to be heard first.
+  ASSERT_TRUE(beat("node2", {running()}).ok());
+  EXPECT_EQ(vm("web1").host, "node1");
+  EXPECT_EQ(vm("web1").desired, DesiredState::running);
+  // node1's agent delivers the events it queued while no controller answered (libvirt
+  // stopped the source, then undefined it) before its first heartbeat.
+  ASSERT_TRUE(service_
+                  ->domain_events({"a", "host:node1", Role::agent, "node1"}, "node1",
+                                  {{id_, "web1", "stopped", "migrated"}})
+                  .ok());
+  EXPECT_EQ(vm("web1").host, "node1");
+  EXPECT_NE(vm("web1").state, VmState::stopped);
+  EXPECT_EQ(vm("web1").desired, DesiredState::running);
+  ASSERT_TRUE(service_
+                  ->domain_events({"a", "host:node1", Role::agent, "node1"}, "node1",
+                                  {{id_, "web1", "undefined", ""}})
+                  .ok());
+  EXPECT_EQ(vm("web1").state, VmState::running);
+
+  // node1's first heartbeat has no web1, node2 has it running: it is node2's.
+  ASSERT_TRUE(beat("node1", {}).ok());
+  EXPECT_EQ(vm("web1").host, "node2");
+  EXPECT_EQ(vm("web1").state, VmState::running);
+  EXPECT_EQ(vm("web1").desired, DesiredState::running);
+}
+
+TEST_F(RestartedControllerTest, AHostThatNeverHeartbeatsAgainHoldsNothingBackPastTheTimeout) {
+  restart(1h);  // every heartbeat the store kept is an hour old
+  service_->tick();
+  EXPECT_EQ(host_state("node1"), HostState::up);  // not blamed for the controller's absence
+  EXPECT_EQ(host_state("node2"), HostState::up);
+  ASSERT_TRUE(beat("node2", {running()}).ok());
+  EXPECT_EQ(vm("web1").host, "node1");  // node1 may still speak
+
+  clock_.advance(config_.unreachable_after);
+  ASSERT_TRUE(beat("node2", {running()}).ok());
+  service_->tick();
+  EXPECT_EQ(host_state("node1"), HostState::unreachable);
+  EXPECT_EQ(host_state("node2"), HostState::up);
+  EXPECT_EQ(vm("web1").state, VmState::unknown);  // the usual rule for a silent host
+
+  ASSERT_TRUE(beat("node2", {running()}).ok());
+  EXPECT_EQ(vm("web1").host, "node2");
+  EXPECT_EQ(vm("web1").state, VmState::running);
+  EXPECT_EQ(vm("web1").desired, DesiredState::running);
 }
 
 
