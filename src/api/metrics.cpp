@@ -49,6 +49,22 @@ std::string Metrics::render(const ClusterState& state) const {
         if (v.host == name) mem += v.spec.memory_mib;
       out << "kvmfleet_host_memory_allocated_mib{host=\"" << name << "\"} " << mem << "\n";
     }
+    // Pool, volume and snapshot names are [a-z0-9-]: safe as label values.
+    out << "# HELP kvmfleet_storage_pool_size_bytes Size of each shared storage pool's VG.\n"
+           "# TYPE kvmfleet_storage_pool_size_bytes gauge\n";
+    for (const auto& [name, p] : d.pools)
+      out << "kvmfleet_storage_pool_size_bytes{pool=\"" << name << "\"} " << p.size_bytes << "\n";
+    out << "# HELP kvmfleet_storage_pool_free_bytes Free space of each shared storage pool's VG.\n"
+           "# TYPE kvmfleet_storage_pool_free_bytes gauge\n";
+    for (const auto& [name, p] : d.pools)
+      out << "kvmfleet_storage_pool_free_bytes{pool=\"" << name << "\"} " << p.free_bytes << "\n";
+    out << "# HELP kvmfleet_snapshot_fill_percent COW fill of each volume snapshot, as last read.\n"
+           "# TYPE kvmfleet_snapshot_fill_percent gauge\n";
+    for (const auto& [_, v] : d.volumes)
+      for (const auto& sn : v.snapshots)
+        if (sn.fill_percent)
+          out << "kvmfleet_snapshot_fill_percent{volume=\"" << v.name << "\",snapshot=\"" << sn.name
+              << "\"} " << *sn.fill_percent << "\n";
     return 0;
   });
   for (const auto& source : sources_) out << source();

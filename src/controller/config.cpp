@@ -2,6 +2,9 @@
 
 #include "kvmfleet/common/validate.hpp"
 
+#include <string_view>
+#include <tuple>
+
 namespace kvmfleet {
 namespace {
 
@@ -32,7 +35,8 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
               "operation_workers", "migrations_per_host", "agent_retry_attempts", "agent_retry_backoff_ms",
               "default_stop_timeout_s", "operation_retention_hours", "agent_ca_file",
               "metadata_dir", "metadata_write_timeout_ms", "metadata_queue_capacity",
-              "metadata_pool_path"},
+              "metadata_pool_path", "storage_refresh_interval_ms", "snapshot_warn_percent",
+              "snapshot_autoextend_threshold_percent", "snapshot_autoextend_percent"},
           "controller config");
       !st)
     return st.take_error();
@@ -80,8 +84,18 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
                             std::pair{"unreachable_after_ms", &c.unreachable_after},
                             std::pair{"down_after_ms", &c.down_after},
                             std::pair{"agent_retry_backoff_ms", &c.agent_retry_backoff},
-                            std::pair{"metadata_write_timeout_ms", &c.metadata_write_timeout}}) {
+                            std::pair{"metadata_write_timeout_ms", &c.metadata_write_timeout},
+                            std::pair{"storage_refresh_interval_ms", &c.storage_refresh_interval}}) {
     if (auto st = read_ms(j, key, *field, 1, 3'600'000); !st) return st.take_error();
+  }
+  for (auto [key, field, min] : {std::tuple{"snapshot_warn_percent", &c.snapshot_warn_percent, 1},
+                                 std::tuple{"snapshot_autoextend_threshold_percent",
+                                            &c.snapshot_autoextend_threshold_percent, 0},
+                                 std::tuple{"snapshot_autoextend_percent",
+                                            &c.snapshot_autoextend_percent, 1}}) {
+    auto v = get_int(j, key, false, *field, min, key == std::string_view("snapshot_autoextend_percent") ? 1000 : 99);
+    if (!v) return v.take_error();
+    *field = static_cast<int>(*v);
   }
   auto mq = get_int(j, "metadata_queue_capacity", false,
                     static_cast<std::int64_t>(c.metadata_queue_capacity), 1, 1 << 20);

@@ -3,6 +3,7 @@
 #include "kvmfleet/controller/agent_api.hpp"
 #include "kvmfleet/controller/cluster_service.hpp"
 #include "kvmfleet/controller/host_operations.hpp"
+#include "kvmfleet/controller/storage_monitor.hpp"
 #include "kvmfleet/controller/storage_operations.hpp"
 #include "kvmfleet/controller/vm_operations.hpp"
 #include "kvmfleet/http/server.hpp"
@@ -166,6 +167,8 @@ int main(int argc, char** argv) {
         "metadata", [w = metadata_writer.get()] { return metadata::to_json(w->health()); });
     spdlog::info("writing VM metadata records to {}", config.metadata_dir);
   }
+  StorageMonitor storage_monitor(state, agents, config, SystemClock::instance());
+  metrics.add_source([&storage_monitor] { return storage_monitor.metrics(); });
   api::Api api(service, metrics);
   http::ServerOptions sopts;
   sopts.address = config.listen_address;
@@ -182,6 +185,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   runner.start();
+  storage_monitor.start();
   spdlog::info("kvmfleet-controller serving {}://{}:{}", server.tls() ? "https" : "http",
                config.listen_address, server.port());
 
@@ -200,6 +204,7 @@ int main(int argc, char** argv) {
   ioc.run();
   for (auto& t : threads) t.join();
   // Operations still running stay "running" in the store; the next start resumes them.
+  storage_monitor.stop();
   runner.stop();
   if (metadata_writer) metadata_writer->stop();
   spdlog::info("kvmfleet-controller stopped");

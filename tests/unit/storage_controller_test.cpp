@@ -2,6 +2,7 @@
 // whose in-memory LVM keeps lvmlockd's rules (exclusive on one host or shared on
 // several; an origin with snapshots is never shared).
 #include "kvmfleet/controller/migration_planning.hpp"
+#include "kvmfleet/controller/storage_monitor.hpp"
 #include "tests/unit/controller_fixture.hpp"
 
 using namespace kvmfleet;
@@ -322,6 +323,61 @@ TEST_F(StorageControllerTest, PoolsAndVolumesSurviveARestart) {
   EXPECT_EQ(pool("pool1").state, PoolState::ready);
   EXPECT_TRUE(pool("pool1").usable_on("node2"));
   EXPECT_EQ(volume("disk1").state, VolumeState::ready);
+}
+
+}  // namespace
+
+namespace {
+
+class StorageMonitorTest : public StorageControllerTest {};
+
+TEST_F(StorageMonitorTest, ReadsFillWarnsAndGrowsSnapshotsPastTheThreshold) {
+  config_.snapshot_warn_percent = 70;
+  config_.snapshot_autoextend_threshold_percent = 80;
+  config_.snapshot_autoextend_percent = 50;
+  make_pool();
+  make_volume("disk1");
+  VmSpec s = spec_on("vm1", "disk1");
+  s.pinned_host = "node1";
+  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  ASSERT_EQ(run(service_->create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
+            OpState::succeeded);
+  StorageMonitor monitor(*state_, agents_, config_, clock_);
+
+  agents_.vgs["pool1"].lvs["disk1.snap.s1"].fill = 75.0;
+  monitor.refresh();
+  EXPECT_EQ(volume("disk1").snapshots.at(0).fill_percent, 75.0);
+  EXPECT_NE(monitor.metrics().find("kvmfleet_snapshot_fill_warnings_total 1"), std::string::npos);
+  EXPECT_EQ(agents_.count("lv_grow"), 0);
+
+  agents_.vgs["pool1"].lvs["disk1.snap.s1"].fill = 85.0;
+  monitor.refresh();
+  EXPECT_EQ(agents_.count("lv_grow"), 1);
+  EXPECT_EQ(agents_.vgs["pool1"].lvs["disk1.snap.s1"].size, std::uint64_t{96} << 20);
+  monitor.refresh();  // the new size is read back
+  EXPECT_EQ(volume("disk1").snapshots.at(0).size_bytes, std::uint64_t{96} << 20);
+  // Still one warning: it was above the warn level all along.
+  EXPECT_NE(monitor.metrics().find("kvmfleet_snapshot_fill_warnings_total 1"), std::string::npos);
+}
+
+TEST_F(StorageMonitorTest, PendingMergeIsForgottenOnceLvmHasDoneIt) {
+  make_pool();
+  make_volume("disk1");
+  ASSERT_EQ(run(service_->create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
+            OpState::succeeded);
+  // A revert whose merge LVM deferred (the origin was busy) was recorded pending; LVM
+  // has since completed it, and the snapshot LV is gone.
+  agents_.vgs["pool1"].lvs.erase("disk1.snap.s1");
+  Volume v = volume("disk1");
+  ASSERT_EQ(v.snapshots.size(), 1u);
+  ASSERT_TRUE(state_->update([&](const ClusterState::Data&, WriteBatch& b) -> Status {
+    v.snapshots[0].merge_pending = true;
+    b.put_volumes.push_back(v);
+    return {};
+  }).ok());
+  StorageMonitor monitor(*state_, agents_, config_, clock_);
+  monitor.refresh();
+  EXPECT_TRUE(volume("disk1").snapshots.empty());
 }
 
 }  // namespace

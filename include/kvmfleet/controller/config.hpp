@@ -46,6 +46,15 @@ struct ControllerConfig {
   // Where agents keep VM volumes (their image_pool_path): disk paths in the records.
   std::string metadata_pool_path = "/var/lib/kvmfleet/images";
 
+  // Shared storage: how often pools' space and snapshots' COW fill are read from the
+  // hosts; a snapshot this full is warned about (log + metric); with
+  // snapshot_autoextend_threshold_percent > 0 a snapshot that full is grown by
+  // snapshot_autoextend_percent of its size (LVM's snapshot_autoextend, cluster-wide).
+  std::chrono::milliseconds storage_refresh_interval{30'000};
+  int snapshot_warn_percent = 80;
+  int snapshot_autoextend_threshold_percent = 0;
+  int snapshot_autoextend_percent = 20;
+
   // Reads the JSON config file; unknown keys and bad values are errors that name the key.
   static Result<ControllerConfig> from_json(const nlohmann::json& j);
 };

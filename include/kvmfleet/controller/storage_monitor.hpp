@@ -1,0 +1,54 @@
+#pragma once
+
+// Keeps the controller's picture of shared storage current: every interval it asks
+// the hosts for each ready pool's size and free space and for its snapshots' COW fill
+// (from the host where a snapshot is active, since only there does LVM know it), warns
+// about snapshots filling up, and grows those past the auto-extend threshold. A
+// snapshot that overflows is invalid in LVM; it is marked so, never silently dropped.
+
+#include "kvmfleet/common/clock.hpp"
+#include "kvmfleet/controller/agent_api.hpp"
+#include "kvmfleet/controller/cluster_state.hpp"
+#include "kvmfleet/controller/config.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+namespace kvmfleet {
+
+class StorageMonitor {
+ public:
+  StorageMonitor(ClusterState& state, AgentApi& agents, const ControllerConfig& config,
+                 const Clock& clock);
+  ~StorageMonitor();
+
+  void start();
+  void stop();
+  // One pass over every ready pool (what the thread runs each interval).
+  void refresh();
+  // Prometheus exposition text of the monitor's own counters.
+  std::string metrics() const;
+
+ private:
+  void refresh_pool(const StoragePool& pool);
+
+  ClusterState& state_;
+  AgentApi& agents_;
+  const ControllerConfig& config_;
+  const Clock& clock_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+  std::set<std::string> warned_;  // snapshot ids above the warn level now
+  std::atomic<std::uint64_t> warnings_{0};
+  std::atomic<std::uint64_t> autoextends_{0};
+  std::atomic<std::uint64_t> autoextend_failures_{0};
+  std::atomic<std::uint64_t> refresh_errors_{0};
+};
+
+}  // namespace kvmfleet

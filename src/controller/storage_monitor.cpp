@@ -1,0 +1,210 @@
+#include "kvmfleet/controller/storage_monitor.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <map>
+#include <sstream>
+
+namespace kvmfleet {
+
+StorageMonitor::StorageMonitor(ClusterState& state, AgentApi& agents,
+                               const ControllerConfig& config, const Clock& clock)
+    : state_(state), agents_(agents), config_(config), clock_(clock) {}
+
+StorageMonitor::~StorageMonitor() { stop(); }
+
+void StorageMonitor::start() {
+  thread_ = std::thread([this] {
+    std::unique_lock lk(mu_);
+    while (!stopping_) {
+      lk.unlock();
+      refresh();
+      lk.lock();
+      cv_.wait_for(lk, config_.storage_refresh_interval, [this] { return stopping_; });
+    }
+  });
+}
+
+void StorageMonitor::stop() {
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void StorageMonitor::refresh() {
+  auto pools = state_.read([](const ClusterState::Data& d) {
+    std::vector<StoragePool> out;
+    for (const auto& [_, p] : d.pools)
+      if (p.state == PoolState::ready) out.push_back(p);
+    return out;
+  });
+  for (const auto& p : pools) refresh_pool(p);
+}
+
+void StorageMonitor::refresh_pool(const StoragePool& pool) {
+  // One host that reaches the pool for its space, plus every host where a volume
+  // with snapshots is in use (its snapshots are active there, and only there).
+  struct Plan {
+    std::vector<Host> hosts;
+    std::vector<Volume> volumes;  // with snapshots
+  };
+  const Plan plan = state_.read([&](const ClusterState::Data& d) {
+    Plan out;
+    auto add = [&](const Host* h) {
+      if (!h || h->state != HostState::up || !pool.usable_on(h->name)) return;
+      for (const auto& x : out.hosts)
+        if (x.name == h->name) return;
+      out.hosts.push_back(*h);
+    };
+    for (const auto& [_, v] : d.volumes) {
+      if (v.pool != pool.name || v.snapshots.empty()) continue;
+      out.volumes.push_back(v);
+      if (const Vm* vm = d.find_vm(v.attached_to); vm && !vm->host.empty())
+        add(d.find_host(vm->host));
+    }
+    for (const auto& [name, h] : d.hosts) {
+      if (!out.hosts.empty()) break;
+      add(&h);
+    }
+    return out;
+  });
+  if (plan.hosts.empty()) return;
+
+  std::optional<AgentVg> space;
+  std::map<std::string, AgentLv> seen;  // LV name → the report that knows most of it
+  bool listed = false;
+  for (const auto& h : plan.hosts) {
+    if (!space) {
+      if (auto vg = agents_.vg_get(h, pool.vg())) space = *vg;
+    }
+    auto lvs = agents_.lv_list(h, pool.vg());
+    if (!lvs) {
+      ++refresh_errors_;
+      spdlog::warn("storage pool {}: cannot list LVs on {}: {}", pool.name, h.name,
+                   lvs.error().message);
+      continue;
+    }
+    listed = true;
+    for (auto& lv : *lvs) {
+      auto [it, fresh] = seen.try_emplace(lv.name, lv);
+      if (!fresh && !it->second.data_percent && lv.data_percent) it->second = lv;
+    }
+  }
+
+  // Snapshots to grow: (host, volume, snapshot, new size).
+  struct Grow {
+    Host host;
+    std::string volume_name;
+    Snapshot snap;
+    std::uint64_t new_size;
+  };
+  std::vector<Grow> grows;
+  auto st = state_.update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+    if (const StoragePool* cur = d.find_pool(pool.name); cur && space &&
+        (cur->size_bytes != space->size_bytes || cur->free_bytes != space->free_bytes)) {
+      StoragePool next = *cur;
+      next.size_bytes = space->size_bytes;
+      next.free_bytes = space->free_bytes;
+      next.updated_at = clock_.now();
+      b.put_pools.push_back(std::move(next));
+    }
+    if (!listed) return {};
+    for (const auto& planned : plan.volumes) {
+      const Volume* cur = d.find_volume(planned.id);
+      if (!cur) continue;
+      Volume next = *cur;
+      bool changed = false;
+      for (auto& s : next.snapshots) {
+        auto it = seen.find(s.lv);
+        if (it == seen.end()) {
+          // A merge that was pending has completed: the snapshot is gone for good.
+          if (s.merge_pending) {
+            s.id.clear();
+            changed = true;
+          }
+          continue;
+        }
+        const AgentLv& lv = it->second;
+        if (lv.snapshot_invalid != s.invalid) {
+          s.invalid = lv.snapshot_invalid;
+          changed = true;
+          if (s.invalid)
+            spdlog::error("snapshot {} of volume {} overflowed and is invalid; only deleting it "
+                          "is left",
+                          s.name, next.name);
+        }
+        if (lv.data_percent && lv.data_percent != s.fill_percent) {
+          s.fill_percent = lv.data_percent;
+          changed = true;
+        }
+        if (lv.size_bytes != s.size_bytes) {
+          s.size_bytes = lv.size_bytes;
+          changed = true;
+        }
+        const double fill = s.fill_percent.value_or(0);
+        if (fill >= config_.snapshot_warn_percent && !s.invalid) {
+          if (warned_.insert(s.id).second) {
+            ++warnings_;
+            spdlog::warn("snapshot {} of volume {} is {:.1f}% full (COW room {} bytes)", s.name,
+                         next.name, fill, s.size_bytes);
+          }
+        } else {
+          warned_.erase(s.id);
+        }
+        const int threshold = config_.snapshot_autoextend_threshold_percent;
+        if (threshold > 0 && fill >= threshold && !s.invalid && lv.activation != LvMode::inactive) {
+          std::uint64_t more = s.size_bytes * static_cast<std::uint64_t>(config_.snapshot_autoextend_percent) / 100;
+          more = (more + 511) / 512 * 512;
+          for (const auto& h : plan.hosts) {
+            // The snapshot is active on exactly one of the listed hosts: its VM's.
+            const Vm* vm = d.find_vm(next.attached_to);
+            if (vm && vm->host == h.name) grows.push_back({h, next.name, s, s.size_bytes + more});
+          }
+        }
+      }
+      std::erase_if(next.snapshots, [](const Snapshot& s) { return s.id.empty(); });
+      if (changed) {
+        next.updated_at = clock_.now();
+        b.put_volumes.push_back(std::move(next));
+      }
+    }
+    return {};
+  });
+  if (!st) spdlog::warn("storage pool {}: cannot record what was read: {}", pool.name, st.error().message);
+
+  for (const auto& g : grows) {
+    const std::string op_id = "autoextend:" + g.snap.id + ":" + std::to_string(g.new_size);
+    auto r = agents_.lv_grow(g.host, op_id, pool.vg(), g.snap.lv, g.new_size);
+    if (r) {
+      ++autoextends_;
+      spdlog::info("snapshot {} of volume {} grown to {} bytes ({:.1f}% full)", g.snap.name,
+                   g.volume_name, g.new_size, g.snap.fill_percent.value_or(0));
+    } else {
+      ++autoextend_failures_;
+      spdlog::warn("snapshot {} of volume {} could not be grown: {}", g.snap.name, g.volume_name,
+                   r.error().message);
+    }
+  }
+}
+
+std::string StorageMonitor::metrics() const {
+  std::ostringstream out;
+  out << "# HELP kvmfleet_snapshot_fill_warnings_total Snapshots that crossed snapshot_warn_percent.\n"
+         "# TYPE kvmfleet_snapshot_fill_warnings_total counter\n"
+      << "kvmfleet_snapshot_fill_warnings_total " << warnings_.load() << "\n"
+      << "# HELP kvmfleet_snapshot_autoextends_total Snapshots grown by the auto-extend threshold.\n"
+         "# TYPE kvmfleet_snapshot_autoextends_total counter\n"
+      << "kvmfleet_snapshot_autoextends_total " << autoextends_.load() << "\n"
+      << "# HELP kvmfleet_snapshot_autoextend_failures_total Auto-extends the host refused.\n"
+         "# TYPE kvmfleet_snapshot_autoextend_failures_total counter\n"
+      << "kvmfleet_snapshot_autoextend_failures_total " << autoextend_failures_.load() << "\n"
+      << "# HELP kvmfleet_storage_refresh_errors_total Failed reads of a pool's LVs from a host.\n"
+         "# TYPE kvmfleet_storage_refresh_errors_total counter\n"
+      << "kvmfleet_storage_refresh_errors_total " << refresh_errors_.load() << "\n";
+  return out.str();
+}
+
+}  // namespace kvmfleet
