@@ -4,6 +4,7 @@
 
 #include <cassert>
 #include <limits>
+#include <thread>
 #include <vector>
 
 #include "kvmfleet/agent/migration_validation.hpp"
@@ -53,6 +54,12 @@ http::Response reply(const Status& s) {
   return ok_json(json::object());
 }
 
+// {"frozen": N} and the like.
+http::Response reply_count(const Result<int>& r, const char* key) {
+  if (!r) return http::error_response(r.error());
+  return ok_json({{key, r.value()}});
+}
+
 // The path's uuid segment is untrusted: checked before it goes anywhere.
 Status check_uuid(std::string_view uuid) {
   if (is_valid_uuid(uuid)) return {};
@@ -84,6 +91,10 @@ Result<std::string> get_op_id(const json& body) {
 
 json to_json_value(const storage::IscsiTarget& t) {
   return {{"iqn", t.iqn}, {"portal", t.portal}, {"tpgt", t.tpgt}};
+}
+
+json to_json_value(const storage::FcLun& l) {
+  return {{"wwid", l.wwid}, {"device", l.device}};
 }
 
 json to_json_value(const storage::IscsiSession& s) {
@@ -194,6 +205,37 @@ Result<std::optional<storage::ChapCredentials>> get_chap(const json& body) {
       storage::ChapCredentials{std::move(*user), std::move(*password)}};
 }
 
+// SCSI LUN numbers as the kernel and iscsiadm use them (flat space addressing).
+constexpr std::int64_t kMaxLun = 16'383;
+
+// The block device of a LUN just logged in to: the kernel attaches the LUN's disk
+// after the login returns, so it is looked for until it shows up or time runs out.
+Result<std::string> wait_for_lun_device(StorageBackend& st, const std::string& target,
+                                        const std::string& portal, int lun) {
+  const auto sleep =
+      st.sleep ? st.sleep : [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
+  std::chrono::milliseconds waited{0};
+  bool rescanned = false;
+  while (true) {
+    auto device = st.iscsi.lun_device(target, portal, lun);
+    if (device || device.error().code != ErrorCode::not_found) return device;
+    if (waited >= st.lun_wait) break;
+    if (!rescanned && waited >= st.lun_rescan_after) {
+      rescanned = true;
+      if (auto s = st.iscsi.rescan(); !s)
+        spdlog::warn("iSCSI rescan while waiting for LUN {}: {}", lun, s.error().message);
+    }
+    const auto step = std::min(st.lun_poll, st.lun_wait - waited);
+    sleep(step);
+    waited += step;
+  }
+  return unavailable("LUN " + std::to_string(lun) + " of " + target + " has no block device yet",
+                     {{"target", target},
+                      {"portal", portal},
+                      {"lun", lun},
+                      {"waited_ms", static_cast<std::int64_t>(waited.count())}});
+}
+
 std::vector<std::string_view> split_path(std::string_view rest) {
   std::vector<std::string_view> out;
   while (true) {
@@ -284,6 +326,11 @@ http::Response AgentService::route(const http::Request& req) {
       if (auto st = check_uuid(uuid); !st) return http::error_response(st.error());
       return mutate(req, path, action, std::string(uuid));
     }
+    if (action == "fsfreeze" || action == "fsthaw") {
+      if (req.method() != http::Verb::post) return method_not_allowed("POST");
+      if (auto st = check_uuid(uuid); !st) return http::error_response(st.error());
+      return mutate(req, path, action, std::string(uuid));
+    }
     if (action == "migrate" || action == "migration/abort") {
       if (req.method() != http::Verb::post) return method_not_allowed("POST");
       if (auto st = check_uuid(uuid); !st) return http::error_response(st.error());
@@ -340,6 +387,10 @@ http::Response AgentService::mutate(const http::Request& req, std::string_view p
     return res;
   } else if (action == "migration/abort") {
     act = [this, uuid] { return reply(hv_.abort_migration(uuid)); };
+  } else if (action == "fsfreeze") {
+    act = [this, uuid] { return reply_count(hv_.fs_freeze(uuid), "frozen"); };
+  } else if (action == "fsthaw") {
+    act = [this, uuid] { return reply_count(hv_.fs_thaw(uuid), "thawed"); };
   } else if (action == "start") {
     act = [this, uuid] { return reply(hv_.start(uuid)); };
   } else if (action == "shutdown") {
@@ -376,6 +427,8 @@ http::Response AgentService::route_storage(const http::Request& req, std::string
       call = {true, "iscsi/" + std::string(seg[1]), {}, {}};
     } else if (n == 2 && seg[0] == "iscsi" && seg[1] == "sessions") {
       call = {false, "iscsi/sessions", {}, {}};
+    } else if (n == 2 && seg[0] == "fc" && seg[1] == "luns") {
+      call = {false, "fc/luns", {}, {}};
     } else if (n >= 2 && seg[0] == "vgs") {
       call.vg = std::string(seg[1]);
       if (n == 2 && seg[1] == "create" && req.method() == http::Verb::post) {
@@ -423,6 +476,13 @@ http::Response AgentService::get_storage(const StorageCall& call) {
         storage::collect_storage_inventory(&st.iscsi, &st.lvm, st.locks, st.multipath).to_json());
   }
   if (call.action == "iscsi/sessions") return reply_list(st.iscsi.sessions(), "sessions");
+  if (call.action == "fc/luns") {
+    auto luns = storage::list_fc_luns(st.fc_by_id_dir);
+    if (!luns) return http::error_response(luns.error());
+    // A link that resolves to nothing names no usable device.
+    std::erase_if(*luns, [](const storage::FcLun& l) { return l.device.empty(); });
+    return reply_list(luns, "luns");
+  }
   if (call.action == "vg/get") return reply_view(st.lvm.get_vg(call.vg));
   if (call.action == "lv/list") return reply_list(st.lvm.list_lvs(call.vg), "lvs");
   assert(call.action == "lv/get");
@@ -437,7 +497,7 @@ http::Response AgentService::mutate_storage(const http::Request& req, std::strin
   const auto& a = call.action;
   const Status known =
       a == "iscsi/discover" ? check_known_fields(body, {"op_id", "portal"})
-      : a == "iscsi/login"  ? check_known_fields(body, {"op_id", "target", "portal", "chap"})
+      : a == "iscsi/login"  ? check_known_fields(body, {"op_id", "target", "portal", "chap", "lun"})
       : a == "iscsi/logout" ? check_known_fields(body, {"op_id", "target", "portal"})
       : a == "vg/create"    ? check_known_fields(body, {"op_id", "vg", "devices"})
       : a == "lv/create"
@@ -467,8 +527,14 @@ http::Response AgentService::mutate_storage(const http::Request& req, std::strin
     if (a == "iscsi/login") {
       auto chap = get_chap(body);
       if (!chap) return http::error_response(chap.error());
-      act = [&st, target = *target, portal = *portal, chap = std::move(*chap)] {
-        return reply(st.iscsi.login(target, portal, chap));
+      auto lun = get_int(body, "lun", false, 1, 0, kMaxLun);
+      if (!lun) return http::error_response(lun.error());
+      act = [&st, target = *target, portal = *portal, chap = std::move(*chap),
+             lun = static_cast<int>(*lun)] {
+        if (auto s = st.iscsi.login(target, portal, chap); !s) return reply(s);
+        auto device = wait_for_lun_device(st, target, portal, lun);
+        if (!device) return http::error_response(device.error());
+        return ok_json({{"device", *device}});
       };
     } else {
       act = [&st, target = *target, portal = *portal] {

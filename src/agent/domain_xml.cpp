@@ -36,8 +36,10 @@ Result<std::string> write_domain_xml(const DomainSpec& spec,
   if (auto st = validate_domain_spec(spec); !st) return st.take_error();
   if (disk_sources.size() != spec.disks.size())
     return internal_error("one source path per disk is required");
-  for (const auto& p : disk_sources) {
-    if (!is_safe_path(p)) return internal_error("disk source path must be absolute and printable");
+  for (std::size_t i = 0; i < spec.disks.size(); ++i) {
+    if (!spec.disks[i].block_device.empty()) continue;  // its source is the device
+    if (!is_safe_path(disk_sources[i]))
+      return internal_error("disk source path must be absolute and printable");
   }
 
   xml::Writer w;
@@ -83,15 +85,32 @@ Result<std::string> write_domain_xml(const DomainSpec& spec,
     const auto& d = spec.disks[i];
     has_scsi = has_scsi || d.bus == DiskBus::scsi;
     w.start("disk");
-    w.attr("type", "file");
-    w.attr("device", "disk");
-    w.start("driver");
-    w.attr("name", "qemu");
-    w.attr("type", "qcow2");
-    w.end();
-    w.start("source");
-    w.attr("file", disk_sources[i]);
-    w.end();
+    if (!d.block_device.empty()) {
+      // A raw LV of a shared VG. cache='none' is what makes libvirt call a live
+      // migration with this disk safe (no host page cache to go stale on the source),
+      // and io='native' goes with it.
+      w.attr("type", "block");
+      w.attr("device", "disk");
+      w.start("driver");
+      w.attr("name", "qemu");
+      w.attr("type", "raw");
+      w.attr("cache", "none");
+      w.attr("io", "native");
+      w.end();
+      w.start("source");
+      w.attr("dev", d.block_device);
+      w.end();
+    } else {
+      w.attr("type", "file");
+      w.attr("device", "disk");
+      w.start("driver");
+      w.attr("name", "qemu");
+      w.attr("type", "qcow2");
+      w.end();
+      w.start("source");
+      w.attr("file", disk_sources[i]);
+      w.end();
+    }
     w.start("target");
     w.attr("dev", d.target_dev);
     w.attr("bus", bus_name(d.bus));
@@ -106,6 +125,18 @@ Result<std::string> write_domain_xml(const DomainSpec& spec,
     w.attr("model", "virtio-scsi");
     w.end();
   }
+  // The QEMU guest agent's virtio-serial port (fsfreeze/fsthaw). libvirt picks the
+  // host socket's path when it starts the domain; mode='bind' makes QEMU listen on it.
+  w.start("channel");
+  w.attr("type", "unix");
+  w.start("source");
+  w.attr("mode", "bind");
+  w.end();
+  w.start("target");
+  w.attr("type", "virtio");
+  w.attr("name", kGuestAgentChannel);
+  w.end();
+  w.end();
   // No <graphics> and no <video>: guests are headless.
   w.end();  // devices
 
@@ -128,6 +159,9 @@ Result<DomainXmlInfo> read_domain_xml(std::string_view text) {
   info.uuid = xp.string("/domain/uuid").value_or("");
   for (xmlNode* src : xp.nodes("/domain/devices/disk[@type='file']/source")) {
     if (auto f = xml::attribute(src, "file")) info.disk_sources.push_back(*f);
+  }
+  for (xmlNode* src : xp.nodes("/domain/devices/disk[@type='block']/source")) {
+    if (auto dev = xml::attribute(src, "dev")) info.block_sources.push_back(*dev);
   }
 
   const auto meta = xp.nodes("/domain/metadata/kf:vm");

@@ -47,4 +47,34 @@ int last_libvirt_error_code() {
   return err ? err->code : VIR_ERR_OK;
 }
 
+bool is_guest_agent_unavailable(int code, std::string_view message) {
+  switch (code) {
+    case VIR_ERR_AGENT_UNRESPONSIVE:     // not connected, not responding, timed out
+    case VIR_ERR_AGENT_UNSYNCED:         // answers with the wrong id
+    case VIR_ERR_ARGUMENT_UNSUPPORTED:   // "QEMU guest agent is not configured"
+    case VIR_ERR_OPERATION_UNSUPPORTED:  // the agent lacks (or disabled) the command
+    case VIR_ERR_NO_SUPPORT:             // the driver has no guest agent at all
+      return true;
+    default:
+      break;
+  }
+  for (std::string_view needle : {"guest agent is not connected", "guest agent is not configured",
+                                  "agent is not responding", "agent not available"}) {
+    if (message.find(needle) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
+Error guest_agent_unavailable(std::string_view uuid, Error libvirt_error) {
+  auto details = libvirt_error.details;
+  details["reason"] = "guest_agent_unavailable";
+  details["uuid"] = std::string(uuid);
+  return {ErrorCode::conflict,
+          "domain " + std::string(uuid) +
+              " has no QEMU guest agent answering (is qemu-guest-agent installed and running "
+              "in the guest?): " +
+              libvirt_error.message,
+          std::move(details)};
+}
+
 }  // namespace kvmfleet::agent

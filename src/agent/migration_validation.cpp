@@ -109,6 +109,17 @@ Status validate_migration_request(const MigrationRequest& r) {
   return {};
 }
 
+Status check_disks_migrate_live(const std::string& uuid, const DomainXmlInfo& domain) {
+  if (domain.disk_sources.empty()) return {};
+  nlohmann::json local = nlohmann::json::array();
+  for (const auto& path : domain.disk_sources) local.push_back(path);
+  return conflict("domain " + uuid +
+                      " has disks in this host's image pool, which no other host can reach; "
+                      "only domains whose disks are block devices on shared storage (or that "
+                      "have no disks) migrate live",
+                  {{"uuid", uuid}, {"disks", std::move(local)}});
+}
+
 Result<MigrationRequest> parse_migration_request(const nlohmann::json& body) {
   if (auto st = check_known_fields(body, {"op_id", "destination_uri", "migrate_uri",
                                           "max_downtime_ms", "bandwidth_mib_s", "auto_converge",

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "kvmfleet/common/validate.hpp"
+#include "kvmfleet/storage/storage_names.hpp"
 
 namespace kvmfleet::agent {
 namespace {
@@ -48,21 +49,36 @@ Status validate_domain_spec(const DomainSpec& spec) {
     return invalid("spec.generation must be at least 1", {{"field", "spec.generation"}});
   if (spec.disks.size() > kMaxDisks)
     return invalid("too many disks", {{"field", "spec.disks"}, {"max", kMaxDisks}});
-  std::set<std::string> volumes, devs;
+  std::set<std::string> volumes, devices, devs;
   for (std::size_t i = 0; i < spec.disks.size(); ++i) {
     const auto& d = spec.disks[i];
     const std::string where = "spec.disks[" + std::to_string(i) + "]";
-    if (!is_valid_volume_name(d.volume))
-      return invalid(where + ".volume must match [a-z0-9][a-z0-9-]{0,127}.qcow2",
-                     {{"field", where + ".volume"}});
-    if (d.size_gib < 1 || d.size_gib > kMaxDiskGib)
-      return invalid(where + ".size_gib is out of range",
-                     {{"field", where + ".size_gib"}, {"min", 1}, {"max", kMaxDiskGib}});
+    if (d.volume.empty() == d.block_device.empty())
+      return invalid(where + " must have exactly one of volume and block_device",
+                     {{"field", where}});
+    if (!d.block_device.empty()) {
+      if (auto st = storage::check_device_path(d.block_device); !st)
+        return invalid(where + ".block_device: " + st.error().message,
+                       {{"field", where + ".block_device"}});
+      // A shared device's size is the volume's business; 0 says "whatever it is".
+      if (d.size_gib < 0 || d.size_gib > kMaxDiskGib)
+        return invalid(where + ".size_gib is out of range",
+                       {{"field", where + ".size_gib"}, {"min", 0}, {"max", kMaxDiskGib}});
+      if (!devices.insert(d.block_device).second)
+        return invalid(where + ".block_device is used twice", {{"field", where + ".block_device"}});
+    } else {
+      if (!is_valid_volume_name(d.volume))
+        return invalid(where + ".volume must match [a-z0-9][a-z0-9-]{0,127}.qcow2",
+                       {{"field", where + ".volume"}});
+      if (d.size_gib < 1 || d.size_gib > kMaxDiskGib)
+        return invalid(where + ".size_gib is out of range",
+                       {{"field", where + ".size_gib"}, {"min", 1}, {"max", kMaxDiskGib}});
+      if (!volumes.insert(d.volume).second)
+        return invalid(where + ".volume is used twice", {{"field", where + ".volume"}});
+    }
     if (!is_valid_target_dev(d.target_dev, d.bus))
       return invalid(where + ".target_dev must be vd[a-z] for virtio, sd[a-z] otherwise",
                      {{"field", where + ".target_dev"}});
-    if (!volumes.insert(d.volume).second)
-      return invalid(where + ".volume is used twice", {{"field", where + ".volume"}});
     if (!devs.insert(d.target_dev).second)
       return invalid(where + ".target_dev is used twice", {{"field", where + ".target_dev"}});
   }
@@ -99,14 +115,20 @@ Result<DomainSpec> parse_domain_spec(const nlohmann::json& j) {
     if (it->size() > kMaxDisks)
       return invalid("too many disks", {{"field", "spec.disks"}, {"max", kMaxDisks}});
     for (const auto& dj : *it) {
-      if (auto st = check_known_fields(dj, {"volume", "size_gib", "bus", "target_dev"}, "disk");
+      if (auto st = check_known_fields(
+              dj, {"volume", "block_device", "size_gib", "bus", "target_dev"}, "disk");
           !st)
         return st.take_error();
       DomainDisk disk;
-      auto volume = get_string(dj, "volume", true);
+      // Both keys may be present with one of them empty (the controller writes both);
+      // validate_domain_spec checks that exactly one is set.
+      auto volume = get_string(dj, "volume", false);
       if (!volume) return volume.take_error();
       disk.volume = std::move(*volume);
-      auto size = get_int(dj, "size_gib", true, 0, 1, kMaxDiskGib);
+      auto device = get_string(dj, "block_device", false);
+      if (!device) return device.take_error();
+      disk.block_device = std::move(*device);
+      auto size = get_int(dj, "size_gib", true, 0, 0, kMaxDiskGib);
       if (!size) return size.take_error();
       disk.size_gib = *size;
       auto bus = get_string(dj, "bus", false, "virtio");

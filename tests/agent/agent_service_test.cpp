@@ -238,6 +238,87 @@ TEST_F(AgentServiceTest, ConcurrentRepeatsActOnce) {
   for (const auto& b : bodies) EXPECT_EQ(b, bodies.front());
 }
 
+TEST_F(AgentServiceTest, DefinePassesBlockDeviceDisks) {
+  json spec = spec_json();
+  spec["disks"] = {{{"volume", std::string(kUuid) + "-disk0.qcow2"},
+                    {"block_device", ""},
+                    {"size_gib", 10},
+                    {"bus", "virtio"},
+                    {"target_dev", "vda"}},
+                   {{"volume", ""},
+                    {"block_device", "/dev/pool1/db-data"},
+                    {"size_gib", 0},
+                    {"bus", "scsi"},
+                    {"target_dev", "sda"}}};
+  auto res = call(http::Verb::post, "/agent/v1/domains/define", {{"op_id", "d1"}, {"spec", spec}});
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  const auto& disks = hv_.domains.at(kUuid).spec.disks;
+  ASSERT_EQ(disks.size(), 2u);
+  EXPECT_EQ(disks[0].volume, std::string(kUuid) + "-disk0.qcow2");
+  EXPECT_EQ(disks[1].block_device, "/dev/pool1/db-data");
+  EXPECT_EQ(disks[1].volume, "");
+
+  // A device outside /dev never reaches the hypervisor.
+  spec["disks"][1]["block_device"] = "/etc/shadow";
+  res = call(http::Verb::post, "/agent/v1/domains/define", {{"op_id", "d2"}, {"spec", spec}});
+  EXPECT_EQ(res.result(), http::HttpStatus::bad_request);
+  EXPECT_EQ(body_of(res)["error"]["details"]["field"], "spec.disks[1].block_device");
+  EXPECT_EQ(hv_.count("define"), 1);
+}
+
+TEST_F(AgentServiceTest, FsFreezeAndThaw) {
+  hv_.domains[kUuid].spec = DomainSpec{kUuid, "web1", 1, 64, "qemu", 1, {}};
+  hv_.domains[kUuid].state = "running";
+  const std::string base = std::string("/agent/v1/domains/") + kUuid;
+
+  auto res = call(http::Verb::post, base + "/fsfreeze", {{"op_id", "snap-1"}});
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  EXPECT_EQ(body_of(res), json({{"frozen", 2}}));
+  // A retry answers the first answer and does not freeze again.
+  res = call(http::Verb::post, base + "/fsfreeze", {{"op_id", "snap-1"}});
+  EXPECT_EQ(body_of(res), json({{"frozen", 2}}));
+  EXPECT_EQ(hv_.count("fs_freeze"), 1);
+  // The same operation thaws under its op_id: another path, so it acts.
+  res = call(http::Verb::post, base + "/fsthaw", {{"op_id", "snap-1"}});
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  EXPECT_EQ(body_of(res), json({{"thawed", 2}}));
+  res = call(http::Verb::post, base + "/fsthaw", {{"op_id", "snap-2"}});
+  EXPECT_EQ(body_of(res), json({{"thawed", 0}}));
+
+  // No guest agent: a conflict that says so.
+  hv_.domains[kUuid].guest_agent = false;
+  res = call(http::Verb::post, base + "/fsfreeze", {{"op_id", "snap-3"}});
+  EXPECT_EQ(res.result(), http::HttpStatus::conflict);
+  EXPECT_EQ(code_of(res), "conflict");
+  EXPECT_EQ(body_of(res)["error"]["details"]["reason"], "guest_agent_unavailable");
+  // Failures are not remembered: once the agent answers, the same op_id acts.
+  hv_.domains[kUuid].guest_agent = true;
+  res = call(http::Verb::post, base + "/fsfreeze", {{"op_id", "snap-3"}});
+  EXPECT_EQ(res.result(), http::HttpStatus::ok);
+
+  hv_.domains[kUuid].state = "stopped";
+  res = call(http::Verb::post, base + "/fsthaw", {{"op_id", "snap-4"}});
+  EXPECT_EQ(res.result(), http::HttpStatus::conflict);
+  EXPECT_FALSE(body_of(res)["error"]["details"].contains("reason"));
+  hv_.domains.clear();
+  res = call(http::Verb::post, base + "/fsfreeze", {{"op_id", "snap-5"}});
+  EXPECT_EQ(res.result(), http::HttpStatus::not_found);
+
+  // Strict bodies, POST only, a checked uuid.
+  const int calls = hv_.count("fs_freeze");
+  res = call(http::Verb::post, base + "/fsfreeze", {{"op_id", "x"}, {"mountpoints", {"/"}}});
+  EXPECT_EQ(res.result(), http::HttpStatus::bad_request);
+  EXPECT_EQ(body_of(res)["error"]["details"]["field"], "mountpoints");
+  EXPECT_EQ(call(http::Verb::post, base + "/fsthaw", json::object()).result(),
+            http::HttpStatus::bad_request);
+  res = call(http::Verb::get, base + "/fsfreeze", nullptr);
+  EXPECT_EQ(res.result(), http::HttpStatus::method_not_allowed);
+  EXPECT_EQ(res[http::bhttp::field::allow], "POST");
+  EXPECT_EQ(call(http::Verb::post, "/agent/v1/domains/nope/fsthaw", {{"op_id", "x"}}).result(),
+            http::HttpStatus::bad_request);
+  EXPECT_EQ(hv_.count("fs_freeze"), calls);
+}
+
 TEST(OpCacheTest, ForgetsTheOldestBeyondCapacity) {
   OpCache cache(2);
   int acted = 0;
@@ -294,6 +375,42 @@ TEST(AgentServiceOverLibvirt, DefineStartDestroyUndefine) {
             http::HttpStatus::ok);
   auto gone = service.serve(make(http::Verb::get, base));
   EXPECT_EQ(gone.result(), http::HttpStatus::not_found);
+}
+
+TEST(AgentServiceOverLibvirt, BlockDiskDomainFreezesAndThaws) {
+  LibvirtOptions o;
+  o.uri = "test:///default";
+  o.pool_path = "/var/lib/kvmfleet-test/images";
+  LibvirtHypervisor hv(o);
+  AgentService service(hv, kToken);
+  const auto uuid = new_uuid();
+  struct Cleanup {
+    LibvirtHypervisor& hv;
+    std::string uuid;
+    ~Cleanup() {
+      (void)hv.destroy(uuid);
+      (void)hv.undefine(uuid, true);
+    }
+  } cleanup{hv, uuid};
+  auto post = [&](const std::string& target, const json& body) {
+    return service.serve(make(http::Verb::post, target, body.dump()));
+  };
+  json spec = spec_json(uuid);
+  spec["name"] = "svc-" + uuid.substr(0, 8);
+  spec["disks"] = {
+      {{"block_device", "/dev/kvmfleet-test-vg/svc"}, {"size_gib", 0}, {"target_dev", "vda"}}};
+  auto def = post("/agent/v1/domains/define", {{"op_id", "o1"}, {"spec", spec}});
+  ASSERT_EQ(def.result(), http::HttpStatus::ok) << def.body();
+  const std::string base = "/agent/v1/domains/" + uuid;
+  auto stopped = post(base + "/fsfreeze", {{"op_id", "o1"}});
+  EXPECT_EQ(stopped.result(), http::HttpStatus::conflict) << stopped.body();
+  ASSERT_EQ(post(base + "/start", {{"op_id", "o1"}}).result(), http::HttpStatus::ok);
+  auto frozen = post(base + "/fsfreeze", {{"op_id", "o2"}});
+  ASSERT_EQ(frozen.result(), http::HttpStatus::ok) << frozen.body();
+  EXPECT_EQ(body_of(frozen)["frozen"], 2);
+  auto thawed = post(base + "/fsthaw", {{"op_id", "o2"}});
+  ASSERT_EQ(thawed.result(), http::HttpStatus::ok) << thawed.body();
+  EXPECT_EQ(body_of(thawed)["thawed"], 2);
 }
 
 // ---- live migration ------------------------------------------------------------------

@@ -1,6 +1,10 @@
 // The agent's storage routes (/agent/v1/storage) over the shared-storage doubles.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "doubles/fake_shared_storage.hpp"
 #include "fake_hypervisor.hpp"
@@ -88,6 +92,7 @@ TEST(AgentStorageNotConfigured, EveryStorageRouteIsAConflict) {
       {http::Verb::post, "/agent/v1/storage/iscsi/discover"},
       {http::Verb::post, "/agent/v1/storage/iscsi/login"},
       {http::Verb::post, "/agent/v1/storage/iscsi/logout"},
+      {http::Verb::get, "/agent/v1/storage/fc/luns"},
       {http::Verb::post, "/agent/v1/storage/vgs/create"},
       {http::Verb::get, "/agent/v1/storage/vgs/kvmvg"},
       {http::Verb::post, "/agent/v1/storage/vgs/kvmvg/lockstart"},
@@ -143,7 +148,9 @@ TEST_F(AgentStorageRoutesTest, IscsiDiscoverLoginSessionsLogout) {
 
   res = post("/agent/v1/storage/iscsi/login", {{"target", kIqn}, {"portal", kPortal}});
   ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
-  EXPECT_EQ(body_of(res), json::object());
+  // LUN 1 unless told otherwise: its block device, by udev's by-path name.
+  EXPECT_EQ(body_of(res), json({{"device", "/dev/disk/by-path/ip-10.77.0.1:3260-iscsi-" +
+                                               std::string(kIqn) + "-lun-1"}}));
 
   res = get("/agent/v1/storage/iscsi/sessions");
   ASSERT_EQ(res.result(), http::HttpStatus::ok);
@@ -205,6 +212,21 @@ TEST_F(AgentStorageRoutesTest, IscsiBadBodies) {
        {{"target", kIqn}, {"portal", kPortal}, {"chap", nullptr}},
        "chap"},
       {"/agent/v1/storage/iscsi/discover", {}, "portal"},
+      {"/agent/v1/storage/iscsi/login",
+       {{"target", kIqn}, {"portal", kPortal}, {"lun", -1}},
+       "lun"},
+      {"/agent/v1/storage/iscsi/login",
+       {{"target", kIqn}, {"portal", kPortal}, {"lun", 16384}},
+       "lun"},
+      {"/agent/v1/storage/iscsi/login",
+       {{"target", kIqn}, {"portal", kPortal}, {"lun", "1"}},
+       "lun"},
+      {"/agent/v1/storage/iscsi/login",
+       {{"target", kIqn}, {"portal", kPortal}, {"lun", 1.5}},
+       "lun"},
+      {"/agent/v1/storage/iscsi/logout",
+       {{"target", kIqn}, {"portal", kPortal}, {"lun", 1}},
+       "lun"},
   };
   for (const auto& c : cases) {
     auto res = post(c.path, c.body);
@@ -223,6 +245,187 @@ TEST_F(AgentStorageRoutesTest, IscsiBadBodies) {
     EXPECT_EQ(code_of(res), "invalid_argument");
   }
   EXPECT_TRUE(body_of(get("/agent/v1/storage/iscsi/sessions"))["sessions"].empty());
+}
+
+// The kernel attaches a LUN's disk some time after the login returns: this initiator
+// has none for the first `late_looks` looks. Everything else is the fake's.
+class LateLunInitiator final : public storage::IscsiInitiator {
+ public:
+  explicit LateLunInitiator(doubles::FakeIscsiInitiator& real) : real_(real) {}
+  Result<std::vector<storage::IscsiTarget>> discover(std::string_view portal) override {
+    return real_.discover(portal);
+  }
+  Status login(std::string_view iqn, std::string_view portal,
+               const std::optional<storage::ChapCredentials>& chap) override {
+    ++logins;
+    return real_.login(iqn, portal, chap);
+  }
+  Status logout(std::string_view iqn, std::string_view portal) override {
+    return real_.logout(iqn, portal);
+  }
+  Result<std::vector<storage::IscsiSession>> sessions() override { return real_.sessions(); }
+  Status rescan() override {
+    ++rescans;
+    return real_.rescan();
+  }
+  Result<std::string> lun_device(std::string_view iqn, std::string_view portal, int lun) override {
+    looked_for.push_back(lun);
+    if (static_cast<int>(looked_for.size()) <= late_looks) return not_found("no disk yet");
+    if (fail) return *fail;
+    return real_.lun_device(iqn, portal, lun);
+  }
+
+  int late_looks = 0;
+  std::optional<Error> fail;
+  int logins = 0;
+  int rescans = 0;
+  std::vector<int> looked_for;
+
+ private:
+  doubles::FakeIscsiInitiator& real_;
+};
+
+class IscsiLoginWaitTest : public AgentStorageRoutesTest {
+ protected:
+  IscsiLoginWaitTest() {
+    StorageBackend backend{late_, lvm_};
+    backend.sleep = [this](std::chrono::milliseconds d) { slept_.push_back(d); };
+    waiting_ = std::make_unique<AgentService>(hv_, backend, kToken);
+  }
+  http::Response login(json body) {
+    body["target"] = kIqn;
+    body["portal"] = kPortal;
+    if (!body.contains("op_id")) body["op_id"] = "op-l" + std::to_string(++ops_);
+    return waiting_->serve(make(http::Verb::post, "/agent/v1/storage/iscsi/login", body.dump()));
+  }
+  std::chrono::milliseconds total_slept() const {
+    std::chrono::milliseconds t{0};
+    for (auto d : slept_) t += d;
+    return t;
+  }
+
+  LateLunInitiator late_{iscsi_};
+  std::vector<std::chrono::milliseconds> slept_;
+  std::unique_ptr<AgentService> waiting_;  // over late_
+};
+
+TEST_F(IscsiLoginWaitTest, WaitsForTheKernelToAttachTheLun) {
+  ASSERT_TRUE(iscsi_.discover(kPortal).ok());
+  late_.late_looks = 3;
+  auto res = login(json::object());
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  EXPECT_EQ(body_of(res)["device"],
+            "/dev/disk/by-path/ip-10.77.0.1:3260-iscsi-" + std::string(kIqn) + "-lun-1");
+  EXPECT_EQ(late_.looked_for, std::vector<int>(4, 1));
+  EXPECT_EQ(slept_, std::vector<std::chrono::milliseconds>(3, std::chrono::milliseconds{250}));
+  // Found before the rescan was due.
+  EXPECT_EQ(late_.rescans, 0);
+}
+
+TEST_F(IscsiLoginWaitTest, RescansOnceThenGivesUpAfterTwentySeconds) {
+  ASSERT_TRUE(iscsi_.discover(kPortal).ok());
+  // The fake's target has no LUN 0 disk: it never shows up.
+  auto res = login({{"op_id", "op-lun0"}, {"lun", 0}});
+  EXPECT_EQ(res.result(), http::HttpStatus::service_unavailable) << res.body();
+  EXPECT_EQ(code_of(res), "unavailable");
+  EXPECT_EQ(body_of(res)["error"]["message"],
+            "LUN 0 of " + std::string(kIqn) + " has no block device yet");
+  EXPECT_EQ(body_of(res)["error"]["details"]["lun"], 0);
+  EXPECT_EQ(total_slept(), std::chrono::milliseconds{20'000});
+  EXPECT_EQ(late_.rescans, 1);
+  EXPECT_EQ(late_.looked_for.size(), 81u);  // now, then every 250 ms for 20 s
+  EXPECT_EQ(late_.looked_for.front(), 0);
+  // The session stays (a retry finds it logged in); the failure is not remembered.
+  EXPECT_EQ(body_of(get("/agent/v1/storage/iscsi/sessions"))["sessions"].size(), 1u);
+  res = login({{"op_id", "op-lun0"}, {"lun", 0}});
+  EXPECT_EQ(res.result(), http::HttpStatus::service_unavailable);
+  EXPECT_EQ(late_.logins, 2);
+  // Nothing was remembered for that op_id: a corrected request under it acts. Once it
+  // answered, the same op_id for another LUN is a conflict.
+  EXPECT_EQ(login({{"op_id", "op-lun0"}, {"lun", 1}}).result(), http::HttpStatus::ok);
+  EXPECT_EQ(login({{"op_id", "op-lun0"}, {"lun", 0}}).result(), http::HttpStatus::conflict);
+}
+
+TEST_F(IscsiLoginWaitTest, ALunDeviceErrorOtherThanNotFoundEndsTheWait) {
+  ASSERT_TRUE(iscsi_.discover(kPortal).ok());
+  late_.late_looks = 1;
+  late_.fail = internal_error("iscsiadm -m session -P 3: unexpected output");
+  auto res = login(json::object());
+  EXPECT_EQ(res.result(), http::HttpStatus::internal_server_error);
+  EXPECT_EQ(late_.looked_for.size(), 2u);
+  EXPECT_EQ(slept_.size(), 1u);
+}
+
+TEST_F(IscsiLoginWaitTest, AFailedLoginLooksForNoDevice) {
+  // Not discovered: no node record.
+  auto res = login(json::object());
+  EXPECT_EQ(res.result(), http::HttpStatus::not_found);
+  EXPECT_TRUE(late_.looked_for.empty());
+  EXPECT_TRUE(slept_.empty());
+}
+
+TEST_F(IscsiLoginWaitTest, RepeatedLoginAnswersTheFirstDevice) {
+  ASSERT_TRUE(iscsi_.discover(kPortal).ok());
+  const json body = {{"op_id", "op-same"}, {"lun", 1}};
+  auto first = login(body);
+  ASSERT_EQ(first.result(), http::HttpStatus::ok);
+  auto second = login(body);
+  EXPECT_EQ(second.body(), first.body());
+  EXPECT_EQ(late_.logins, 1);
+}
+
+// A by-id directory as udev makes it, in a temporary directory.
+class FcLunsTest : public AgentStorageRoutesTest {
+ protected:
+  FcLunsTest() {
+    root_ = std::filesystem::temp_directory_path() /
+            ("kvmfleet-fc-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(root_);
+    std::filesystem::create_directories(root_ / "by-id");
+    for (const char* disk : {"sdc", "sdd", "sdd1"}) std::ofstream(root_ / disk) << "";
+    link("../sdc", "scsi-3600140512345678900000000000000c1");
+    link("../sdc", "wwn-0x600140512345678900000000000000c1");  // the same disk
+    link("../sdd", "wwn-0x5000c500a1b2c3d4");
+    link("../sdd1", "wwn-0x5000c500a1b2c3d4-part1");           // a partition
+    link("../sdx", "scsi-3600140599999999900000000000000ff");  // dangling
+    link("../sdc", "ata-QEMU_HARDDISK_QM00001");               // not a WWID name
+    StorageBackend backend{iscsi_, lvm_};
+    backend.fc_by_id_dir = root_ / "by-id";
+    fc_ = std::make_unique<AgentService>(hv_, backend, kToken);
+  }
+  ~FcLunsTest() override { std::filesystem::remove_all(root_); }
+  void link(const char* target, const char* name) {
+    std::filesystem::create_symlink(target, root_ / "by-id" / name);
+  }
+
+  std::filesystem::path root_;
+  std::unique_ptr<AgentService> fc_;  // over root_/by-id
+};
+
+TEST_F(FcLunsTest, ListsLunsByWwidWithTheirDevices) {
+  auto res = fc_->serve(make(http::Verb::get, "/agent/v1/storage/fc/luns"));
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  const json want = {
+      {"luns",
+       {{{"wwid", "0x5000c500a1b2c3d4"}, {"device", (root_ / "sdd").string()}},
+        {{"wwid", "3600140512345678900000000000000c1"}, {"device", (root_ / "sdc").string()}}}}};
+  EXPECT_EQ(body_of(res), want);
+  EXPECT_EQ(fc_->serve(make(http::Verb::post, "/agent/v1/storage/fc/luns", "{}")).result(),
+            http::HttpStatus::method_not_allowed);
+  EXPECT_EQ(fc_->serve(make(http::Verb::get, "/agent/v1/storage/fc")).result(),
+            http::HttpStatus::not_found);
+  EXPECT_EQ(fc_->serve(make(http::Verb::get, "/agent/v1/storage/fc/luns/x")).result(),
+            http::HttpStatus::not_found);
+}
+
+TEST_F(AgentStorageRoutesTest, FcLunsOfAHostWithoutByIdDirectoryIsEmpty) {
+  StorageBackend backend{iscsi_, lvm_};
+  backend.fc_by_id_dir = "/nonexistent/kvmfleet/by-id";
+  AgentService service(hv_, backend, kToken);
+  auto res = service.serve(make(http::Verb::get, "/agent/v1/storage/fc/luns"));
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  EXPECT_EQ(body_of(res), json({{"luns", json::array()}}));
 }
 
 TEST_F(AgentStorageRoutesTest, VgCreateGetLockStartStop) {

@@ -24,8 +24,8 @@ DomainSpec sample_spec() {
   s.memory_mib = 64;
   s.domain_type = "kvm";
   s.generation = 7;
-  s.disks.push_back({std::string(kUuid) + "-disk0.qcow2", 10, DiskBus::virtio, "vda"});
-  s.disks.push_back({std::string(kUuid) + "-disk1.qcow2", 5, DiskBus::sata, "sda"});
+  s.disks.push_back({std::string(kUuid) + "-disk0.qcow2", "", 10, DiskBus::virtio, "vda"});
+  s.disks.push_back({std::string(kUuid) + "-disk1.qcow2", "", 5, DiskBus::sata, "sda"});
   return s;
 }
 
@@ -119,7 +119,7 @@ TEST(DomainXml, WritesTheExpectedStructure) {
   EXPECT_STREQ(reinterpret_cast<const char*>(meta->ns->prefix), kMetadataPrefix);
 }
 
-TEST(DomainXml, StandardTestVmHasNoDevicesButTheDefaults) {
+TEST(DomainXml, StandardTestVmHasNoDevicesButTheGuestAgentChannel) {
   DomainSpec s;
   s.uuid = kUuid;
   s.name = "tiny";
@@ -129,7 +129,94 @@ TEST(DomainXml, StandardTestVmHasNoDevicesButTheDefaults) {
   ASSERT_TRUE(xml.ok()) << xml.error().message;
   Doc d(*xml);
   EXPECT_EQ(d.str("/domain/@type"), "qemu");
-  EXPECT_EQ(d.count("/domain/devices/*"), 0);
+  EXPECT_EQ(d.count("/domain/devices/*"), 1);
+  EXPECT_EQ(d.count("/domain/devices/channel"), 1);
+}
+
+TEST(DomainXml, EveryDomainHasTheGuestAgentChannel) {
+  auto xml = write_domain_xml(sample_spec(), sample_sources());
+  ASSERT_TRUE(xml.ok()) << xml.error().message;
+  Doc d(*xml);
+  ASSERT_EQ(d.count("/domain/devices/channel"), 1);
+  EXPECT_EQ(d.str("/domain/devices/channel/@type"), "unix");
+  EXPECT_EQ(d.str("/domain/devices/channel/target/@type"), "virtio");
+  EXPECT_EQ(d.str("/domain/devices/channel/target/@name"), "org.qemu.guest_agent.0");
+  // libvirt picks the socket's path; QEMU listens on it.
+  EXPECT_EQ(d.str("/domain/devices/channel/source/@mode"), "bind");
+  EXPECT_EQ(d.count("/domain/devices/channel/source/@path"), 0);
+}
+
+DomainSpec block_spec() {
+  auto s = sample_spec();
+  DomainDisk shared;
+  shared.block_device = "/dev/pool1/db-data";
+  shared.size_gib = 0;
+  shared.bus = DiskBus::virtio;
+  shared.target_dev = "vdb";
+  s.disks.insert(s.disks.begin() + 1, shared);
+  return s;
+}
+
+std::vector<std::string> block_sources() {
+  auto sources = sample_sources();
+  // A block disk's entry is not used: the spec's device is its source.
+  sources.insert(sources.begin() + 1, "/var/lib/kvmfleet/images/");
+  return sources;
+}
+
+TEST(DomainXml, BlockDeviceDisksAreRawWithoutHostCache) {
+  auto xml = write_domain_xml(block_spec(), block_sources());
+  ASSERT_TRUE(xml.ok()) << xml.error().message;
+  Doc d(*xml);
+  ASSERT_EQ(d.count("/domain/devices/disk"), 3);
+  EXPECT_EQ(d.str("/domain/devices/disk[2]/@type"), "block");
+  EXPECT_EQ(d.str("/domain/devices/disk[2]/@device"), "disk");
+  EXPECT_EQ(d.str("/domain/devices/disk[2]/driver/@name"), "qemu");
+  EXPECT_EQ(d.str("/domain/devices/disk[2]/driver/@type"), "raw");
+  EXPECT_EQ(d.str("/domain/devices/disk[2]/driver/@cache"), "none");
+  EXPECT_EQ(d.str("/domain/devices/disk[2]/driver/@io"), "native");
+  EXPECT_EQ(d.str("/domain/devices/disk[2]/source/@dev"), "/dev/pool1/db-data");
+  EXPECT_EQ(d.count("/domain/devices/disk[2]/source/@file"), 0);
+  EXPECT_EQ(d.str("/domain/devices/disk[2]/target/@dev"), "vdb");
+  EXPECT_EQ(d.str("/domain/devices/disk[2]/target/@bus"), "virtio");
+  // The image-pool disks around it are unchanged.
+  EXPECT_EQ(d.str("/domain/devices/disk[1]/@type"), "file");
+  EXPECT_EQ(d.str("/domain/devices/disk[1]/driver/@type"), "qcow2");
+  EXPECT_EQ(d.count("/domain/devices/disk[1]/driver/@cache"), 0);
+  EXPECT_EQ(d.str("/domain/devices/disk[3]/source/@file"), sample_sources()[1]);
+  EXPECT_EQ(d.str("/domain/devices/disk[3]/target/@dev"), "sda");
+}
+
+TEST(DomainXml, ReaderKeepsBlockSourcesApartFromPoolFiles) {
+  auto xml = write_domain_xml(block_spec(), block_sources());
+  ASSERT_TRUE(xml.ok()) << xml.error().message;
+  auto info = read_domain_xml(*xml);
+  ASSERT_TRUE(info.ok()) << info.error().message;
+  EXPECT_EQ(info->disk_sources, sample_sources());
+  EXPECT_EQ(info->block_sources, std::vector<std::string>{"/dev/pool1/db-data"});
+  // Any domain's block disks, however libvirt wrote them.
+  auto other = read_domain_xml(
+      "<domain type='kvm'><name>a</name><devices>"
+      "<disk type='block' device='disk'><source dev='/dev/sdz'/><target dev='vda'/></disk>"
+      "<disk type='file' device='cdrom'><source file='/iso/x.iso'/><target dev='hdc'/></disk>"
+      "</devices></domain>");
+  ASSERT_TRUE(other.ok()) << other.error().message;
+  EXPECT_EQ(other->block_sources, std::vector<std::string>{"/dev/sdz"});
+  EXPECT_EQ(other->disk_sources, std::vector<std::string>{"/iso/x.iso"});
+}
+
+TEST(DomainXml, WriterRefusesBadBlockDevices) {
+  for (const char* device :
+       {"dev/sdb", "/etc/shadow", "/dev/../etc/shadow", "/dev/sd\nb", "/dev/a'b", "/dev/a\"b"}) {
+    auto s = block_spec();
+    s.disks[1].block_device = device;
+    auto xml = write_domain_xml(s, block_sources());
+    ASSERT_FALSE(xml.ok()) << device;
+    EXPECT_EQ(xml.error().code, ErrorCode::invalid_argument) << device;
+  }
+  auto s = block_spec();
+  s.disks[1].volume = "x.qcow2";  // both
+  EXPECT_FALSE(write_domain_xml(s, block_sources()).ok());
 }
 
 TEST(DomainXml, ScsiDisksGetAVirtioScsiController) {

@@ -15,6 +15,9 @@ class FakeHypervisor final : public Hypervisor {
   struct Domain {
     DomainSpec spec;
     std::string state = "stopped";
+    bool guest_agent = true;  // a QEMU guest agent answers inside
+    int filesystems = 2;      // what the guest agent would freeze
+    int frozen = 0;
   };
 
   Result<HostInventory> inventory() override {
@@ -74,6 +77,8 @@ class FakeHypervisor final : public Hypervisor {
     domains.erase(it);
     return {};
   }
+  Result<int> fs_freeze(const std::string& uuid) override { return guest_fs(uuid, true); }
+  Result<int> fs_thaw(const std::string& uuid) override { return guest_fs(uuid, false); }
   Result<MigrationStatus> migrate(const std::string& uuid, const MigrationRequest& r) override {
     std::lock_guard lk(mu_);
     ++calls["migrate"];
@@ -185,6 +190,26 @@ class FakeHypervisor final : public Hypervisor {
   DomainStatus status_locked(const std::string& uuid) {
     const auto& d = domains.at(uuid);
     return {uuid, d.spec.name, d.state, true, d.spec.generation, true};
+  }
+  Result<int> guest_fs(const std::string& uuid, bool freeze) {
+    std::lock_guard lk(mu_);
+    ++calls[freeze ? "fs_freeze" : "fs_thaw"];
+    if (auto e = take_failure()) return *e;
+    auto it = domains.find(uuid);
+    if (it == domains.end()) return not_found("no domain " + uuid);
+    auto& d = it->second;
+    if (d.state != "running") return conflict("domain " + uuid + " is not running");
+    if (!d.guest_agent)
+      return Error{ErrorCode::conflict,
+                   "domain " + uuid + " has no QEMU guest agent answering",
+                   {{"reason", "guest_agent_unavailable"}, {"uuid", uuid}}};
+    if (freeze) {
+      d.frozen = d.filesystems;
+      return d.frozen;
+    }
+    const int thawed = d.frozen;
+    d.frozen = 0;
+    return thawed;
   }
   Result<DomainStatus> set(const std::string& uuid, const std::string& call, const char* state) {
     std::lock_guard lk(mu_);

@@ -91,8 +91,8 @@ class LibvirtHypervisorTest : public ::testing::Test {
     s.domain_type = "qemu";
     s.generation = 1;
     for (int i = 0; i < disks; ++i)
-      s.disks.push_back({s.uuid + "-disk" + std::to_string(i) + ".qcow2", 1 + i, DiskBus::virtio,
-                         std::string("vd") + static_cast<char>('a' + i)});
+      s.disks.push_back({s.uuid + "-disk" + std::to_string(i) + ".qcow2", "", 1 + i,
+                         DiskBus::virtio, std::string("vd") + static_cast<char>('a' + i)});
     made_.push_back(s.uuid);
     return s;
   }
@@ -360,6 +360,126 @@ TEST_F(LibvirtHypervisorTest, UndefineKeepsVolumesWhenAsked) {
   virStoragePoolFree(pool);
 }
 
+std::string domain_xml_of(const std::string& uuid) {
+  RawConn raw;
+  virDomainPtr dom = virDomainLookupByUUIDString(raw.c, uuid.c_str());
+  if (!dom) return {};
+  char* xml = virDomainGetXMLDesc(dom, 0);
+  std::string out = xml ? xml : "";
+  free(xml);
+  virDomainFree(dom);
+  return out;
+}
+
+TEST_F(LibvirtHypervisorTest, BlockDeviceDisksAreReferencedNotCreated) {
+  auto s = spec(1);
+  DomainDisk shared;
+  // Does not exist: the controller activates the LV only before the domain starts.
+  shared.block_device = "/dev/kvmfleet-test-vg/" + s.uuid.substr(0, 8);
+  shared.target_dev = "vdb";
+  s.disks.push_back(shared);
+  auto r = hv_->define(s);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  auto info = read_domain_xml(domain_xml_of(s.uuid));
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->disk_sources,
+            std::vector<std::string>{"/var/lib/kvmfleet-test/images/" + s.disks[0].volume});
+  EXPECT_EQ(info->block_sources, std::vector<std::string>{shared.block_device});
+  // libvirt kept the driver settings that make the disk safe to share.
+  EXPECT_NE(domain_xml_of(s.uuid).find("cache='none'"), std::string::npos);
+
+  RawConn raw;
+  virStoragePoolPtr pool = virStoragePoolLookupByName(raw.c, "kvmfleet");
+  ASSERT_NE(pool, nullptr);
+  // Only the image-pool disk became a volume.
+  virStorageVolPtr* vols = nullptr;
+  const int n = virStoragePoolListAllVolumes(pool, &vols, 0);
+  ASSERT_GE(n, 0);
+  int ours = 0;
+  for (int i = 0; i < n; ++i) {
+    if (std::string_view(virStorageVolGetName(vols[i])).starts_with(s.uuid)) ++ours;
+    virStorageVolFree(vols[i]);
+  }
+  free(vols);
+  EXPECT_EQ(ours, 1);
+  // A volume of someone else in the pool survives the undefine.
+  const std::string keep = new_uuid() + "-keep.qcow2";
+  virStorageVolPtr kept = virStorageVolCreateXML(
+      pool, ("<volume><name>" + keep + "</name><capacity>1048576</capacity></volume>").c_str(), 0);
+  ASSERT_NE(kept, nullptr);
+
+  ASSERT_TRUE(hv_->start(s.uuid).ok());
+  ASSERT_TRUE(hv_->destroy(s.uuid).ok());
+  auto u = hv_->undefine(s.uuid, true);
+  ASSERT_TRUE(u.ok()) << u.error().message;
+  virStorageVolPtr gone = virStorageVolLookupByName(pool, s.disks[0].volume.c_str());
+  EXPECT_EQ(gone, nullptr);
+  if (gone) virStorageVolFree(gone);
+  virStorageVolPtr still = virStorageVolLookupByName(pool, keep.c_str());
+  EXPECT_NE(still, nullptr);
+  if (still) {
+    virStorageVolDelete(still, 0);
+    virStorageVolFree(still);
+  }
+  virStorageVolFree(kept);
+  virStoragePoolFree(pool);
+}
+
+TEST_F(LibvirtHypervisorTest, ADomainWithOnlyBlockDisksNeedsNoPoolWork) {
+  auto s = spec();
+  DomainDisk shared;
+  shared.block_device = "/dev/kvmfleet-test-vg/only";
+  shared.size_gib = 0;
+  shared.target_dev = "vda";
+  s.disks.push_back(shared);
+  ASSERT_TRUE(hv_->define(s).ok());
+  // Redefining with a new generation keeps it a block disk.
+  s.generation = 2;
+  ASSERT_TRUE(hv_->define(s).ok());
+  auto info = read_domain_xml(domain_xml_of(s.uuid));
+  ASSERT_TRUE(info.ok());
+  EXPECT_TRUE(info->disk_sources.empty());
+  EXPECT_EQ(info->block_sources, std::vector<std::string>{"/dev/kvmfleet-test-vg/only"});
+  auto u = hv_->undefine(s.uuid, true);
+  ASSERT_TRUE(u.ok()) << u.error().message;
+}
+
+TEST_F(LibvirtHypervisorTest, DomainsGetTheGuestAgentChannel) {
+  auto s = spec();
+  ASSERT_TRUE(hv_->define(s).ok());
+  const auto xml = domain_xml_of(s.uuid);
+  EXPECT_NE(xml.find("org.qemu.guest_agent.0"), std::string::npos) << xml;
+}
+
+TEST_F(LibvirtHypervisorTest, FsFreezeAndThaw) {
+  auto s = spec();
+  ASSERT_TRUE(hv_->define(s).ok());
+  // Stopped: nothing to freeze, and not the guest agent's fault.
+  auto stopped = hv_->fs_freeze(s.uuid);
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_EQ(stopped.error().code, ErrorCode::conflict);
+  EXPECT_FALSE(stopped.error().details.contains("reason"));
+  EXPECT_EQ(hv_->fs_thaw(s.uuid).error().code, ErrorCode::conflict);
+
+  ASSERT_TRUE(hv_->start(s.uuid).ok());
+  // The test driver plays a guest agent with two filesystems.
+  auto frozen = hv_->fs_freeze(s.uuid);
+  ASSERT_TRUE(frozen.ok()) << frozen.error().message;
+  EXPECT_EQ(*frozen, 2);
+  auto thawed = hv_->fs_thaw(s.uuid);
+  ASSERT_TRUE(thawed.ok()) << thawed.error().message;
+  EXPECT_EQ(*thawed, 2);
+  auto again = hv_->fs_thaw(s.uuid);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(*again, 0);
+
+  EXPECT_EQ(hv_->fs_freeze(new_uuid()).error().code, ErrorCode::not_found);
+  EXPECT_EQ(hv_->fs_freeze("nope").error().code, ErrorCode::invalid_argument);
+  const auto other = unmanaged_uuid();
+  ASSERT_FALSE(other.empty());
+  EXPECT_EQ(hv_->fs_freeze(other).error().code, ErrorCode::conflict);
+}
+
 TEST_F(LibvirtHypervisorTest, UnsubscribedCallbacksStop) {
   EventRecorder late;
   const auto id = hv_->subscribe([&](const LifecycleEvent& e) { late.add(e); });
@@ -449,6 +569,45 @@ TEST_F(LibvirtHypervisorTest, AMigrationThatCannotStartLeavesTheDomainUsable) {
   auto destroyed = hv_->destroy(s.uuid);
   ASSERT_TRUE(destroyed.ok()) << destroyed.error().message;
   EXPECT_EQ(destroyed->state, "stopped");
+}
+
+TEST_F(LibvirtHypervisorTest, ImagePoolDisksDoNotMigrateLive) {
+  auto s = spec(1);
+  ASSERT_TRUE(hv_->define(s).ok());
+  ASSERT_TRUE(hv_->start(s.uuid).ok());
+  auto refused = hv_->migrate(s.uuid, migration_request());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::conflict);
+  EXPECT_NE(refused.error().message.find("image pool"), std::string::npos)
+      << refused.error().message;
+  ASSERT_EQ(refused.error().details["disks"].size(), 1u);
+  // Nothing was started.
+  auto none = hv_->migration_status(s.uuid);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->state, MigrationState::none);
+}
+
+TEST_F(LibvirtHypervisorTest, BlockDeviceDisksPassTheMigrationCheck) {
+  auto s = spec();
+  DomainDisk shared;
+  shared.block_device = "/dev/kvmfleet-test-vg/mig";
+  shared.target_dev = "vda";
+  s.disks.push_back(shared);
+  ASSERT_TRUE(hv_->define(s).ok());
+  ASSERT_TRUE(hv_->start(s.uuid).ok());
+  // Not refused for its disk: libvirt gets the migration (and the test driver, which
+  // cannot migrate, fails it).
+  auto started = hv_->migrate(s.uuid, migration_request());
+  if (!started.ok()) {
+    EXPECT_FALSE(started.error().details.contains("disks")) << started.error().message;
+  } else {
+    for (;;) {
+      auto now = hv_->migration_status(s.uuid);
+      ASSERT_TRUE(now.ok());
+      if (now->state != MigrationState::running) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
 }
 
 TEST(LibvirtHypervisorOptions, InventoryReportsTheMigrationAddress) {

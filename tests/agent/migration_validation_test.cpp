@@ -104,5 +104,23 @@ TEST(MigrationValidation, RefusesBadFieldsNamingThem) {
   EXPECT_EQ(r.error().details.value("field", ""), "destination_uri");
 }
 
+TEST(MigrationValidation, SharedBlockDisksMigrateImagePoolDisksDoNot) {
+  DomainXmlInfo none;
+  EXPECT_TRUE(check_disks_migrate_live("u1", none).ok());
+
+  DomainXmlInfo shared;
+  shared.block_sources = {"/dev/pool1/vol1", "/dev/pool1/vol2"};
+  EXPECT_TRUE(check_disks_migrate_live("u1", shared).ok());
+
+  DomainXmlInfo local = shared;
+  local.disk_sources = {"/var/lib/kvmfleet/images/u1-disk0.qcow2"};
+  auto st = check_disks_migrate_live("u1", local);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, ErrorCode::conflict);
+  EXPECT_NE(st.error().message.find("image pool"), std::string::npos);
+  EXPECT_EQ(st.error().details["uuid"], "u1");
+  EXPECT_EQ(st.error().details["disks"], json::array({"/var/lib/kvmfleet/images/u1-disk0.qcow2"}));
+}
+
 }  // namespace
 }  // namespace kvmfleet::agent

@@ -17,8 +17,14 @@ namespace kvmfleet::agent {
 inline constexpr const char* kMetadataNamespace = "https://kvmfleet.dev/xmlns/domain/1";
 inline constexpr const char* kMetadataPrefix = "kvmfleet";
 
+inline constexpr const char* kGuestAgentChannel = "org.qemu.guest_agent.0";
+
 // `disk_sources[i]` is the file path of spec.disks[i] (the volume's path in the pool).
-// The spec is validated first; an invalid spec is refused, never escaped.
+// A block-device disk (spec.disks[i].block_device) is written as
+// <disk type='block'> with a raw, cache='none' driver and the device as its source;
+// its entry in `disk_sources` is not used. Every domain gets the QEMU guest agent's
+// virtio-serial channel. The spec is validated first; an invalid spec is refused,
+// never escaped.
 Result<std::string> write_domain_xml(const DomainSpec& spec,
                                      const std::vector<std::string>& disk_sources);
 
@@ -29,7 +35,12 @@ struct DomainXmlInfo {
   bool managed = false;                   // carries <kvmfleet:vm>
   std::string vm_id;                      // its id attribute
   std::int64_t generation = 0;            // its generation attribute
-  std::vector<std::string> disk_sources;  // <disk type='file'> source paths, in order
+  // <disk type='file'> source paths, in order: the only disks whose files kvmfleet
+  // made (in the image pool) and may delete.
+  std::vector<std::string> disk_sources;
+  // <disk type='block'> source devices, in order: shared storage, never deleted or
+  // wiped by the agent.
+  std::vector<std::string> block_sources;
 };
 
 // Reads any domain XML. Malformed metadata (a kvmfleet element without a valid id or

@@ -30,20 +30,32 @@ class Hypervisor {
   virtual Result<DomainStatus> get_domain(const std::string& uuid) = 0;
 
   // Same uuid and generation as what is defined: no-op. Another generation: redefine.
-  // Missing disk volumes are created first. A running domain keeps running and picks
+  // Missing image-pool volumes are created first; block devices are only referenced
+  // (they need not exist until the domain starts). A running domain keeps running and picks
   // a new definition up at its next start.
   virtual Result<DomainStatus> define(const DomainSpec& spec) = 0;
   virtual Result<DomainStatus> start(const std::string& uuid) = 0;     // running: no-op
   virtual Result<DomainStatus> shutdown(const std::string& uuid) = 0;  // ACPI; stopped: no-op
   virtual Result<DomainStatus> reboot(const std::string& uuid) = 0;    // stopped: conflict
   virtual Result<DomainStatus> destroy(const std::string& uuid) = 0;   // stopped: no-op
-  // Running: conflict. Absent: ok.
+  // Running: conflict. Absent: ok. remove_volumes deletes the domain's volumes in the
+  // image pool, never a block-device disk.
   virtual Status undefine(const std::string& uuid, bool remove_volumes) = 0;
 
+  // Freezes every mounted filesystem of a running domain through its QEMU guest agent
+  // and returns how many were frozen. Not running: conflict. No guest agent answering:
+  // conflict with details {"reason": "guest_agent_unavailable"}. Migrating: conflict.
+  virtual Result<int> fs_freeze(const std::string& uuid) = 0;
+  // Thaws them and returns how many were thawed (0 when none was frozen). Same errors
+  // as fs_freeze, except that a migration does not stop it.
+  virtual Result<int> fs_thaw(const std::string& uuid) = 0;
+
   // Starts a peer-to-peer live migration of a running managed domain and returns at
-  // once with its status. The request's op_id names the migration: a request with the
-  // op_id of the domain's last migration returns that migration's status (conflict if
-  // the rest of the request differs) and starts nothing. While a migration of the
+  // once with its status. A domain with disks in the image pool is a conflict (no other
+  // host reaches them); block-device disks are shared storage and migrate. The
+  // request's op_id names the migration: a request with the op_id of the domain's last
+  // migration returns that migration's status (conflict if the rest of the request
+  // differs) and starts nothing. While a migration of the
   // domain runs, another op_id is a conflict, and so are define/start/shutdown/reboot/
   // destroy/undefine of that domain.
   virtual Result<MigrationStatus> migrate(const std::string& uuid,

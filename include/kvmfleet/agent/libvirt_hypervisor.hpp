@@ -21,6 +21,8 @@ struct LibvirtOptions {
   std::string pool_path = "/var/lib/kvmfleet/images";
   std::chrono::milliseconds reconnect_min{500};
   std::chrono::milliseconds reconnect_max{30'000};
+  // How long libvirt waits for the QEMU guest agent (fsfreeze/fsthaw), in seconds.
+  int guest_agent_timeout_s = 10;
   int keepalive_interval_s = 5;
   unsigned keepalive_count = 3;
   std::string migration_address;  // reported in the inventory as is
@@ -47,6 +49,8 @@ class LibvirtHypervisor final : public Hypervisor {
   Result<DomainStatus> reboot(const std::string& uuid) override;
   Result<DomainStatus> destroy(const std::string& uuid) override;
   Status undefine(const std::string& uuid, bool remove_volumes) override;
+  Result<int> fs_freeze(const std::string& uuid) override;
+  Result<int> fs_thaw(const std::string& uuid) override;
   Result<MigrationStatus> migrate(const std::string& uuid,
                                   const MigrationRequest& request) override;
   Result<MigrationStatus> migration_status(const std::string& uuid) override;
@@ -59,6 +63,8 @@ class LibvirtHypervisor final : public Hypervisor {
   // start/shutdown/destroy share one shape: already in the asked-for state → no-op;
   // a failure that nevertheless left the domain in that state → success.
   Result<DomainStatus> change_power(const std::string& uuid, PowerChange change);
+  // fs_freeze and fs_thaw: one shape, through the guest agent.
+  Result<int> guest_filesystems(const std::string& uuid, bool freeze);
 
   struct Impl;
   std::unique_ptr<Impl> impl_;

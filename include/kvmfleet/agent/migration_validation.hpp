@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
+#include "kvmfleet/agent/domain_xml.hpp"
 #include "kvmfleet/common/result.hpp"
 #include "kvmfleet/model/migration.hpp"
 
@@ -27,6 +28,12 @@ bool is_valid_destination_uri(std::string_view uri);
 bool is_valid_migrate_uri(std::string_view uri);
 
 Status validate_migration_request(const MigrationRequest& request);
+
+// Whether a domain's disks (as its XML describes them) can be reached from the
+// destination: a file disk lives in this host's image pool and is refused (conflict,
+// details "disks"); block-device disks are shared storage (written with cache='none',
+// which libvirt requires of a shared disk to call the migration safe) and pass.
+Status check_disks_migrate_live(const std::string& uuid, const DomainXmlInfo& domain);
 
 // Parses the body of a migrate request (op_id is the caller's business): unknown
 // fields, wrong types and out of range values are invalid_argument errors naming the

@@ -16,11 +16,28 @@
 //   POST /agent/v1/domains/{uuid}/reboot       {"op_id"} → DomainStatus
 //   POST /agent/v1/domains/{uuid}/destroy      {"op_id"} → DomainStatus (stopped: no-op)
 //   POST /agent/v1/domains/{uuid}/undefine     {"op_id", "remove_volumes": bool} → {}
-//        refuses a running domain with conflict; absent domain: no-op.
+//        refuses a running domain with conflict; absent domain: no-op. remove_volumes
+//        deletes the domain's qcow2 volumes in the image pool only: a block-device disk
+//        (shared storage) is never deleted or wiped.
+//   A disk of DomainSpec is either {"volume": "NAME.qcow2", "size_gib" ≥ 1} (created in
+//   the image pool at define) or {"block_device": "/dev/VG/LV", "size_gib" ≥ 0} (raw,
+//   cache=none, io=native; it need not exist at define, only at start). Every domain
+//   gets a virtio-serial channel org.qemu.guest_agent.0 for the QEMU guest agent.
+//
+//   POST /agent/v1/domains/{uuid}/fsfreeze     {"op_id"} → {"frozen": N}
+//   POST /agent/v1/domains/{uuid}/fsthaw       {"op_id"} → {"thawed": N}
+//        every mounted filesystem of the guest, through its QEMU guest agent
+//        (virDomainFSFreeze/virDomainFSThaw, agent timeout 10 s). Not running: 409
+//        conflict. No guest agent answering (not installed, not started, not
+//        configured): 409 conflict with details {"reason": "guest_agent_unavailable"};
+//        a freeze that timed out may still have frozen the guest, so a failed freeze is
+//        followed by a thaw. fsfreeze refuses a migrating domain (409); fsthaw never does.
 //
 //   POST /agent/v1/domains/{uuid}/migrate      {"op_id", "destination_uri", "migrate_uri",
 //        "max_downtime_ms", "bandwidth_mib_s", "auto_converge", "allow_post_copy"}
-//        → MigrationStatus. Starts a peer-to-peer live migration (LIVE | PEER2PEER |
+//        → MigrationStatus. A domain with a disk in the image pool is refused (409
+//        conflict, details "disks"): no other host can reach it; block-device disks are
+//        shared and migrate. Starts a peer-to-peer live migration (LIVE | PEER2PEER |
 //        PERSIST_DEST | UNDEFINE_SOURCE | ABORT_ON_ERROR) in the background and returns
 //        at once; a repeat with the same op_id while it runs returns its status.
 //   GET  /agent/v1/domains/{uuid}/migration    → MigrationStatus of the last migration
@@ -38,9 +55,16 @@
 //        vgs, multipath, errors)
 //   POST /agent/v1/storage/iscsi/discover      {"op_id", "portal"} → {"targets": [{"iqn", "portal", "tpgt"}]}
 //   POST /agent/v1/storage/iscsi/login         {"op_id", "target", "portal",
-//        "chap": {"username", "password"}?} → {} (logged in already: no-op)
+//        "chap": {"username", "password"}?, "lun": 0..16383? (default 1)}
+//        → {"device": "/dev/disk/by-path/…" or "/dev/sdX"} (logged in already: no-op
+//        login). The kernel scans the LUNs after login: the agent polls for the LUN's
+//        device up to 20 s (one session rescan after 2 s), then 503 unavailable
+//        "LUN N of TARGET has no block device yet".
 //   POST /agent/v1/storage/iscsi/logout        {"op_id", "target", "portal"} → {} (no session: no-op)
 //   GET  /agent/v1/storage/iscsi/sessions      → {"sessions": [IscsiSession]}
+//   GET  /agent/v1/storage/fc/luns             → {"luns": [{"wwid", "device"}]}
+//        Fibre Channel (or any SCSI) LUNs by WWID from /dev/disk/by-id (scsi-3…, wwn-0x…),
+//        one per disk, sorted by WWID; a link that resolves to nothing is left out.
 //   POST /agent/v1/storage/vgs/create          {"op_id", "vg", "devices": [path]} → {}
 //        vgcreate --shared (starts the lockspace here too)
 //   GET  /agent/v1/storage/vgs/{vg}            → VolumeGroup
@@ -108,14 +132,20 @@ inline constexpr Call kReboot{"reboot", "POST", "/agent/v1/domains/{uuid}/reboot
 inline constexpr Call kDestroy{"destroy", "POST", "/agent/v1/domains/{uuid}/destroy", TimeoutClass::normal};
 inline constexpr Call kUndefine{"undefine", "POST", "/agent/v1/domains/{uuid}/undefine", TimeoutClass::slow};
 
+// The guest agent's own timeout is 10 s; the call has some room around it.
+inline constexpr Call kFsFreeze{"fs_freeze", "POST", "/agent/v1/domains/{uuid}/fsfreeze", TimeoutClass::normal};
+inline constexpr Call kFsThaw{"fs_thaw", "POST", "/agent/v1/domains/{uuid}/fsthaw", TimeoutClass::normal};
+
 inline constexpr Call kMigrate{"migrate", "POST", "/agent/v1/domains/{uuid}/migrate", TimeoutClass::normal};
 inline constexpr Call kMigration{"migration", "GET", "/agent/v1/domains/{uuid}/migration", TimeoutClass::fast};
 inline constexpr Call kMigrationAbort{"migration_abort", "POST", "/agent/v1/domains/{uuid}/migration/abort", TimeoutClass::normal};
 
 inline constexpr Call kStorageInventory{"storage_inventory", "GET", "/agent/v1/storage", TimeoutClass::normal};
 inline constexpr Call kIscsiDiscover{"iscsi_discover", "POST", "/agent/v1/storage/iscsi/discover", TimeoutClass::slow};
+// Includes the wait for the LUN's device (up to 20 s).
 inline constexpr Call kIscsiLogin{"iscsi_login", "POST", "/agent/v1/storage/iscsi/login", TimeoutClass::slow};
 inline constexpr Call kIscsiLogout{"iscsi_logout", "POST", "/agent/v1/storage/iscsi/logout", TimeoutClass::slow};
+inline constexpr Call kFcLuns{"fc_luns", "GET", "/agent/v1/storage/fc/luns", TimeoutClass::normal};
 inline constexpr Call kIscsiSessions{"iscsi_sessions", "GET", "/agent/v1/storage/iscsi/sessions", TimeoutClass::normal};
 // vgcreate --shared and --lockstart wait for sanlock's host_id lease (20-60 s).
 inline constexpr Call kVgCreate{"vg_create", "POST", "/agent/v1/storage/vgs/create", TimeoutClass::slow};

@@ -4,6 +4,10 @@
 // (docs/storage.md, "Agent API"). The agent owns none of them: agent_main builds the
 // real ones when the configuration has a "storage" object; tests pass doubles.
 
+#include <chrono>
+#include <filesystem>
+#include <functional>
+
 #include "kvmfleet/storage/iscsi_initiator.hpp"
 #include "kvmfleet/storage/lock_daemons.hpp"
 #include "kvmfleet/storage/multipath.hpp"
@@ -17,6 +21,17 @@ struct StorageBackend {
   // Optional parts of the inventory (GET /agent/v1/storage); null leaves them out.
   storage::LockDaemons* locks = nullptr;
   storage::Multipath* multipath = nullptr;
+  // Where GET /agent/v1/storage/fc/luns looks for LUNs by WWID.
+  std::filesystem::path fc_by_id_dir = "/dev/disk/by-id";
+  // An iSCSI login answers the LUN's block device. The kernel scans the LUNs after
+  // the login returns, so the device is looked for every `lun_poll` for up to
+  // `lun_wait`; after `lun_rescan_after` without one, the sessions are rescanned once
+  // (a target that was logged in already gets no scan from the login).
+  std::chrono::milliseconds lun_wait{20'000};
+  std::chrono::milliseconds lun_poll{250};
+  std::chrono::milliseconds lun_rescan_after{2'000};
+  // Waits between looks; empty means std::this_thread::sleep_for. Tests count instead.
+  std::function<void(std::chrono::milliseconds)> sleep;
 };
 
 }  // namespace kvmfleet::agent
