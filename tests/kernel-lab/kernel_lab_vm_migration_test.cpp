@@ -15,6 +15,7 @@
 // the order written.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <future>
@@ -47,6 +48,8 @@ constexpr const char* kVolume = "disk1";
 constexpr const char* kVm = "vm1";
 // The only disk a guest has once the pool's host logged in; checked before and after.
 constexpr const char* kLunDevice = "/dev/sda";
+// Where a guest records the LV locks it holds while a migration runs.
+constexpr const char* kLockLog = "/tmp/klab-lv-locks.log";
 
 std::string node(int g) { return "node" + std::to_string(g); }
 
@@ -351,6 +354,36 @@ class KernelLabVmMigration : public ::testing::Test {
     });
   }
 
+  // Records the LV locks lvmlockd holds on guest g about five times a second, until
+  // stopped; the pid (in the guest) of the watching shell.
+  std::optional<int> watch_locks(int g) {
+    auto pid = start_guest_background(
+        lab(), g, {"sh", "-c", "while :; do lvmlockctl --info; sleep 0.2; done"}, kLockLog);
+    EXPECT_TRUE(pid.ok()) << (pid.ok() ? "" : pid.error().message);
+    return pid.ok() ? std::optional<int>(*pid) : std::nullopt;
+  }
+  // Stops the watcher; the lock modes it saw held on the LV ("ex", "sh"), each once, in
+  // the order first seen. ("un", a lock let go or never granted, e.g. after a refused
+  // lvchange, is not a hold.)
+  std::vector<std::string> locks_seen(int g, std::optional<int> watcher) {
+    if (!watcher) return {};
+    EXPECT_TRUE(
+        runs_ok(lab(), g, {"kill", "-TERM", "--", "-" + std::to_string(*watcher)}, nullptr, 60s));
+    ProcessOutput out;
+    EXPECT_TRUE(runs_ok(lab(), g, {"cat", kLockLog}, &out, 60s));
+    std::vector<std::string> modes;
+    const std::string suffix = " " + lv_uuid_;
+    std::size_t at = 0;
+    while ((at = out.out.find("LK LV ", at)) != std::string::npos) {
+      const std::string mode = out.out.substr(at + 6, 2);
+      const bool ours = out.out.compare(at + 8, suffix.size(), suffix) == 0;
+      if (ours && mode != "un" && std::find(modes.begin(), modes.end(), mode) == modes.end())
+        modes.push_back(mode);
+      at += 6;
+    }
+    return modes;
+  }
+
   static inline std::unique_ptr<KernelLab> lab_;
   static inline std::unique_ptr<LabController> controller_;
   static inline std::string setup_error_;
@@ -397,8 +430,10 @@ TEST_F(KernelLabVmMigration, A_PoolCreate) {
     ASSERT_TRUE(p.contains("hosts") && p["hosts"].contains(node(g))) << x.describe();
     const json& h = p["hosts"][node(g)];
     EXPECT_EQ(h.value("connected", false), true) << node(g) << ": " << x.describe();
-    EXPECT_EQ(h.value("device", ""), kLunDevice) << node(g) << ": " << x.describe();
+    EXPECT_EQ(h.value("devices", json()), json::array({kLunDevice}))
+        << node(g) << ": " << x.describe();
     EXPECT_EQ(h.value("lockspace_started", false), true) << node(g) << ": " << x.describe();
+    EXPECT_EQ(h.value("usable", false), true) << node(g) << ": " << x.describe();
     EXPECT_TRUE(h.contains("error") && h["error"].is_null()) << node(g) << ": " << x.describe();
   }
 
@@ -514,13 +549,29 @@ TEST_F(KernelLabVmMigration, C_VmCreateAndStartOnNode1) {
 // on node2 and inactive on node1, whose own -aey is then refused.
 TEST_F(KernelLabVmMigration, D_LiveMigrateToNode2) {
   ASSERT_TRUE(started_ok_) << "needs C_VmCreateAndStartOnNode1";
+  std::array<std::optional<int>, kGuests + 1> watchers;
+  for (int g = 1; g <= kGuests; ++g) watchers[g] = watch_locks(g);
   const auto t = steady::now();
   json op;
-  ASSERT_TRUE(operation_succeeds("POST", "/v1/vms/" + vm_id_ + "/migrate",
-                                 {{"target_host", node(2)}}, 300s, &op, "vm.migrate"));
+  const bool migrated = operation_succeeds("POST", "/v1/vms/" + vm_id_ + "/migrate",
+                                           {{"target_host", node(2)}}, 300s, &op, "vm.migrate");
   report_time("vm_migrate_ms", steady::now() - t);
+  std::array<std::vector<std::string>, kGuests + 1> seen;
+  on_each_guest([&](int g) { seen[g] = locks_seen(g, watchers[g]); });
+  ASSERT_TRUE(migrated);
   if (op.contains("result") && op["result"].contains("migration"))
     std::printf("[   INFO   ] migration: %s\n", op["result"]["migration"].dump().c_str());
+  // The handover: both hosts held the LV shared while the VM moved, node1 never let go
+  // of it before (ex, then sh), node2 ended exclusive (sh, then ex).
+  auto joined = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& m : v) s += (s.empty() ? "" : " ") + m;
+    return s;
+  };
+  std::printf("[   INFO   ] LV locks seen during the migration: node1 [%s], node2 [%s]\n",
+              joined(seen[1]).c_str(), joined(seen[2]).c_str());
+  EXPECT_EQ(joined(seen[1]), "ex sh") << "node1 must go from exclusive to shared";
+  EXPECT_EQ(joined(seen[2]), "sh ex") << "node2 must join shared, then turn exclusive";
 
   const Exchange vm = api("GET", "/v1/vms/" + vm_id_);
   ASSERT_EQ(vm.status, 200u) << vm.describe();
