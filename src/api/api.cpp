@@ -325,6 +325,14 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
       if (auto w = query_int(c.query, "wait", 0, 0, kMaxWaitSeconds); !w) return c.fail(w.error());
       auto body = optional_body_of(c);
       if (!body) return c.fail(body.error());
+      if (seg[3] == "snapshots") {
+        auto req = parse_snapshot_create(*body);
+        if (!req) return c.fail(req.error());
+        auto s = svc.create_vm_snapshot(*c.who, id, req->name, req->size_bytes, req->ratio,
+                                        req->quiesce, submit_options(c));
+        if (!s) return c.fail(s.error());
+        return answer_operation(svc, cp, *s);
+      }
       if (seg[3] == "migrate") {
         auto mig = parse_migrate(*body, MigrationPolicy{});
         if (!mig) return c.fail(mig.error());

@@ -396,31 +396,36 @@ Status delete_volume(OpContext& ctx) {
 
 // ---- snapshot.* -------------------------------------------------------------------
 
-Status create_snapshot(OpContext& ctx) {
-  auto vol = load_volume(ctx, ctx.op().target_id);
-  if (!vol) return vol.take_error();
-  const auto& p = ctx.op().params;
+// One COW snapshot to take: of which volume, as what.
+struct SnapTarget {
+  Volume vol;
   Snapshot snap;
-  snap.id = p.at("snapshot_id").get<std::string>();
-  snap.name = p.at("name").get<std::string>();
-  snap.lv = snapshot_lv_name(vol->name, snap.name);
-  snap.size_bytes = p.at("size_bytes").get<std::uint64_t>();
-  snap.created_at = ctx.clock().now();
-  const bool quiesce = p.value("quiesce", true);
-  if (vol->find_snapshot(snap.id)) return {};  // a resumed run that had finished
-  auto pool = load_pool(ctx, vol->pool);
-  if (!pool) return pool.take_error();
-  auto host = volume_host(ctx, *vol, *pool);
-  if (!host) return host.take_error();
-  const auto vm = attached_vm(ctx, *vol);
-  const bool live = vm && runs(*vm);
+};
 
-  // A guest that runs is frozen (QEMU guest agent) for the instant of the snapshot
-  // when it can be; otherwise the snapshot is crash-consistent and says so.
+// Takes the snapshots together: a guest that runs is frozen (QEMU guest agent) once,
+// for the instant of all of them, when it can be; otherwise they are crash-consistent
+// and say so. `vm` is the VM the volumes are disks of, if any. Snapshots already
+// recorded (a resumed run) are skipped.
+Status take_snapshots(OpContext& ctx, std::vector<SnapTarget> targets, const std::optional<Vm>& vm,
+                      bool quiesce) {
+  std::erase_if(targets, [](const SnapTarget& t) { return t.vol.find_snapshot(t.snap.id) != nullptr; });
+  if (targets.empty()) return {};
+  const bool live = vm && runs(*vm);
+  // Where each snapshot is made: the VM's host while it runs, else any host of the pool.
+  std::vector<Host> hosts;
+  std::vector<StoragePool> pools;
+  for (const auto& t : targets) {
+    auto pool = load_pool(ctx, t.vol.pool);
+    if (!pool) return pool.take_error();
+    auto host = volume_host(ctx, t.vol, *pool);
+    if (!host) return host.take_error();
+    pools.push_back(*pool);
+    hosts.push_back(*host);
+  }
   bool frozen = false;
   if (live && quiesce) {
     ctx.progress(20, "freezing the guest's filesystems");
-    auto f = ctx.agents().fs_freeze(*host, step_id(ctx, "freeze"), vm->id);
+    auto f = ctx.agents().fs_freeze(hosts.front(), step_id(ctx, "freeze"), vm->id);
     if (f) {
       frozen = true;
       ctx.result()["frozen_filesystems"] = *f;
@@ -428,30 +433,41 @@ Status create_snapshot(OpContext& ctx) {
       ctx.result()["quiesce_error"] = describe(f.error());
     }
   }
-  snap.consistency = frozen ? SnapshotConsistency::quiesced : SnapshotConsistency::crash_consistent;
+  const auto consistency =
+      frozen ? SnapshotConsistency::quiesced : SnapshotConsistency::crash_consistent;
 
-  ctx.progress(50, "creating COW snapshot " + snap.lv + " on " + host->name);
   Status made;
-  if (live) {
-    made = ctx.agents().lv_snapshot(*host, step_id(ctx, "snapshot"), pool->vg(), vol->lv(), snap.lv,
-                                    snap.size_bytes);
-  } else {
-    // The origin is active only where its VM runs; for the snapshot it is activated
-    // exclusively here and deactivated after (which deactivates the snapshot too).
-    made = ctx.agents().lv_activate(*host, step_id(ctx, "activate"), pool->vg(), vol->lv(),
-                                    LvMode::exclusive);
-    if (made)
-      made = ctx.agents().lv_snapshot(*host, step_id(ctx, "snapshot"), pool->vg(), vol->lv(),
-                                      snap.lv, snap.size_bytes);
-    auto off = ctx.with_retry([&] {
-      return ctx.agents().lv_activate(*host, step_id(ctx, "deactivate"), pool->vg(), vol->lv(),
-                                      LvMode::inactive);
-    });
-    if (!off) ctx.result()["deactivate_error"] = describe(off.error());
+  std::vector<std::size_t> done;
+  for (std::size_t i = 0; i < targets.size() && made; ++i) {
+    const auto& t = targets[i];
+    const std::string vg = pools[i].vg();
+    const Host& host = hosts[i];
+    const std::string tag = std::to_string(i);
+    ctx.progress(30 + static_cast<int>(50 * i / targets.size()),
+                 "creating COW snapshot " + t.snap.lv + " on " + host.name);
+    if (live) {
+      made = ctx.agents().lv_snapshot(host, step_id(ctx, "snapshot" + tag), vg, t.vol.lv(), t.snap.lv,
+                                      t.snap.size_bytes);
+    } else {
+      // The origin is active only where its VM runs; for the snapshot it is activated
+      // exclusively here and deactivated after (which deactivates the snapshot too).
+      made = ctx.agents().lv_activate(host, step_id(ctx, "activate" + tag), vg, t.vol.lv(),
+                                      LvMode::exclusive);
+      if (made)
+        made = ctx.agents().lv_snapshot(host, step_id(ctx, "snapshot" + tag), vg, t.vol.lv(),
+                                        t.snap.lv, t.snap.size_bytes);
+      auto off = ctx.with_retry([&] {
+        return ctx.agents().lv_activate(host, step_id(ctx, "deactivate" + tag), vg, t.vol.lv(),
+                                        LvMode::inactive);
+      });
+      if (!off) ctx.result()["deactivate_error"] = describe(off.error());
+    }
+    if (made) done.push_back(i);
   }
   if (frozen) {
     // Thawed whatever happened: a guest left frozen is an outage.
-    auto t = ctx.with_retry([&] { return ctx.agents().fs_thaw(*host, step_id(ctx, "thaw"), vm->id); });
+    auto t = ctx.with_retry(
+        [&] { return ctx.agents().fs_thaw(hosts.front(), step_id(ctx, "thaw"), vm->id); });
     if (!t) {
       Error e = t.take_error();
       e.message = "the guest could not be thawed after the snapshot: " + e.message;
@@ -459,21 +475,82 @@ Status create_snapshot(OpContext& ctx) {
       return e;
     }
   }
-  if (!made) return made;
-  const auto lvs = ctx.agents().lv_list(*host, pool->vg());
-  if (lvs) {
-    for (const auto& l : *lvs)
-      if (l.name == snap.lv) {
-        snap.size_bytes = l.size_bytes;
-        snap.fill_percent = l.data_percent;
-      }
+  if (!made) {
+    // All of them or none: the snapshots made before the failure are removed again.
+    nlohmann::json remains = nlohmann::json::array();
+    for (std::size_t i : done) {
+      auto st = ctx.with_retry([&] {
+        return ctx.agents().lv_delete(hosts[i], step_id(ctx, "undo" + std::to_string(i)),
+                                      pools[i].vg(), targets[i].snap.lv);
+      });
+      if (!st) remains.push_back(pools[i].vg() + "/" + targets[i].snap.lv);
+    }
+    Error e = made.take_error();
+    e.details["rolled_back"] = remains.empty();
+    if (!remains.empty()) e.details["remains"] = remains;
+    return e;
   }
-  if (auto st = save_volume(ctx, vol->id, [&](Volume& v) { v.snapshots.push_back(snap); }); !st)
-    return st;
-  refresh_pool_space(ctx, *pool, *host);
-  ctx.result()["snapshot_id"] = snap.id;
-  ctx.result()["consistency"] = std::string(to_string(snap.consistency));
+  nlohmann::json ids = nlohmann::json::array();
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    Snapshot snap = targets[i].snap;
+    snap.consistency = consistency;
+    if (const auto lvs = ctx.agents().lv_list(hosts[i], pools[i].vg())) {
+      for (const auto& l : *lvs)
+        if (l.name == snap.lv) {
+          snap.size_bytes = l.size_bytes;
+          snap.fill_percent = l.data_percent;
+        }
+    }
+    if (auto st = save_volume(ctx, targets[i].vol.id, [&](Volume& v) { v.snapshots.push_back(snap); });
+        !st)
+      return st;
+    refresh_pool_space(ctx, pools[i], hosts[i]);
+    ids.push_back(snap.id);
+  }
+  ctx.result()["snapshot_ids"] = ids;
+  ctx.result()["consistency"] = std::string(to_string(consistency));
   return {};
+}
+
+Snapshot new_snapshot(OpContext& ctx, const Volume& vol, const std::string& id,
+                      const std::string& name, std::uint64_t size_bytes) {
+  Snapshot snap;
+  snap.id = id;
+  snap.name = name;
+  snap.lv = snapshot_lv_name(vol.name, name);
+  snap.size_bytes = size_bytes;
+  snap.created_at = ctx.clock().now();
+  return snap;
+}
+
+Status create_snapshot(OpContext& ctx) {
+  auto vol = load_volume(ctx, ctx.op().target_id);
+  if (!vol) return vol.take_error();
+  const auto& p = ctx.op().params;
+  Snapshot snap = new_snapshot(ctx, *vol, p.at("snapshot_id").get<std::string>(),
+                               p.at("name").get<std::string>(), p.at("size_bytes").get<std::uint64_t>());
+  ctx.result()["snapshot_id"] = snap.id;
+  return take_snapshots(ctx, {SnapTarget{*vol, snap}}, attached_vm(ctx, *vol),
+                        p.value("quiesce", true));
+}
+
+// vm.snapshot: every shared volume of the VM at one instant (one freeze for all).
+Status create_vm_snapshot(OpContext& ctx) {
+  const auto vm = ctx.state().read([&](const ClusterState::Data& d) -> std::optional<Vm> {
+    const Vm* v = d.find_vm(ctx.op().target_id);
+    return v ? std::optional<Vm>(*v) : std::nullopt;
+  });
+  if (!vm) return not_found("VM no longer exists", {{"vm", ctx.op().target_id}});
+  const auto& p = ctx.op().params;
+  std::vector<SnapTarget> targets;
+  for (const auto& s : p.at("snapshots")) {
+    auto vol = load_volume(ctx, s.at("volume_id").get<std::string>());
+    if (!vol) return vol.take_error();
+    Snapshot snap = new_snapshot(ctx, *vol, s.at("snapshot_id").get<std::string>(),
+                                 p.at("name").get<std::string>(), s.at("size_bytes").get<std::uint64_t>());
+    targets.push_back({*vol, snap});
+  }
+  return take_snapshots(ctx, std::move(targets), vm, p.value("quiesce", true));
 }
 
 Status delete_snapshot(OpContext& ctx) {
@@ -606,6 +683,7 @@ void register_storage_operations(OperationRunner& runner) {
   runner.register_kind(std::string(op_kind::volume_grow), grow_volume);
   runner.register_kind(std::string(op_kind::volume_delete), delete_volume);
   runner.register_kind(std::string(op_kind::snapshot_create), create_snapshot);
+  runner.register_kind(std::string(op_kind::vm_snapshot), create_vm_snapshot);
   runner.register_kind(std::string(op_kind::snapshot_delete), delete_snapshot);
   runner.register_kind(std::string(op_kind::snapshot_revert), revert_snapshot);
 }

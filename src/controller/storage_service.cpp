@@ -5,6 +5,7 @@
 #include "kvmfleet/controller/cluster_service.hpp"
 
 #include <cmath>
+#include <map>
 
 namespace kvmfleet {
 namespace {
@@ -173,6 +174,63 @@ Result<Submitted> ClusterService::delete_volume(const Principal& who, const std:
   });
 }
 
+namespace {
+
+std::uint64_t snapshot_bytes(const Volume& vol, std::uint64_t size_bytes, double ratio) {
+  if (size_bytes != 0) return size_bytes;
+  auto bytes = static_cast<std::uint64_t>(std::ceil(static_cast<double>(vol.size_bytes) * ratio));
+  return std::max(kMinSnapshotBytes, (bytes + 511) / 512 * 512);
+}
+
+}  // namespace
+
+Result<Submitted> ClusterService::create_vm_snapshot(const Principal& who, const std::string& vm_ref,
+                                                     const std::string& name,
+                                                     std::uint64_t size_bytes, double ratio,
+                                                     bool quiesce, const SubmitOptions& opts) {
+  Operation op;
+  op.kind = op_kind::vm_snapshot;
+  op.target_type = "vm";
+  return submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation& next) -> Status {
+    const Vm* vm = d.find_vm(vm_ref);
+    if (!vm) return not_found("no such VM", {{"vm", vm_ref}});
+    if (const Operation* busy = d.active_operation_for(vm->id))
+      return conflict("VM has an operation in progress",
+                      {{"vm", vm->spec.name}, {"operation", busy->id}, {"kind", busy->kind}});
+    if (vm->spec.disks.empty()) return conflict("VM has no disks", {{"vm", vm->spec.name}});
+    for (std::size_t i = 0; i < vm->spec.disks.size(); ++i)
+      if (vm->spec.disks[i].volume.empty())
+        return conflict("disk " + std::to_string(i) + " of VM " + vm->spec.name +
+                            " is in its host's local image pool; only shared volumes have LV "
+                            "snapshots",
+                        {{"vm", vm->spec.name}, {"disk", i}});
+    nlohmann::json snaps = nlohmann::json::array();
+    std::map<std::string, std::uint64_t> needed;  // by pool
+    for (const Volume* vol : d.volumes_of(*vm)) {
+      if (vol->state != VolumeState::ready)
+        return conflict("volume " + vol->name + " is " + std::string(to_string(vol->state)));
+      if (auto st = refuse_busy(d, *vol); !st) return st;
+      if (vol->find_snapshot(name))
+        return conflict("volume " + vol->name + " has a snapshot with this name",
+                        {{"volume", vol->name}, {"name", name}});
+      const auto bytes = snapshot_bytes(*vol, size_bytes, ratio);
+      needed[vol->pool] += bytes;
+      snaps.push_back({{"volume_id", vol->id}, {"snapshot_id", new_uuid()}, {"size_bytes", bytes}});
+    }
+    for (const auto& [pool, bytes] : needed) {
+      const StoragePool* p = d.find_pool(pool);
+      if (p && bytes > p->free_bytes)
+        return Error(ErrorCode::insufficient_capacity,
+                     "storage pool " + pool + " has " + std::to_string(p->free_bytes) +
+                         " bytes free, the snapshots need " + std::to_string(bytes),
+                     {{"pool", pool}, {"free_bytes", p->free_bytes}, {"size_bytes", bytes}});
+    }
+    next.target_id = vm->id;
+    next.params = {{"name", name}, {"quiesce", quiesce}, {"snapshots", std::move(snaps)}};
+    return {};
+  });
+}
+
 Result<Submitted> ClusterService::create_snapshot(const Principal& who, const std::string& volume,
                                                   const std::string& name, std::uint64_t size_bytes,
                                                   double ratio, bool quiesce,
@@ -187,11 +245,7 @@ Result<Submitted> ClusterService::create_snapshot(const Principal& who, const st
     if (auto st = refuse_busy(d, vol); !st) return st;
     if (vol.find_snapshot(name))
       return conflict("volume " + vol.name + " has a snapshot with this name", {{"name", name}});
-    std::uint64_t bytes = size_bytes;
-    if (bytes == 0) {
-      bytes = static_cast<std::uint64_t>(std::ceil(static_cast<double>(vol.size_bytes) * ratio));
-      bytes = std::max(kMinSnapshotBytes, (bytes + 511) / 512 * 512);
-    }
+    const std::uint64_t bytes = snapshot_bytes(vol, size_bytes, ratio);
     const StoragePool* p = d.find_pool(vol.pool);
     if (p && bytes > p->free_bytes)
       return Error(ErrorCode::insufficient_capacity,

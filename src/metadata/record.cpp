@@ -15,7 +15,9 @@ using nlohmann::json;
 
 std::vector<std::string> disk_sources(const DomainSpec& spec, const PoolInfo& pool) {
   std::vector<std::string> out;
-  for (const auto& d : spec.disks) out.push_back(pool.path + "/" + d.volume);
+  // A shared volume is its block device on every host; a local disk lives in the pool.
+  for (const auto& d : spec.disks)
+    out.push_back(d.block_device.empty() ? pool.path + "/" + d.volume : d.block_device);
   return out;
 }
 
@@ -143,14 +145,26 @@ Result<VerifiedRecord> decode(std::string_view json_name, const json& doc) {
   for (const auto& d : *disks_it) {
     if (!d.is_object()) return refuse("each disk must be an object");
     if (auto st =
-            check_known_fields(d, {"size_gib", "bus", "volume", "target_dev", "source"}, "disk");
+            check_known_fields(d, {"size_gib", "bus", "volume", "target_dev", "source",
+                                   "shared_volume", "device"},
+                               "disk");
         !st)
       return refuse(st.error().message);
     KVF_TRY(size, member<std::int64_t>(d, "size_gib"));
     KVF_TRY(bus, member<std::string>(d, "bus"));
     auto b = disk_bus_from_string(bus);
     if (!b) return refuse("disk bus is not virtio, sata or scsi");
-    vm.spec.disks.push_back({size, *b});
+    DiskSpec disk{size, *b, {}, {}};
+    // A shared volume (by id) and its block device; absent for a local disk.
+    if (d.contains("shared_volume")) {
+      KVF_TRY(shared, member<std::string>(d, "shared_volume"));
+      KVF_TRY(device, member<std::string>(d, "device"));
+      if (!shared.empty() && !is_valid_uuid(shared)) return refuse("disk shared_volume is not a volume id");
+      if (shared.empty() != device.empty()) return refuse("disk shared_volume and device go together");
+      disk.volume = shared;
+      disk.device = device;
+    }
+    vm.spec.disks.push_back(std::move(disk));
   }
   // The resolved parts (volume names, devices, paths) must be what this VM resolves
   // to: the record is re-derived, not trusted.
@@ -238,7 +252,9 @@ Result<RenderedRecord> render_record(const VmMetadata& meta, const PoolInfo& poo
                      {"bus", std::string(to_string(d.bus))},
                      {"volume", d.volume},
                      {"target_dev", d.target_dev},
-                     {"source", sources[i]}});
+                     {"source", sources[i]},
+                     {"shared_volume", vm.spec.disks[i].volume},
+                     {"device", vm.spec.disks[i].device}});
   }
   json doc = {
       {"format", std::string(kFormatName)},

@@ -299,6 +299,8 @@ class FakeAgentApi final : public AgentApi {
     auto m = o->active.find(h.name);
     if (m == o->active.end() || m->second != LvMode::exclusive)
       return conflict("origin not active exclusively here");
+    if (vgs[vg].used() + size > vgs[vg].size)
+      return Error(ErrorCode::insufficient_capacity, "Volume group has insufficient free space");
     auto& s = vgs[vg].lvs[snap];
     s.size = size;
     s.origin = origin;

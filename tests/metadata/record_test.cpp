@@ -44,6 +44,29 @@ TEST(RecordTest, RendersAndVerifiesBack) {
   EXPECT_TRUE(verify_record_xml(*v, r.xml).ok());
 }
 
+TEST(RecordTest, SharedVolumeDisksKeepTheirVolumeAndDevice) {
+  auto m = sample_vm("db1", 4);
+  DiskSpec shared;
+  shared.size_gib = 8;
+  shared.volume = "6f1c2a7e-8d3b-4c5a-9e0f-1a2b3c4d5e6f";
+  shared.device = "/dev/pool1/db1-data";
+  m.vm.spec.disks.push_back(shared);
+  auto r = render(m);
+  auto v = verify_record_json(r.json_name, r.json);
+  ASSERT_TRUE(v.ok()) << v.error().message;
+  EXPECT_EQ(v->vm.spec, m.vm.spec);
+  EXPECT_TRUE(verify_record_xml(*v, r.xml).ok());
+  auto info = agent::read_domain_xml(r.xml);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->block_sources, std::vector<std::string>{"/dev/pool1/db1-data"});
+  // A record whose device was changed on the share no longer matches its XML.
+  std::string tampered = r.json;
+  const auto at = tampered.find("/dev/pool1/db1-data");
+  ASSERT_NE(at, std::string::npos);
+  tampered.replace(at, 19, "/dev/pool1/db1-dat2");
+  EXPECT_FALSE(verify_record_json(r.json_name, tampered).ok());
+}
+
 TEST(RecordTest, TheXmlIsTheAgentsOwnDefinition) {
   auto m = sample_vm("web1", 3);
   auto r = render(m);

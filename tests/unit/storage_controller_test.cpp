@@ -381,3 +381,59 @@ TEST_F(StorageMonitorTest, PendingMergeIsForgottenOnceLvmHasDoneIt) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(StorageControllerTest, VmSnapshotTakesEveryDiskAtOneFreeze) {
+  make_pool();
+  make_volume("os");
+  make_volume("data");
+  VmSpec s = spec_on("vm1", "os");
+  DiskSpec second;
+  second.volume = "data";
+  s.disks.push_back(second);
+  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  auto op = run(service_->create_vm_snapshot(admin(), "vm1", "nightly", 0, 0.1, true, {}));
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(op.result.value("consistency", ""), "quiesced");
+  EXPECT_EQ(op.result["snapshot_ids"].size(), 2u);
+  EXPECT_EQ(agents_.count("fs_freeze"), 1);
+  EXPECT_EQ(agents_.count("fs_thaw"), 1);
+  EXPECT_EQ(volume("os").snapshots.at(0).name, "nightly");
+  EXPECT_EQ(volume("data").snapshots.at(0).name, "nightly");
+}
+
+TEST_F(StorageControllerTest, VmSnapshotThatFailsHalfWayRemovesWhatItMadeAndThaws) {
+  make_pool();
+  make_volume("os");
+  make_volume("data");
+  VmSpec s = spec_on("vm1", "os");
+  DiskSpec second;
+  second.volume = "data";
+  s.disks.push_back(second);
+  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  // Room for one of the two snapshots only: the second fails, the first is removed
+  // again, the guest is thawed.
+  agents_.vgs["pool1"].size = agents_.vgs["pool1"].used() + (std::uint64_t{200} << 20);
+  auto op = run(service_->create_vm_snapshot(admin(), "vm1", "big", 150 << 20, 0, true, {}));
+  ASSERT_EQ(op.state, OpState::failed);
+  EXPECT_TRUE(op.error->details.value("rolled_back", false)) << op.error->details.dump();
+  EXPECT_EQ(agents_.frozen, 0);
+  EXPECT_TRUE(volume("os").snapshots.empty());
+  EXPECT_TRUE(volume("data").snapshots.empty());
+  EXPECT_EQ(agents_.vgs["pool1"].lvs.count("os.snap.big") + agents_.vgs["pool1"].lvs.count("data.snap.big"), 0u);
+}
+
+TEST_F(StorageControllerTest, VmSnapshotRefusesLocalDisks) {
+  make_pool();
+  VmSpec s = spec("vm1");
+  DiskSpec local;
+  local.size_gib = 1;
+  s.disks.push_back(local);
+  ASSERT_EQ(run(service_->create_vm(admin(), s, false, {})).state, OpState::succeeded);
+  auto r = service_->create_vm_snapshot(admin(), "vm1", "x", 0, 0.1, true, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::conflict);
+}
+
+}  // namespace

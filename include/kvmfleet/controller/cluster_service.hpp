@@ -101,6 +101,11 @@ class ClusterService {
   Result<Submitted> create_snapshot(const Principal& who, const std::string& volume,
                                     const std::string& name, std::uint64_t size_bytes,
                                     double ratio, bool quiesce, const SubmitOptions& opts);
+  // Snapshots every disk of a VM (all must be shared volumes) at one instant, each
+  // named `name`, sized like create_snapshot.
+  Result<Submitted> create_vm_snapshot(const Principal& who, const std::string& vm,
+                                       const std::string& name, std::uint64_t size_bytes,
+                                       double ratio, bool quiesce, const SubmitOptions& opts);
   // kind: snapshot.delete or snapshot.revert
   Result<Submitted> snapshot_action(const Principal& who, const std::string& volume,
                                     const std::string& snapshot, std::string_view kind,

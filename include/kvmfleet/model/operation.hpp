@@ -27,6 +27,7 @@ inline constexpr std::string_view vm_reboot = "vm.reboot";
 inline constexpr std::string_view vm_destroy = "vm.destroy";
 inline constexpr std::string_view vm_delete = "vm.delete";
 inline constexpr std::string_view vm_migrate = "vm.migrate";
+inline constexpr std::string_view vm_snapshot = "vm.snapshot";
 inline constexpr std::string_view host_maintenance = "host.maintenance";
 inline constexpr std::string_view pool_create = "storage_pool.create";
 inline constexpr std::string_view volume_create = "volume.create";
