@@ -24,17 +24,13 @@ struct ClusterService::Waiters {
   };
   std::mutex mu;
   std::unordered_map<std::string, std::vector<std::shared_ptr<Waiter>>> by_op;
-  // When this service started: the reconciler acts on what hosts report only once
-  // every up host has heartbeated since (see reconciler.hpp).
-  Clock::time_point started_at{};
 };
 
 ClusterService::ClusterService(ClusterState& state, OperationRunner& runner,
                                const ControllerConfig& config, const Clock& clock,
                                boost::asio::io_context& ioc)
     : state_(state), runner_(runner), config_(config), clock_(clock), ioc_(ioc),
-      waiters_(std::make_shared<Waiters>()) {
-  waiters_->started_at = clock_.now();
+      started_at_(clock.now()), waiters_(std::make_shared<Waiters>()) {
   std::weak_ptr<Waiters> weak = waiters_;
   state_.on_operation_change([this, weak](const Operation& op) {
     if (weak.lock()) notify(op);
@@ -199,7 +195,7 @@ Status ClusterService::heartbeat(const Principal& who, const std::string& host,
     if (!st) return st;
   }
   return state_.update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
-    b = reconcile_host(d, host, inventory.domains, now, waiters_->started_at);
+    b = reconcile_host(d, host, inventory.domains, now, started_at_);
     return {};
   });
 }
@@ -241,7 +237,7 @@ Status ClusterService::domain_events(const Principal& who, const std::string& ho
   if (!st) return st;
   const auto now = clock_.now();
   return state_.update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
-    b = reconcile_host(d, host, domains, now, waiters_->started_at);
+    b = reconcile_host(d, host, domains, now, started_at_);
     return {};
   });
 }
@@ -522,7 +518,7 @@ void ClusterService::notify(const Operation& op) {
 void ClusterService::tick() {
   const auto now = clock_.now();
   auto st = state_.update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
-    b = reconcile_liveness(d, now, waiters_->started_at, config_.unreachable_after,
+    b = reconcile_liveness(d, now, started_at_, config_.unreachable_after,
                            config_.down_after);
     const auto horizon = now - config_.operation_retention;
     for (const auto& [id, op] : d.operations)

@@ -135,6 +135,9 @@ class ClusterService {
   const ControllerConfig& config_;
   const Clock& clock_;
   boost::asio::io_context& ioc_;
+  // When this service started: the reconciler acts on what hosts report only once
+  // every up host has heartbeated since (see reconciler.hpp).
+  Clock::time_point started_at_;
   struct Waiters;
   std::shared_ptr<Waiters> waiters_;
 };
