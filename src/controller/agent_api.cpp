@@ -164,6 +164,21 @@ Result<int> HttpAgentApi::fs_thaw(const Host& host, const std::string& op_id,
   return r->at("thawed").get<int>();
 }
 
+Result<std::vector<std::string>> HttpAgentApi::iscsi_discover(const Host& host,
+                                                              const std::string& op_id,
+                                                              const std::string& portal) {
+  const nlohmann::json body = {{"op_id", op_id}, {"portal", portal}};
+  auto r = invoke(client_, host, proto::kIscsiDiscover, {}, &body);
+  if (!r) return r.take_error();
+  std::vector<std::string> out;
+  try {
+    for (const auto& t : r->at("targets")) out.push_back(t.at("iqn").get<std::string>());
+  } catch (const std::exception& e) {
+    return internal_error(std::string("malformed agent answer to iscsi discover: ") + e.what());
+  }
+  return out;
+}
+
 Result<std::string> HttpAgentApi::iscsi_login(const Host& host, const std::string& op_id,
                                               const IscsiPoolTarget& t) {
   nlohmann::json body = iscsi_body(op_id, t);

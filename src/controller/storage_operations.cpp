@@ -144,6 +144,20 @@ PoolHostStatus connect_host(OpContext& ctx, const StoragePool& pool, const Host&
   if (pool.type == PoolType::iscsi) {
     for (std::size_t i = 0; i < pool.targets.size(); ++i) {
       const auto& t = pool.targets[i];
+      // Discovery records the node a login needs, and tells whether the portal offers
+      // the target at all.
+      auto offered = ctx.with_retry([&] {
+        return ctx.agents().iscsi_discover(host, step_id(ctx, "discover" + std::to_string(i)),
+                                           t.portal);
+      });
+      if (!offered) {
+        s.error = "discovery at " + t.portal + ": " + describe(offered.error());
+        return s;
+      }
+      if (std::find(offered->begin(), offered->end(), t.iqn) == offered->end()) {
+        s.error = "portal " + t.portal + " does not offer target " + t.iqn;
+        return s;
+      }
       auto dev = ctx.with_retry([&] {
         return ctx.agents().iscsi_login(host, step_id(ctx, "login" + std::to_string(i)), t);
       });

@@ -161,12 +161,30 @@ class FakeAgentApi final : public AgentApi {
     frozen = 0;
     return n;
   }
+  // What each portal offers (portal → IQNs); a portal not listed offers every IQN.
+  std::map<std::string, std::vector<std::string>> portal_targets;
+  std::map<std::string, std::set<std::string>> discovered;  // host → portals
+  Result<std::vector<std::string>> iscsi_discover(const Host& h, const std::string& op,
+                                                  const std::string& portal) override {
+    std::lock_guard lk(mu_);
+    log(h, "iscsi_discover", op, portal);
+    discovered[h.name].insert(portal);
+    auto it = portal_targets.find(portal);
+    if (it != portal_targets.end()) return it->second;
+    std::vector<std::string> all;
+    for (const auto& [_, ts] : portal_targets) all.insert(all.end(), ts.begin(), ts.end());
+    all.push_back("iqn.2026-01.io.kvmfleet:lun1");
+    all.push_back("iqn.2026-01.io.kvmfleet:lun2");
+    return all;
+  }
   Result<std::string> iscsi_login(const Host& h, const std::string& op,
                                   const IscsiPoolTarget& t) override {
     std::lock_guard lk(mu_);
     log(h, "iscsi_login", op, t.iqn);
     if (auto e = injected("iscsi_login")) return *e;
     if (auto e = injected("iscsi_login:" + h.name)) return *e;
+    // Like iscsiadm: no node record for a target never discovered.
+    if (!discovered[h.name].count(t.portal)) return not_found("iscsiadm: No records found");
     sessions[h.name].insert(t.iqn + "|" + std::to_string(t.lun));
     return device_of(t);
   }

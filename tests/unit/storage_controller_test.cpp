@@ -437,3 +437,18 @@ TEST_F(StorageControllerTest, VmSnapshotRefusesLocalDisks) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(StorageControllerTest, PoolOnATargetThePortalDoesNotOfferIsRefusedPerHost) {
+  agents_.portal_targets["10.77.0.1:3260"] = {"iqn.2026-01.io.kvmfleet:other"};
+  auto op = run(service_->create_pool(admin(), iscsi_pool("pool1"), {}, {}));
+  ASSERT_EQ(op.state, OpState::failed);
+  const auto hosts = op.error->details["hosts"];
+  EXPECT_NE(hosts["node1"].get<std::string>().find("does not offer target"), std::string::npos)
+      << hosts.dump();
+  EXPECT_EQ(agents_.count("iscsi_login"), 0);
+  EXPECT_TRUE(pool("pool1").name.empty());
+}
+
+}  // namespace

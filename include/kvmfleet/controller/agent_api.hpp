@@ -68,6 +68,10 @@ class AgentApi {
                               const std::string& uuid) = 0;
 
   // Shared storage (docs/storage.md, "Agent API"): one backend call each.
+  // SendTargets discovery of a portal (records the nodes a login needs); returns the
+  // IQNs it offers.
+  virtual Result<std::vector<std::string>> iscsi_discover(const Host& host, const std::string& op_id,
+                                                          const std::string& portal) = 0;
   // Logs in to an iSCSI target; returns the LUN's block device on that host.
   virtual Result<std::string> iscsi_login(const Host& host, const std::string& op_id,
                                           const IscsiPoolTarget& target) = 0;
@@ -121,6 +125,8 @@ class HttpAgentApi final : public AgentApi {
                                           const std::string& uuid) override;
   Result<int> fs_freeze(const Host& host, const std::string& op_id, const std::string& uuid) override;
   Result<int> fs_thaw(const Host& host, const std::string& op_id, const std::string& uuid) override;
+  Result<std::vector<std::string>> iscsi_discover(const Host& host, const std::string& op_id,
+                                                  const std::string& portal) override;
   Result<std::string> iscsi_login(const Host& host, const std::string& op_id,
                                   const IscsiPoolTarget& target) override;
   Status iscsi_logout(const Host& host, const std::string& op_id,
