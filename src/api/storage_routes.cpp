@@ -67,6 +67,13 @@ void route_pools(ClusterService& svc, std::shared_ptr<Call> cp, const auto& requ
         },
         "pool", name);
   }
+  if (n == 3 && m == Verb::delete_) {
+    if (!require(Need::admin)) return;
+    if (!wait_query_ok(c)) return;
+    auto s = svc.delete_pool(*c.who, name, submit_options(c));
+    if (!s) return c.fail(s.error());
+    return answer_operation(svc, cp, *s);
+  }
   return n == 3 ? not_allowed() : c.fail(not_found("no such resource"));
 }
 

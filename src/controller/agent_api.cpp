@@ -221,6 +221,11 @@ Status HttpAgentApi::vg_lockstart(const Host& host, const std::string& op_id,
   return storage_call(client_, host, proto::kVgLockStart, {{"op_id", op_id}}, vg);
 }
 
+Status HttpAgentApi::vg_lockstop(const Host& host, const std::string& op_id,
+                                 const std::string& vg) {
+  return storage_call(client_, host, proto::kVgLockStop, {{"op_id", op_id}}, vg);
+}
+
 Result<AgentVg> HttpAgentApi::vg_get(const Host& host, const std::string& vg) {
   auto r = invoke(client_, host, proto::kVgGet, {}, nullptr, vg);
   if (!r) return r.take_error();

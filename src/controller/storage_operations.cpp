@@ -247,18 +247,26 @@ Status create_pool(OpContext& ctx) {
 
   const Host& creator = connected.front();
   ctx.progress(40, "creating shared VG " + pool->vg() + " on " + creator.name);
-  // A resumed run may find the VG made already.
+  // The VG may be there already: a resumed run, or a pool detached and made again on
+  // the same LUNs (adopted as it is, its LVs untouched).
+  bool made = false;
   if (!ctx.agents().vg_get(creator, pool->vg())) {
     auto st = ctx.agents().vg_create(creator, step_id(ctx, "vgcreate"), pool->vg(),
                                      statuses[creator.name].devices);
     if (!st) return roll_back(st.take_error());
+    made = true;  // vgcreate --shared started the lockspace on the creator
+  } else {
+    ctx.result()["adopted_existing_vg"] = true;
   }
-  statuses[creator.name].lockspace_started = true;
+  int started = 0;
+  if (made) {
+    statuses[creator.name].lockspace_started = true;
+    started = 1;
+  }
 
-  ctx.progress(60, "starting the VG's lockspace on every other host");
-  int started = 1;
+  ctx.progress(60, "starting the VG's lockspace on the hosts");
   for (const auto& h : connected) {
-    if (h.name == creator.name) continue;
+    if (made && h.name == creator.name) continue;
     auto st = ctx.with_retry(
         [&] { return ctx.agents().vg_lockstart(h, step_id(ctx, "lockstart"), pool->vg()); });
     if (st) {
@@ -284,6 +292,37 @@ Status create_pool(OpContext& ctx) {
   ctx.progress(100, "pool ready on " + std::to_string(started) + " of " +
                         std::to_string(hosts.size()) + " hosts");
   return {};
+}
+
+// A pool without volumes leaves the cluster: its lockspace stops and its sessions end
+// on every host; the VG stays on the LUNs. Hosts that cannot be reached keep theirs
+// and are named; the record goes only once every host has let go.
+Status delete_pool(OpContext& ctx) {
+  auto pool = load_pool(ctx, ctx.op().target_id);
+  if (!pool) return pool.error().code == ErrorCode::not_found ? Status{} : pool.take_error();
+  nlohmann::json remains = nlohmann::json::array();
+  std::vector<Host> released;
+  for (const auto& [name, status] : pool->hosts) {
+    auto h = host_named(ctx, name);
+    if (!h) continue;  // the host left the cluster
+    if (status.lockspace_started) {
+      auto st = ctx.with_retry(
+          [&] { return ctx.agents().vg_lockstop(*h, step_id(ctx, "lockstop"), pool->vg()); });
+      if (!st) {
+        remains.push_back({{"host", name}, {"error", "lockstop: " + describe(st.error())}});
+        continue;
+      }
+    }
+    released.push_back(*h);
+  }
+  disconnect_hosts(ctx, *pool, released, remains);
+  if (!remains.empty())
+    return Error(ErrorCode::unavailable, "storage pool " + pool->name + " is still attached on some hosts",
+                 {{"pool", pool->name}, {"remains", remains}});
+  return ctx.state().update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+    if (d.find_pool(pool->name)) b.delete_pools.push_back(pool->name);
+    return {};
+  });
 }
 
 // ---- volume.* -------------------------------------------------------------------
@@ -693,6 +732,7 @@ Status set_volume_activation(OpContext& ctx, const std::vector<VmVolume>& volume
 
 void register_storage_operations(OperationRunner& runner) {
   runner.register_kind(std::string(op_kind::pool_create), create_pool);
+  runner.register_kind(std::string(op_kind::pool_delete), delete_pool);
   runner.register_kind(std::string(op_kind::volume_create), create_volume);
   runner.register_kind(std::string(op_kind::volume_grow), grow_volume);
   runner.register_kind(std::string(op_kind::volume_delete), delete_volume);

@@ -80,6 +80,28 @@ Result<Submitted> ClusterService::create_pool(const Principal& who, StoragePool 
   });
 }
 
+Result<Submitted> ClusterService::delete_pool(const Principal& who, const std::string& name,
+                                              const SubmitOptions& opts) {
+  Operation op;
+  op.kind = op_kind::pool_delete;
+  op.target_type = "storage_pool";
+  op.target_id = name;
+  return submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation&) -> Status {
+    const StoragePool* p = d.find_pool(name);
+    if (!p) return not_found("no such storage pool", {{"pool", name}});
+    if (const Operation* busy = d.active_operation_for(name))
+      return conflict("storage pool has an operation in progress",
+                      {{"pool", name}, {"operation", busy->id}});
+    nlohmann::json volumes = nlohmann::json::array();
+    for (const auto& [_, v] : d.volumes)
+      if (v.pool == name) volumes.push_back(v.name);
+    if (!volumes.empty())
+      return conflict("storage pool " + name + " still has volumes; delete them first",
+                      {{"pool", name}, {"volumes", volumes}});
+    return {};
+  });
+}
+
 Result<Submitted> ClusterService::create_volume(const Principal& who, const std::string& name,
                                                 const std::string& pool_name,
                                                 std::uint64_t size_bytes,

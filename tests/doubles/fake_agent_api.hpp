@@ -219,6 +219,15 @@ class FakeAgentApi final : public AgentApi {
     vgs[vg].lockstarted.insert(h.name);
     return {};
   }
+  Status vg_lockstop(const Host& h, const std::string& op, const std::string& vg) override {
+    std::lock_guard lk(mu_);
+    log(h, "vg_lockstop", op, vg);
+    if (!vgs.count(vg)) return {};
+    for (auto& [_, l] : vgs[vg].lvs)
+      if (l.active.count(h.name)) return conflict("LVs of the VG are active on " + h.name);
+    vgs[vg].lockstarted.erase(h.name);
+    return {};
+  }
   Result<AgentVg> vg_get(const Host& h, const std::string& vg) override {
     std::lock_guard lk(mu_);
     auto it = vgs.find(vg);

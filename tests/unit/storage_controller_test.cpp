@@ -452,3 +452,29 @@ TEST_F(StorageControllerTest, PoolOnATargetThePortalDoesNotOfferIsRefusedPerHost
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(StorageControllerTest, PoolDeleteNeedsNoVolumesDetachesEveryHostAndARecreateAdoptsTheVg) {
+  make_pool();
+  make_volume("disk1");
+  auto busy = service_->delete_pool(admin(), "pool1", {});
+  ASSERT_FALSE(busy.ok());
+  EXPECT_EQ(busy.error().code, ErrorCode::conflict);
+  EXPECT_EQ(busy.error().details["volumes"][0], "disk1");
+  ASSERT_EQ(run(service_->delete_volume(admin(), "disk1", {})).state, OpState::succeeded);
+  auto op = run(service_->delete_pool(admin(), "pool1", {}));
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_TRUE(pool("pool1").name.empty());
+  EXPECT_TRUE(agents_.sessions["node1"].empty());
+  EXPECT_TRUE(agents_.sessions["node2"].empty());
+  EXPECT_TRUE(agents_.vgs["pool1"].lockstarted.empty());
+  // The VG stayed on the LUN: the same pool made again adopts it, no second vgcreate.
+  make_pool();
+  EXPECT_EQ(agents_.count("vg_create"), 1);
+  EXPECT_TRUE(pool("pool1").usable_on("node1"));
+  EXPECT_TRUE(pool("pool1").usable_on("node2"));
+  EXPECT_EQ(agents_.vgs["pool1"].lockstarted, (std::set<std::string>{"node1", "node2"}));
+}
+
+}  // namespace

@@ -82,6 +82,8 @@ class AgentApi {
   virtual Status vg_create(const Host& host, const std::string& op_id, const std::string& vg,
                            const std::vector<std::string>& devices) = 0;
   virtual Status vg_lockstart(const Host& host, const std::string& op_id, const std::string& vg) = 0;
+  // conflict while LVs of the VG are active on that host.
+  virtual Status vg_lockstop(const Host& host, const std::string& op_id, const std::string& vg) = 0;
   virtual Result<AgentVg> vg_get(const Host& host, const std::string& vg) = 0;
   virtual Result<std::vector<AgentLv>> lv_list(const Host& host, const std::string& vg) = 0;
   virtual Status lv_create(const Host& host, const std::string& op_id, const std::string& vg,
@@ -135,6 +137,7 @@ class HttpAgentApi final : public AgentApi {
   Status vg_create(const Host& host, const std::string& op_id, const std::string& vg,
                    const std::vector<std::string>& devices) override;
   Status vg_lockstart(const Host& host, const std::string& op_id, const std::string& vg) override;
+  Status vg_lockstop(const Host& host, const std::string& op_id, const std::string& vg) override;
   Result<AgentVg> vg_get(const Host& host, const std::string& vg) override;
   Result<std::vector<AgentLv>> lv_list(const Host& host, const std::string& vg) override;
   Status lv_create(const Host& host, const std::string& op_id, const std::string& vg,

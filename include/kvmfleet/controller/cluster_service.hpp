@@ -90,6 +90,10 @@ class ClusterService {
   // host that is up).
   Result<Submitted> create_pool(const Principal& who, StoragePool pool,
                                 std::vector<std::string> hosts, const SubmitOptions& opts);
+  // Detaches a pool that has no volumes: every host stops the VG's lockspace and logs
+  // out; the VG stays on the LUNs (a pool created again on them adopts it).
+  Result<Submitted> delete_pool(const Principal& who, const std::string& name,
+                                const SubmitOptions& opts);
   Result<Submitted> create_volume(const Principal& who, const std::string& name,
                                   const std::string& pool, std::uint64_t size_bytes,
                                   const SubmitOptions& opts);
