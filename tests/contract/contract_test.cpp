@@ -2,6 +2,7 @@
 // test drives every endpoint of a real kvmfleet-controller, records each exchange, and
 // has openapi_check.py validate the recording against the contract. A field, status or
 // content type that the controller produces and the contract does not declare fails.
+#include "checker.hpp"
 #include "controller_process.hpp"
 #include "recording_client.hpp"
 
@@ -23,24 +24,6 @@ namespace kvmfleet::contract {
 namespace {
 
 using nlohmann::json;
-
-const std::string kSpec = KVMFLEET_OPENAPI_SPEC;
-const std::string kRecordDir = KVMFLEET_CONTRACT_RECORD_DIR;
-
-// Runs openapi_check.py with `args` after the spec.
-ProcessOutput run_checker(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {KVMFLEET_PYTHON3, KVMFLEET_OPENAPI_CHECK, kSpec};
-  argv.insert(argv.end(), args.begin(), args.end());
-  SystemProcessRunner runner;
-  RunOptions opts;
-  opts.timeout = std::chrono::minutes(5);
-  auto out = runner.run(argv, opts);
-  if (!out) {
-    ADD_FAILURE() << "cannot run openapi_check.py: " << out.error().message;
-    return {};
-  }
-  return *out;
-}
 
 // A loopback port that is bound but never listens: a connection to it is refused at
 // once, and nothing else can take the port while the test holds it. Registered hosts
@@ -175,6 +158,40 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
             400u);
   EXPECT_EQ(post("/v1/hosts", "/v1/hosts", operator_token, {{"name", "node9"}, {"agent_url", agent_url()}}).status,
             403u);
+
+  // ---- shared storage while no host is up -----------------------------------------------
+  // node1 is registered but has not sent a heartbeat, so it is down.
+  const json pool1 = {{"name", "pool1"},
+                      {"type", "iscsi"},
+                      {"targets", {{{"portal", "10.77.0.1"}, {"iqn", "iqn.2026-01.io.kvmfleet:san"}, {"lun", 1}}}}};
+  auto no_host = post("/v1/storage-pools", "/v1/storage-pools", admin, pool1);
+  EXPECT_EQ(no_host.status, 409u) << no_host.body;
+  EXPECT_EQ(no_host.json()["error"].value("code", ""), "conflict") << no_host.body;
+  json ghost_host = pool1;
+  ghost_host["hosts"] = {"ghost"};
+  auto unknown_host = post("/v1/storage-pools", "/v1/storage-pools", admin, ghost_host);
+  EXPECT_EQ(unknown_host.status, 404u) << unknown_host.body;
+  EXPECT_EQ(unknown_host.json()["error"]["details"].value("host", ""), "ghost") << unknown_host.body;
+  // A pool for a host that is named but down is accepted; its operation finds the host
+  // down, calls no agent, and rolls the pool back.
+  json on_node1 = pool1;
+  on_node1["hosts"] = {"node1"};
+  auto down_pool = post("/v1/storage-pools?wait=60", "/v1/storage-pools", admin, on_node1);
+  ASSERT_EQ(down_pool.status, 200u) << down_pool.body;
+  {
+    const json op = down_pool.json();
+    EXPECT_EQ(op.value("kind", ""), "storage_pool.create");
+    EXPECT_EQ(op["target"].value("type", ""), "storage_pool");
+    EXPECT_EQ(op["target"].value("id", ""), "pool1");
+    EXPECT_EQ(op["params"]["hosts"], json({"node1"}));
+    EXPECT_EQ(op["params"].value("type", ""), "iscsi");
+    EXPECT_EQ(op.value("state", ""), "failed") << down_pool.body;
+    ASSERT_TRUE(op["error"].is_object()) << down_pool.body;
+    EXPECT_EQ(op["error"].value("code", ""), "unavailable");
+    EXPECT_TRUE(op["error"]["details"].value("rolled_back", false)) << down_pool.body;
+    EXPECT_NE(op["error"]["details"]["hosts"].value("node1", "").find("down"), std::string::npos) << down_pool.body;
+  }
+  EXPECT_EQ(get("/v1/storage-pools/pool1", "/v1/storage-pools/{name}", admin).status, 404u);
 
   const std::string legacy_uuid = "7d4c3a2b-1f0e-4d9c-8b7a-6f5e4d3c2b1a";
   const json heartbeat = {
@@ -506,6 +523,327 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(post("/v1/placements", "/v1/placements", viewer_token, {{"name", "p1"}, {"memory_mib", 512}}).status,
             403u);
   EXPECT_EQ(get("/v1/placements", "/v1/placements", operator_token).status, 405u);
+
+  // ---- shared storage ---------------------------------------------------------------------
+  // No agent answers, so no pool ever becomes ready: what is reachable is every refusal
+  // at the door, the empty collections, and the pool operations failing and rolling back.
+  const std::string pools = "/v1/storage-pools";
+  const std::string pool_t = "/v1/storage-pools/{name}";
+  const std::string volumes = "/v1/volumes";
+  const std::string volume_t = "/v1/volumes/{id}";
+  const std::string grow_t = "/v1/volumes/{id}/grow";
+  const std::string snaps_t = "/v1/volumes/{id}/snapshots";
+  const std::string snap_t = "/v1/volumes/{id}/snapshots/{snapshot}";
+  const std::string revert_t = "/v1/volumes/{id}/snapshots/{snapshot}/revert";
+  auto field_of = [](const HttpAnswer& a) { return a.json()["error"]["details"].value("field", ""); };
+
+  auto pool_list = get(pools, pools, viewer_token);
+  ASSERT_EQ(pool_list.status, 200u) << pool_list.body;
+  EXPECT_EQ(pool_list.json()["items"], json::array());
+  auto volume_list = get(volumes, volumes, viewer_token);
+  ASSERT_EQ(volume_list.status, 200u) << volume_list.body;
+  EXPECT_EQ(volume_list.json()["items"], json::array());
+  EXPECT_EQ(get("/v1/volumes?pool=pool1", volumes, viewer_token).json()["items"], json::array());
+  EXPECT_EQ(get("/v1/volumes?pool=", volumes, viewer_token).status, 200u);
+  EXPECT_EQ(get("/v1/volumes?pool=Bad_Pool", volumes, viewer_token).status, 400u);
+  EXPECT_EQ(get("/v1/volumes?limit=1", volumes, viewer_token).status, 400u);
+  EXPECT_EQ(get("/v1/storage-pools?verbose=1", pools, viewer_token).status, 400u);
+  EXPECT_EQ(get(volumes, volumes, "").status, 401u);
+  EXPECT_EQ(get(pools, pools, agent_token).status, 403u);
+  EXPECT_EQ(get("/v1/storage-pools/pool1", pool_t, viewer_token).status, 404u);
+  EXPECT_EQ(get("/v1/storage-pools/Pool_1", pool_t, viewer_token).status, 400u);
+  EXPECT_EQ(get("/v1/storage-pools/pool1", pool_t, agent_token).status, 403u);
+
+  // Pool bodies: each refusal names the field.
+  auto pool_with = [&](const std::string& key, const json& value) {
+    json b = pool1;
+    b[key] = value;
+    return b;
+  };
+  auto target_with = [&](const std::string& key, const json& value) {
+    json b = pool1;
+    b["targets"][0][key] = value;
+    return b;
+  };
+  struct BadPool {
+    const char* why;
+    json body;
+    const char* field;
+  };
+  const std::vector<BadPool> bad_pools = {
+      {"IQN month 13", target_with("iqn", "iqn.2026-13.io.kvmfleet:san"), "targets[0].iqn"},
+      {"IQN upper case", target_with("iqn", "iqn.2026-01.IO.kvmfleet:san"), "targets[0].iqn"},
+      {"not an iSCSI name", target_with("iqn", "san-lun-1"), "targets[0].iqn"},
+      {"portal port", target_with("portal", "10.77.0.1:99999"), "targets[0].portal"},
+      {"portal host", target_with("portal", "san..example"), "targets[0].portal"},
+      {"portal all digits", target_with("portal", "10.77.1"), "targets[0].portal"},
+      {"LUN out of range", target_with("lun", 16384), "targets[0].lun"},
+      {"unknown target field", target_with("port", 3260), "port"},
+      {"short CHAP secret", target_with("chap", {{"username", "kvm"}, {"password", "short"}}), "targets[0].chap"},
+      {"LUN twice", pool_with("targets", {pool1["targets"][0], pool1["targets"][0]}), "targets[1]"},
+      {"no targets", pool_with("targets", json::array()), "targets"},
+      {"unknown field", pool_with("colour", "red"), "colour"},
+      {"VG name LVM reserves", pool_with("name", "lvm"), "name"},
+      {"bad name", pool_with("name", "Pool_1"), "name"},
+      {"unknown type", pool_with("type", "nfs"), "type"},
+      {"wwids on iSCSI", pool_with("wwids", {"3600a0b80000f1e2d"}), "wwids"},
+      {"bad host name", pool_with("hosts", {"Node_1"}), "hosts"},
+      {"FC with targets", {{"name", "fc1"}, {"type", "fc"}, {"wwids", {"3600a0b8"}}, {"targets", json::array()}}, "targets"},
+      {"FC bad WWID", {{"name", "fc1"}, {"type", "fc"}, {"wwids", {"36-00"}}}, "wwids"},
+      {"FC WWID twice", {{"name", "fc1"}, {"type", "fc"}, {"wwids", {"3600a0b8", "3600a0b8"}}}, "wwids"},
+  };
+  for (const auto& bad : bad_pools) {
+    SCOPED_TRACE(bad.why);
+    auto res = post(pools, pools, admin, bad.body);
+    EXPECT_EQ(res.status, 400u) << res.body;
+    EXPECT_EQ(field_of(res), bad.field) << res.body;
+  }
+  EXPECT_EQ(post(pools, pools, operator_token, pool1).status, 403u);
+  EXPECT_EQ(post(pools, pools, viewer_token, pool1).status, 403u);
+  EXPECT_EQ(post("/v1/storage-pools?wait=301", pools, admin, pool1).status, 400u);
+  EXPECT_EQ(post("/v1/storage-pools?force=1", pools, admin, pool1).status, 400u);
+  EXPECT_EQ(send({.method = "POST", .target = pools, .path_template = pools, .token = admin, .body = "pool1",
+                  .content_type = "text/plain"})
+                .status,
+            415u);
+  EXPECT_EQ(send({.method = "PATCH", .target = "/v1/storage-pools/pool1", .path_template = pool_t, .token = admin,
+                  .body = "{}"})
+                .status,
+            405u);
+  EXPECT_EQ(del(pools, pools, admin).status, 405u);
+  EXPECT_EQ(del("/v1/storage-pools/pool1", pool_t, admin).status, 404u);
+  EXPECT_EQ(del("/v1/storage-pools/pool1?force=1", pool_t, admin).status, 400u);
+  EXPECT_EQ(del("/v1/storage-pools/Pool_1", pool_t, admin).status, 400u);
+  EXPECT_EQ(del("/v1/storage-pools/pool1", pool_t, operator_token).status, 403u);
+  EXPECT_EQ(get("/v1/storage-pools/pool1/volumes", "/v1/storage-pools/{name}/volumes", admin).status, 404u);
+
+  // With node1 up the pool is accepted. The operation fails at node1's first iSCSI call
+  // (no agent answers) and removes the pool again. While it runs, the pool is `creating`.
+  auto pool_keyed = [&](const json& body, const std::string& key) {
+    return send({.method = "POST", .target = pools, .path_template = pools, .token = admin, .body = body.dump(),
+                 .headers = {{"Idempotency-Key", key}}});
+  };
+  json chap_pool = pool1;
+  chap_pool["targets"][0]["chap"] = {{"username", "kvmfleet"}, {"password", "0123456789abcdef"}};
+  chap_pool["targets"].push_back({{"portal", "[fd00::1]:3260"}, {"iqn", "iqn.2026-01.io.kvmfleet:san"}, {"lun", 2}});
+  auto pool_op = pool_keyed(chap_pool, "pool1-create");
+  ASSERT_EQ(pool_op.status, 202u) << pool_op.body;
+  EXPECT_EQ(pool_op.json().value("kind", ""), "storage_pool.create");
+  EXPECT_EQ(pool_op.header("location"), "/v1/operations/" + pool_op.json().value("id", ""));
+  EXPECT_EQ(pool_op.body.find("0123456789abcdef"), std::string::npos) << "the CHAP secret is shown";
+  auto creating = get("/v1/storage-pools/pool1", pool_t, viewer_token);
+  EXPECT_TRUE(creating.status == 200u || creating.status == 404u) << creating.status << " " << creating.body;
+  if (creating.status == 200u) {
+    EXPECT_EQ(creating.json().value("state", ""), "creating") << creating.body;
+    EXPECT_EQ(creating.body.find("0123456789abcdef"), std::string::npos) << "the CHAP secret is shown";
+  }
+  auto early_volume = post(volumes, volumes, operator_token, {{"name", "vol1"}, {"pool", "pool1"}, {"size_gib", 1}});
+  EXPECT_TRUE(early_volume.status == 409u || early_volume.status == 404u)
+      << early_volume.status << " " << early_volume.body;
+  auto early_delete = del("/v1/storage-pools/pool1", pool_t, admin);  // its create is in progress, or it is gone
+  EXPECT_TRUE(early_delete.status == 409u || early_delete.status == 404u)
+      << early_delete.status << " " << early_delete.body;
+  auto pool_done =
+      get("/v1/operations/" + pool_op.json().value("id", "") + "?wait=120", "/v1/operations/{id}", viewer_token);
+  ASSERT_EQ(pool_done.status, 200u) << pool_done.body;
+  {
+    const json op = pool_done.json();
+    EXPECT_EQ(op.value("state", ""), "failed") << pool_done.body;
+    ASSERT_TRUE(op["error"].is_object()) << pool_done.body;
+    EXPECT_EQ(op["error"].value("code", ""), "unavailable") << pool_done.body;
+    EXPECT_TRUE(op["error"]["details"].value("rolled_back", false)) << pool_done.body;
+    EXPECT_NE(op["error"]["details"]["hosts"].value("node1", "").find("unavailable"), std::string::npos)
+        << pool_done.body;
+    EXPECT_EQ(pool_done.body.find("0123456789abcdef"), std::string::npos) << "the CHAP secret is shown";
+  }
+  EXPECT_EQ(get("/v1/storage-pools/pool1", pool_t, viewer_token).status, 404u);
+  EXPECT_EQ(get(pools, pools, viewer_token).json()["items"], json::array());
+  auto pool_replay = pool_keyed(chap_pool, "pool1-create");
+  EXPECT_EQ(pool_replay.status, 200u) << pool_replay.body;
+  EXPECT_EQ(pool_replay.header("idempotent-replayed"), "true");
+  EXPECT_EQ(pool_replay.json().value("id", ""), pool_op.json().value("id", ""));
+  EXPECT_EQ(pool_keyed(pool1, "pool1-create").status, 409u);
+  EXPECT_EQ(pool_keyed(pool1, std::string(129, 'k')).status, 400u);
+  // An FC pool fails the same way, at listing node1's FC LUNs.
+  auto fc_pool = post("/v1/storage-pools?wait=60", pools, admin,
+                      {{"name", "fc1"}, {"type", "fc"}, {"wwids", {"3600a0b80000f1e2d0000a1b2c3d4e5f6"}}, {"hosts", nullptr}});
+  ASSERT_EQ(fc_pool.status, 200u) << fc_pool.body;
+  EXPECT_EQ(fc_pool.json().value("state", ""), "failed") << fc_pool.body;
+  EXPECT_EQ(fc_pool.json()["params"].value("type", ""), "fc");
+
+  // Volume bodies.
+  const json vol1 = {{"name", "vol1"}, {"pool", "pool1"}, {"size_bytes", 1073741824}};
+  auto volume_with = [&](const std::string& key, const json& value) {
+    json b = vol1;
+    if (value.is_discarded()) b.erase(key);
+    else b[key] = value;
+    return b;
+  };
+  const json gone = json(json::value_t::discarded);
+  struct BadBody {
+    const char* why;
+    json body;
+    const char* field;
+  };
+  const std::vector<BadBody> bad_volumes = {
+      {"size not a multiple of 512", volume_with("size_bytes", 1000000), "size_bytes"},
+      {"size 0", volume_with("size_bytes", 0), "size_bytes"},
+      {"size above 1 PiB", volume_with("size_bytes", 1125899906843136LL), "size_bytes"},
+      {"size as text", volume_with("size_bytes", "1073741824"), "size_bytes"},
+      {"both sizes", volume_with("size_gib", 1), "size_bytes"},
+      {"no size", volume_with("size_bytes", gone), "size_bytes"},
+      {"size_gib 0", {{"name", "vol1"}, {"pool", "pool1"}, {"size_gib", 0}}, "size_gib"},
+      {"LVM reserves snapshot*", volume_with("name", "snapshot1"), "name"},
+      {"LVM reserves pvmove*", volume_with("name", "pvmove0"), "name"},
+      {"lvmlockd reserves lvmlock", volume_with("name", "lvmlock"), "name"},
+      {"bad name", volume_with("name", "Vol_1"), "name"},
+      {"no name", volume_with("name", gone), "name"},
+      {"bad pool", volume_with("pool", "Pool_1"), "pool"},
+      {"no pool", volume_with("pool", gone), "pool"},
+      {"unknown field", volume_with("thin", true), "thin"},
+  };
+  for (const auto& bad : bad_volumes) {
+    SCOPED_TRACE(bad.why);
+    auto res = post(volumes, volumes, operator_token, bad.body);
+    EXPECT_EQ(res.status, 400u) << res.body;
+    EXPECT_EQ(field_of(res), bad.field) << res.body;
+  }
+  auto no_pool = post(volumes, volumes, operator_token, vol1);
+  EXPECT_EQ(no_pool.status, 404u) << no_pool.body;
+  EXPECT_EQ(no_pool.json()["error"]["details"].value("pool", ""), "pool1") << no_pool.body;
+  EXPECT_EQ(post(volumes, volumes, viewer_token, vol1).status, 403u);
+  EXPECT_EQ(post("/v1/volumes?wait=soon", volumes, operator_token, vol1).status, 400u);
+  EXPECT_EQ(send({.method = "POST", .target = volumes, .path_template = volumes, .token = operator_token,
+                  .body = "name=vol1", .content_type = "text/plain"})
+                .status,
+            415u);
+  EXPECT_EQ(send({.method = "PUT", .target = volumes, .path_template = volumes, .token = operator_token,
+                  .body = vol1.dump()})
+                .status,
+            405u);
+
+  // A volume that does not exist, by name and by id, on every route.
+  for (const std::string ref : {"ghost", missing_uuid.c_str()}) {
+    SCOPED_TRACE(ref);
+    const std::string base = "/v1/volumes/" + ref;
+    auto missing = get(base, volume_t, viewer_token);
+    EXPECT_EQ(missing.status, 404u) << missing.body;
+    EXPECT_EQ(missing.json()["error"]["details"].value("volume", ""), ref) << missing.body;
+    EXPECT_EQ(del(base, volume_t, operator_token).status, 404u);
+    EXPECT_EQ(post(base + "/grow", grow_t, operator_token, {{"size_gib", 2}}).status, 404u);
+    EXPECT_EQ(get(base + "/snapshots", snaps_t, viewer_token).status, 404u);
+    EXPECT_EQ(post(base + "/snapshots", snaps_t, operator_token, {{"name", "s1"}}).status, 404u);
+    EXPECT_EQ(get(base + "/snapshots/s1", snap_t, viewer_token).status, 404u);
+    EXPECT_EQ(del(base + "/snapshots/s1", snap_t, operator_token).status, 404u);
+    EXPECT_EQ(post(base + "/snapshots/s1/revert", revert_t, operator_token, json::object()).status, 404u);
+    EXPECT_EQ(send({.method = "POST", .target = base + "/snapshots/" + missing_uuid + "/revert?wait=5",
+                    .path_template = revert_t, .token = operator_token})
+                  .status,
+              404u);
+  }
+  EXPECT_EQ(get("/v1/volumes/Vol_1", volume_t, viewer_token).status, 400u);
+  EXPECT_EQ(get("/v1/volumes/ghost/snapshots/Snap_1", snap_t, viewer_token).status, 400u);
+  EXPECT_EQ(del("/v1/volumes/ghost", volume_t, viewer_token).status, 403u);
+  EXPECT_EQ(del("/v1/volumes/ghost?force=true", volume_t, operator_token).status, 400u);
+  EXPECT_EQ(send({.method = "DELETE", .target = "/v1/volumes/ghost", .path_template = volume_t,
+                  .token = operator_token, .headers = {{"Idempotency-Key", "bad key"}}})
+                .status,
+            400u);
+  EXPECT_EQ(send({.method = "PUT", .target = "/v1/volumes/ghost", .path_template = volume_t, .token = operator_token,
+                  .body = "{}"})
+                .status,
+            405u);
+  // Grow and snapshot bodies are checked before the volume is looked up.
+  const std::vector<BadBody> bad_grows = {
+      {"size not a multiple of 512", {{"size_bytes", 1073742000}}, "size_bytes"},
+      {"both sizes", {{"size_bytes", 1073741824}, {"size_gib", 1}}, "size_bytes"},
+      {"no size", json::object(), "size_bytes"},
+      {"unknown field", {{"size_gib", 2}, {"shrink", false}}, "shrink"},
+  };
+  for (const auto& bad : bad_grows) {
+    SCOPED_TRACE(bad.why);
+    auto res = post("/v1/volumes/ghost/grow", grow_t, operator_token, bad.body);
+    EXPECT_EQ(res.status, 400u) << res.body;
+    EXPECT_EQ(field_of(res), bad.field) << res.body;
+  }
+  EXPECT_EQ(send({.method = "POST", .target = "/v1/volumes/ghost/grow", .path_template = grow_t,
+                  .token = operator_token})
+                .status,
+            400u);
+  EXPECT_EQ(post("/v1/volumes/ghost/grow", grow_t, viewer_token, {{"size_gib", 2}}).status, 403u);
+  EXPECT_EQ(get("/v1/volumes/ghost/grow", grow_t, operator_token).status, 405u);
+  const std::vector<BadBody> bad_snapshots = {
+      {"both sizes", {{"name", "s1"}, {"size_bytes", 4194304}, {"size_ratio", 0.5}}, "size_ratio"},
+      {"ratio 0", {{"name", "s1"}, {"size_ratio", 0}}, "size_ratio"},
+      {"ratio above 1", {{"name", "s1"}, {"size_ratio", 1.5}}, "size_ratio"},
+      {"size not a multiple of 512", {{"name", "s1"}, {"size_bytes", 4194305}}, "size_bytes"},
+      {"size_gib", {{"name", "s1"}, {"size_gib", 1}}, "size_gib"},
+      {"bad name", {{"name", "Snap_1"}}, "name"},
+      {"no name", {{"quiesce", false}}, "name"},
+      {"quiesce as text", {{"name", "s1"}, {"quiesce", "yes"}}, "quiesce"},
+      {"unknown field", {{"name", "s1"}, {"memory", true}}, "memory"},
+  };
+  for (const auto& bad : bad_snapshots) {
+    SCOPED_TRACE(bad.why);
+    auto res = post("/v1/volumes/ghost/snapshots", snaps_t, operator_token, bad.body);
+    EXPECT_EQ(res.status, 400u) << res.body;
+    EXPECT_EQ(field_of(res), bad.field) << res.body;
+  }
+  EXPECT_EQ(post("/v1/volumes/ghost/snapshots", snaps_t, viewer_token, {{"name", "s1"}}).status, 403u);
+  EXPECT_EQ(send({.method = "PUT", .target = "/v1/volumes/ghost/snapshots", .path_template = snaps_t,
+                  .token = operator_token, .body = "{}"})
+                .status,
+            405u);
+  EXPECT_EQ(post("/v1/volumes/ghost/snapshots/s1", snap_t, operator_token, json::object()).status, 405u);
+  EXPECT_EQ(del("/v1/volumes/ghost/snapshots/s1", snap_t, viewer_token).status, 403u);
+  EXPECT_EQ(post("/v1/volumes/ghost/snapshots/s1/revert", revert_t, operator_token, {{"force", true}}).status, 400u);
+  EXPECT_EQ(send({.method = "POST", .target = "/v1/volumes/ghost/snapshots/s1/revert", .path_template = revert_t,
+                  .token = operator_token, .body = "now", .content_type = "text/plain"})
+                .status,
+            415u);
+  EXPECT_EQ(get("/v1/volumes/ghost/snapshots/s1/revert", revert_t, operator_token).status, 405u);
+  EXPECT_EQ(post("/v1/volumes/ghost/snapshots/s1/revert", revert_t, viewer_token, json::object()).status, 403u);
+  EXPECT_EQ(post("/v1/volumes/ghost/resize", "/v1/volumes/{id}/resize", operator_token, json::object()).status,
+            404u);
+  EXPECT_EQ(post("/v1/volumes/ghost/snapshots/s1/merge", "/v1/volumes/{id}/snapshots/{snapshot}/merge",
+                 operator_token, json::object())
+                .status,
+            404u);
+
+  // VM disks on shared volumes: either size_gib or volume, and the volume must exist.
+  auto vm_disk = [&](const json& disk) {
+    return post("/v1/vms", "/v1/vms", operator_token, {{"name", "shared1"}, {"memory_mib", 64}, {"disks", {disk}}});
+  };
+  auto no_volume = vm_disk({{"volume", "ghost"}});
+  EXPECT_EQ(no_volume.status, 400u) << no_volume.body;
+  EXPECT_EQ(field_of(no_volume), "disks[0].volume") << no_volume.body;
+  auto both = vm_disk({{"volume", "ghost"}, {"size_gib", 1}});
+  EXPECT_EQ(both.status, 400u) << both.body;
+  EXPECT_EQ(field_of(both), "disks[0].size_gib") << both.body;
+  EXPECT_EQ(vm_disk({{"volume", "Vol_1"}}).status, 400u);
+  EXPECT_EQ(vm_disk({{"volume", 7}}).status, 400u);
+  EXPECT_EQ(vm_disk({{"volume", nullptr}}).status, 400u);  // then size_gib is required
+  EXPECT_EQ(get("/v1/vms/shared1", "/v1/vms/{id}", viewer_token).status, 404u);
+  // A VM snapshot takes every disk, and every disk must be a shared volume.
+  const std::string vm_snap_t = "/v1/vms/{id}/snapshots";
+  auto no_disks = post("/v1/vms/web4/snapshots", vm_snap_t, operator_token, {{"name", "s1"}});
+  EXPECT_EQ(no_disks.status, 409u) << no_disks.body;  // no disks (or an operation still on it)
+  auto local_disk = post("/v1/vms/web5/snapshots", vm_snap_t, operator_token, {{"name", "s1"}, {"quiesce", false}});
+  EXPECT_EQ(local_disk.status, 409u) << local_disk.body;  // its disk is in the host's image pool
+  EXPECT_EQ(post("/v1/vms/ghost/snapshots", vm_snap_t, operator_token, {{"name", "s1"}}).status, 404u);
+  EXPECT_EQ(post("/v1/vms/web5/snapshots", vm_snap_t, operator_token, {{"name", "S1"}}).status, 400u);
+  EXPECT_EQ(post("/v1/vms/web5/snapshots", vm_snap_t, operator_token, {{"name", "s1"}, {"size_ratio", 2}}).status,
+            400u);
+  EXPECT_EQ(send({.method = "POST", .target = "/v1/vms/web5/snapshots", .path_template = vm_snap_t,
+                  .token = operator_token})
+                .status,
+            400u);  // the name is required
+  EXPECT_EQ(post("/v1/vms/web5/snapshots", vm_snap_t, viewer_token, {{"name", "s1"}}).status, 403u);
+  EXPECT_EQ(get("/v1/vms/web5/snapshots", vm_snap_t, viewer_token).status, 405u);
+  // The placement dry run does not resolve volumes: an unknown one constrains nothing.
+  auto dry = post("/v1/placements", "/v1/placements", operator_token,
+                  {{"name", "p4"}, {"memory_mib", 64}, {"disks", {{{"volume", "ghost"}, {"bus", "scsi"}}}}});
+  EXPECT_EQ(dry.status, 200u) << dry.body;
 
   // ---- what the state forbids -----------------------------------------------------------
   auto busy_host = del("/v1/hosts/node1", "/v1/hosts/{name}", admin);

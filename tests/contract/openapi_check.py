@@ -3,6 +3,7 @@
 
     openapi_check.py SPEC                          structural self-check of the spec only
     openapi_check.py SPEC EXCHANGES.jsonl [--require-coverage]
+    openapi_check.py SPEC --agreement CASES.jsonl  request schemas against the parser
 
 Each line of EXCHANGES.jsonl is one request/response pair as the controller really
 answered it:
@@ -20,6 +21,16 @@ failure. Paths or methods the spec does not list are checked against
 `x-undeclared-routes`, and every operation also accepts `x-server-responses`. For
 successful exchanges the request is checked too: its query parameters must be
 declared, and its body must match the declared request body.
+
+With --agreement, each line of CASES.jsonl is one request body as the controller's
+own parser judged it:
+
+    {"label": "volume: size not a multiple of 512", "schema": "/components/schemas/X",
+     "instance": {...}, "accepted": false, "looser": false}
+
+and the schema at that JSON pointer must judge it the same way: valid exactly when the
+parser accepted it. A case marked "looser" is a rule the contract states in prose only
+(e.g. a LUN given twice): there the schema must accept what the parser refuses.
 
 Exit status: 0 when everything holds, 1 when something does not (each finding is
 printed), 2 when the inputs cannot be read.
@@ -446,11 +457,49 @@ def check_exchange(spec, rec, fail):
     return op_key
 
 
+def check_agreement(spec, lines):
+    """Each case's schema must accept exactly what the controller's parser accepted."""
+    failures = 0
+    count = 0
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        count += 1
+        try:
+            case = json.loads(line)
+            pointer = case["schema"]
+            accepted = bool(case["accepted"])
+            instance = case["instance"]
+            spec.lookup(pointer)
+        except (ValueError, KeyError, TypeError) as e:
+            print("FAIL case %d: malformed case: %s" % (n, e))
+            failures += 1
+            continue
+        label = case.get("label", "")
+        errors = schema_errors(spec, pointer, instance)
+        valid = not errors
+        if case.get("looser"):
+            if not valid or accepted:
+                print("FAIL case %d (%s): marked looser, but the schema %s it and the parser %s it"
+                      % (n, label, "accepts" if valid else "refuses",
+                         "accepts" if accepted else "refuses"))
+                failures += 1
+            continue
+        if valid != accepted:
+            print("FAIL case %d (%s): the parser %s it, the schema %s it%s"
+                  % (n, label, "accepts" if accepted else "refuses",
+                     "accepts" if valid else "refuses",
+                     (": " + "; ".join(errors)) if errors else ""))
+            failures += 1
+    print("openapi_check: %d cases, %d disagreements" % (count, failures))
+    return 1 if failures else 0
+
+
 def main(argv):
     args = [a for a in argv[1:] if not a.startswith("--")]
     flags = {a for a in argv[1:] if a.startswith("--")}
-    unknown = flags - {"--require-coverage"}
-    if unknown or not 1 <= len(args) <= 2:
+    unknown = flags - {"--require-coverage", "--agreement"}
+    if unknown or not 1 <= len(args) <= 2 or ("--agreement" in flags and len(args) != 2):
         print(__doc__, file=sys.stderr)
         return 2
     try:
@@ -477,6 +526,8 @@ def main(argv):
     except OSError as e:
         print("openapi_check: cannot read %s: %s" % (args[1], e), file=sys.stderr)
         return 2
+    if "--agreement" in flags:
+        return check_agreement(spec, lines)
     covered = {}
     count = 0
     for n, line in enumerate(lines, 1):
