@@ -5,7 +5,8 @@
 // shared storage configured. Through the API only, the test makes a storage pool on
 // the lab's iSCSI LUN (a shared VG with lvmlockd + sanlock), a volume (an LV), a VM
 // pinned to node1 whose disk is that volume, starts it, live-migrates it to node2,
-// stops it and deletes it and the volume. After each step, the lvm tools, sanlock
+// snapshots the volume there (a live migration is then refused), stops the VM, reverts
+// the volume to the snapshot, and deletes the VM and the volume. After each step, the lvm tools, sanlock
 // and virsh inside both guests say whether it really happened: the LV is active
 // exclusively on the VM's host only, the other host's `lvchange -aey` is refused
 // (the split-brain guard), the domain runs where the API says.
@@ -46,6 +47,9 @@ constexpr std::int64_t kVolumeBytes = std::int64_t{64} << 20;
 constexpr const char* kPool = "pool1";
 constexpr const char* kVolume = "disk1";
 constexpr const char* kVm = "vm1";
+constexpr const char* kSnapshot = "snap1";
+// The marker block: 4 KiB at 48 MiB into the 64 MiB LV (block 12288 of 4 KiB).
+constexpr const char* kMarkerBlock = "12288";
 // The only disk a guest has once the pool's host logged in; checked before and after.
 constexpr const char* kLunDevice = "/dev/sda";
 // Where a guest records the LV locks it holds while a migration runs.
@@ -281,16 +285,42 @@ class KernelLabVmMigration : public ::testing::Test {
   }
   static std::string lv_name() { return std::string(kPool) + "/" + kVolume; }
   static std::string lv_device() { return std::string("/dev/") + kPool + "/" + kVolume; }
+  // The snapshot's COW LV: VOLUME.snap.SNAPSHOT.
+  static std::string snap_lv() { return std::string(kVolume) + ".snap." + kSnapshot; }
+  static std::string snap_device() { return std::string("/dev/") + kPool + "/" + snap_lv(); }
 
-  // `lvs --noheadings -o FIELD pool1/disk1` in guest g, blanks trimmed.
-  std::string lvs_field(int g, const std::string& field) {
+  // `lvs --noheadings -o FIELD pool1/disk1` (or another LV of the VG) in guest g,
+  // blanks trimmed.
+  std::string lvs_field(int g, const std::string& field, const std::string& lv = lv_name()) {
     ProcessOutput out;
     EXPECT_TRUE(runs_ok(lab(), g,
-                        {"lvs", "--config", lvm_config(g), "--noheadings", "-o", field, lv_name()},
+                        {"lvs", "--config", lvm_config(g), "--noheadings", "-o", field, lv},
                         &out));
     const auto first = out.out.find_first_not_of(" \n");
     if (first == std::string::npos) return {};
     return out.out.substr(first, out.out.find_last_not_of(" \n") - first + 1);
+  }
+
+  // Writes `text`, padded with zeros to 4 KiB, to the marker block of `device` in
+  // guest g, with direct I/O (past the host's page cache, as the VM's cache='none').
+  void write_marker(int g, const std::string& device, const std::string& text) {
+    EXPECT_TRUE(runs_ok(lab(), g,
+                        {"sh", "-c",
+                         std::string("printf %s \"$1\" | dd of=\"$2\" bs=4096 seek=") +
+                             kMarkerBlock + " count=1 conv=sync,notrunc oflag=direct status=none",
+                         "sh", text, device},
+                        nullptr, 60s));
+  }
+  // The marker block of `device` in guest g, read with direct I/O, zeros dropped.
+  std::string read_marker(int g, const std::string& device) {
+    ProcessOutput out;
+    EXPECT_TRUE(runs_ok(lab(), g,
+                        {"sh", "-c",
+                         std::string("dd if=\"$1\" bs=4096 skip=") + kMarkerBlock +
+                             " count=1 iflag=direct status=none | head -c 64 | tr -d '\\000'",
+                         "sh", device},
+                        &out, 60s));
+    return out.out;
   }
 
   // The LV lock lvmlockd holds on guest g: "ex", "sh", or "" (none, or "un" once let go).
@@ -394,6 +424,7 @@ class KernelLabVmMigration : public ::testing::Test {
   static inline bool started_ok_ = false;
   static inline bool migrated_ok_ = false;
   static inline bool stopped_ok_ = false;
+  static inline bool snapshot_ok_ = false;
   static inline std::string volume_id_;
   static inline std::string vm_id_;
   static inline std::string lv_uuid_;
@@ -587,6 +618,81 @@ TEST_F(KernelLabVmMigration, D_LiveMigrateToNode2) {
   migrated_ok_ = !HasFailure();
 }
 
+// A snapshot of the running VM's volume, taken on node2 where it runs: a marker block
+// written from node2 before it, then the snapshot (quiesce asked, but the nested guest
+// has no guest agent: crash-consistent). lvs shows the COW LV with its origin. A live
+// migration is then refused (409): lvmlockd cannot share an origin with snapshots.
+TEST_F(KernelLabVmMigration, D2_SnapshotOnNode2RefusesLiveMigration) {
+  ASSERT_TRUE(migrated_ok_) << "needs D_LiveMigrateToNode2";
+  write_marker(2, lv_device(), "BEFORE");
+  ASSERT_EQ(read_marker(2, lv_device()), "BEFORE");
+
+  auto t = steady::now();
+  json op;
+  ASSERT_TRUE(operation_succeeds("POST", "/v1/volumes/" + volume_id_ + "/snapshots",
+                                 {{"name", kSnapshot}, {"quiesce", true}}, 120s, &op,
+                                 "snapshot.create"));
+  report_time("snapshot_create_ms", steady::now() - t);
+  ASSERT_TRUE(op.contains("result") && op["result"].is_object()) << op.dump();
+  const json& r = op["result"];
+  EXPECT_EQ(r.value("consistency", ""), "crash-consistent") << op.dump();
+  EXPECT_TRUE(r.contains("quiesce_error") && r["quiesce_error"].is_string() &&
+              !r["quiesce_error"].get<std::string>().empty())
+      << op.dump();
+  EXPECT_TRUE(r.contains("snapshot_id") && r["snapshot_id"].is_string()) << op.dump();
+  if (r.contains("quiesce_error"))
+    std::printf("[   INFO   ] quiesce_error: %s\n", r["quiesce_error"].dump().c_str());
+
+  // LVM on node2: the COW LV exists, a snapshot of the volume, active with it there.
+  const std::string snap = std::string(kPool) + "/" + snap_lv();
+  EXPECT_EQ(lvs_field(2, "origin", snap), kVolume);
+  EXPECT_EQ(lvs_field(2, "lv_active_locally", snap), "active locally");
+  EXPECT_EQ(lvs_field(2, "lv_attr", snap).substr(0, 1), "s");
+  EXPECT_EQ(lvs_field(1, "lv_active", snap), "") << "node1 must not have the snapshot active";
+
+  const Exchange list = api("GET", "/v1/volumes/" + volume_id_ + "/snapshots");
+  ASSERT_EQ(list.status, 200u) << list.describe();
+  ASSERT_TRUE(list.answer.is_object() && list.answer.contains("items") &&
+              list.answer["items"].is_array() && list.answer["items"].size() == 1)
+      << list.describe();
+  const json& s = list.answer["items"][0];
+  EXPECT_EQ(s.value("name", ""), kSnapshot) << list.describe();
+  EXPECT_EQ(s.value("lv", ""), snap_lv()) << list.describe();
+  EXPECT_EQ(s.value("volume_id", ""), volume_id_) << list.describe();
+  EXPECT_EQ(s.value("consistency", ""), "crash-consistent") << list.describe();
+  EXPECT_TRUE(s.contains("fill_percent") && s["fill_percent"].is_number()) << list.describe();
+  EXPECT_EQ(s.value("invalid", true), false) << list.describe();
+  EXPECT_EQ(s.value("merge_pending", true), false) << list.describe();
+  snapshot_ok_ = s.value("name", "") == kSnapshot;
+
+  // No live migration back to node1 while the volume has a snapshot.
+  const Exchange m = api("POST", "/v1/vms/" + vm_id_ + "/migrate", {{"target_host", node(1)}});
+  ASSERT_EQ(m.status, 409u) << m.describe();
+  ASSERT_TRUE(m.answer.is_object() && m.answer.contains("error")) << m.describe();
+  const json& e = m.answer["error"];
+  EXPECT_EQ(e.value("code", ""), "conflict") << m.describe();
+  ASSERT_TRUE(e.contains("details") && e["details"].contains("snapshots")) << m.describe();
+  EXPECT_EQ(e["details"]["snapshots"], json::array({kSnapshot})) << m.describe();
+  EXPECT_EQ(e["details"].value("volume", ""), kVolume) << m.describe();
+  // Nothing moved.
+  const Exchange vm = api("GET", "/v1/vms/" + vm_id_);
+  EXPECT_EQ(vm.answer.value("host", ""), node(2)) << vm.describe();
+  EXPECT_EQ(domstate(2), "running");
+  held_exclusively_by(2);
+}
+
+// COW: the origin overwritten on node2 (direct I/O) reads "AFTER", the snapshot still
+// the old "BEFORE".
+TEST_F(KernelLabVmMigration, D3_SnapshotKeepsTheOldBlock) {
+  ASSERT_TRUE(snapshot_ok_) << "needs D2_SnapshotOnNode2RefusesLiveMigration";
+  write_marker(2, lv_device(), "AFTER");
+  EXPECT_EQ(read_marker(2, lv_device()), "AFTER");
+  EXPECT_EQ(read_marker(2, snap_device()), "BEFORE");
+  const Exchange list = api("GET", "/v1/volumes/" + volume_id_ + "/snapshots");
+  ASSERT_EQ(list.status, 200u) << list.describe();
+  std::printf("[   INFO   ] snapshots after the overwrite: %s\n", list.body.c_str());
+}
+
 // Stopping the VM lets go of the LV everywhere.
 TEST_F(KernelLabVmMigration, E_StopReleasesTheVolume) {
   ASSERT_TRUE(migrated_ok_) << "needs D_LiveMigrateToNode2";
@@ -603,6 +709,45 @@ TEST_F(KernelLabVmMigration, E_StopReleasesTheVolume) {
     EXPECT_FALSE(has_dm_device(g)) << node(g);
   });
   stopped_ok_ = !HasFailure();
+}
+
+// Reverting the stopped VM's volume to the snapshot: lvconvert --merge, the snapshot
+// LV gone, the marker "BEFORE" again (read after a brief -aey by hand on node1), and
+// the LV inactive everywhere afterwards.
+TEST_F(KernelLabVmMigration, E2_RevertRestoresTheMarker) {
+  ASSERT_TRUE(stopped_ok_ && snapshot_ok_) << "needs E_StopReleasesTheVolume and a snapshot";
+  const auto t = steady::now();
+  json op;
+  ASSERT_TRUE(operation_succeeds("POST",
+                                 "/v1/volumes/" + volume_id_ + "/snapshots/" + kSnapshot +
+                                     "/revert?wait=120",
+                                 nullptr, 360s, &op, "snapshot.revert"));
+  report_time("snapshot_revert_ms", steady::now() - t);
+  EXPECT_TRUE(op.contains("result") && op["result"].value("merge_pending", true) == false)
+      << op.dump();
+
+  const Exchange list = api("GET", "/v1/volumes/" + volume_id_ + "/snapshots");
+  ASSERT_EQ(list.status, 200u) << list.describe();
+  EXPECT_EQ(list.answer.value("items", json()), json::array()) << list.describe();
+
+  on_each_guest([&](int g) {
+    ProcessOutput out;
+    EXPECT_TRUE(runs_ok(lab(), g,
+                        {"lvs", "--config", lvm_config(g), "--noheadings", "-o", "lv_name", kPool},
+                        &out));
+    EXPECT_EQ(out.out.find(snap_lv()), std::string::npos) << node(g) << ": " << out.out;
+    EXPECT_EQ(lvs_field(g, "lv_active"), "") << node(g) << ": the revert left the LV active";
+    EXPECT_EQ(lv_lock(g), "") << node(g);
+  });
+
+  ASSERT_TRUE(runs_ok(lab(), 1, {"lvchange", "--config", lvm_config(1), "-aey", lv_name()}));
+  EXPECT_EQ(read_marker(1, lv_device()), "BEFORE");
+  ASSERT_TRUE(runs_ok(lab(), 1, {"lvchange", "--config", lvm_config(1), "-an", lv_name()}));
+  on_each_guest([&](int g) {
+    EXPECT_EQ(lvs_field(g, "lv_active"), "") << node(g);
+    EXPECT_EQ(lv_lock(g), "") << node(g);
+    EXPECT_FALSE(has_dm_device(g)) << node(g);
+  });
 }
 
 // Deleting the VM, then the volume: the LV is gone from the VG on both hosts.
