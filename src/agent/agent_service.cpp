@@ -534,6 +534,8 @@ http::Response AgentService::mutate_storage(const http::Request& req, std::strin
         if (auto s = st.iscsi.login(target, portal, chap); !s) return reply(s);
         auto device = wait_for_lun_device(st, target, portal, lun);
         if (!device) return http::error_response(device.error());
+        // A LUN this host logged in to is a cluster device: LVM may see it from now on.
+        if (auto added = st.lvm.add_device(*device); !added) return reply(added);
         return ok_json({{"device", *device}});
       };
     } else {

@@ -95,6 +95,15 @@ int main(int argc, char** argv) {
     locks = std::make_unique<storage::LockDaemons>(runner);
     service_holder = std::make_unique<agent::AgentService>(
         hypervisor, agent::StorageBackend{*iscsi, *lvm, locks.get(), nullptr}, config->token);
+    // LUNs of the sessions this host has now (logged in before a restart, or by
+    // open-iscsi at boot) are cluster devices too, like those a login adds later.
+    if (auto sessions = iscsi->sessions(); sessions) {
+      for (const auto& session : *sessions)
+        for (const auto& l : session.luns)
+          if (!l.disk.empty()) (void)lvm->add_device(l.disk);
+    } else {
+      spdlog::warn("cannot list iSCSI sessions: {}", sessions.error().message);
+    }
     spdlog::info("shared storage: host_id {}, {} LVM device(s), lock manager {}",
                  config->storage->host_id, config->storage->devices.size(),
                  config->storage->lock_manager);

@@ -357,7 +357,18 @@ Result<std::vector<LvmlockdVg>> parse_lvmlockctl_info(std::string_view text) {
   return out;
 }
 
+Status Lvm2Cli::add_device(std::string_view path) {
+  if (auto s = check_device_path(path); !s) return s;
+  std::lock_guard lk(devices_mu_);
+  if (std::find(options_.devices.begin(), options_.devices.end(), path) == options_.devices.end()) {
+    options_.devices.emplace_back(path);
+    spdlog::info("storage: LVM now also sees {}", path);
+  }
+  return ok_status();
+}
+
 Status Lvm2Cli::check_options() const {
+  std::lock_guard lk(devices_mu_);
   if (options_.devices.empty()) {
     return invalid("no cluster devices configured: LVM would see no PV (or every disk)");
   }
@@ -373,7 +384,10 @@ Status Lvm2Cli::check_options() const {
 Result<std::string> Lvm2Cli::config_string() const {
   if (auto s = check_options(); !s) return s.take_error();
   std::string filter = "[ ";
-  for (const auto& d : options_.devices) filter += "\"a|^" + regex_literal(d) + "$|\", ";
+  {
+    std::lock_guard lk(devices_mu_);
+    for (const auto& d : options_.devices) filter += "\"a|^" + regex_literal(d) + "$|\", ";
+  }
   filter += "\"r|.*|\" ]";
   std::string c =
       "devices { global_filter = " + filter + " filter = " + filter + " use_devicesfile = 0";
@@ -494,6 +508,7 @@ Status Lvm2Cli::create_shared_vg(std::string_view vg, const std::vector<std::str
   if (devices.empty()) return invalid("a VG needs at least one device");
   for (const auto& d : devices) {
     if (auto s = check_device_path(d); !s) return s;
+    std::lock_guard lk(devices_mu_);
     if (std::find(options_.devices.begin(), options_.devices.end(), d) == options_.devices.end()) {
       return invalid("device " + d + " is not one of the cluster's devices");
     }

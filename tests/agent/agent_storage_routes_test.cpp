@@ -151,6 +151,9 @@ TEST_F(AgentStorageRoutesTest, IscsiDiscoverLoginSessionsLogout) {
   // LUN 1 unless told otherwise: its block device, by udev's by-path name.
   EXPECT_EQ(body_of(res), json({{"device", "/dev/disk/by-path/ip-10.77.0.1:3260-iscsi-" +
                                                std::string(kIqn) + "-lun-1"}}));
+  // The LUN is a cluster device from now on: LVM's filter lets it through.
+  EXPECT_EQ(lvm_.added_devices, std::vector<std::string>{"/dev/disk/by-path/ip-10.77.0.1:3260-iscsi-" +
+                                                         std::string(kIqn) + "-lun-1"});
 
   res = get("/agent/v1/storage/iscsi/sessions");
   ASSERT_EQ(res.result(), http::HttpStatus::ok);

@@ -69,6 +69,12 @@ class FakeVolumeManager final : public storage::VolumeManager {
 
   FakeVolumeManager(FakeSharedStorage& san, int host_id) : san_(san), host_(host_id) {}
 
+  Status add_device(std::string_view path) override {
+    added_devices.emplace_back(path);
+    return {};
+  }
+  std::vector<std::string> added_devices;
+
   Result<std::vector<storage::PhysicalVolume>> list_pvs() override {
     return std::vector<storage::PhysicalVolume>{};
   }

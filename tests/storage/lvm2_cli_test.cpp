@@ -57,6 +57,23 @@ TEST_F(Lvm2CliTest, ConfigRestrictsDevicesAndSetsLocking) {
       "use_lvmlockd = 1 use_lvmpolld = 0 } local { host_id = 7 }");
 }
 
+TEST_F(Lvm2CliTest, AddedDevicesJoinTheFilterOnce) {
+  LvmOptions o = lab_options();
+  o.devices.clear();
+  FakeProcessRunner r;
+  Lvm2Cli lvm(r, o);
+  EXPECT_FALSE(lvm.config_string().ok());  // no device yet: LVM would see every disk
+  ASSERT_TRUE(lvm.add_device("/dev/sdb").ok());
+  ASSERT_TRUE(lvm.add_device("/dev/sdb").ok());
+  EXPECT_FALSE(lvm.add_device("/dev/../etc/passwd").ok());
+  auto c = lvm.config_string();
+  ASSERT_TRUE(c.ok());
+  EXPECT_NE(c->find("\"a|^/dev/sdb$|\", \"r|.*|\" ]"), std::string::npos) << *c;
+  EXPECT_EQ(c->find("passwd"), std::string::npos);
+  // A device never added stays out.
+  EXPECT_EQ(lvm.create_shared_vg("vg1", {"/dev/sdc"}).error().code, ErrorCode::invalid_argument);
+}
+
 TEST_F(Lvm2CliTest, MisconfiguredBackendRunsNothing) {
   for (LvmOptions o : {LvmOptions{},
                        [] {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -105,6 +106,9 @@ class VolumeManager {
   // goes away. Done at once when neither is open; otherwise LVM defers it to the
   // origin's next activation (get_lv then reports merging).
   virtual Status merge_snapshot(std::string_view vg, std::string_view snapshot) = 0;
+  // Lets LVM see one more cluster device from now on (a LUN this host logged in to);
+  // a path already known is a success.
+  virtual Status add_device(std::string_view path) = 0;
 };
 
 struct LvmOptions {
@@ -148,6 +152,7 @@ class Lvm2Cli final : public VolumeManager {
   Status create_snapshot(std::string_view vg, std::string_view origin, std::string_view snapshot,
                          std::uint64_t cow_bytes) override;
   Status merge_snapshot(std::string_view vg, std::string_view snapshot) override;
+  Status add_device(std::string_view path) override;
 
   // The --config value every command gets (exposed for tests and docs).
   Result<std::string> config_string() const;
@@ -162,6 +167,8 @@ class Lvm2Cli final : public VolumeManager {
 
   ProcessRunner& runner_;
   LvmOptions options_;
+  // Guards options_.devices, which add_device extends while commands run.
+  mutable std::mutex devices_mu_;
 };
 
 // LVM's messages as error categories: `command` names the lvm command, `err` is
