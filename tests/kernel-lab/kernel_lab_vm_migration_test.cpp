@@ -155,8 +155,10 @@ class KernelLabVmMigration : public ::testing::Test {
           ao.binary = KVMFLEET_AGENT_BIN;
           ao.controller_url = controller_->url();
           ao.token = tokens[g];
+          // No devices configured: the agent adds the LUN to LVM's filter when the
+          // pool's login finds it (what a pool made at run time needs).
           ao.storage = {{"host_id", lab_->guest(g).host_id},
-                        {"devices", {kLunDevice}},
+                        {"devices", json::array()},
                         {"udev", false},
                         {"lock_manager", "sanlock"}};
           auto pid = start_agent(*lab_, g, ao);
