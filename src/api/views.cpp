@@ -58,6 +58,7 @@ json host_view(const Host& h, const ClusterState::Data& data) {
           {"domain_type", inv.domain_type},
           {"unmanaged_domains", unmanaged},
           {"last_heartbeat", h.last_heartbeat ? json(format_time(*h.last_heartbeat)) : json(nullptr)},
+          {"storage", h.storage},
           {"created_at", format_time(h.created_at)}};
 }
 

@@ -164,6 +164,13 @@ Result<int> HttpAgentApi::fs_thaw(const Host& host, const std::string& op_id,
   return r->at("thawed").get<int>();
 }
 
+Result<nlohmann::json> HttpAgentApi::storage_inventory(const Host& host) {
+  auto r = invoke(client_, host, proto::kStorageInventory, {}, nullptr);
+  if (!r) return r.take_error();
+  if (!r->is_object()) return internal_error("malformed agent answer to storage inventory");
+  return r;
+}
+
 Result<std::vector<std::string>> HttpAgentApi::iscsi_discover(const Host& host,
                                                               const std::string& op_id,
                                                               const std::string& portal) {

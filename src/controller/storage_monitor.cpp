@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <set>
 #include <sstream>
+#include <string_view>
 
 namespace kvmfleet {
 
@@ -34,7 +36,132 @@ void StorageMonitor::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+namespace {
+
+// Only the parts of an agent's storage inventory the controller shows, bounded: it is
+// untrusted input that ends up in the host's record.
+nlohmann::json storage_summary(const nlohmann::json& inv) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const char* key : {"locks", "vgs", "iscsi_sessions", "multipath", "errors"}) {
+    auto it = inv.find(key);
+    if (it == inv.end()) continue;
+    if ((std::string_view(key) == "locks") ? it->is_object() : it->is_array()) out[key] = *it;
+  }
+  if (out.dump().size() > 64 * 1024)
+    return {{"error", "storage inventory larger than 64 KiB; not kept"}};
+  return out;
+}
+
+// The VGs whose lockspace the host has started, from its inventory.
+std::set<std::string> started_lockspaces(const nlohmann::json& inv) {
+  std::set<std::string> out;
+  auto it = inv.find("vgs");
+  if (it == inv.end() || !it->is_array()) return out;
+  for (const auto& vg : *it) {
+    if (!vg.is_object()) continue;
+    auto name = vg.find("name");
+    auto started = vg.find("lockspace_started");
+    if (name != vg.end() && name->is_string() && started != vg.end() && started->is_boolean() &&
+        started->get<bool>())
+      out.insert(name->get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace
+
+void StorageMonitor::refresh_hosts() {
+  // Every up host that some ready pool lists, with the pools it is connected to.
+  struct Entry {
+    Host host;
+    std::vector<std::string> pools;
+  };
+  const auto entries = state_.read([](const ClusterState::Data& d) {
+    std::vector<Entry> out;
+    for (const auto& [name, h] : d.hosts) {
+      if (h.state != HostState::up) continue;
+      Entry e{h, {}};
+      bool listed = false;
+      for (const auto& [pname, p] : d.pools) {
+        if (p.state != PoolState::ready) continue;
+        auto it = p.hosts.find(name);
+        if (it == p.hosts.end()) continue;
+        listed = true;
+        if (it->second.connected) e.pools.push_back(pname);
+      }
+      if (listed) out.push_back(std::move(e));
+    }
+    return out;
+  });
+  for (const auto& e : entries) {
+    auto inv = agents_.storage_inventory(e.host);
+    nlohmann::json summary;
+    std::set<std::string> started;
+    if (inv) {
+      summary = storage_summary(*inv);
+      started = started_lockspaces(*inv);
+    } else {
+      ++refresh_errors_;
+      summary = {{"error", std::string(to_string(inv.error().code)) + ": " + inv.error().message}};
+    }
+    summary["checked_at"] = format_time(clock_.now());
+    // What the host reports is an observation: kept in memory, written with the next
+    // change of the host's record.
+    (void)state_.update(
+        [&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+          const Host* cur = d.find_host(e.host.name);
+          if (!cur) return {};
+          Host next = *cur;
+          next.storage = summary;
+          b.put_hosts.push_back(std::move(next));
+          return {};
+        },
+        /*persist=*/false);
+    if (!inv) continue;
+    for (const auto& pool : e.pools) {
+      bool now_started = started.count(pool) > 0;
+      std::string error;
+      if (!now_started) {
+        // A lockspace that stopped (the host rebooted, lvmlockd restarted) is started
+        // again; until then the host is not usable for the pool.
+        const std::string op_id = "monitor-lockstart:" + pool + ":" +
+                                  std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                     clock_.now().time_since_epoch())
+                                                     .count());
+        auto st = agents_.vg_lockstart(e.host, op_id, pool);
+        if (st) {
+          now_started = true;
+          spdlog::info("storage pool {}: lockspace started again on {}", pool, e.host.name);
+        } else {
+          error = "lockstart: " + std::string(to_string(st.error().code)) + ": " + st.error().message;
+        }
+      }
+      auto st = state_.update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+        const StoragePool* cur = d.find_pool(pool);
+        if (!cur) return {};
+        auto it = cur->hosts.find(e.host.name);
+        if (it == cur->hosts.end()) return {};
+        if (it->second.lockspace_started == now_started && it->second.error == error) return {};
+        StoragePool next = *cur;
+        auto& hs = next.hosts[e.host.name];
+        if (hs.lockspace_started != now_started)
+          spdlog::warn("storage pool {}: host {} is {} usable", pool, e.host.name,
+                       now_started ? "again" : "no longer");
+        hs.lockspace_started = now_started;
+        hs.error = error;
+        hs.checked_at = clock_.now();
+        next.updated_at = clock_.now();
+        b.put_pools.push_back(std::move(next));
+        return {};
+      });
+      if (!st) spdlog::warn("storage pool {}: cannot record {}'s lockspace: {}", pool, e.host.name,
+                            st.error().message);
+    }
+  }
+}
+
 void StorageMonitor::refresh() {
+  refresh_hosts();
   auto pools = state_.read([](const ClusterState::Data& d) {
     std::vector<StoragePool> out;
     for (const auto& [_, p] : d.pools)

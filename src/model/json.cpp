@@ -139,6 +139,7 @@ void to_json(json& j, const Host& h) {
        {"schedulable", h.schedulable},
        {"inventory", h.inventory},
        {"last_heartbeat", time_or_null(h.last_heartbeat)},
+       {"storage", h.storage},
        {"created_at", format_time(h.created_at)}};
 }
 void from_json(const json& j, Host& h) {
@@ -149,6 +150,7 @@ void from_json(const json& j, Host& h) {
   h.schedulable = j.value("schedulable", true);
   h.inventory = j.value("inventory", HostInventory{});
   h.last_heartbeat = opt_time_from(j, "last_heartbeat");
+  h.storage = j.value("storage", json(nullptr));
   h.created_at = time_from(j, "created_at");
 }
 

@@ -161,6 +161,26 @@ class FakeAgentApi final : public AgentApi {
     frozen = 0;
     return n;
   }
+  // Whether each host's lock daemons run (default: yes).
+  std::map<std::string, bool> lock_daemons_down;
+  Result<nlohmann::json> storage_inventory(const Host& h) override {
+    std::lock_guard lk(mu_);
+    log(h, "storage_inventory", "", "");
+    if (auto e = injected("storage_inventory")) return *e;
+    const bool down = lock_daemons_down[h.name];
+    nlohmann::json vgs = nlohmann::json::array();
+    for (auto& [name, g] : vgs_of_host(h.name))
+      vgs.push_back({{"name", name}, {"lockspace_started", !down && g->lockstarted.count(h.name) > 0}});
+    return nlohmann::json{{"locks", {{"wdmd", !down}, {"sanlock", !down}, {"lvmlockd", !down}}},
+                          {"vgs", vgs},
+                          {"iscsi_sessions", nlohmann::json::array()},
+                          {"errors", nlohmann::json::array()}};
+  }
+  // A host lost its lockspaces (a reboot, say).
+  void drop_lockspaces(const std::string& host) {
+    std::lock_guard lk(mu_);
+    for (auto& [_, g] : vgs) g.lockstarted.erase(host);
+  }
   // What each portal offers (portal → IQNs); a portal not listed offers every IQN.
   std::map<std::string, std::vector<std::string>> portal_targets;
   std::map<std::string, std::set<std::string>> discovered;  // host → portals
@@ -215,6 +235,7 @@ class FakeAgentApi final : public AgentApi {
     std::lock_guard lk(mu_);
     log(h, "vg_lockstart", op, vg);
     if (auto e = injected("vg_lockstart:" + h.name)) return *e;
+    if (lock_daemons_down[h.name]) return unavailable("lvmlockd is not running");
     if (!vgs.count(vg)) return not_found("no VG " + vg);
     vgs[vg].lockstarted.insert(h.name);
     return {};
@@ -399,6 +420,12 @@ class FakeAgentApi final : public AgentApi {
 
   static std::string device_of(const IscsiPoolTarget& t) {
     return "/dev/disk/by-path/ip-" + t.portal + "-iscsi-" + t.iqn + "-lun-" + std::to_string(t.lun);
+  }
+  std::vector<std::pair<std::string, FakeVg*>> vgs_of_host(const std::string& host) {
+    std::vector<std::pair<std::string, FakeVg*>> out;
+    if (sessions[host].empty()) return out;  // sees no LUN
+    for (auto& [name, g] : vgs) out.emplace_back(name, &g);
+    return out;
   }
   FakeVg* lockstarted_vg(const std::string& host, const std::string& vg) {
     auto it = vgs.find(vg);

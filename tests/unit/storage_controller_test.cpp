@@ -478,3 +478,34 @@ TEST_F(StorageControllerTest, PoolDeleteNeedsNoVolumesDetachesEveryHostAndARecre
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(StorageMonitorTest, HostStorageIsReportedAndALostLockspaceIsStartedAgain) {
+  make_pool();
+  StorageMonitor monitor(*state_, agents_, config_, clock_);
+  monitor.refresh();
+  auto node2 = [&] { return state_->read([](const ClusterState::Data& d) { return *d.find_host("node2"); }); };
+  ASSERT_TRUE(node2().storage.is_object());
+  EXPECT_TRUE(node2().storage["locks"]["lvmlockd"].get<bool>());
+  EXPECT_EQ(node2().storage["vgs"][0]["name"], "pool1");
+
+  // node2 rebooted with lvmlockd down: its lockspace is gone, it cannot be started,
+  // and the pool is no longer usable there (the scheduler filters it).
+  agents_.drop_lockspaces("node2");
+  agents_.lock_daemons_down["node2"] = true;
+  monitor.refresh();
+  EXPECT_FALSE(pool("pool1").usable_on("node2"));
+  EXPECT_NE(pool("pool1").hosts.at("node2").error.find("lvmlockd is not running"), std::string::npos);
+  EXPECT_FALSE(node2().storage["locks"]["lvmlockd"].get<bool>());
+  EXPECT_TRUE(pool("pool1").usable_on("node1"));
+
+  // lvmlockd is back: the monitor starts the lockspace again.
+  agents_.lock_daemons_down["node2"] = false;
+  monitor.refresh();
+  EXPECT_TRUE(pool("pool1").usable_on("node2"));
+  EXPECT_TRUE(pool("pool1").hosts.at("node2").error.empty());
+  EXPECT_TRUE(agents_.vgs["pool1"].lockstarted.count("node2"));
+}
+
+}  // namespace

@@ -68,6 +68,9 @@ class AgentApi {
                               const std::string& uuid) = 0;
 
   // Shared storage (docs/storage.md, "Agent API"): one backend call each.
+  // The host's storage inventory (GET /agent/v1/storage): lock daemons, lockspaces,
+  // iSCSI sessions, VGs, errors.
+  virtual Result<nlohmann::json> storage_inventory(const Host& host) = 0;
   // SendTargets discovery of a portal (records the nodes a login needs); returns the
   // IQNs it offers.
   virtual Result<std::vector<std::string>> iscsi_discover(const Host& host, const std::string& op_id,
@@ -127,6 +130,7 @@ class HttpAgentApi final : public AgentApi {
                                           const std::string& uuid) override;
   Result<int> fs_freeze(const Host& host, const std::string& op_id, const std::string& uuid) override;
   Result<int> fs_thaw(const Host& host, const std::string& op_id, const std::string& uuid) override;
+  Result<nlohmann::json> storage_inventory(const Host& host) override;
   Result<std::vector<std::string>> iscsi_discover(const Host& host, const std::string& op_id,
                                                   const std::string& portal) override;
   Result<std::string> iscsi_login(const Host& host, const std::string& op_id,

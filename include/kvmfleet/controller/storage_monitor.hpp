@@ -5,6 +5,9 @@
 // (from the host where a snapshot is active, since only there does LVM know it), warns
 // about snapshots filling up, and grows those past the auto-extend threshold. A
 // snapshot that overflows is invalid in LVM; it is marked so, never silently dropped.
+// It also reads each pool host's storage inventory (lock daemons, lockspaces, iSCSI
+// sessions) into the host's record: a host whose lockspace stopped (a reboot) is no
+// longer usable for the pool, and the monitor starts the lockspace again.
 
 #include "kvmfleet/common/clock.hpp"
 #include "kvmfleet/controller/agent_api.hpp"
@@ -35,6 +38,7 @@ class StorageMonitor {
 
  private:
   void refresh_pool(const StoragePool& pool);
+  void refresh_hosts();
 
   ClusterState& state_;
   AgentApi& agents_;

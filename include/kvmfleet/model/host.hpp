@@ -2,6 +2,8 @@
 
 #include "kvmfleet/common/clock.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -54,6 +56,10 @@ struct Host {
   bool schedulable = true;
   HostInventory inventory;
   std::optional<Clock::time_point> last_heartbeat;
+  // The host's shared storage as its agent last reported it (lock daemons, the
+  // lockspaces started, iSCSI sessions, errors), read by the storage monitor; null
+  // for a host in no storage pool.
+  nlohmann::json storage = nullptr;
   Clock::time_point created_at{};
 };
 
