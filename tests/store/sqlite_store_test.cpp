@@ -171,10 +171,11 @@ TEST_F(SqliteStoreTest, CreatesTheSchemaInAnEmptyFile) {
                 snap.tokens.empty());
   }
   RawDb raw(path_);
-  EXPECT_EQ(raw.query("PRAGMA user_version"), std::vector<std::string>{"1"});
+  EXPECT_EQ(raw.query("PRAGMA user_version"), std::vector<std::string>{"2"});
   EXPECT_EQ(raw.query("PRAGMA journal_mode"), std::vector<std::string>{"wal"});
   EXPECT_EQ(raw.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"),
-            (std::vector<std::string>{"hosts", "operations", "tokens", "vms"}));
+            (std::vector<std::string>{"hosts", "operations", "storage_pools", "tokens", "vms",
+                                      "volumes"}));
   const auto index_sql =
       raw.query("SELECT sql FROM sqlite_master WHERE name = 'operations_idempotency'");
   ASSERT_EQ(index_sql.size(), 1u);
@@ -492,6 +493,60 @@ TEST_F(SqliteStoreTest, ATokenWithAnUnknownRoleIsAnError) {
   ASSERT_FALSE(snap.ok());
   EXPECT_EQ(snap.error().code, ErrorCode::internal);
   EXPECT_NE(snap.error().message.find("tok-1"), std::string::npos);
+}
+
+TEST_F(SqliteStoreTest, AVersionOneFileIsUpgradedInPlaceAndKeepsItsRows) {
+  {
+    auto store = open_ok();
+    WriteBatch b;
+    TokenRecord t;
+    t.id = "3c9f1a2b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+    t.name = "admin";
+    t.role = Role::admin;
+    t.hash = "h1";
+    b.put_tokens.push_back(t);
+    ASSERT_TRUE(store->commit(b).ok());
+  }
+  {
+    // What a controller of schema version 1 left behind.
+    RawDb raw(path_);
+    ASSERT_EQ(raw.exec("DROP TABLE storage_pools; DROP TABLE volumes; PRAGMA user_version = 1"),
+              SQLITE_OK);
+  }
+  auto store = open_ok();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(load_ok(*store).tokens.size(), 1u);
+  StoragePool p;
+  p.name = "pool1";
+  p.state = PoolState::ready;
+  p.targets.push_back(IscsiPoolTarget{"10.0.0.1:3260", "iqn.2026-01.io.kvmfleet:a", 1, "u", "secret-123456"});
+  p.hosts["node1"].connected = true;
+  p.hosts["node1"].devices = {"/dev/sda"};
+  Volume v;
+  v.id = "7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a";
+  v.name = "disk1";
+  v.pool = "pool1";
+  v.size_bytes = 1 << 30;
+  v.state = VolumeState::ready;
+  Snapshot sn;
+  sn.id = "0a1b2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3d";
+  sn.name = "s1";
+  sn.lv = "disk1.snap.s1";
+  sn.fill_percent = 12.5;
+  v.snapshots.push_back(sn);
+  WriteBatch b;
+  b.put_pools.push_back(p);
+  b.put_volumes.push_back(v);
+  ASSERT_TRUE(store->commit(b).ok());
+  auto snap = load_ok(*store);
+  ASSERT_EQ(snap.pools.size(), 1u);
+  EXPECT_EQ(snap.pools[0].targets, p.targets);
+  EXPECT_EQ(snap.pools[0].hosts.at("node1"), p.hosts.at("node1"));
+  ASSERT_EQ(snap.volumes.size(), 1u);
+  EXPECT_EQ(snap.volumes[0].snapshots, v.snapshots);
+  EXPECT_EQ(snap.volumes[0].size_bytes, v.size_bytes);
+  RawDb raw(path_);
+  EXPECT_EQ(raw.query("PRAGMA user_version"), std::vector<std::string>{"2"});
 }
 
 TEST_F(SqliteStoreTest, ANewerSchemaIsRefused) {
