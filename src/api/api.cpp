@@ -264,9 +264,8 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
       if (!body) return c.fail(body.error());
       auto req = parse_maintenance(*body, MigrationPolicy{});
       if (!req) return c.fail(req.error());
-      auto s = svc.set_maintenance(*c.who, name, req->enabled, req->policy, submit_options(c));
-      if (!s) return c.fail(s.error());
-      return answer_operation(svc, cp, *s);
+      return answer_submitted(
+          svc, cp, svc.set_maintenance(*c.who, name, req->enabled, req->policy, submit_options(c)));
     }
     if (n == 3 && m == Verb::delete_) {
       if (!require(Need::admin)) return;
@@ -291,9 +290,8 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
       if (!body) return c.fail(body.error());
       auto spec = parse_vm_create(*body);
       if (!spec) return c.fail(spec.error());
-      auto s = svc.create_vm(*c.who, spec->spec, spec->start, submit_options(c));
-      if (!s) return c.fail(s.error());
-      return answer_operation(svc, cp, *s);
+      return answer_submitted(svc, cp,
+                              svc.create_vm(*c.who, spec->spec, spec->start, submit_options(c)));
     }
     if (n == 2) return not_allowed();
     const std::string id(seg[2]);
@@ -314,9 +312,9 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
       if (auto w = query_int(c.query, "wait", 0, 0, kMaxWaitSeconds); !w) return c.fail(w.error());
       auto force = query_bool(c.query, "force", false);
       if (!force) return c.fail(force.error());
-      auto s = svc.vm_action(*c.who, id, op_kind::vm_delete, {{"force", *force}}, submit_options(c));
-      if (!s) return c.fail(s.error());
-      return answer_operation(svc, cp, *s);
+      return answer_submitted(
+          svc, cp,
+          svc.vm_action(*c.who, id, op_kind::vm_delete, {{"force", *force}}, submit_options(c)));
     }
     if (n == 4) {
       if (m != Verb::post) return not_allowed();
@@ -328,17 +326,16 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
       if (seg[3] == "snapshots") {
         auto req = parse_snapshot_create(*body);
         if (!req) return c.fail(req.error());
-        auto s = svc.create_vm_snapshot(*c.who, id, req->name, req->size_bytes, req->ratio,
-                                        req->quiesce, submit_options(c));
-        if (!s) return c.fail(s.error());
-        return answer_operation(svc, cp, *s);
+        return answer_submitted(
+            svc, cp,
+            svc.create_vm_snapshot(*c.who, id, req->name, req->size_bytes, req->ratio, req->quiesce,
+                                   submit_options(c)));
       }
       if (seg[3] == "migrate") {
         auto mig = parse_migrate(*body, MigrationPolicy{});
         if (!mig) return c.fail(mig.error());
-        auto s = svc.migrate_vm(*c.who, id, mig->target_host, mig->policy, submit_options(c));
-        if (!s) return c.fail(s.error());
-        return answer_operation(svc, cp, *s);
+        return answer_submitted(
+            svc, cp, svc.migrate_vm(*c.who, id, mig->target_host, mig->policy, submit_options(c)));
       }
       std::string_view kind;
       json params = json::object();
@@ -356,9 +353,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
       }
       if (kind != op_kind::vm_stop)
         if (auto st = check_known_fields(*body, {}); !st) return c.fail(st.error());
-      auto s = svc.vm_action(*c.who, id, kind, params, submit_options(c));
-      if (!s) return c.fail(s.error());
-      return answer_operation(svc, cp, *s);
+      return answer_submitted(svc, cp, svc.vm_action(*c.who, id, kind, params, submit_options(c)));
     }
     return n == 3 ? not_allowed() : c.fail(not_found("no such resource"));
   }

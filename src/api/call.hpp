@@ -128,6 +128,13 @@ inline void answer_operation(ClusterService& svc, std::shared_ptr<Call> c, const
   svc.wait_operation(s.operation.id, std::chrono::seconds(seconds), send);
 }
 
+// Answers a submission: its refusal, or the operation as answer_operation does.
+inline void answer_submitted(ClusterService& svc, std::shared_ptr<Call> c,
+                             const Result<Submitted>& s) {
+  if (!s) return c->fail(s.error());
+  answer_operation(svc, std::move(c), *s);
+}
+
 // Routes /v1/storage-pools and /v1/volumes (storage_routes.cpp).
 void route_storage(ClusterService& svc, std::shared_ptr<Call> c);
 

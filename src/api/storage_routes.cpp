@@ -49,9 +49,8 @@ void route_pools(ClusterService& svc, std::shared_ptr<Call> cp, const auto& requ
     if (!body) return c.fail(body.error());
     auto req = parse_pool_create(*body);
     if (!req) return c.fail(req.error());
-    auto s = svc.create_pool(*c.who, req->pool, req->hosts, submit_options(c));
-    if (!s) return c.fail(s.error());
-    return answer_operation(svc, cp, *s);
+    return answer_submitted(svc, cp,
+                            svc.create_pool(*c.who, req->pool, req->hosts, submit_options(c)));
   }
   if (n == 2) return not_allowed();
   const std::string name(seg[2]);
@@ -70,9 +69,7 @@ void route_pools(ClusterService& svc, std::shared_ptr<Call> cp, const auto& requ
   if (n == 3 && m == Verb::delete_) {
     if (!require(Need::admin)) return;
     if (!wait_query_ok(c)) return;
-    auto s = svc.delete_pool(*c.who, name, submit_options(c));
-    if (!s) return c.fail(s.error());
-    return answer_operation(svc, cp, *s);
+    return answer_submitted(svc, cp, svc.delete_pool(*c.who, name, submit_options(c)));
   }
   return n == 3 ? not_allowed() : c.fail(not_found("no such resource"));
 }
@@ -106,9 +103,9 @@ void route_volumes(ClusterService& svc, std::shared_ptr<Call> cp, const auto& re
     if (!body) return c.fail(body.error());
     auto req = parse_volume_create(*body);
     if (!req) return c.fail(req.error());
-    auto s = svc.create_volume(*c.who, req->name, req->pool, req->size_bytes, submit_options(c));
-    if (!s) return c.fail(s.error());
-    return answer_operation(svc, cp, *s);
+    return answer_submitted(
+        svc, cp,
+        svc.create_volume(*c.who, req->name, req->pool, req->size_bytes, submit_options(c)));
   }
   if (n == 2) return not_allowed();
   const std::string id(seg[2]);
@@ -129,9 +126,7 @@ void route_volumes(ClusterService& svc, std::shared_ptr<Call> cp, const auto& re
   if (n == 3 && m == Verb::delete_) {
     if (!require(Need::operator_)) return;
     if (!wait_query_ok(c)) return;
-    auto s = svc.delete_volume(*c.who, id, submit_options(c));
-    if (!s) return c.fail(s.error());
-    return answer_operation(svc, cp, *s);
+    return answer_submitted(svc, cp, svc.delete_volume(*c.who, id, submit_options(c)));
   }
   if (n == 3) return not_allowed();
 
@@ -143,9 +138,7 @@ void route_volumes(ClusterService& svc, std::shared_ptr<Call> cp, const auto& re
     if (!body) return c.fail(body.error());
     auto size = parse_volume_grow(*body);
     if (!size) return c.fail(size.error());
-    auto s = svc.grow_volume(*c.who, id, *size, submit_options(c));
-    if (!s) return c.fail(s.error());
-    return answer_operation(svc, cp, *s);
+    return answer_submitted(svc, cp, svc.grow_volume(*c.who, id, *size, submit_options(c)));
   }
   if (seg[3] != "snapshots") return c.fail(not_found("no such resource"));
   if (n == 4 && m == Verb::get) {
@@ -169,10 +162,9 @@ void route_volumes(ClusterService& svc, std::shared_ptr<Call> cp, const auto& re
     if (!body) return c.fail(body.error());
     auto req = parse_snapshot_create(*body);
     if (!req) return c.fail(req.error());
-    auto s = svc.create_snapshot(*c.who, id, req->name, req->size_bytes, req->ratio, req->quiesce,
-                                 submit_options(c));
-    if (!s) return c.fail(s.error());
-    return answer_operation(svc, cp, *s);
+    return answer_submitted(svc, cp,
+                            svc.create_snapshot(*c.who, id, req->name, req->size_bytes, req->ratio,
+                                                req->quiesce, submit_options(c)));
   }
   if (n == 4) return not_allowed();
   const std::string snap(seg[4]);
@@ -202,9 +194,7 @@ void route_volumes(ClusterService& svc, std::shared_ptr<Call> cp, const auto& re
     if (!body) return c.fail(body.error());
     if (auto st = check_known_fields(*body, {}); !st) return c.fail(st.error());
   }
-  auto s = svc.snapshot_action(*c.who, id, snap, kind, submit_options(c));
-  if (!s) return c.fail(s.error());
-  return answer_operation(svc, cp, *s);
+  return answer_submitted(svc, cp, svc.snapshot_action(*c.who, id, snap, kind, submit_options(c)));
 }
 
 }  // namespace
