@@ -126,7 +126,6 @@ class FakeAgentApi final : public AgentApi {
     std::uint64_t size = 0;
     std::string origin;
     double fill = 0;
-    bool merging = false;
     std::map<std::string, LvMode> active;  // host → mode
   };
   struct FakeVg {
@@ -269,7 +268,6 @@ class FakeAgentApi final : public AgentApi {
       auto m = l.active.find(h.name);
       a.activation = m == l.active.end() ? LvMode::inactive : m->second;
       if (!l.origin.empty()) a.data_percent = l.fill;
-      a.merging = l.merging;
       out.push_back(a);
     }
     return out;
@@ -323,7 +321,6 @@ class FakeAgentApi final : public AgentApi {
       l->active.erase(h.name);
       for (auto& [_, s] : vgs[vg].lvs)
         if (s.origin == lv) s.active.erase(h.name);
-      complete_merges(vg, lv);
       return {};
     }
     for (auto& [host, m] : l->active) {
@@ -361,12 +358,11 @@ class FakeAgentApi final : public AgentApi {
     log(h, "lv_merge", op, vg + "/" + snap);
     auto* s = find_lv(vg, snap);
     if (!s || s->origin.empty()) return not_found("no snapshot");
-    s->merging = true;
-    // Open origins (a running domain) defer it; here nothing holds it open: done.
-    if (!merges_deferred) vgs[vg].lvs.erase(snap);
+    // Nothing holds the origin open here (the controller reverts stopped VMs only): the
+    // merge is done at once.
+    vgs[vg].lvs.erase(snap);
     return {};
   }
-  bool merges_deferred = false;
   // Who holds the LV, by host.
   std::map<std::string, LvMode> holders(const std::string& vg, const std::string& lv) {
     std::lock_guard lk(mu_);
@@ -437,9 +433,6 @@ class FakeAgentApi final : public AgentApi {
     if (it == vgs.end()) return nullptr;
     auto l = it->second.lvs.find(lv);
     return l == it->second.lvs.end() ? nullptr : &l->second;
-  }
-  void complete_merges(const std::string& vg, const std::string&) {
-    (void)vg;
   }
   // conflict when a block disk of the domain is not active on `host`.
   std::optional<Error> block_disks_inactive(const std::string& host, const std::string& uuid) {

@@ -64,6 +64,15 @@ class StorageControllerTest : public testing_support::ControllerTest {
     return s;
   }
   std::map<std::string, LvMode> holders(const std::string& lv) { return agents_.holders("pool1", lv); }
+
+  // A pool with volume "disk1", and VM "vm1" on it pinned to node1 (started or not).
+  void vm1_on_disk1(bool start) {
+    make_pool();
+    make_volume("disk1");
+    VmSpec s = spec_on("vm1", "disk1");
+    s.pinned_host = "node1";
+    ASSERT_EQ(run(service_->create_vm(admin(), s, start, {})).state, OpState::succeeded);
+  }
 };
 
 TEST_F(StorageControllerTest, PoolLogsEveryHostInMakesTheVgOnceAndStartsLockspaces) {
@@ -178,11 +187,7 @@ TEST_F(StorageControllerTest, VmOnAVolumeActivatesItExclusivelyWhereItRunsAndRel
 }
 
 TEST_F(StorageControllerTest, StartRefusedWhileAnotherHostHoldsTheVolume) {
-  make_pool();
-  make_volume("disk1");
-  VmSpec s = spec_on("vm1", "disk1");
-  s.pinned_host = "node1";
-  ASSERT_EQ(run(service_->create_vm(admin(), s, false, {})).state, OpState::succeeded);
+  vm1_on_disk1(false);
   // Something on node2 holds the LV (a VM the controller lost track of, say).
   Host node2 = state_->read([](const ClusterState::Data& d) { return *d.find_host("node2"); });
   ASSERT_TRUE(agents_.lv_activate(node2, "x", "pool1", "disk1", LvMode::exclusive).ok());
@@ -194,11 +199,7 @@ TEST_F(StorageControllerTest, StartRefusedWhileAnotherHostHoldsTheVolume) {
 }
 
 TEST_F(StorageControllerTest, LiveMigrationSharesTheVolumeForTheMoveAndLeavesItExclusiveOnTheTarget) {
-  make_pool();
-  make_volume("disk1");
-  VmSpec s = spec_on("vm1", "disk1");
-  s.pinned_host = "node1";
-  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  vm1_on_disk1(true);
   agents_.hold_migrations = true;
   auto sub = service_->migrate_vm(admin(), "vm1", "node2", MigrationPolicy{}, {});
   ASSERT_TRUE(sub.ok()) << sub.error().message;
@@ -216,11 +217,7 @@ TEST_F(StorageControllerTest, LiveMigrationSharesTheVolumeForTheMoveAndLeavesItE
 }
 
 TEST_F(StorageControllerTest, FailedMigrationLeavesTheVolumeExclusiveOnTheSource) {
-  make_pool();
-  make_volume("disk1");
-  VmSpec s = spec_on("vm1", "disk1");
-  s.pinned_host = "node1";
-  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  vm1_on_disk1(true);
   agents_.fail_next("migrate", Error(ErrorCode::internal, "migration failed"));
   auto op = run(service_->migrate_vm(admin(), "vm1", "node2", MigrationPolicy{}, {}));
   ASSERT_EQ(op.state, OpState::failed);
@@ -229,11 +226,7 @@ TEST_F(StorageControllerTest, FailedMigrationLeavesTheVolumeExclusiveOnTheSource
 }
 
 TEST_F(StorageControllerTest, SnapshotOfARunningVmIsQuiescedAndBlocksLiveMigration) {
-  make_pool();
-  make_volume("disk1");
-  VmSpec s = spec_on("vm1", "disk1");
-  s.pinned_host = "node1";
-  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  vm1_on_disk1(true);
   auto op = run(service_->create_snapshot(admin(), "disk1", "before-upgrade", 0, 0.25, true, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(op.result.value("consistency", ""), "quiesced");
@@ -252,11 +245,7 @@ TEST_F(StorageControllerTest, SnapshotOfARunningVmIsQuiescedAndBlocksLiveMigrati
 }
 
 TEST_F(StorageControllerTest, SnapshotWithoutGuestAgentIsCrashConsistent) {
-  make_pool();
-  make_volume("disk1");
-  VmSpec s = spec_on("vm1", "disk1");
-  s.pinned_host = "node1";
-  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  vm1_on_disk1(true);
   agents_.guest_agent = false;
   auto op = run(service_->create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, true, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
@@ -266,11 +255,7 @@ TEST_F(StorageControllerTest, SnapshotWithoutGuestAgentIsCrashConsistent) {
 }
 
 TEST_F(StorageControllerTest, RevertNeedsTheVmStoppedAndRemovesTheSnapshot) {
-  make_pool();
-  make_volume("disk1");
-  VmSpec s = spec_on("vm1", "disk1");
-  s.pinned_host = "node1";
-  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  vm1_on_disk1(true);
   ASSERT_EQ(run(service_->create_snapshot(admin(), "disk1", "s1", 0, 0.1, false, {})).state,
             OpState::succeeded);
   auto running = service_->snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_revert, {});
@@ -335,11 +320,7 @@ TEST_F(StorageMonitorTest, ReadsFillWarnsAndGrowsSnapshotsPastTheThreshold) {
   config_.snapshot_warn_percent = 70;
   config_.snapshot_autoextend_threshold_percent = 80;
   config_.snapshot_autoextend_percent = 50;
-  make_pool();
-  make_volume("disk1");
-  VmSpec s = spec_on("vm1", "disk1");
-  s.pinned_host = "node1";
-  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  vm1_on_disk1(true);
   ASSERT_EQ(run(service_->create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
             OpState::succeeded);
   StorageMonitor monitor(*state_, agents_, config_, clock_);
