@@ -102,7 +102,7 @@ void StorageMonitor::refresh_hosts() {
       started = started_lockspaces(*inv);
     } else {
       ++refresh_errors_;
-      summary = {{"error", std::string(to_string(inv.error().code)) + ": " + inv.error().message}};
+      summary = {{"error", inv.error().brief()}};
     }
     summary["checked_at"] = format_time(clock_.now());
     // What the host reports is an observation: kept in memory, written with the next
@@ -133,7 +133,7 @@ void StorageMonitor::refresh_hosts() {
           now_started = true;
           spdlog::info("storage pool {}: lockspace started again on {}", pool, e.host.name);
         } else {
-          error = "lockstart: " + std::string(to_string(st.error().code)) + ": " + st.error().message;
+          error = "lockstart: " + st.error().brief();
         }
       }
       auto st = state_.update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <map>
 
 namespace kvmfleet {
 namespace {
@@ -13,10 +14,6 @@ namespace {
 // body, so every step of an operation that may call one path twice gets its own id.
 std::string step_id(OpContext& ctx, std::string_view tag) {
   return ctx.op().id + ":" + std::string(tag);
-}
-
-std::string describe(const Error& e) {
-  return std::string(to_string(e.code)) + ": " + e.message;
 }
 
 Result<StoragePool> load_pool(OpContext& ctx, const std::string& name) {
@@ -151,7 +148,7 @@ PoolHostStatus connect_host(OpContext& ctx, const StoragePool& pool, const Host&
                                            t.portal);
       });
       if (!offered) {
-        s.error = "discovery at " + t.portal + ": " + describe(offered.error());
+        s.error = "discovery at " + t.portal + ": " + offered.error().brief();
         return s;
       }
       if (std::find(offered->begin(), offered->end(), t.iqn) == offered->end()) {
@@ -162,7 +159,7 @@ PoolHostStatus connect_host(OpContext& ctx, const StoragePool& pool, const Host&
         return ctx.agents().iscsi_login(host, step_id(ctx, "login" + std::to_string(i)), t);
       });
       if (!dev) {
-        s.error = "login to " + t.iqn + " at " + t.portal + ": " + describe(dev.error());
+        s.error = "login to " + t.iqn + " at " + t.portal + ": " + dev.error().brief();
         return s;
       }
       s.devices.push_back(*dev);
@@ -170,7 +167,7 @@ PoolHostStatus connect_host(OpContext& ctx, const StoragePool& pool, const Host&
   } else {
     auto luns = ctx.with_retry([&] { return ctx.agents().fc_luns(host); });
     if (!luns) {
-      s.error = "listing FC LUNs: " + describe(luns.error());
+      s.error = "listing FC LUNs: " + luns.error().brief();
       return s;
     }
     for (const auto& wwid : pool.wwids) {
@@ -200,7 +197,7 @@ void disconnect_hosts(OpContext& ctx, const StoragePool& pool, const std::vector
       });
       if (!st)
         remains.push_back({{"host", h.name}, {"iscsi_session", pool.targets[i].iqn},
-                           {"error", describe(st.error())}});
+                           {"error", st.error().brief()}});
     }
   }
 }
@@ -273,7 +270,7 @@ Status create_pool(OpContext& ctx) {
       statuses[h.name].lockspace_started = true;
       ++started;
     } else {
-      statuses[h.name].error = "lockstart: " + describe(st.error());
+      statuses[h.name].error = "lockstart: " + st.error().brief();
     }
   }
   auto vg = ctx.agents().vg_get(creator, pool->vg());
@@ -309,7 +306,7 @@ Status delete_pool(OpContext& ctx) {
       auto st = ctx.with_retry(
           [&] { return ctx.agents().vg_lockstop(*h, step_id(ctx, "lockstop"), pool->vg()); });
       if (!st) {
-        remains.push_back({{"host", name}, {"error", "lockstop: " + describe(st.error())}});
+        remains.push_back({{"host", name}, {"error", "lockstop: " + st.error().brief()}});
         continue;
       }
     }
@@ -483,7 +480,7 @@ Status take_snapshots(OpContext& ctx, std::vector<SnapTarget> targets, const std
       frozen = true;
       ctx.result()["frozen_filesystems"] = *f;
     } else {
-      ctx.result()["quiesce_error"] = describe(f.error());
+      ctx.result()["quiesce_error"] = f.error().brief();
     }
   }
   const auto consistency =
@@ -513,7 +510,7 @@ Status take_snapshots(OpContext& ctx, std::vector<SnapTarget> targets, const std
         return ctx.agents().lv_activate(host, step_id(ctx, "deactivate" + tag), vg, t.vol.lv(),
                                         LvMode::inactive);
       });
-      if (!off) ctx.result()["deactivate_error"] = describe(off.error());
+      if (!off) ctx.result()["deactivate_error"] = off.error().brief();
     }
     if (made) done.push_back(i);
   }
@@ -544,10 +541,16 @@ Status take_snapshots(OpContext& ctx, std::vector<SnapTarget> targets, const std
     return e;
   }
   nlohmann::json ids = nlohmann::json::array();
+  // One LV listing per host and VG, however many of the snapshots it holds.
+  std::map<std::pair<std::string, std::string>, Result<std::vector<AgentLv>>> listed;
   for (std::size_t i = 0; i < targets.size(); ++i) {
     Snapshot snap = targets[i].snap;
     snap.consistency = consistency;
-    if (const auto lvs = ctx.agents().lv_list(hosts[i], pools[i].vg())) {
+    const auto key = std::pair{hosts[i].name, pools[i].vg()};
+    auto it = listed.find(key);
+    if (it == listed.end())
+      it = listed.emplace(key, ctx.agents().lv_list(hosts[i], pools[i].vg())).first;
+    if (const auto& lvs = it->second) {
       for (const auto& l : *lvs)
         if (l.name == snap.lv) {
           snap.size_bytes = l.size_bytes;
@@ -690,7 +693,7 @@ Status revert_snapshot(OpContext& ctx) {
     return st;
   refresh_pool_space(ctx, *pool, *host);
   ctx.result()["merge_pending"] = pending;
-  if (!off) ctx.result()["deactivate_error"] = describe(off.error());
+  if (!off) ctx.result()["deactivate_error"] = off.error().brief();
   return {};
 }
 

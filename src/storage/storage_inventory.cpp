@@ -45,8 +45,7 @@ StorageInventory collect_storage_inventory(IscsiInitiator* iscsi, VolumeManager*
                                            LockDaemons* locks, Multipath* multipath) {
   StorageInventory inv;
   auto note = [&](const char* part, const Error& e) {
-    inv.errors.push_back(std::string(part) + ": " + std::string(to_string(e.code)) + ": " +
-                         e.message);
+    inv.errors.push_back(std::string(part) + ": " + e.brief());
   };
   if (locks != nullptr) {
     auto st = locks->check();

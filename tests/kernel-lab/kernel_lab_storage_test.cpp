@@ -44,10 +44,6 @@ std::string block_of(const std::string& text) {
   return b;
 }
 
-std::string describe(const Error& e) {
-  return std::string(to_string(e.code)) + ": " + e.message;
-}
-
 class KernelLabStorage : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -57,7 +53,7 @@ class KernelLabStorage : public ::testing::Test {
     options.guests = kGuests;
     auto lab = KernelLab::up(options);
     if (!lab.ok()) {
-      setup_error_ = describe(lab.error());
+      setup_error_ = lab.error().brief();
       return;
     }
     lab_ = std::move(*lab);
@@ -205,19 +201,19 @@ TEST_F(KernelLabStorage, A_IscsiDiscoveryAndLogin) {
     auto& iscsi = *iscsi_[g];
 
     auto none = iscsi.sessions();
-    ASSERT_TRUE(none.ok()) << describe(none.error());
+    ASSERT_TRUE(none.ok()) << none.error().brief();
     EXPECT_TRUE(none->empty());
 
     auto targets = iscsi.discover(KernelLab::kBridgeAddress);  // port 3260 by default
-    ASSERT_TRUE(targets.ok()) << describe(targets.error());
+    ASSERT_TRUE(targets.ok()) << targets.error().brief();
     bool listed = false;
     for (const auto& target : *targets) listed = listed || target.iqn == lun_.iqn;
     ASSERT_TRUE(listed) << "discovery did not list " << lun_.iqn;
 
     auto login = iscsi.login(lun_.iqn, lun_.portal, std::nullopt);
-    ASSERT_TRUE(login.ok()) << describe(login.error());
+    ASSERT_TRUE(login.ok()) << login.error().brief();
     auto again = iscsi.login(lun_.iqn, lun_.portal, std::nullopt);
-    EXPECT_TRUE(again.ok()) << "a second login must be a no-op: " << describe(again.error());
+    EXPECT_TRUE(again.ok()) << "a second login must be a no-op: " << again.error().brief();
 
     // The kernel attaches the disk after login returns.
     Result<std::string> device = not_found("not polled");
@@ -226,12 +222,12 @@ TEST_F(KernelLabStorage, A_IscsiDiscoveryAndLogin) {
       if (device.ok() || device.error().code != ErrorCode::not_found) break;
       ASSERT_TRUE(runs_ok(lab(), g, {"sleep", "1"}));
     }
-    ASSERT_TRUE(device.ok()) << describe(device.error());
+    ASSERT_TRUE(device.ok()) << device.error().brief();
     disk_[g] = *device;
     std::printf("[   INFO   ] node%d: %s LUN 1 is %s\n", g, lun_.iqn.c_str(), disk_[g].c_str());
 
     auto sessions = iscsi.sessions();
-    ASSERT_TRUE(sessions.ok()) << describe(sessions.error());
+    ASSERT_TRUE(sessions.ok()) << sessions.error().brief();
     ASSERT_EQ(sessions->size(), 1u);
     EXPECT_TRUE(sessions->front().logged_in());
     EXPECT_EQ(sessions->front().initiator_name, lab().guest(g).iqn);
@@ -250,24 +246,24 @@ TEST_F(KernelLabStorage, A_IscsiDiscoveryAndLogin) {
 TEST_F(KernelLabStorage, B_IscsiChapLogin) {
   ASSERT_FALSE(disk_[1].empty()) << "needs A_IscsiDiscoveryAndLogin";
   auto lun = lab().add_lun("chap", 64 * kMiB);
-  ASSERT_TRUE(lun.ok()) << describe(lun.error());
+  ASSERT_TRUE(lun.ok()) << lun.error().brief();
   ASSERT_TRUE(add_chap_target(lun->tid).ok());
   auto& iscsi = *iscsi_[1];
   ASSERT_TRUE(iscsi.discover(lun->portal).ok());
 
   auto without = iscsi.login(lun->iqn, lun->portal, std::nullopt);
   ASSERT_FALSE(without.ok());
-  EXPECT_EQ(without.error().code, ErrorCode::invalid_argument) << describe(without.error());
+  EXPECT_EQ(without.error().code, ErrorCode::invalid_argument) << without.error().brief();
 
   auto wrong =
       iscsi.login(lun->iqn, lun->portal, storage::ChapCredentials{kChapUser, "wrong0123456"});
   ASSERT_FALSE(wrong.ok());
-  EXPECT_EQ(wrong.error().code, ErrorCode::invalid_argument) << describe(wrong.error());
+  EXPECT_EQ(wrong.error().code, ErrorCode::invalid_argument) << wrong.error().brief();
   EXPECT_EQ((wrong.error().message + wrong.error().details.dump()).find("wrong0123456"),
             std::string::npos);
 
   auto right = iscsi.login(lun->iqn, lun->portal, storage::ChapCredentials{kChapUser, kChapSecret});
-  ASSERT_TRUE(right.ok()) << describe(right.error());
+  ASSERT_TRUE(right.ok()) << right.error().brief();
   auto sessions = iscsi.sessions();
   ASSERT_TRUE(sessions.ok());
   EXPECT_EQ(sessions->size(), 2u);
@@ -285,7 +281,7 @@ TEST_F(KernelLabStorage, C_LockDaemons) {
   const auto t = steady::now();
   on_each_guest([&](int g) {
     auto before = daemons_[g]->check();
-    ASSERT_TRUE(before.ok()) << describe(before.error());
+    ASSERT_TRUE(before.ok()) << before.error().brief();
     EXPECT_FALSE(before->wdmd || before->sanlock || before->lvmlockd) << before->to_json().dump();
 
     ASSERT_TRUE(runs_ok(lab(), g, {"wdmd"}));
@@ -295,7 +291,7 @@ TEST_F(KernelLabStorage, C_LockDaemons) {
     Result<storage::LockDaemonStatus> after = internal_error("not polled");
     for (int attempt = 0; attempt < 40; ++attempt) {
       after = daemons_[g]->check();
-      ASSERT_TRUE(after.ok()) << describe(after.error());
+      ASSERT_TRUE(after.ok()) << after.error().brief();
       if (after->all_running()) break;
       ASSERT_TRUE(runs_ok(lab(), g, {"sleep", "0.5"}));
     }
@@ -323,14 +319,14 @@ TEST_F(KernelLabStorage, D_SharedVgAndLockstart) {
 
   const auto t_vg = steady::now();
   auto made = lvm(1).create_shared_vg(kVg, {disk_[1]});
-  ASSERT_TRUE(made.ok()) << describe(made.error());
+  ASSERT_TRUE(made.ok()) << made.error().brief();
   report_time("vgcreate_shared_ms", steady::now() - t_vg);
 
   const auto t_ls = steady::now();
   for (int g = 1; g <= kGuests; ++g) {
     const auto t = steady::now();
     auto started = lvm(g).lock_start(kVg);
-    ASSERT_TRUE(started.ok()) << "node" << g << ": " << describe(started.error());
+    ASSERT_TRUE(started.ok()) << "node" << g << ": " << started.error().brief();
     report_time("lockstart_node" + std::to_string(g) + "_ms", steady::now() - t);
   }
   report_time("lockstart_both_ms", steady::now() - t_ls);
@@ -341,7 +337,7 @@ TEST_F(KernelLabStorage, D_SharedVgAndLockstart) {
     ASSERT_TRUE(st.ok());
     EXPECT_TRUE(st->vg_started(kVg)) << "node" << g << ": " << st->to_json().dump();
     auto vg = lvm(g).get_vg(kVg);
-    ASSERT_TRUE(vg.ok()) << describe(vg.error());
+    ASSERT_TRUE(vg.ok()) << vg.error().brief();
     EXPECT_TRUE(vg->shared);
     EXPECT_EQ(vg->lock_type, "sanlock");
     EXPECT_GT(vg->free_bytes, 0u);
@@ -362,24 +358,24 @@ TEST_F(KernelLabStorage, E_LvCreateGrowDelete) {
   const auto t = steady::now();
   ASSERT_TRUE(lvm(1).create_lv(kVg, "vol1", 64 * kMiB, {}).ok());
   auto seen = lvm(2).get_lv(kVg, "vol1");
-  ASSERT_TRUE(seen.ok()) << describe(seen.error());
+  ASSERT_TRUE(seen.ok()) << seen.error().brief();
   EXPECT_EQ(seen->size_bytes, 64 * kMiB);
   EXPECT_FALSE(seen->active);
 
   auto grown = lvm(1).extend_lv(kVg, "vol1", 128 * kMiB);
-  ASSERT_TRUE(grown.ok()) << describe(grown.error());
+  ASSERT_TRUE(grown.ok()) << grown.error().brief();
   EXPECT_TRUE(lvm(1).extend_lv(kVg, "vol1", 128 * kMiB).ok()) << "a repeated grow is a no-op";
   auto shrink = lvm(1).extend_lv(kVg, "vol1", 64 * kMiB);
   ASSERT_FALSE(shrink.ok());
-  EXPECT_EQ(shrink.error().code, ErrorCode::invalid_argument) << describe(shrink.error());
+  EXPECT_EQ(shrink.error().code, ErrorCode::invalid_argument) << shrink.error().brief();
   EXPECT_EQ(lvs_field(2, "lv_size", "vol1"), "128.00m");
 
   auto dup = lvm(2).create_lv(kVg, "vol1", 64 * kMiB, {});
   ASSERT_FALSE(dup.ok());
-  EXPECT_EQ(dup.error().code, ErrorCode::conflict) << describe(dup.error());
+  EXPECT_EQ(dup.error().code, ErrorCode::conflict) << dup.error().brief();
   auto huge = lvm(1).create_lv(kVg, "huge", std::uint64_t{100} << 30, {});
   ASSERT_FALSE(huge.ok());
-  EXPECT_EQ(huge.error().code, ErrorCode::insufficient_capacity) << describe(huge.error());
+  EXPECT_EQ(huge.error().code, ErrorCode::insufficient_capacity) << huge.error().brief();
 
   ASSERT_TRUE(lvm(2).create_lv(kVg, "scratch", 32 * kMiB, {true}).ok());
   auto scratch = lvm(2).get_lv(kVg, "scratch");
@@ -390,7 +386,7 @@ TEST_F(KernelLabStorage, E_LvCreateGrowDelete) {
   EXPECT_EQ(busy.error().code, ErrorCode::conflict) << "an active LV must not be removed";
   ASSERT_TRUE(lvm(2).activate(kVg, "scratch", LvActivation::inactive).ok());
   auto removed = lvm(2).remove_lv(kVg, "scratch");
-  ASSERT_TRUE(removed.ok()) << describe(removed.error());
+  ASSERT_TRUE(removed.ok()) << removed.error().brief();
   EXPECT_EQ(lvm(1).get_lv(kVg, "scratch").error().code, ErrorCode::not_found);
   EXPECT_EQ(lvm(1).remove_lv(kVg, "scratch").error().code, ErrorCode::not_found);
   EXPECT_TRUE(runs_and_fails(
@@ -416,7 +412,7 @@ TEST_F(KernelLabStorage, F_ExclusiveActivationRefusedElsewhere) {
   for (auto mode : {LvActivation::exclusive, LvActivation::shared}) {
     auto refused = lvm(2).activate(kVg, "vol1", mode);
     ASSERT_FALSE(refused.ok()) << "node2 activated vol1 " << storage::to_string(mode);
-    EXPECT_EQ(refused.error().code, ErrorCode::conflict) << describe(refused.error());
+    EXPECT_EQ(refused.error().code, ErrorCode::conflict) << refused.error().brief();
     EXPECT_NE(refused.error().message.find("LV locked by other host"), std::string::npos);
   }
   EXPECT_EQ(lvs_field(2, "lv_active", "vol1"), "");
@@ -439,10 +435,10 @@ TEST_F(KernelLabStorage, F_ExclusiveActivationRefusedElsewhere) {
   };
   const auto t = steady::now();
   auto converted = lvm(1).activate(kVg, "vol1", LvActivation::shared);
-  ASSERT_TRUE(converted.ok()) << "ex to sh on node1: " << describe(converted.error());
+  ASSERT_TRUE(converted.ok()) << "ex to sh on node1: " << converted.error().brief();
   lock_is(1, LvActivation::shared);
   auto joined = lvm(2).activate(kVg, "vol1", LvActivation::shared);
-  ASSERT_TRUE(joined.ok()) << "sh on node2: " << describe(joined.error());
+  ASSERT_TRUE(joined.ok()) << "sh on node2: " << joined.error().brief();
   lock_is(2, LvActivation::shared);
   ProcessOutput out;
   ASSERT_TRUE(runs_ok(lab(), 2, {"lvmlockctl", "--info"}, &out));
@@ -450,15 +446,15 @@ TEST_F(KernelLabStorage, F_ExclusiveActivationRefusedElsewhere) {
   for (int g = 1; g <= kGuests; ++g) {
     auto ex = lvm(g).activate(kVg, "vol1", LvActivation::exclusive);
     ASSERT_FALSE(ex.ok()) << "node" << g << " got vol1 exclusively while both hold it shared";
-    EXPECT_EQ(ex.error().code, ErrorCode::conflict) << describe(ex.error());
+    EXPECT_EQ(ex.error().code, ErrorCode::conflict) << ex.error().brief();
   }
   ASSERT_TRUE(lvm(1).activate(kVg, "vol1", LvActivation::inactive).ok());
   auto taken = lvm(2).activate(kVg, "vol1", LvActivation::exclusive);
-  ASSERT_TRUE(taken.ok()) << "sh to ex on node2: " << describe(taken.error());
+  ASSERT_TRUE(taken.ok()) << "sh to ex on node2: " << taken.error().brief();
   lock_is(2, LvActivation::exclusive);
   auto back = lvm(1).activate(kVg, "vol1", LvActivation::shared);
   ASSERT_FALSE(back.ok());
-  EXPECT_EQ(back.error().code, ErrorCode::conflict) << describe(back.error());
+  EXPECT_EQ(back.error().code, ErrorCode::conflict) << back.error().brief();
   report_time("migration_lock_handover_ms", steady::now() - t);
 
   // vol1 goes back to node1 for the snapshot step.
@@ -476,13 +472,13 @@ TEST_F(KernelLabStorage, G_SnapshotKeepsAndMergeRestores) {
 
   ASSERT_TRUE(write_block(1, origin, before));
   auto made = lvm(1).create_snapshot(kVg, "vol1", "snap1", 32 * kMiB);
-  ASSERT_TRUE(made.ok()) << describe(made.error());
+  ASSERT_TRUE(made.ok()) << made.error().brief();
   ASSERT_TRUE(write_block(1, origin, after));
   EXPECT_TRUE(read_block(1, snapshot) == before) << "the snapshot lost the old bytes";
   EXPECT_TRUE(read_block(1, origin) == after) << "the origin lacks the new bytes";
 
   auto snap = lvm(1).get_lv(kVg, "snap1");
-  ASSERT_TRUE(snap.ok()) << describe(snap.error());
+  ASSERT_TRUE(snap.ok()) << snap.error().brief();
   EXPECT_TRUE(snap->is_snapshot);
   EXPECT_EQ(snap->origin, "vol1");
   ASSERT_TRUE(snap->data_percent.has_value());
@@ -496,16 +492,16 @@ TEST_F(KernelLabStorage, G_SnapshotKeepsAndMergeRestores) {
   // Deleting an origin would take its snapshots along.
   auto with_snap = lvm(1).remove_lv(kVg, "vol1");
   ASSERT_FALSE(with_snap.ok());
-  EXPECT_EQ(with_snap.error().code, ErrorCode::conflict) << describe(with_snap.error());
+  EXPECT_EQ(with_snap.error().code, ErrorCode::conflict) << with_snap.error().brief();
   EXPECT_NE(with_snap.error().message.find("snapshots"), std::string::npos);
   // An origin with COW snapshots cannot be active on two hosts.
   auto shared = lvm(2).activate(kVg, "vol1", LvActivation::shared);
   ASSERT_FALSE(shared.ok());
-  EXPECT_EQ(shared.error().code, ErrorCode::conflict) << describe(shared.error());
+  EXPECT_EQ(shared.error().code, ErrorCode::conflict) << shared.error().brief();
 
   const auto t = steady::now();
   auto merged = lvm(1).merge_snapshot(kVg, "snap1");
-  ASSERT_TRUE(merged.ok()) << describe(merged.error());
+  ASSERT_TRUE(merged.ok()) << merged.error().brief();
   report_time("snapshot_merge_ms", steady::now() - t);
   EXPECT_TRUE(read_block(1, origin) == before) << "the merge did not restore the old bytes";
   EXPECT_EQ(lvm(1).get_lv(kVg, "snap1").error().code, ErrorCode::not_found);
@@ -516,13 +512,13 @@ TEST_F(KernelLabStorage, G_SnapshotKeepsAndMergeRestores) {
 
   // node2 leaves the lockspace; without it, node2 may change nothing in the VG.
   auto stopped = lvm(2).lock_stop(kVg);
-  ASSERT_TRUE(stopped.ok()) << describe(stopped.error());
+  ASSERT_TRUE(stopped.ok()) << stopped.error().brief();
   auto st = daemons_[2]->check();
   ASSERT_TRUE(st.ok());
   EXPECT_FALSE(st->vg_started(kVg)) << st->to_json().dump();
   auto no_lock = lvm(2).create_lv(kVg, "late", 32 * kMiB, {});
   ASSERT_FALSE(no_lock.ok());
-  EXPECT_EQ(no_lock.error().code, ErrorCode::unavailable) << describe(no_lock.error());
+  EXPECT_EQ(no_lock.error().code, ErrorCode::unavailable) << no_lock.error().brief();
 }
 
 // Multipath on node2: udevd and multipathd run there (from here on only), a LUN is
@@ -533,7 +529,7 @@ TEST_F(KernelLabStorage, H_MultipathPathHealth) {
   ASSERT_FALSE(disk_[2].empty()) << "needs A_IscsiDiscoveryAndLogin";
   const int g = 2;
   auto lun = lab().add_lun("multipath", 64 * kMiB);
-  ASSERT_TRUE(lun.ok()) << describe(lun.error());
+  ASSERT_TRUE(lun.ok()) << lun.error().brief();
   const auto t = steady::now();
   // Maps only for disks seen over two paths or more: the shared LUN keeps its one.
   ASSERT_TRUE(runs_ok(lab(), g, {"dd", "of=/etc/multipath.conf", "status=none"}, nullptr, 60s,
@@ -548,7 +544,7 @@ TEST_F(KernelLabStorage, H_MultipathPathHealth) {
   auto& iscsi = *iscsi_[g];
   ASSERT_TRUE(iscsi.discover(lun->portal).ok());
   auto login = iscsi.login(lun->iqn, lun->portal, std::nullopt);
-  ASSERT_TRUE(login.ok()) << describe(login.error());
+  ASSERT_TRUE(login.ok()) << login.error().brief();
   // The second path: the same target through a second initiator iface.
   ASSERT_TRUE(runs_ok(lab(), g, {"iscsiadm", "-m", "iface", "-I", "path2", "-o", "new"}));
   ASSERT_TRUE(runs_ok(
@@ -564,7 +560,7 @@ TEST_F(KernelLabStorage, H_MultipathPathHealth) {
     if (device.ok()) break;
     ASSERT_TRUE(runs_ok(lab(), g, {"sleep", "0.5"}));
   }
-  ASSERT_TRUE(device.ok()) << describe(device.error());
+  ASSERT_TRUE(device.ok()) << device.error().brief();
   std::printf("[   INFO   ] node2: multipath LUN's device from the backend: %s\n", device->c_str());
   auto sessions = iscsi.sessions();
   ASSERT_TRUE(sessions.ok());
@@ -583,7 +579,7 @@ TEST_F(KernelLabStorage, H_MultipathPathHealth) {
     if (map.ok() && map->paths.size() == 2 && map->healthy_paths() == 2) break;
     ASSERT_TRUE(runs_ok(lab(), g, {"sleep", "0.5"}));
   }
-  ASSERT_TRUE(map.ok()) << describe(map.error());
+  ASSERT_TRUE(map.ok()) << map.error().brief();
   ASSERT_EQ(map->paths.size(), 2u);
   EXPECT_TRUE(map->has_path(paths[1]));
   EXPECT_EQ(map->healthy_paths(), 2);
@@ -600,7 +596,7 @@ TEST_F(KernelLabStorage, H_MultipathPathHealth) {
   const auto t_fail = steady::now();
   for (int attempt = 0; attempt < 60; ++attempt) {
     map = multipath.map_with_path(paths[0]);
-    ASSERT_TRUE(map.ok()) << describe(map.error());
+    ASSERT_TRUE(map.ok()) << map.error().brief();
     if (map->degraded()) break;
     ASSERT_TRUE(runs_ok(lab(), g, {"sleep", "0.5"}));
   }
@@ -622,7 +618,7 @@ TEST_F(KernelLabStorage, H_MultipathPathHealth) {
   ASSERT_TRUE(runs_ok(lab(), g, {"dd", "of=" + state, "status=none"}, nullptr, 60s, "running\n"));
   for (int attempt = 0; attempt < 60; ++attempt) {
     map = multipath.map_with_path(paths[0]);
-    ASSERT_TRUE(map.ok()) << describe(map.error());
+    ASSERT_TRUE(map.ok()) << map.error().brief();
     if (!map->degraded()) break;
     ASSERT_TRUE(runs_ok(lab(), g, {"sleep", "0.5"}));
   }

@@ -43,6 +43,8 @@ struct Error {
   // {"code": ..., "message": ..., "details": {...}} — the inner part of every error body.
   nlohmann::json to_json() const;
   static Error from_json(const nlohmann::json& j);
+  // "code: message", for logs and for errors recorded as text (no details).
+  std::string brief() const { return std::string(to_string(code)) + ": " + message; }
 };
 
 inline Error invalid(std::string m, nlohmann::json d = nlohmann::json::object()) {
