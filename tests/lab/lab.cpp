@@ -129,6 +129,14 @@ std::optional<std::string> read_file(const fs::path& p) {
   return ss.str();
 }
 
+// A one-word sysfs attribute such as operstate, without its newline; empty if unreadable.
+std::string read_word(const fs::path& p) {
+  auto text = read_file(p);
+  if (!text) return {};
+  auto end = text->find_first_of(" \n");
+  return text->substr(0, end);
+}
+
 std::optional<pid_t> read_pid_file(const fs::path& p) {
   auto text = read_file(p);
   if (!text) return std::nullopt;
@@ -799,7 +807,29 @@ Status Lab::heal_host(const Host& host) {
   const auto* rec = find(host.name);
   if (rec == nullptr) return not_found("no lab host " + host.name);
   if (rec->local) return invalid("a local host has no link of its own");
-  return run_ok(runner_, {"ip", "link", "set", rec->veth, "up"});
+  if (auto s = run_ok(runner_, {"ip", "link", "set", rec->veth, "up"}); !s.ok()) return s;
+  // "up" is only the request: carrier on both ends of the pair, the bridge port and the
+  // bridge itself follow asynchronously (linkwatch). Until then connections fail with
+  // EHOSTUNREACH, so wait for all of them, then drop the neighbour entry that failed
+  // while the link was cut so that the next connection resolves the host afresh.
+  auto link_up = [&]() {
+    const fs::path net = "/sys/class/net";
+    if (read_word(net / rec->veth / "operstate") != "up") return false;
+    if (read_word(net / bridge_ / "operstate") != "up") return false;
+    if (read_word(net / rec->veth / "brport" / "state") != "3") return false;  // forwarding
+    auto inside = runner_.run({"ip", "-n", rec->netns, "-o", "link", "show", "dev", "eth0"});
+    return inside.ok() && inside->success() &&
+           inside->out.find("LOWER_UP") != std::string::npos &&
+           inside->out.find("state UP") != std::string::npos;
+  };
+  auto deadline = std::chrono::steady_clock::now() + 15s;
+  while (!link_up()) {
+    if (std::chrono::steady_clock::now() >= deadline)
+      return unavailable("the link of " + rec->name + " did not come back up within 15 s");
+    std::this_thread::sleep_for(50ms);
+  }
+  (void)runner_.run({"ip", "neigh", "flush", "to", rec->address, "dev", bridge_});
+  return ok_status();
 }
 
 Status Lab::limit_bandwidth(const Host& host, int kbit_s) {
