@@ -326,7 +326,7 @@ http::Response AgentService::route(const http::Request& req) {
       if (auto st = check_uuid(uuid); !st) return http::error_response(st.error());
       return mutate(req, path, action, std::string(uuid));
     }
-    if (action == "fsfreeze" || action == "fsthaw") {
+    if (action == "fsfreeze" || action == "fsthaw" || action == "block-resize") {
       if (req.method() != http::Verb::post) return method_not_allowed("POST");
       if (auto st = check_uuid(uuid); !st) return http::error_response(st.error());
       return mutate(req, path, action, std::string(uuid));
@@ -354,6 +354,8 @@ http::Response AgentService::mutate(const http::Request& req, std::string_view p
   // parse_migration_request checks a migrate body's fields itself.
   Status known = action == "define"     ? check_known_fields(body, {"op_id", "spec"})
                  : action == "undefine" ? check_known_fields(body, {"op_id", "remove_volumes"})
+                 : action == "block-resize"
+                     ? check_known_fields(body, {"op_id", "device", "size_bytes"})
                  : action == "migrate"  ? Status{}
                                         : check_known_fields(body, {"op_id"});
   if (!known) return http::error_response(known.error());
@@ -391,6 +393,16 @@ http::Response AgentService::mutate(const http::Request& req, std::string_view p
     act = [this, uuid] { return reply_count(hv_.fs_freeze(uuid), "frozen"); };
   } else if (action == "fsthaw") {
     act = [this, uuid] { return reply_count(hv_.fs_thaw(uuid), "thawed"); };
+  } else if (action == "block-resize") {
+    auto device = get_string(body, "device", true);
+    if (!device) return http::error_response(device.error());
+    auto size = get_size(body);
+    if (!size) return http::error_response(size.error());
+    act = [this, uuid, device = *device, size = *size] {
+      auto st = hv_.block_resize(uuid, device, size);
+      if (!st) return http::error_response(st.error());
+      return ok_json({{"device", device}, {"size_bytes", size}});
+    };
   } else if (action == "start") {
     act = [this, uuid] { return reply(hv_.start(uuid)); };
   } else if (action == "shutdown") {

@@ -19,6 +19,7 @@
 #include "kvmfleet/agent/spec_validation.hpp"
 #include "kvmfleet/agent/storage_xml.hpp"
 #include "kvmfleet/common/validate.hpp"
+#include "kvmfleet/storage/storage_names.hpp"
 #include "libvirt_error.hpp"
 #include "libvirt_event_loop.hpp"
 
@@ -1045,6 +1046,33 @@ Result<int> LibvirtHypervisor::guest_filesystems(const std::string& uuid, bool f
   }
   spdlog::info("{} domain {}: {} filesystem(s)", freeze ? "froze" : "thawed", uuid, n);
   return n;
+}
+
+Status LibvirtHypervisor::block_resize(const std::string& uuid, const std::string& device,
+                                       std::uint64_t size_bytes) {
+  if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
+  if (auto st = storage::check_device_path(device); !st) return st;
+  if (size_bytes == 0 || size_bytes % 512 != 0)
+    return invalid("size_bytes must be a positive multiple of 512", {{"field", "size_bytes"}});
+  auto c = impl_->acquire();
+  if (!c) return c.take_error();
+  auto lock = impl_->domain_locks.get(uuid);
+  std::lock_guard guard(*lock);
+  if (auto st = impl_->refuse_if_migrating(uuid); !st) return st;
+  auto m = impl_->lookup_managed(c->get(), uuid);
+  if (!m) return m.take_error();
+  const auto& sources = m->desc.info.block_sources;
+  if (std::find(sources.begin(), sources.end(), device) == sources.end())
+    return not_found("domain " + uuid + " has no disk on " + device,
+                     {{"uuid", uuid}, {"device", device}});
+  auto active = impl_->is_active(m->dom.get(), uuid);
+  if (!active) return active.take_error();
+  if (!*active) return conflict("domain " + uuid + " is not running", {{"uuid", uuid}});
+  if (virDomainBlockResize(m->dom.get(), device.c_str(), size_bytes,
+                           VIR_DOMAIN_BLOCK_RESIZE_BYTES) < 0)
+    return impl_->failed("resizing disk " + device + " of domain " + uuid);
+  spdlog::info("domain {}: disk {} is now {} bytes", uuid, device, size_bytes);
+  return {};
 }
 
 Result<MigrationStatus> LibvirtHypervisor::migrate(const std::string& uuid,

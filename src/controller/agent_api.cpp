@@ -164,6 +164,15 @@ Result<int> HttpAgentApi::fs_thaw(const Host& host, const std::string& op_id,
   return r->at("thawed").get<int>();
 }
 
+Status HttpAgentApi::block_resize(const Host& host, const std::string& op_id,
+                                  const std::string& uuid, const std::string& device,
+                                  std::uint64_t size_bytes) {
+  const nlohmann::json body = {{"op_id", op_id}, {"device", device}, {"size_bytes", size_bytes}};
+  auto r = invoke(client_, host, proto::kBlockResize, uuid, &body);
+  if (!r) return r.take_error();
+  return {};
+}
+
 Result<nlohmann::json> HttpAgentApi::storage_inventory(const Host& host) {
   auto r = invoke(client_, host, proto::kStorageInventory, {}, nullptr);
   if (!r) return r.take_error();

@@ -390,25 +390,44 @@ Status grow_volume(OpContext& ctx) {
   if (!vol) return vol.take_error();
   const auto target = ctx.op().params.value("size_bytes", std::uint64_t{0});
   if (vol->size_bytes >= target) return {};  // grown already (a resumed run)
-  if (auto vm = attached_vm(ctx, *vol); vm && runs(*vm))
-    return conflict("volume " + vol->name + " is in use by running VM " + vm->spec.name +
-                        "; stop the VM to grow it",
-                    {{"volume", vol->name}, {"vm", vm->spec.name}});
   auto pool = load_pool(ctx, vol->pool);
   if (!pool) return pool.take_error();
-  auto host = any_usable_host(ctx, *pool);
+  // A running VM's LV is active exclusively on its host, where lvextend must run (and
+  // where the device-mapper table then grows); QEMU is told afterwards.
+  const auto vm = attached_vm(ctx, *vol);
+  const bool live = vm && runs(*vm);
+  if (live && vm->state != VmState::running)
+    return conflict("volume " + vol->name + " belongs to VM " + vm->spec.name + ", which is " +
+                        std::string(to_string(vm->state)) + "; grow it when the VM runs or is stopped",
+                    {{"volume", vol->name}, {"vm", vm->spec.name}});
+  auto host = volume_host(ctx, *vol, *pool);
   if (!host) return host.take_error();
   ctx.progress(30, "growing LV " + pool->vg() + "/" + vol->lv() + " on " + host->name);
   auto st = ctx.with_retry([&] {
     return ctx.agents().lv_grow(*host, step_id(ctx, "grow"), pool->vg(), vol->lv(), target);
   });
   if (!st) return st;
-  const auto size = lv_size(ctx, *host, pool->vg(), vol->lv());
-  if (auto s = save_volume(ctx, vol->id, [&](Volume& v) { v.size_bytes = size.value_or(target); });
-      !s)
-    return s;
+  const auto size = lv_size(ctx, *host, pool->vg(), vol->lv()).value_or(target);
+  Status told;
+  if (live) {
+    ctx.progress(70, "telling VM " + vm->spec.name + " on " + host->name + " its disk grew");
+    told = ctx.with_retry([&] {
+      return ctx.agents().block_resize(*host, step_id(ctx, "resize"), vm->id, vol->device(), size);
+    });
+  }
+  if (auto s = save_volume(ctx, vol->id, [&](Volume& v) { v.size_bytes = size; }); !s) return s;
   refresh_pool_space(ctx, *pool, *host);
-  ctx.result()["size_bytes"] = size.value_or(target);
+  ctx.result()["size_bytes"] = size;
+  if (live) ctx.result()["vm_resized"] = told.ok();
+  if (!told) {
+    Error e = told.take_error();
+    e.message = "volume " + vol->name + " grew to " + std::to_string(size) + " bytes, but VM " +
+                vm->spec.name + " still sees the old size until it restarts: " + e.message;
+    e.details["volume"] = vol->name;
+    e.details["size_bytes"] = size;
+    e.details["remains"] = {{"vm", vm->spec.name}, {"sees_new_size", false}};
+    return e;
+  }
   return {};
 }
 

@@ -153,11 +153,20 @@ Result<Submitted> ClusterService::grow_volume(const Principal& who, const std::s
       return invalid("volumes only grow: size_bytes must exceed the current " +
                          std::to_string(vol.size_bytes),
                      {{"field", "size_bytes"}, {"size_bytes", vol.size_bytes}});
+    // A running VM's disk grows live (the guest sees the new size at once); a VM in
+    // between states, or on a host that is not up, waits.
     if (const Vm* vm = d.find_vm(vol.attached_to); vm && vm->state != VmState::stopped &&
-                                                   vm->state != VmState::pending)
-      return conflict("volume " + vol.name + " is in use by VM " + vm->spec.name +
-                          " (" + std::string(to_string(vm->state)) + "); stop the VM to grow it",
-                      {{"volume", vol.name}, {"vm", vm->spec.name}});
+                                                   vm->state != VmState::pending) {
+      if (vm->state != VmState::running)
+        return conflict("volume " + vol.name + " belongs to VM " + vm->spec.name + ", which is " +
+                            std::string(to_string(vm->state)) +
+                            "; grow it when the VM runs or is stopped",
+                        {{"volume", vol.name}, {"vm", vm->spec.name}});
+      const Host* h = d.find_host(vm->host);
+      if (!h || h->state != HostState::up)
+        return conflict("host " + vm->host + " of VM " + vm->spec.name + " is not up",
+                        {{"volume", vol.name}, {"vm", vm->spec.name}, {"host", vm->host}});
+    }
     const StoragePool* p = d.find_pool(vol.pool);
     const std::uint64_t more = size_bytes - vol.size_bytes;
     if (p && more > p->free_bytes)

@@ -319,6 +319,47 @@ TEST_F(AgentServiceTest, FsFreezeAndThaw) {
   EXPECT_EQ(hv_.count("fs_freeze"), calls);
 }
 
+TEST_F(AgentServiceTest, BlockResizeTellsARunningDomainItsDiskGrew) {
+  DomainDisk shared;
+  shared.block_device = "/dev/pool1/disk1";
+  shared.target_dev = "vda";
+  hv_.domains[kUuid].spec = DomainSpec{kUuid, "web1", 1, 64, "qemu", 1, {shared}};
+  hv_.domains[kUuid].state = "running";
+  constexpr std::uint64_t kTwoGiB = std::uint64_t{2} << 30;
+  const std::string path = std::string("/agent/v1/domains/") + kUuid + "/block-resize";
+  const json body = {{"op_id", "grow-1"}, {"device", "/dev/pool1/disk1"}, {"size_bytes", kTwoGiB}};
+
+  auto res = call(http::Verb::post, path, body);
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  EXPECT_EQ(body_of(res), json({{"device", "/dev/pool1/disk1"}, {"size_bytes", kTwoGiB}}));
+  EXPECT_EQ(hv_.domains[kUuid].disk_sizes["/dev/pool1/disk1"], kTwoGiB);
+  // A retry answers the first answer.
+  EXPECT_EQ(call(http::Verb::post, path, body).result(), http::HttpStatus::ok);
+  EXPECT_EQ(hv_.count("block_resize"), 1);
+
+  // Not a disk of the domain: 404; stopped: 409.
+  res = call(http::Verb::post, path,
+             {{"op_id", "grow-2"}, {"device", "/dev/pool1/other"}, {"size_bytes", kTwoGiB}});
+  EXPECT_EQ(res.result(), http::HttpStatus::not_found);
+  hv_.domains[kUuid].state = "stopped";
+  res = call(http::Verb::post, path, {{"op_id", "grow-3"}, {"device", "/dev/pool1/disk1"}, {"size_bytes", 4096}});
+  EXPECT_EQ(res.result(), http::HttpStatus::conflict);
+
+  // Strict bodies: every field required, nothing else, POST only.
+  const int calls = hv_.count("block_resize");
+  for (const json& bad : {json{{"op_id", "b1"}, {"size_bytes", 4096}},
+                          json{{"op_id", "b2"}, {"device", "/dev/pool1/disk1"}},
+                          json{{"op_id", "b3"}, {"device", "/dev/pool1/disk1"}, {"size_bytes", -1}},
+                          json{{"op_id", "b4"}, {"device", "/dev/pool1/disk1"}, {"size_bytes", "1G"}},
+                          json{{"op_id", "b5"}, {"device", "/dev/pool1/disk1"}, {"size_bytes", 4096},
+                               {"shrink", true}}}) {
+    res = call(http::Verb::post, path, bad);
+    EXPECT_EQ(res.result(), http::HttpStatus::bad_request) << bad.dump();
+  }
+  EXPECT_EQ(call(http::Verb::get, path, nullptr).result(), http::HttpStatus::method_not_allowed);
+  EXPECT_EQ(hv_.count("block_resize"), calls);
+}
+
 TEST(OpCacheTest, ForgetsTheOldestBeyondCapacity) {
   OpCache cache(2);
   int acted = 0;

@@ -2,6 +2,8 @@
 
 // The Hypervisor double: domains in a map, calls counted, failures injectable.
 
+#include <algorithm>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -18,6 +20,7 @@ class FakeHypervisor final : public Hypervisor {
     bool guest_agent = true;  // a QEMU guest agent answers inside
     int filesystems = 2;      // what the guest agent would freeze
     int frozen = 0;
+    std::map<std::string, std::uint64_t> disk_sizes;  // block device → what block_resize set
   };
 
   Result<HostInventory> inventory() override {
@@ -78,6 +81,21 @@ class FakeHypervisor final : public Hypervisor {
     return {};
   }
   Result<int> fs_freeze(const std::string& uuid) override { return guest_fs(uuid, true); }
+  Status block_resize(const std::string& uuid, const std::string& device,
+                      std::uint64_t size_bytes) override {
+    std::lock_guard lk(mu_);
+    ++calls["block_resize"];
+    if (auto e = take_failure()) return *e;
+    auto it = domains.find(uuid);
+    if (it == domains.end()) return not_found("no domain " + uuid);
+    auto& d = it->second;
+    const bool has = std::any_of(d.spec.disks.begin(), d.spec.disks.end(),
+                                 [&](const DomainDisk& k) { return k.block_device == device; });
+    if (!has) return not_found("domain " + uuid + " has no disk on " + device);
+    if (d.state != "running") return conflict("domain " + uuid + " is not running");
+    d.disk_sizes[device] = size_bytes;
+    return {};
+  }
   Result<int> fs_thaw(const std::string& uuid) override { return guest_fs(uuid, false); }
   Result<MigrationStatus> migrate(const std::string& uuid, const MigrationRequest& r) override {
     std::lock_guard lk(mu_);

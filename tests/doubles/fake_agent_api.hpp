@@ -290,10 +290,31 @@ class FakeAgentApi final : public AgentApi {
                  std::uint64_t size) override {
     std::lock_guard lk(mu_);
     log(h, "lv_grow", op, vg + "/" + lv);
+    if (auto e = injected("lv_grow")) return *e;
     auto* l = find_lv(vg, lv);
     if (!l) return not_found("no LV");
-    if (size <= l->size) return invalid("not larger");
-    l->size = size;
+    // lvmlockd: lvextend needs the LV's lock in ex mode, which another host's
+    // activation, or a shared one, holds.
+    for (auto& [host, m] : l->active) {
+      if (host != h.name) return conflict("LV locked by other host " + host);
+      if (m == LvMode::shared) return conflict("LV is active shared");
+    }
+    if (size < l->size) return invalid("not larger");
+    l->size = size;  // equal: a retried grow finds it done
+    return {};
+  }
+  // What block_resize told each running domain: uuid → device → bytes.
+  std::map<std::string, std::map<std::string, std::uint64_t>> disk_sizes;
+  Status block_resize(const Host& h, const std::string& op, const std::string& uuid,
+                      const std::string& device, std::uint64_t size) override {
+    std::lock_guard lk(mu_);
+    log(h, "block_resize", op, uuid);
+    if (auto e = injected("block_resize")) return *e;
+    auto& m = domains_[h.name];
+    auto it = m.find(uuid);
+    if (it == m.end()) return not_found("no domain");
+    if (it->second.state != "running") return conflict("domain " + uuid + " is not running");
+    disk_sizes[uuid][device] = size;
     return {};
   }
   Status lv_delete(const Host& h, const std::string& op, const std::string& vg,

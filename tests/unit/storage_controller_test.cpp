@@ -289,7 +289,7 @@ TEST_F(StorageControllerTest, SnapshotOfAStoppedVolumeActivatesItBrieflyAndDelet
   EXPECT_EQ(agents_.vgs["pool1"].lvs.count("disk1.snap.s1"), 0u);
 }
 
-TEST_F(StorageControllerTest, GrowNeedsAStoppedVmAndALargerSize) {
+TEST_F(StorageControllerTest, GrowNeedsALargerSize) {
   make_pool();
   make_volume("disk1");
   auto smaller = service_->grow_volume(admin(), "disk1", kGiB / 2, {});
@@ -298,6 +298,63 @@ TEST_F(StorageControllerTest, GrowNeedsAStoppedVmAndALargerSize) {
   auto op = run(service_->grow_volume(admin(), "disk1", 2 * kGiB, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(volume("disk1").size_bytes, 2 * kGiB);
+}
+
+// A running VM's volume grows where the VM runs (the LV's exclusive lock is there, so
+// no other host could extend it), and QEMU is told the new size.
+TEST_F(StorageControllerTest, GrowingARunningVmsVolumeExtendsItOnItsHostAndTellsQemu) {
+  vm1_on_disk1(true);
+  const Vm v = vm("vm1");
+  ASSERT_EQ(v.state, VmState::running);
+  auto op = run(service_->grow_volume(admin(), "disk1", 2 * kGiB, {}));
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(volume("disk1").size_bytes, 2 * kGiB);
+  EXPECT_EQ(agents_.vgs["pool1"].lvs["disk1"].size, 2 * kGiB);
+  EXPECT_EQ(agents_.disk_sizes[v.id]["/dev/pool1/disk1"], 2 * kGiB);
+  EXPECT_EQ(op.result.value("vm_resized", false), true);
+  for (const auto& c : agents_.calls()) {
+    if (c.name == "lv_grow" || c.name == "block_resize") {
+      EXPECT_EQ(c.host, v.host) << c.name;
+    }
+  }
+  EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{v.host, LvMode::exclusive}}));
+}
+
+TEST_F(StorageControllerTest, GrowingAVolumeOfAVmOnTheOtherHostRunsThere) {
+  make_pool();
+  make_volume("disk1");
+  VmSpec s = spec_on("vm1", "disk1");
+  s.pinned_host = "node2";  // not the pool's first host: any_usable_host would pick node1
+  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  auto op = run(service_->grow_volume(admin(), "disk1", 2 * kGiB, {}));
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(agents_.disk_sizes[vm("vm1").id]["/dev/pool1/disk1"], 2 * kGiB);
+}
+
+TEST_F(StorageControllerTest, GrowThatQemuDoesNotTakeKeepsTheNewSizeAndSaysSo) {
+  vm1_on_disk1(true);
+  agents_.fail_next("block_resize", conflict("QEMU refused"));
+  auto op = run(service_->grow_volume(admin(), "disk1", 2 * kGiB, {}));
+  ASSERT_EQ(op.state, OpState::failed);
+  ASSERT_TRUE(op.error);
+  EXPECT_NE(op.error->message.find("still sees the old size"), std::string::npos) << op.error->message;
+  EXPECT_EQ(op.error->details["remains"]["sees_new_size"], false);
+  // The record follows LVM: a second grow to that size has nothing to do.
+  EXPECT_EQ(volume("disk1").size_bytes, 2 * kGiB);
+}
+
+TEST_F(StorageControllerTest, GrowWaitsWhileTheVmIsBetweenStates) {
+  vm1_on_disk1(true);
+  ASSERT_TRUE(state_->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+    Vm v = *d.find_vm("vm1");
+    v.state = VmState::paused;
+    b.put_vms.push_back(v);
+    return {};
+  }).ok());
+  auto refused = service_->grow_volume(admin(), "disk1", 2 * kGiB, {});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::conflict);
+  EXPECT_EQ(agents_.count("lv_grow"), 0);
 }
 
 TEST_F(StorageControllerTest, PoolsAndVolumesSurviveARestart) {

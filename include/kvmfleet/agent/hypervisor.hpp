@@ -50,6 +50,13 @@ class Hypervisor {
   // as fs_freeze, except that a migration does not stop it.
   virtual Result<int> fs_thaw(const std::string& uuid) = 0;
 
+  // Tells a running domain that its block-device disk `device` (a shared volume whose
+  // LV was just extended) is now `size_bytes` long (virDomainBlockResize), so the guest
+  // sees the new size at once. Repeating it is harmless. Not running or migrating:
+  // conflict. No disk of the domain backed by `device`: not_found.
+  virtual Status block_resize(const std::string& uuid, const std::string& device,
+                              std::uint64_t size_bytes) = 0;
+
   // Starts a peer-to-peer live migration of a running managed domain and returns at
   // once with its status. A domain with disks in the image pool is a conflict (no other
   // host reaches them); block-device disks are shared storage and migrate. The

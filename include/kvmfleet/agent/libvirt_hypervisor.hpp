@@ -51,6 +51,8 @@ class LibvirtHypervisor final : public Hypervisor {
   Status undefine(const std::string& uuid, bool remove_volumes) override;
   Result<int> fs_freeze(const std::string& uuid) override;
   Result<int> fs_thaw(const std::string& uuid) override;
+  Status block_resize(const std::string& uuid, const std::string& device,
+                      std::uint64_t size_bytes) override;
   Result<MigrationStatus> migrate(const std::string& uuid,
                                   const MigrationRequest& request) override;
   Result<MigrationStatus> migration_status(const std::string& uuid) override;

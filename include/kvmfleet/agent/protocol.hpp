@@ -32,6 +32,11 @@
 //        configured): 409 conflict with details {"reason": "guest_agent_unavailable"};
 //        a freeze that timed out may still have frozen the guest, so a failed freeze is
 //        followed by a thaw. fsfreeze refuses a migrating domain (409); fsthaw never does.
+//   POST /agent/v1/domains/{uuid}/block-resize {"op_id", "device", "size_bytes"}
+//        → {"device", "size_bytes"}: the running domain's disk on block device `device`
+//        (a shared volume whose LV was just extended) is now size_bytes long
+//        (virDomainBlockResize), so the guest sees it at once. Not running or
+//        migrating: 409; no disk on that device: 404.
 //
 //   POST /agent/v1/domains/{uuid}/migrate      {"op_id", "destination_uri", "migrate_uri",
 //        "max_downtime_ms", "bandwidth_mib_s", "auto_converge", "allow_post_copy"}
@@ -135,6 +140,7 @@ inline constexpr Call kUndefine{"undefine", "POST", "/agent/v1/domains/{uuid}/un
 // The guest agent's own timeout is 10 s; the call has some room around it.
 inline constexpr Call kFsFreeze{"fs_freeze", "POST", "/agent/v1/domains/{uuid}/fsfreeze", TimeoutClass::normal};
 inline constexpr Call kFsThaw{"fs_thaw", "POST", "/agent/v1/domains/{uuid}/fsthaw", TimeoutClass::normal};
+inline constexpr Call kBlockResize{"block_resize", "POST", "/agent/v1/domains/{uuid}/block-resize", TimeoutClass::normal};
 
 inline constexpr Call kMigrate{"migrate", "POST", "/agent/v1/domains/{uuid}/migrate", TimeoutClass::normal};
 inline constexpr Call kMigration{"migration", "GET", "/agent/v1/domains/{uuid}/migration", TimeoutClass::fast};

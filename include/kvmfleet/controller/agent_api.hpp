@@ -66,6 +66,10 @@ class AgentApi {
                                 const std::string& uuid) = 0;
   virtual Result<int> fs_thaw(const Host& host, const std::string& op_id,
                               const std::string& uuid) = 0;
+  // A running domain's disk on block device `device` is now size_bytes long (after its
+  // LV grew), so the guest sees it. Not running or migrating: conflict.
+  virtual Status block_resize(const Host& host, const std::string& op_id, const std::string& uuid,
+                              const std::string& device, std::uint64_t size_bytes) = 0;
 
   // Shared storage (docs/storage.md, "Agent API"): one backend call each.
   // The host's storage inventory (GET /agent/v1/storage): lock daemons, lockspaces,
@@ -130,6 +134,8 @@ class HttpAgentApi final : public AgentApi {
                                           const std::string& uuid) override;
   Result<int> fs_freeze(const Host& host, const std::string& op_id, const std::string& uuid) override;
   Result<int> fs_thaw(const Host& host, const std::string& op_id, const std::string& uuid) override;
+  Status block_resize(const Host& host, const std::string& op_id, const std::string& uuid,
+                      const std::string& device, std::uint64_t size_bytes) override;
   Result<nlohmann::json> storage_inventory(const Host& host) override;
   Result<std::vector<std::string>> iscsi_discover(const Host& host, const std::string& op_id,
                                                   const std::string& portal) override;
