@@ -5,7 +5,7 @@
 // shared storage configured. Through the API only, the test makes a storage pool on
 // the lab's iSCSI LUN (a shared VG with lvmlockd + sanlock), a volume (an LV), a VM
 // pinned to node1 whose disk is that volume, starts it, live-migrates it to node2,
-// snapshots the volume there (a live migration is then refused), stops the VM, reverts
+// grows the volume while the VM runs there, snapshots the volume there (a live migration is then refused), stops the VM, reverts
 // the volume to the snapshot, and deletes the VM and the volume. After each step, the lvm tools, sanlock
 // and virsh inside both guests say whether it really happened: the LV is active
 // exclusively on the VM's host only, the other host's `lvchange -aey` is refused
@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdlib>
 #include <future>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -44,6 +45,7 @@ using steady = std::chrono::steady_clock;
 constexpr int kGuests = 2;
 constexpr std::uint64_t kLunBytes = std::uint64_t{2} << 30;  // sanlock's lvmlock LV takes 256 MiB
 constexpr std::int64_t kVolumeBytes = std::int64_t{64} << 20;
+constexpr std::int64_t kGrownBytes = std::int64_t{96} << 20;  // D1: grown while the VM runs
 constexpr const char* kPool = "pool1";
 constexpr const char* kVolume = "disk1";
 constexpr const char* kVm = "vm1";
@@ -624,6 +626,34 @@ TEST_F(KernelLabVmMigration, D_LiveMigrateToNode2) {
   held_exclusively_by(2);
   exclusive_refused_on(1);
   migrated_ok_ = !HasFailure();
+}
+
+// Growing the running VM's volume: lvextend runs on node2, which holds the LV
+// exclusively (no other host could), and QEMU there is told the new size, so `virsh
+// domblkinfo` shows it at once. The lock stays exclusive on node2.
+TEST_F(KernelLabVmMigration, D1_GrowWhileRunningOnNode2) {
+  ASSERT_TRUE(migrated_ok_) << "needs D_LiveMigrateToNode2";
+  const auto t = steady::now();
+  json op;
+  ASSERT_TRUE(operation_succeeds("POST", "/v1/volumes/" + volume_id_ + "/grow",
+                                 {{"size_bytes", kGrownBytes}}, 120s, &op, "volume.grow"));
+  report_time("volume_grow_live_ms", steady::now() - t);
+  ASSERT_TRUE(op.contains("result")) << op.dump();
+  EXPECT_EQ(op["result"].value("size_bytes", std::int64_t{0}), kGrownBytes) << op.dump();
+  EXPECT_EQ(op["result"].value("vm_resized", false), true) << op.dump();
+
+  for (int g = 1; g <= kGuests; ++g)
+    EXPECT_EQ(lvs_field(g, "lv_size"), "96.00m") << node(g);
+  ProcessOutput info;
+  ASSERT_TRUE(runs_ok(lab(), 2, {"virsh", "-c", "qemu:///system", "domblkinfo", kVm, lv_device()},
+                      &info));
+  const auto at = info.out.find("Capacity:");
+  ASSERT_NE(at, std::string::npos) << info.out;
+  EXPECT_EQ(std::strtoll(info.out.c_str() + at + 9, nullptr, 10), kGrownBytes) << info.out;
+  const Exchange v = api("GET", "/v1/volumes/" + volume_id_);
+  EXPECT_EQ(v.answer.value("size_bytes", std::int64_t{0}), kGrownBytes) << v.describe();
+  EXPECT_EQ(domstate(2), "running");
+  held_exclusively_by(2);
 }
 
 // A snapshot of the running VM's volume, taken on node2 where it runs: a marker block
