@@ -129,6 +129,19 @@ Result<std::uint64_t> parse_size(const nlohmann::json& body) {
   return static_cast<std::uint64_t>(*b);
 }
 
+// An array of at most kMaxPoolHosts host names.
+Result<std::vector<std::string>> host_names(const nlohmann::json& j) {
+  if (!j.is_array() || j.size() > kMaxPoolHosts)
+    return invalid("hosts must be an array of host names", {{"field", "hosts"}});
+  std::vector<std::string> out;
+  for (const auto& h : j) {
+    if (!h.is_string() || !is_valid_name(h.get<std::string>()))
+      return invalid("hosts must be an array of host names", {{"field", "hosts"}});
+    out.push_back(h.get<std::string>());
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<PoolCreateRequest> parse_pool_create(const nlohmann::json& body) {
@@ -212,15 +225,24 @@ Result<PoolCreateRequest> parse_pool_create(const nlohmann::json& body) {
     }
   }
   if (auto it = body.find("hosts"); it != body.end() && !it->is_null()) {
-    if (!it->is_array() || it->size() > kMaxPoolHosts)
-      return invalid("hosts must be an array of host names", {{"field", "hosts"}});
-    for (const auto& h : *it) {
-      if (!h.is_string() || !is_valid_name(h.get<std::string>()))
-        return invalid("hosts must be an array of host names", {{"field", "hosts"}});
-      r.hosts.push_back(h.get<std::string>());
-    }
+    auto hosts = host_names(*it);
+    if (!hosts) return hosts.take_error();
+    r.hosts = std::move(*hosts);
   }
   return r;
+}
+
+Result<std::vector<std::string>> parse_pool_hosts(const nlohmann::json& body) {
+  if (auto st = check_known_fields(body, {"hosts"}); !st) return st.take_error();
+  auto it = body.find("hosts");
+  if (it == body.end() || !it->is_array() || it->empty())
+    return invalid("hosts must name at least one host", {{"field", "hosts"}});
+  auto hosts = host_names(*it);
+  if (!hosts) return hosts.take_error();
+  for (std::size_t i = 1; i < hosts->size(); ++i)
+    if (std::find(hosts->begin(), hosts->begin() + i, (*hosts)[i]) != hosts->begin() + i)
+      return invalid("hosts repeats " + (*hosts)[i], {{"field", "hosts"}});
+  return hosts;
 }
 
 Result<VolumeCreateRequest> parse_volume_create(const nlohmann::json& body) {

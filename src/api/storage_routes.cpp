@@ -71,7 +71,18 @@ void route_pools(ClusterService& svc, std::shared_ptr<Call> cp, const auto& requ
     if (!wait_query_ok(c)) return;
     return answer_submitted(svc, cp, svc.delete_pool(*c.who, name, submit_options(c)));
   }
-  return n == 3 ? not_allowed() : c.fail(not_found("no such resource"));
+  if (n == 3) return not_allowed();
+  if (n == 4 && seg[3] == "hosts") {
+    if (m != Verb::post) return not_allowed();
+    if (!require(Need::admin)) return;
+    if (!wait_query_ok(c)) return;
+    auto body = body_of(c);
+    if (!body) return c.fail(body.error());
+    auto hosts = parse_pool_hosts(*body);
+    if (!hosts) return c.fail(hosts.error());
+    return answer_submitted(svc, cp, svc.connect_pool(*c.who, name, *hosts, submit_options(c)));
+  }
+  return c.fail(not_found("no such resource"));
 }
 
 void route_volumes(ClusterService& svc, std::shared_ptr<Call> cp, const auto& require,

@@ -122,6 +122,7 @@ json pool_view(const StoragePool& p, const ClusterState::Data& data) {
             {"free_bytes", p.free_bytes},
             {"volume_count", volumes},
             {"hosts", std::move(hosts)},
+            {"all_hosts", p.all_hosts},
             {"created_at", format_time(p.created_at)},
             {"updated_at", format_time(p.updated_at)}};
   if (p.type == PoolType::iscsi)

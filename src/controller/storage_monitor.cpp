@@ -10,8 +10,9 @@
 namespace kvmfleet {
 
 StorageMonitor::StorageMonitor(ClusterState& state, AgentApi& agents,
-                               const ControllerConfig& config, const Clock& clock)
-    : state_(state), agents_(agents), config_(config), clock_(clock) {}
+                               const ControllerConfig& config, const Clock& clock,
+                               ClusterService* service)
+    : state_(state), agents_(agents), config_(config), clock_(clock), service_(service) {}
 
 StorageMonitor::~StorageMonitor() { stop(); }
 
@@ -160,8 +161,42 @@ void StorageMonitor::refresh_hosts() {
   }
 }
 
+void StorageMonitor::connect_new_hosts() {
+  if (!service_) return;
+  struct Join {
+    std::string pool;
+    std::vector<std::string> hosts;
+  };
+  const auto joins = state_.read([](const ClusterState::Data& d) {
+    std::vector<Join> out;
+    for (const auto& [pname, p] : d.pools) {
+      // One connect at a time per pool; a host the pool lists (its connect failed, say)
+      // is left to the API.
+      if (!p.all_hosts || p.state != PoolState::ready || d.active_operation_for(pname)) continue;
+      Join j{pname, {}};
+      for (const auto& [hname, h] : d.hosts)
+        if (h.state == HostState::up && !p.hosts.count(hname)) j.hosts.push_back(hname);
+      if (!j.hosts.empty()) out.push_back(std::move(j));
+    }
+    return out;
+  });
+  const Principal monitor{"", "storage-monitor", Role::admin, ""};
+  for (const auto& j : joins) {
+    auto s = service_->connect_pool(monitor, j.pool, j.hosts, {});
+    std::string names;
+    for (const auto& h : j.hosts) names += (names.empty() ? "" : ", ") + h;
+    if (s) {
+      ++connects_;
+      spdlog::info("storage pool {}: connecting {} (operation {})", j.pool, names, s->operation.id);
+    } else {
+      spdlog::info("storage pool {}: not connecting {} now: {}", j.pool, names, s.error().brief());
+    }
+  }
+}
+
 void StorageMonitor::refresh() {
   refresh_hosts();
+  connect_new_hosts();
   auto pools = state_.read([](const ClusterState::Data& d) {
     std::vector<StoragePool> out;
     for (const auto& [_, p] : d.pools)
@@ -330,7 +365,11 @@ std::string StorageMonitor::metrics() const {
       << "kvmfleet_snapshot_autoextend_failures_total " << autoextend_failures_.load() << "\n"
       << "# HELP kvmfleet_storage_refresh_errors_total Failed reads of a pool's LVs from a host.\n"
          "# TYPE kvmfleet_storage_refresh_errors_total counter\n"
-      << "kvmfleet_storage_refresh_errors_total " << refresh_errors_.load() << "\n";
+      << "kvmfleet_storage_refresh_errors_total " << refresh_errors_.load() << "\n"
+      << "# HELP kvmfleet_storage_pool_connects_total storage_pool.connect operations the monitor "
+         "submitted for hosts that joined after their pool was made.\n"
+         "# TYPE kvmfleet_storage_pool_connects_total counter\n"
+      << "kvmfleet_storage_pool_connects_total " << connects_.load() << "\n";
   return out.str();
 }
 

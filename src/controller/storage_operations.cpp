@@ -185,6 +185,25 @@ PoolHostStatus connect_host(OpContext& ctx, const StoragePool& pool, const Host&
   return s;
 }
 
+// Starts the VG's lockspace on a connected host (sanlock's host_id lease, 20-60 s);
+// a failure stays in the host's status and leaves it unusable for the pool.
+void start_lockspace(OpContext& ctx, const StoragePool& pool, const Host& host, PoolHostStatus& s) {
+  auto st = ctx.with_retry(
+      [&] { return ctx.agents().vg_lockstart(host, step_id(ctx, "lockstart"), pool.vg()); });
+  if (st)
+    s.lockspace_started = true;
+  else
+    s.error = "lockstart: " + st.error().brief();
+}
+
+// What pool creation does on every host but the one that makes the VG: connect to the
+// LUNs, then start the lockspace.
+PoolHostStatus join_host(OpContext& ctx, const StoragePool& pool, const Host& host) {
+  PoolHostStatus s = connect_host(ctx, pool, host);
+  if (s.connected) start_lockspace(ctx, pool, host, s);
+  return s;
+}
+
 // Undoes the iSCSI logins of a pool that could not be made (FC needs no undoing).
 void disconnect_hosts(OpContext& ctx, const StoragePool& pool, const std::vector<Host>& hosts,
                       nlohmann::json& remains) {
@@ -264,14 +283,8 @@ Status create_pool(OpContext& ctx) {
   ctx.progress(60, "starting the VG's lockspace on the hosts");
   for (const auto& h : connected) {
     if (made && h.name == creator.name) continue;
-    auto st = ctx.with_retry(
-        [&] { return ctx.agents().vg_lockstart(h, step_id(ctx, "lockstart"), pool->vg()); });
-    if (st) {
-      statuses[h.name].lockspace_started = true;
-      ++started;
-    } else {
-      statuses[h.name].error = "lockstart: " + st.error().brief();
-    }
+    start_lockspace(ctx, *pool, h, statuses[h.name]);
+    started += statuses[h.name].lockspace_started ? 1 : 0;
   }
   auto vg = ctx.agents().vg_get(creator, pool->vg());
   auto st = save_pool(ctx, pool->name, [&](StoragePool& p) {
@@ -288,6 +301,50 @@ Status create_pool(OpContext& ctx) {
   ctx.result()["hosts_total"] = static_cast<int>(hosts.size());
   ctx.progress(100, "pool ready on " + std::to_string(started) + " of " +
                         std::to_string(hosts.size()) + " hosts");
+  return {};
+}
+
+// storage_pool.connect: hosts join a ready pool (a host registered after the pool was
+// made, or one that failed before), each as a host that did not make the VG. A host
+// that fails keeps its error in the pool; the pool itself is never rolled back.
+Status connect_pool(OpContext& ctx) {
+  auto pool = load_pool(ctx, ctx.op().target_id);
+  if (!pool) return pool.take_error();
+  if (pool->state != PoolState::ready)
+    return conflict("storage pool is " + std::string(to_string(pool->state)),
+                    {{"pool", pool->name}});
+  const auto names = ctx.op().params.value("hosts", std::vector<std::string>{});
+  nlohmann::json per_host = nlohmann::json::object();
+  int usable = 0;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const std::string& name = names[i];
+    ctx.progress(10 + static_cast<int>(80 * i / names.size()), "connecting " + name + " to the pool");
+    auto h = host_named(ctx, name);
+    if (!h) {
+      per_host[name] = "host is not registered";  // it left the cluster meanwhile
+      continue;
+    }
+    PoolHostStatus s = join_host(ctx, *pool, *h);
+    const bool ok = s.connected && s.lockspace_started;
+    if (ok) {
+      ++usable;
+      spdlog::info("storage pool {}: host {} connected", pool->name, name);
+    } else {
+      spdlog::warn("storage pool {}: host {} could not be connected: {}", pool->name, name, s.error);
+    }
+    per_host[name] = ok ? nlohmann::json("usable") : nlohmann::json(s.error);
+    if (auto st = save_pool(ctx, pool->name, [&](StoragePool& p) { p.hosts[name] = s; }); !st)
+      return st;
+  }
+  ctx.result()["pool"] = pool->name;
+  ctx.result()["hosts"] = per_host;
+  ctx.result()["hosts_usable"] = usable;
+  ctx.result()["hosts_total"] = static_cast<int>(names.size());
+  if (usable == 0)
+    return unavailable("no host could be connected to storage pool " + pool->name,
+                       {{"pool", pool->name}, {"hosts", per_host}});
+  ctx.progress(100, "connected " + std::to_string(usable) + " of " +
+                        std::to_string(names.size()) + " hosts");
   return {};
 }
 
@@ -755,6 +812,7 @@ Status set_volume_activation(OpContext& ctx, const std::vector<VmVolume>& volume
 void register_storage_operations(OperationRunner& runner) {
   runner.register_kind(std::string(op_kind::pool_create), create_pool);
   runner.register_kind(std::string(op_kind::pool_delete), delete_pool);
+  runner.register_kind(std::string(op_kind::pool_connect), connect_pool);
   runner.register_kind(std::string(op_kind::volume_create), create_volume);
   runner.register_kind(std::string(op_kind::volume_grow), grow_volume);
   runner.register_kind(std::string(op_kind::volume_delete), delete_volume);

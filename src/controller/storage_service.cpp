@@ -4,6 +4,7 @@
 #include "kvmfleet/common/ids.hpp"
 #include "kvmfleet/controller/cluster_service.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -45,6 +46,7 @@ Result<Submitted> ClusterService::create_pool(const Principal& who, StoragePool 
                                               std::vector<std::string> hosts,
                                               const SubmitOptions& opts) {
   pool.state = PoolState::creating;
+  pool.all_hosts = hosts.empty();
   pool.created_at = pool.updated_at = clock_.now();
   Operation op;
   op.kind = op_kind::pool_create;
@@ -76,6 +78,39 @@ Result<Submitted> ClusterService::create_pool(const Principal& who, StoragePool 
     }
     next.params = {{"hosts", hosts}, {"type", std::string(to_string(pool.type))}};
     b.put_pools.push_back(pool);
+    return {};
+  });
+}
+
+Result<Submitted> ClusterService::connect_pool(const Principal& who, const std::string& name,
+                                               std::vector<std::string> hosts,
+                                               const SubmitOptions& opts) {
+  // Each host once, in the order given.
+  std::vector<std::string> unique;
+  for (auto& h : hosts)
+    if (std::find(unique.begin(), unique.end(), h) == unique.end()) unique.push_back(std::move(h));
+  Operation op;
+  op.kind = op_kind::pool_connect;
+  op.target_type = "storage_pool";
+  op.target_id = name;
+  op.params = {{"hosts", unique}};
+  return submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation&) -> Status {
+    const StoragePool* p = d.find_pool(name);
+    if (!p) return not_found("no such storage pool", {{"pool", name}});
+    if (unique.empty()) return invalid("name at least one host", {{"field", "hosts"}});
+    for (const auto& h : unique)
+      if (!d.find_host(h)) return not_found("no such host", {{"host", h}});
+    if (p->state != PoolState::ready)
+      return conflict("storage pool is " + std::string(to_string(p->state)), {{"pool", name}});
+    if (const Operation* busy = d.active_operation_for(name))
+      return conflict("storage pool has an operation in progress",
+                      {{"pool", name}, {"operation", busy->id}, {"kind", busy->kind}});
+    for (const auto& h : unique) {
+      const Host* host = d.find_host(h);
+      if (host->state != HostState::up)
+        return conflict("host " + h + " is " + std::string(to_string(host->state)),
+                        {{"host", h}, {"state", std::string(to_string(host->state))}});
+    }
     return {};
   });
 }

@@ -167,7 +167,7 @@ int main(int argc, char** argv) {
         "metadata", [w = metadata_writer.get()] { return metadata::to_json(w->health()); });
     spdlog::info("writing VM metadata records to {}", config.metadata_dir);
   }
-  StorageMonitor storage_monitor(state, agents, config, SystemClock::instance());
+  StorageMonitor storage_monitor(state, agents, config, SystemClock::instance(), &service);
   metrics.add_source([&storage_monitor] { return storage_monitor.metrics(); });
   api::Api api(service, metrics);
   http::ServerOptions sopts;

@@ -117,6 +117,7 @@ void to_json(json& j, const StoragePool& p) {
        {"size_bytes", p.size_bytes},
        {"free_bytes", p.free_bytes},
        {"hosts", p.hosts},
+       {"all_hosts", p.all_hosts},
        {"created_at", format_time(p.created_at)},
        {"updated_at", format_time(p.updated_at)}};
 }
@@ -129,6 +130,7 @@ void from_json(const json& j, StoragePool& p) {
   p.size_bytes = j.value("size_bytes", std::uint64_t{0});
   p.free_bytes = j.value("free_bytes", std::uint64_t{0});
   p.hosts = j.value("hosts", std::map<std::string, PoolHostStatus>{});
+  p.all_hosts = j.value("all_hosts", false);  // pools recorded before the field: as named
   p.created_at = time_from(j, "created_at");
   p.updated_at = time_from(j, "updated_at");
 }

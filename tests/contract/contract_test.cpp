@@ -617,6 +617,37 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(del("/v1/storage-pools/pool1", pool_t, operator_token).status, 403u);
   EXPECT_EQ(get("/v1/storage-pools/pool1/volumes", "/v1/storage-pools/{name}/volumes", admin).status, 404u);
 
+  // Hosts joining a pool: role, query and body are judged before the pool is looked up.
+  const std::string pool_hosts_t = "/v1/storage-pools/{name}/hosts";
+  const json join_node1 = {{"hosts", {"node1"}}};
+  auto join_no_pool = post("/v1/storage-pools/pool1/hosts", pool_hosts_t, admin, join_node1);
+  EXPECT_EQ(join_no_pool.status, 404u) << join_no_pool.body;
+  EXPECT_EQ(join_no_pool.json()["error"]["details"].value("pool", ""), "pool1") << join_no_pool.body;
+  const std::vector<BadPool> bad_joins = {
+      {"no hosts", json::object(), "hosts"},
+      {"hosts empty", {{"hosts", json::array()}}, "hosts"},
+      {"hosts null", {{"hosts", nullptr}}, "hosts"},
+      {"hosts as text", {{"hosts", "node1"}}, "hosts"},
+      {"bad host name", {{"hosts", {"Node_1"}}}, "hosts"},
+      {"a host twice", {{"hosts", {"node1", "node1"}}}, "hosts"},
+      {"unknown field", {{"hosts", {"node1"}}, {"all", true}}, "all"},
+  };
+  for (const auto& bad : bad_joins) {
+    SCOPED_TRACE(bad.why);
+    auto res = post("/v1/storage-pools/pool1/hosts", pool_hosts_t, admin, bad.body);
+    EXPECT_EQ(res.status, 400u) << res.body;
+    EXPECT_EQ(field_of(res), bad.field) << res.body;
+  }
+  EXPECT_EQ(post("/v1/storage-pools/pool1/hosts", pool_hosts_t, operator_token, join_node1).status, 403u);
+  EXPECT_EQ(post("/v1/storage-pools/pool1/hosts?wait=301", pool_hosts_t, admin, join_node1).status, 400u);
+  EXPECT_EQ(post("/v1/storage-pools/pool1/hosts?force=1", pool_hosts_t, admin, join_node1).status, 400u);
+  EXPECT_EQ(post("/v1/storage-pools/Pool_1/hosts", pool_hosts_t, admin, join_node1).status, 400u);
+  EXPECT_EQ(get("/v1/storage-pools/pool1/hosts", pool_hosts_t, admin).status, 405u);
+  EXPECT_EQ(send({.method = "POST", .target = "/v1/storage-pools/pool1/hosts", .path_template = pool_hosts_t,
+                  .token = admin, .body = "node1", .content_type = "text/plain"})
+                .status,
+            415u);
+
   // With node1 up the pool is accepted. The operation fails at node1's first iSCSI call
   // (no agent answers) and removes the pool again. While it runs, the pool is `creating`.
   auto pool_keyed = [&](const json& body, const std::string& key) {
@@ -641,6 +672,8 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_TRUE(early_volume.status == 409u || early_volume.status == 404u)
       << early_volume.status << " " << early_volume.body;
   auto early_delete = del("/v1/storage-pools/pool1", pool_t, admin);  // its create is in progress, or it is gone
+  auto early_join = post("/v1/storage-pools/pool1/hosts", pool_hosts_t, admin, join_node1);  // not ready yet
+  EXPECT_TRUE(early_join.status == 409u || early_join.status == 404u) << early_join.status << " " << early_join.body;
   EXPECT_TRUE(early_delete.status == 409u || early_delete.status == 404u)
       << early_delete.status << " " << early_delete.body;
   auto pool_done =

@@ -41,6 +41,7 @@ ClusterState::Data storage_cluster() {
   iscsi.hosts["node1"] = {true, {"/dev/disk/by-path/ip-10.77.0.1:3260-iscsi-iqn.2026-01.io.kvmfleet:san-lun-1"},
                           true, "", kT0};
   iscsi.hosts["node2"] = {false, {}, false, "login to iqn.2026-01.io.kvmfleet:san at 10.77.0.1:3260: unavailable", kT0};
+  iscsi.all_hosts = true;
   iscsi.created_at = kT0;
   iscsi.updated_at = kT0 + std::chrono::seconds(40);
   d.pools[iscsi.name] = iscsi;
@@ -148,6 +149,8 @@ TEST(StorageContract, ViewsMatchTheContract) {
   EXPECT_TRUE(pool1["hosts"]["node1"].value("usable", false));
   EXPECT_FALSE(pool1["hosts"]["node2"].value("usable", true));
   EXPECT_EQ(pool1.value("volume_count", 0), 3);
+  EXPECT_TRUE(pool1.value("all_hosts", false));
+  EXPECT_FALSE(api::pool_view(d.pools.at("fc1"), d).value("all_hosts", true));
   const json v1 = api::volume_view(vol1, d);
   EXPECT_EQ(v1.value("device", ""), "/dev/pool1/vol1");
   EXPECT_EQ(v1.value("attached_vm_name", ""), "db1");
@@ -310,6 +313,23 @@ TEST(StorageContract, RequestSchemasAcceptWhatTheParsersAccept) {
                 {"bad host name", with(pool, "hosts", {"Node1"})},
                 {"257 hosts", with(pool, "hosts", many_hosts)},
                 {"unknown field", with(pool, "vg", "pool1")},
+            });
+
+  add_cases(lines, "/components/schemas/StoragePoolHostsRequest",
+            [](const json& b) { return api::parse_pool_hosts(b).ok(); },
+            {
+                {"one host", {{"hosts", {"node1"}}}},
+                {"two hosts", {{"hosts", {"node1", "node2"}}}},
+                {"256 hosts", {{"hosts", json(std::vector<json>(many_hosts.begin(), many_hosts.begin() + 256))}}},
+                {"no hosts", json::object()},
+                {"hosts null", {{"hosts", nullptr}}},
+                {"hosts empty", {{"hosts", json::array()}}},
+                {"257 hosts", {{"hosts", many_hosts}}},
+                {"hosts as text", {{"hosts", "node1"}}},
+                {"bad host name", {{"hosts", {"Node1"}}}},
+                {"host as number", {{"hosts", {1}}}},
+                {"a host twice", {{"hosts", {"node1", "node1"}}}},
+                {"unknown field", {{"hosts", {"node1"}}, {"force", true}}},
             });
 
   const json vol = {{"name", "vol1"}, {"pool", "pool1"}, {"size_gib", 1}};

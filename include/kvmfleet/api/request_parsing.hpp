@@ -66,6 +66,9 @@ struct PoolCreateRequest {
 // "chap": {"username", "password"}?}], "hosts"?} or {"name", "type": "fc", "wwids": [..]}.
 Result<PoolCreateRequest> parse_pool_create(const nlohmann::json& body);
 
+// POST /v1/storage-pools/{name}/hosts: {"hosts": [1 to 256 host names, each once]}.
+Result<std::vector<std::string>> parse_pool_hosts(const nlohmann::json& body);
+
 struct VolumeCreateRequest {
   std::string name;
   std::string pool;

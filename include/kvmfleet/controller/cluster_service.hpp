@@ -87,9 +87,14 @@ class ClusterService {
                                const SubmitOptions& opts);
 
   // Shared storage (storage_service.cpp). A pool is made on `hosts` (empty: every
-  // host that is up).
+  // host that is up, and every host that comes up later: see StorageMonitor).
   Result<Submitted> create_pool(const Principal& who, StoragePool pool,
                                 std::vector<std::string> hosts, const SubmitOptions& opts);
+  // Connects `hosts` (registered, up) to a ready pool: iSCSI discovery and login or the
+  // FC LUNs found, then the VG's lockspace started, each recorded in the pool. A host
+  // that fails keeps its error there; the pool stays as it is.
+  Result<Submitted> connect_pool(const Principal& who, const std::string& name,
+                                 std::vector<std::string> hosts, const SubmitOptions& opts);
   // Detaches a pool that has no volumes: every host stops the VG's lockspace and logs
   // out; the VG stays on the LUNs (a pool created again on them adopts it).
   Result<Submitted> delete_pool(const Principal& who, const std::string& name,

@@ -8,9 +8,12 @@
 // It also reads each pool host's storage inventory (lock daemons, lockspaces, iSCSI
 // sessions) into the host's record: a host whose lockspace stopped (a reboot) is no
 // longer usable for the pool, and the monitor starts the lockspace again.
+// With a ClusterService, a pool made for every host gets a storage_pool.connect
+// operation for each host that is up and not yet listed (one registered later).
 
 #include "kvmfleet/common/clock.hpp"
 #include "kvmfleet/controller/agent_api.hpp"
+#include "kvmfleet/controller/cluster_service.hpp"
 #include "kvmfleet/controller/cluster_state.hpp"
 #include "kvmfleet/controller/config.hpp"
 
@@ -25,8 +28,9 @@ namespace kvmfleet {
 
 class StorageMonitor {
  public:
+  // Without `service`, no pool is connected to hosts that join later.
   StorageMonitor(ClusterState& state, AgentApi& agents, const ControllerConfig& config,
-                 const Clock& clock);
+                 const Clock& clock, ClusterService* service = nullptr);
   ~StorageMonitor();
 
   void start();
@@ -39,11 +43,13 @@ class StorageMonitor {
  private:
   void refresh_pool(const StoragePool& pool);
   void refresh_hosts();
+  void connect_new_hosts();
 
   ClusterState& state_;
   AgentApi& agents_;
   const ControllerConfig& config_;
   const Clock& clock_;
+  ClusterService* service_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
@@ -53,6 +59,7 @@ class StorageMonitor {
   std::atomic<std::uint64_t> autoextends_{0};
   std::atomic<std::uint64_t> autoextend_failures_{0};
   std::atomic<std::uint64_t> refresh_errors_{0};
+  std::atomic<std::uint64_t> connects_{0};
 };
 
 }  // namespace kvmfleet

@@ -31,6 +31,7 @@ inline constexpr std::string_view vm_snapshot = "vm.snapshot";
 inline constexpr std::string_view host_maintenance = "host.maintenance";
 inline constexpr std::string_view pool_create = "storage_pool.create";
 inline constexpr std::string_view pool_delete = "storage_pool.delete";
+inline constexpr std::string_view pool_connect = "storage_pool.connect";
 inline constexpr std::string_view volume_create = "volume.create";
 inline constexpr std::string_view volume_grow = "volume.grow";
 inline constexpr std::string_view volume_delete = "volume.delete";

@@ -53,6 +53,9 @@ struct StoragePool {
   std::uint64_t size_bytes = 0;
   std::uint64_t free_bytes = 0;
   std::map<std::string, PoolHostStatus> hosts;  // by host name
+  // Made for every host (the create request named none): a host that comes up and is
+  // not listed yet is connected by the storage monitor.
+  bool all_hosts = false;
   Clock::time_point created_at{};
   Clock::time_point updated_at{};
   const std::string& vg() const { return name; }

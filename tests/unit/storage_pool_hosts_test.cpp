@@ -1,0 +1,241 @@
+// Hosts that join a storage pool after it was made (storage_pool.connect, by the API or
+// by the storage monitor), over the FakeAgentApi, whose in-memory LVM keeps lvmlockd's
+// rules.
+#include "kvmfleet/controller/storage_monitor.hpp"
+#include "tests/unit/controller_fixture.hpp"
+
+using namespace kvmfleet;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
+
+class PoolHostsTest : public testing_support::ControllerTest {
+ protected:
+  void SetUp() override {
+    ControllerTest::SetUp();
+    host_up("node1");
+    host_up("node2");
+    runner_->start();
+  }
+
+  static StoragePool iscsi_pool(const std::string& name) {
+    StoragePool p;
+    p.name = name;
+    p.type = PoolType::iscsi;
+    p.targets.push_back(
+        IscsiPoolTarget{"10.77.0.1:3260", "iqn.2026-01.io.kvmfleet:lun1", 1, "", ""});
+    return p;
+  }
+
+  Operation run(Result<Submitted> s) {
+    EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
+    if (!s.ok()) return Operation{};
+    return wait_done(s->operation.id);
+  }
+
+  void make_pool(std::vector<std::string> hosts = {}, StoragePool p = iscsi_pool("pool1")) {
+    auto op = run(service_->create_pool(admin(), p, std::move(hosts), {}));
+    ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  }
+  StoragePool pool(const std::string& name = "pool1") {
+    return state_->read([&](const ClusterState::Data& d) {
+      const StoragePool* p = d.find_pool(name);
+      return p ? *p : StoragePool{};
+    });
+  }
+  // Operations of one kind, oldest first.
+  std::vector<Operation> ops_of(std::string_view kind) {
+    auto out = state_->read([&](const ClusterState::Data& d) {
+      std::vector<Operation> v;
+      for (const auto& [_, op] : d.operations)
+        if (op.kind == kind) v.push_back(op);
+      return v;
+    });
+    std::sort(out.begin(), out.end(),
+              [](const Operation& a, const Operation& b) { return a.created_at < b.created_at; });
+    return out;
+  }
+  // Why the scheduler would not put a VM on `vol` on `host` ("" when it would).
+  std::string filtered_by(const std::string& host, const std::string& vol) {
+    VmSpec s = spec("probe");
+    DiskSpec d;
+    d.volume = vol;
+    s.disks.push_back(d);
+    for (const auto& v : service_->place(s).verdicts)
+      if (v.host == host) return v.filter;
+    return "no verdict";
+  }
+  std::string make_volume(const std::string& name) {
+    auto op = run(service_->create_volume(admin(), name, "pool1", kGiB, {}));
+    EXPECT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+    return op.result.value("volume_id", "");
+  }
+  static bool has_metric(const StorageMonitor& m, const std::string& line) {
+    return m.metrics().find(line + "\n") != std::string::npos;
+  }
+};
+
+TEST_F(PoolHostsTest, HostRegisteredAfterAPoolForEveryHostIsConnectedByTheMonitor) {
+  make_pool();
+  EXPECT_TRUE(pool().all_hosts);
+  make_volume("disk1");
+  host_up("node3");
+  EXPECT_EQ(pool().hosts.count("node3"), 0u);
+  EXPECT_EQ(filtered_by("node3", "disk1"), "storage");
+
+  StorageMonitor monitor(*state_, agents_, config_, clock_, service_.get());
+  monitor.refresh();
+  auto connects = ops_of(op_kind::pool_connect);
+  ASSERT_EQ(connects.size(), 1u);
+  EXPECT_EQ(connects[0].target_id, "pool1");
+  EXPECT_EQ(connects[0].params["hosts"], nlohmann::json({"node3"}));
+  EXPECT_EQ(connects[0].requested_by, "storage-monitor");
+  const auto op = wait_done(connects[0].id);
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(op.result["hosts"]["node3"], "usable");
+  EXPECT_EQ(op.result.value("hosts_usable", 0), 1);
+  EXPECT_TRUE(has_metric(monitor, "kvmfleet_storage_pool_connects_total 1"));
+
+  // Discovery, login, lockstart on node3; the VG was made once, by the pool's creation.
+  const auto p = pool();
+  ASSERT_TRUE(p.hosts.count("node3"));
+  EXPECT_TRUE(p.usable_on("node3"));
+  EXPECT_EQ(p.hosts.at("node3").devices.size(), 1u);
+  EXPECT_TRUE(agents_.discovered["node3"].count("10.77.0.1:3260"));
+  EXPECT_EQ(agents_.sessions["node3"].size(), 1u);
+  EXPECT_TRUE(agents_.vgs["pool1"].lockstarted.count("node3"));
+  EXPECT_EQ(agents_.count("vg_create"), 1);
+  EXPECT_TRUE(p.usable_on("node1"));
+  EXPECT_TRUE(p.usable_on("node2"));
+  EXPECT_EQ(filtered_by("node3", "disk1"), "");
+
+  // Listed now: the next pass submits nothing.
+  monitor.refresh();
+  EXPECT_EQ(ops_of(op_kind::pool_connect).size(), 1u);
+}
+
+TEST_F(PoolHostsTest, PoolForNamedHostsIsExtendedOnlyThroughTheApi) {
+  make_pool({"node1"});
+  EXPECT_FALSE(pool().all_hosts);
+  StorageMonitor monitor(*state_, agents_, config_, clock_, service_.get());
+  monitor.refresh();
+  EXPECT_TRUE(ops_of(op_kind::pool_connect).empty());
+  EXPECT_EQ(pool().hosts.count("node2"), 0u);
+
+  auto op = run(service_->connect_pool(admin(), "pool1", {"node2"}, {}));
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(op.kind, op_kind::pool_connect);
+  EXPECT_TRUE(pool().usable_on("node2"));
+  EXPECT_TRUE(pool().usable_on("node1"));
+  EXPECT_EQ(agents_.count("vg_create"), 1);
+  // The field survives a restart.
+  shutdown();
+  boot();
+  EXPECT_FALSE(pool().all_hosts);
+  EXPECT_TRUE(pool().usable_on("node2"));
+}
+
+TEST_F(PoolHostsTest, ConnectIsRefusedAtTheDoorWhenTheClusterForbidsIt) {
+  auto code = [&](Result<Submitted> r) {
+    return r.ok() ? std::string("accepted") : std::string(to_string(r.error().code));
+  };
+  EXPECT_EQ(code(service_->connect_pool(admin(), "pool1", {"node2"}, {})), "not_found");
+  make_pool({"node1"});
+  EXPECT_EQ(code(service_->connect_pool(admin(), "pool1", {"ghost"}, {})), "not_found");
+  ASSERT_TRUE(service_->register_host("node3", "http://127.0.0.1:1").ok());  // down: no heartbeat
+  auto down = service_->connect_pool(admin(), "pool1", {"node2", "node3"}, {});
+  ASSERT_FALSE(down.ok());
+  EXPECT_EQ(down.error().code, ErrorCode::conflict);
+  EXPECT_EQ(down.error().details.value("host", ""), "node3");
+  // A pool that is not ready.
+  ASSERT_TRUE(state_
+                  ->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+                    StoragePool p = *d.find_pool("pool1");
+                    p.state = PoolState::creating;
+                    b.put_pools.push_back(p);
+                    return {};
+                  })
+                  .ok());
+  EXPECT_EQ(code(service_->connect_pool(admin(), "pool1", {"node2"}, {})), "conflict");
+  EXPECT_TRUE(ops_of(op_kind::pool_connect).empty());
+}
+
+TEST_F(PoolHostsTest, HostThatCannotConnectIsRecordedAndThePoolStays) {
+  make_pool();
+  host_up("node3");
+  agents_.fail_next("iscsi_login:node3", Error(ErrorCode::unavailable, "no route to host"), 3);
+  StorageMonitor monitor(*state_, agents_, config_, clock_, service_.get());
+  monitor.refresh();
+  auto connects = ops_of(op_kind::pool_connect);
+  ASSERT_EQ(connects.size(), 1u);
+  const auto op = wait_done(connects[0].id);
+  ASSERT_EQ(op.state, OpState::failed);
+  EXPECT_EQ(op.error->code, ErrorCode::unavailable);
+  EXPECT_NE(op.error->details["hosts"].value("node3", "").find("no route to host"),
+            std::string::npos)
+      << op.error->details.dump();
+  // The pool is untouched but for node3's record, which keeps the error.
+  const auto p = pool();
+  EXPECT_EQ(p.state, PoolState::ready);
+  EXPECT_TRUE(p.usable_on("node1"));
+  EXPECT_TRUE(p.usable_on("node2"));
+  ASSERT_TRUE(p.hosts.count("node3"));
+  EXPECT_FALSE(p.usable_on("node3"));
+  EXPECT_NE(p.hosts.at("node3").error.find("no route to host"), std::string::npos);
+  EXPECT_EQ(agents_.count("iscsi_logout"), 0);
+  // The monitor leaves a listed host to the API, which connects it once the path is back.
+  monitor.refresh();
+  EXPECT_EQ(ops_of(op_kind::pool_connect).size(), 1u);
+  auto again = run(service_->connect_pool(admin(), "pool1", {"node3"}, {}));
+  ASSERT_EQ(again.state, OpState::succeeded) << (again.error ? again.error->message : "");
+  EXPECT_TRUE(pool().usable_on("node3"));
+  EXPECT_TRUE(pool().hosts.at("node3").error.empty());
+}
+
+TEST_F(PoolHostsTest, LockspaceThatCannotStartLeavesTheHostConnectedButNotUsable) {
+  make_pool();
+  host_up("node3");
+  agents_.lock_daemons_down["node3"] = true;
+  auto op = run(service_->connect_pool(admin(), "pool1", {"node3"}, {}));
+  ASSERT_EQ(op.state, OpState::failed);
+  const auto s = pool().hosts.at("node3");
+  EXPECT_TRUE(s.connected);
+  EXPECT_FALSE(s.lockspace_started);
+  EXPECT_NE(s.error.find("lockstart"), std::string::npos) << s.error;
+}
+
+TEST_F(PoolHostsTest, FcHostIsConnectedOnceItSeesEveryWwid) {
+  StoragePool fc;
+  fc.name = "pool1";
+  fc.type = PoolType::fc;
+  fc.wwids = {"3600a0b80000f1e2d"};
+  agents_.fc["node1"] = {{"3600a0b80000f1e2d", "/dev/sdb"}};
+  agents_.fc["node2"] = {{"3600a0b80000f1e2d", "/dev/sdc"}};
+  make_pool({}, fc);
+  host_up("node3");
+  agents_.fc["node3"] = {{"3600a0b8ffffffff", "/dev/sdb"}};
+  auto missing = run(service_->connect_pool(admin(), "pool1", {"node3"}, {}));
+  ASSERT_EQ(missing.state, OpState::failed);
+  EXPECT_NE(pool().hosts.at("node3").error.find("no FC LUN with WWID 3600a0b80000f1e2d"),
+            std::string::npos);
+  agents_.fc["node3"].push_back({"3600a0b80000f1e2d", "/dev/sdd"});
+  auto op = run(service_->connect_pool(admin(), "pool1", {"node3"}, {}));
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(pool().hosts.at("node3").devices, std::vector<std::string>{"/dev/sdd"});
+  EXPECT_TRUE(pool().usable_on("node3"));
+  EXPECT_EQ(agents_.count("iscsi_login"), 0);
+}
+
+TEST_F(PoolHostsTest, ConnectingAHostAgainIsHarmless) {
+  make_pool();
+  auto op = run(service_->connect_pool(admin(), "pool1", {"node2", "node2"}, {}));
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(op.params["hosts"], nlohmann::json({"node2"}));
+  EXPECT_TRUE(pool().usable_on("node2"));
+  EXPECT_EQ(agents_.sessions["node2"].size(), 1u);
+  EXPECT_EQ(agents_.count("vg_create"), 1);
+}
+
+}  // namespace
