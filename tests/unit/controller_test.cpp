@@ -633,11 +633,80 @@ TEST_F(MigrationTest, PreChecksRefuseClearly) {
   auto full = service_->migrate_vm(admin(), "big", "node2", {}, {});
   ASSERT_FALSE(full.ok());
   EXPECT_EQ(full.error().code, ErrorCode::insufficient_capacity);
-  auto stopped = service_->vm_action(admin(), "web1", op_kind::vm_destroy, nlohmann::json::object(), {});
-  wait_done(stopped->operation.id);
-  auto not_running = service_->migrate_vm(admin(), "web1", "node2", {}, {});
-  ASSERT_FALSE(not_running.ok());
-  EXPECT_EQ(not_running.error().code, ErrorCode::conflict);
+  // Neither running nor stopped: no migration of either kind.
+  ASSERT_TRUE(state_->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+    Vm v = *d.find_vm("web1");
+    v.state = VmState::paused;
+    b.put_vms.push_back(v);
+    return {};
+  }).ok());
+  auto paused = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  ASSERT_FALSE(paused.ok());
+  EXPECT_EQ(paused.error().code, ErrorCode::conflict);
+  EXPECT_EQ(agents_.count("migrate"), 0);
+}
+
+// A stopped VM moves cold: defined on the target, undefined on the source, recorded
+// there; no libvirt migration, no migration slot, and it starts on the target.
+TEST_F(MigrationTest, StoppedVmMovesCold) {
+  auto stop = service_->vm_action(admin(), "web1", op_kind::vm_destroy, nlohmann::json::object(), {});
+  ASSERT_EQ(wait_done(stop->operation.id).state, OpState::succeeded);
+  const std::string id = vm("web1").id;
+  auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  EXPECT_EQ(m->operation.params.value("mode", ""), "cold");
+  auto op = wait_done(m->operation.id);
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(op.result.value("mode", ""), "cold");
+  EXPECT_EQ(vm("web1").host, "node2");
+  EXPECT_EQ(vm("web1").state, VmState::stopped);
+  EXPECT_EQ(agents_.count("migrate"), 0);
+  const Host n1 = state_->read([](const ClusterState::Data& d) { return *d.find_host("node1"); });
+  const Host n2 = state_->read([](const ClusterState::Data& d) { return *d.find_host("node2"); });
+  EXPECT_EQ(agents_.get_domain(n1, id).error().code, ErrorCode::not_found);
+  ASSERT_TRUE(agents_.get_domain(n2, id).ok());
+  auto start = service_->vm_action(admin(), "web1", op_kind::vm_start, nlohmann::json::object(), {});
+  ASSERT_EQ(wait_done(start->operation.id).state, OpState::succeeded);
+  EXPECT_EQ(agents_.get_domain(n2, id)->state, "running");
+  // Back again, and to its own host: 409.
+  auto same = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  ASSERT_FALSE(same.ok());
+  EXPECT_EQ(same.error().code, ErrorCode::conflict);
+}
+
+// The record says stopped, the source host says it runs (the record lags): the move
+// is refused and nothing is defined on the target.
+TEST_F(MigrationTest, ColdMoveOfAVmTheSourceStillRunsIsRefused) {
+  auto stop = service_->vm_action(admin(), "web1", op_kind::vm_destroy, nlohmann::json::object(), {});
+  ASSERT_EQ(wait_done(stop->operation.id).state, OpState::succeeded);
+  const std::string id = vm("web1").id;
+  agents_.set_state("node1", id, "running");
+  auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  auto op = wait_done(m->operation.id);
+  ASSERT_EQ(op.state, OpState::failed);
+  EXPECT_EQ(op.error->code, ErrorCode::conflict);
+  EXPECT_EQ(vm("web1").host, "node1");
+  const Host n2 = state_->read([](const ClusterState::Data& d) { return *d.find_host("node2"); });
+  EXPECT_EQ(agents_.get_domain(n2, id).error().code, ErrorCode::not_found);
+  EXPECT_EQ(agents_.count("define"), 1);  // the create's only
+}
+
+// A stopped VM on a host that is not up is not moved: its host cannot confirm it is
+// stopped (that is HA's fencing question, not a move).
+TEST_F(MigrationTest, ColdMoveNeedsTheSourceUp) {
+  auto stop = service_->vm_action(admin(), "web1", op_kind::vm_destroy, nlohmann::json::object(), {});
+  ASSERT_EQ(wait_done(stop->operation.id).state, OpState::succeeded);
+  ASSERT_TRUE(state_->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+    Host h = *d.find_host("node1");
+    h.state = HostState::unreachable;
+    b.put_hosts.push_back(h);
+    return {};
+  }).ok());
+  auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.error().code, ErrorCode::conflict);
+  EXPECT_NE(m.error().message.find("not up"), std::string::npos) << m.error().message;
 }
 
 TEST_F(MigrationTest, VmsWithLocalDisksOrAnotherAcceleratorDoNotMove) {

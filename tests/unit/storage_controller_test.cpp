@@ -357,6 +357,26 @@ TEST_F(StorageControllerTest, GrowWaitsWhileTheVmIsBetweenStates) {
   EXPECT_EQ(agents_.count("lv_grow"), 0);
 }
 
+// A stopped VM on a volume moves cold to node2 (even with snapshots: nothing is shared
+// between hosts); its next start activates the volume exclusively there.
+TEST_F(StorageControllerTest, StoppedVmOnAVolumeMovesColdAndStartsOnTheTarget) {
+  vm1_on_disk1(true);
+  ASSERT_EQ(run(service_->create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
+            OpState::succeeded);
+  ASSERT_EQ(run(service_->vm_action(admin(), "vm1", op_kind::vm_stop, {{"timeout_s", 5}}, {})).state,
+            OpState::succeeded);
+  // Left active on node1 as if the guest had powered itself off: the move releases it.
+  Host node1 = state_->read([](const ClusterState::Data& d) { return *d.find_host("node1"); });
+  ASSERT_TRUE(agents_.lv_activate(node1, "x", "pool1", "disk1", LvMode::exclusive).ok());
+  auto op = run(service_->migrate_vm(admin(), "vm1", "node2", {}, {}));
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(vm("vm1").host, "node2");
+  EXPECT_TRUE(holders("disk1").empty());
+  auto start = run(service_->vm_action(admin(), "vm1", op_kind::vm_start, nlohmann::json::object(), {}));
+  ASSERT_EQ(start.state, OpState::succeeded) << (start.error ? start.error->message : "");
+  EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node2", LvMode::exclusive}}));
+}
+
 TEST_F(StorageControllerTest, PoolsAndVolumesSurviveARestart) {
   make_pool();
   make_volume("disk1");
