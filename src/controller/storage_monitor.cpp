@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <sstream>
@@ -194,9 +195,89 @@ void StorageMonitor::connect_new_hosts() {
   }
 }
 
+namespace {
+
+bool stopped(const Vm& vm) { return vm.state == VmState::stopped || vm.state == VmState::crashed; }
+
+// A volume whose VM's LVs may be let go of on `host`: the VM is recorded stopped or
+// crashed there, and neither it nor the volume has an operation that may be about to
+// activate it (a start, a snapshot, a revert).
+bool idle_on(const ClusterState::Data& d, const Volume& v, const std::string& host) {
+  const Vm* vm = d.find_vm(v.attached_to);
+  return vm && stopped(*vm) && vm->host == host && !d.active_operation_for(vm->id) &&
+         !d.active_operation_for(v.id);
+}
+
+}  // namespace
+
+void StorageMonitor::deactivate_stopped_volumes() {
+  struct Idle {
+    std::string volume_id, volume, vm, lv;
+  };
+  // (host, VG) → the volumes to look at there.
+  std::map<std::pair<std::string, std::string>, std::vector<Idle>> by_host;
+  std::map<std::string, Host> hosts;
+  state_.read([&](const ClusterState::Data& d) {
+    for (const auto& [_, v] : d.volumes) {
+      if (v.state != VolumeState::ready || v.attached_to.empty()) continue;
+      const Vm* vm = d.find_vm(v.attached_to);
+      if (!vm || vm->host.empty() || !idle_on(d, v, vm->host)) continue;
+      const Host* h = d.find_host(vm->host);
+      const StoragePool* p = d.find_pool(v.pool);
+      if (!h || h->state != HostState::up || !p || p->state != PoolState::ready) continue;
+      hosts[h->name] = *h;
+      by_host[{h->name, p->vg()}].push_back({v.id, v.name, vm->spec.name, v.lv()});
+    }
+  });
+  for (const auto& [key, idle] : by_host) {
+    const auto& [host_name, vg] = key;
+    const Host& host = hosts.at(host_name);
+    auto lvs = agents_.lv_list(host, vg);
+    if (!lvs) {
+      ++refresh_errors_;
+      spdlog::warn("storage pool {}: cannot list LVs on {}: {}", vg, host_name, lvs.error().message);
+      continue;
+    }
+    for (const auto& v : idle) {
+      const bool active = std::any_of(lvs->begin(), lvs->end(), [&](const AgentLv& l) {
+        return l.name == v.lv && l.activation != LvMode::inactive;
+      });
+      if (!active) {
+        deactivate_failed_.erase(v.volume_id);
+        continue;
+      }
+      // Read again just before the call: an operation that started meanwhile owns the
+      // volume now. (LVM itself refuses to deactivate an LV a guest holds open.)
+      const bool still = state_.read([&](const ClusterState::Data& d) {
+        const Volume* cur = d.find_volume(v.volume_id);
+        return cur && idle_on(d, *cur, host_name);
+      });
+      if (!still) continue;
+      const std::string op_id = "monitor-deactivate:" + v.volume_id + ":" +
+                                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                   clock_.now().time_since_epoch())
+                                                   .count());
+      auto st = agents_.lv_activate(host, op_id, vg, v.lv, LvMode::inactive);
+      if (st) {
+        ++deactivations_;
+        deactivate_failed_.erase(v.volume_id);
+        spdlog::info("volume {} was still active on {} after VM {} stopped; deactivated", v.volume,
+                     host_name, v.vm);
+      } else {
+        ++deactivation_failures_;
+        if (deactivate_failed_.insert(v.volume_id).second)
+          spdlog::warn("volume {} is still active on {} after VM {} stopped and cannot be "
+                       "deactivated: {}",
+                       v.volume, host_name, v.vm, st.error().brief());
+      }
+    }
+  }
+}
+
 void StorageMonitor::refresh() {
   refresh_hosts();
   connect_new_hosts();
+  deactivate_stopped_volumes();
   auto pools = state_.read([](const ClusterState::Data& d) {
     std::vector<StoragePool> out;
     for (const auto& [_, p] : d.pools)
@@ -369,7 +450,14 @@ std::string StorageMonitor::metrics() const {
       << "# HELP kvmfleet_storage_pool_connects_total storage_pool.connect operations the monitor "
          "submitted for hosts that joined after their pool was made.\n"
          "# TYPE kvmfleet_storage_pool_connects_total counter\n"
-      << "kvmfleet_storage_pool_connects_total " << connects_.load() << "\n";
+      << "kvmfleet_storage_pool_connects_total " << connects_.load() << "\n"
+      << "# HELP kvmfleet_volume_deactivations_total Volumes deactivated on the host of a VM that "
+         "stopped by itself.\n"
+         "# TYPE kvmfleet_volume_deactivations_total counter\n"
+      << "kvmfleet_volume_deactivations_total " << deactivations_.load() << "\n"
+      << "# HELP kvmfleet_volume_deactivation_failures_total Such deactivations the host refused.\n"
+         "# TYPE kvmfleet_volume_deactivation_failures_total counter\n"
+      << "kvmfleet_volume_deactivation_failures_total " << deactivation_failures_.load() << "\n";
   return out.str();
 }
 

@@ -1,6 +1,6 @@
 // Hosts that join a storage pool after it was made (storage_pool.connect, by the API or
-// by the storage monitor), over the FakeAgentApi, whose in-memory LVM keeps lvmlockd's
-// rules.
+// by the storage monitor), and volumes left active by a guest that powered itself off,
+// over the FakeAgentApi, whose in-memory LVM keeps lvmlockd's rules.
 #include "kvmfleet/controller/storage_monitor.hpp"
 #include "tests/unit/controller_fixture.hpp"
 
@@ -71,6 +71,31 @@ class PoolHostsTest : public testing_support::ControllerTest {
     auto op = run(service_->create_volume(admin(), name, "pool1", kGiB, {}));
     EXPECT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
     return op.result.value("volume_id", "");
+  }
+  // VM `name` on volume `vol`, pinned to `host`, started.
+  void running_vm(const std::string& name, const std::string& vol, const std::string& host) {
+    VmSpec s = spec(name);
+    DiskSpec d;
+    d.volume = vol;
+    s.disks.push_back(d);
+    s.pinned_host = host;
+    auto op = run(service_->create_vm(admin(), s, true, {}));
+    ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  }
+  // The guest shut itself down: libvirt reports it, and the reconciler records it stopped.
+  void guest_powers_off(const std::string& name, const std::string& state = "stopped") {
+    const Vm v = vm(name);
+    agents_.set_state(v.host, v.id, state);
+    Principal agent{"a", "host:" + v.host, Role::agent, v.host};
+    ASSERT_TRUE(service_->domain_events(agent, v.host, {{v.id, name, state, "shutdown"}}).ok());
+  }
+  std::map<std::string, LvMode> holders(const std::string& lv) {
+    return agents_.holders("pool1", lv);
+  }
+  int calls_on(const std::string& host, const std::string& name) {
+    int n = 0;
+    for (const auto& c : agents_.calls()) n += c.host == host && c.name == name;
+    return n;
   }
   static bool has_metric(const StorageMonitor& m, const std::string& line) {
     return m.metrics().find(line + "\n") != std::string::npos;
@@ -236,6 +261,92 @@ TEST_F(PoolHostsTest, ConnectingAHostAgainIsHarmless) {
   EXPECT_TRUE(pool().usable_on("node2"));
   EXPECT_EQ(agents_.sessions["node2"].size(), 1u);
   EXPECT_EQ(agents_.count("vg_create"), 1);
+}
+
+TEST_F(PoolHostsTest, VolumeLeftActiveByAGuestThatPoweredOffIsDeactivatedOnItsHostOnly) {
+  make_pool();
+  make_volume("disk1");
+  make_volume("disk2");
+  make_volume("disk3");
+  running_vm("vm1", "disk1", "node1");
+  running_vm("vm2", "disk2", "node1");
+  running_vm("vm3", "disk3", "node2");
+  guest_powers_off("vm1");
+  guest_powers_off("vm3", "crashed");
+  ASSERT_EQ(vm("vm1").state, VmState::stopped);
+  ASSERT_EQ(vm("vm3").state, VmState::crashed);
+  // No vm.stop ran: the LVs are still held where the guests ran.
+  EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node1", LvMode::exclusive}}));
+  EXPECT_EQ(holders("disk3"), (std::map<std::string, LvMode>{{"node2", LvMode::exclusive}}));
+
+  const int node1_before = calls_on("node1", "lv_activate:inactive");
+  const int node2_before = calls_on("node2", "lv_activate:inactive");
+  StorageMonitor monitor(*state_, agents_, config_, clock_);
+  monitor.refresh();
+  EXPECT_TRUE(holders("disk1").empty());
+  EXPECT_TRUE(holders("disk3").empty());
+  // vm2 runs: its volume stays where it is.
+  EXPECT_EQ(holders("disk2"), (std::map<std::string, LvMode>{{"node1", LvMode::exclusive}}));
+  EXPECT_TRUE(has_metric(monitor, "kvmfleet_volume_deactivations_total 2"));
+  EXPECT_EQ(calls_on("node1", "lv_activate:inactive"), node1_before + 1);
+  EXPECT_EQ(calls_on("node2", "lv_activate:inactive"), node2_before + 1);
+
+  // Inactive now: the next pass calls nothing, and the VM starts again as usual.
+  monitor.refresh();
+  EXPECT_EQ(calls_on("node1", "lv_activate:inactive"), node1_before + 1);
+  EXPECT_EQ(calls_on("node2", "lv_activate:inactive"), node2_before + 1);
+  auto start =
+      run(service_->vm_action(admin(), "vm1", op_kind::vm_start, nlohmann::json::object(), {}));
+  ASSERT_EQ(start.state, OpState::succeeded) << (start.error ? start.error->message : "");
+  EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node1", LvMode::exclusive}}));
+}
+
+TEST_F(PoolHostsTest, StoppedVmWithAnOperationOrAnLvHeldElsewhereIsLeftAlone) {
+  make_pool();
+  make_volume("disk1");
+  running_vm("vm1", "disk1", "node1");
+  guest_powers_off("vm1");
+  const Vm v = vm("vm1");
+  // An operation on the VM is under way (recorded, not run here): it owns the volume.
+  Operation busy;
+  busy.id = "00000000-0000-4000-8000-000000000001";
+  busy.kind = std::string(op_kind::vm_start);
+  busy.target_type = "vm";
+  busy.target_id = v.id;
+  busy.state = OpState::running;
+  busy.created_at = clock_.now();
+  ASSERT_TRUE(state_
+                  ->update([&](const ClusterState::Data&, WriteBatch& b) -> Status {
+                    b.put_operations.push_back(busy);
+                    return {};
+                  })
+                  .ok());
+  const int before = agents_.count("lv_activate:inactive");
+  StorageMonitor monitor(*state_, agents_, config_, clock_);
+  monitor.refresh();
+  EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node1", LvMode::exclusive}}));
+  EXPECT_EQ(agents_.count("lv_activate:inactive"), before);
+
+  // The operation ended: the volume is let go of on node1.
+  busy.state = OpState::failed;
+  busy.finished_at = clock_.now();
+  ASSERT_TRUE(state_
+                  ->update([&](const ClusterState::Data&, WriteBatch& b) -> Status {
+                    b.put_operations.push_back(busy);
+                    return {};
+                  })
+                  .ok());
+  monitor.refresh();
+  EXPECT_TRUE(holders("disk1").empty());
+
+  // The LV held on another host than the VM's (not kvmfleet's doing) is not touched.
+  Host node2 = state_->read([](const ClusterState::Data& d) { return *d.find_host("node2"); });
+  ASSERT_TRUE(agents_.lv_activate(node2, "x", "pool1", "disk1", LvMode::exclusive).ok());
+  monitor.refresh();
+  EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node2", LvMode::exclusive}}));
+  EXPECT_EQ(calls_on("node2", "lv_activate:inactive"), 0);
+  EXPECT_TRUE(has_metric(monitor, "kvmfleet_volume_deactivations_total 1"));
+  EXPECT_TRUE(has_metric(monitor, "kvmfleet_volume_deactivation_failures_total 0"));
 }
 
 }  // namespace

@@ -10,6 +10,9 @@
 // longer usable for the pool, and the monitor starts the lockspace again.
 // With a ClusterService, a pool made for every host gets a storage_pool.connect
 // operation for each host that is up and not yet listed (one registered later).
+// A volume whose VM is recorded stopped or crashed, with no operation on either, is
+// deactivated on the VM's host if it is still active there: a guest that powered
+// itself off leaves its LVs active, since no vm.stop ran.
 
 #include "kvmfleet/common/clock.hpp"
 #include "kvmfleet/controller/agent_api.hpp"
@@ -44,6 +47,7 @@ class StorageMonitor {
   void refresh_pool(const StoragePool& pool);
   void refresh_hosts();
   void connect_new_hosts();
+  void deactivate_stopped_volumes();
 
   ClusterState& state_;
   AgentApi& agents_;
@@ -60,6 +64,9 @@ class StorageMonitor {
   std::atomic<std::uint64_t> autoextend_failures_{0};
   std::atomic<std::uint64_t> refresh_errors_{0};
   std::atomic<std::uint64_t> connects_{0};
+  std::atomic<std::uint64_t> deactivations_{0};
+  std::atomic<std::uint64_t> deactivation_failures_{0};
+  std::set<std::string> deactivate_failed_;  // volume ids whose last deactivation failed
 };
 
 }  // namespace kvmfleet
