@@ -40,7 +40,7 @@ Status plan_migration(const ClusterState::Data& d, const scheduler::Config& conf
     for (const auto& s : v->snapshots) names.push_back(s.name);
     return conflict("volume " + v->name + " has COW snapshots, which lvmlockd cannot share "
                         "between hosts during a live migration; delete the snapshots first, or "
-                        "stop the VM and start it on the other host",
+                        "stop the VM and migrate it cold (the snapshots stay)",
                     {{"vm", vm.spec.name}, {"volume", v->name}, {"snapshots", names}});
   }
   for (const Volume* v : d.volumes_of(vm)) {

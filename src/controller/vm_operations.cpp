@@ -359,7 +359,7 @@ Status migrate_vm_core(OpContext& ctx, const std::vector<VmVolume>& vols) {
         if (!v.snapshots.empty())
           return conflict("volume " + v.name + " has COW snapshots, and lvmlockd cannot share " +
                               "an origin with snapshots between hosts; delete the snapshots " +
-                              "or stop the VM and start it on the other host",
+                              "or stop the VM and migrate it cold (the snapshots stay)",
                           {{"volume", v.name}, {"snapshots", v.snapshots}});
       // Recorded before the first lock changes, so that a resumed run settles them.
       ctx.result()["volumes_shared"] = true;
