@@ -5,7 +5,8 @@
 // shared storage configured. Through the API only, the test makes a storage pool on
 // the lab's iSCSI LUN (a shared VG with lvmlockd + sanlock), a volume (an LV), a VM
 // pinned to node1 whose disk is that volume, starts it, live-migrates it to node2,
-// grows the volume while the VM runs there, snapshots the volume there (a live migration is then refused), stops the VM, reverts
+// grows the volume while the VM runs there, snapshots the volume there (a live
+// migration is then refused), stops the VM, moves it cold back to node1, reverts
 // the volume to the snapshot, and deletes the VM and the volume. After each step, the lvm tools, sanlock
 // and virsh inside both guests say whether it really happened: the LV is active
 // exclusively on the VM's host only, the other host's `lvchange -aey` is refused
@@ -747,6 +748,40 @@ TEST_F(KernelLabVmMigration, E_StopReleasesTheVolume) {
     EXPECT_FALSE(has_dm_device(g)) << node(g);
   });
   stopped_ok_ = !HasFailure();
+}
+
+// The stopped VM, whose volume has a snapshot (no live migration: D2), moves cold back
+// to node1: defined there, gone from node2, the LV active nowhere; started on node1 it
+// holds the LV exclusively there (node2's -aey refused), and stopped again it lets go.
+TEST_F(KernelLabVmMigration, E1_ColdMoveWithTheSnapshotToNode1) {
+  ASSERT_TRUE(stopped_ok_ && snapshot_ok_) << "needs E_StopReleasesTheVolume and a snapshot";
+  auto t = steady::now();
+  json op;
+  ASSERT_TRUE(operation_succeeds("POST", "/v1/vms/" + vm_id_ + "/migrate",
+                                 {{"target_host", node(1)}}, 180s, &op, "vm.migrate"));
+  report_time("vm_cold_move_ms", steady::now() - t);
+  ASSERT_TRUE(op.contains("result")) << op.dump();
+  EXPECT_EQ(op["result"].value("mode", ""), "cold") << op.dump();
+  const Exchange vm = api("GET", "/v1/vms/" + vm_id_);
+  EXPECT_EQ(vm.answer.value("host", ""), node(1)) << vm.describe();
+  EXPECT_EQ(vm.answer.value("state", ""), "stopped") << vm.describe();
+  EXPECT_EQ(domstate(1), "shut off");
+  EXPECT_EQ(domstate(2), "absent");
+  on_each_guest([&](int g) {
+    EXPECT_EQ(lvs_field(g, "lv_active"), "") << node(g);
+    EXPECT_EQ(lv_lock(g), "") << node(g);
+  });
+
+  t = steady::now();
+  ASSERT_TRUE(operation_succeeds("POST", "/v1/vms/" + vm_id_ + "/start", nullptr, 180s, nullptr,
+                                 "vm.start"));
+  report_time("vm_start_after_cold_move_ms", steady::now() - t);
+  EXPECT_EQ(domstate(1), "running");
+  held_exclusively_by(1);
+  exclusive_refused_on(2);
+  ASSERT_TRUE(operation_succeeds("POST", "/v1/vms/" + vm_id_ + "/stop",
+                                 {{"timeout_s", 1}, {"force", true}}, 180s, nullptr, "vm.stop"));
+  on_each_guest([&](int g) { EXPECT_EQ(lv_lock(g), "") << node(g); });
 }
 
 // Reverting the stopped VM's volume to the snapshot: lvconvert --merge, the snapshot
