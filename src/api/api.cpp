@@ -401,7 +401,9 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
     if (!body) return c.fail(body.error());
     auto spec = parse_vm_create(*body, false);
     if (!spec) return c.fail(spec.error());
-    return c.ok(HttpStatus::ok, placement_view(svc.place(spec->spec)));
+    auto placement = svc.place(spec->spec);
+    if (!placement) return c.fail(placement.error());
+    return c.ok(HttpStatus::ok, placement_view(*placement));
   }
 
   // --- tokens

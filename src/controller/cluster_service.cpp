@@ -246,18 +246,6 @@ Status ClusterService::domain_events(const Principal& who, const std::string& ho
 
 namespace {
 
-// The storage pools of a spec's volume disks (named by id or name), each once.
-std::vector<std::string> pools_of_spec(const ClusterState::Data& d, const VmSpec& spec) {
-  std::vector<std::string> pools;
-  for (const auto& disk : spec.disks) {
-    if (disk.volume.empty()) continue;
-    const Volume* v = d.find_volume(disk.volume);
-    if (v && std::find(pools.begin(), pools.end(), v->pool) == pools.end())
-      pools.push_back(v->pool);
-  }
-  return pools;
-}
-
 scheduler::Snapshot scheduler_snapshot(const ClusterState::Data& d) {
   std::vector<Host> hosts;
   std::vector<Vm> vms;
@@ -268,19 +256,19 @@ scheduler::Snapshot scheduler_snapshot(const ClusterState::Data& d) {
   return snap;
 }
 
-// Resolves a new VM's volume disks (by id or name) to the volumes and claims them for
-// `vm` in batch `b`: each must be ready and free, and used once.
-Status claim_volumes(const ClusterState::Data& d, Vm& vm, WriteBatch& b) {
-  std::vector<std::string> seen;
-  for (std::size_t i = 0; i < vm.spec.disks.size(); ++i) {
-    auto& disk = vm.spec.disks[i];
+// Resolves a new VM's volume disks (by id or name) to the volumes, in disk order: each
+// must exist, be ready and free, and be used once.
+Result<std::vector<const Volume*>> free_volumes_of(const ClusterState::Data& d,
+                                                   const VmSpec& spec) {
+  std::vector<const Volume*> out;
+  for (std::size_t i = 0; i < spec.disks.size(); ++i) {
+    const auto& disk = spec.disks[i];
     if (disk.volume.empty()) continue;
     const std::string field = "disks[" + std::to_string(i) + "].volume";
     const Volume* v = d.find_volume(disk.volume);
     if (!v) return invalid("no volume named " + disk.volume, {{"field", field}});
-    if (std::find(seen.begin(), seen.end(), v->id) != seen.end())
+    if (std::find(out.begin(), out.end(), v) != out.end())
       return invalid("volume " + v->name + " is given twice", {{"field", field}});
-    seen.push_back(v->id);
     if (v->state != VolumeState::ready)
       return conflict("volume " + v->name + " is " + std::string(to_string(v->state)),
                       {{"field", field}, {"volume", v->name}});
@@ -293,6 +281,20 @@ Status claim_volumes(const ClusterState::Data& d, Vm& vm, WriteBatch& b) {
     if (const Operation* busy = d.active_operation_for(v->id))
       return conflict("volume " + v->name + " has an operation in progress",
                       {{"field", field}, {"operation", busy->id}});
+    out.push_back(v);
+  }
+  return out;
+}
+
+// Claims a new VM's volume disks for `vm` in batch `b` (see free_volumes_of), and
+// records each disk by the volume's id and device.
+Status claim_volumes(const ClusterState::Data& d, Vm& vm, WriteBatch& b) {
+  auto vols = free_volumes_of(d, vm.spec);
+  if (!vols) return vols.take_error();
+  std::size_t next = 0;
+  for (auto& disk : vm.spec.disks) {
+    if (disk.volume.empty()) continue;
+    const Volume* v = (*vols)[next++];
     disk.volume = v->id;
     disk.device = v->device();
     constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
@@ -306,9 +308,12 @@ Status claim_volumes(const ClusterState::Data& d, Vm& vm, WriteBatch& b) {
 
 }  // namespace
 
-scheduler::Placement ClusterService::place(const VmSpec& spec) const {
-  return state_.read([&](const ClusterState::Data& d) {
-    scheduler::Request req{spec, {}, pools_of_spec(d, spec)};
+Result<scheduler::Placement> ClusterService::place(const VmSpec& spec) const {
+  return state_.read([&](const ClusterState::Data& d) -> Result<scheduler::Placement> {
+    // The same volume checks as a create: a dry run that places a VM on a volume that
+    // is missing or taken would promise what the create then refuses.
+    if (auto vols = free_volumes_of(d, spec); !vols) return vols.take_error();
+    scheduler::Request req{spec, {}, d.pools_of(spec)};
     return scheduler::place(scheduler_snapshot(d), req, config_.scheduler);
   });
 }
@@ -365,7 +370,7 @@ Result<Submitted> ClusterService::create_vm(const Principal& who, const VmSpec& 
     if (d.vm_ids.count(spec.name)) return conflict("a VM with this name exists", {{"name", spec.name}});
     // Placement is a pure function of the snapshot taken under the same lock that
     // commits it, so two concurrent creates cannot both take the last free memory.
-    scheduler::Request req{spec, {}, pools_of_spec(d, spec)};
+    scheduler::Request req{spec, {}, d.pools_of(spec)};
     if (auto st = claim_volumes(d, vm, b); !st) return st;
     auto placement = scheduler::place(scheduler_snapshot(d), req, config_.scheduler);
     if (placement.host.empty()) {

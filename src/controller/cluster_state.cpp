@@ -49,19 +49,18 @@ const Volume* ClusterState::Data::find_volume(const std::string& id_or_name) con
   return it == volumes.end() ? nullptr : &it->second;
 }
 
-std::vector<const Volume*> ClusterState::Data::volumes_of(const Vm& vm) const {
+std::vector<const Volume*> ClusterState::Data::volumes_of(const VmSpec& spec) const {
   std::vector<const Volume*> out;
-  for (const auto& d : vm.spec.disks) {
+  for (const auto& d : spec.disks) {
     if (d.volume.empty()) continue;
-    auto it = volumes.find(d.volume);
-    if (it != volumes.end()) out.push_back(&it->second);
+    if (const Volume* v = find_volume(d.volume)) out.push_back(v);
   }
   return out;
 }
 
-std::vector<std::string> ClusterState::Data::pools_of(const Vm& vm) const {
+std::vector<std::string> ClusterState::Data::pools_of(const VmSpec& spec) const {
   std::vector<std::string> out;
-  for (const Volume* v : volumes_of(vm))
+  for (const Volume* v : volumes_of(spec))
     if (std::find(out.begin(), out.end(), v->pool) == out.end()) out.push_back(v->pool);
   return out;
 }

@@ -873,10 +873,10 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
             400u);  // the name is required
   EXPECT_EQ(post("/v1/vms/web5/snapshots", vm_snap_t, viewer_token, {{"name", "s1"}}).status, 403u);
   EXPECT_EQ(get("/v1/vms/web5/snapshots", vm_snap_t, viewer_token).status, 405u);
-  // The placement dry run does not resolve volumes: an unknown one constrains nothing.
+  // The placement dry run checks volumes as a create does: an unknown one is 400.
   auto dry = post("/v1/placements", "/v1/placements", operator_token,
                   {{"name", "p4"}, {"memory_mib", 64}, {"disks", {{{"volume", "ghost"}, {"bus", "scsi"}}}}});
-  EXPECT_EQ(dry.status, 200u) << dry.body;
+  EXPECT_EQ(dry.status, 400u) << dry.body;
 
   // ---- what the state forbids -----------------------------------------------------------
   auto busy_host = del("/v1/hosts/node1", "/v1/hosts/{name}", admin);

@@ -110,7 +110,9 @@ TEST_F(StorageControllerTest, HostThatCannotLogInIsRecordedAndFilteredByTheSched
   EXPECT_NE(p.hosts.at("node2").error.find("no route to host"), std::string::npos);
   make_volume("disk1");
   // node2 has more free memory, but it cannot reach the pool.
-  auto pl = service_->place(spec_on("vm1", "disk1"));
+  auto placed = service_->place(spec_on("vm1", "disk1"));
+  ASSERT_TRUE(placed.ok()) << placed.error().message;
+  const auto& pl = *placed;
   EXPECT_EQ(pl.host, "node1");
   for (const auto& v : pl.verdicts)
     if (v.host == "node2") EXPECT_EQ(v.filter, "storage");
@@ -375,6 +377,28 @@ TEST_F(StorageControllerTest, StoppedVmOnAVolumeMovesColdAndStartsOnTheTarget) {
   auto start = run(service_->vm_action(admin(), "vm1", op_kind::vm_start, nlohmann::json::object(), {}));
   ASSERT_EQ(start.state, OpState::succeeded) << (start.error ? start.error->message : "");
   EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node2", LvMode::exclusive}}));
+}
+
+// The dry run checks volumes as a create does (placing by their pools:
+// HostThatCannotLogInIsRecordedAndFilteredByTheScheduler).
+TEST_F(StorageControllerTest, PlacementDryRunChecksVolumesAsACreateDoes) {
+  make_pool();
+  make_volume("disk1");
+  make_volume("disk2");
+  auto fits = service_->place(spec_on("p1", "disk2"));
+  ASSERT_TRUE(fits.ok()) << fits.error().message;
+  EXPECT_FALSE(fits->host.empty());
+  auto ghost = service_->place(spec_on("p1", "ghost"));
+  ASSERT_FALSE(ghost.ok());
+  EXPECT_EQ(ghost.error().code, ErrorCode::invalid_argument);
+  VmSpec twice = spec_on("p1", "disk2");
+  twice.disks.push_back(twice.disks[0]);
+  EXPECT_EQ(service_->place(twice).error().code, ErrorCode::invalid_argument);
+  VmSpec s = spec_on("vm1", "disk1");
+  ASSERT_EQ(run(service_->create_vm(admin(), s, false, {})).state, OpState::succeeded);
+  auto taken = service_->place(spec_on("p1", "disk1"));
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.error().code, ErrorCode::conflict);
 }
 
 TEST_F(StorageControllerTest, PoolsAndVolumesSurviveARestart) {

@@ -63,7 +63,9 @@ class PoolHostsTest : public testing_support::ControllerTest {
     DiskSpec d;
     d.volume = vol;
     s.disks.push_back(d);
-    for (const auto& v : service_->place(s).verdicts)
+    auto placed = service_->place(s);
+    if (!placed) return "refused: " + placed.error().message;
+    for (const auto& v : placed->verdicts)
       if (v.host == host) return v.filter;
     return "no verdict";
   }

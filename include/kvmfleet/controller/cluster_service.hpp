@@ -69,7 +69,9 @@ class ClusterService {
                        const std::vector<DomainEvent>& events);
 
   // VMs
-  scheduler::Placement place(const VmSpec& spec) const;
+  // The scheduler's dry run for a new VM; its volume disks are checked as a create
+  // checks them (400 unknown or given twice, 409 not ready, taken or busy).
+  Result<scheduler::Placement> place(const VmSpec& spec) const;
   Result<Submitted> create_vm(const Principal& who, const VmSpec& spec, bool start,
                               const SubmitOptions& opts);
   // kind: vm.start / vm.stop / vm.reboot / vm.destroy / vm.delete

@@ -40,10 +40,13 @@ class ClusterState {
     const TokenRecord* find_token_by_hash(const std::string& hash) const;
     const StoragePool* find_pool(const std::string& name) const;
     const Volume* find_volume(const std::string& id_or_name) const;
-    // The volumes a VM's disks are, in disk order (missing ones left out).
-    std::vector<const Volume*> volumes_of(const Vm& vm) const;
+    // The volumes a VM's disks are (named by id or, in a spec not yet recorded, by
+    // name), in disk order (missing ones left out).
+    std::vector<const Volume*> volumes_of(const VmSpec& spec) const;
+    std::vector<const Volume*> volumes_of(const Vm& vm) const { return volumes_of(vm.spec); }
     // Pools the VM's disks live in (each once).
-    std::vector<std::string> pools_of(const Vm& vm) const;
+    std::vector<std::string> pools_of(const VmSpec& spec) const;
+    std::vector<std::string> pools_of(const Vm& vm) const { return pools_of(vm.spec); }
     // For the scheduler: host name → the ready pools it may use now.
     std::map<std::string, std::vector<std::string>> usable_pools_by_host() const;
     // The unfinished operation on a target, if any (one at a time per target).
