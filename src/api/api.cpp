@@ -387,7 +387,10 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
         const Operation* o = d.find_operation(id);
         return o ? std::optional<Operation>(*o) : std::nullopt;
       });
-      return c.ok(HttpStatus::accepted, op ? operation_view(*op) : json::object());
+      // Cancelled at once (it had not started): done, 200. Still running: asked, 202.
+      const bool done = op && is_terminal(op->state);
+      return c.ok(done ? HttpStatus::ok : HttpStatus::accepted,
+                  op ? operation_view(*op) : json::object());
     }
     return not_allowed();
   }

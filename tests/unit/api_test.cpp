@@ -148,6 +148,18 @@ TEST_F(ApiTest, MutatingCallsReturn202WithAnOperation) {
   EXPECT_FALSE(op.body.contains("request_hash"));
 }
 
+// The runner is not started here: the operation is still pending, so the cancel takes
+// effect at once and says so with 200; cancelling it again is 409 (it has ended).
+TEST_F(ApiTest, CancellingAPendingOperationEndsItAt200) {
+  auto r = call(http::Verb::post, "/v1/vms", admin_, R"({"name":"web1","memory_mib":64})");
+  ASSERT_EQ(r.status, 202u);
+  const std::string path = "/v1/operations/" + r.body["id"].get<std::string>();
+  auto cancel = call(http::Verb::delete_, path, operator_);
+  EXPECT_EQ(cancel.status, 200u) << cancel.raw.body();
+  EXPECT_EQ(cancel.body["state"], "cancelled");
+  EXPECT_EQ(call(http::Verb::delete_, path, operator_).status, 409u);
+}
+
 TEST_F(ApiTest, AListedPageFollowsEveryChangeOfTheVms) {
   auto empty = call(http::Verb::get, "/v1/vms", viewer_);
   ASSERT_EQ(empty.status, 200u);
