@@ -9,6 +9,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <optional>
+#include <string_view>
 #include <vector>
 
 namespace kvmfleet::api {
@@ -58,30 +60,67 @@ void list_vms(ClusterService& svc, PageCache& pages, Call& c) {
   c.reply(http::json_response(HttpStatus::ok, std::move(body), c.req.version(), c.req.keep_alive()));
 }
 
+// An operation's place in the list (newest first): its creation time in the clock's
+// ticks and its id. As a cursor, "TICKS.ID": it stays valid when that operation has
+// been pruned since.
+struct OpKey {
+  std::int64_t ticks = 0;
+  std::string id;
+  static OpKey of(const Operation& op) {
+    return {static_cast<std::int64_t>(op.created_at.time_since_epoch().count()), op.id};
+  }
+  // Whether `this` comes before `o` in the list.
+  bool before(const OpKey& o) const { return ticks != o.ticks ? ticks > o.ticks : id > o.id; }
+  std::string cursor() const { return std::to_string(ticks) + "." + id; }
+  static std::optional<OpKey> parse(std::string_view s) {
+    const auto dot = s.find('.');
+    if (dot == std::string_view::npos || dot == 0 || dot > 19) return std::nullopt;
+    OpKey k;
+    for (char ch : s.substr(0, dot)) {
+      if (ch < '0' || ch > '9') return std::nullopt;
+      k.ticks = k.ticks * 10 + (ch - '0');
+    }
+    k.id = std::string(s.substr(dot + 1));
+    if (!is_valid_uuid(k.id)) return std::nullopt;
+    return k;
+  }
+};
+
 void list_operations(ClusterService& svc, Call& c) {
-  if (auto st = check_query_keys(c.query, {"limit", "state", "target"}); !st) return c.fail(st.error());
+  if (auto st = check_query_keys(c.query, {"limit", "cursor", "state", "target"}); !st)
+    return c.fail(st.error());
   auto limit = query_int(c.query, "limit", 100, 1, 1000);
   if (!limit) return c.fail(limit.error());
   const std::string state = c.query.count("state") ? c.query.at("state") : "";
   const std::string target = c.query.count("target") ? c.query.at("target") : "";
   if (!state.empty() && !op_state_from_string(state))
     return c.fail(invalid("unknown state", {{"parameter", "state"}}));
+  std::optional<OpKey> after;
+  if (c.query.count("cursor")) {
+    after = OpKey::parse(c.query.at("cursor"));
+    if (!after) return c.fail(invalid("bad cursor", {{"parameter", "cursor"}}));
+  }
   json body = svc.state().read([&](const ClusterState::Data& d) {
-    std::vector<const Operation*> ops;
+    std::vector<std::pair<OpKey, const Operation*>> ops;
     for (const auto& [_, op] : d.operations) {
       if (!state.empty() && to_string(op.state) != state) continue;
       if (!target.empty() && op.target_id != target) continue;
-      ops.push_back(&op);
+      OpKey k = OpKey::of(op);
+      if (after && !after->before(k)) continue;  // on an earlier page
+      ops.emplace_back(std::move(k), &op);
     }
-    std::sort(ops.begin(), ops.end(), [](const Operation* a, const Operation* b) {
-      return a->created_at != b->created_at ? a->created_at > b->created_at : a->id > b->id;
-    });
+    std::sort(ops.begin(), ops.end(),
+              [](const auto& a, const auto& b) { return a.first.before(b.first); });
     json items = json::array();
-    for (const auto* op : ops) {
-      if (static_cast<int>(items.size()) == *limit) break;
+    json next = nullptr;
+    for (const auto& [k, op] : ops) {
+      if (static_cast<int>(items.size()) == *limit) {
+        next = ops[items.size() - 1].first.cursor();
+        break;
+      }
       items.push_back(operation_view(*op));
     }
-    return json{{"items", std::move(items)}};
+    return json{{"items", std::move(items)}, {"next_cursor", std::move(next)}};
   });
   c.ok(HttpStatus::ok, body);
 }

@@ -160,6 +160,33 @@ TEST_F(ApiTest, CancellingAPendingOperationEndsItAt200) {
   EXPECT_EQ(call(http::Verb::delete_, path, operator_).status, 409u);
 }
 
+TEST_F(ApiTest, OperationsPageWithACursorNewestFirst) {
+  std::vector<std::string> made;
+  for (int i = 0; i < 5; ++i) {
+    auto r = call(http::Verb::post, "/v1/vms", admin_,
+                  R"({"name":"web)" + std::to_string(i) + R"(","memory_mib":64})");
+    ASSERT_EQ(r.status, 202u);
+    made.push_back(r.body["id"]);
+    clock_.advance(1s);
+  }
+  std::vector<std::string> seen;
+  std::string cursor;
+  for (int page = 0; page < 4; ++page) {
+    auto r = call(http::Verb::get,
+                  "/v1/operations?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor), viewer_);
+    ASSERT_EQ(r.status, 200u) << r.raw.body();
+    for (const auto& op : r.body["items"]) seen.push_back(op["id"]);
+    if (r.body["next_cursor"].is_null()) break;
+    cursor = r.body["next_cursor"];
+  }
+  // Every operation once, newest first.
+  EXPECT_EQ(seen, std::vector<std::string>(made.rbegin(), made.rend()));
+  for (const char* bad : {"x", "12", "12.nope", "-1." , "a1.00000000-0000-4000-8000-000000000000"}) {
+    EXPECT_EQ(call(http::Verb::get, std::string("/v1/operations?cursor=") + bad, viewer_).status, 400u)
+        << bad;
+  }
+}
+
 TEST_F(ApiTest, AListedPageFollowsEveryChangeOfTheVms) {
   auto empty = call(http::Verb::get, "/v1/vms", viewer_);
   ASSERT_EQ(empty.status, 200u);
