@@ -35,7 +35,8 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
               "operation_workers", "migrations_per_host", "agent_retry_attempts", "agent_retry_backoff_ms",
               "default_stop_timeout_s", "operation_retention_hours", "agent_ca_file",
               "metadata_dir", "metadata_write_timeout_ms", "metadata_queue_capacity",
-              "metadata_pool_path", "storage_refresh_interval_ms", "snapshot_warn_percent",
+              "metadata_pool_path", "storage_refresh_interval_ms", "storage_reconnect_interval_ms",
+              "snapshot_warn_percent",
               "snapshot_autoextend_threshold_percent", "snapshot_autoextend_percent"},
           "controller config");
       !st)
@@ -85,7 +86,8 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
                             std::pair{"down_after_ms", &c.down_after},
                             std::pair{"agent_retry_backoff_ms", &c.agent_retry_backoff},
                             std::pair{"metadata_write_timeout_ms", &c.metadata_write_timeout},
-                            std::pair{"storage_refresh_interval_ms", &c.storage_refresh_interval}}) {
+                            std::pair{"storage_refresh_interval_ms", &c.storage_refresh_interval},
+                            std::pair{"storage_reconnect_interval_ms", &c.storage_reconnect_interval}}) {
     if (auto st = read_ms(j, key, *field, 1, 3'600'000); !st) return st.take_error();
   }
   for (auto [key, field, min] : {std::tuple{"snapshot_warn_percent", &c.snapshot_warn_percent, 1},

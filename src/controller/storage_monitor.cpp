@@ -70,13 +70,45 @@ std::set<std::string> started_lockspaces(const nlohmann::json& inv) {
   return out;
 }
 
+std::string text_field(const nlohmann::json& o, const char* key) {
+  auto it = o.find(key);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// Why an iSCSI pool's LUNs are not reachable on a host, from its inventory's sessions:
+// no text when every target has a logged-in session, or when the inventory does not
+// say. `recovering`: a session exists but is not logged in, which open-iscsi itself
+// keeps reconnecting (a login would only find the session there).
+struct SessionProblem {
+  std::string text;
+  bool recovering = false;
+};
+SessionProblem session_problem(const StoragePool& pool, const nlohmann::json& inv) {
+  if (pool.type != PoolType::iscsi) return {};
+  auto it = inv.find("iscsi_sessions");
+  if (it == inv.end() || !it->is_array()) return {};
+  for (const auto& t : pool.targets) {
+    std::string state;
+    for (const auto& s : *it) {
+      if (!s.is_object() || text_field(s, "target") != t.iqn) continue;
+      state = text_field(s, "state");
+      if (state == "LOGGED_IN") break;
+      if (state.empty()) state = "in an unknown state";
+    }
+    if (state.empty()) return {"no iSCSI session to " + t.iqn, false};
+    if (state != "LOGGED_IN") return {"the iSCSI session to " + t.iqn + " is " + state, true};
+  }
+  return {};
+}
+
 }  // namespace
 
 void StorageMonitor::refresh_hosts() {
-  // Every up host that some ready pool lists, with the pools it is connected to.
+  // Every up host that some ready pool lists, with the pools that know its devices
+  // (connected now, or until a session was lost).
   struct Entry {
     Host host;
-    std::vector<std::string> pools;
+    std::vector<StoragePool> pools;
   };
   const auto entries = state_.read([](const ClusterState::Data& d) {
     std::vector<Entry> out;
@@ -89,7 +121,7 @@ void StorageMonitor::refresh_hosts() {
         auto it = p.hosts.find(name);
         if (it == p.hosts.end()) continue;
         listed = true;
-        if (it->second.connected) e.pools.push_back(pname);
+        if (!it->second.devices.empty()) e.pools.push_back(p);
       }
       if (listed) out.push_back(std::move(e));
     }
@@ -120,10 +152,20 @@ void StorageMonitor::refresh_hosts() {
         },
         /*persist=*/false);
     if (!inv) continue;
-    for (const auto& pool : e.pools) {
-      bool now_started = started.count(pool) > 0;
-      std::string error;
-      if (!now_started) {
+    for (const auto& p : e.pools) {
+      const std::string& pool = p.name;
+      // A session that is gone or failing: its LUNs do not answer here, whatever LVM
+      // last saw. open-iscsi may recover it; a reconnect logs in again otherwise.
+      const auto problem = session_problem(p, *inv);
+      const std::string& lost = problem.text;
+      const bool now_connected = lost.empty();
+      if (problem.recovering)
+        sessions_recovering_.insert(pool + "/" + e.host.name);
+      else
+        sessions_recovering_.erase(pool + "/" + e.host.name);
+      bool now_started = now_connected && started.count(pool) > 0;
+      std::string error = lost;
+      if (now_connected && !now_started) {
         // A lockspace that stopped (the host rebooted, lvmlockd restarted) is started
         // again; until then the host is not usable for the pool.
         const std::string op_id = "monitor-lockstart:" + pool + ":" +
@@ -143,12 +185,20 @@ void StorageMonitor::refresh_hosts() {
         if (!cur) return {};
         auto it = cur->hosts.find(e.host.name);
         if (it == cur->hosts.end()) return {};
-        if (it->second.lockspace_started == now_started && it->second.error == error) return {};
+        if (it->second.connected == now_connected && it->second.lockspace_started == now_started &&
+            it->second.error == error)
+          return {};
         StoragePool next = *cur;
         auto& hs = next.hosts[e.host.name];
-        if (hs.lockspace_started != now_started)
+        if (hs.connected && !now_connected) {
+          ++sessions_lost_;
+          spdlog::warn("storage pool {}: host {}: {}", pool, e.host.name, lost);
+        }
+        const bool was_usable = hs.connected && hs.lockspace_started;
+        if (was_usable != (now_connected && now_started))
           spdlog::warn("storage pool {}: host {} is {} usable", pool, e.host.name,
-                       now_started ? "again" : "no longer");
+                       was_usable ? "no longer" : "again");
+        hs.connected = now_connected;
         hs.lockspace_started = now_started;
         hs.error = error;
         hs.checked_at = clock_.now();
@@ -183,6 +233,8 @@ void StorageMonitor::connect_new_hosts() {
   });
   const Principal monitor{"", "storage-monitor", Role::admin, ""};
   for (const auto& j : joins) {
+    // A host this connect fails for is tried again after storage_reconnect_interval.
+    for (const auto& h : j.hosts) reconnect_tried_[j.pool + "/" + h] = clock_.now();
     auto s = service_->connect_pool(monitor, j.pool, j.hosts, {});
     std::string names;
     for (const auto& h : j.hosts) names += (names.empty() ? "" : ", ") + h;
@@ -191,6 +243,47 @@ void StorageMonitor::connect_new_hosts() {
       spdlog::info("storage pool {}: connecting {} (operation {})", j.pool, names, s->operation.id);
     } else {
       spdlog::info("storage pool {}: not connecting {} now: {}", j.pool, names, s.error().brief());
+    }
+  }
+}
+
+void StorageMonitor::reconnect_unusable_hosts() {
+  if (!service_) return;
+  const auto now = clock_.now();
+  struct Retry {
+    std::string pool;
+    std::vector<std::string> hosts;
+  };
+  std::vector<Retry> retries;
+  state_.read([&](const ClusterState::Data& d) {
+    for (const auto& [pname, p] : d.pools) {
+      if (p.state != PoolState::ready || d.active_operation_for(pname)) continue;
+      Retry r{pname, {}};
+      for (const auto& [hname, _] : p.hosts) {
+        const Host* h = d.find_host(hname);
+        if (!h || h->state != HostState::up || p.usable_on(hname)) continue;
+        if (sessions_recovering_.count(pname + "/" + hname)) continue;  // open-iscsi's to do
+        auto it = reconnect_tried_.find(pname + "/" + hname);
+        if (it != reconnect_tried_.end() && now - it->second < config_.storage_reconnect_interval)
+          continue;
+        r.hosts.push_back(hname);
+      }
+      if (!r.hosts.empty()) retries.push_back(std::move(r));
+    }
+  });
+  const Principal monitor{"", "storage-monitor", Role::admin, ""};
+  for (const auto& r : retries) {
+    for (const auto& h : r.hosts) reconnect_tried_[r.pool + "/" + h] = now;
+    auto s = service_->connect_pool(monitor, r.pool, r.hosts, {});
+    std::string names;
+    for (const auto& h : r.hosts) names += (names.empty() ? "" : ", ") + h;
+    if (s) {
+      ++reconnects_;
+      spdlog::info("storage pool {}: connecting {} again (operation {})", r.pool, names,
+                   s->operation.id);
+    } else {
+      spdlog::info("storage pool {}: not connecting {} again now: {}", r.pool, names,
+                   s.error().brief());
     }
   }
 }
@@ -277,6 +370,7 @@ void StorageMonitor::deactivate_stopped_volumes() {
 void StorageMonitor::refresh() {
   refresh_hosts();
   connect_new_hosts();
+  reconnect_unusable_hosts();
   deactivate_stopped_volumes();
   auto pools = state_.read([](const ClusterState::Data& d) {
     std::vector<StoragePool> out;
@@ -457,7 +551,15 @@ std::string StorageMonitor::metrics() const {
       << "kvmfleet_volume_deactivations_total " << deactivations_.load() << "\n"
       << "# HELP kvmfleet_volume_deactivation_failures_total Such deactivations the host refused.\n"
          "# TYPE kvmfleet_volume_deactivation_failures_total counter\n"
-      << "kvmfleet_volume_deactivation_failures_total " << deactivation_failures_.load() << "\n";
+      << "kvmfleet_volume_deactivation_failures_total " << deactivation_failures_.load() << "\n"
+      << "# HELP kvmfleet_storage_sessions_lost_total Pool hosts found without a logged-in iSCSI "
+         "session to the pool's target.\n"
+         "# TYPE kvmfleet_storage_sessions_lost_total counter\n"
+      << "kvmfleet_storage_sessions_lost_total " << sessions_lost_.load() << "\n"
+      << "# HELP kvmfleet_storage_pool_reconnects_total storage_pool.connect operations the monitor "
+         "submitted for listed hosts that could not use their pool.\n"
+         "# TYPE kvmfleet_storage_pool_reconnects_total counter\n"
+      << "kvmfleet_storage_pool_reconnects_total " << reconnects_.load() << "\n";
   return out.str();
 }
 

@@ -170,11 +170,20 @@ class FakeAgentApi final : public AgentApi {
     nlohmann::json vgs = nlohmann::json::array();
     for (auto& [name, g] : vgs_of_host(h.name))
       vgs.push_back({{"name", name}, {"lockspace_started", !down && g->lockstarted.count(h.name) > 0}});
+    nlohmann::json iscsi = nlohmann::json::array();
+    for (const auto& key : sessions[h.name]) {
+      const std::string iqn = key.substr(0, key.find('|'));
+      iscsi.push_back({{"target", iqn}, {"portal", "10.77.0.1:3260"},
+                       {"state", failed_sessions[h.name].count(iqn) ? "FAILED" : "LOGGED_IN"},
+                       {"disks", nlohmann::json::array()}});
+    }
     return nlohmann::json{{"locks", {{"wdmd", !down}, {"sanlock", !down}, {"lvmlockd", !down}}},
                           {"vgs", vgs},
-                          {"iscsi_sessions", nlohmann::json::array()},
+                          {"iscsi_sessions", iscsi},
                           {"errors", nlohmann::json::array()}};
   }
+  // host → IQNs whose session the inventory reports FAILED (the target went away).
+  std::map<std::string, std::set<std::string>> failed_sessions;
   // A host lost its lockspaces (a reboot, say).
   void drop_lockspaces(const std::string& host) {
     std::lock_guard lk(mu_);

@@ -212,13 +212,72 @@ TEST_F(PoolHostsTest, HostThatCannotConnectIsRecordedAndThePoolStays) {
   EXPECT_FALSE(p.usable_on("node3"));
   EXPECT_NE(p.hosts.at("node3").error.find("no route to host"), std::string::npos);
   EXPECT_EQ(agents_.count("iscsi_logout"), 0);
-  // The monitor leaves a listed host to the API, which connects it once the path is back.
+  // The monitor tries a listed host again only after storage_reconnect_interval; that
+  // connect succeeds once the path is back.
   monitor.refresh();
   EXPECT_EQ(ops_of(op_kind::pool_connect).size(), 1u);
-  auto again = run(service_->connect_pool(admin(), "pool1", {"node3"}, {}));
-  ASSERT_EQ(again.state, OpState::succeeded) << (again.error ? again.error->message : "");
+  clock_.advance(config_.storage_reconnect_interval);
+  monitor.refresh();
+  connects = ops_of(op_kind::pool_connect);
+  ASSERT_EQ(connects.size(), 2u);
+  for (const auto& c : connects) {
+    const auto again = wait_done(c.id);
+    if (c.id != op.id) {
+      ASSERT_EQ(again.state, OpState::succeeded) << (again.error ? again.error->message : "");
+    }
+  }
   EXPECT_TRUE(pool().usable_on("node3"));
   EXPECT_TRUE(pool().hosts.at("node3").error.empty());
+  EXPECT_NE(monitor.metrics().find("kvmfleet_storage_pool_reconnects_total 1"), std::string::npos);
+  // The API connects a listed host at once, too.
+  auto by_hand = run(service_->connect_pool(admin(), "pool1", {"node3"}, {}));
+  EXPECT_EQ(by_hand.state, OpState::succeeded) << (by_hand.error ? by_hand.error->message : "");
+}
+
+// A host whose iSCSI session to the pool's target fails is no longer usable for the
+// pool (the scheduler stops placing its VMs there) until open-iscsi recovers it; no
+// reconnect runs meanwhile, since a login would only find the session there.
+TEST_F(PoolHostsTest, FailingIscsiSessionMakesTheHostUnusableUntilItRecovers) {
+  make_pool();
+  StorageMonitor monitor(*state_, agents_, config_, clock_, service_.get());
+  agents_.failed_sessions["node2"].insert("iqn.2026-01.io.kvmfleet:lun1");
+  monitor.refresh();
+  auto p = pool();
+  EXPECT_TRUE(p.usable_on("node1"));
+  EXPECT_FALSE(p.usable_on("node2"));
+  EXPECT_FALSE(p.hosts.at("node2").connected);
+  EXPECT_NE(p.hosts.at("node2").error.find("is FAILED"), std::string::npos) << p.hosts.at("node2").error;
+  EXPECT_NE(monitor.metrics().find("kvmfleet_storage_sessions_lost_total 1"), std::string::npos);
+  clock_.advance(config_.storage_reconnect_interval);
+  monitor.refresh();
+  EXPECT_TRUE(ops_of(op_kind::pool_connect).empty());
+  EXPECT_FALSE(pool().usable_on("node2"));
+  // open-iscsi recovers the session: the next pass sees it, the host is usable again.
+  agents_.failed_sessions["node2"].clear();
+  monitor.refresh();
+  EXPECT_TRUE(pool().usable_on("node2"));
+  EXPECT_TRUE(pool().hosts.at("node2").error.empty());
+}
+
+// A session that is gone (logged out by hand, a reboot without node.startup) is logged
+// in again by a reconnect, and the host is usable again.
+TEST_F(PoolHostsTest, MissingIscsiSessionIsLoggedInAgain) {
+  make_pool();
+  StorageMonitor monitor(*state_, agents_, config_, clock_, service_.get());
+  agents_.sessions["node2"].clear();
+  const int logins = agents_.count("iscsi_login");
+  monitor.refresh();
+  // (The reconnect may already have run, so the pool's error is not looked at here.)
+  EXPECT_NE(monitor.metrics().find("kvmfleet_storage_sessions_lost_total 1"), std::string::npos);
+  auto connects = ops_of(op_kind::pool_connect);
+  ASSERT_EQ(connects.size(), 1u);
+  const auto op = wait_done(connects[0].id);
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(agents_.count("iscsi_login"), logins + 1);
+  EXPECT_TRUE(pool().usable_on("node2"));
+  monitor.refresh();
+  EXPECT_TRUE(pool().usable_on("node2"));
+  EXPECT_EQ(ops_of(op_kind::pool_connect).size(), 1u);
 }
 
 TEST_F(PoolHostsTest, LockspaceThatCannotStartLeavesTheHostConnectedButNotUsable) {

@@ -51,6 +51,9 @@ struct ControllerConfig {
   // snapshot_autoextend_threshold_percent > 0 a snapshot that full is grown by
   // snapshot_autoextend_percent of its size (LVM's snapshot_autoextend, cluster-wide).
   std::chrono::milliseconds storage_refresh_interval{30'000};
+  // A host a pool lists but cannot use (a failed login, a lost iSCSI session, a
+  // lockspace that would not start) gets a storage_pool.connect this often.
+  std::chrono::milliseconds storage_reconnect_interval{300'000};
   int snapshot_warn_percent = 80;
   int snapshot_autoextend_threshold_percent = 0;
   int snapshot_autoextend_percent = 20;

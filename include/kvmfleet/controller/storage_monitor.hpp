@@ -8,8 +8,13 @@
 // It also reads each pool host's storage inventory (lock daemons, lockspaces, iSCSI
 // sessions) into the host's record: a host whose lockspace stopped (a reboot) is no
 // longer usable for the pool, and the monitor starts the lockspace again.
+// An iSCSI pool's host whose session to the pool's target is gone or not logged in is
+// no longer connected (the scheduler stops placing VMs that use the pool there); a
+// failing session is left to open-iscsi's own recovery, a missing one is logged in
+// again by a reconnect.
 // With a ClusterService, a pool made for every host gets a storage_pool.connect
-// operation for each host that is up and not yet listed (one registered later).
+// operation for each host that is up and not yet listed (one registered later), and
+// a host a pool lists but cannot use gets one every storage_reconnect_interval.
 // A volume whose VM is recorded stopped or crashed, with no operation on either, is
 // deactivated on the VM's host if it is still active there: a guest that powered
 // itself off leaves its LVs active, since no vm.stop ran.
@@ -22,6 +27,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -47,6 +53,7 @@ class StorageMonitor {
   void refresh_pool(const StoragePool& pool);
   void refresh_hosts();
   void connect_new_hosts();
+  void reconnect_unusable_hosts();
   void deactivate_stopped_volumes();
 
   ClusterState& state_;
@@ -67,6 +74,10 @@ class StorageMonitor {
   std::atomic<std::uint64_t> deactivations_{0};
   std::atomic<std::uint64_t> deactivation_failures_{0};
   std::set<std::string> deactivate_failed_;  // volume ids whose last deactivation failed
+  std::atomic<std::uint64_t> reconnects_{0};
+  std::atomic<std::uint64_t> sessions_lost_{0};
+  std::map<std::string, Clock::time_point> reconnect_tried_;  // "pool/host" → last try
+  std::set<std::string> sessions_recovering_;  // "pool/host": session there, not logged in
 };
 
 }  // namespace kvmfleet
