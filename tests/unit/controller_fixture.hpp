@@ -76,6 +76,31 @@ class ControllerTest : public ::testing::Test {
     return op.value_or(Operation{});
   }
 
+  // Records a state as if observed (a report the controller has not acted on yet).
+  void record_vm_state(const std::string& name, VmState s) {
+    ASSERT_TRUE(state_->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+      Vm v = *d.find_vm(name);
+      v.state = s;
+      b.put_vms.push_back(v);
+      return {};
+    }).ok());
+  }
+  // Records an operation as it is, without running it.
+  void record_operation(const Operation& op) {
+    ASSERT_TRUE(state_->update([&](const ClusterState::Data&, WriteBatch& b) -> Status {
+      b.put_operations.push_back(op);
+      return {};
+    }).ok());
+  }
+  void record_host_state(const std::string& name, HostState s) {
+    ASSERT_TRUE(state_->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+      Host h = *d.find_host(name);
+      h.state = s;
+      b.put_hosts.push_back(h);
+      return {};
+    }).ok());
+  }
+
   Vm vm(const std::string& name) {
     return state_->read([&](const ClusterState::Data& d) {
       const Vm* v = d.find_vm(name);

@@ -634,12 +634,7 @@ TEST_F(MigrationTest, PreChecksRefuseClearly) {
   ASSERT_FALSE(full.ok());
   EXPECT_EQ(full.error().code, ErrorCode::insufficient_capacity);
   // Neither running nor stopped: no migration of either kind.
-  ASSERT_TRUE(state_->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
-    Vm v = *d.find_vm("web1");
-    v.state = VmState::paused;
-    b.put_vms.push_back(v);
-    return {};
-  }).ok());
+  record_vm_state("web1", VmState::paused);
   auto paused = service_->migrate_vm(admin(), "web1", "node2", {}, {});
   ASSERT_FALSE(paused.ok());
   EXPECT_EQ(paused.error().code, ErrorCode::conflict);
@@ -697,12 +692,7 @@ TEST_F(MigrationTest, ColdMoveOfAVmTheSourceStillRunsIsRefused) {
 TEST_F(MigrationTest, ColdMoveNeedsTheSourceUp) {
   auto stop = service_->vm_action(admin(), "web1", op_kind::vm_destroy, nlohmann::json::object(), {});
   ASSERT_EQ(wait_done(stop->operation.id).state, OpState::succeeded);
-  ASSERT_TRUE(state_->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
-    Host h = *d.find_host("node1");
-    h.state = HostState::unreachable;
-    b.put_hosts.push_back(h);
-    return {};
-  }).ok());
+  record_host_state("node1", HostState::unreachable);
   auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.error().code, ErrorCode::conflict);

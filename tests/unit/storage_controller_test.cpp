@@ -347,12 +347,7 @@ TEST_F(StorageControllerTest, GrowThatQemuDoesNotTakeKeepsTheNewSizeAndSaysSo) {
 
 TEST_F(StorageControllerTest, GrowWaitsWhileTheVmIsBetweenStates) {
   vm1_on_disk1(true);
-  ASSERT_TRUE(state_->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
-    Vm v = *d.find_vm("vm1");
-    v.state = VmState::paused;
-    b.put_vms.push_back(v);
-    return {};
-  }).ok());
+  record_vm_state("vm1", VmState::paused);
   auto refused = service_->grow_volume(admin(), "disk1", 2 * kGiB, {});
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, ErrorCode::conflict);

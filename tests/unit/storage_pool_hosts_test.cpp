@@ -376,12 +376,7 @@ TEST_F(PoolHostsTest, StoppedVmWithAnOperationOrAnLvHeldElsewhereIsLeftAlone) {
   busy.target_id = v.id;
   busy.state = OpState::running;
   busy.created_at = clock_.now();
-  ASSERT_TRUE(state_
-                  ->update([&](const ClusterState::Data&, WriteBatch& b) -> Status {
-                    b.put_operations.push_back(busy);
-                    return {};
-                  })
-                  .ok());
+  record_operation(busy);
   const int before = agents_.count("lv_activate:inactive");
   StorageMonitor monitor(*state_, agents_, config_, clock_);
   monitor.refresh();
@@ -391,12 +386,7 @@ TEST_F(PoolHostsTest, StoppedVmWithAnOperationOrAnLvHeldElsewhereIsLeftAlone) {
   // The operation ended: the volume is let go of on node1.
   busy.state = OpState::failed;
   busy.finished_at = clock_.now();
-  ASSERT_TRUE(state_
-                  ->update([&](const ClusterState::Data&, WriteBatch& b) -> Status {
-                    b.put_operations.push_back(busy);
-                    return {};
-                  })
-                  .ok());
+  record_operation(busy);
   monitor.refresh();
   EXPECT_TRUE(holders("disk1").empty());
 
