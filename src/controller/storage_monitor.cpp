@@ -528,38 +528,39 @@ void StorageMonitor::refresh_pool(const StoragePool& pool) {
 }
 
 std::string StorageMonitor::metrics() const {
+  struct Counter {
+    const char* name;
+    const char* help;
+    const std::atomic<std::uint64_t>& value;
+  };
+  const Counter counters[] = {
+      {"kvmfleet_snapshot_fill_warnings_total", "Snapshots that crossed snapshot_warn_percent.",
+       warnings_},
+      {"kvmfleet_snapshot_autoextends_total", "Snapshots grown by the auto-extend threshold.",
+       autoextends_},
+      {"kvmfleet_snapshot_autoextend_failures_total", "Auto-extends the host refused.",
+       autoextend_failures_},
+      {"kvmfleet_storage_refresh_errors_total", "Failed reads of a pool's LVs from a host.",
+       refresh_errors_},
+      {"kvmfleet_storage_pool_connects_total",
+       "storage_pool.connect operations the monitor submitted for hosts that joined after "
+       "their pool was made.",
+       connects_},
+      {"kvmfleet_volume_deactivations_total",
+       "Volumes deactivated on the host of a VM that stopped by itself.", deactivations_},
+      {"kvmfleet_volume_deactivation_failures_total", "Such deactivations the host refused.",
+       deactivation_failures_},
+      {"kvmfleet_storage_sessions_lost_total",
+       "Pool hosts found without a logged-in iSCSI session to the pool's target.", sessions_lost_},
+      {"kvmfleet_storage_pool_reconnects_total",
+       "storage_pool.connect operations the monitor submitted for listed hosts that could not "
+       "use their pool.",
+       reconnects_},
+  };
   std::ostringstream out;
-  out << "# HELP kvmfleet_snapshot_fill_warnings_total Snapshots that crossed snapshot_warn_percent.\n"
-         "# TYPE kvmfleet_snapshot_fill_warnings_total counter\n"
-      << "kvmfleet_snapshot_fill_warnings_total " << warnings_.load() << "\n"
-      << "# HELP kvmfleet_snapshot_autoextends_total Snapshots grown by the auto-extend threshold.\n"
-         "# TYPE kvmfleet_snapshot_autoextends_total counter\n"
-      << "kvmfleet_snapshot_autoextends_total " << autoextends_.load() << "\n"
-      << "# HELP kvmfleet_snapshot_autoextend_failures_total Auto-extends the host refused.\n"
-         "# TYPE kvmfleet_snapshot_autoextend_failures_total counter\n"
-      << "kvmfleet_snapshot_autoextend_failures_total " << autoextend_failures_.load() << "\n"
-      << "# HELP kvmfleet_storage_refresh_errors_total Failed reads of a pool's LVs from a host.\n"
-         "# TYPE kvmfleet_storage_refresh_errors_total counter\n"
-      << "kvmfleet_storage_refresh_errors_total " << refresh_errors_.load() << "\n"
-      << "# HELP kvmfleet_storage_pool_connects_total storage_pool.connect operations the monitor "
-         "submitted for hosts that joined after their pool was made.\n"
-         "# TYPE kvmfleet_storage_pool_connects_total counter\n"
-      << "kvmfleet_storage_pool_connects_total " << connects_.load() << "\n"
-      << "# HELP kvmfleet_volume_deactivations_total Volumes deactivated on the host of a VM that "
-         "stopped by itself.\n"
-         "# TYPE kvmfleet_volume_deactivations_total counter\n"
-      << "kvmfleet_volume_deactivations_total " << deactivations_.load() << "\n"
-      << "# HELP kvmfleet_volume_deactivation_failures_total Such deactivations the host refused.\n"
-         "# TYPE kvmfleet_volume_deactivation_failures_total counter\n"
-      << "kvmfleet_volume_deactivation_failures_total " << deactivation_failures_.load() << "\n"
-      << "# HELP kvmfleet_storage_sessions_lost_total Pool hosts found without a logged-in iSCSI "
-         "session to the pool's target.\n"
-         "# TYPE kvmfleet_storage_sessions_lost_total counter\n"
-      << "kvmfleet_storage_sessions_lost_total " << sessions_lost_.load() << "\n"
-      << "# HELP kvmfleet_storage_pool_reconnects_total storage_pool.connect operations the monitor "
-         "submitted for listed hosts that could not use their pool.\n"
-         "# TYPE kvmfleet_storage_pool_reconnects_total counter\n"
-      << "kvmfleet_storage_pool_reconnects_total " << reconnects_.load() << "\n";
+  for (const auto& c : counters)
+    out << "# HELP " << c.name << " " << c.help << "\n# TYPE " << c.name << " counter\n"
+        << c.name << " " << c.value.load() << "\n";
   return out.str();
 }
 
