@@ -44,7 +44,8 @@ Error in_storage(Error e) {
 
 Result<StorageConfig> parse_storage_config(const nlohmann::json& j) {
   if (!j.is_object()) return invalid("storage must be a JSON object", {{"field", "storage"}});
-  if (auto st = check_known_fields(j, {"host_id", "udev", "lock_manager", "devices"}, "storage");
+  if (auto st = check_known_fields(j, {"host_id", "udev", "lock_manager", "devices", "multipath"},
+                                   "storage");
       !st)
     return in_storage(st.take_error());
   StorageConfig s;
@@ -54,6 +55,9 @@ Result<StorageConfig> parse_storage_config(const nlohmann::json& j) {
   auto udev = get_bool(j, "udev", false);
   if (!udev) return in_storage(udev.take_error());
   s.udev = *udev;
+  auto multipath = get_bool(j, "multipath", false);
+  if (!multipath) return in_storage(multipath.take_error());
+  s.multipath = *multipath;
   auto lock_manager = get_string(j, "lock_manager", false, "sanlock");
   if (!lock_manager) return in_storage(lock_manager.take_error());
   if (*lock_manager != "sanlock")

@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cassert>
+#include <filesystem>
 #include <limits>
 #include <thread>
 #include <vector>
@@ -10,6 +12,7 @@
 #include "kvmfleet/agent/migration_validation.hpp"
 #include "kvmfleet/agent/protocol.hpp"
 #include "kvmfleet/agent/spec_validation.hpp"
+#include "kvmfleet/agent/storage_devices.hpp"
 #include "kvmfleet/common/ids.hpp"
 #include "kvmfleet/common/validate.hpp"
 #include "kvmfleet/model/json.hpp"
@@ -210,11 +213,13 @@ constexpr std::int64_t kMaxLun = 16'383;
 
 // The block device of a LUN just logged in to: the kernel attaches the LUN's disk
 // after the login returns, so it is looked for until it shows up or time runs out.
+// `waited`: how long it looked.
 Result<std::string> wait_for_lun_device(StorageBackend& st, const std::string& target,
-                                        const std::string& portal, int lun) {
+                                        const std::string& portal, int lun,
+                                        std::chrono::milliseconds& waited) {
   const auto sleep =
       st.sleep ? st.sleep : [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
-  std::chrono::milliseconds waited{0};
+  waited = std::chrono::milliseconds{0};
   bool rescanned = false;
   while (true) {
     auto device = st.iscsi.lun_device(target, portal, lun);
@@ -234,6 +239,34 @@ Result<std::string> wait_for_lun_device(StorageBackend& st, const std::string& t
                       {"portal", portal},
                       {"lun", lun},
                       {"waited_ms", static_cast<std::int64_t>(waited.count())}});
+}
+
+// fc/luns: with multipath, each LUN a map holds names the map ("multipath_device").
+// The LUN's by-id link points at one of the map's paths, or, once udev gave the
+// map the WWID links, at the map itself (dm-N).
+http::Response fc_luns_reply(StorageBackend& st, const std::vector<storage::FcLun>& luns) {
+  json items = json::array();
+  for (const auto& l : luns) items.push_back(to_json_value(l));
+  json body = {{"luns", json::array()}};
+  if (st.multipath != nullptr && !luns.empty()) {
+    auto maps = st.multipath->maps();
+    if (!maps) {
+      body["multipath_unused"] = "multipathd did not answer: " + maps.error().message;
+      spdlog::warn("fc/luns: {}", body["multipath_unused"].get<std::string>());
+    } else {
+      for (std::size_t i = 0; i < luns.size(); ++i) {
+        const auto dev = std::filesystem::path(luns[i].device).filename().string();
+        for (const auto& m : *maps) {
+          if (m.has_path(dev) || m.sysfs == dev) {
+            items[i]["multipath_device"] = m.device();
+            break;
+          }
+        }
+      }
+    }
+  }
+  body["luns"] = std::move(items);
+  return ok_json(body);
 }
 
 std::vector<std::string_view> split_path(std::string_view rest) {
@@ -356,8 +389,8 @@ http::Response AgentService::mutate(const http::Request& req, std::string_view p
                  : action == "undefine" ? check_known_fields(body, {"op_id", "remove_volumes"})
                  : action == "block-resize"
                      ? check_known_fields(body, {"op_id", "device", "size_bytes"})
-                 : action == "migrate"  ? Status{}
-                                        : check_known_fields(body, {"op_id"});
+                 : action == "migrate" ? Status{}
+                                       : check_known_fields(body, {"op_id"});
   if (!known) return http::error_response(known.error());
   auto op_id = get_op_id(body);
   if (!op_id) return http::error_response(op_id.error());
@@ -493,7 +526,7 @@ http::Response AgentService::get_storage(const StorageCall& call) {
     if (!luns) return http::error_response(luns.error());
     // A link that resolves to nothing names no usable device.
     std::erase_if(*luns, [](const storage::FcLun& l) { return l.device.empty(); });
-    return reply_list(luns, "luns");
+    return fc_luns_reply(st, *luns);
   }
   if (call.action == "vg/get") return reply_view(st.lvm.get_vg(call.vg));
   if (call.action == "lv/list") return reply_list(st.lvm.list_lvs(call.vg), "lvs");
@@ -544,11 +577,18 @@ http::Response AgentService::mutate_storage(const http::Request& req, std::strin
       act = [&st, target = *target, portal = *portal, chap = std::move(*chap),
              lun = static_cast<int>(*lun)] {
         if (auto s = st.iscsi.login(target, portal, chap); !s) return reply(s);
-        auto device = wait_for_lun_device(st, target, portal, lun);
+        std::chrono::milliseconds waited{0};
+        auto device = wait_for_lun_device(st, target, portal, lun, waited);
         if (!device) return http::error_response(device.error());
+        // Its multipath map, when one holds it; multipathd's time to build one comes
+        // out of the same budget.
+        const auto use = lun_device_to_use(
+            st, *device,
+            std::min(st.multipath_wait,
+                     std::max(st.lun_wait - waited, std::chrono::milliseconds{0})));
         // A LUN this host logged in to is a cluster device: LVM may see it from now on.
-        if (auto added = st.lvm.add_device(*device); !added) return reply(added);
-        return ok_json({{"device", *device}});
+        if (auto added = st.lvm.add_device(use.device); !added) return reply(added);
+        return ok_json(use.to_json());
       };
     } else {
       act = [&st, target = *target, portal = *portal] {

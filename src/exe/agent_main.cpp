@@ -20,6 +20,7 @@
 #include "kvmfleet/agent/heartbeat.hpp"
 #include "kvmfleet/agent/libvirt_hypervisor.hpp"
 #include "kvmfleet/agent/storage_backend.hpp"
+#include "kvmfleet/agent/storage_devices.hpp"
 #include "kvmfleet/common/process.hpp"
 #include "kvmfleet/http/client.hpp"
 #include "kvmfleet/http/server.hpp"
@@ -84,6 +85,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<storage::OpenIscsiInitiator> iscsi;
   std::unique_ptr<storage::Lvm2Cli> lvm;
   std::unique_ptr<storage::LockDaemons> locks;
+  std::unique_ptr<storage::Multipath> multipath;
   std::unique_ptr<agent::AgentService> service_holder;
   if (config->storage) {
     storage::LvmOptions lvm_options;
@@ -93,20 +95,17 @@ int main(int argc, char** argv) {
     iscsi = std::make_unique<storage::OpenIscsiInitiator>(runner);
     lvm = std::make_unique<storage::Lvm2Cli>(runner, std::move(lvm_options));
     locks = std::make_unique<storage::LockDaemons>(runner);
-    service_holder = std::make_unique<agent::AgentService>(
-        hypervisor, agent::StorageBackend{*iscsi, *lvm, locks.get(), nullptr}, config->token);
+    if (config->storage->multipath) multipath = std::make_unique<storage::Multipath>(runner);
+    agent::StorageBackend backend{*iscsi, *lvm, locks.get(), multipath.get()};
+    service_holder = std::make_unique<agent::AgentService>(hypervisor, backend, config->token);
     // LUNs of the sessions this host has now (logged in before a restart, or by
     // open-iscsi at boot) are cluster devices too, like those a login adds later.
-    if (auto sessions = iscsi->sessions(); sessions) {
-      for (const auto& session : *sessions)
-        for (const auto& l : session.luns)
-          if (!l.disk.empty()) (void)lvm->add_device(l.disk);
-    } else {
-      spdlog::warn("cannot list iSCSI sessions: {}", sessions.error().message);
-    }
-    spdlog::info("shared storage: host_id {}, {} LVM device(s), lock manager {}",
-                 config->storage->host_id, config->storage->devices.size(),
-                 config->storage->lock_manager);
+    const auto added = agent::add_session_luns(backend);
+    spdlog::info(
+        "shared storage: host_id {}, {} LVM device(s) configured, {} from iSCSI "
+        "sessions, lock manager {}, multipath {}",
+        config->storage->host_id, config->storage->devices.size(), added.size(),
+        config->storage->lock_manager, config->storage->multipath ? "on" : "off");
   } else {
     service_holder = std::make_unique<agent::AgentService>(hypervisor, config->token);
   }

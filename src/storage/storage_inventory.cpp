@@ -24,15 +24,23 @@ nlohmann::json StorageInventory::to_json() const {
   nlohmann::json maps = nlohmann::json::array();
   for (const auto& m : multipath) {
     nlohmann::json failed = nlohmann::json::array();
+    nlohmann::json states = nlohmann::json::array();
     for (const auto& p : m.paths) {
       if (!p.healthy()) failed.push_back(p.dev);
+      states.push_back({{"dev", p.dev},
+                        {"healthy", p.healthy()},
+                        {"dm_state", p.dm_state},
+                        {"dev_state", p.dev_state},
+                        {"checker_state", p.checker_state}});
     }
     maps.push_back({{"name", m.name},
                     {"device", m.device()},
                     {"paths", m.paths.size()},
                     {"healthy_paths", m.healthy_paths()},
+                    {"degraded", m.degraded()},
                     {"path_faults", m.path_faults},
-                    {"failed_paths", failed}});
+                    {"failed_paths", failed},
+                    {"path_states", states}});
   }
   return {{"locks", locks.to_json()},
           {"iscsi_sessions", sess},

@@ -95,10 +95,12 @@ TEST(AgentConfig, StorageIsOptionalWithDefaults) {
   EXPECT_FALSE(c->storage->udev);
   EXPECT_EQ(c->storage->lock_manager, "sanlock");
   EXPECT_TRUE(c->storage->devices.empty());
+  EXPECT_FALSE(c->storage->multipath);
 
   j["storage"] = {{"host_id", 2000},
                   {"udev", true},
                   {"lock_manager", "sanlock"},
+                  {"multipath", true},
                   {"devices",
                    {"/dev/disk/by-path/ip-10.77.0.1:3260-iscsi-iqn.2026-01.com.example:san-lun-1",
                     "/dev/mapper/3600140512345678"}}};
@@ -106,6 +108,7 @@ TEST(AgentConfig, StorageIsOptionalWithDefaults) {
   ASSERT_TRUE(c.ok()) << c.error().message;
   EXPECT_EQ(c->storage->host_id, 2000);
   EXPECT_TRUE(c->storage->udev);
+  EXPECT_TRUE(c->storage->multipath);
   ASSERT_EQ(c->storage->devices.size(), 2u);
   EXPECT_EQ(c->storage->devices[1], "/dev/mapper/3600140512345678");
 
@@ -128,6 +131,10 @@ TEST(AgentConfig, StorageIsStrict) {
       {{{"host_id", "1"}}, "storage.host_id"},
       {{{"host_id", 1.5}}, "storage.host_id"},
       {{{"host_id", 1}, {"udev", "yes"}}, "storage.udev"},
+      {{{"host_id", 1}, {"multipath", "yes"}}, "storage.multipath"},
+      {{{"host_id", 1}, {"multipath", 1}}, "storage.multipath"},
+      {{{"host_id", 1}, {"multipath", {{"enabled", true}}}}, "storage.multipath"},
+      {{{"host_id", 1}, {"multipathd", true}}, "storage.multipathd"},
       {{{"host_id", 1}, {"lock_manager", "dlm"}}, "storage.lock_manager"},
       {{{"host_id", 1}, {"lock_manager", 1}}, "storage.lock_manager"},
       {{{"host_id", 1}, {"hostid", 1}}, "storage.hostid"},

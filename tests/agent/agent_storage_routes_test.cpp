@@ -9,6 +9,8 @@
 #include "doubles/fake_shared_storage.hpp"
 #include "fake_hypervisor.hpp"
 #include "kvmfleet/agent/agent_service.hpp"
+#include "kvmfleet/agent/storage_devices.hpp"
+#include "lab/fake_process_runner.hpp"
 
 namespace kvmfleet::agent {
 namespace {
@@ -152,8 +154,9 @@ TEST_F(AgentStorageRoutesTest, IscsiDiscoverLoginSessionsLogout) {
   EXPECT_EQ(body_of(res), json({{"device", "/dev/disk/by-path/ip-10.77.0.1:3260-iscsi-" +
                                                std::string(kIqn) + "-lun-1"}}));
   // The LUN is a cluster device from now on: LVM's filter lets it through.
-  EXPECT_EQ(lvm_.added_devices, std::vector<std::string>{"/dev/disk/by-path/ip-10.77.0.1:3260-iscsi-" +
-                                                         std::string(kIqn) + "-lun-1"});
+  EXPECT_EQ(lvm_.added_devices,
+            std::vector<std::string>{"/dev/disk/by-path/ip-10.77.0.1:3260-iscsi-" +
+                                     std::string(kIqn) + "-lun-1"});
 
   res = get("/agent/v1/storage/iscsi/sessions");
   ASSERT_EQ(res.result(), http::HttpStatus::ok);
@@ -701,6 +704,303 @@ TEST_F(AgentStorageRoutesTest, InventoryReportsSessionsAndVgs) {
   res = get("/agent/v1/storage");
   ASSERT_EQ(res.result(), http::HttpStatus::ok);
   EXPECT_EQ(body_of(res)["errors"].size(), 1u);
+}
+
+// --- multipath (storage.multipath) ------------------------------------------------
+
+constexpr const char* kWwid = "360000000000000000e00000000010001";
+
+// `multipathd show maps json` with one map over `paths` ({dev, checker state}), as
+// multipath-tools 0.9.4 prints it (tests/storage/data/multipathd_show_maps_json.out).
+std::string maps_json(const std::vector<std::pair<std::string, std::string>>& paths,
+                      const std::string& name = kWwid, const std::string& sysfs = "dm-0") {
+  json groups = json::array();
+  for (const auto& [dev, chk] : paths) {
+    const bool ok = chk == "ready";
+    groups.push_back({{"selector", "service-time 0"},
+                      {"dm_st", "enabled"},
+                      {"paths",
+                       {{{"dev", dev},
+                         {"dm_st", ok ? "active" : "failed"},
+                         {"dev_st", ok ? "running" : "offline"},
+                         {"chk_st", chk},
+                         {"target_wwnn", kIqn}}}}});
+  }
+  json maps = json::array();
+  if (!paths.empty())
+    maps.push_back({{"name", name},
+                    {"uuid", name},
+                    {"sysfs", sysfs},
+                    {"dm_st", "active"},
+                    {"path_faults", 0},
+                    {"path_groups", groups}});
+  return json({{"major_version", 0}, {"minor_version", 1}, {"maps", maps}}).dump(3);
+}
+
+const std::vector<std::string> kShowMaps = {"multipathd", "show", "maps", "json"};
+
+class MultipathTest : public AgentStorageRoutesTest {
+ protected:
+  MultipathTest() {
+    iscsi_.add_target("10.77.0.2:3260", kIqn);
+    EXPECT_TRUE(iscsi_.discover("10.77.0.1").ok());
+    EXPECT_TRUE(iscsi_.discover("10.77.0.2").ok());
+    // Nothing scripted: multipathd answers, with no map.
+    runner_.set_default([](const std::vector<std::string>&) -> Result<ProcessOutput> {
+      return FakeProcessRunner::exited(0, maps_json({}));
+    });
+    backend_.multipath = &multipath_;
+    // udev's by-path links of the fake's sessions: sid N is /dev/sd('a' + N - 1).
+    backend_.resolve_device = [this](const std::string& path) -> Result<std::string> {
+      resolved_.push_back(path);
+      if (path == by_path("10.77.0.1:3260")) return std::string("/dev/sda");
+      if (path == by_path("10.77.0.2:3260")) return std::string("/dev/sdb");
+      if (path == "/dev/sda" || path == "/dev/sdb") return path;  // disks, no links
+      return not_found(path + " does not exist");
+    };
+    backend_.sleep = [this](std::chrono::milliseconds d) { slept_.push_back(d); };
+    mp_ = std::make_unique<AgentService>(hv_, backend_, kToken);
+  }
+  static std::string by_path(const std::string& portal) {
+    return "/dev/disk/by-path/ip-" + portal + "-iscsi-" + std::string(kIqn) + "-lun-1";
+  }
+  http::Response login(const std::string& portal) {
+    json body = {{"op_id", "op-mp" + std::to_string(++ops_)}, {"target", kIqn}, {"portal", portal}};
+    return mp_->serve(make(http::Verb::post, "/agent/v1/storage/iscsi/login", body.dump()));
+  }
+  std::chrono::milliseconds total_slept() const {
+    std::chrono::milliseconds t{0};
+    for (auto d : slept_) t += d;
+    return t;
+  }
+  std::size_t multipathd_calls() const {
+    return static_cast<std::size_t>(
+        std::count(runner_.calls().begin(), runner_.calls().end(), kShowMaps));
+  }
+
+  FakeProcessRunner runner_;
+  storage::Multipath multipath_{runner_};
+  StorageBackend backend_{iscsi_, lvm_};
+  std::vector<std::string> resolved_;
+  std::vector<std::chrono::milliseconds> slept_;
+  std::unique_ptr<AgentService> mp_;  // with multipath
+};
+
+TEST_F(MultipathTest, LoginAnswersTheMapAndTheMapJoinsLvmsFilter) {
+  runner_.expect(kShowMaps,
+                 FakeProcessRunner::exited(0, maps_json({{"sda", "ready"}, {"sdb", "ready"}})));
+  auto res = login("10.77.0.1");
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  EXPECT_EQ(body_of(res), json({{"device", "/dev/mapper/" + std::string(kWwid)},
+                                {"path_device", by_path("10.77.0.1:3260")},
+                                {"multipath_map", kWwid}}));
+  // The by-path link was resolved to its disk to find it among the maps' paths.
+  EXPECT_EQ(resolved_, std::vector<std::string>{by_path("10.77.0.1:3260")});
+  // The map, not the single path, is what LVM may see.
+  EXPECT_EQ(lvm_.added_devices, std::vector<std::string>{"/dev/mapper/" + std::string(kWwid)});
+  EXPECT_TRUE(slept_.empty());
+
+  // The second portal's path is in the same map: the same device.
+  runner_.expect(kShowMaps,
+                 FakeProcessRunner::exited(0, maps_json({{"sda", "ready"}, {"sdb", "ready"}})));
+  res = login("10.77.0.2");
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  EXPECT_EQ(body_of(res)["device"], "/dev/mapper/" + std::string(kWwid));
+  EXPECT_EQ(body_of(res)["path_device"], by_path("10.77.0.2:3260"));
+}
+
+TEST_F(MultipathTest, LoginWaitsForMultipathdToBuildTheMap) {
+  // The path is there, the map comes on the third look.
+  runner_.expect(kShowMaps, FakeProcessRunner::exited(0, maps_json({})));
+  runner_.expect(kShowMaps, FakeProcessRunner::exited(0, maps_json({})));
+  runner_.expect(kShowMaps, FakeProcessRunner::exited(0, maps_json({{"sda", "ready"}})));
+  auto res = login("10.77.0.1");
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  EXPECT_EQ(body_of(res)["device"], "/dev/mapper/" + std::string(kWwid));
+  EXPECT_EQ(slept_, std::vector<std::chrono::milliseconds>(2, std::chrono::milliseconds{250}));
+  EXPECT_EQ(multipathd_calls(), 3u);
+}
+
+TEST_F(MultipathTest, NoMapHoldsTheLunTheLoginAnswersThePath) {
+  // A single path with find_multipaths: multipathd makes no map for it.
+  auto res = login("10.77.0.1");
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  EXPECT_EQ(body_of(res), json({{"device", by_path("10.77.0.1:3260")}}));
+  EXPECT_EQ(lvm_.added_devices, std::vector<std::string>{by_path("10.77.0.1:3260")});
+  // It looked for a map for multipath_wait (3 s), every lun_poll.
+  EXPECT_EQ(total_slept(), std::chrono::milliseconds{3'000});
+  EXPECT_EQ(multipathd_calls(), 13u);
+}
+
+TEST_F(MultipathTest, TheWaitForAMapComesOutOfTheLoginsBudget) {
+  // The LUN's device took 19.5 s of the 20 s to show: 0.5 s are left for the map.
+  LateLunInitiator late(iscsi_);
+  late.late_looks = 78;
+  StorageBackend backend{late, lvm_, nullptr, &multipath_};
+  backend.resolve_device = backend_.resolve_device;
+  backend.sleep = backend_.sleep;
+  AgentService service(hv_, backend, kToken);
+  json body = {{"op_id", "op-late"}, {"target", kIqn}, {"portal", "10.77.0.1"}};
+  auto res = service.serve(make(http::Verb::post, "/agent/v1/storage/iscsi/login", body.dump()));
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  EXPECT_EQ(body_of(res), json({{"device", by_path("10.77.0.1:3260")}}));
+  EXPECT_EQ(late.looked_for.size(), 79u);
+  EXPECT_EQ(total_slept(), std::chrono::milliseconds{20'000});
+  EXPECT_EQ(multipathd_calls(), 3u);  // at 19.5 s, 19.75 s and 20 s
+}
+
+TEST_F(MultipathTest, MultipathdNotAnsweringTheLoginAnswersThePathAndWhy) {
+  runner_.expect(kShowMaps, FakeProcessRunner::exited(1, "", "error -104 receiving packet\n"));
+  auto res = login("10.77.0.1");
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  auto body = body_of(res);
+  EXPECT_EQ(body["device"], by_path("10.77.0.1:3260"));
+  EXPECT_FALSE(body.contains("multipath_map"));
+  ASSERT_TRUE(body["multipath_unused"].is_string()) << body.dump();
+  EXPECT_NE(body["multipath_unused"].get<std::string>().find("is multipathd running?"),
+            std::string::npos)
+      << body.dump();
+  EXPECT_EQ(lvm_.added_devices, std::vector<std::string>{by_path("10.77.0.1:3260")});
+  // No waiting on a daemon that is not there.
+  EXPECT_TRUE(slept_.empty());
+  EXPECT_EQ(multipathd_calls(), 1u);
+}
+
+TEST_F(MultipathTest, ALinkThatResolvesToNothingIsUsedAsItIsAndSaysWhy) {
+  backend_.resolve_device = [](const std::string& path) -> Result<std::string> {
+    return not_found("cannot resolve " + path + ": No such file or directory");
+  };
+  AgentService service(hv_, backend_, kToken);
+  json body = {{"op_id", "op-unresolved"}, {"target", kIqn}, {"portal", "10.77.0.1"}};
+  auto res = service.serve(make(http::Verb::post, "/agent/v1/storage/iscsi/login", body.dump()));
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  EXPECT_EQ(body_of(res)["device"], by_path("10.77.0.1:3260"));
+  EXPECT_NE(body_of(res)["multipath_unused"].get<std::string>().find("cannot resolve"),
+            std::string::npos);
+  EXPECT_EQ(multipathd_calls(), 0u);
+}
+
+TEST_F(MultipathTest, InventoryReportsMapsPathsAndDegradedMaps) {
+  runner_.expect(kShowMaps,
+                 FakeProcessRunner::exited(0, maps_json({{"sda", "ready"}, {"sdb", "faulty"}})));
+  auto res = mp_->serve(make(http::Verb::get, "/agent/v1/storage"));
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  auto inv = body_of(res);
+  ASSERT_EQ(inv["multipath"].size(), 1u) << inv.dump();
+  const auto& m = inv["multipath"][0];
+  EXPECT_EQ(m["name"], kWwid);
+  EXPECT_EQ(m["device"], "/dev/mapper/" + std::string(kWwid));
+  EXPECT_EQ(m["paths"], 2);
+  EXPECT_EQ(m["healthy_paths"], 1);
+  EXPECT_EQ(m["degraded"], true);
+  EXPECT_EQ(m["failed_paths"], json::array({"sdb"}));
+  ASSERT_EQ(m["path_states"].size(), 2u);
+  EXPECT_EQ(m["path_states"][1], json({{"dev", "sdb"},
+                                       {"healthy", false},
+                                       {"dm_state", "failed"},
+                                       {"dev_state", "offline"},
+                                       {"checker_state", "faulty"}}));
+  EXPECT_TRUE(inv["errors"].empty());
+
+  // multipathd down: a line in errors, the rest still reported.
+  runner_.expect(kShowMaps, FakeProcessRunner::exited(1, "", ""));
+  inv = body_of(mp_->serve(make(http::Verb::get, "/agent/v1/storage")));
+  EXPECT_TRUE(inv["multipath"].empty());
+  ASSERT_EQ(inv["errors"].size(), 1u);
+  EXPECT_NE(inv["errors"][0].get<std::string>().find("multipath"), std::string::npos);
+}
+
+TEST_F(MultipathTest, SessionLunsAtStartJoinThroughTheirMap) {
+  // Two sessions to one LUN (two portals): sda and sdb, one map.
+  ASSERT_TRUE(iscsi_.login(kIqn, "10.77.0.1", std::nullopt).ok());
+  ASSERT_TRUE(iscsi_.login(kIqn, "10.77.0.2", std::nullopt).ok());
+  const std::string map = maps_json({{"sda", "ready"}, {"sdb", "ready"}});
+  runner_.expect(kShowMaps, FakeProcessRunner::exited(0, map));
+  runner_.expect(kShowMaps, FakeProcessRunner::exited(0, map));
+  auto added = add_session_luns(backend_);
+  EXPECT_EQ(added, std::vector<std::string>{"/dev/mapper/" + std::string(kWwid)});
+  EXPECT_EQ(lvm_.added_devices, added);
+  EXPECT_TRUE(slept_.empty()) << "no wait at start: the maps are there or not";
+
+  // multipathd down: the paths, as without multipath.
+  doubles::FakeVolumeManager lvm2{san_, 3};
+  FakeProcessRunner dead;
+  dead.set_default([](const std::vector<std::string>&) -> Result<ProcessOutput> {
+    return FakeProcessRunner::exited(1, "", "");
+  });
+  storage::Multipath mp_down(dead);
+  StorageBackend b2{iscsi_, lvm2, nullptr, &mp_down};
+  b2.resolve_device = backend_.resolve_device;
+  EXPECT_EQ(add_session_luns(b2), (std::vector<std::string>{"/dev/sda", "/dev/sdb"}));
+
+  // Without multipath: the paths.
+  doubles::FakeVolumeManager lvm3{san_, 4};
+  StorageBackend plain{iscsi_, lvm3};
+  EXPECT_EQ(add_session_luns(plain), (std::vector<std::string>{"/dev/sda", "/dev/sdb"}));
+}
+
+// With multipath, a LUN a map holds names the map: by one of its paths (sdc) or, once
+// udev pointed the WWID links at the map, by the map itself (dm-1).
+class FcLunsMultipathTest : public FcLunsTest {
+ protected:
+  FcLunsMultipathTest() {
+    std::ofstream(root_ / "dm-1") << "";
+    link("../dm-1", "scsi-3600140500000000000000000000000d1");
+    backend_.fc_by_id_dir = root_ / "by-id";
+    backend_.multipath = &multipath_;
+    service_mp_ = std::make_unique<AgentService>(hv_, backend_, kToken);
+  }
+  FakeProcessRunner runner_;
+  storage::Multipath multipath_{runner_};
+  StorageBackend backend_{iscsi_, lvm_};
+  std::unique_ptr<AgentService> service_mp_;
+};
+
+TEST_F(FcLunsMultipathTest, EachLunNamesItsMap) {
+  json maps = json::parse(maps_json({{"sdc", "ready"}, {"sde", "ready"}}));
+  maps["maps"].push_back(json::parse(maps_json({{"sdf", "ready"}}, "mpathb", "dm-1"))["maps"][0]);
+  runner_.expect(kShowMaps, FakeProcessRunner::exited(0, maps.dump()));
+  auto res = service_mp_->serve(make(http::Verb::get, "/agent/v1/storage/fc/luns"));
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  const json want = {{"luns",
+                      {{{"wwid", "0x5000c500a1b2c3d4"}, {"device", (root_ / "sdd").string()}},
+                       {{"wwid", "3600140500000000000000000000000d1"},
+                        {"device", (root_ / "dm-1").string()},
+                        {"multipath_device", "/dev/mapper/mpathb"}},
+                       {{"wwid", "3600140512345678900000000000000c1"},
+                        {"device", (root_ / "sdc").string()},
+                        {"multipath_device", "/dev/mapper/" + std::string(kWwid)}}}}};
+  EXPECT_EQ(body_of(res), want);
+
+  // multipathd down: the LUNs as they are, and why no map is named.
+  runner_.expect(kShowMaps, FakeProcessRunner::exited(1, "", ""));
+  res = service_mp_->serve(make(http::Verb::get, "/agent/v1/storage/fc/luns"));
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  auto body = body_of(res);
+  EXPECT_EQ(body["luns"].size(), 3u);
+  for (const auto& l : body["luns"]) EXPECT_FALSE(l.contains("multipath_device")) << l.dump();
+  EXPECT_NE(body.value("multipath_unused", "").find("multipathd"), std::string::npos)
+      << body.dump();
+}
+
+TEST(ResolveDeviceLink, ResolvesLinksAndKeepsDevices) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("kvmfleet-resolve-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir / "by-path");
+  std::ofstream(dir / "sdc") << "";
+  std::filesystem::create_symlink("../sdc", dir / "by-path" / "ip-lun-1");
+  std::filesystem::create_symlink("../sdz", dir / "by-path" / "ip-lun-2");
+  auto r = resolve_device_link((dir / "by-path" / "ip-lun-1").string());
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(*r, (dir / "sdc").string());
+  r = resolve_device_link((dir / "sdc").string());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, (dir / "sdc").string());
+  EXPECT_EQ(resolve_device_link((dir / "by-path" / "ip-lun-2").string()).error().code,
+            ErrorCode::not_found);
+  EXPECT_EQ(resolve_device_link((dir / "nothing").string()).error().code, ErrorCode::not_found);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -14,8 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "fake_hypervisor.hpp"
 #include "kernel_lab.hpp"
 #include "kernel_lab_test_support.hpp"
+#include "kvmfleet/agent/agent_service.hpp"
+#include "kvmfleet/agent/storage_devices.hpp"
 #include "kvmfleet/storage/iscsi_initiator.hpp"
 #include "kvmfleet/storage/lock_daemons.hpp"
 #include "kvmfleet/storage/multipath.hpp"
@@ -523,8 +526,11 @@ TEST_F(KernelLabStorage, G_SnapshotKeepsAndMergeRestores) {
 
 // Multipath on node2: udevd and multipathd run there (from here on only), a LUN is
 // reached over two iSCSI sessions (two initiator ifaces, as two NICs would), and
-// Multipath finds the dm-multipath map over both paths, reports a path taken
-// offline as faulty while the map still reads, and sees it come back.
+// Multipath finds the dm-multipath map over both paths. The agent's storage code
+// with storage.multipath picks the map: its login route answers it and adds it, not
+// a path, to LVM's filter (LVM then finds a PV made on the map there), and at start
+// the sessions' LUNs join through it. Multipath then reports a path taken offline
+// as faulty while the map still reads, and sees it come back.
 TEST_F(KernelLabStorage, H_MultipathPathHealth) {
   ASSERT_FALSE(disk_[2].empty()) << "needs A_IscsiDiscoveryAndLogin";
   const int g = 2;
@@ -588,6 +594,66 @@ TEST_F(KernelLabStorage, H_MultipathPathHealth) {
   ProcessOutput out;
   ASSERT_TRUE(runs_ok(lab(), g, {"blockdev", "--getsize64", map->device()}, &out));
   EXPECT_EQ(out.out, std::to_string(64 * kMiB) + "\n");
+
+  // The agent's login route over the real backends in node2, as kvmfleet-agent
+  // builds them with storage.multipath (the hypervisor is not used by storage routes).
+  const auto t_agent = steady::now();
+  storage::LvmOptions lo;
+  lo.host_id = lab().guest(g).host_id;
+  lo.use_lvmlockd = false;
+  lo.udev = false;
+  storage::Lvm2Cli agent_lvm(lab().runner(g), lo);
+  agent::StorageBackend backend{iscsi, agent_lvm, nullptr, &multipath};
+  // The guest's /dev is not this machine's: the link is read in the guest.
+  backend.resolve_device = [&](const std::string& path) -> Result<std::string> {
+    ProcessRunner& runner = lab().runner(g);
+    auto r = runner.run({"readlink", "-e", path});
+    if (!r.ok()) return r.take_error();
+    if (r->exit_code != 0) return not_found("readlink -e " + path + " found nothing");
+    std::string disk = r->out;
+    while (!disk.empty() && disk.back() == '\n') disk.pop_back();
+    return disk;
+  };
+  agent::testing::FakeHypervisor hv;
+  agent::AgentService service(hv, backend, "kvf_lab-agent-token");
+  http::Request req{http::Verb::post, "/agent/v1/storage/iscsi/login", 11};
+  req.set(http::bhttp::field::authorization, "Bearer kvf_lab-agent-token");
+  req.set(http::bhttp::field::content_type, "application/json");
+  req.body() =
+      nlohmann::json(
+          {{"op_id", "lab-mp-login"}, {"target", lun->iqn}, {"portal", lun->portal}, {"lun", 1}})
+          .dump();
+  req.prepare_payload();
+  auto res = service.serve(req);
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  const auto answer = nlohmann::json::parse(res.body());
+  std::printf("[   INFO   ] node2: agent login answers %s\n", answer.dump().c_str());
+  EXPECT_EQ(answer.value("device", ""), map->device());
+  EXPECT_EQ(answer.value("multipath_map", ""), map->name);
+  EXPECT_FALSE(answer.contains("multipath_unused"));
+  auto filter = agent_lvm.config_string();
+  ASSERT_TRUE(filter.ok()) << filter.error().brief();
+  EXPECT_NE(filter->find(map->device()), std::string::npos) << *filter;
+  for (const auto& p : paths) EXPECT_EQ(filter->find(p + "\""), std::string::npos) << *filter;
+  // LVM through that filter: a PV made on the map is found there, by the map's name.
+  ASSERT_TRUE(runs_ok(lab(), g, {"lvm", "pvcreate", "--config", *filter, map->device()}));
+  auto pvs = agent_lvm.list_pvs();
+  EXPECT_TRUE(runs_ok(lab(), g, {"lvm", "pvremove", "--config", *filter, map->device()}));
+  ASSERT_TRUE(pvs.ok()) << pvs.error().brief();
+  ASSERT_EQ(pvs->size(), 1u);
+  EXPECT_EQ(pvs->front().name, map->device());
+  // At start: the map once for both sessions, the shared LUN's single path as it is.
+  storage::Lvm2Cli start_lvm(lab().runner(g), lo);
+  agent::StorageBackend at_start{iscsi, start_lvm, nullptr, &multipath};
+  at_start.resolve_device = backend.resolve_device;
+  auto added = agent::add_session_luns(at_start);
+  std::string listed;
+  for (const auto& d : added) listed += d + " ";
+  std::printf("[   INFO   ] node2: agent start adds %s\n", listed.c_str());
+  EXPECT_EQ(std::count(added.begin(), added.end(), map->device()), 1) << listed;
+  EXPECT_EQ(std::count(added.begin(), added.end(), disk_[g]), 1) << listed;
+  for (const auto& p : paths) EXPECT_EQ(std::count(added.begin(), added.end(), p), 0) << listed;
+  report_time("multipath_agent_picks_map_ms", steady::now() - t_agent);
 
   // One path goes away (as a cable pull would look to the SCSI layer).
   const std::string failed = paths[0].substr(5);

@@ -41,6 +41,12 @@ TEST(StorageInventory, CollectsEveryPart) {
   ASSERT_EQ(j["multipath"].size(), 1u);
   EXPECT_EQ(j["multipath"][0]["healthy_paths"], 1);
   EXPECT_EQ(j["multipath"][0]["failed_paths"], nlohmann::json::array({"sdb"}));
+  EXPECT_EQ(j["multipath"][0]["degraded"], true);
+  ASSERT_EQ(j["multipath"][0]["path_states"].size(), 2u);
+  for (const auto& p : j["multipath"][0]["path_states"]) {
+    EXPECT_EQ(p["healthy"], p["dev"] != "sdb") << p.dump();
+    if (p["dev"] == "sdb") EXPECT_NE(p["checker_state"], "ready") << p.dump();
+  }
 }
 
 TEST(StorageInventory, OnePartFailingLeavesTheOthers) {

@@ -7,7 +7,7 @@
 //    "image_pool_path": "/var/lib/kvmfleet/images", "heartbeat_interval_ms": 5000,
 //    "tls_cert_file": "...", "tls_key_file": "...", "controller_ca_file": "...",
 //    "worker_threads": 4, "migration_address": "10.0.0.11",
-//    "storage": {"host_id": 11, "udev": true, "lock_manager": "sanlock",
+//    "storage": {"host_id": 11, "udev": true, "lock_manager": "sanlock", "multipath": true,
 //                "devices":
 //                ["/dev/disk/by-path/ip-10.0.0.5:3260-iscsi-iqn.2026-01.com.example:san-lun-1"]}}
 
@@ -32,6 +32,9 @@ struct StorageConfig {
   // LVM call is refused (iSCSI calls still work, so the LUNs can be logged in to
   // and their by-path names learnt first).
   std::vector<std::string> devices;
+  // true: multipathd (multipath-tools) runs here. A LUN held by a dm-multipath map is
+  // used through the map, and the inventory reports the maps and their paths' health.
+  bool multipath = false;
 };
 
 struct AgentConfig {

@@ -57,19 +57,27 @@
 //   configuration has no "storage" object. Names and sizes are checked by the storage
 //   library (bad ones: 400 invalid_argument); {vg} and {lv} are LVM names.
 //   GET  /agent/v1/storage                     → StorageInventory JSON (locks, iscsi_sessions,
-//        vgs, multipath, errors)
+//        vgs, multipath, errors); with storage.multipath each map has its paths'
+//        health ("healthy_paths", "degraded", "failed_paths", "path_states")
 //   POST /agent/v1/storage/iscsi/discover      {"op_id", "portal"} → {"targets": [{"iqn", "portal", "tpgt"}]}
 //   POST /agent/v1/storage/iscsi/login         {"op_id", "target", "portal",
 //        "chap": {"username", "password"}?, "lun": 0..16383? (default 1)}
 //        → {"device": "/dev/disk/by-path/…" or "/dev/sdX"} (logged in already: no-op
 //        login). The kernel scans the LUNs after login: the agent polls for the LUN's
 //        device up to 20 s (one session rescan after 2 s), then 503 unavailable
-//        "LUN N of TARGET has no block device yet".
+//        "LUN N of TARGET has no block device yet". With storage.multipath, when a
+//        dm-multipath map holds the LUN's disk (looked for up to 3 s more, within
+//        the 20 s): {"device": "/dev/mapper/NAME", "path_device": the single path,
+//        "multipath_map": "NAME"}; no map: {"device": the path}; multipathd not
+//        answering (or a link that resolves to nothing): {"device": the path,
+//        "multipath_unused": "why"}. "device" is what joins LVM's device filter.
 //   POST /agent/v1/storage/iscsi/logout        {"op_id", "target", "portal"} → {} (no session: no-op)
 //   GET  /agent/v1/storage/iscsi/sessions      → {"sessions": [IscsiSession]}
-//   GET  /agent/v1/storage/fc/luns             → {"luns": [{"wwid", "device"}]}
+//   GET  /agent/v1/storage/fc/luns             → {"luns": [{"wwid", "device", "multipath_device"?}]}
 //        Fibre Channel (or any SCSI) LUNs by WWID from /dev/disk/by-id (scsi-3…, wwn-0x…),
 //        one per disk, sorted by WWID; a link that resolves to nothing is left out.
+//        With storage.multipath, a LUN a map holds has "multipath_device"
+//        ("/dev/mapper/NAME"); multipathd not answering adds "multipath_unused": "why".
 //   POST /agent/v1/storage/vgs/create          {"op_id", "vg", "devices": [path]} → {}
 //        vgcreate --shared (starts the lockspace here too)
 //   GET  /agent/v1/storage/vgs/{vg}            → VolumeGroup

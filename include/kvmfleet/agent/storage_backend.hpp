@@ -20,7 +20,15 @@ struct StorageBackend {
   storage::VolumeManager& lvm;
   // Optional parts of the inventory (GET /agent/v1/storage); null leaves them out.
   storage::LockDaemons* locks = nullptr;
+  // Set when multipath is configured (storage.multipath): the inventory reports the
+  // maps, a LUN that a map holds is used through the map (login, the sessions' LUNs
+  // at start, fc/luns), and a login waits up to `multipath_wait` of its `lun_wait`
+  // for multipathd to build the map once the path appeared (storage_devices.hpp).
   storage::Multipath* multipath = nullptr;
+  std::chrono::milliseconds multipath_wait{3'000};
+  // The disk behind a LUN's device link (by-path → /dev/sdX), to find it among the
+  // maps' paths; empty means resolve_device_link (std::filesystem, this host's /dev).
+  std::function<Result<std::string>(const std::string&)> resolve_device;
   // Where GET /agent/v1/storage/fc/luns looks for LUNs by WWID.
   std::filesystem::path fc_by_id_dir = "/dev/disk/by-id";
   // An iSCSI login answers the LUN's block device. The kernel scans the LUNs after

@@ -25,7 +25,9 @@ struct StorageInventory {
   // {"locks": {...}, "iscsi_sessions": [{"target", "portal", "state", "disks"}],
   //  "vgs": [{"name", "size_bytes", "free_bytes", "shared", "lock_type",
   //           "lockspace_started"}], "multipath": [{"name", "device", "paths",
-  //           "healthy_paths", "path_faults", "failed_paths": [...]}], "errors": [...]}
+  //           "healthy_paths", "degraded", "path_faults", "failed_paths": [...],
+  //           "path_states": [{"dev", "healthy", "dm_state", "dev_state",
+  //           "checker_state"}]}], "errors": [...]}
   nlohmann::json to_json() const;
 };
 
