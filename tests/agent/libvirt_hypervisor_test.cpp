@@ -96,6 +96,15 @@ class LibvirtHypervisorTest : public ::testing::Test {
     made_.push_back(s.uuid);
     return s;
   }
+  // A spec whose disk is the block device `device` (a shared volume), as `target`.
+  DomainSpec block_spec(const std::string& device, const std::string& target) {
+    DomainSpec s = spec();
+    DomainDisk shared;
+    shared.block_device = device;
+    shared.target_dev = target;
+    s.disks.push_back(shared);
+    return s;
+  }
 
   std::string unmanaged_uuid() {
     auto all = hv_->list_domains();
@@ -426,12 +435,7 @@ TEST_F(LibvirtHypervisorTest, BlockDeviceDisksAreReferencedNotCreated) {
 }
 
 TEST_F(LibvirtHypervisorTest, ADomainWithOnlyBlockDisksNeedsNoPoolWork) {
-  auto s = spec();
-  DomainDisk shared;
-  shared.block_device = "/dev/kvmfleet-test-vg/only";
-  shared.size_gib = 0;
-  shared.target_dev = "vda";
-  s.disks.push_back(shared);
+  auto s = block_spec("/dev/kvmfleet-test-vg/only", "vda");
   ASSERT_TRUE(hv_->define(s).ok());
   // Redefining with a new generation keeps it a block disk.
   s.generation = 2;
@@ -481,13 +485,9 @@ TEST_F(LibvirtHypervisorTest, FsFreezeAndThaw) {
 }
 
 TEST_F(LibvirtHypervisorTest, BlockResizeChecksItsArgumentsAndTheDomain) {
-  auto s = spec();
-  DomainDisk shared;
-  shared.block_device = "/dev/kvmfleet-test-vg/grow";
-  shared.target_dev = "vdb";
-  s.disks.push_back(shared);
+  const std::string dev = "/dev/kvmfleet-test-vg/grow";
+  auto s = block_spec(dev, "vdb");
   ASSERT_TRUE(hv_->define(s).ok());
-  const std::string dev = shared.block_device;
   EXPECT_EQ(hv_->block_resize("nope", dev, 4096).error().code, ErrorCode::invalid_argument);
   EXPECT_EQ(hv_->block_resize(s.uuid, "/etc/shadow", 4096).error().code,
             ErrorCode::invalid_argument);
@@ -618,11 +618,7 @@ TEST_F(LibvirtHypervisorTest, ImagePoolDisksDoNotMigrateLive) {
 }
 
 TEST_F(LibvirtHypervisorTest, BlockDeviceDisksPassTheMigrationCheck) {
-  auto s = spec();
-  DomainDisk shared;
-  shared.block_device = "/dev/kvmfleet-test-vg/mig";
-  shared.target_dev = "vda";
-  s.disks.push_back(shared);
+  auto s = block_spec("/dev/kvmfleet-test-vg/mig", "vda");
   ASSERT_TRUE(hv_->define(s).ok());
   ASSERT_TRUE(hv_->start(s.uuid).ok());
   // Not refused for its disk: libvirt gets the migration (and the test driver, which

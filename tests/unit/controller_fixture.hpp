@@ -55,6 +55,13 @@ class ControllerTest : public ::testing::Test {
 
   Principal admin() { return {"t", "admin", Role::admin, ""}; }
 
+  // The usual start: hosts node1 and node2 up, the runner running.
+  void start_with_two_hosts() {
+    host_up("node1");
+    host_up("node2");
+    runner_->start();
+  }
+
   void host_up(const std::string& name, int cpus = 4, std::int64_t mem = 8192) {
     auto r = service_->register_host(name, "http://127.0.0.1:1");
     ASSERT_TRUE(r.ok());

@@ -488,9 +488,7 @@ class RestartedControllerTest : public ControllerTest {
  protected:
   void SetUp() override {
     ControllerTest::SetUp();
-    host_up("node1");
-    host_up("node2");
-    runner_->start();
+    start_with_two_hosts();
     VmSpec s = spec("web1");
     s.pinned_host = "node1";
     auto c = service_->create_vm(admin(), s, true, {});
@@ -825,9 +823,7 @@ class DrainTest : public ControllerTest {
     ControllerTest::SetUp();
     config_.operation_workers = 6;
     config_.migrations_per_host = 2;
-    host_up("node1");
-    host_up("node2");
-    runner_->start();
+    start_with_two_hosts();
     for (const char* name : {"v1", "v2", "v3"}) {
       VmSpec s = spec(name);
       s.pinned_host = "node1";

@@ -16,9 +16,7 @@ class StorageControllerTest : public testing_support::ControllerTest {
  protected:
   void SetUp() override {
     ControllerTest::SetUp();
-    host_up("node1");
-    host_up("node2");
-    runner_->start();
+    start_with_two_hosts();
   }
 
   StoragePool iscsi_pool(const std::string& name, const std::string& iqn = "iqn.2026-01.io.kvmfleet:lun1") {

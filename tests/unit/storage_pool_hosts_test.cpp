@@ -15,9 +15,7 @@ class PoolHostsTest : public testing_support::ControllerTest {
  protected:
   void SetUp() override {
     ControllerTest::SetUp();
-    host_up("node1");
-    host_up("node2");
-    runner_->start();
+    start_with_two_hosts();
   }
 
   static StoragePool iscsi_pool(const std::string& name) {
