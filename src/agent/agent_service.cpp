@@ -17,6 +17,7 @@
 #include "kvmfleet/common/validate.hpp"
 #include "kvmfleet/model/json.hpp"
 #include "kvmfleet/storage/storage_inventory.hpp"
+#include "kvmfleet/storage/storage_names.hpp"
 
 namespace kvmfleet::agent {
 namespace {
@@ -185,6 +186,24 @@ Result<std::vector<std::string>> get_devices(const json& body) {
     if (!d.is_string())
       return invalid("devices must be an array of device paths", {{"field", "devices"}});
     out.push_back(d.get<std::string>());
+  }
+  return out;
+}
+
+// A pool's WWIDs: 1 to 16, each checked, none twice.
+Result<std::vector<std::string>> get_wwids(const json& body) {
+  auto it = body.find("wwids");
+  if (it == body.end() || !it->is_array() || it->empty() || it->size() > 16)
+    return invalid("wwids must be an array of 1 to 16 WWIDs", {{"field", "wwids"}});
+  std::vector<std::string> out;
+  for (const auto& w : *it) {
+    if (!w.is_string()) return invalid("wwids must be strings", {{"field", "wwids"}});
+    const auto& s = w.get_ref<const std::string&>();
+    if (auto st = storage::check_wwid(s); !st)
+      return invalid(st.error().message, {{"field", "wwids"}});
+    if (std::find(out.begin(), out.end(), s) != out.end())
+      return invalid("wwids repeats " + s, {{"field", "wwids"}});
+    out.push_back(s);
   }
   return out;
 }
@@ -474,6 +493,8 @@ http::Response AgentService::route_storage(const http::Request& req, std::string
       call = {false, "iscsi/sessions", {}, {}};
     } else if (n == 2 && seg[0] == "fc" && seg[1] == "luns") {
       call = {false, "fc/luns", {}, {}};
+    } else if (n == 2 && seg[0] == "fc" && seg[1] == "attach") {
+      call = {true, "fc/attach", {}, {}};
     } else if (n >= 2 && seg[0] == "vgs") {
       call.vg = std::string(seg[1]);
       if (n == 2 && seg[1] == "create" && req.method() == http::Verb::post) {
@@ -544,6 +565,7 @@ http::Response AgentService::mutate_storage(const http::Request& req, std::strin
       a == "iscsi/discover" ? check_known_fields(body, {"op_id", "portal"})
       : a == "iscsi/login"  ? check_known_fields(body, {"op_id", "target", "portal", "chap", "lun"})
       : a == "iscsi/logout" ? check_known_fields(body, {"op_id", "target", "portal"})
+      : a == "fc/attach"    ? check_known_fields(body, {"op_id", "wwids"})
       : a == "vg/create"    ? check_known_fields(body, {"op_id", "vg", "devices"})
       : a == "lv/create"
           ? check_known_fields(body, {"op_id", "lv", "size_bytes", "activate_exclusive"})
@@ -595,6 +617,37 @@ http::Response AgentService::mutate_storage(const http::Request& req, std::strin
         return reply(st.iscsi.logout(target, portal));
       };
     }
+  } else if (a == "fc/attach") {
+    auto wwids = get_wwids(body);
+    if (!wwids) return http::error_response(wwids.error());
+    subject = std::to_string(wwids->size()) + " FC LUN(s)";
+    act = [&st, wwids = std::move(*wwids)] {
+      auto luns = storage::list_fc_luns(st.fc_by_id_dir);
+      if (!luns) return http::error_response(luns.error());
+      // Every WWID is found before LVM's filter changes: all or nothing.
+      std::vector<std::string> found;
+      for (const auto& wwid : wwids) {
+        auto it = std::find_if(luns->begin(), luns->end(), [&](const storage::FcLun& l) {
+          return l.wwid == wwid && !l.device.empty();
+        });
+        if (it == luns->end())
+          return http::error_response(
+              not_found("this host sees no FC LUN with WWID " + wwid, {{"wwid", wwid}}));
+        found.push_back(it->device);
+      }
+      json devices = json::array();
+      for (std::size_t i = 0; i < wwids.size(); ++i) {
+        const std::string& wwid = wwids[i];
+        // Through its multipath map when one holds it, as an iSCSI LUN.
+        const auto use = lun_device_to_use(st, found[i], st.multipath_wait);
+        // A pool's LUN is a cluster device: LVM may see it from now on.
+        if (auto added = st.lvm.add_device(use.device); !added) return reply(added);
+        json d = use.to_json();
+        d["wwid"] = wwid;
+        devices.push_back(std::move(d));
+      }
+      return ok_json({{"devices", std::move(devices)}});
+    };
   } else if (a == "vg/create") {
     auto vg = get_string(body, "vg", true);
     if (!vg) return http::error_response(vg.error());

@@ -214,11 +214,8 @@ Result<PoolCreateRequest> parse_pool_create(const nlohmann::json& body) {
     for (const auto& w : *it) {
       if (!w.is_string()) return invalid("wwids must be strings", {{"field", "wwids"}});
       const auto& s = w.get_ref<const std::string&>();
-      const bool ok = !s.empty() && s.size() <= 64 &&
-                      std::all_of(s.begin(), s.end(), [](unsigned char ch) {
-                        return std::isxdigit(ch) || ch == 'x';
-                      });
-      if (!ok) return invalid("a WWID is 1-64 hex digits (\"0x\" allowed)", {{"field", "wwids"}});
+      if (auto st = storage::check_wwid(s); !st)
+        return invalid(st.error().message, {{"field", "wwids"}});
       if (std::find(r.pool.wwids.begin(), r.pool.wwids.end(), s) != r.pool.wwids.end())
         return invalid("wwids repeats " + s, {{"field", "wwids"}});
       r.pool.wwids.push_back(s);

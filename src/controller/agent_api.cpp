@@ -213,16 +213,20 @@ Status HttpAgentApi::iscsi_logout(const Host& host, const std::string& op_id,
   return storage_call(client_, host, proto::kIscsiLogout, iscsi_body(op_id, t));
 }
 
-Result<std::vector<std::pair<std::string, std::string>>> HttpAgentApi::fc_luns(const Host& host) {
-  auto r = invoke(client_, host, proto::kFcLuns, {}, nullptr);
+Result<std::vector<std::string>> HttpAgentApi::fc_attach(const Host& host, const std::string& op_id,
+                                                          const std::vector<std::string>& wwids) {
+  const nlohmann::json body = {{"op_id", op_id}, {"wwids", wwids}};
+  auto r = invoke(client_, host, proto::kFcAttach, {}, &body);
   if (!r) return r.take_error();
-  std::vector<std::pair<std::string, std::string>> out;
+  std::vector<std::string> out;
   try {
-    for (const auto& l : r->at("luns"))
-      out.emplace_back(l.at("wwid").get<std::string>(), l.at("device").get<std::string>());
+    for (const auto& d : r->at("devices")) out.push_back(d.at("device").get<std::string>());
   } catch (const std::exception& e) {
-    return internal_error(std::string("malformed agent answer to fc luns: ") + e.what());
+    return internal_error(std::string("malformed agent answer to fc attach: ") + e.what());
   }
+  if (out.size() != wwids.size())
+    return internal_error("malformed agent answer to fc attach: " + std::to_string(out.size()) +
+                          " devices for " + std::to_string(wwids.size()) + " WWIDs");
   return out;
 }
 

@@ -165,21 +165,14 @@ PoolHostStatus connect_host(OpContext& ctx, const StoragePool& pool, const Host&
       s.devices.push_back(*dev);
     }
   } else {
-    auto luns = ctx.with_retry([&] { return ctx.agents().fc_luns(host); });
-    if (!luns) {
-      s.error = "listing FC LUNs: " + luns.error().brief();
+    // The agent finds each WWID's device and lets LVM see it.
+    auto devices = ctx.with_retry(
+        [&] { return ctx.agents().fc_attach(host, step_id(ctx, "fc-attach"), pool.wwids); });
+    if (!devices) {
+      s.error = "attaching FC LUNs: " + devices.error().brief();
       return s;
     }
-    for (const auto& wwid : pool.wwids) {
-      auto it = std::find_if(luns->begin(), luns->end(),
-                             [&](const auto& l) { return l.first == wwid; });
-      if (it == luns->end()) {
-        s.error = "host sees no FC LUN with WWID " + wwid;
-        s.devices.clear();
-        return s;
-      }
-      s.devices.push_back(it->second);
-    }
+    s.devices = std::move(*devices);
   }
   s.connected = true;
   return s;

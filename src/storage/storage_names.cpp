@@ -1,5 +1,6 @@
 #include "kvmfleet/storage/storage_names.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <charconv>
@@ -211,6 +212,15 @@ Result<std::string> normalize_portal(std::string_view portal) {
   }
   std::string out = bracketed ? "[" + std::string(host) + "]" : std::string(host);
   return out + ":" + std::to_string(port_number);
+}
+
+Status check_wwid(std::string_view wwid) {
+  const bool ok = !wwid.empty() && wwid.size() <= 64 &&
+                  std::all_of(wwid.begin(), wwid.end(), [](unsigned char ch) {
+                    return std::isxdigit(ch) != 0 || ch == 'x';
+                  });
+  if (!ok) return invalid("a WWID is 1-64 hex digits (\"0x\" allowed)");
+  return {};
 }
 
 Status check_device_path(std::string_view path) {

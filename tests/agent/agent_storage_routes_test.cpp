@@ -95,6 +95,7 @@ TEST(AgentStorageNotConfigured, EveryStorageRouteIsAConflict) {
       {http::Verb::post, "/agent/v1/storage/iscsi/login"},
       {http::Verb::post, "/agent/v1/storage/iscsi/logout"},
       {http::Verb::get, "/agent/v1/storage/fc/luns"},
+      {http::Verb::post, "/agent/v1/storage/fc/attach"},
       {http::Verb::post, "/agent/v1/storage/vgs/create"},
       {http::Verb::get, "/agent/v1/storage/vgs/kvmvg"},
       {http::Verb::post, "/agent/v1/storage/vgs/kvmvg/lockstart"},
@@ -423,6 +424,50 @@ TEST_F(FcLunsTest, ListsLunsByWwidWithTheirDevices) {
             http::HttpStatus::not_found);
   EXPECT_EQ(fc_->serve(make(http::Verb::get, "/agent/v1/storage/fc/luns/x")).result(),
             http::HttpStatus::not_found);
+}
+
+// A pool's FC LUNs attached: each WWID's device joins LVM's filter, in WWID order, all
+// or none.
+TEST_F(FcLunsTest, AttachAddsEachWwidsDeviceToLvmsFilter) {
+  auto post = [&](const json& body) {
+    return fc_->serve(make(http::Verb::post, "/agent/v1/storage/fc/attach", body.dump()));
+  };
+  const json body = {{"op_id", "a1"},
+                     {"wwids", {"3600140512345678900000000000000c1", "0x5000c500a1b2c3d4"}}};
+  auto res = post(body);
+  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  const json want = {{"devices",
+                      {{{"device", (root_ / "sdc").string()}, {"wwid", "3600140512345678900000000000000c1"}},
+                       {{"device", (root_ / "sdd").string()}, {"wwid", "0x5000c500a1b2c3d4"}}}}};
+  EXPECT_EQ(body_of(res), want);
+  EXPECT_EQ(lvm_.added_devices,
+            (std::vector<std::string>{(root_ / "sdc").string(), (root_ / "sdd").string()}));
+  // A retry answers the first answer and changes nothing.
+  EXPECT_EQ(body_of(post(body)), want);
+  EXPECT_EQ(lvm_.added_devices.size(), 2u);
+
+  // A WWID this host does not see (or whose link is dangling): 404 naming it, and the
+  // filter unchanged for the others too.
+  for (const char* missing : {"3600140599999999900000000000000ff", "36001405aaaaaaaaaaaaaaaaaaaaaaaaa"}) {
+    res = post({{"op_id", std::string("a-") + missing}, {"wwids", {"0x5000c500a1b2c3d4", missing}}});
+    EXPECT_EQ(res.result(), http::HttpStatus::not_found) << res.body();
+    EXPECT_EQ(body_of(res)["error"]["details"]["wwid"], missing);
+  }
+  EXPECT_EQ(lvm_.added_devices.size(), 2u);
+
+  // Strict bodies.
+  for (const json& bad : {json{{"op_id", "b1"}},
+                          json{{"op_id", "b2"}, {"wwids", json::array()}},
+                          json{{"op_id", "b3"}, {"wwids", {"not-hex"}}},
+                          json{{"op_id", "b4"}, {"wwids", {"0x5000c500a1b2c3d4", "0x5000c500a1b2c3d4"}}},
+                          json{{"op_id", "b5"}, {"wwids", {42}}},
+                          json{{"op_id", "b6"}, {"wwids", {"0x5000c500a1b2c3d4"}}, {"force", true}}}) {
+    res = post(bad);
+    EXPECT_EQ(res.result(), http::HttpStatus::bad_request) << bad.dump() << " " << res.body();
+  }
+  EXPECT_EQ(fc_->serve(make(http::Verb::get, "/agent/v1/storage/fc/attach")).result(),
+            http::HttpStatus::method_not_allowed);
+  EXPECT_EQ(lvm_.added_devices.size(), 2u);
 }
 
 TEST_F(AgentStorageRoutesTest, FcLunsOfAHostWithoutByIdDirectoryIsEmpty) {

@@ -222,10 +222,18 @@ class FakeAgentApi final : public AgentApi {
     sessions[h.name].erase(t.iqn + "|" + std::to_string(t.lun));
     return {};
   }
-  Result<std::vector<std::pair<std::string, std::string>>> fc_luns(const Host& h) override {
+  Result<std::vector<std::string>> fc_attach(const Host& h, const std::string& op,
+                                             const std::vector<std::string>& wwids) override {
     std::lock_guard lk(mu_);
-    log(h, "fc_luns", "", "");
-    return fc[h.name];
+    log(h, "fc_attach", op, "");
+    std::vector<std::string> out;
+    for (const auto& w : wwids) {
+      auto it = std::find_if(fc[h.name].begin(), fc[h.name].end(),
+                             [&](const auto& l) { return l.first == w; });
+      if (it == fc[h.name].end()) return not_found("this host sees no FC LUN with WWID " + w);
+      out.push_back(it->second);
+    }
+    return out;
   }
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> fc;  // host → (wwid, dev)
 

@@ -78,6 +78,11 @@
 //        one per disk, sorted by WWID; a link that resolves to nothing is left out.
 //        With storage.multipath, a LUN a map holds has "multipath_device"
 //        ("/dev/mapper/NAME"); multipathd not answering adds "multipath_unused": "why".
+//   POST /agent/v1/storage/fc/attach           {"op_id", "wwids": [1..16 WWIDs]}
+//        → {"devices": [{"wwid", "device", "path_device"?, "multipath_map"?,
+//        "multipath_unused"?}]}, in WWID order: each LUN's device (its multipath map when
+//        one holds it, as for an iSCSI login) joins LVM's device filter. A WWID this
+//        host does not see: 404 not_found with details.wwid.
 //   POST /agent/v1/storage/vgs/create          {"op_id", "vg", "devices": [path]} → {}
 //        vgcreate --shared (starts the lockspace here too)
 //   GET  /agent/v1/storage/vgs/{vg}            → VolumeGroup
@@ -160,6 +165,8 @@ inline constexpr Call kIscsiDiscover{"iscsi_discover", "POST", "/agent/v1/storag
 inline constexpr Call kIscsiLogin{"iscsi_login", "POST", "/agent/v1/storage/iscsi/login", TimeoutClass::slow};
 inline constexpr Call kIscsiLogout{"iscsi_logout", "POST", "/agent/v1/storage/iscsi/logout", TimeoutClass::slow};
 inline constexpr Call kFcLuns{"fc_luns", "GET", "/agent/v1/storage/fc/luns", TimeoutClass::normal};
+// Includes the wait for a multipath map (up to 3 s per LUN).
+inline constexpr Call kFcAttach{"fc_attach", "POST", "/agent/v1/storage/fc/attach", TimeoutClass::slow};
 inline constexpr Call kIscsiSessions{"iscsi_sessions", "GET", "/agent/v1/storage/iscsi/sessions", TimeoutClass::normal};
 // vgcreate --shared and --lockstart wait for sanlock's host_id lease (20-60 s).
 inline constexpr Call kVgCreate{"vg_create", "POST", "/agent/v1/storage/vgs/create", TimeoutClass::slow};

@@ -84,8 +84,11 @@ class AgentApi {
                                           const IscsiPoolTarget& target) = 0;
   virtual Status iscsi_logout(const Host& host, const std::string& op_id,
                               const IscsiPoolTarget& target) = 0;
-  // FC LUNs the host sees: WWID → block device.
-  virtual Result<std::vector<std::pair<std::string, std::string>>> fc_luns(const Host& host) = 0;
+  // Attaches a pool's FC LUNs on the host: each WWID's device (its multipath map when
+  // one holds it) joins LVM's filter. Returns the devices in WWID order; not_found
+  // names a WWID the host does not see.
+  virtual Result<std::vector<std::string>> fc_attach(const Host& host, const std::string& op_id,
+                                                     const std::vector<std::string>& wwids) = 0;
   virtual Status vg_create(const Host& host, const std::string& op_id, const std::string& vg,
                            const std::vector<std::string>& devices) = 0;
   virtual Status vg_lockstart(const Host& host, const std::string& op_id, const std::string& vg) = 0;
@@ -143,7 +146,8 @@ class HttpAgentApi final : public AgentApi {
                                   const IscsiPoolTarget& target) override;
   Status iscsi_logout(const Host& host, const std::string& op_id,
                       const IscsiPoolTarget& target) override;
-  Result<std::vector<std::pair<std::string, std::string>>> fc_luns(const Host& host) override;
+  Result<std::vector<std::string>> fc_attach(const Host& host, const std::string& op_id,
+                                             const std::vector<std::string>& wwids) override;
   Status vg_create(const Host& host, const std::string& op_id, const std::string& vg,
                    const std::vector<std::string>& devices) override;
   Status vg_lockstart(const Host& host, const std::string& op_id, const std::string& vg) override;

@@ -42,4 +42,8 @@ Result<std::string> normalize_portal(std::string_view portal);
 // bytes. ('|' and '"' would break LVM's filter syntax, so they are refused too.)
 Status check_device_path(std::string_view path);
 
+// A Fibre Channel (or any SCSI) LUN's WWID as /dev/disk/by-id names it: 1-64 hex
+// digits, "0x" allowed (the wwn- form).
+Status check_wwid(std::string_view wwid);
+
 }  // namespace kvmfleet::storage
