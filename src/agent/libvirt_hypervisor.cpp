@@ -641,6 +641,14 @@ struct LibvirtHypervisor::Impl {
     return a == 1;
   }
 
+  // Not running: conflict (what reboot, fsfreeze/fsthaw and block-resize need).
+  Status require_running(virDomainPtr dom, const std::string& uuid) {
+    auto active = is_active(dom, uuid);
+    if (!active) return active.take_error();
+    if (!*active) return conflict("domain " + uuid + " is not running", {{"uuid", uuid}});
+    return {};
+  }
+
   Result<DomainStatus> status(virDomainPtr dom) {
     auto d = describe(dom);
     if (!d) return d.take_error();
@@ -961,9 +969,7 @@ Result<DomainStatus> LibvirtHypervisor::reboot(const std::string& uuid) {
   if (auto st = impl_->refuse_if_migrating(uuid); !st) return st.take_error();
   auto m = impl_->lookup_managed(c->get(), uuid);
   if (!m) return m.take_error();
-  auto active = impl_->is_active(m->dom.get(), uuid);
-  if (!active) return active.take_error();
-  if (!*active) return conflict("domain " + uuid + " is not running", {{"uuid", uuid}});
+  if (auto st = impl_->require_running(m->dom.get(), uuid); !st) return st.take_error();
   if (virDomainReboot(m->dom.get(), 0) < 0) return impl_->failed("rebooting domain " + uuid);
   return impl_->status(m->dom.get());
 }
@@ -1024,9 +1030,7 @@ Result<int> LibvirtHypervisor::guest_filesystems(const std::string& uuid, bool f
   }
   auto m = impl_->lookup_managed(c->get(), uuid);
   if (!m) return m.take_error();
-  auto active = impl_->is_active(m->dom.get(), uuid);
-  if (!active) return active.take_error();
-  if (!*active) return conflict("domain " + uuid + " is not running", {{"uuid", uuid}});
+  if (auto st = impl_->require_running(m->dom.get(), uuid); !st) return st.take_error();
   // libvirt's default is to wait for the guest agent for minutes (or forever); a guest
   // without one must not hold the request that long. Drivers without the call (test://)
   // keep their own behaviour.
@@ -1065,9 +1069,7 @@ Status LibvirtHypervisor::block_resize(const std::string& uuid, const std::strin
   if (std::find(sources.begin(), sources.end(), device) == sources.end())
     return not_found("domain " + uuid + " has no disk on " + device,
                      {{"uuid", uuid}, {"device", device}});
-  auto active = impl_->is_active(m->dom.get(), uuid);
-  if (!active) return active.take_error();
-  if (!*active) return conflict("domain " + uuid + " is not running", {{"uuid", uuid}});
+  if (auto st = impl_->require_running(m->dom.get(), uuid); !st) return st.take_error();
   if (virDomainBlockResize(m->dom.get(), device.c_str(), size_bytes,
                            VIR_DOMAIN_BLOCK_RESIZE_BYTES) < 0)
     return impl_->failed("resizing disk " + device + " of domain " + uuid);
@@ -1099,9 +1101,7 @@ Result<MigrationStatus> LibvirtHypervisor::migrate(const std::string& uuid,
   }
   auto m = impl_->lookup_managed(c->get(), uuid);
   if (!m) return m.take_error();
-  auto active = impl_->is_active(m->dom.get(), uuid);
-  if (!active) return active.take_error();
-  if (!*active) return conflict("domain " + uuid + " is not running", {{"uuid", uuid}});
+  if (auto st = impl_->require_running(m->dom.get(), uuid); !st) return st.take_error();
   if (auto st = check_disks_migrate_live(uuid, m->desc.info); !st) return st.take_error();
 
   // The migration blocks its connection's caller for its whole length: it gets a
