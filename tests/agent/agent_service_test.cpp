@@ -378,25 +378,29 @@ TEST(OpCacheTest, ForgetsTheOldestBeyondCapacity) {
 }
 
 // The service over the real libvirt wrapper (test driver): the path from HTTP request
-// to a libvirt domain and back.
-TEST(AgentServiceOverLibvirt, DefineStartDestroyUndefine) {
-  LibvirtOptions o;
-  o.uri = "test:///default";
-  o.pool_path = "/var/lib/kvmfleet-test/images";
-  LibvirtHypervisor hv(o);
-  AgentService service(hv, kToken);
-  const auto uuid = new_uuid();
-  struct Cleanup {
-    LibvirtHypervisor& hv;
-    std::string uuid;
-    ~Cleanup() {
-      (void)hv.destroy(uuid);
-      (void)hv.undefine(uuid, true);
-    }
-  } cleanup{hv, uuid};
-  auto post = [&](const std::string& target, const json& body) {
+// to a libvirt domain and back. Each test's domain is removed afterwards.
+class AgentServiceOverLibvirt : public ::testing::Test {
+ protected:
+  static LibvirtOptions options() {
+    LibvirtOptions o;
+    o.uri = "test:///default";
+    o.pool_path = "/var/lib/kvmfleet-test/images";
+    return o;
+  }
+  ~AgentServiceOverLibvirt() override {
+    (void)hv.destroy(uuid);
+    (void)hv.undefine(uuid, true);
+  }
+  http::Response post(const std::string& target, const json& body) {
     return service.serve(make(http::Verb::post, target, body.dump()));
-  };
+  }
+
+  LibvirtHypervisor hv{options()};
+  AgentService service{hv, kToken};
+  const std::string uuid = new_uuid();
+};
+
+TEST_F(AgentServiceOverLibvirt, DefineStartDestroyUndefine) {
   json spec = spec_json(uuid);
   spec["name"] = "svc-" + uuid.substr(0, 8);
   auto def = post("/agent/v1/domains/define", {{"op_id", "o1"}, {"spec", spec}});
@@ -418,24 +422,7 @@ TEST(AgentServiceOverLibvirt, DefineStartDestroyUndefine) {
   EXPECT_EQ(gone.result(), http::HttpStatus::not_found);
 }
 
-TEST(AgentServiceOverLibvirt, BlockDiskDomainFreezesAndThaws) {
-  LibvirtOptions o;
-  o.uri = "test:///default";
-  o.pool_path = "/var/lib/kvmfleet-test/images";
-  LibvirtHypervisor hv(o);
-  AgentService service(hv, kToken);
-  const auto uuid = new_uuid();
-  struct Cleanup {
-    LibvirtHypervisor& hv;
-    std::string uuid;
-    ~Cleanup() {
-      (void)hv.destroy(uuid);
-      (void)hv.undefine(uuid, true);
-    }
-  } cleanup{hv, uuid};
-  auto post = [&](const std::string& target, const json& body) {
-    return service.serve(make(http::Verb::post, target, body.dump()));
-  };
+TEST_F(AgentServiceOverLibvirt, BlockDiskDomainFreezesAndThaws) {
   json spec = spec_json(uuid);
   spec["name"] = "svc-" + uuid.substr(0, 8);
   spec["disks"] = {
