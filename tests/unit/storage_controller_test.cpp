@@ -63,6 +63,18 @@ class StorageControllerTest : public testing_support::ControllerTest {
   }
   std::map<std::string, LvMode> holders(const std::string& lv) { return agents_.holders("pool1", lv); }
 
+  // A pool with volumes "os" and "data", and VM "vm1" running with both as its disks.
+  void vm1_on_os_and_data() {
+    make_pool();
+    make_volume("os");
+    make_volume("data");
+    VmSpec s = spec_on("vm1", "os");
+    DiskSpec second;
+    second.volume = "data";
+    s.disks.push_back(second);
+    ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  }
+
   // A pool with volume "disk1", and VM "vm1" on it pinned to node1 (started or not).
   void vm1_on_disk1(bool start) {
     make_pool();
@@ -460,14 +472,7 @@ TEST_F(StorageMonitorTest, PendingMergeIsForgottenOnceLvmHasDoneIt) {
 namespace {
 
 TEST_F(StorageControllerTest, VmSnapshotTakesEveryDiskAtOneFreeze) {
-  make_pool();
-  make_volume("os");
-  make_volume("data");
-  VmSpec s = spec_on("vm1", "os");
-  DiskSpec second;
-  second.volume = "data";
-  s.disks.push_back(second);
-  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  vm1_on_os_and_data();
   auto op = run(service_->create_vm_snapshot(admin(), "vm1", "nightly", 0, 0.1, true, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(op.result.value("consistency", ""), "quiesced");
@@ -479,14 +484,7 @@ TEST_F(StorageControllerTest, VmSnapshotTakesEveryDiskAtOneFreeze) {
 }
 
 TEST_F(StorageControllerTest, VmSnapshotThatFailsHalfWayRemovesWhatItMadeAndThaws) {
-  make_pool();
-  make_volume("os");
-  make_volume("data");
-  VmSpec s = spec_on("vm1", "os");
-  DiskSpec second;
-  second.volume = "data";
-  s.disks.push_back(second);
-  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  vm1_on_os_and_data();
   // Room for one of the two snapshots only: the second fails, the first is removed
   // again, the guest is thawed.
   agents_.vgs["pool1"].size = agents_.vgs["pool1"].used() + (std::uint64_t{200} << 20);
