@@ -5,6 +5,67 @@
 
 namespace kvmfleet {
 
+struct Interrupt::State {
+  mutable std::mutex mu;
+  mutable std::condition_variable cv;
+  std::uint64_t epoch = 0;
+  bool raised = false;
+};
+
+Interrupt::Interrupt() : state_(std::make_shared<State>()) {}
+
+void Interrupt::raise() {
+  {
+    std::lock_guard lk(state_->mu);
+    state_->raised = true;
+    ++state_->epoch;
+  }
+  state_->cv.notify_all();
+}
+
+bool Interrupt::raised() const {
+  std::lock_guard lk(state_->mu);
+  return state_->raised;
+}
+
+std::uint64_t Interrupt::epoch() const {
+  std::lock_guard lk(state_->mu);
+  return state_->epoch;
+}
+
+void Interrupt::poke() const {
+  {
+    std::lock_guard lk(state_->mu);
+    ++state_->epoch;
+  }
+  state_->cv.notify_all();
+}
+
+void Interrupt::wait_for_change(std::uint64_t seen,
+                                std::optional<std::chrono::steady_clock::time_point> until) const {
+  std::unique_lock lk(state_->mu);
+  auto changed = [&] { return state_->epoch != seen; };
+  if (until)
+    state_->cv.wait_until(lk, *until, changed);
+  else
+    state_->cv.wait(lk, changed);
+}
+
+Clock::time_point SystemClock::now() const { return std::chrono::system_clock::now(); }
+
+bool SystemClock::sleep_until(time_point deadline, const Interrupt& interrupt) const {
+  // The wall clock may jump; the wait is measured on the steady clock from now.
+  const auto until = std::chrono::steady_clock::now() +
+                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                         deadline - std::chrono::system_clock::now());
+  for (;;) {
+    const std::uint64_t seen = interrupt.epoch();
+    if (interrupt.raised()) return false;
+    if (std::chrono::steady_clock::now() >= until) return true;
+    interrupt.wait_for_change(seen, until);
+  }
+}
+
 SystemClock& SystemClock::instance() {
   static SystemClock clock;
   return clock;

@@ -6,6 +6,7 @@
 #include <future>
 #include <thread>
 
+#include "tests/doubles/common/manual_clock.hpp"
 #include "kvmfleet/controller/cluster_service.hpp"
 #include "kvmfleet/controller/vm_operations.hpp"
 #include "kvmfleet/metadata/controller_hook.hpp"

@@ -1,3 +1,4 @@
+#include "tests/doubles/common/manual_clock.hpp"
 #include "kvmfleet/metadata/metadata_writer.hpp"
 
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+#include "tests/doubles/common/manual_clock.hpp"
 #include "kvmfleet/api/api.hpp"
 #include "kvmfleet/cli/cli.hpp"
 #include "kvmfleet/common/process.hpp"

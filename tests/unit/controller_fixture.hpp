@@ -3,6 +3,7 @@
 // A controller without its HTTP front: the store, the state, the runner and the
 // service over a FakeAgentApi, with a manual clock. Shared by the controller's tests.
 
+#include "tests/doubles/common/manual_clock.hpp"
 #include "kvmfleet/controller/cluster_service.hpp"
 #include "kvmfleet/controller/host_operations.hpp"
 #include "kvmfleet/controller/storage_operations.hpp"

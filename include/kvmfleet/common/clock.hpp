@@ -1,46 +1,66 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
-#include <string_view>
 #include <string>
+#include <string_view>
 
 namespace kvmfleet {
 
-// Time is injected so that timeouts, heartbeats and backoff can be tested in
-// simulated time.
+// A flag that ends waits early: a runner that stops, an operation that is cancelled.
+// Copies share the flag. Raising is for good; it wakes every wait on it, present and
+// future.
+class Interrupt {
+ public:
+  Interrupt();
+  void raise();
+  bool raised() const;
+  // Whether `other` is a copy of this flag.
+  bool same_as(const Interrupt& other) const { return state_ == other.state_; }
+
+  // For clocks. A count that moves on every raise() and poke(): a waiter reads it,
+  // looks at the time, then waits for it to move, so no wakeup is lost in between.
+  std::uint64_t epoch() const;
+  // Wakes the waits on this flag without raising it, so they look at the time again.
+  void poke() const;
+  // Waits (in real time) until the epoch differs from `seen` or `until` passes.
+  void wait_for_change(std::uint64_t seen,
+                       std::optional<std::chrono::steady_clock::time_point> until) const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+// Time is injected so that timeouts, heartbeats, polls and backoff can be tested in
+// simulated time: every wait of the controller's and the agent's logic goes through
+// a Clock, never through std::this_thread or a condition variable's own timeout.
 class Clock {
  public:
   using time_point = std::chrono::system_clock::time_point;
   virtual ~Clock() = default;
   virtual time_point now() const = 0;
+  // Blocks until this clock reaches `deadline` or `interrupt` is raised, whichever is
+  // first. Returns false when interrupted.
+  virtual bool sleep_until(time_point deadline, const Interrupt& interrupt) const = 0;
+
+  bool sleep_for(std::chrono::milliseconds d, const Interrupt& interrupt) const {
+    return sleep_until(now() + d, interrupt);
+  }
+  // A wait that nothing interrupts.
+  void sleep_for(std::chrono::milliseconds d) const { sleep_for(d, Interrupt{}); }
 };
 
+// The wall clock; waits are measured on the steady clock.
 class SystemClock final : public Clock {
  public:
-  time_point now() const override { return std::chrono::system_clock::now(); }
+  time_point now() const override;
+  bool sleep_until(time_point deadline, const Interrupt& interrupt) const override;
   static SystemClock& instance();
-};
-
-// A clock that only moves when told to.
-class ManualClock final : public Clock {
- public:
-  explicit ManualClock(time_point start = time_point{std::chrono::seconds{1'700'000'000}})
-      : now_(start) {}
-  time_point now() const override {
-    std::lock_guard lk(mu_);
-    return now_;
-  }
-  void advance(std::chrono::milliseconds d) {
-    std::lock_guard lk(mu_);
-    now_ += d;
-  }
-
- private:
-  mutable std::mutex mu_;
-  time_point now_;
 };
 
 // RFC 3339 UTC with milliseconds, e.g. 2026-11-24T17:10:44.123Z.

@@ -1,0 +1,69 @@
+#include "tests/doubles/common/manual_clock.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+namespace kvmfleet {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(ManualClock, SleepEndsWhenTimeReachesTheDeadline) {
+  ManualClock clock;
+  std::atomic<int> result{-1};
+  std::thread sleeper([&] { result = clock.sleep_for(5s, Interrupt{}) ? 1 : 0; });
+  while (clock.sleepers() == 0) std::this_thread::yield();
+  clock.advance(4s);
+  std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(result.load(), -1);  // not yet: 1 s of simulated time is left
+  clock.advance(1s);
+  sleeper.join();
+  EXPECT_EQ(result.load(), 1);
+  EXPECT_EQ(clock.sleepers(), 0u);
+}
+
+TEST(ManualClock, RaisedInterruptEndsSleepWithoutTimeMoving) {
+  ManualClock clock;
+  Interrupt stop;
+  std::atomic<int> result{-1};
+  std::thread sleeper([&] { result = clock.sleep_for(1h, stop) ? 1 : 0; });
+  while (clock.sleepers() == 0) std::this_thread::yield();
+  stop.raise();
+  sleeper.join();
+  EXPECT_EQ(result.load(), 0);
+  // Raised for good: a later sleep on it returns at once.
+  EXPECT_FALSE(clock.sleep_for(1h, stop));
+}
+
+TEST(ManualClock, AdvanceUntilMovesTimeUntilTheConditionHolds) {
+  ManualClock clock;
+  const auto start = clock.now();
+  std::atomic<bool> woke{false};
+  std::thread sleeper([&] {
+    clock.sleep_for(30s);
+    woke = true;
+  });
+  EXPECT_TRUE(clock.advance_until([&] { return woke.load(); }, 1s));
+  sleeper.join();
+  EXPECT_GE(clock.now() - start, 30s);
+  EXPECT_FALSE(clock.advance_until([] { return false; }, 1s, 3s));
+}
+
+TEST(SystemClock, SleepsInRealTimeAndStopsWhenInterrupted) {
+  auto& clock = SystemClock::instance();
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(clock.sleep_for(20ms, Interrupt{}));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 20ms);
+  Interrupt stop;
+  std::thread raiser([&] {
+    std::this_thread::sleep_for(10ms);
+    stop.raise();
+  });
+  EXPECT_FALSE(clock.sleep_for(1h, stop));
+  raiser.join();
+}
+
+}  // namespace
+}  // namespace kvmfleet
