@@ -20,7 +20,7 @@ using nlohmann::json;
 using http::HttpStatus;
 using http::Verb;
 
-void list_vms(ClusterService& svc, PageCache& pages, Call& c) {
+void list_vms(Controller& svc, PageCache& pages, Call& c) {
   if (auto st = check_query_keys(c.query, {"limit", "cursor", "host", "state"}); !st)
     return c.fail(st.error());
   auto limit = query_int(c.query, "limit", 100, 1, 1000);
@@ -86,7 +86,7 @@ struct OpKey {
   }
 };
 
-void list_operations(ClusterService& svc, Call& c) {
+void list_operations(Controller& svc, Call& c) {
   if (auto st = check_query_keys(c.query, {"limit", "cursor", "state", "target"}); !st)
     return c.fail(st.error());
   auto limit = query_int(c.query, "limit", 100, 1, 1000);
@@ -125,7 +125,7 @@ void list_operations(ClusterService& svc, Call& c) {
   c.ok(HttpStatus::ok, body);
 }
 
-void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_ptr<Call> cp) {
+void route(Controller& svc, Metrics& metrics, PageCache& pages, std::shared_ptr<Call> cp) {
   Call& c = *cp;
   const auto& seg = c.seg;
   const Verb m = c.req.method();
@@ -156,7 +156,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
   }
 
   // --- everything else needs a token
-  c.who = svc.authenticate(http::bearer_token(c.req));
+  c.who = svc.tokens().authenticate(http::bearer_token(c.req));
   if (!c.who) return c.fail(Error(ErrorCode::unauthenticated, "a valid bearer token is required"));
   auto require = [&](Need need) {
     if (allowed(c.who->role, need)) return true;
@@ -203,7 +203,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
       }
       for (const auto& d : inv.domains)
         if (!is_valid_uuid(d.uuid)) return c.fail(invalid("inventory has a bad domain uuid"));
-      if (auto st = svc.heartbeat(*c.who, *host, *url, inv); !st) return c.fail(st.error());
+      if (auto st = svc.hosts().heartbeat(*c.who, *host, *url, inv); !st) return c.fail(st.error());
       return c.ok(HttpStatus::ok, {{"heartbeat_interval_ms", svc.config().heartbeat_interval.count()}});
     }
     if (seg[2] == "events") {
@@ -225,7 +225,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
         if (!is_valid_uuid(ev.uuid)) return c.fail(invalid("event has a bad uuid"));
         events.push_back(std::move(ev));
       }
-      if (auto st = svc.domain_events(*c.who, *host, events); !st) return c.fail(st.error());
+      if (auto st = svc.hosts().domain_events(*c.who, *host, events); !st) return c.fail(st.error());
       return c.ok(HttpStatus::ok, json::object());
     }
     return c.fail(not_found("no such resource"));
@@ -258,7 +258,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
       auto url = get_string(*body, "agent_url", true);
       if (!url) return c.fail(url.error());
       if (auto st = check_agent_url(*url); !st) return c.fail(st.error());
-      auto r = svc.register_host(*name, *url);
+      auto r = svc.hosts().register_host(*name, *url);
       if (!r) return c.fail(r.error());
       json view = svc.state().read([&](const ClusterState::Data& d) { return host_view(r->first, d); });
       return c.ok(HttpStatus::created, {{"host", view}, {"agent_token", r->second}});
@@ -286,7 +286,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
         return c.fail(invalid("schedulable must be true or false", {{"field", "schedulable"}}));
       auto s = get_bool(*body, "schedulable", true);
       if (!s) return c.fail(s.error());
-      if (auto st = svc.set_schedulable(name, *s); !st) return c.fail(st.error());
+      if (auto st = svc.hosts().set_schedulable(name, *s); !st) return c.fail(st.error());
       auto view = svc.state().read([&](const ClusterState::Data& d) -> std::optional<json> {
         const Host* h = d.find_host(name);
         return h ? std::optional<json>(host_view(*h, d)) : std::nullopt;
@@ -304,12 +304,12 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
       auto req = parse_maintenance(*body, MigrationPolicy{});
       if (!req) return c.fail(req.error());
       return answer_submitted(
-          svc, cp, svc.set_maintenance(*c.who, name, req->enabled, req->policy, submit_options(c)));
+          svc, cp, svc.migration().set_maintenance(*c.who, name, req->enabled, req->policy, submit_options(c)));
     }
     if (n == 3 && m == Verb::delete_) {
       if (!require(Need::admin)) return;
       if (!no_query()) return;
-      if (auto st = svc.delete_host(name); !st) return c.fail(st.error());
+      if (auto st = svc.hosts().delete_host(name); !st) return c.fail(st.error());
       return c.ok(HttpStatus::ok, json::object());
     }
     return n == 3 ? not_allowed() : c.fail(not_found("no such resource"));
@@ -330,7 +330,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
       auto spec = parse_vm_create(*body);
       if (!spec) return c.fail(spec.error());
       return answer_submitted(svc, cp,
-                              svc.create_vm(*c.who, spec->spec, spec->start, submit_options(c)));
+                              svc.vms().create_vm(*c.who, spec->spec, spec->start, submit_options(c)));
     }
     if (n == 2) return not_allowed();
     const std::string id(seg[2]);
@@ -353,7 +353,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
       if (!force) return c.fail(force.error());
       return answer_submitted(
           svc, cp,
-          svc.vm_action(*c.who, id, op_kind::vm_delete, {{"force", *force}}, submit_options(c)));
+          svc.vms().vm_action(*c.who, id, op_kind::vm_delete, {{"force", *force}}, submit_options(c)));
     }
     if (n == 4) {
       if (m != Verb::post) return not_allowed();
@@ -367,14 +367,14 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
         if (!req) return c.fail(req.error());
         return answer_submitted(
             svc, cp,
-            svc.create_vm_snapshot(*c.who, id, req->name, req->size_bytes, req->ratio, req->quiesce,
+            svc.storage().create_vm_snapshot(*c.who, id, req->name, req->size_bytes, req->ratio, req->quiesce,
                                    submit_options(c)));
       }
       if (seg[3] == "migrate") {
         auto mig = parse_migrate(*body, MigrationPolicy{});
         if (!mig) return c.fail(mig.error());
         return answer_submitted(
-            svc, cp, svc.migrate_vm(*c.who, id, mig->target_host, mig->policy, submit_options(c)));
+            svc, cp, svc.migration().migrate_vm(*c.who, id, mig->target_host, mig->policy, submit_options(c)));
       }
       std::string_view kind;
       json params = json::object();
@@ -392,7 +392,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
       }
       if (kind != op_kind::vm_stop)
         if (auto st = check_known_fields(*body, {}); !st) return c.fail(st.error());
-      return answer_submitted(svc, cp, svc.vm_action(*c.who, id, kind, params, submit_options(c)));
+      return answer_submitted(svc, cp, svc.vms().vm_action(*c.who, id, kind, params, submit_options(c)));
     }
     return n == 3 ? not_allowed() : c.fail(not_found("no such resource"));
   }
@@ -412,7 +412,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
       if (auto st = check_query_keys(c.query, {"wait"}); !st) return c.fail(st.error());
       auto wait = query_int(c.query, "wait", 0, 0, kMaxWaitSeconds);
       if (!wait) return c.fail(wait.error());
-      svc.wait_operation(id, std::chrono::seconds(*wait), [cp](const std::optional<Operation>& op) {
+      svc.operations().wait(id, std::chrono::seconds(*wait), [cp](const std::optional<Operation>& op) {
         if (!op) return cp->fail(not_found("no such operation", {{"operation", cp->seg[2]}}));
         cp->ok(HttpStatus::ok, operation_view(*op));
       });
@@ -421,7 +421,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
     if (m == Verb::delete_) {
       if (!require(Need::operator_)) return;
       if (!no_query()) return;
-      if (auto st = svc.cancel_operation(id); !st) return c.fail(st.error());
+      if (auto st = svc.operations().cancel(id); !st) return c.fail(st.error());
       auto op = svc.state().read([&](const ClusterState::Data& d) -> std::optional<Operation> {
         const Operation* o = d.find_operation(id);
         return o ? std::optional<Operation>(*o) : std::nullopt;
@@ -443,7 +443,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
     if (!body) return c.fail(body.error());
     auto spec = parse_vm_create(*body, false);
     if (!spec) return c.fail(spec.error());
-    auto placement = svc.place(spec->spec);
+    auto placement = svc.vms().place(spec->spec);
     if (!placement) return c.fail(placement.error());
     return c.ok(HttpStatus::ok, placement_view(*placement));
   }
@@ -474,7 +474,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
       auto role = role_from_string(*role_s);
       if (!role || *role == Role::agent)
         return c.fail(invalid("role must be admin, operator or viewer", {{"field", "role"}}));
-      auto r = svc.create_token(*name, *role);
+      auto r = svc.tokens().create_token(*name, *role);
       if (!r) return c.fail(r.error());
       json view = token_view(r->first);
       view["token"] = r->second;
@@ -483,7 +483,7 @@ void route(ClusterService& svc, Metrics& metrics, PageCache& pages, std::shared_
     if (n == 3 && m == Verb::delete_) {
       const std::string id(seg[2]);
       if (!is_valid_uuid(id)) return c.fail(invalid("bad token id"));
-      if (auto st = svc.delete_token(id); !st) return c.fail(st.error());
+      if (auto st = svc.tokens().delete_token(id); !st) return c.fail(st.error());
       return c.ok(HttpStatus::ok, json::object());
     }
     return n <= 3 ? not_allowed() : c.fail(not_found("no such resource"));

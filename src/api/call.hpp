@@ -7,7 +7,7 @@
 #include "kvmfleet/api/request_parsing.hpp"
 #include "kvmfleet/api/views.hpp"
 #include "kvmfleet/common/ids.hpp"
-#include "kvmfleet/controller/cluster_service.hpp"
+#include "kvmfleet/controller/controller.hpp"
 #include "kvmfleet/http/types.hpp"
 
 #include <nlohmann/json.hpp>
@@ -113,7 +113,7 @@ inline Status check_idempotency_key(const Call& c) {
 
 // Answers an accepted submission: 202 with the operation, or, with ?wait=N, the
 // operation once it ends (200) or when N seconds pass (202).
-inline void answer_operation(ClusterService& svc, std::shared_ptr<Call> c, const Submitted& s) {
+inline void answer_operation(Controller& svc, std::shared_ptr<Call> c, const Submitted& s) {
   auto wait = query_int(c->query, "wait", 0, 0, kMaxWaitSeconds);
   const int seconds = wait ? *wait : 0;
   auto send = [c, replayed = s.replayed](const std::optional<Operation>& op) {
@@ -125,17 +125,17 @@ inline void answer_operation(ClusterService& svc, std::shared_ptr<Call> c, const
     c->reply(std::move(res));
   };
   if (seconds == 0) return send(s.operation);
-  svc.wait_operation(s.operation.id, std::chrono::seconds(seconds), send);
+  svc.operations().wait(s.operation.id, std::chrono::seconds(seconds), send);
 }
 
 // Answers a submission: its refusal, or the operation as answer_operation does.
-inline void answer_submitted(ClusterService& svc, std::shared_ptr<Call> c,
+inline void answer_submitted(Controller& svc, std::shared_ptr<Call> c,
                              const Result<Submitted>& s) {
   if (!s) return c->fail(s.error());
   answer_operation(svc, std::move(c), *s);
 }
 
 // Routes /v1/storage-pools and /v1/volumes (storage_routes.cpp).
-void route_storage(ClusterService& svc, std::shared_ptr<Call> c);
+void route_storage(Controller& svc, std::shared_ptr<Call> c);
 
 }  // namespace kvmfleet::api

@@ -7,7 +7,7 @@ namespace {
 
 // Answers GET of one resource found by `find`, or 404 `what`.
 template <typename Find>
-void get_one(ClusterService& svc, Call& c, Find find, const char* what, const std::string& key) {
+void get_one(Controller& svc, Call& c, Find find, const char* what, const std::string& key) {
   auto view = svc.state().read(find);
   if (!view) return c.fail(not_found(std::string("no such ") + what, {{what, key}}));
   c.ok(HttpStatus::ok, *view);
@@ -26,7 +26,7 @@ bool wait_query_ok(Call& c) {
   return true;
 }
 
-void route_pools(ClusterService& svc, std::shared_ptr<Call> cp, const auto& require,
+void route_pools(Controller& svc, std::shared_ptr<Call> cp, const auto& require,
                  const auto& not_allowed) {
   Call& c = *cp;
   const auto& seg = c.seg;
@@ -50,7 +50,7 @@ void route_pools(ClusterService& svc, std::shared_ptr<Call> cp, const auto& requ
     auto req = parse_pool_create(*body);
     if (!req) return c.fail(req.error());
     return answer_submitted(svc, cp,
-                            svc.create_pool(*c.who, req->pool, req->hosts, submit_options(c)));
+                            svc.storage().create_pool(*c.who, req->pool, req->hosts, submit_options(c)));
   }
   if (n == 2) return not_allowed();
   const std::string name(seg[2]);
@@ -69,7 +69,7 @@ void route_pools(ClusterService& svc, std::shared_ptr<Call> cp, const auto& requ
   if (n == 3 && m == Verb::delete_) {
     if (!require(Need::admin)) return;
     if (!wait_query_ok(c)) return;
-    return answer_submitted(svc, cp, svc.delete_pool(*c.who, name, submit_options(c)));
+    return answer_submitted(svc, cp, svc.storage().delete_pool(*c.who, name, submit_options(c)));
   }
   if (n == 3) return not_allowed();
   if (n == 4 && seg[3] == "hosts") {
@@ -80,12 +80,12 @@ void route_pools(ClusterService& svc, std::shared_ptr<Call> cp, const auto& requ
     if (!body) return c.fail(body.error());
     auto hosts = parse_pool_hosts(*body);
     if (!hosts) return c.fail(hosts.error());
-    return answer_submitted(svc, cp, svc.connect_pool(*c.who, name, *hosts, submit_options(c)));
+    return answer_submitted(svc, cp, svc.storage().connect_pool(*c.who, name, *hosts, submit_options(c)));
   }
   return c.fail(not_found("no such resource"));
 }
 
-void route_volumes(ClusterService& svc, std::shared_ptr<Call> cp, const auto& require,
+void route_volumes(Controller& svc, std::shared_ptr<Call> cp, const auto& require,
                    const auto& not_allowed) {
   Call& c = *cp;
   const auto& seg = c.seg;
@@ -116,7 +116,7 @@ void route_volumes(ClusterService& svc, std::shared_ptr<Call> cp, const auto& re
     if (!req) return c.fail(req.error());
     return answer_submitted(
         svc, cp,
-        svc.create_volume(*c.who, req->name, req->pool, req->size_bytes, submit_options(c)));
+        svc.storage().create_volume(*c.who, req->name, req->pool, req->size_bytes, submit_options(c)));
   }
   if (n == 2) return not_allowed();
   const std::string id(seg[2]);
@@ -137,7 +137,7 @@ void route_volumes(ClusterService& svc, std::shared_ptr<Call> cp, const auto& re
   if (n == 3 && m == Verb::delete_) {
     if (!require(Need::operator_)) return;
     if (!wait_query_ok(c)) return;
-    return answer_submitted(svc, cp, svc.delete_volume(*c.who, id, submit_options(c)));
+    return answer_submitted(svc, cp, svc.storage().delete_volume(*c.who, id, submit_options(c)));
   }
   if (n == 3) return not_allowed();
 
@@ -149,7 +149,7 @@ void route_volumes(ClusterService& svc, std::shared_ptr<Call> cp, const auto& re
     if (!body) return c.fail(body.error());
     auto size = parse_volume_grow(*body);
     if (!size) return c.fail(size.error());
-    return answer_submitted(svc, cp, svc.grow_volume(*c.who, id, *size, submit_options(c)));
+    return answer_submitted(svc, cp, svc.storage().grow_volume(*c.who, id, *size, submit_options(c)));
   }
   if (seg[3] != "snapshots") return c.fail(not_found("no such resource"));
   if (n == 4 && m == Verb::get) {
@@ -174,7 +174,7 @@ void route_volumes(ClusterService& svc, std::shared_ptr<Call> cp, const auto& re
     auto req = parse_snapshot_create(*body);
     if (!req) return c.fail(req.error());
     return answer_submitted(svc, cp,
-                            svc.create_snapshot(*c.who, id, req->name, req->size_bytes, req->ratio,
+                            svc.storage().create_snapshot(*c.who, id, req->name, req->size_bytes, req->ratio,
                                                 req->quiesce, submit_options(c)));
   }
   if (n == 4) return not_allowed();
@@ -205,12 +205,12 @@ void route_volumes(ClusterService& svc, std::shared_ptr<Call> cp, const auto& re
     if (!body) return c.fail(body.error());
     if (auto st = check_known_fields(*body, {}); !st) return c.fail(st.error());
   }
-  return answer_submitted(svc, cp, svc.snapshot_action(*c.who, id, snap, kind, submit_options(c)));
+  return answer_submitted(svc, cp, svc.storage().snapshot_action(*c.who, id, snap, kind, submit_options(c)));
 }
 
 }  // namespace
 
-void route_storage(ClusterService& svc, std::shared_ptr<Call> cp) {
+void route_storage(Controller& svc, std::shared_ptr<Call> cp) {
   Call& c = *cp;
   auto require = [&](Need need) {
     if (allowed(c.who->role, need)) return true;

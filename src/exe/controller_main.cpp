@@ -1,11 +1,7 @@
 // kvmfleet-controller: cluster state, REST API, scheduler, operations.
 #include "kvmfleet/api/api.hpp"
-#include "kvmfleet/controller/agent_api.hpp"
-#include "kvmfleet/controller/cluster_service.hpp"
-#include "kvmfleet/controller/host_operations.hpp"
-#include "kvmfleet/controller/storage_monitor.hpp"
-#include "kvmfleet/controller/storage_operations.hpp"
-#include "kvmfleet/controller/vm_operations.hpp"
+#include "kvmfleet/controller/controller.hpp"
+#include "kvmfleet/core/agent_api.hpp"
 #include "kvmfleet/http/server.hpp"
 #include "kvmfleet/metadata/controller_hook.hpp"
 #include "kvmfleet/metadata/metadata_import.hpp"
@@ -36,12 +32,12 @@ Result<ControllerConfig> load_config(const std::string& path) {
   return ControllerConfig::from_json(j);
 }
 
-void schedule_tick(boost::asio::steady_timer& timer, ClusterService& svc) {
+void schedule_tick(boost::asio::steady_timer& timer, Controller& controller) {
   timer.expires_after(std::chrono::seconds(1));
-  timer.async_wait([&timer, &svc](const boost::system::error_code& ec) {
+  timer.async_wait([&timer, &controller](const boost::system::error_code& ec) {
     if (ec) return;
-    svc.tick();
-    schedule_tick(timer, svc);
+    controller.tick();
+    schedule_tick(timer, controller);
   });
 }
 
@@ -138,12 +134,8 @@ int main(int argc, char** argv) {
   boost::asio::io_context ioc;
   http::BeastClient client(config.agent_ca_file);
   HttpAgentApi agents(client);
-  OperationRunner runner(state, agents, config, SystemClock::instance());
-  register_vm_operations(runner);
-  register_storage_operations(runner);
-  register_host_operations(runner);
-  ClusterService service(state, runner, config, SystemClock::instance(), ioc);
-  if (auto st = service.bootstrap_admin(config.bootstrap_token_file); !st) {
+  Controller controller(state, agents, config, SystemClock::instance(), ioc);
+  if (auto st = controller.tokens().bootstrap_admin(config.bootstrap_token_file); !st) {
     spdlog::critical("cannot write the admin token: {}", st.error().message);
     return 1;
   }
@@ -167,9 +159,8 @@ int main(int argc, char** argv) {
         "metadata", [w = metadata_writer.get()] { return metadata::to_json(w->health()); });
     spdlog::info("writing VM metadata records to {}", config.metadata_dir);
   }
-  StorageMonitor storage_monitor(state, agents, config, SystemClock::instance(), &service);
-  metrics.add_source([&storage_monitor] { return storage_monitor.metrics(); });
-  api::Api api(service, metrics);
+  metrics.add_source([&controller] { return controller.storage_monitor().metrics(); });
+  api::Api api(controller, metrics);
   http::ServerOptions sopts;
   sopts.address = config.listen_address;
   sopts.port = config.listen_port;
@@ -184,13 +175,12 @@ int main(int argc, char** argv) {
     spdlog::critical("cannot start the API: {}", st.error().message);
     return 1;
   }
-  runner.start();
-  storage_monitor.start();
+  controller.start();
   spdlog::info("kvmfleet-controller serving {}://{}:{}", server.tls() ? "https" : "http",
                config.listen_address, server.port());
 
   boost::asio::steady_timer ticker(ioc);
-  schedule_tick(ticker, service);
+  schedule_tick(ticker, controller);
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int sig) {
     spdlog::info("signal {}: shutting down", sig);
@@ -204,8 +194,7 @@ int main(int argc, char** argv) {
   ioc.run();
   for (auto& t : threads) t.join();
   // Operations still running stay "running" in the store; the next start resumes them.
-  storage_monitor.stop();
-  runner.stop();
+  controller.stop();
   if (metadata_writer) metadata_writer->stop();
   spdlog::info("kvmfleet-controller stopped");
   return 0;

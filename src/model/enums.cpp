@@ -53,6 +53,9 @@ std::string_view to_string(HostState s) { return name_of(kHost, s); }
 std::string_view to_string(OpState s) { return name_of(kOp, s); }
 std::optional<DesiredState> desired_state_from_string(std::string_view s) { return parse(kDesired, s); }
 std::optional<VmState> vm_state_from_string(std::string_view s) { return parse(kVmState, s); }
+VmState vm_state_from_domain(std::string_view s) {
+  return vm_state_from_string(s).value_or(VmState::unknown);
+}
 std::optional<DiskBus> disk_bus_from_string(std::string_view s) { return parse(kBus, s); }
 std::optional<HostState> host_state_from_string(std::string_view s) { return parse(kHost, s); }
 std::optional<OpState> op_state_from_string(std::string_view s) { return parse(kOp, s); }

@@ -1,5 +1,5 @@
 // The controller with a metadata directory: VMs created and deleted through
-// ClusterService show up in (and leave) the directory, with their placement.
+// Controller show up in (and leave) the directory, with their placement.
 #include <gtest/gtest.h>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -7,12 +7,11 @@
 #include <thread>
 
 #include "tests/doubles/common/manual_clock.hpp"
-#include "kvmfleet/controller/cluster_service.hpp"
-#include "kvmfleet/controller/vm_operations.hpp"
+#include "kvmfleet/controller/controller.hpp"
 #include "kvmfleet/metadata/controller_hook.hpp"
 #include "kvmfleet/metadata/metadata_import.hpp"
-#include "tests/doubles/fake_agent_api.hpp"
-#include "tests/doubles/memory_store.hpp"
+#include "tests/doubles/core/fake_agent_api.hpp"
+#include "tests/doubles/store/memory_store.hpp"
 #include "tests/metadata/test_support.hpp"
 
 using namespace kvmfleet;
@@ -31,9 +30,8 @@ class ControllerMetadataTest : public ::testing::Test {
     io_thread_ = std::thread([this] { ioc_.run(); });
     state_ = std::make_unique<ClusterState>(store_);
     ASSERT_TRUE(state_->load().ok());
-    runner_ = std::make_unique<OperationRunner>(*state_, agents_, config_, clock_);
-    register_vm_operations(*runner_);
-    service_ = std::make_unique<ClusterService>(*state_, *runner_, config_, clock_, ioc_);
+    ctl_ = std::make_unique<Controller>(*state_, agents_, config_, clock_, ioc_);
+    runner_ = &ctl_->runner();
     // What kvmfleet-controller does with --metadata-dir.
     metadata::MetadataWriterOptions mopts;
     mopts.writer_id = "ctl-test";
@@ -53,18 +51,24 @@ class ControllerMetadataTest : public ::testing::Test {
   }
 
   void host_up(const std::string& name) {
-    ASSERT_TRUE(service_->register_host(name, "http://127.0.0.1:1").ok());
+    ASSERT_TRUE(ctl_->hosts().register_host(name, "http://127.0.0.1:1").ok());
     HostInventory inv;
     inv.cpus = 8;
     inv.memory_total_mib = 16384;
     inv.domain_type = "qemu";
     Principal agent{"a", "host:" + name, Role::agent, name};
-    ASSERT_TRUE(service_->heartbeat(agent, name, "", inv).ok());
+    ASSERT_TRUE(ctl_->hosts().heartbeat(agent, name, "", inv).ok());
   }
+  // Runs simulated time until the operation ends (the operations wait on clock_).
   Operation wait_done(const std::string& id) {
-    std::promise<std::optional<Operation>> p;
-    service_->wait_operation(id, 20s, [&](std::optional<Operation> op) { p.set_value(op); });
-    return p.get_future().get().value_or(Operation{});
+    std::optional<Operation> op;
+    clock_.advance_until(
+        [&] {
+          op = state_->operation(id);
+          return op && is_terminal(op->state);
+        },
+        50ms, 1h);
+    return op.value_or(Operation{});
   }
   Vm vm(const std::string& name) {
     return state_->read([&](const ClusterState::Data& d) {
@@ -90,8 +94,8 @@ class ControllerMetadataTest : public ::testing::Test {
       boost::asio::make_work_guard(ioc_);
   std::thread io_thread_;
   std::unique_ptr<ClusterState> state_;
-  std::unique_ptr<OperationRunner> runner_;
-  std::unique_ptr<ClusterService> service_;
+  OperationRunner* runner_ = nullptr;  // the controller's
+  std::unique_ptr<Controller> ctl_;
   std::unique_ptr<metadata::MetadataWriter> writer_;
 };
 
@@ -104,7 +108,7 @@ TEST_F(ControllerMetadataTest, CreatedVmsAreRecordedWithTheirHostAndDeletedOnesR
     spec.name = "web" + std::to_string(i);
     spec.memory_mib = 256;
     spec.disks = {{8, DiskBus::virtio}};
-    auto s = service_->create_vm(admin, spec, true, {});
+    auto s = ctl_->vms().create_vm(admin, spec, true, {});
     ASSERT_TRUE(s.ok()) << s.error().message;
     EXPECT_EQ(wait_done(s->operation.id).state, OpState::succeeded);
     ids.push_back(vm(spec.name).id);
@@ -123,7 +127,7 @@ TEST_F(ControllerMetadataTest, CreatedVmsAreRecordedWithTheirHostAndDeletedOnesR
     EXPECT_EQ(r->writer, "ctl-test");
   }
 
-  auto del = service_->vm_action(admin, "web1", "vm.delete", {{"force", true}}, {});
+  auto del = ctl_->vms().vm_action(admin, "web1", "vm.delete", {{"force", true}}, {});
   ASSERT_TRUE(del.ok()) << del.error().message;
   EXPECT_EQ(wait_done(del->operation.id).state, OpState::succeeded);
   ASSERT_TRUE(eventually([&] { return !record(ids[1]); }));

@@ -2,9 +2,9 @@
 #include <gtest/gtest.h>
 
 #include "kvmfleet/api/metrics.hpp"
-#include "kvmfleet/controller/config.hpp"
+#include "kvmfleet/core/config.hpp"
 #include "kvmfleet/metadata/metadata_writer.hpp"
-#include "tests/doubles/memory_store.hpp"
+#include "tests/doubles/store/memory_store.hpp"
 
 using namespace kvmfleet;
 

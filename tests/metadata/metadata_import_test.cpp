@@ -9,7 +9,7 @@
 #include <random>
 
 #include "kvmfleet/metadata/record.hpp"
-#include "tests/doubles/memory_store.hpp"
+#include "tests/doubles/store/memory_store.hpp"
 #include "tests/metadata/test_support.hpp"
 
 using namespace kvmfleet;

@@ -2,12 +2,9 @@
 #include "kvmfleet/api/api.hpp"
 #include "kvmfleet/cli/cli.hpp"
 #include "kvmfleet/common/process.hpp"
-#include "kvmfleet/controller/host_operations.hpp"
-#include "kvmfleet/controller/storage_operations.hpp"
-#include "kvmfleet/controller/vm_operations.hpp"
 #include "kvmfleet/http/server.hpp"
-#include "tests/doubles/fake_agent_api.hpp"
-#include "tests/doubles/memory_store.hpp"
+#include "tests/doubles/core/fake_agent_api.hpp"
+#include "tests/doubles/store/memory_store.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -32,19 +29,16 @@ class ApiTest : public ::testing::Test {
   void SetUp() override {
     config_.agent_retry_backoff = 1ms;
     ASSERT_TRUE(state_.load().ok());
-    register_vm_operations(runner_);
-    register_storage_operations(runner_);
-    register_host_operations(runner_);
     io_ = std::thread([this] { ioc_.run(); });
-    admin_ = service_.create_token("admin", Role::admin)->second;
-    operator_ = service_.create_token("ops", Role::operator_)->second;
-    viewer_ = service_.create_token("watcher", Role::viewer)->second;
-    auto h = service_.register_host("node1", "http://127.0.0.1:1");
+    admin_ = ctl_.tokens().create_token("admin", Role::admin)->second;
+    operator_ = ctl_.tokens().create_token("ops", Role::operator_)->second;
+    viewer_ = ctl_.tokens().create_token("watcher", Role::viewer)->second;
+    auto h = ctl_.hosts().register_host("node1", "http://127.0.0.1:1");
     agent_ = h->second;
     HostInventory inv;
     inv.cpus = 8;
     inv.memory_total_mib = 16384;
-    ASSERT_TRUE(service_.heartbeat({"x", "host:node1", Role::agent, "node1"}, "node1", "", inv).ok());
+    ASSERT_TRUE(ctl_.hosts().heartbeat({"x", "host:node1", Role::agent, "node1"}, "node1", "", inv).ok());
   }
   void TearDown() override {
     runner_.stop();
@@ -82,10 +76,10 @@ class ApiTest : public ::testing::Test {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_ =
       boost::asio::make_work_guard(ioc_);
   std::thread io_;
-  OperationRunner runner_{state_, agents_, config_, clock_};
-  ClusterService service_{state_, runner_, config_, clock_, ioc_};
+  Controller ctl_{state_, agents_, config_, clock_, ioc_};
+  OperationRunner& runner_ = ctl_.runner();
   api::Metrics metrics_;
-  api::Api api_{service_, metrics_};
+  api::Api api_{ctl_, metrics_};
   std::string admin_, operator_, viewer_, agent_;
 };
 

@@ -4,12 +4,9 @@
 // service over a FakeAgentApi, with a manual clock. Shared by the controller's tests.
 
 #include "tests/doubles/common/manual_clock.hpp"
-#include "kvmfleet/controller/cluster_service.hpp"
-#include "kvmfleet/controller/host_operations.hpp"
-#include "kvmfleet/controller/storage_operations.hpp"
-#include "kvmfleet/controller/vm_operations.hpp"
-#include "tests/doubles/fake_agent_api.hpp"
-#include "tests/doubles/memory_store.hpp"
+#include "kvmfleet/controller/controller.hpp"
+#include "tests/doubles/core/fake_agent_api.hpp"
+#include "tests/doubles/store/memory_store.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <gtest/gtest.h>
@@ -37,20 +34,17 @@ class ControllerTest : public ::testing::Test {
     io_thread_.join();
   }
 
-  // A controller process: state loaded from the store, a runner, a service.
+  // A controller process: state loaded from the store, the controller over it.
   void boot() {
     state_ = std::make_unique<ClusterState>(store_);
     ASSERT_TRUE(state_->load().ok());
-    runner_ = std::make_unique<OperationRunner>(*state_, agents_, config_, clock_);
-    register_vm_operations(*runner_);
-    register_host_operations(*runner_);
-    register_storage_operations(*runner_);
-    service_ = std::make_unique<ClusterService>(*state_, *runner_, config_, clock_, ioc_);
+    ctl_ = std::make_unique<Controller>(*state_, agents_, config_, clock_, ioc_);
+    runner_ = &ctl_->runner();
   }
   void shutdown() {
-    if (runner_) runner_->stop();
-    service_.reset();
-    runner_.reset();
+    if (ctl_) ctl_->stop();
+    ctl_.reset();
+    runner_ = nullptr;
     state_.reset();
   }
 
@@ -64,7 +58,7 @@ class ControllerTest : public ::testing::Test {
   }
 
   void host_up(const std::string& name, int cpus = 4, std::int64_t mem = 8192) {
-    auto r = service_->register_host(name, "http://127.0.0.1:1");
+    auto r = ctl_->hosts().register_host(name, "http://127.0.0.1:1");
     ASSERT_TRUE(r.ok());
     HostInventory inv;
     inv.cpus = cpus;
@@ -73,14 +67,20 @@ class ControllerTest : public ::testing::Test {
     inv.migration_address = "10.0.0." + std::to_string(name.size() + name.back());
     agents_.address_of[inv.migration_address] = name;
     Principal agent{"a", "host:" + name, Role::agent, name};
-    ASSERT_TRUE(service_->heartbeat(agent, name, "", inv).ok());
+    ASSERT_TRUE(ctl_->hosts().heartbeat(agent, name, "", inv).ok());
   }
 
+  // Runs simulated time until the operation ends: every wait of the operations (polls,
+  // backoff, timeouts) is on clock_, so minutes of them pass in milliseconds.
   Operation wait_done(const std::string& id) {
-    std::promise<std::optional<Operation>> p;
-    service_->wait_operation(id, 20s, [&](std::optional<Operation> op) { p.set_value(op); });
-    auto op = p.get_future().get();
-    EXPECT_TRUE(op.has_value());
+    std::optional<Operation> op;
+    const bool ended = clock_.advance_until(
+        [&] {
+          op = state_->operation(id);
+          return op && is_terminal(op->state);
+        },
+        50ms, 1h);
+    EXPECT_TRUE(ended) << "operation " << id << " still " << (op ? to_string(op->state) : "gone");
     return op.value_or(Operation{});
   }
 
@@ -132,8 +132,8 @@ class ControllerTest : public ::testing::Test {
       boost::asio::make_work_guard(ioc_);
   std::thread io_thread_;
   std::unique_ptr<ClusterState> state_;
-  std::unique_ptr<OperationRunner> runner_;
-  std::unique_ptr<ClusterService> service_;
+  std::unique_ptr<Controller> ctl_;
+  OperationRunner* runner_ = nullptr;  // the controller's
 };
 
 }  // namespace kvmfleet::testing_support

@@ -1,10 +1,10 @@
-#include "kvmfleet/controller/cluster_service.hpp"
-#include "kvmfleet/controller/reconciler.hpp"
-#include "kvmfleet/controller/host_operations.hpp"
-#include "kvmfleet/controller/migration_planning.hpp"
-#include "kvmfleet/controller/vm_operations.hpp"
-#include "tests/doubles/fake_agent_api.hpp"
-#include "tests/doubles/memory_store.hpp"
+#include "kvmfleet/controller/controller.hpp"
+#include "kvmfleet/core/reconciler.hpp"
+#include "kvmfleet/migration/migration_operations.hpp"
+#include "kvmfleet/migration/migration_planning.hpp"
+#include "kvmfleet/vms/vm_operations.hpp"
+#include "tests/doubles/core/fake_agent_api.hpp"
+#include "tests/doubles/store/memory_store.hpp"
 #include "tests/unit/controller_fixture.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -24,7 +24,7 @@ using testing_support::ControllerTest;
 TEST_F(ControllerTest, CreateDefinesOnThePlacedHostAndStarts) {
   host_up("node1");
   runner_->start();
-  auto s = service_->create_vm(admin(), spec("web1"), true, {});
+  auto s = ctl_->vms().create_vm(admin(), spec("web1"), true, {});
   ASSERT_TRUE(s.ok()) << s.error().message;
   EXPECT_EQ(s->operation.state, OpState::pending);
   auto op = wait_done(s->operation.id);
@@ -40,9 +40,9 @@ TEST_F(ControllerTest, CreateDefinesOnThePlacedHostAndStarts) {
 }
 
 TEST_F(ControllerTest, CreateWithNoUpHostIsInsufficientCapacityAndWritesNothing) {
-  ASSERT_TRUE(service_->register_host("node1", "http://127.0.0.1:1").ok());  // never heartbeats
+  ASSERT_TRUE(ctl_->hosts().register_host("node1", "http://127.0.0.1:1").ok());  // never heartbeats
   const int before = store_.commits;
-  auto s = service_->create_vm(admin(), spec("web1"), false, {});
+  auto s = ctl_->vms().create_vm(admin(), spec("web1"), false, {});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, ErrorCode::insufficient_capacity);
   EXPECT_EQ(s.error().details["hosts"]["node1"].get<std::string>().empty(), false);
@@ -52,8 +52,8 @@ TEST_F(ControllerTest, CreateWithNoUpHostIsInsufficientCapacityAndWritesNothing)
 
 TEST_F(ControllerTest, DuplicateNameIsAConflict) {
   host_up("node1");
-  ASSERT_TRUE(service_->create_vm(admin(), spec("web1"), false, {}).ok());
-  auto again = service_->create_vm(admin(), spec("web1"), false, {});
+  ASSERT_TRUE(ctl_->vms().create_vm(admin(), spec("web1"), false, {}).ok());
+  auto again = ctl_->vms().create_vm(admin(), spec("web1"), false, {});
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.error().code, ErrorCode::conflict);
 }
@@ -61,7 +61,7 @@ TEST_F(ControllerTest, DuplicateNameIsAConflict) {
 TEST_F(ControllerTest, StoreFailureLeavesNothingHalfWritten) {
   host_up("node1");
   store_.fail_commits = 1;
-  auto s = service_->create_vm(admin(), spec("web1"), false, {});
+  auto s = ctl_->vms().create_vm(admin(), spec("web1"), false, {});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, ErrorCode::unavailable);
   EXPECT_TRUE(vm("web1").id.empty());
@@ -73,16 +73,16 @@ TEST_F(ControllerTest, IdempotencyKeyReplaysTheSameOperationAndActsOnce) {
   host_up("node1");
   runner_->start();
   SubmitOptions o{"key-1", "hash-a"};
-  auto first = service_->create_vm(admin(), spec("web1"), false, o);
+  auto first = ctl_->vms().create_vm(admin(), spec("web1"), false, o);
   ASSERT_TRUE(first.ok());
-  auto second = service_->create_vm(admin(), spec("web1"), false, o);
+  auto second = ctl_->vms().create_vm(admin(), spec("web1"), false, o);
   ASSERT_TRUE(second.ok()) << second.error().message;
   EXPECT_TRUE(second->replayed);
   EXPECT_EQ(second->operation.id, first->operation.id);
   wait_done(first->operation.id);
   EXPECT_EQ(agents_.count("define"), 1);
   // The same key for a different request is refused.
-  auto other = service_->create_vm(admin(), spec("web2"), false, {"key-1", "hash-b"});
+  auto other = ctl_->vms().create_vm(admin(), spec("web2"), false, {"key-1", "hash-b"});
   ASSERT_FALSE(other.ok());
   EXPECT_EQ(other.error().code, ErrorCode::conflict);
 }
@@ -91,8 +91,8 @@ TEST_F(ControllerTest, IdempotencyKeysAreScopedPerTokenNotPerName) {
   host_up("node1");
   Principal a{"token-a", "ci", Role::operator_, ""};
   Principal b{"token-b", "ci", Role::operator_, ""};  // another token, same name
-  auto first = service_->create_vm(a, spec("web1"), false, {"same-key", "h1"});
-  auto second = service_->create_vm(b, spec("web2"), false, {"same-key", "h2"});
+  auto first = ctl_->vms().create_vm(a, spec("web1"), false, {"same-key", "h1"});
+  auto second = ctl_->vms().create_vm(b, spec("web2"), false, {"same-key", "h2"});
   ASSERT_TRUE(first.ok());
   ASSERT_TRUE(second.ok()) << second.error().message;
   EXPECT_FALSE(second->replayed);
@@ -100,7 +100,7 @@ TEST_F(ControllerTest, IdempotencyKeysAreScopedPerTokenNotPerName) {
   // And the store's own uniqueness check agrees after a restart.
   shutdown();
   boot();
-  auto again = service_->create_vm(b, spec("web2"), false, {"same-key", "h2"});
+  auto again = ctl_->vms().create_vm(b, spec("web2"), false, {"same-key", "h2"});
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(again->replayed);
   EXPECT_EQ(again->operation.id, second->operation.id);
@@ -110,7 +110,7 @@ TEST_F(ControllerTest, AgentRefusalRollsBackTheCreate) {
   host_up("node1");
   agents_.fail_next("define", invalid("libvirt says no"));
   runner_->start();
-  auto s = service_->create_vm(admin(), spec("web1"), false, {});
+  auto s = ctl_->vms().create_vm(admin(), spec("web1"), false, {});
   ASSERT_TRUE(s.ok());
   auto op = wait_done(s->operation.id);
   EXPECT_EQ(op.state, OpState::failed);
@@ -124,7 +124,7 @@ TEST_F(ControllerTest, UnavailableAgentIsRetriedThenSucceeds) {
   host_up("node1");
   agents_.fail_next("define", unavailable("connection refused"), 2);
   runner_->start();
-  auto s = service_->create_vm(admin(), spec("web1"), false, {});
+  auto s = ctl_->vms().create_vm(admin(), spec("web1"), false, {});
   auto op = wait_done(s->operation.id);
   EXPECT_EQ(op.state, OpState::succeeded);
   EXPECT_EQ(agents_.count("define"), 3);
@@ -133,17 +133,17 @@ TEST_F(ControllerTest, UnavailableAgentIsRetriedThenSucceeds) {
 TEST_F(ControllerTest, StopTimesOutWithoutForceAndPowersOffWithForce) {
   host_up("node1");
   runner_->start();
-  auto c = service_->create_vm(admin(), spec("web1"), true, {});
+  auto c = ctl_->vms().create_vm(admin(), spec("web1"), true, {});
   wait_done(c->operation.id);
   agents_.acpi_works = false;  // the guest ignores ACPI
-  auto s = service_->vm_action(admin(), "web1", op_kind::vm_stop, {{"timeout_s", 1}, {"force", false}}, {});
+  auto s = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_stop, {{"timeout_s", 1}, {"force", false}}, {});
   ASSERT_TRUE(s.ok());
   auto op = wait_done(s->operation.id);
   EXPECT_EQ(op.state, OpState::failed);
   ASSERT_TRUE(op.error);
   EXPECT_EQ(op.error->code, ErrorCode::timeout);
   EXPECT_EQ(vm("web1").state, VmState::running);
-  auto f = service_->vm_action(admin(), "web1", op_kind::vm_stop, {{"timeout_s", 1}, {"force", true}}, {});
+  auto f = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_stop, {{"timeout_s", 1}, {"force", true}}, {});
   auto fop = wait_done(f->operation.id);
   EXPECT_EQ(fop.state, OpState::succeeded);
   EXPECT_TRUE(fop.result.value("forced", false));
@@ -154,12 +154,12 @@ TEST_F(ControllerTest, StopTimesOutWithoutForceAndPowersOffWithForce) {
 TEST_F(ControllerTest, DeleteOfARunningVmNeedsForce) {
   host_up("node1");
   runner_->start();
-  auto c = service_->create_vm(admin(), spec("web1"), true, {});
+  auto c = ctl_->vms().create_vm(admin(), spec("web1"), true, {});
   wait_done(c->operation.id);
-  auto d = service_->vm_action(admin(), "web1", op_kind::vm_delete, {{"force", false}}, {});
+  auto d = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_delete, {{"force", false}}, {});
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.error().code, ErrorCode::conflict);
-  auto f = service_->vm_action(admin(), "web1", op_kind::vm_delete, {{"force", true}}, {});
+  auto f = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_delete, {{"force", true}}, {});
   ASSERT_TRUE(f.ok());
   EXPECT_EQ(wait_done(f->operation.id).state, OpState::succeeded);
   EXPECT_TRUE(vm("web1").id.empty());
@@ -167,7 +167,7 @@ TEST_F(ControllerTest, DeleteOfARunningVmNeedsForce) {
 }
 
 TEST_F(ControllerTest, UnknownVmIsNotFound) {
-  auto s = service_->vm_action(admin(), "ghost", op_kind::vm_start, nlohmann::json::object(), {});
+  auto s = ctl_->vms().vm_action(admin(), "ghost", op_kind::vm_start, nlohmann::json::object(), {});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, ErrorCode::not_found);
 }
@@ -175,7 +175,7 @@ TEST_F(ControllerTest, UnknownVmIsNotFound) {
 TEST_F(ControllerTest, ARestartedControllerFinishesOperationsLeftBehind) {
   host_up("node1");
   // Submitted, then the process "dies" before any worker ran it.
-  auto s = service_->create_vm(admin(), spec("web1"), true, {});
+  auto s = ctl_->vms().create_vm(admin(), spec("web1"), true, {});
   ASSERT_TRUE(s.ok());
   shutdown();
   boot();  // a new process: memory rebuilt from the store
@@ -185,7 +185,7 @@ TEST_F(ControllerTest, ARestartedControllerFinishesOperationsLeftBehind) {
   HostInventory inv;
   inv.cpus = 4;
   inv.memory_total_mib = 8192;
-  ASSERT_TRUE(service_->heartbeat({"a", "host:node1", Role::agent, "node1"}, "node1", "", inv).ok());
+  ASSERT_TRUE(ctl_->hosts().heartbeat({"a", "host:node1", Role::agent, "node1"}, "node1", "", inv).ok());
   runner_->start();
   auto op = wait_done(s->operation.id);
   EXPECT_EQ(op.state, OpState::succeeded);
@@ -195,7 +195,7 @@ TEST_F(ControllerTest, ARestartedControllerFinishesOperationsLeftBehind) {
 
 TEST_F(ControllerTest, AnOperationInterruptedWhileRunningIsResumedAndCounted) {
   host_up("node1");
-  auto s = service_->create_vm(admin(), spec("web1"), false, {});
+  auto s = ctl_->vms().create_vm(admin(), spec("web1"), false, {});
   // Mark it running as a dead controller would have left it.
   ASSERT_TRUE(state_->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
     Operation op = *d.find_operation(s->operation.id);
@@ -206,7 +206,7 @@ TEST_F(ControllerTest, AnOperationInterruptedWhileRunningIsResumedAndCounted) {
   }).ok());
   shutdown();
   boot();
-  ASSERT_TRUE(service_->heartbeat({"a", "host:node1", Role::agent, "node1"}, "node1", "",
+  ASSERT_TRUE(ctl_->hosts().heartbeat({"a", "host:node1", Role::agent, "node1"}, "node1", "",
                                   HostInventory{"", "", 4, "", 8192}).ok());
   runner_->start();
   auto op = wait_done(s->operation.id);
@@ -216,39 +216,39 @@ TEST_F(ControllerTest, AnOperationInterruptedWhileRunningIsResumedAndCounted) {
 
 TEST_F(ControllerTest, PendingOperationCanBeCancelled) {
   host_up("node1");
-  auto s = service_->create_vm(admin(), spec("web1"), false, {});  // runner not started
-  ASSERT_TRUE(service_->cancel_operation(s->operation.id).ok());
+  auto s = ctl_->vms().create_vm(admin(), spec("web1"), false, {});  // runner not started
+  ASSERT_TRUE(ctl_->operations().cancel(s->operation.id).ok());
   auto op = wait_done(s->operation.id);
   EXPECT_EQ(op.state, OpState::cancelled);
-  auto again = service_->cancel_operation(s->operation.id);
+  auto again = ctl_->operations().cancel(s->operation.id);
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.error().code, ErrorCode::conflict);
 }
 
 TEST_F(ControllerTest, HeartbeatFromTheWrongHostIsRefused) {
   host_up("node1");
-  ASSERT_TRUE(service_->register_host("node2", "http://127.0.0.1:2").ok());
-  auto st = service_->heartbeat({"a", "host:node1", Role::agent, "node1"}, "node2", "", {});
+  ASSERT_TRUE(ctl_->hosts().register_host("node2", "http://127.0.0.1:2").ok());
+  auto st = ctl_->hosts().heartbeat({"a", "host:node1", Role::agent, "node1"}, "node2", "", {});
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.error().code, ErrorCode::permission_denied);
 }
 
 TEST_F(ControllerTest, TokensAuthenticateByHashAndBootstrapWritesAnAdminToken) {
-  auto t = service_->create_token("ops", Role::operator_);
+  auto t = ctl_->tokens().create_token("ops", Role::operator_);
   ASSERT_TRUE(t.ok());
-  auto who = service_->authenticate(t->second);
+  auto who = ctl_->tokens().authenticate(t->second);
   ASSERT_TRUE(who);
   EXPECT_EQ(who->role, Role::operator_);
-  EXPECT_FALSE(service_->authenticate(t->second + "x"));
-  EXPECT_FALSE(service_->authenticate(""));
+  EXPECT_FALSE(ctl_->tokens().authenticate(t->second + "x"));
+  EXPECT_FALSE(ctl_->tokens().authenticate(""));
   EXPECT_NE(t->first.hash, t->second);  // only the hash is kept
   const std::string path = ::testing::TempDir() + "/kvmfleet-admin-token";
   std::remove(path.c_str());
-  ASSERT_TRUE(service_->bootstrap_admin(path).ok());
+  ASSERT_TRUE(ctl_->tokens().bootstrap_admin(path).ok());
   std::ifstream in(path);
   std::string token;
   std::getline(in, token);
-  auto admin_who = service_->authenticate(token);
+  auto admin_who = ctl_->tokens().authenticate(token);
   ASSERT_TRUE(admin_who);
   EXPECT_EQ(admin_who->role, Role::admin);
   std::remove(path.c_str());
@@ -491,7 +491,7 @@ class RestartedControllerTest : public ControllerTest {
     start_with_two_hosts();
     VmSpec s = spec("web1");
     s.pinned_host = "node1";
-    auto c = service_->create_vm(admin(), s, true, {});
+    auto c = ctl_->vms().create_vm(admin(), s, true, {});
     ASSERT_TRUE(c.ok()) << c.error().message;
     ASSERT_EQ(wait_done(c->operation.id).state, OpState::succeeded);
     id_ = vm("web1").id;
@@ -506,7 +506,7 @@ class RestartedControllerTest : public ControllerTest {
     inv.domain_type = "kvm";
     inv.migration_address = "10.0.0." + std::to_string(host.size() + host.back());
     inv.domains = std::move(domains);
-    return service_->heartbeat({"a", "host:" + host, Role::agent, host}, host, "", inv);
+    return ctl_->hosts().heartbeat({"a", "host:" + host, Role::agent, host}, host, "", inv);
   }
   // A new controller process, `away` after the old one stopped.
   void restart(std::chrono::milliseconds away) {
@@ -529,15 +529,15 @@ TEST_F(RestartedControllerTest, AVmThatMovedWhileTheControllerWasDownIsFollowedN
   EXPECT_EQ(vm("web1").desired, DesiredState::running);
   // node1's agent delivers the events it queued while no controller answered (libvirt
   // stopped the source, then undefined it) before its first heartbeat.
-  ASSERT_TRUE(service_
-                  ->domain_events({"a", "host:node1", Role::agent, "node1"}, "node1",
+  ASSERT_TRUE(ctl_->hosts()
+                  .domain_events({"a", "host:node1", Role::agent, "node1"}, "node1",
                                   {{id_, "web1", "stopped", "migrated"}})
                   .ok());
   EXPECT_EQ(vm("web1").host, "node1");
   EXPECT_NE(vm("web1").state, VmState::stopped);
   EXPECT_EQ(vm("web1").desired, DesiredState::running);
-  ASSERT_TRUE(service_
-                  ->domain_events({"a", "host:node1", Role::agent, "node1"}, "node1",
+  ASSERT_TRUE(ctl_->hosts()
+                  .domain_events({"a", "host:node1", Role::agent, "node1"}, "node1",
                                   {{id_, "web1", "undefined", ""}})
                   .ok());
   EXPECT_EQ(vm("web1").state, VmState::running);
@@ -551,7 +551,7 @@ TEST_F(RestartedControllerTest, AVmThatMovedWhileTheControllerWasDownIsFollowedN
 
 TEST_F(RestartedControllerTest, AHostThatNeverHeartbeatsAgainHoldsNothingBackPastTheTimeout) {
   restart(1h);  // every heartbeat the store kept is an hour old
-  service_->tick();
+  ctl_->tick();
   EXPECT_EQ(host_state("node1"), HostState::up);  // not blamed for the controller's absence
   EXPECT_EQ(host_state("node2"), HostState::up);
   ASSERT_TRUE(beat("node2", {running()}).ok());
@@ -559,7 +559,7 @@ TEST_F(RestartedControllerTest, AHostThatNeverHeartbeatsAgainHoldsNothingBackPas
 
   clock_.advance(config_.unreachable_after);
   ASSERT_TRUE(beat("node2", {running()}).ok());
-  service_->tick();
+  ctl_->tick();
   EXPECT_EQ(host_state("node1"), HostState::unreachable);
   EXPECT_EQ(host_state("node2"), HostState::up);
   EXPECT_EQ(vm("web1").state, VmState::unknown);  // the usual rule for a silent host
@@ -582,14 +582,14 @@ class MigrationTest : public ControllerTest {
     runner_->start();
     VmSpec s = spec("web1");
     s.pinned_host = "node1";
-    auto c = service_->create_vm(admin(), s, true, {});
+    auto c = ctl_->vms().create_vm(admin(), s, true, {});
     ASSERT_TRUE(c.ok());
     ASSERT_EQ(wait_done(c->operation.id).state, OpState::succeeded);
   }
 };
 
 TEST_F(MigrationTest, MovesTheVmToTheTargetAndRecordsIt) {
-  auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  auto m = ctl_->migration().migrate_vm(admin(), "web1", "node2", {}, {});
   ASSERT_TRUE(m.ok()) << m.error().message;
   auto op = wait_done(m->operation.id);
   EXPECT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
@@ -602,7 +602,7 @@ TEST_F(MigrationTest, MovesTheVmToTheTargetAndRecordsIt) {
 }
 
 TEST_F(MigrationTest, WithoutATargetTheSchedulerPicksAnotherHost) {
-  auto m = service_->migrate_vm(admin(), "web1", "", {}, {});
+  auto m = ctl_->migration().migrate_vm(admin(), "web1", "", {}, {});
   ASSERT_TRUE(m.ok()) << m.error().message;
   EXPECT_EQ(m->operation.params["target_host"], "node2");
   EXPECT_EQ(wait_done(m->operation.id).state, OpState::succeeded);
@@ -610,30 +610,30 @@ TEST_F(MigrationTest, WithoutATargetTheSchedulerPicksAnotherHost) {
 }
 
 TEST_F(MigrationTest, PreChecksRefuseClearly) {
-  auto same = service_->migrate_vm(admin(), "web1", "node1", {}, {});
+  auto same = ctl_->migration().migrate_vm(admin(), "web1", "node1", {}, {});
   ASSERT_FALSE(same.ok());
   EXPECT_EQ(same.error().code, ErrorCode::conflict);
-  auto ghost = service_->migrate_vm(admin(), "web1", "node9", {}, {});
+  auto ghost = ctl_->migration().migrate_vm(admin(), "web1", "node9", {}, {});
   ASSERT_FALSE(ghost.ok());
   EXPECT_EQ(ghost.error().code, ErrorCode::not_found);
-  ASSERT_TRUE(service_->set_schedulable("node2", false).ok());
-  auto maint = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  ASSERT_TRUE(ctl_->hosts().set_schedulable("node2", false).ok());
+  auto maint = ctl_->migration().migrate_vm(admin(), "web1", "node2", {}, {});
   ASSERT_FALSE(maint.ok());
   EXPECT_EQ(maint.error().code, ErrorCode::conflict);
-  auto none = service_->migrate_vm(admin(), "web1", "", {}, {});
+  auto none = ctl_->migration().migrate_vm(admin(), "web1", "", {}, {});
   ASSERT_FALSE(none.ok());
   EXPECT_EQ(none.error().code, ErrorCode::insufficient_capacity);
-  ASSERT_TRUE(service_->set_schedulable("node2", true).ok());
+  ASSERT_TRUE(ctl_->hosts().set_schedulable("node2", true).ok());
   VmSpec big = spec("big", 6000);
   big.pinned_host = "node1";
-  auto c = service_->create_vm(admin(), big, true, {});
+  auto c = ctl_->vms().create_vm(admin(), big, true, {});
   ASSERT_EQ(wait_done(c->operation.id).state, OpState::succeeded);
-  auto full = service_->migrate_vm(admin(), "big", "node2", {}, {});
+  auto full = ctl_->migration().migrate_vm(admin(), "big", "node2", {}, {});
   ASSERT_FALSE(full.ok());
   EXPECT_EQ(full.error().code, ErrorCode::insufficient_capacity);
   // Neither running nor stopped: no migration of either kind.
   record_vm_state("web1", VmState::paused);
-  auto paused = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  auto paused = ctl_->migration().migrate_vm(admin(), "web1", "node2", {}, {});
   ASSERT_FALSE(paused.ok());
   EXPECT_EQ(paused.error().code, ErrorCode::conflict);
   EXPECT_EQ(agents_.count("migrate"), 0);
@@ -642,10 +642,10 @@ TEST_F(MigrationTest, PreChecksRefuseClearly) {
 // A stopped VM moves cold: defined on the target, undefined on the source, recorded
 // there; no libvirt migration, no migration slot, and it starts on the target.
 TEST_F(MigrationTest, StoppedVmMovesCold) {
-  auto stop = service_->vm_action(admin(), "web1", op_kind::vm_destroy, nlohmann::json::object(), {});
+  auto stop = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_destroy, nlohmann::json::object(), {});
   ASSERT_EQ(wait_done(stop->operation.id).state, OpState::succeeded);
   const std::string id = vm("web1").id;
-  auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  auto m = ctl_->migration().migrate_vm(admin(), "web1", "node2", {}, {});
   ASSERT_TRUE(m.ok()) << m.error().message;
   EXPECT_EQ(m->operation.params.value("mode", ""), "cold");
   auto op = wait_done(m->operation.id);
@@ -658,11 +658,11 @@ TEST_F(MigrationTest, StoppedVmMovesCold) {
   const Host n2 = state_->read([](const ClusterState::Data& d) { return *d.find_host("node2"); });
   EXPECT_EQ(agents_.get_domain(n1, id).error().code, ErrorCode::not_found);
   ASSERT_TRUE(agents_.get_domain(n2, id).ok());
-  auto start = service_->vm_action(admin(), "web1", op_kind::vm_start, nlohmann::json::object(), {});
+  auto start = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_start, nlohmann::json::object(), {});
   ASSERT_EQ(wait_done(start->operation.id).state, OpState::succeeded);
   EXPECT_EQ(agents_.get_domain(n2, id)->state, "running");
   // Back again, and to its own host: 409.
-  auto same = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  auto same = ctl_->migration().migrate_vm(admin(), "web1", "node2", {}, {});
   ASSERT_FALSE(same.ok());
   EXPECT_EQ(same.error().code, ErrorCode::conflict);
 }
@@ -670,11 +670,11 @@ TEST_F(MigrationTest, StoppedVmMovesCold) {
 // The record says stopped, the source host says it runs (the record lags): the move
 // is refused and nothing is defined on the target.
 TEST_F(MigrationTest, ColdMoveOfAVmTheSourceStillRunsIsRefused) {
-  auto stop = service_->vm_action(admin(), "web1", op_kind::vm_destroy, nlohmann::json::object(), {});
+  auto stop = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_destroy, nlohmann::json::object(), {});
   ASSERT_EQ(wait_done(stop->operation.id).state, OpState::succeeded);
   const std::string id = vm("web1").id;
   agents_.set_state("node1", id, "running");
-  auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  auto m = ctl_->migration().migrate_vm(admin(), "web1", "node2", {}, {});
   ASSERT_TRUE(m.ok()) << m.error().message;
   auto op = wait_done(m->operation.id);
   ASSERT_EQ(op.state, OpState::failed);
@@ -688,10 +688,10 @@ TEST_F(MigrationTest, ColdMoveOfAVmTheSourceStillRunsIsRefused) {
 // A stopped VM on a host that is not up is not moved: its host cannot confirm it is
 // stopped (that is HA's fencing question, not a move).
 TEST_F(MigrationTest, ColdMoveNeedsTheSourceUp) {
-  auto stop = service_->vm_action(admin(), "web1", op_kind::vm_destroy, nlohmann::json::object(), {});
+  auto stop = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_destroy, nlohmann::json::object(), {});
   ASSERT_EQ(wait_done(stop->operation.id).state, OpState::succeeded);
   record_host_state("node1", HostState::unreachable);
-  auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  auto m = ctl_->migration().migrate_vm(admin(), "web1", "node2", {}, {});
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.error().code, ErrorCode::conflict);
   EXPECT_NE(m.error().message.find("not up"), std::string::npos) << m.error().message;
@@ -702,29 +702,29 @@ TEST_F(MigrationTest, VmsWithLocalDisksOrAnotherAcceleratorDoNotMove) {
   s.pinned_host = "node1";
   s.disks.push_back(DiskSpec{});
   s.disks[0].size_gib = 1;
-  auto c = service_->create_vm(admin(), s, true, {});
+  auto c = ctl_->vms().create_vm(admin(), s, true, {});
   ASSERT_TRUE(c.ok()) << c.error().message;
   ASSERT_EQ(wait_done(c->operation.id).state, OpState::succeeded);
-  auto m = service_->migrate_vm(admin(), "disky", "node2", {}, {});
+  auto m = ctl_->migration().migrate_vm(admin(), "disky", "node2", {}, {});
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.error().code, ErrorCode::conflict);
   EXPECT_NE(m.error().message.find("local image pool"), std::string::npos) << m.error().message;
   EXPECT_EQ(m.error().details["disks"].size(), 1u);
 
   // node3 runs guests under TCG: no target for a KVM guest, named or picked.
-  auto r = service_->register_host("node3", "http://127.0.0.1:1");
+  auto r = ctl_->hosts().register_host("node3", "http://127.0.0.1:1");
   ASSERT_TRUE(r.ok());
   HostInventory inv;
   inv.cpus = 64;
   inv.memory_total_mib = 65536;
   inv.domain_type = "qemu";
   inv.migration_address = "10.0.0.99";
-  ASSERT_TRUE(service_->heartbeat({"a", "host:node3", Role::agent, "node3"}, "node3", "", inv).ok());
-  auto tcg = service_->migrate_vm(admin(), "web1", "node3", {}, {});
+  ASSERT_TRUE(ctl_->hosts().heartbeat({"a", "host:node3", Role::agent, "node3"}, "node3", "", inv).ok());
+  auto tcg = ctl_->migration().migrate_vm(admin(), "web1", "node3", {}, {});
   ASSERT_FALSE(tcg.ok());
   EXPECT_EQ(tcg.error().code, ErrorCode::conflict);
   EXPECT_NE(tcg.error().message.find("accelerator"), std::string::npos) << tcg.error().message;
-  auto picked = service_->migrate_vm(admin(), "web1", "", {}, {});
+  auto picked = ctl_->migration().migrate_vm(admin(), "web1", "", {}, {});
   ASSERT_TRUE(picked.ok()) << picked.error().message;
   EXPECT_EQ(picked->operation.params["target_host"], "node2");  // node3 is roomier but out
   wait_done(picked->operation.id);
@@ -732,10 +732,10 @@ TEST_F(MigrationTest, VmsWithLocalDisksOrAnotherAcceleratorDoNotMove) {
 
 TEST_F(MigrationTest, CancelAbortsTheJobAndTheVmStaysOnTheSource) {
   agents_.hold_migrations = true;
-  auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  auto m = ctl_->migration().migrate_vm(admin(), "web1", "node2", {}, {});
   ASSERT_TRUE(m.ok());
   for (int i = 0; i < 100 && agents_.count("migrate") == 0; ++i) std::this_thread::sleep_for(10ms);
-  ASSERT_TRUE(service_->cancel_operation(m->operation.id).ok());
+  ASSERT_TRUE(ctl_->operations().cancel(m->operation.id).ok());
   auto op = wait_done(m->operation.id);
   EXPECT_EQ(op.state, OpState::cancelled);
   EXPECT_EQ(agents_.count("abort_migration"), 1);
@@ -744,7 +744,7 @@ TEST_F(MigrationTest, CancelAbortsTheJobAndTheVmStaysOnTheSource) {
 
 TEST_F(MigrationTest, ARestartedControllerAdoptsAMigrationThatFinishedWhileItWasDown) {
   agents_.hold_migrations = true;
-  auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  auto m = ctl_->migration().migrate_vm(admin(), "web1", "node2", {}, {});
   for (int i = 0; i < 100 && agents_.count("migrate") == 0; ++i) std::this_thread::sleep_for(10ms);
   ASSERT_EQ(agents_.count("migrate"), 1);
   shutdown();  // the operation stays "running" in the store
@@ -754,7 +754,7 @@ TEST_F(MigrationTest, ARestartedControllerAdoptsAMigrationThatFinishedWhileItWas
   for (auto h : {"node1", "node2"}) {
     HostInventory inv{"", "", 4, "", 8192};
     inv.migration_address = "10.0.0." + std::to_string(std::string(h).size() + h[4]);
-    ASSERT_TRUE(service_->heartbeat({"a", std::string("host:") + h, Role::agent, h}, h, "", inv).ok());
+    ASSERT_TRUE(ctl_->hosts().heartbeat({"a", std::string("host:") + h, Role::agent, h}, h, "", inv).ok());
   }
   runner_->start();
   auto op = wait_done(m->operation.id);
@@ -765,7 +765,7 @@ TEST_F(MigrationTest, ARestartedControllerAdoptsAMigrationThatFinishedWhileItWas
 
 TEST_F(MigrationTest, ASourceAgentThatLostTrackLeavesTheOutcomeToWhatTheHostsRun) {
   agents_.hold_migrations = true;
-  auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  auto m = ctl_->migration().migrate_vm(admin(), "web1", "node2", {}, {});
   ASSERT_TRUE(m.ok());
   for (int i = 0; i < 100 && agents_.count("migrate") == 0; ++i) std::this_thread::sleep_for(10ms);
   const std::string id = vm("web1").id;
@@ -778,7 +778,7 @@ TEST_F(MigrationTest, ASourceAgentThatLostTrackLeavesTheOutcomeToWhatTheHostsRun
 
 TEST_F(MigrationTest, AMigrationThatVanishedOnTheSourceLeavesTheVmThere) {
   agents_.hold_migrations = true;
-  auto m = service_->migrate_vm(admin(), "web1", "node2", {}, {});
+  auto m = ctl_->migration().migrate_vm(admin(), "web1", "node2", {}, {});
   ASSERT_TRUE(m.ok());
   for (int i = 0; i < 100 && agents_.count("migrate") == 0; ++i) std::this_thread::sleep_for(10ms);
   agents_.forget_migration(vm("web1").id);  // e.g. libvirtd restarted and dropped the job
@@ -827,7 +827,7 @@ class DrainTest : public ControllerTest {
     for (const char* name : {"v1", "v2", "v3"}) {
       VmSpec s = spec(name);
       s.pinned_host = "node1";
-      auto c = service_->create_vm(admin(), s, true, {});
+      auto c = ctl_->vms().create_vm(admin(), s, true, {});
       ASSERT_TRUE(c.ok());
       ASSERT_EQ(wait_done(c->operation.id).state, OpState::succeeded);
     }
@@ -844,7 +844,7 @@ TEST_F(DrainTest, AThirdMigrationFromAHostQueuesAndSaysWhy) {
   agents_.hold_migrations = true;
   std::vector<std::string> ids;
   for (const char* name : {"v1", "v2", "v3"}) {
-    auto m = service_->migrate_vm(admin(), name, "node2", {}, {});
+    auto m = ctl_->migration().migrate_vm(admin(), name, "node2", {}, {});
     ASSERT_TRUE(m.ok()) << m.error().message;
     ids.push_back(m->operation.id);
   }
@@ -871,10 +871,10 @@ TEST_F(DrainTest, AThirdMigrationFromAHostQueuesAndSaysWhy) {
 }
 
 TEST_F(DrainTest, MaintenanceMovesEveryRunningVmAwayAndReportsEach) {
-  auto stop = service_->vm_action(admin(), "v3", op_kind::vm_destroy, nlohmann::json::object(), {});
+  auto stop = ctl_->vms().vm_action(admin(), "v3", op_kind::vm_destroy, nlohmann::json::object(), {});
   ASSERT_TRUE(stop.ok());
   ASSERT_EQ(wait_done(stop->operation.id).state, OpState::succeeded);
-  auto m = service_->set_maintenance(admin(), "node1", true, {}, {});
+  auto m = ctl_->migration().set_maintenance(admin(), "node1", true, {}, {});
   ASSERT_TRUE(m.ok()) << m.error().message;
   EXPECT_FALSE(schedulable("node1")) << "unschedulable before the first VM moves";
   auto done = wait_done(m->operation.id);
@@ -894,10 +894,10 @@ TEST_F(DrainTest, MaintenanceMovesEveryRunningVmAwayAndReportsEach) {
   EXPECT_EQ(child.requested_by, admin().name);
   EXPECT_EQ(child.params["maintenance_of"], "node1");
 
-  auto again = service_->migrate_vm(admin(), "v1", "node1", {}, {});
+  auto again = ctl_->migration().migrate_vm(admin(), "v1", "node1", {}, {});
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.error().code, ErrorCode::conflict);  // in maintenance
-  auto off = service_->set_maintenance(admin(), "node1", false, {}, {});
+  auto off = ctl_->migration().set_maintenance(admin(), "node1", false, {}, {});
   ASSERT_TRUE(off.ok());
   EXPECT_EQ(wait_done(off->operation.id).state, OpState::succeeded);
   EXPECT_TRUE(schedulable("node1"));
@@ -905,7 +905,7 @@ TEST_F(DrainTest, MaintenanceMovesEveryRunningVmAwayAndReportsEach) {
 
 TEST_F(DrainTest, MaintenanceFailsNamingTheVmsThatCouldNotMove) {
   agents_.fail_next("migrate", Error(ErrorCode::conflict, "CPU model not supported by target"), 100);
-  auto m = service_->set_maintenance(admin(), "node1", true, {}, {});
+  auto m = ctl_->migration().set_maintenance(admin(), "node1", true, {}, {});
   ASSERT_TRUE(m.ok());
   auto done = wait_done(m->operation.id);
   ASSERT_EQ(done.state, OpState::failed);
@@ -919,18 +919,18 @@ TEST_F(DrainTest, MaintenanceFailsNamingTheVmsThatCouldNotMove) {
 }
 
 TEST_F(DrainTest, MaintenanceRefusesClearly) {
-  auto ghost = service_->set_maintenance(admin(), "node9", true, {}, {});
+  auto ghost = ctl_->migration().set_maintenance(admin(), "node9", true, {}, {});
   ASSERT_FALSE(ghost.ok());
   EXPECT_EQ(ghost.error().code, ErrorCode::not_found);
   agents_.hold_migrations = true;
-  auto m = service_->set_maintenance(admin(), "node1", true, {}, {});
+  auto m = ctl_->migration().set_maintenance(admin(), "node1", true, {}, {});
   ASSERT_TRUE(m.ok());
-  auto twice = service_->set_maintenance(admin(), "node1", false, {}, {});
+  auto twice = ctl_->migration().set_maintenance(admin(), "node1", false, {}, {});
   ASSERT_FALSE(twice.ok());
   EXPECT_EQ(twice.error().code, ErrorCode::conflict);
   // Cancelling the drain aborts its migrations: the VMs stay where they run.
   for (int i = 0; i < 300 && agents_.count("migrate") < 2; ++i) std::this_thread::sleep_for(10ms);
-  ASSERT_TRUE(service_->cancel_operation(m->operation.id).ok());
+  ASSERT_TRUE(ctl_->operations().cancel(m->operation.id).ok());
   auto done = wait_done(m->operation.id);
   EXPECT_EQ(done.state, OpState::cancelled);
   EXPECT_EQ(vm("v1").host, "node1");

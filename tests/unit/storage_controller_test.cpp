@@ -1,8 +1,8 @@
 // The controller's shared-storage requests and operations over the FakeAgentApi,
 // whose in-memory LVM keeps lvmlockd's rules (exclusive on one host or shared on
 // several; an origin with snapshots is never shared).
-#include "kvmfleet/controller/migration_planning.hpp"
-#include "kvmfleet/controller/storage_monitor.hpp"
+#include "kvmfleet/migration/migration_planning.hpp"
+#include "kvmfleet/shared_storage/storage_monitor.hpp"
 #include "tests/unit/controller_fixture.hpp"
 
 using namespace kvmfleet;
@@ -34,11 +34,11 @@ class StorageControllerTest : public testing_support::ControllerTest {
   }
 
   void make_pool(const std::string& name = "pool1") {
-    auto op = run(service_->create_pool(admin(), iscsi_pool(name), {}, {}));
+    auto op = run(ctl_->storage().create_pool(admin(), iscsi_pool(name), {}, {}));
     ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   }
   std::string make_volume(const std::string& name, std::uint64_t bytes = kGiB) {
-    auto op = run(service_->create_volume(admin(), name, "pool1", bytes, {}));
+    auto op = run(ctl_->storage().create_volume(admin(), name, "pool1", bytes, {}));
     EXPECT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
     return op.result.value("volume_id", "");
   }
@@ -72,7 +72,7 @@ class StorageControllerTest : public testing_support::ControllerTest {
     DiskSpec second;
     second.volume = "data";
     s.disks.push_back(second);
-    ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
+    ASSERT_EQ(run(ctl_->vms().create_vm(admin(), s, true, {})).state, OpState::succeeded);
   }
 
   // A pool with volume "disk1", and VM "vm1" on it pinned to node1 (started or not).
@@ -81,7 +81,7 @@ class StorageControllerTest : public testing_support::ControllerTest {
     make_volume("disk1");
     VmSpec s = spec_on("vm1", "disk1");
     s.pinned_host = "node1";
-    ASSERT_EQ(run(service_->create_vm(admin(), s, start, {})).state, OpState::succeeded);
+    ASSERT_EQ(run(ctl_->vms().create_vm(admin(), s, start, {})).state, OpState::succeeded);
   }
 };
 
@@ -103,7 +103,7 @@ TEST_F(StorageControllerTest, PoolLogsEveryHostInMakesTheVgOnceAndStartsLockspac
 
 TEST_F(StorageControllerTest, PoolWhoseVgCannotBeMadeIsRolledBack) {
   agents_.fail_next("vg_create", conflict("Physical volume /dev/sda is already in a VG"));
-  auto op = run(service_->create_pool(admin(), iscsi_pool("pool1"), {}, {}));
+  auto op = run(ctl_->storage().create_pool(admin(), iscsi_pool("pool1"), {}, {}));
   ASSERT_EQ(op.state, OpState::failed);
   EXPECT_TRUE(op.error->details.value("rolled_back", false));
   EXPECT_TRUE(pool("pool1").name.empty());
@@ -120,7 +120,7 @@ TEST_F(StorageControllerTest, HostThatCannotLogInIsRecordedAndFilteredByTheSched
   EXPECT_NE(p.hosts.at("node2").error.find("no route to host"), std::string::npos);
   make_volume("disk1");
   // node2 has more free memory, but it cannot reach the pool.
-  auto placed = service_->place(spec_on("vm1", "disk1"));
+  auto placed = ctl_->vms().place(spec_on("vm1", "disk1"));
   ASSERT_TRUE(placed.ok()) << placed.error().message;
   const auto& pl = *placed;
   EXPECT_EQ(pl.host, "node1");
@@ -130,7 +130,7 @@ TEST_F(StorageControllerTest, HostThatCannotLogInIsRecordedAndFilteredByTheSched
 
 TEST_F(StorageControllerTest, SecondPoolOnTheSameLunIsRefused) {
   make_pool();
-  auto again = service_->create_pool(admin(), iscsi_pool("pool2"), {}, {});
+  auto again = ctl_->storage().create_pool(admin(), iscsi_pool("pool2"), {}, {});
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.error().code, ErrorCode::conflict);
 }
@@ -149,7 +149,7 @@ TEST_F(StorageControllerTest, VolumeIsCreatedInactiveAndSizedByLvm) {
 TEST_F(StorageControllerTest, VolumeLargerThanFreeSpaceIsRefusedAndNothingIsWritten) {
   make_pool();
   const int before = store_.commits;
-  auto s = service_->create_volume(admin(), "huge", "pool1", agents_.lun_bytes + kGiB, {});
+  auto s = ctl_->storage().create_volume(admin(), "huge", "pool1", agents_.lun_bytes + kGiB, {});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, ErrorCode::insufficient_capacity);
   EXPECT_EQ(store_.commits, before);
@@ -159,7 +159,7 @@ TEST_F(StorageControllerTest, VolumeLargerThanFreeSpaceIsRefusedAndNothingIsWrit
 TEST_F(StorageControllerTest, FailedLvCreateRollsTheVolumeBack) {
   make_pool();
   agents_.fail_next("lv_create", Error(ErrorCode::internal, "lvcreate failed"));
-  auto op = run(service_->create_volume(admin(), "disk1", "pool1", kGiB, {}));
+  auto op = run(ctl_->storage().create_volume(admin(), "disk1", "pool1", kGiB, {}));
   ASSERT_EQ(op.state, OpState::failed);
   EXPECT_TRUE(op.error->details.value("rolled_back", false));
   EXPECT_TRUE(volume("disk1").id.empty());
@@ -168,7 +168,7 @@ TEST_F(StorageControllerTest, FailedLvCreateRollsTheVolumeBack) {
 TEST_F(StorageControllerTest, VmOnAVolumeActivatesItExclusivelyWhereItRunsAndReleasesOnStop) {
   make_pool();
   make_volume("disk1");
-  auto op = run(service_->create_vm(admin(), spec_on("vm1", "disk1"), true, {}));
+  auto op = run(ctl_->vms().create_vm(admin(), spec_on("vm1", "disk1"), true, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   const Vm v = vm("vm1");
   ASSERT_EQ(v.spec.disks.size(), 1u);
@@ -177,22 +177,22 @@ TEST_F(StorageControllerTest, VmOnAVolumeActivatesItExclusivelyWhereItRunsAndRel
   EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{v.host, LvMode::exclusive}}));
 
   // A second VM may not take the same volume.
-  auto twice = service_->create_vm(admin(), spec_on("vm2", "disk1"), false, {});
+  auto twice = ctl_->vms().create_vm(admin(), spec_on("vm2", "disk1"), false, {});
   ASSERT_FALSE(twice.ok());
   EXPECT_EQ(twice.error().code, ErrorCode::conflict);
 
-  auto stop = run(service_->vm_action(admin(), "vm1", op_kind::vm_stop, {{"timeout_s", 5}}, {}));
+  auto stop = run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_stop, {{"timeout_s", 5}}, {}));
   ASSERT_EQ(stop.state, OpState::succeeded);
   EXPECT_TRUE(holders("disk1").empty());
   // Attached volumes are not deleted.
-  auto del = service_->delete_volume(admin(), "disk1", {});
+  auto del = ctl_->storage().delete_volume(admin(), "disk1", {});
   ASSERT_FALSE(del.ok());
   EXPECT_EQ(del.error().code, ErrorCode::conflict);
   // Deleting the VM releases the volume, which then can go.
-  auto gone = run(service_->vm_action(admin(), "vm1", op_kind::vm_delete, nlohmann::json::object(), {}));
+  auto gone = run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_delete, nlohmann::json::object(), {}));
   ASSERT_EQ(gone.state, OpState::succeeded);
   EXPECT_TRUE(volume("disk1").attached_to.empty());
-  auto del2 = run(service_->delete_volume(admin(), "disk1", {}));
+  auto del2 = run(ctl_->storage().delete_volume(admin(), "disk1", {}));
   EXPECT_EQ(del2.state, OpState::succeeded);
   EXPECT_TRUE(volume("disk1").id.empty());
   EXPECT_EQ(pool("pool1").free_bytes, agents_.lun_bytes);
@@ -203,7 +203,7 @@ TEST_F(StorageControllerTest, StartRefusedWhileAnotherHostHoldsTheVolume) {
   // Something on node2 holds the LV (a VM the controller lost track of, say).
   Host node2 = state_->read([](const ClusterState::Data& d) { return *d.find_host("node2"); });
   ASSERT_TRUE(agents_.lv_activate(node2, "x", "pool1", "disk1", LvMode::exclusive).ok());
-  auto start = run(service_->vm_action(admin(), "vm1", op_kind::vm_start, nlohmann::json::object(), {}));
+  auto start = run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_start, nlohmann::json::object(), {}));
   ASSERT_EQ(start.state, OpState::failed);
   EXPECT_EQ(start.error->code, ErrorCode::conflict);
   EXPECT_EQ(vm("vm1").state, VmState::stopped);
@@ -213,7 +213,7 @@ TEST_F(StorageControllerTest, StartRefusedWhileAnotherHostHoldsTheVolume) {
 TEST_F(StorageControllerTest, LiveMigrationSharesTheVolumeForTheMoveAndLeavesItExclusiveOnTheTarget) {
   vm1_on_disk1(true);
   agents_.hold_migrations = true;
-  auto sub = service_->migrate_vm(admin(), "vm1", "node2", MigrationPolicy{}, {});
+  auto sub = ctl_->migration().migrate_vm(admin(), "vm1", "node2", MigrationPolicy{}, {});
   ASSERT_TRUE(sub.ok()) << sub.error().message;
   // While the guest moves, both hosts hold the LV shared.
   for (int i = 0; i < 2000 && agents_.count("migrate") == 0; ++i) std::this_thread::sleep_for(1ms);
@@ -231,7 +231,7 @@ TEST_F(StorageControllerTest, LiveMigrationSharesTheVolumeForTheMoveAndLeavesItE
 TEST_F(StorageControllerTest, FailedMigrationLeavesTheVolumeExclusiveOnTheSource) {
   vm1_on_disk1(true);
   agents_.fail_next("migrate", Error(ErrorCode::internal, "migration failed"));
-  auto op = run(service_->migrate_vm(admin(), "vm1", "node2", MigrationPolicy{}, {}));
+  auto op = run(ctl_->migration().migrate_vm(admin(), "vm1", "node2", MigrationPolicy{}, {}));
   ASSERT_EQ(op.state, OpState::failed);
   EXPECT_EQ(vm("vm1").host, "node1");
   EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node1", LvMode::exclusive}}));
@@ -239,7 +239,7 @@ TEST_F(StorageControllerTest, FailedMigrationLeavesTheVolumeExclusiveOnTheSource
 
 TEST_F(StorageControllerTest, SnapshotOfARunningVmIsQuiescedAndBlocksLiveMigration) {
   vm1_on_disk1(true);
-  auto op = run(service_->create_snapshot(admin(), "disk1", "before-upgrade", 0, 0.25, true, {}));
+  auto op = run(ctl_->storage().create_snapshot(admin(), "disk1", "before-upgrade", 0, 0.25, true, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(op.result.value("consistency", ""), "quiesced");
   EXPECT_EQ(agents_.frozen, 0);  // thawed again
@@ -248,18 +248,18 @@ TEST_F(StorageControllerTest, SnapshotOfARunningVmIsQuiescedAndBlocksLiveMigrati
   EXPECT_EQ(v.snapshots[0].lv, "disk1.snap.before-upgrade");
   EXPECT_EQ(v.snapshots[0].size_bytes, kGiB / 4);
   // lvmlockd cannot share an origin with snapshots: the migration is refused up front.
-  auto mig = service_->migrate_vm(admin(), "vm1", "node2", MigrationPolicy{}, {});
+  auto mig = ctl_->migration().migrate_vm(admin(), "vm1", "node2", MigrationPolicy{}, {});
   ASSERT_FALSE(mig.ok());
   EXPECT_EQ(mig.error().code, ErrorCode::conflict);
   EXPECT_EQ(mig.error().details["snapshots"][0], "before-upgrade");
   // Nor can the volume be deleted while it has snapshots (nor while attached).
-  EXPECT_EQ(service_->delete_volume(admin(), "disk1", {}).error().code, ErrorCode::conflict);
+  EXPECT_EQ(ctl_->storage().delete_volume(admin(), "disk1", {}).error().code, ErrorCode::conflict);
 }
 
 TEST_F(StorageControllerTest, SnapshotWithoutGuestAgentIsCrashConsistent) {
   vm1_on_disk1(true);
   agents_.guest_agent = false;
-  auto op = run(service_->create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, true, {}));
+  auto op = run(ctl_->storage().create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, true, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(op.result.value("consistency", ""), "crash-consistent");
   EXPECT_TRUE(op.result.contains("quiesce_error"));
@@ -268,15 +268,15 @@ TEST_F(StorageControllerTest, SnapshotWithoutGuestAgentIsCrashConsistent) {
 
 TEST_F(StorageControllerTest, RevertNeedsTheVmStoppedAndRemovesTheSnapshot) {
   vm1_on_disk1(true);
-  ASSERT_EQ(run(service_->create_snapshot(admin(), "disk1", "s1", 0, 0.1, false, {})).state,
+  ASSERT_EQ(run(ctl_->storage().create_snapshot(admin(), "disk1", "s1", 0, 0.1, false, {})).state,
             OpState::succeeded);
-  auto running = service_->snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_revert, {});
+  auto running = ctl_->storage().snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_revert, {});
   ASSERT_FALSE(running.ok());
   EXPECT_EQ(running.error().code, ErrorCode::conflict);
-  ASSERT_EQ(run(service_->vm_action(admin(), "vm1", op_kind::vm_stop, {{"timeout_s", 5}}, {})).state,
+  ASSERT_EQ(run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_stop, {{"timeout_s", 5}}, {})).state,
             OpState::succeeded);
   EXPECT_TRUE(holders("disk1").empty());
-  auto op = run(service_->snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_revert, {}));
+  auto op = run(ctl_->storage().snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_revert, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_FALSE(op.result.value("merge_pending", true));
   EXPECT_TRUE(volume("disk1").snapshots.empty());
@@ -287,15 +287,15 @@ TEST_F(StorageControllerTest, RevertNeedsTheVmStoppedAndRemovesTheSnapshot) {
 TEST_F(StorageControllerTest, SnapshotOfAStoppedVolumeActivatesItBrieflyAndDeleteRemovesIt) {
   make_pool();
   make_volume("disk1");
-  auto op = run(service_->create_snapshot(admin(), "disk1", "s1", 0, 0.5, true, {}));
+  auto op = run(ctl_->storage().create_snapshot(admin(), "disk1", "s1", 0, 0.5, true, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(op.result.value("consistency", ""), "crash-consistent");
   EXPECT_TRUE(holders("disk1").empty());
   EXPECT_EQ(agents_.count("fs_freeze"), 0);
-  auto missing = service_->snapshot_action(admin(), "disk1", "nope", op_kind::snapshot_delete, {});
+  auto missing = ctl_->storage().snapshot_action(admin(), "disk1", "nope", op_kind::snapshot_delete, {});
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().code, ErrorCode::not_found);
-  auto del = run(service_->snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_delete, {}));
+  auto del = run(ctl_->storage().snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_delete, {}));
   ASSERT_EQ(del.state, OpState::succeeded) << (del.error ? del.error->message : "");
   EXPECT_TRUE(volume("disk1").snapshots.empty());
   EXPECT_EQ(agents_.vgs["pool1"].lvs.count("disk1.snap.s1"), 0u);
@@ -304,10 +304,10 @@ TEST_F(StorageControllerTest, SnapshotOfAStoppedVolumeActivatesItBrieflyAndDelet
 TEST_F(StorageControllerTest, GrowNeedsALargerSize) {
   make_pool();
   make_volume("disk1");
-  auto smaller = service_->grow_volume(admin(), "disk1", kGiB / 2, {});
+  auto smaller = ctl_->storage().grow_volume(admin(), "disk1", kGiB / 2, {});
   ASSERT_FALSE(smaller.ok());
   EXPECT_EQ(smaller.error().code, ErrorCode::invalid_argument);
-  auto op = run(service_->grow_volume(admin(), "disk1", 2 * kGiB, {}));
+  auto op = run(ctl_->storage().grow_volume(admin(), "disk1", 2 * kGiB, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(volume("disk1").size_bytes, 2 * kGiB);
 }
@@ -318,7 +318,7 @@ TEST_F(StorageControllerTest, GrowingARunningVmsVolumeExtendsItOnItsHostAndTells
   vm1_on_disk1(true);
   const Vm v = vm("vm1");
   ASSERT_EQ(v.state, VmState::running);
-  auto op = run(service_->grow_volume(admin(), "disk1", 2 * kGiB, {}));
+  auto op = run(ctl_->storage().grow_volume(admin(), "disk1", 2 * kGiB, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(volume("disk1").size_bytes, 2 * kGiB);
   EXPECT_EQ(agents_.vgs["pool1"].lvs["disk1"].size, 2 * kGiB);
@@ -337,8 +337,8 @@ TEST_F(StorageControllerTest, GrowingAVolumeOfAVmOnTheOtherHostRunsThere) {
   make_volume("disk1");
   VmSpec s = spec_on("vm1", "disk1");
   s.pinned_host = "node2";  // not the pool's first host: any_usable_host would pick node1
-  ASSERT_EQ(run(service_->create_vm(admin(), s, true, {})).state, OpState::succeeded);
-  auto op = run(service_->grow_volume(admin(), "disk1", 2 * kGiB, {}));
+  ASSERT_EQ(run(ctl_->vms().create_vm(admin(), s, true, {})).state, OpState::succeeded);
+  auto op = run(ctl_->storage().grow_volume(admin(), "disk1", 2 * kGiB, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(agents_.disk_sizes[vm("vm1").id]["/dev/pool1/disk1"], 2 * kGiB);
 }
@@ -346,7 +346,7 @@ TEST_F(StorageControllerTest, GrowingAVolumeOfAVmOnTheOtherHostRunsThere) {
 TEST_F(StorageControllerTest, GrowThatQemuDoesNotTakeKeepsTheNewSizeAndSaysSo) {
   vm1_on_disk1(true);
   agents_.fail_next("block_resize", conflict("QEMU refused"));
-  auto op = run(service_->grow_volume(admin(), "disk1", 2 * kGiB, {}));
+  auto op = run(ctl_->storage().grow_volume(admin(), "disk1", 2 * kGiB, {}));
   ASSERT_EQ(op.state, OpState::failed);
   ASSERT_TRUE(op.error);
   EXPECT_NE(op.error->message.find("still sees the old size"), std::string::npos) << op.error->message;
@@ -358,7 +358,7 @@ TEST_F(StorageControllerTest, GrowThatQemuDoesNotTakeKeepsTheNewSizeAndSaysSo) {
 TEST_F(StorageControllerTest, GrowWaitsWhileTheVmIsBetweenStates) {
   vm1_on_disk1(true);
   record_vm_state("vm1", VmState::paused);
-  auto refused = service_->grow_volume(admin(), "disk1", 2 * kGiB, {});
+  auto refused = ctl_->storage().grow_volume(admin(), "disk1", 2 * kGiB, {});
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, ErrorCode::conflict);
   EXPECT_EQ(agents_.count("lv_grow"), 0);
@@ -368,18 +368,18 @@ TEST_F(StorageControllerTest, GrowWaitsWhileTheVmIsBetweenStates) {
 // between hosts); its next start activates the volume exclusively there.
 TEST_F(StorageControllerTest, StoppedVmOnAVolumeMovesColdAndStartsOnTheTarget) {
   vm1_on_disk1(true);
-  ASSERT_EQ(run(service_->create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
+  ASSERT_EQ(run(ctl_->storage().create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
             OpState::succeeded);
-  ASSERT_EQ(run(service_->vm_action(admin(), "vm1", op_kind::vm_stop, {{"timeout_s", 5}}, {})).state,
+  ASSERT_EQ(run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_stop, {{"timeout_s", 5}}, {})).state,
             OpState::succeeded);
   // Left active on node1 as if the guest had powered itself off: the move releases it.
   Host node1 = state_->read([](const ClusterState::Data& d) { return *d.find_host("node1"); });
   ASSERT_TRUE(agents_.lv_activate(node1, "x", "pool1", "disk1", LvMode::exclusive).ok());
-  auto op = run(service_->migrate_vm(admin(), "vm1", "node2", {}, {}));
+  auto op = run(ctl_->migration().migrate_vm(admin(), "vm1", "node2", {}, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(vm("vm1").host, "node2");
   EXPECT_TRUE(holders("disk1").empty());
-  auto start = run(service_->vm_action(admin(), "vm1", op_kind::vm_start, nlohmann::json::object(), {}));
+  auto start = run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_start, nlohmann::json::object(), {}));
   ASSERT_EQ(start.state, OpState::succeeded) << (start.error ? start.error->message : "");
   EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node2", LvMode::exclusive}}));
 }
@@ -390,18 +390,18 @@ TEST_F(StorageControllerTest, PlacementDryRunChecksVolumesAsACreateDoes) {
   make_pool();
   make_volume("disk1");
   make_volume("disk2");
-  auto fits = service_->place(spec_on("p1", "disk2"));
+  auto fits = ctl_->vms().place(spec_on("p1", "disk2"));
   ASSERT_TRUE(fits.ok()) << fits.error().message;
   EXPECT_FALSE(fits->host.empty());
-  auto ghost = service_->place(spec_on("p1", "ghost"));
+  auto ghost = ctl_->vms().place(spec_on("p1", "ghost"));
   ASSERT_FALSE(ghost.ok());
   EXPECT_EQ(ghost.error().code, ErrorCode::invalid_argument);
   VmSpec twice = spec_on("p1", "disk2");
   twice.disks.push_back(twice.disks[0]);
-  EXPECT_EQ(service_->place(twice).error().code, ErrorCode::invalid_argument);
+  EXPECT_EQ(ctl_->vms().place(twice).error().code, ErrorCode::invalid_argument);
   VmSpec s = spec_on("vm1", "disk1");
-  ASSERT_EQ(run(service_->create_vm(admin(), s, false, {})).state, OpState::succeeded);
-  auto taken = service_->place(spec_on("p1", "disk1"));
+  ASSERT_EQ(run(ctl_->vms().create_vm(admin(), s, false, {})).state, OpState::succeeded);
+  auto taken = ctl_->vms().place(spec_on("p1", "disk1"));
   ASSERT_FALSE(taken.ok());
   EXPECT_EQ(taken.error().code, ErrorCode::conflict);
 }
@@ -427,7 +427,7 @@ TEST_F(StorageMonitorTest, ReadsFillWarnsAndGrowsSnapshotsPastTheThreshold) {
   config_.snapshot_autoextend_threshold_percent = 80;
   config_.snapshot_autoextend_percent = 50;
   vm1_on_disk1(true);
-  ASSERT_EQ(run(service_->create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
+  ASSERT_EQ(run(ctl_->storage().create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
             OpState::succeeded);
   StorageMonitor monitor(*state_, agents_, config_, clock_);
 
@@ -450,7 +450,7 @@ TEST_F(StorageMonitorTest, ReadsFillWarnsAndGrowsSnapshotsPastTheThreshold) {
 TEST_F(StorageMonitorTest, PendingMergeIsForgottenOnceLvmHasDoneIt) {
   make_pool();
   make_volume("disk1");
-  ASSERT_EQ(run(service_->create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
+  ASSERT_EQ(run(ctl_->storage().create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
             OpState::succeeded);
   // A revert whose merge LVM deferred (the origin was busy) was recorded pending; LVM
   // has since completed it, and the snapshot LV is gone.
@@ -473,7 +473,7 @@ namespace {
 
 TEST_F(StorageControllerTest, VmSnapshotTakesEveryDiskAtOneFreeze) {
   vm1_on_os_and_data();
-  auto op = run(service_->create_vm_snapshot(admin(), "vm1", "nightly", 0, 0.1, true, {}));
+  auto op = run(ctl_->storage().create_vm_snapshot(admin(), "vm1", "nightly", 0, 0.1, true, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(op.result.value("consistency", ""), "quiesced");
   EXPECT_EQ(op.result["snapshot_ids"].size(), 2u);
@@ -488,7 +488,7 @@ TEST_F(StorageControllerTest, VmSnapshotThatFailsHalfWayRemovesWhatItMadeAndThaw
   // Room for one of the two snapshots only: the second fails, the first is removed
   // again, the guest is thawed.
   agents_.vgs["pool1"].size = agents_.vgs["pool1"].used() + (std::uint64_t{200} << 20);
-  auto op = run(service_->create_vm_snapshot(admin(), "vm1", "big", 150 << 20, 0, true, {}));
+  auto op = run(ctl_->storage().create_vm_snapshot(admin(), "vm1", "big", 150 << 20, 0, true, {}));
   ASSERT_EQ(op.state, OpState::failed);
   EXPECT_TRUE(op.error->details.value("rolled_back", false)) << op.error->details.dump();
   EXPECT_EQ(agents_.frozen, 0);
@@ -503,8 +503,8 @@ TEST_F(StorageControllerTest, VmSnapshotRefusesLocalDisks) {
   DiskSpec local;
   local.size_gib = 1;
   s.disks.push_back(local);
-  ASSERT_EQ(run(service_->create_vm(admin(), s, false, {})).state, OpState::succeeded);
-  auto r = service_->create_vm_snapshot(admin(), "vm1", "x", 0, 0.1, true, {});
+  ASSERT_EQ(run(ctl_->vms().create_vm(admin(), s, false, {})).state, OpState::succeeded);
+  auto r = ctl_->storage().create_vm_snapshot(admin(), "vm1", "x", 0, 0.1, true, {});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::conflict);
 }
@@ -515,7 +515,7 @@ namespace {
 
 TEST_F(StorageControllerTest, PoolOnATargetThePortalDoesNotOfferIsRefusedPerHost) {
   agents_.portal_targets["10.77.0.1:3260"] = {"iqn.2026-01.io.kvmfleet:other"};
-  auto op = run(service_->create_pool(admin(), iscsi_pool("pool1"), {}, {}));
+  auto op = run(ctl_->storage().create_pool(admin(), iscsi_pool("pool1"), {}, {}));
   ASSERT_EQ(op.state, OpState::failed);
   const auto hosts = op.error->details["hosts"];
   EXPECT_NE(hosts["node1"].get<std::string>().find("does not offer target"), std::string::npos)
@@ -531,12 +531,12 @@ namespace {
 TEST_F(StorageControllerTest, PoolDeleteNeedsNoVolumesDetachesEveryHostAndARecreateAdoptsTheVg) {
   make_pool();
   make_volume("disk1");
-  auto busy = service_->delete_pool(admin(), "pool1", {});
+  auto busy = ctl_->storage().delete_pool(admin(), "pool1", {});
   ASSERT_FALSE(busy.ok());
   EXPECT_EQ(busy.error().code, ErrorCode::conflict);
   EXPECT_EQ(busy.error().details["volumes"][0], "disk1");
-  ASSERT_EQ(run(service_->delete_volume(admin(), "disk1", {})).state, OpState::succeeded);
-  auto op = run(service_->delete_pool(admin(), "pool1", {}));
+  ASSERT_EQ(run(ctl_->storage().delete_volume(admin(), "disk1", {})).state, OpState::succeeded);
+  auto op = run(ctl_->storage().delete_pool(admin(), "pool1", {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_TRUE(pool("pool1").name.empty());
   EXPECT_TRUE(agents_.sessions["node1"].empty());

@@ -1,7 +1,7 @@
 // Hosts that join a storage pool after it was made (storage_pool.connect, by the API or
 // by the storage monitor), and volumes left active by a guest that powered itself off,
 // over the FakeAgentApi, whose in-memory LVM keeps lvmlockd's rules.
-#include "kvmfleet/controller/storage_monitor.hpp"
+#include "kvmfleet/shared_storage/storage_monitor.hpp"
 #include "tests/unit/controller_fixture.hpp"
 
 using namespace kvmfleet;
@@ -34,7 +34,7 @@ class PoolHostsTest : public testing_support::ControllerTest {
   }
 
   void make_pool(std::vector<std::string> hosts = {}, StoragePool p = iscsi_pool("pool1")) {
-    auto op = run(service_->create_pool(admin(), p, std::move(hosts), {}));
+    auto op = run(ctl_->storage().create_pool(admin(), p, std::move(hosts), {}));
     ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   }
   StoragePool pool(const std::string& name = "pool1") {
@@ -61,14 +61,14 @@ class PoolHostsTest : public testing_support::ControllerTest {
     DiskSpec d;
     d.volume = vol;
     s.disks.push_back(d);
-    auto placed = service_->place(s);
+    auto placed = ctl_->vms().place(s);
     if (!placed) return "refused: " + placed.error().message;
     for (const auto& v : placed->verdicts)
       if (v.host == host) return v.filter;
     return "no verdict";
   }
   std::string make_volume(const std::string& name) {
-    auto op = run(service_->create_volume(admin(), name, "pool1", kGiB, {}));
+    auto op = run(ctl_->storage().create_volume(admin(), name, "pool1", kGiB, {}));
     EXPECT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
     return op.result.value("volume_id", "");
   }
@@ -79,7 +79,7 @@ class PoolHostsTest : public testing_support::ControllerTest {
     d.volume = vol;
     s.disks.push_back(d);
     s.pinned_host = host;
-    auto op = run(service_->create_vm(admin(), s, true, {}));
+    auto op = run(ctl_->vms().create_vm(admin(), s, true, {}));
     ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   }
   // The guest shut itself down: libvirt reports it, and the reconciler records it stopped.
@@ -87,7 +87,7 @@ class PoolHostsTest : public testing_support::ControllerTest {
     const Vm v = vm(name);
     agents_.set_state(v.host, v.id, state);
     Principal agent{"a", "host:" + v.host, Role::agent, v.host};
-    ASSERT_TRUE(service_->domain_events(agent, v.host, {{v.id, name, state, "shutdown"}}).ok());
+    ASSERT_TRUE(ctl_->hosts().domain_events(agent, v.host, {{v.id, name, state, "shutdown"}}).ok());
   }
   std::map<std::string, LvMode> holders(const std::string& lv) {
     return agents_.holders("pool1", lv);
@@ -110,7 +110,7 @@ TEST_F(PoolHostsTest, HostRegisteredAfterAPoolForEveryHostIsConnectedByTheMonito
   EXPECT_EQ(pool().hosts.count("node3"), 0u);
   EXPECT_EQ(filtered_by("node3", "disk1"), "storage");
 
-  StorageMonitor monitor(*state_, agents_, config_, clock_, service_.get());
+  StorageMonitor monitor(*state_, agents_, config_, clock_, &ctl_->storage());
   monitor.refresh();
   auto connects = ops_of(op_kind::pool_connect);
   ASSERT_EQ(connects.size(), 1u);
@@ -144,12 +144,12 @@ TEST_F(PoolHostsTest, HostRegisteredAfterAPoolForEveryHostIsConnectedByTheMonito
 TEST_F(PoolHostsTest, PoolForNamedHostsIsExtendedOnlyThroughTheApi) {
   make_pool({"node1"});
   EXPECT_FALSE(pool().all_hosts);
-  StorageMonitor monitor(*state_, agents_, config_, clock_, service_.get());
+  StorageMonitor monitor(*state_, agents_, config_, clock_, &ctl_->storage());
   monitor.refresh();
   EXPECT_TRUE(ops_of(op_kind::pool_connect).empty());
   EXPECT_EQ(pool().hosts.count("node2"), 0u);
 
-  auto op = run(service_->connect_pool(admin(), "pool1", {"node2"}, {}));
+  auto op = run(ctl_->storage().connect_pool(admin(), "pool1", {"node2"}, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(op.kind, op_kind::pool_connect);
   EXPECT_TRUE(pool().usable_on("node2"));
@@ -166,11 +166,11 @@ TEST_F(PoolHostsTest, ConnectIsRefusedAtTheDoorWhenTheClusterForbidsIt) {
   auto code = [&](Result<Submitted> r) {
     return r.ok() ? std::string("accepted") : std::string(to_string(r.error().code));
   };
-  EXPECT_EQ(code(service_->connect_pool(admin(), "pool1", {"node2"}, {})), "not_found");
+  EXPECT_EQ(code(ctl_->storage().connect_pool(admin(), "pool1", {"node2"}, {})), "not_found");
   make_pool({"node1"});
-  EXPECT_EQ(code(service_->connect_pool(admin(), "pool1", {"ghost"}, {})), "not_found");
-  ASSERT_TRUE(service_->register_host("node3", "http://127.0.0.1:1").ok());  // down: no heartbeat
-  auto down = service_->connect_pool(admin(), "pool1", {"node2", "node3"}, {});
+  EXPECT_EQ(code(ctl_->storage().connect_pool(admin(), "pool1", {"ghost"}, {})), "not_found");
+  ASSERT_TRUE(ctl_->hosts().register_host("node3", "http://127.0.0.1:1").ok());  // down: no heartbeat
+  auto down = ctl_->storage().connect_pool(admin(), "pool1", {"node2", "node3"}, {});
   ASSERT_FALSE(down.ok());
   EXPECT_EQ(down.error().code, ErrorCode::conflict);
   EXPECT_EQ(down.error().details.value("host", ""), "node3");
@@ -183,7 +183,7 @@ TEST_F(PoolHostsTest, ConnectIsRefusedAtTheDoorWhenTheClusterForbidsIt) {
                     return {};
                   })
                   .ok());
-  EXPECT_EQ(code(service_->connect_pool(admin(), "pool1", {"node2"}, {})), "conflict");
+  EXPECT_EQ(code(ctl_->storage().connect_pool(admin(), "pool1", {"node2"}, {})), "conflict");
   EXPECT_TRUE(ops_of(op_kind::pool_connect).empty());
 }
 
@@ -191,7 +191,7 @@ TEST_F(PoolHostsTest, HostThatCannotConnectIsRecordedAndThePoolStays) {
   make_pool();
   host_up("node3");
   agents_.fail_next("iscsi_login:node3", Error(ErrorCode::unavailable, "no route to host"), 3);
-  StorageMonitor monitor(*state_, agents_, config_, clock_, service_.get());
+  StorageMonitor monitor(*state_, agents_, config_, clock_, &ctl_->storage());
   monitor.refresh();
   auto connects = ops_of(op_kind::pool_connect);
   ASSERT_EQ(connects.size(), 1u);
@@ -228,7 +228,7 @@ TEST_F(PoolHostsTest, HostThatCannotConnectIsRecordedAndThePoolStays) {
   EXPECT_TRUE(pool().hosts.at("node3").error.empty());
   EXPECT_NE(monitor.metrics().find("kvmfleet_storage_pool_reconnects_total 1"), std::string::npos);
   // The API connects a listed host at once, too.
-  auto by_hand = run(service_->connect_pool(admin(), "pool1", {"node3"}, {}));
+  auto by_hand = run(ctl_->storage().connect_pool(admin(), "pool1", {"node3"}, {}));
   EXPECT_EQ(by_hand.state, OpState::succeeded) << (by_hand.error ? by_hand.error->message : "");
 }
 
@@ -237,7 +237,7 @@ TEST_F(PoolHostsTest, HostThatCannotConnectIsRecordedAndThePoolStays) {
 // reconnect runs meanwhile, since a login would only find the session there.
 TEST_F(PoolHostsTest, FailingIscsiSessionMakesTheHostUnusableUntilItRecovers) {
   make_pool();
-  StorageMonitor monitor(*state_, agents_, config_, clock_, service_.get());
+  StorageMonitor monitor(*state_, agents_, config_, clock_, &ctl_->storage());
   agents_.failed_sessions["node2"].insert("iqn.2026-01.io.kvmfleet:lun1");
   monitor.refresh();
   auto p = pool();
@@ -261,7 +261,7 @@ TEST_F(PoolHostsTest, FailingIscsiSessionMakesTheHostUnusableUntilItRecovers) {
 // in again by a reconnect, and the host is usable again.
 TEST_F(PoolHostsTest, MissingIscsiSessionIsLoggedInAgain) {
   make_pool();
-  StorageMonitor monitor(*state_, agents_, config_, clock_, service_.get());
+  StorageMonitor monitor(*state_, agents_, config_, clock_, &ctl_->storage());
   agents_.sessions["node2"].clear();
   const int logins = agents_.count("iscsi_login");
   monitor.refresh();
@@ -282,7 +282,7 @@ TEST_F(PoolHostsTest, LockspaceThatCannotStartLeavesTheHostConnectedButNotUsable
   make_pool();
   host_up("node3");
   agents_.lock_daemons_down["node3"] = true;
-  auto op = run(service_->connect_pool(admin(), "pool1", {"node3"}, {}));
+  auto op = run(ctl_->storage().connect_pool(admin(), "pool1", {"node3"}, {}));
   ASSERT_EQ(op.state, OpState::failed);
   const auto s = pool().hosts.at("node3");
   EXPECT_TRUE(s.connected);
@@ -300,12 +300,12 @@ TEST_F(PoolHostsTest, FcHostIsConnectedOnceItSeesEveryWwid) {
   make_pool({}, fc);
   host_up("node3");
   agents_.fc["node3"] = {{"3600a0b8ffffffff", "/dev/sdb"}};
-  auto missing = run(service_->connect_pool(admin(), "pool1", {"node3"}, {}));
+  auto missing = run(ctl_->storage().connect_pool(admin(), "pool1", {"node3"}, {}));
   ASSERT_EQ(missing.state, OpState::failed);
   EXPECT_NE(pool().hosts.at("node3").error.find("no FC LUN with WWID 3600a0b80000f1e2d"),
             std::string::npos);
   agents_.fc["node3"].push_back({"3600a0b80000f1e2d", "/dev/sdd"});
-  auto op = run(service_->connect_pool(admin(), "pool1", {"node3"}, {}));
+  auto op = run(ctl_->storage().connect_pool(admin(), "pool1", {"node3"}, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(pool().hosts.at("node3").devices, std::vector<std::string>{"/dev/sdd"});
   EXPECT_TRUE(pool().usable_on("node3"));
@@ -314,7 +314,7 @@ TEST_F(PoolHostsTest, FcHostIsConnectedOnceItSeesEveryWwid) {
 
 TEST_F(PoolHostsTest, ConnectingAHostAgainIsHarmless) {
   make_pool();
-  auto op = run(service_->connect_pool(admin(), "pool1", {"node2", "node2"}, {}));
+  auto op = run(ctl_->storage().connect_pool(admin(), "pool1", {"node2", "node2"}, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(op.params["hosts"], nlohmann::json({"node2"}));
   EXPECT_TRUE(pool().usable_on("node2"));
@@ -355,7 +355,7 @@ TEST_F(PoolHostsTest, VolumeLeftActiveByAGuestThatPoweredOffIsDeactivatedOnItsHo
   EXPECT_EQ(calls_on("node1", "lv_activate:inactive"), node1_before + 1);
   EXPECT_EQ(calls_on("node2", "lv_activate:inactive"), node2_before + 1);
   auto start =
-      run(service_->vm_action(admin(), "vm1", op_kind::vm_start, nlohmann::json::object(), {}));
+      run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_start, nlohmann::json::object(), {}));
   ASSERT_EQ(start.state, OpState::succeeded) << (start.error ? start.error->message : "");
   EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node1", LvMode::exclusive}}));
 }

@@ -2,21 +2,21 @@
 
 #include "kvmfleet/api/metrics.hpp"
 #include "kvmfleet/api/page_cache.hpp"
-#include "kvmfleet/controller/cluster_service.hpp"
+#include "kvmfleet/controller/controller.hpp"
 #include "kvmfleet/http/types.hpp"
 
 namespace kvmfleet::api {
 
 // The REST API v1 as a request→response function (Beast's shape): routing,
 // authentication, authorization, strict validation; the work itself is recorded as
-// an operation through ClusterService. No network I/O here.
+// an operation through the Controller's services. No network I/O here.
 class Api {
  public:
-  Api(ClusterService& service, Metrics& metrics) : service_(service), metrics_(metrics) {}
+  Api(Controller& service, Metrics& metrics) : service_(service), metrics_(metrics) {}
   void handle(http::Request&& req, http::Responder respond);
 
  private:
-  ClusterService& service_;
+  Controller& service_;
   Metrics& metrics_;
   PageCache pages_;
 };

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "kvmfleet/controller/cluster_state.hpp"
+#include "kvmfleet/core/cluster_state.hpp"
 
 #include <atomic>
 #include <functional>

@@ -2,7 +2,7 @@
 
 // The public JSON shape of each resource (api/openapi.yaml is the contract).
 
-#include "kvmfleet/controller/cluster_state.hpp"
+#include "kvmfleet/core/cluster_state.hpp"
 #include "kvmfleet/scheduler/scheduler.hpp"
 
 #include <nlohmann/json.hpp>

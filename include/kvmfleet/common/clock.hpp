@@ -42,6 +42,7 @@ class Interrupt {
 class Clock {
  public:
   using time_point = std::chrono::system_clock::time_point;
+  using duration = std::chrono::system_clock::duration;
   virtual ~Clock() = default;
   virtual time_point now() const = 0;
   // Blocks until this clock reaches `deadline` or `interrupt` is raised, whichever is

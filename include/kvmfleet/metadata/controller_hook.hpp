@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-#include "kvmfleet/controller/cluster_state.hpp"
+#include "kvmfleet/core/cluster_state.hpp"
 #include "kvmfleet/metadata/metadata_writer.hpp"
 
 namespace kvmfleet::metadata {

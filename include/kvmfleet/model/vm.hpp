@@ -20,6 +20,9 @@ std::string_view to_string(DesiredState s);
 std::string_view to_string(VmState s);
 std::optional<DesiredState> desired_state_from_string(std::string_view s);
 std::optional<VmState> vm_state_from_string(std::string_view s);
+// A libvirt-level domain state name, as agents report it, as a VmState (unknown when
+// it is none).
+VmState vm_state_from_domain(std::string_view domain_state);
 
 enum class DiskBus { virtio, sata, scsi };
 std::string_view to_string(DiskBus b);

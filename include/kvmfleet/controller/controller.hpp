@@ -1,0 +1,65 @@
+#pragma once
+
+// The controller assembled: one runner for every operation kind, one way to submit
+// them (Operations), and a service per capability over the shared cluster state. The
+// executable, the API and the tests build it the same way.
+
+#include "kvmfleet/auth/token_service.hpp"
+#include "kvmfleet/common/clock.hpp"
+#include "kvmfleet/core/agent_api.hpp"
+#include "kvmfleet/core/cluster_state.hpp"
+#include "kvmfleet/core/config.hpp"
+#include "kvmfleet/core/operation_runner.hpp"
+#include "kvmfleet/core/operations.hpp"
+#include "kvmfleet/hosts/host_service.hpp"
+#include "kvmfleet/migration/migration_service.hpp"
+#include "kvmfleet/shared_storage/storage_monitor.hpp"
+#include "kvmfleet/shared_storage/storage_service.hpp"
+#include "kvmfleet/vms/vm_service.hpp"
+
+#include <boost/asio/io_context.hpp>
+
+namespace kvmfleet {
+
+class Controller {
+ public:
+  Controller(ClusterState& state, AgentApi& agents, const ControllerConfig& config,
+             const Clock& clock, boost::asio::io_context& ioc);
+  ~Controller();
+  Controller(const Controller&) = delete;
+  Controller& operator=(const Controller&) = delete;
+
+  // Runs the operations (resuming those a previous controller left unfinished) and
+  // the storage monitor's thread.
+  void start();
+  void stop();
+  // Periodic work: host liveness, pruning of old finished operations.
+  void tick();
+
+  ClusterState& state() { return state_; }
+  const ControllerConfig& config() const { return config_; }
+  const Clock& clock() const { return clock_; }
+  OperationRunner& runner() { return runner_; }
+  Operations& operations() { return operations_; }
+  TokenService& tokens() { return tokens_; }
+  HostService& hosts() { return hosts_; }
+  VmService& vms() { return vms_; }
+  MigrationService& migration() { return migration_; }
+  StorageService& storage() { return storage_; }
+  StorageMonitor& storage_monitor() { return storage_monitor_; }
+
+ private:
+  ClusterState& state_;
+  const ControllerConfig& config_;
+  const Clock& clock_;
+  OperationRunner runner_;
+  Operations operations_;
+  TokenService tokens_;
+  HostService hosts_;
+  VmService vms_;
+  MigrationService migration_;
+  StorageService storage_;
+  StorageMonitor storage_monitor_;
+};
+
+}  // namespace kvmfleet

@@ -1,0 +1,47 @@
+#include "kvmfleet/controller/controller.hpp"
+
+#include "kvmfleet/migration/migration_operations.hpp"
+#include "kvmfleet/shared_storage/storage_operations.hpp"
+#include "kvmfleet/vms/vm_operations.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace kvmfleet {
+
+Controller::Controller(ClusterState& state, AgentApi& agents, const ControllerConfig& config,
+                       const Clock& clock, boost::asio::io_context& ioc)
+    : state_(state),
+      config_(config),
+      clock_(clock),
+      runner_(state, agents, config, clock),
+      operations_(state, runner_, clock, ioc),
+      tokens_(state, clock),
+      hosts_(state, config, clock),
+      vms_(state, operations_, config, clock),
+      migration_(operations_, config),
+      storage_(operations_, clock),
+      storage_monitor_(state, agents, config, clock, &storage_) {
+  register_vm_operations(runner_);
+  register_migration_operations(runner_);
+  register_storage_operations(runner_);
+}
+
+Controller::~Controller() { stop(); }
+
+void Controller::start() {
+  runner_.start();
+  storage_monitor_.start();
+}
+
+void Controller::stop() {
+  storage_monitor_.stop();
+  runner_.stop();
+}
+
+void Controller::tick() {
+  hosts_.check_liveness();
+  if (auto st = operations_.prune(config_.operation_retention); !st)
+    spdlog::warn("pruning finished operations failed: {}", st.error().message);
+}
+
+}  // namespace kvmfleet

@@ -1,0 +1,164 @@
+#include "kvmfleet/core/reconciler.hpp"
+
+#include "kvmfleet/model/vm.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <optional>
+#include <unordered_map>
+
+namespace kvmfleet {
+
+namespace {
+
+// Whether the host's last report has VM `id` running.
+bool runs(const Host& h, const std::string& id) {
+  return std::any_of(h.inventory.domains.begin(), h.inventory.domains.end(),
+                     [&](const DomainStatus& d) {
+                       return d.uuid == id && vm_state_from_domain(d.state) == VmState::running;
+                     });
+}
+
+// The up hosts other than `except` whose last report has VM `id` running.
+std::vector<std::string> running_elsewhere(const ClusterState::Data& data, const std::string& id,
+                                           const std::string& except) {
+  std::vector<std::string> out;
+  for (const auto& [name, h] : data.hosts)
+    if (name != except && h.state == HostState::up && runs(h, id)) out.push_back(name);
+  return out;
+}
+
+}  // namespace
+
+bool heard_since_start(const Host& host, Clock::time_point started_at) {
+  return host.last_heartbeat && *host.last_heartbeat >= started_at;
+}
+
+bool heard_from_every_up_host(const ClusterState::Data& data, Clock::time_point started_at) {
+  return std::all_of(data.hosts.begin(), data.hosts.end(), [&](const auto& entry) {
+    return entry.second.state != HostState::up || heard_since_start(entry.second, started_at);
+  });
+}
+
+WriteBatch reconcile_host(const ClusterState::Data& data, const std::string& host,
+                          const std::vector<DomainStatus>& domains, Clock::time_point now,
+                          Clock::time_point started_at) {
+  WriteBatch b;
+  // The reporting host's own list is only whole once it heartbeated (an event alone
+  // patches a list a previous controller kept), and the other hosts' lists are what
+  // tell "stopped here" from "moved there": until all are fresh, nothing is decided.
+  const Host* reporter = data.find_host(host);
+  if (!reporter || !heard_since_start(*reporter, started_at) ||
+      !heard_from_every_up_host(data, started_at)) {
+    spdlog::debug("report from {} left for later: not every host has heartbeated since start",
+                  host);
+    return b;
+  }
+  std::unordered_map<std::string, const DomainStatus*> by_uuid;
+  for (const auto& d : domains) by_uuid[d.uuid] = &d;
+
+  auto changed = [&](const Vm& vm, VmState state, std::optional<DesiredState> desired,
+                     const std::string& new_host) {
+    Vm next = vm;
+    next.state = state;
+    if (desired) next.desired = *desired;
+    next.host = new_host;
+    next.generation = vm.generation + 1;
+    next.updated_at = now;
+    b.put_vms.push_back(std::move(next));
+  };
+  auto flag_on_two_hosts = [&](const Vm& vm, const std::string& a, const std::string& b2) {
+    spdlog::error("VM {} ({}) reported running on both {} and {}", vm.spec.name, vm.id, a, b2);
+    if (vm.state != VmState::unknown) changed(vm, VmState::unknown, std::nullopt, vm.host);
+  };
+
+  for (const auto& [id, vm] : data.vms) {
+    if (data.active_operation_for(id)) continue;  // the operation owns this VM for now
+    auto it = by_uuid.find(id);
+    const bool here = it != by_uuid.end();
+    if (vm.host == host) {
+      const std::optional<VmState> observed =
+          here ? std::optional(vm_state_from_domain(it->second->state)) : std::nullopt;
+      if (observed != VmState::running) {
+        // Not running where recorded, but running elsewhere: it moved (a live migration
+        // that ended while no controller watched). Follow it; it did not stop.
+        const auto others = running_elsewhere(data, id, host);
+        if (others.size() > 1) {
+          flag_on_two_hosts(vm, others[0], others[1]);
+          continue;
+        }
+        if (others.size() == 1) {
+          spdlog::info("VM {} now runs on {} (was recorded on {})", vm.spec.name, others[0], host);
+          changed(vm, VmState::running, DesiredState::running, others[0]);
+          continue;
+        }
+      }
+      if (!observed) {
+        // Defined here before, gone now, and no operation of ours removed it.
+        if (vm.state != VmState::pending && vm.state != VmState::unknown) {
+          spdlog::warn("VM {} ({}) is no longer defined on {}", vm.spec.name, id, host);
+          changed(vm, VmState::unknown, std::nullopt, vm.host);
+        }
+        continue;
+      }
+      if (*observed == vm.state) continue;
+      std::optional<DesiredState> desired;
+      if (*observed == VmState::running && vm.desired == DesiredState::stopped)
+        desired = DesiredState::running;
+      if ((*observed == VmState::stopped || *observed == VmState::crashed) &&
+          vm.desired == DesiredState::running)
+        desired = DesiredState::stopped;
+      if (desired)
+        spdlog::info("VM {} changed outside kvmfleet: now {}", vm.spec.name, to_string(*observed));
+      changed(vm, *observed, desired, vm.host);
+    } else if (here) {
+      // Our VM is defined on another host than recorded. Adopt the new host only when
+      // it runs there and the recorded host is not known to run it; otherwise flag it.
+      const VmState observed = vm_state_from_domain(it->second->state);
+      if (observed != VmState::running) continue;
+      const Host* recorded = data.find_host(vm.host);
+      if (recorded && recorded->state == HostState::up && runs(*recorded, id)) {
+        flag_on_two_hosts(vm, vm.host, host);
+        continue;
+      }
+      spdlog::info("VM {} now runs on {} (was recorded on {})", vm.spec.name, host, vm.host);
+      changed(vm, VmState::running, DesiredState::running, host);
+    }
+  }
+  return b;
+}
+
+WriteBatch reconcile_liveness(const ClusterState::Data& data, Clock::time_point now,
+                              Clock::time_point started_at,
+                              std::chrono::milliseconds unreachable_after,
+                              std::chrono::milliseconds down_after) {
+  WriteBatch b;
+  for (const auto& [name, h] : data.hosts) {
+    if (h.state == HostState::down) continue;  // only a heartbeat brings it back
+    // A heartbeat a previous controller recorded is no older than this start as far
+    // as the timeout goes: the host may have kept sending while nobody listened.
+    const auto last = h.last_heartbeat ? std::max(*h.last_heartbeat, started_at) : started_at;
+    const auto age = now - last;
+    HostState next = HostState::up;
+    if (age >= down_after) next = HostState::down;
+    else if (age >= unreachable_after) next = HostState::unreachable;
+    if (next == h.state || next == HostState::up) continue;
+    Host updated = h;
+    updated.state = next;
+    spdlog::warn("host {} is {} (heard {} ms ago)", name, to_string(next),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(age).count());
+    b.put_hosts.push_back(std::move(updated));
+    for (const auto& [id, vm] : data.vms) {
+      if (vm.host != name || vm.state == VmState::unknown || vm.state == VmState::pending) continue;
+      Vm v = vm;
+      v.state = VmState::unknown;
+      v.generation = vm.generation + 1;
+      v.updated_at = now;
+      b.put_vms.push_back(std::move(v));
+    }
+  }
+  return b;
+}
+
+}  // namespace kvmfleet
