@@ -20,32 +20,22 @@
 #include "kvmfleet/agent/storage_xml.hpp"
 #include "kvmfleet/common/validate.hpp"
 #include "kvmfleet/storage/storage_names.hpp"
-#include "libvirt_error.hpp"
-#include "libvirt_event_loop.hpp"
+#include "libvirt/errors.hpp"
+#include "libvirt/event_loop.hpp"
+#include "libvirt/handles.hpp"
 
 namespace kvmfleet::agent {
 namespace {
 
-struct ConnClose {
-  void operator()(virConnect* c) const { virConnectClose(c); }
-};
-struct DomainFree {
-  void operator()(virDomain* d) const { virDomainFree(d); }
-};
-struct PoolFree {
-  void operator()(virStoragePool* p) const { virStoragePoolFree(p); }
-};
-struct VolFree {
-  void operator()(virStorageVol* v) const { virStorageVolFree(v); }
-};
-struct CFree {
-  void operator()(char* p) const { std::free(p); }
-};
-using ConnHandle = std::unique_ptr<virConnect, ConnClose>;
-using DomainHandle = std::unique_ptr<virDomain, DomainFree>;
-using PoolHandle = std::unique_ptr<virStoragePool, PoolFree>;
-using VolHandle = std::unique_ptr<virStorageVol, VolFree>;
-using CString = std::unique_ptr<char, CFree>;
+using libvirt::ConnHandle;
+using libvirt::CString;
+using libvirt::DomainHandle;
+using libvirt::guest_agent_unavailable;
+using libvirt::is_guest_agent_unavailable;
+using libvirt::last_libvirt_error;
+using libvirt::last_libvirt_error_code;
+using libvirt::PoolHandle;
+using libvirt::VolHandle;
 
 std::string vm_state_name(int state, int reason) {
   switch (state) {
@@ -295,11 +285,11 @@ struct LibvirtHypervisor::Impl {
   Impl(LibvirtOptions o, Clock& clock)
       : options(std::move(o)),
         shared(std::make_shared<Shared>(clock)),
-        loop(LibvirtEventLoop::acquire()) {}
+        loop(libvirt::EventLoop::acquire()) {}
 
   LibvirtOptions options;
   SharedRef shared;
-  std::shared_ptr<LibvirtEventLoop> loop;
+  std::shared_ptr<libvirt::EventLoop> loop;
 
   mutable std::mutex conn_mu;
   virConnectPtr conn = nullptr;  // our reference; callers take their own with virConnectRef
