@@ -3,7 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <condition_variable>
+#include <chrono>
 
 #include "errors.hpp"
 
@@ -11,20 +11,22 @@ namespace kvmfleet::agent::libvirt {
 
 struct Connection::Monitor {
   std::mutex mu;
-  std::condition_variable cv;
-  bool check_requested = false;
-  bool stopping = false;
+  // Raised for good when the connection goes; ends every wait of the monitor.
+  Interrupt stop;
+  // Ends the monitor's current wait between checks: a new flag for each wait, since
+  // raising one is for good.
+  Interrupt check;
 
   void request_check() {
-    {
-      std::lock_guard lk(mu);
-      check_requested = true;
-    }
-    cv.notify_all();
+    std::lock_guard lk(mu);
+    check.raise();
   }
 };
 
 namespace {
+
+// How often a live connection is checked when nothing reported it failing.
+constexpr std::chrono::seconds kCheckInterval{1};
 
 using MonitorRef = std::shared_ptr<Connection::Monitor>;
 
@@ -56,9 +58,9 @@ Connection::Connection(LibvirtOptions options, Clock& clock, LifecycleEvents& ev
 Connection::~Connection() {
   {
     std::lock_guard lk(monitor_->mu);
-    monitor_->stopping = true;
+    monitor_->stop.raise();
+    monitor_->check.raise();
   }
-  monitor_->cv.notify_all();
   if (monitor_thread_.joinable()) monitor_thread_.join();
   disconnect();
 }
@@ -112,31 +114,34 @@ bool Connection::alive() const {
 
 void Connection::monitor_loop() {
   auto backoff = options_.reconnect_min;
-  std::unique_lock lk(monitor_->mu);
-  while (!monitor_->stopping) {
-    monitor_->check_requested = false;
-    lk.unlock();
-    const bool ok = alive();
-    lk.lock();
-    if (ok) {
+  for (;;) {
+    Interrupt check;
+    {
+      std::lock_guard lk(monitor_->mu);
+      if (monitor_->stop.raised()) return;
+      // A check asked for from here on ends the wait below at once; one asked for
+      // before is answered by the look that follows.
+      monitor_->check = check;
+    }
+    if (alive()) {
       backoff = options_.reconnect_min;
-      monitor_->cv.wait_for(lk, std::chrono::seconds(1),
-                            [&] { return monitor_->stopping || monitor_->check_requested; });
+      clock_.sleep_for(kCheckInterval, check);
       continue;
     }
-    lk.unlock();
     disconnect();
     auto st = connect();
     if (st) {
       spdlog::info("connected to libvirt at {}", options_.uri);
-    } else {
-      spdlog::warn("{}; retrying in {} ms", st.error().message, backoff.count());
-      std::lock_guard clk(mu_);
+      continue;
+    }
+    spdlog::warn("{}; retrying in {} ms", st.error().message, backoff.count());
+    {
+      std::lock_guard lk(mu_);
       last_connect_error_ = st.error().message;
     }
-    lk.lock();
-    if (st) continue;
-    monitor_->cv.wait_for(lk, backoff, [&] { return monitor_->stopping; });
+    // Only stopping cuts the backoff short: calls failing meanwhile ask for checks,
+    // and answering them would turn the backoff into a busy loop.
+    clock_.sleep_for(backoff, monitor_->stop);
     backoff = std::min(backoff * 2, options_.reconnect_max);
   }
 }

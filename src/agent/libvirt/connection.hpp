@@ -2,8 +2,9 @@
 
 // The agent's libvirt connection, shared by every call (a libvirt connection is
 // thread-safe). A monitor thread checks it every second, or at once when a call or
-// libvirt's close callback saw it fail, and replaces a dead one with backoff.
-// Lifecycle events are registered on every connection it opens.
+// libvirt's close callback saw it fail, and replaces a dead one with backoff. Its waits
+// run on the injected Clock, so tests can pass a backoff in simulated time. Lifecycle
+// events are registered on every connection it opens.
 
 #include <libvirt/libvirt.h>
 
