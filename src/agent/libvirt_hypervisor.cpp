@@ -43,7 +43,7 @@ struct LibvirtHypervisor::Impl {
         domains(connection),
         pool(options.pool_name, options.pool_path, connection),
         guest_agent(connection, options.guest_agent_timeout_s),
-        migrations(connection, domains) {}
+        migrations(connection, domains, clock) {}
 
   LibvirtOptions options;
   std::shared_ptr<libvirt::EventLoop> loop;

@@ -527,6 +527,11 @@ TEST_F(LibvirtHypervisorTest, UnsubscribedCallbacksStop) {
 
 // The test driver cannot migrate, so the migration itself is tested in the lab
 // (agent_migration_lab_test); here: validation, states and the busy marking.
+
+// How far the tests move the hypervisor's clock between two status polls, instead of
+// sleeping: a status call waits on that clock (up to 200 ms) for the outcome of a
+// migration that libvirt already calls ended.
+constexpr std::chrono::milliseconds kStatusPoll{200};
 MigrationRequest migration_request(const std::string& op_id = "op-m1") {
   MigrationRequest r;
   r.op_id = op_id;
@@ -591,7 +596,7 @@ TEST_F(LibvirtHypervisorTest, AMigrationThatCannotStartLeavesTheDomainUsable) {
       ASSERT_TRUE(now.ok()) << now.error().message;
       st = *now;
       if (st.state != MigrationState::running) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      clock_.advance(kStatusPoll);
     }
     EXPECT_EQ(st.state, MigrationState::failed);
     EXPECT_TRUE(st.error.has_value());
@@ -636,7 +641,7 @@ TEST_F(LibvirtHypervisorTest, BlockDeviceDisksPassTheMigrationCheck) {
       auto now = hv_->migration_status(s.uuid);
       ASSERT_TRUE(now.ok());
       if (now->state != MigrationState::running) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      clock_.advance(kStatusPoll);
     }
   }
 }

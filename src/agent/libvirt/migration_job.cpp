@@ -7,10 +7,21 @@
 
 namespace kvmfleet::agent::libvirt {
 
-MigrationJob::MigrationJob(MigrationRequest request) : request_(std::move(request)) {
+namespace {
+
+// How often the convergence ladder looks at a running migration.
+constexpr std::chrono::milliseconds kLadderTick{200};
+
+std::int64_t milliseconds_between(Clock::time_point from, Clock::time_point to) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
+}
+
+}  // namespace
+
+MigrationJob::MigrationJob(MigrationRequest request, Clock& clock)
+    : request_(std::move(request)), clock_(clock), started_(clock.now()) {
   status_.state = MigrationState::running;
   status_.op_id = request_.op_id;
-  started_ = std::chrono::steady_clock::now();
 }
 
 MigrationJob::~MigrationJob() {
@@ -34,8 +45,7 @@ void MigrationJob::join() {
 }
 
 void MigrationJob::await_outcome(std::chrono::milliseconds limit) {
-  std::unique_lock lk(mu_);
-  cv_.wait_for(lk, limit, [&] { return status_.state != MigrationState::running; });
+  clock_.sleep_for(limit, ended_);
 }
 
 MigrationStatus MigrationJob::take_progress(const MigrationStatus& stats) {
@@ -103,17 +113,16 @@ void MigrationJob::run(ConnHandle conn, DomainHandle dom, std::string uuid) {
     std::lock_guard lk(mu_);
     returned_ = true;
   }
-  cv_.notify_all();
+  returned_signal_.raise();
   if (ladder.joinable()) ladder.join();
   virTypedParamsFree(params, n);
   dom.reset();
   conn.reset();
-  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - started_);
+  const std::int64_t elapsed_ms = milliseconds_between(started_, clock_.now());
   {
     std::lock_guard lk(mu_);
     auto& s = status_;
-    s.elapsed_ms = elapsed.count();
+    s.elapsed_ms = elapsed_ms;
     if (rc == 0) {
       s.state = MigrationState::completed;
       if (s.data_total > 0) s.data_processed = s.data_total;
@@ -137,7 +146,7 @@ void MigrationJob::run(ConnHandle conn, DomainHandle dom, std::string uuid) {
       spdlog::warn("{}: {}", what, err.message);
     }
   }
-  cv_.notify_all();
+  ended_.raise();
 }
 
 void MigrationJob::run_ladder(virDomainPtr dom, const std::string& what) {
@@ -146,20 +155,20 @@ void MigrationJob::run_ladder(virDomainPtr dom, const std::string& what) {
   std::unique_lock lk(mu_);
   status_.downtime_limit_ms = policy.max_downtime_ms;
   while (!returned_) {
-    cv_.wait_for(lk, std::chrono::milliseconds(200), [&] { return returned_; });
+    lk.unlock();
+    clock_.sleep_for(kLadderTick, returned_signal_);
+    lk.lock();
     if (returned_) break;
-    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::steady_clock::now() - started_)
-                             .count();
+    const std::int64_t elapsed = milliseconds_between(started_, clock_.now());
     const LadderAction a = next_ladder_action(policy, elapsed, steps);
     if (a.step == 0) continue;
     steps = a.step;
     status_.ladder_step = steps;
     lk.unlock();
     switch (a.kind) {
-      case LadderAction::Kind::raise_downtime:
-        if (virDomainMigrateSetMaxDowntime(dom, static_cast<unsigned long long>(a.downtime_ms), 0) <
-            0) {
+      case LadderAction::Kind::raise_downtime: {
+        const auto downtime_ms = static_cast<unsigned long long>(a.downtime_ms);
+        if (virDomainMigrateSetMaxDowntime(dom, downtime_ms, 0) < 0) {
           spdlog::warn("{}: raising the downtime failed: {}", what,
                        last_libvirt_error("set max downtime").message);
         } else {
@@ -169,6 +178,7 @@ void MigrationJob::run_ladder(virDomainPtr dom, const std::string& what) {
           status_.downtime_limit_ms = a.downtime_ms;
         }
         break;
+      }
       case LadderAction::Kind::post_copy:
         spdlog::info("{}: not converged after {} ms; switching to post-copy", what, elapsed);
         if (virDomainMigrateStartPostCopy(dom, 0) < 0)

@@ -2,24 +2,25 @@
 
 // One outgoing peer-to-peer live migration: the thread that runs it (virDomainMigrateToURI3
 // blocks until the migration ends), the convergence ladder beside it, and its status
-// and outcome. The thread has a connection of its own.
+// and outcome. The thread has a connection of its own. Its elapsed time and every wait
+// (the ladder's pace, a caller awaiting the outcome) are measured on the injected Clock.
 
 #include <libvirt/libvirt.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <thread>
 
 #include "handles.hpp"
+#include "kvmfleet/common/clock.hpp"
 #include "kvmfleet/model/migration.hpp"
 
 namespace kvmfleet::agent::libvirt {
 
 class MigrationJob {
  public:
-  explicit MigrationJob(MigrationRequest request);
+  MigrationJob(MigrationRequest request, Clock& clock);
   // Waits for the thread, which must have been started.
   ~MigrationJob();
   MigrationJob(const MigrationJob&) = delete;
@@ -33,7 +34,7 @@ class MigrationJob {
   // Waits for the thread; the migration must have ended (or must end by itself).
   void join();
 
-  // Waits until the outcome is recorded or `limit` has passed.
+  // Waits until the outcome is recorded or `limit` has passed on the clock.
   void await_outcome(std::chrono::milliseconds limit);
   // Takes libvirt's progress figures (read_job_stats) while the migration runs; the
   // status as it is then.
@@ -53,13 +54,17 @@ class MigrationJob {
   void run_ladder(virDomainPtr dom, const std::string& what);
 
   const MigrationRequest request_;
+  Clock& clock_;
+  const Clock::time_point started_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
   MigrationStatus status_;
   bool abort_requested_ = false;
   bool ladder_aborted_ = false;  // the convergence ladder ran out of time
   bool returned_ = false;        // virDomainMigrateToURI3 has returned
-  std::chrono::steady_clock::time_point started_;
+  // Raised when virDomainMigrateToURI3 returns: ends the ladder's wait.
+  Interrupt returned_signal_;
+  // Raised once the outcome is recorded: ends the waits of status and abort calls.
+  Interrupt ended_;
   std::thread thread_;
 };
 

@@ -10,6 +10,11 @@
 namespace kvmfleet::agent::libvirt {
 namespace {
 
+// How long a status call waits for the outcome of a migration that libvirt already
+// calls ended (see status()), and how long an abort waits for libvirt to wind one down.
+constexpr std::chrono::milliseconds kStatusAwaitsOutcome{200};
+constexpr std::chrono::seconds kAbortAwaitsOutcome{20};
+
 bool same_request(const MigrationRequest& a, const MigrationRequest& b) {
   return a.destination_uri == b.destination_uri && a.migrate_uri == b.migrate_uri &&
          a.policy.max_downtime_ms == b.policy.max_downtime_ms &&
@@ -20,8 +25,8 @@ bool same_request(const MigrationRequest& a, const MigrationRequest& b) {
 
 }  // namespace
 
-Migrations::Migrations(Connection& connection, DomainLookup& domains)
-    : connection_(connection), domains_(domains) {}
+Migrations::Migrations(Connection& connection, DomainLookup& domains, Clock& clock)
+    : connection_(connection), domains_(domains), clock_(clock) {}
 
 Migrations::~Migrations() {
   std::vector<std::shared_ptr<MigrationJob>> jobs;
@@ -83,7 +88,7 @@ Result<MigrationStatus> Migrations::start(virConnectPtr c, const std::string& uu
 
   // The previous migration has ended (checked above); its thread is finishing.
   if (previous) previous->join();
-  auto job = std::make_shared<MigrationJob>(request);
+  auto job = std::make_shared<MigrationJob>(request, clock_);
   MigrationStatus first = job->status();
   {
     std::lock_guard lk(mu_);
@@ -124,7 +129,7 @@ Result<MigrationStatus> Migrations::status(const std::string& uuid) {
     fresh = dom && read_job_stats(dom.get(), stats);
   }
   if (!fresh) {
-    job->await_outcome(std::chrono::milliseconds(200));
+    job->await_outcome(kStatusAwaitsOutcome);
     return job->status();
   }
   return job->take_progress(stats);
@@ -164,7 +169,7 @@ Result<MigrationStatus> Migrations::abort(const std::string& uuid) {
   }
   // The migration thread records the outcome once libvirt has wound the job down;
   // the wait only bounds how long this request may take.
-  job->await_outcome(std::chrono::seconds(20));
+  job->await_outcome(kAbortAwaitsOutcome);
   return job->status();
 }
 

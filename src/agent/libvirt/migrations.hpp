@@ -14,6 +14,7 @@
 
 #include "connection.hpp"
 #include "domain_lookup.hpp"
+#include "kvmfleet/common/clock.hpp"
 #include "kvmfleet/common/result.hpp"
 #include "kvmfleet/model/migration.hpp"
 #include "migration_job.hpp"
@@ -22,7 +23,7 @@ namespace kvmfleet::agent::libvirt {
 
 class Migrations {
  public:
-  Migrations(Connection& connection, DomainLookup& domains);
+  Migrations(Connection& connection, DomainLookup& domains, Clock& clock);
   // Waits for running migrations: their threads need libvirt's event loop and must end
   // before anything else goes.
   ~Migrations();
@@ -44,6 +45,7 @@ class Migrations {
 
   Connection& connection_;
   DomainLookup& domains_;
+  Clock& clock_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<MigrationJob>> jobs_;
 };
