@@ -57,6 +57,9 @@ void EventLoop::run() {
     if (virEventRunDefaultImpl() < 0) {
       const virError* err = virGetLastError();
       spdlog::error("libvirt event loop: {}", err && err->message ? err->message : "failed");
+      // A real sleep, not a Clock: the loop serves every connection in the process,
+      // whatever clock each hypervisor was given, and this only keeps the I/O thread
+      // from spinning on a failing poll; nothing is decided by it.
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
