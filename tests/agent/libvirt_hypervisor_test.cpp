@@ -684,6 +684,10 @@ bool eventually(const std::function<bool()>& done) {
 TEST(LibvirtHypervisorOffline, ReconnectBackoffRunsOnTheClock) {
   // The test driver reads its host from this file: absent, libvirt cannot be reached.
   const std::string file = ::testing::TempDir() + "kvmfleet-reconnect-" + new_uuid() + ".xml";
+  struct RemoveAtEnd {
+    ~RemoveAtEnd() { std::remove(path.c_str()); }
+    const std::string& path;
+  } remove_at_end{file};
   LibvirtOptions o;
   o.uri = "test://" + file;
   o.reconnect_min = std::chrono::hours(1);
@@ -704,7 +708,6 @@ TEST(LibvirtHypervisorOffline, ReconnectBackoffRunsOnTheClock) {
   auto domains = hv.list_domains();
   ASSERT_TRUE(domains.ok()) << domains.error().message;
   EXPECT_TRUE(domains->empty());
-  std::remove(file.c_str());
 }
 
 }  // namespace
