@@ -10,7 +10,11 @@
 #include <libvirt/libvirt.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -523,6 +527,11 @@ TEST_F(LibvirtHypervisorTest, UnsubscribedCallbacksStop) {
 
 // The test driver cannot migrate, so the migration itself is tested in the lab
 // (agent_migration_lab_test); here: validation, states and the busy marking.
+
+// How far the tests move the hypervisor's clock between two status polls, instead of
+// sleeping: a status call waits on that clock (up to 200 ms) for the outcome of a
+// migration that libvirt already calls ended.
+constexpr std::chrono::milliseconds kStatusPoll{200};
 MigrationRequest migration_request(const std::string& op_id = "op-m1") {
   MigrationRequest r;
   r.op_id = op_id;
@@ -587,7 +596,7 @@ TEST_F(LibvirtHypervisorTest, AMigrationThatCannotStartLeavesTheDomainUsable) {
       ASSERT_TRUE(now.ok()) << now.error().message;
       st = *now;
       if (st.state != MigrationState::running) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      clock_.advance(kStatusPoll);
     }
     EXPECT_EQ(st.state, MigrationState::failed);
     EXPECT_TRUE(st.error.has_value());
@@ -632,7 +641,7 @@ TEST_F(LibvirtHypervisorTest, BlockDeviceDisksPassTheMigrationCheck) {
       auto now = hv_->migration_status(s.uuid);
       ASSERT_TRUE(now.ok());
       if (now->state != MigrationState::running) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      clock_.advance(kStatusPoll);
     }
   }
 }
@@ -656,6 +665,49 @@ TEST(LibvirtHypervisorOffline, UnreachableLibvirtIsUnavailable) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::unavailable);
   EXPECT_NE(r.error().message.find("nonexistent"), std::string::npos);
+}
+
+// Waits in real time until another thread has got somewhere. The deadline only keeps a
+// broken build from hanging.
+bool eventually(const std::function<bool()>& done) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// The monitor backs off on the injected clock: a libvirt that comes up while it backs
+// off for an hour is connected once an hour has passed on the clock, at once in real
+// time.
+TEST(LibvirtHypervisorOffline, ReconnectBackoffRunsOnTheClock) {
+  // The test driver reads its host from this file: absent, libvirt cannot be reached.
+  const std::string file = ::testing::TempDir() + "kvmfleet-reconnect-" + new_uuid() + ".xml";
+  struct RemoveAtEnd {
+    ~RemoveAtEnd() { std::remove(path.c_str()); }
+    const std::string& path;
+  } remove_at_end{file};
+  LibvirtOptions o;
+  o.uri = "test://" + file;
+  o.reconnect_min = std::chrono::hours(1);
+  o.reconnect_max = std::chrono::hours(2);
+  ManualClock clock;
+  LibvirtHypervisor hv(o, clock);
+  EXPECT_FALSE(hv.connected());
+  // The monitor has tried again and backs off.
+  ASSERT_TRUE(eventually([&] { return clock.sleepers() == 1; }));
+  {
+    std::ofstream out(file);
+    out << "<node/>\n";  // a host with the driver's defaults and no domains
+  }
+  clock.advance(o.reconnect_min - std::chrono::minutes(1));
+  EXPECT_FALSE(hv.connected());
+  clock.advance(std::chrono::minutes(1));
+  ASSERT_TRUE(eventually([&] { return hv.connected(); }));
+  auto domains = hv.list_domains();
+  ASSERT_TRUE(domains.ok()) << domains.error().message;
+  EXPECT_TRUE(domains->empty());
 }
 
 }  // namespace

@@ -4,7 +4,14 @@
 // libvirt connection is thread-safe); a monitor thread replaces it with backoff when
 // it dies, and lifecycle events come from libvirt's event loop, not from polling.
 // A live migration runs on a thread of its own with a connection of its own, since
-// virDomainMigrateToURI3 blocks until the migration ends.
+// virDomainMigrateToURI3 blocks until the migration ends. Every wait of this logic
+// (reconnect backoff, the convergence ladder, a status or abort call awaiting a
+// migration's outcome) and a migration's elapsed time run on the injected Clock.
+//
+// This class checks each call's arguments, takes the domain's lock and checks its
+// preconditions; the work is done by its parts in src/agent/libvirt/: connection,
+// lifecycle_events, domain_lookup, image_pool, guest_agent, block_resize,
+// host_inventory, migrations (one migration: migration_job).
 
 #include <chrono>
 #include <memory>

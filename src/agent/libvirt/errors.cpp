@@ -1,10 +1,10 @@
-#include "libvirt_error.hpp"
+#include "errors.hpp"
 
 #include <libvirt/virterror.h>
 
 #include <string>
 
-namespace kvmfleet::agent {
+namespace kvmfleet::agent::libvirt {
 
 ErrorCode map_libvirt_error(int code, int domain) {
   // Client-side RPC failures are a broken or unreachable daemon, whatever the code.
@@ -77,4 +77,4 @@ Error guest_agent_unavailable(std::string_view uuid, Error libvirt_error) {
           std::move(details)};
 }
 
-}  // namespace kvmfleet::agent
+}  // namespace kvmfleet::agent::libvirt

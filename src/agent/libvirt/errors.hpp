@@ -6,7 +6,7 @@
 
 #include "kvmfleet/common/error.hpp"
 
-namespace kvmfleet::agent {
+namespace kvmfleet::agent::libvirt {
 
 ErrorCode map_libvirt_error(int code, int domain);
 
@@ -26,4 +26,4 @@ bool is_guest_agent_unavailable(int code, std::string_view message);
 // "guest_agent_unavailable"} plus libvirt's code, and libvirt's message kept.
 Error guest_agent_unavailable(std::string_view uuid, Error libvirt_error);
 
-}  // namespace kvmfleet::agent
+}  // namespace kvmfleet::agent::libvirt

@@ -8,21 +8,21 @@
 #include <memory>
 #include <thread>
 
-namespace kvmfleet::agent {
+namespace kvmfleet::agent::libvirt {
 
-class LibvirtEventLoop {
+class EventLoop {
  public:
-  static std::shared_ptr<LibvirtEventLoop> acquire();
-  ~LibvirtEventLoop();
-  LibvirtEventLoop(const LibvirtEventLoop&) = delete;
-  LibvirtEventLoop& operator=(const LibvirtEventLoop&) = delete;
+  static std::shared_ptr<EventLoop> acquire();
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
 
  private:
-  LibvirtEventLoop();
+  EventLoop();
   void run();
 
   std::atomic<bool> quit_{false};
   std::thread thread_;
 };
 
-}  // namespace kvmfleet::agent
+}  // namespace kvmfleet::agent::libvirt
