@@ -4,16 +4,16 @@
 
 #include <thread>
 
-#include "fake_hypervisor.hpp"
 #include "kvmfleet/agent/libvirt_hypervisor.hpp"
 #include "kvmfleet/common/ids.hpp"
 #include "kvmfleet/model/json.hpp"
+#include "tests/doubles/agent/fake_hypervisor.hpp"
 
 namespace kvmfleet::agent {
 namespace {
 
 using nlohmann::json;
-using testing::FakeHypervisor;
+using doubles::FakeHypervisor;
 
 constexpr const char* kToken = "kvf_host-token-for-tests";
 constexpr const char* kUuid = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b";

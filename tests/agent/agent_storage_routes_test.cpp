@@ -6,17 +6,17 @@
 #include <filesystem>
 #include <fstream>
 
-#include "doubles/fake_shared_storage.hpp"
-#include "fake_hypervisor.hpp"
 #include "kvmfleet/agent/agent_service.hpp"
 #include "kvmfleet/agent/storage_devices.hpp"
-#include "lab/fake_process_runner.hpp"
+#include "tests/doubles/agent/fake_hypervisor.hpp"
+#include "tests/doubles/storage/fake_shared_storage.hpp"
+#include "tests/lab/fake_process_runner.hpp"
 
 namespace kvmfleet::agent {
 namespace {
 
 using nlohmann::json;
-using testing::FakeHypervisor;
+using doubles::FakeHypervisor;
 
 constexpr const char* kToken = "kvf_host-token-for-tests";
 constexpr const char* kIqn = "iqn.2026-01.com.example:san";

@@ -1,18 +1,18 @@
-#include "tests/doubles/common/manual_clock.hpp"
 #include "kvmfleet/agent/heartbeat.hpp"
 
 #include <gtest/gtest.h>
 
-#include "fake_http_client.hpp"
-#include "fake_hypervisor.hpp"
 #include "kvmfleet/model/json.hpp"
+#include "tests/doubles/agent/fake_hypervisor.hpp"
+#include "tests/doubles/common/manual_clock.hpp"
+#include "tests/doubles/http/fake_http_client.hpp"
 
 namespace kvmfleet::agent {
 namespace {
 
 using nlohmann::json;
-using testing::FakeHttpClient;
-using testing::FakeHypervisor;
+using doubles::FakeHttpClient;
+using doubles::FakeHypervisor;
 
 HeartbeatOptions options() {
   HeartbeatOptions o;

@@ -14,7 +14,6 @@
 #include <string>
 #include <vector>
 
-#include "fake_hypervisor.hpp"
 #include "kernel_lab.hpp"
 #include "kernel_lab_test_support.hpp"
 #include "kvmfleet/agent/agent_service.hpp"
@@ -23,6 +22,7 @@
 #include "kvmfleet/storage/lock_daemons.hpp"
 #include "kvmfleet/storage/multipath.hpp"
 #include "kvmfleet/storage/volume_manager.hpp"
+#include "tests/doubles/agent/fake_hypervisor.hpp"
 
 namespace kvmfleet::klab {
 namespace {
@@ -614,7 +614,7 @@ TEST_F(KernelLabStorage, H_MultipathPathHealth) {
     while (!disk.empty() && disk.back() == '\n') disk.pop_back();
     return disk;
   };
-  agent::testing::FakeHypervisor hv;
+  doubles::FakeHypervisor hv;
   agent::AgentService service(hv, backend, "kvf_lab-agent-token");
   http::Request req{http::Verb::post, "/agent/v1/storage/iscsi/login", 11};
   req.set(http::bhttp::field::authorization, "Bearer kvf_lab-agent-token");

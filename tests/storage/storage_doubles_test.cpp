@@ -1,8 +1,8 @@
-// The storage doubles (tests/doubles/fake_shared_storage.hpp) follow what the
+// The storage doubles (tests/doubles/storage/fake_shared_storage.hpp) follow what the
 // kernel lab showed the real lvmlockd and iscsiadm do.
 #include <gtest/gtest.h>
 
-#include "doubles/fake_shared_storage.hpp"
+#include "tests/doubles/storage/fake_shared_storage.hpp"
 
 namespace kvmfleet::doubles {
 namespace {

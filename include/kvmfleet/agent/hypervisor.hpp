@@ -1,9 +1,9 @@
 #pragma once
 
 // The agent's one narrow interface to the hypervisor. LibvirtHypervisor is the real
-// one; tests/agent holds a double. Every mutating call is idempotent so a retried
-// controller request is harmless, and kvmfleet acts only on domains it defined
-// (those carrying its metadata): anything else is a conflict.
+// one; tests/doubles/agent holds a double. Every mutating call is idempotent so a
+// retried controller request is harmless, and kvmfleet acts only on domains it
+// defined (those carrying its metadata): anything else is a conflict.
 
 #include <cstdint>
 #include <functional>

@@ -1,6 +1,7 @@
 #pragma once
 
-// The http::Client double: records every request and answers from a script.
+// The double of http::Client (include/kvmfleet/http/client.hpp): records every request
+// and answers from a script.
 
 #include <chrono>
 #include <condition_variable>
@@ -11,7 +12,7 @@
 
 #include "kvmfleet/http/client.hpp"
 
-namespace kvmfleet::agent::testing {
+namespace kvmfleet::doubles {
 
 class FakeHttpClient final : public http::Client {
  public:
@@ -61,4 +62,4 @@ class FakeHttpClient final : public http::Client {
   std::deque<Result<http::ClientResponse>> script_;
 };
 
-}  // namespace kvmfleet::agent::testing
+}  // namespace kvmfleet::doubles

@@ -1,6 +1,7 @@
 #pragma once
 
-// The Hypervisor double: domains in a map, calls counted, failures injectable.
+// The double of agent::Hypervisor (include/kvmfleet/agent/hypervisor.hpp): domains in
+// a map, calls counted, failures injectable.
 
 #include <algorithm>
 #include <cstdint>
@@ -10,9 +11,9 @@
 
 #include "kvmfleet/agent/hypervisor.hpp"
 
-namespace kvmfleet::agent::testing {
+namespace kvmfleet::doubles {
 
-class FakeHypervisor final : public Hypervisor {
+class FakeHypervisor final : public agent::Hypervisor {
  public:
   struct Domain {
     DomainSpec spec;
@@ -161,7 +162,7 @@ class FakeHypervisor final : public Hypervisor {
     if (state == MigrationState::failed) m.status.error = Error{ErrorCode::internal, "failed"};
   }
 
-  std::uint64_t subscribe(EventCallback cb) override {
+  std::uint64_t subscribe(agent::EventCallback cb) override {
     std::lock_guard lk(mu_);
     subs[next_id] = std::move(cb);
     return next_id++;
@@ -172,7 +173,7 @@ class FakeHypervisor final : public Hypervisor {
   }
 
   // Delivers an event to subscribers, as the hypervisor's event thread would.
-  void emit(const LifecycleEvent& e) {
+  void emit(const agent::LifecycleEvent& e) {
     std::lock_guard lk(mu_);
     for (auto& [id, cb] : subs) cb(e);
   }
@@ -241,8 +242,8 @@ class FakeHypervisor final : public Hypervisor {
 
   std::mutex mu_;
   std::optional<Error> failure;
-  std::map<std::uint64_t, EventCallback> subs;
+  std::map<std::uint64_t, agent::EventCallback> subs;
   std::uint64_t next_id = 1;
 };
 
-}  // namespace kvmfleet::agent::testing
+}  // namespace kvmfleet::doubles
