@@ -6,7 +6,6 @@
 #include <cassert>
 #include <filesystem>
 #include <limits>
-#include <thread>
 #include <vector>
 
 #include "kvmfleet/agent/migration_validation.hpp"
@@ -236,8 +235,6 @@ constexpr std::int64_t kMaxLun = 16'383;
 Result<std::string> wait_for_lun_device(StorageBackend& st, const std::string& target,
                                         const std::string& portal, int lun,
                                         std::chrono::milliseconds& waited) {
-  const auto sleep =
-      st.sleep ? st.sleep : [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
   waited = std::chrono::milliseconds{0};
   bool rescanned = false;
   while (true) {
@@ -250,7 +247,7 @@ Result<std::string> wait_for_lun_device(StorageBackend& st, const std::string& t
         spdlog::warn("iSCSI rescan while waiting for LUN {}: {}", lun, s.error().message);
     }
     const auto step = std::min(st.lun_poll, st.lun_wait - waited);
-    sleep(step);
+    st.clock.sleep_for(step);
     waited += step;
   }
   return unavailable("LUN " + std::to_string(lun) + " of " + target + " has no block device yet",

@@ -57,11 +57,11 @@ void HeartbeatLoop::stop() {
   {
     std::lock_guard lk(mu_);
     stopping_ = true;
+    wake_.raise();
     std::swap(sub, subscription_);
   }
   // After this no callback is running or will run, so `this` is safe to destroy.
   if (sub) hv_.unsubscribe(*sub);
-  cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -74,9 +74,9 @@ void HeartbeatLoop::enqueue(LifecycleEvent event) {
       spdlog::warn("lifecycle event queue full; dropped the oldest event");
     }
     events_.push_back(std::move(event));
-    kick_ = true;
+    wake_.raise();
+    wake_ = Interrupt{};
   }
-  cv_.notify_all();
 }
 
 std::chrono::milliseconds HeartbeatLoop::interval() const {
@@ -153,12 +153,15 @@ void HeartbeatLoop::run() {
     const bool beat_due = now >= next_beat;
     const bool events_due = !events_.empty() && now >= event_retry_at;
     if (!beat_due && !events_due) {
-      auto wake = next_beat;
-      if (!events_.empty()) wake = std::min(wake, event_retry_at);
-      const auto wait = std::clamp(std::chrono::duration_cast<milliseconds>(wake - now),
+      auto wake_at = next_beat;
+      if (!events_.empty()) wake_at = std::min(wake_at, event_retry_at);
+      const auto wait = std::clamp(std::chrono::duration_cast<milliseconds>(wake_at - now),
                                    milliseconds{1}, interval_);
-      kick_ = false;
-      cv_.wait_for(lk, wait, [&] { return stopping_ || kick_; });
+      // An event queued from here on raises this very flag, so none is missed.
+      const Interrupt woken = wake_;
+      lk.unlock();
+      clock_.sleep_for(wait, woken);
+      lk.lock();
       continue;
     }
     lk.unlock();

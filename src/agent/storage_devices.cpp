@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <thread>
 
 namespace kvmfleet::agent {
 
@@ -39,8 +38,6 @@ LunDevice lun_device_to_use(StorageBackend& st, const std::string& path_device,
     spdlog::warn("multipath: using {} as it is: {}", path_device, out.multipath_unused);
     return out;
   }
-  const auto sleep =
-      st.sleep ? st.sleep : [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
   std::chrono::milliseconds waited{0};
   while (true) {
     auto map = st.multipath->map_with_path(*disk);
@@ -58,7 +55,7 @@ LunDevice lun_device_to_use(StorageBackend& st, const std::string& path_device,
     }
     if (waited >= wait) break;
     const auto step = std::min(st.lun_poll, wait - waited);
-    sleep(step);
+    st.clock.sleep_for(step);
     waited += step;
   }
   spdlog::info("multipath: no map holds {} ({}); using the single path", path_device, *disk);

@@ -21,6 +21,7 @@
 #include "kvmfleet/agent/libvirt_hypervisor.hpp"
 #include "kvmfleet/agent/storage_backend.hpp"
 #include "kvmfleet/agent/storage_devices.hpp"
+#include "kvmfleet/common/clock.hpp"
 #include "kvmfleet/common/process.hpp"
 #include "kvmfleet/http/client.hpp"
 #include "kvmfleet/http/server.hpp"
@@ -96,7 +97,8 @@ int main(int argc, char** argv) {
     lvm = std::make_unique<storage::Lvm2Cli>(runner, std::move(lvm_options));
     locks = std::make_unique<storage::LockDaemons>(runner);
     if (config->storage->multipath) multipath = std::make_unique<storage::Multipath>(runner);
-    agent::StorageBackend backend{*iscsi, *lvm, locks.get(), multipath.get()};
+    agent::StorageBackend backend{*iscsi, *lvm, SystemClock::instance(), locks.get(),
+                                  multipath.get()};
     service_holder = std::make_unique<agent::AgentService>(hypervisor, backend, config->token);
     // LUNs of the sessions this host has now (logged in before a restart, or by
     // open-iscsi at boot) are cluster devices too, like those a login adds later.

@@ -5,10 +5,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <vector>
 
 #include "kvmfleet/agent/agent_service.hpp"
 #include "kvmfleet/agent/storage_devices.hpp"
 #include "tests/doubles/agent/fake_hypervisor.hpp"
+#include "tests/doubles/common/manual_clock.hpp"
 #include "tests/doubles/storage/fake_shared_storage.hpp"
 #include "tests/lab/fake_process_runner.hpp"
 
@@ -48,6 +51,32 @@ std::string field_of(const http::Response& res) {
   return body_of(res).at("error").at("details").value("field", "");
 }
 
+// The storage waits' time: a ManualClock that every wait moves to its deadline at once,
+// so that a request served on the test's thread waits in simulated time. Each wait is
+// recorded.
+class SteppingClock final : public Clock {
+ public:
+  time_point now() const override { return time_.now(); }
+  bool sleep_until(time_point deadline, const Interrupt& interrupt) const override {
+    const auto d = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - time_.now());
+    {
+      std::lock_guard lk(mu_);
+      slept_.push_back(d);
+    }
+    time_.advance(d);
+    return time_.sleep_until(deadline, interrupt);
+  }
+  std::vector<std::chrono::milliseconds> slept() const {
+    std::lock_guard lk(mu_);
+    return slept_;
+  }
+
+ private:
+  mutable ManualClock time_;
+  mutable std::mutex mu_;
+  mutable std::vector<std::chrono::milliseconds> slept_;
+};
+
 class AgentStorageRoutesTest : public ::testing::Test {
  protected:
   AgentStorageRoutesTest() {
@@ -77,11 +106,12 @@ class AgentStorageRoutesTest : public ::testing::Test {
   }
 
   FakeHypervisor hv_;
+  SteppingClock clock_;
   doubles::FakeSharedStorage san_;
   doubles::FakeVolumeManager lvm_{san_, 1};
   doubles::FakeVolumeManager other_host_{san_, 2};
   doubles::FakeIscsiInitiator iscsi_;
-  AgentService service_{hv_, StorageBackend{iscsi_, lvm_}, kToken};
+  AgentService service_{hv_, StorageBackend{iscsi_, lvm_, clock_}, kToken};
   int ops_ = 0;
 };
 
@@ -295,8 +325,7 @@ class LateLunInitiator final : public storage::IscsiInitiator {
 class IscsiLoginWaitTest : public AgentStorageRoutesTest {
  protected:
   IscsiLoginWaitTest() {
-    StorageBackend backend{late_, lvm_};
-    backend.sleep = [this](std::chrono::milliseconds d) { slept_.push_back(d); };
+    StorageBackend backend{late_, lvm_, clock_};
     waiting_ = std::make_unique<AgentService>(hv_, backend, kToken);
   }
   http::Response login(json body) {
@@ -307,12 +336,11 @@ class IscsiLoginWaitTest : public AgentStorageRoutesTest {
   }
   std::chrono::milliseconds total_slept() const {
     std::chrono::milliseconds t{0};
-    for (auto d : slept_) t += d;
+    for (auto d : clock_.slept()) t += d;
     return t;
   }
 
   LateLunInitiator late_{iscsi_};
-  std::vector<std::chrono::milliseconds> slept_;
   std::unique_ptr<AgentService> waiting_;  // over late_
 };
 
@@ -324,7 +352,8 @@ TEST_F(IscsiLoginWaitTest, WaitsForTheKernelToAttachTheLun) {
   EXPECT_EQ(body_of(res)["device"],
             "/dev/disk/by-path/ip-10.77.0.1:3260-iscsi-" + std::string(kIqn) + "-lun-1");
   EXPECT_EQ(late_.looked_for, std::vector<int>(4, 1));
-  EXPECT_EQ(slept_, std::vector<std::chrono::milliseconds>(3, std::chrono::milliseconds{250}));
+  EXPECT_EQ(clock_.slept(),
+            std::vector<std::chrono::milliseconds>(3, std::chrono::milliseconds{250}));
   // Found before the rescan was due.
   EXPECT_EQ(late_.rescans, 0);
 }
@@ -360,7 +389,7 @@ TEST_F(IscsiLoginWaitTest, ALunDeviceErrorOtherThanNotFoundEndsTheWait) {
   auto res = login(json::object());
   EXPECT_EQ(res.result(), http::HttpStatus::internal_server_error);
   EXPECT_EQ(late_.looked_for.size(), 2u);
-  EXPECT_EQ(slept_.size(), 1u);
+  EXPECT_EQ(clock_.slept().size(), 1u);
 }
 
 TEST_F(IscsiLoginWaitTest, AFailedLoginLooksForNoDevice) {
@@ -368,7 +397,7 @@ TEST_F(IscsiLoginWaitTest, AFailedLoginLooksForNoDevice) {
   auto res = login(json::object());
   EXPECT_EQ(res.result(), http::HttpStatus::not_found);
   EXPECT_TRUE(late_.looked_for.empty());
-  EXPECT_TRUE(slept_.empty());
+  EXPECT_TRUE(clock_.slept().empty());
 }
 
 TEST_F(IscsiLoginWaitTest, RepeatedLoginAnswersTheFirstDevice) {
@@ -397,7 +426,7 @@ class FcLunsTest : public AgentStorageRoutesTest {
     link("../sdd1", "wwn-0x5000c500a1b2c3d4-part1");           // a partition
     link("../sdx", "scsi-3600140599999999900000000000000ff");  // dangling
     link("../sdc", "ata-QEMU_HARDDISK_QM00001");               // not a WWID name
-    StorageBackend backend{iscsi_, lvm_};
+    StorageBackend backend{iscsi_, lvm_, clock_};
     backend.fc_by_id_dir = root_ / "by-id";
     fc_ = std::make_unique<AgentService>(hv_, backend, kToken);
   }
@@ -471,7 +500,7 @@ TEST_F(FcLunsTest, AttachAddsEachWwidsDeviceToLvmsFilter) {
 }
 
 TEST_F(AgentStorageRoutesTest, FcLunsOfAHostWithoutByIdDirectoryIsEmpty) {
-  StorageBackend backend{iscsi_, lvm_};
+  StorageBackend backend{iscsi_, lvm_, clock_};
   backend.fc_by_id_dir = "/nonexistent/kvmfleet/by-id";
   AgentService service(hv_, backend, kToken);
   auto res = service.serve(make(http::Verb::get, "/agent/v1/storage/fc/luns"));
@@ -803,7 +832,6 @@ class MultipathTest : public AgentStorageRoutesTest {
       if (path == "/dev/sda" || path == "/dev/sdb") return path;  // disks, no links
       return not_found(path + " does not exist");
     };
-    backend_.sleep = [this](std::chrono::milliseconds d) { slept_.push_back(d); };
     mp_ = std::make_unique<AgentService>(hv_, backend_, kToken);
   }
   static std::string by_path(const std::string& portal) {
@@ -815,7 +843,7 @@ class MultipathTest : public AgentStorageRoutesTest {
   }
   std::chrono::milliseconds total_slept() const {
     std::chrono::milliseconds t{0};
-    for (auto d : slept_) t += d;
+    for (auto d : clock_.slept()) t += d;
     return t;
   }
   std::size_t multipathd_calls() const {
@@ -825,9 +853,8 @@ class MultipathTest : public AgentStorageRoutesTest {
 
   FakeProcessRunner runner_;
   storage::Multipath multipath_{runner_};
-  StorageBackend backend_{iscsi_, lvm_};
+  StorageBackend backend_{iscsi_, lvm_, clock_};
   std::vector<std::string> resolved_;
-  std::vector<std::chrono::milliseconds> slept_;
   std::unique_ptr<AgentService> mp_;  // with multipath
 };
 
@@ -843,7 +870,7 @@ TEST_F(MultipathTest, LoginAnswersTheMapAndTheMapJoinsLvmsFilter) {
   EXPECT_EQ(resolved_, std::vector<std::string>{by_path("10.77.0.1:3260")});
   // The map, not the single path, is what LVM may see.
   EXPECT_EQ(lvm_.added_devices, std::vector<std::string>{"/dev/mapper/" + std::string(kWwid)});
-  EXPECT_TRUE(slept_.empty());
+  EXPECT_TRUE(clock_.slept().empty());
 
   // The second portal's path is in the same map: the same device.
   runner_.expect(kShowMaps,
@@ -862,7 +889,8 @@ TEST_F(MultipathTest, LoginWaitsForMultipathdToBuildTheMap) {
   auto res = login("10.77.0.1");
   ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
   EXPECT_EQ(body_of(res)["device"], "/dev/mapper/" + std::string(kWwid));
-  EXPECT_EQ(slept_, std::vector<std::chrono::milliseconds>(2, std::chrono::milliseconds{250}));
+  EXPECT_EQ(clock_.slept(),
+            std::vector<std::chrono::milliseconds>(2, std::chrono::milliseconds{250}));
   EXPECT_EQ(multipathd_calls(), 3u);
 }
 
@@ -881,9 +909,8 @@ TEST_F(MultipathTest, TheWaitForAMapComesOutOfTheLoginsBudget) {
   // The LUN's device took 19.5 s of the 20 s to show: 0.5 s are left for the map.
   LateLunInitiator late(iscsi_);
   late.late_looks = 78;
-  StorageBackend backend{late, lvm_, nullptr, &multipath_};
+  StorageBackend backend{late, lvm_, clock_, nullptr, &multipath_};
   backend.resolve_device = backend_.resolve_device;
-  backend.sleep = backend_.sleep;
   AgentService service(hv_, backend, kToken);
   json body = {{"op_id", "op-late"}, {"target", kIqn}, {"portal", "10.77.0.1"}};
   auto res = service.serve(make(http::Verb::post, "/agent/v1/storage/iscsi/login", body.dump()));
@@ -907,7 +934,7 @@ TEST_F(MultipathTest, MultipathdNotAnsweringTheLoginAnswersThePathAndWhy) {
       << body.dump();
   EXPECT_EQ(lvm_.added_devices, std::vector<std::string>{by_path("10.77.0.1:3260")});
   // No waiting on a daemon that is not there.
-  EXPECT_TRUE(slept_.empty());
+  EXPECT_TRUE(clock_.slept().empty());
   EXPECT_EQ(multipathd_calls(), 1u);
 }
 
@@ -965,7 +992,7 @@ TEST_F(MultipathTest, SessionLunsAtStartJoinThroughTheirMap) {
   auto added = add_session_luns(backend_);
   EXPECT_EQ(added, std::vector<std::string>{"/dev/mapper/" + std::string(kWwid)});
   EXPECT_EQ(lvm_.added_devices, added);
-  EXPECT_TRUE(slept_.empty()) << "no wait at start: the maps are there or not";
+  EXPECT_TRUE(clock_.slept().empty()) << "no wait at start: the maps are there or not";
 
   // multipathd down: the paths, as without multipath.
   doubles::FakeVolumeManager lvm2{san_, 3};
@@ -974,13 +1001,13 @@ TEST_F(MultipathTest, SessionLunsAtStartJoinThroughTheirMap) {
     return FakeProcessRunner::exited(1, "", "");
   });
   storage::Multipath mp_down(dead);
-  StorageBackend b2{iscsi_, lvm2, nullptr, &mp_down};
+  StorageBackend b2{iscsi_, lvm2, clock_, nullptr, &mp_down};
   b2.resolve_device = backend_.resolve_device;
   EXPECT_EQ(add_session_luns(b2), (std::vector<std::string>{"/dev/sda", "/dev/sdb"}));
 
   // Without multipath: the paths.
   doubles::FakeVolumeManager lvm3{san_, 4};
-  StorageBackend plain{iscsi_, lvm3};
+  StorageBackend plain{iscsi_, lvm3, clock_};
   EXPECT_EQ(add_session_luns(plain), (std::vector<std::string>{"/dev/sda", "/dev/sdb"}));
 }
 
@@ -997,7 +1024,7 @@ class FcLunsMultipathTest : public FcLunsTest {
   }
   FakeProcessRunner runner_;
   storage::Multipath multipath_{runner_};
-  StorageBackend backend_{iscsi_, lvm_};
+  StorageBackend backend_{iscsi_, lvm_, clock_};
   std::unique_ptr<AgentService> service_mp_;
 };
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "kvmfleet/model/json.hpp"
 #include "tests/doubles/agent/fake_hypervisor.hpp"
 #include "tests/doubles/common/manual_clock.hpp"
@@ -114,6 +116,56 @@ TEST(Heartbeat, ThreadBeatsAtOnceAndPushesEventsImmediately) {
   loop.stop();
   EXPECT_EQ(hv.subscribers(), 0u);
   loop.stop();  // idempotent
+}
+
+std::size_t count_calls(FakeHttpClient& client, std::string_view path) {
+  const auto calls = client.calls();
+  return static_cast<std::size_t>(std::count_if(
+      calls.begin(), calls.end(), [&](const auto& c) { return c.url.ends_with(path); }));
+}
+
+// The loop waits on the injected clock: beats follow the interval in simulated time.
+TEST(Heartbeat, BeatsEveryIntervalOfTheInjectedClock) {
+  FakeHypervisor hv;
+  FakeHttpClient client;
+  ManualClock clock;
+  HeartbeatLoop loop(hv, client, clock, options());  // every 60 s
+  const auto t0 = clock.now();
+  loop.start();
+  ASSERT_TRUE(
+      client.wait_for_call([](const auto& c) { return c.url.ends_with("/v1/agent/heartbeat"); }));
+  ASSERT_TRUE(clock.advance_until([&] { return count_calls(client, "/v1/agent/heartbeat") >= 3; },
+                                  std::chrono::seconds(1)));
+  const auto elapsed = clock.now() - t0;
+  EXPECT_GE(elapsed, std::chrono::seconds(120));
+  EXPECT_LT(elapsed, std::chrono::seconds(130));
+  loop.stop();
+  EXPECT_EQ(clock.sleepers(), 0u);
+}
+
+// Events that could not be sent are tried again after a backoff on the same clock.
+TEST(Heartbeat, RetriesEventsAfterABackoffOfTheInjectedClock) {
+  FakeHypervisor hv;
+  FakeHttpClient client;
+  ManualClock clock;
+  HeartbeatLoop loop(hv, client, clock, options());
+  client.push(http::ClientResponse{200, "{}"});       // the first heartbeat
+  client.push(unavailable("controller restarting"));  // the first events POST
+  const auto t0 = clock.now();
+  loop.start();
+  ASSERT_TRUE(
+      client.wait_for_call([](const auto& c) { return c.url.ends_with("/v1/agent/heartbeat"); }));
+  hv.emit(event("u1", "started:booted", clock));
+  ASSERT_TRUE(
+      client.wait_for_call([](const auto& c) { return c.url.ends_with("/v1/agent/events"); }));
+  ASSERT_TRUE(clock.advance_until([&] { return count_calls(client, "/v1/agent/events") >= 2; },
+                                  std::chrono::milliseconds(50)));
+  EXPECT_GE(clock.now() - t0, std::chrono::milliseconds(200));
+  EXPECT_LT(clock.now() - t0, std::chrono::seconds(60));  // well before the next beat
+  EXPECT_EQ(count_calls(client, "/v1/agent/heartbeat"), 1u);
+  ASSERT_TRUE(clock.advance_until([&] { return loop.queued_events() == 0; },
+                                  std::chrono::milliseconds(50)));
+  loop.stop();
 }
 
 }  // namespace

@@ -603,7 +603,7 @@ TEST_F(KernelLabStorage, H_MultipathPathHealth) {
   lo.use_lvmlockd = false;
   lo.udev = false;
   storage::Lvm2Cli agent_lvm(lab().runner(g), lo);
-  agent::StorageBackend backend{iscsi, agent_lvm, nullptr, &multipath};
+  agent::StorageBackend backend{iscsi, agent_lvm, SystemClock::instance(), nullptr, &multipath};
   // The guest's /dev is not this machine's: the link is read in the guest.
   backend.resolve_device = [&](const std::string& path) -> Result<std::string> {
     ProcessRunner& runner = lab().runner(g);
@@ -644,7 +644,8 @@ TEST_F(KernelLabStorage, H_MultipathPathHealth) {
   EXPECT_EQ(pvs->front().name, map->device());
   // At start: the map once for both sessions, the shared LUN's single path as it is.
   storage::Lvm2Cli start_lvm(lab().runner(g), lo);
-  agent::StorageBackend at_start{iscsi, start_lvm, nullptr, &multipath};
+  agent::StorageBackend at_start{iscsi, start_lvm, SystemClock::instance(), nullptr,
+                                 &multipath};
   at_start.resolve_device = backend.resolve_device;
   auto added = agent::add_session_luns(at_start);
   std::string listed;

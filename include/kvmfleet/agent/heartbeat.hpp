@@ -5,7 +5,6 @@
 // and lifecycle events as soon as they happen (so it need not wait for the next beat).
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <mutex>
@@ -64,10 +63,11 @@ class HeartbeatLoop {
   HeartbeatOptions options_;
 
   mutable std::mutex mu_;
-  std::condition_variable cv_;
   std::deque<LifecycleEvent> events_;
   std::chrono::milliseconds interval_;
-  bool kick_ = false;
+  // Ends the loop's wait on the clock: raised by stop(), and by a new event (which
+  // then replaces it with a fresh one for the next wait).
+  Interrupt wake_;
   bool started_ = false;
   bool stopping_ = false;
   std::optional<std::uint64_t> subscription_;

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "kvmfleet/common/clock.hpp"
 #include "kvmfleet/storage/iscsi_initiator.hpp"
 #include "kvmfleet/storage/lock_daemons.hpp"
 #include "kvmfleet/storage/multipath.hpp"
@@ -18,6 +19,8 @@ namespace kvmfleet::agent {
 struct StorageBackend {
   storage::IscsiInitiator& iscsi;
   storage::VolumeManager& lvm;
+  // What the waits below go by (SystemClock in the agent; a ManualClock in tests).
+  Clock& clock;
   // Optional parts of the inventory (GET /agent/v1/storage); null leaves them out.
   storage::LockDaemons* locks = nullptr;
   // Set when multipath is configured (storage.multipath): the inventory reports the
@@ -38,8 +41,6 @@ struct StorageBackend {
   std::chrono::milliseconds lun_wait{20'000};
   std::chrono::milliseconds lun_poll{250};
   std::chrono::milliseconds lun_rescan_after{2'000};
-  // Waits between looks; empty means std::this_thread::sleep_for. Tests count instead.
-  std::function<void(std::chrono::milliseconds)> sleep;
 };
 
 }  // namespace kvmfleet::agent
