@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "kvmfleet/agent/protocol.hpp"
 #include "kvmfleet/common/validate.hpp"
 
 namespace kvmfleet::agent {
@@ -121,11 +122,7 @@ Status check_disks_migrate_live(const std::string& uuid, const DomainXmlInfo& do
 }
 
 Result<MigrationRequest> parse_migration_request(const nlohmann::json& body) {
-  if (auto st = check_known_fields(body, {"op_id", "destination_uri", "migrate_uri",
-                                          "max_downtime_ms", "bandwidth_mib_s", "auto_converge",
-                                          "allow_post_copy", "converge_timeout_s",
-                                          "downtime_ceiling_ms"});
-      !st)
+  if (auto st = check_known_fields(body, agent_protocol::kMigrate.fields); !st)
     return st.take_error();
   MigrationRequest r;
   auto dest = get_string(body, "destination_uri", true);

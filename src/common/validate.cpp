@@ -33,6 +33,12 @@ bool is_valid_uuid(std::string_view id) {
 
 Status check_known_fields(const nlohmann::json& obj, std::initializer_list<std::string_view> allowed,
                           std::string_view where) {
+  return check_known_fields(obj, std::span<const std::string_view>(allowed.begin(), allowed.size()),
+                            where);
+}
+
+Status check_known_fields(const nlohmann::json& obj, std::span<const std::string_view> allowed,
+                          std::string_view where) {
   if (!obj.is_object()) return invalid(std::string(where) + " must be a JSON object");
   for (const auto& [key, _] : obj.items()) {
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {

@@ -167,6 +167,25 @@ TEST_F(AgentServiceTest, UnknownPathsAndMethods) {
             http::HttpStatus::method_not_allowed);
 }
 
+// Only a call of the protocol's table acts: anything else on a domain's path, even a
+// near miss of a real call, is a 404 and reaches no hypervisor call (it once fell
+// through to destroy).
+TEST_F(AgentServiceTest, AnUnknownActionOnADomainActsOnNothing) {
+  hv_.domains[kUuid].spec = DomainSpec{kUuid, "web1", 1, 64, "qemu", 1, {}};
+  hv_.domains[kUuid].state = "running";
+  const std::string dom = std::string("/agent/v1/domains/") + kUuid;
+  for (const std::string action :
+       {"explode", "kill", "Destroy", "destroy/now", "destroy/", "start/", "fs-freeze",
+        "migration/", "migration/cancel", "undefine/force", "define", "..", "%64estroy"}) {
+    auto res = call(http::Verb::post, dom + "/" + action, {{"op_id", "x"}});
+    EXPECT_EQ(res.result(), http::HttpStatus::not_found) << action;
+    EXPECT_EQ(code_of(res), "not_found") << action;
+    EXPECT_EQ(body_of(res)["error"]["message"], "no such agent endpoint") << action;
+  }
+  EXPECT_TRUE(hv_.calls.empty());
+  EXPECT_EQ(hv_.domains.at(kUuid).state, "running");
+}
+
 TEST_F(AgentServiceTest, RefusesNonJsonBodies) {
   auto req = make(http::Verb::post, std::string("/agent/v1/domains/") + kUuid + "/start",
                   json{{"op_id", "x"}}.dump());

@@ -1,8 +1,9 @@
 #pragma once
 
 // The agent's HTTP API (see protocol.hpp) as a request→response function over a
-// Hypervisor: authenticate, validate strictly, dispatch to one Hypervisor call, answer.
-// No network I/O happens here; a Server or a test feeds it requests.
+// Hypervisor: authenticate, match the request to its row of the protocol's table,
+// validate strictly, dispatch to the row's one handler, answer. No network I/O
+// happens here; a Server or a test feeds it requests.
 
 #include <optional>
 #include <string>
@@ -31,14 +32,6 @@ class AgentService {
 
  private:
   http::Response route(const http::Request& req);
-  http::Response mutate(const http::Request& req, std::string_view path, std::string_view action,
-                        const std::string& uuid);
-  // /agent/v1/storage and everything under it (docs/storage.md, "Agent API").
-  http::Response route_storage(const http::Request& req, std::string_view path);
-  struct StorageCall;
-  http::Response get_storage(const StorageCall& call);
-  http::Response mutate_storage(const http::Request& req, std::string_view path,
-                                const StorageCall& call);
 
   Hypervisor& hv_;
   std::optional<StorageBackend> storage_;

@@ -1,9 +1,15 @@
 #pragma once
 
-// The controller↔agent protocol, declared in one table. Every call is JSON over
-// HTTP with the host's own bearer token. Requests that change something carry the
-// controller's operation id ("op_id"), so a retried request is harmless: the agent
-// remembers recent op ids and answers a repeat with the first answer.
+// clang-format off
+// The controller↔agent protocol, declared in one table (kCalls below): one row per
+// call with its method, path pattern, timeout class, how a repeat is made harmless and
+// the body fields it accepts. The agent's router matches each request against these
+// rows and dispatches to the one handler of the row (src/agent/agent_service.cpp);
+// the controller's client (HttpAgentApi) builds its requests from the same rows.
+// Every call is JSON over HTTP with the host's own bearer token. Requests that change
+// something carry the controller's operation id ("op_id"), so a retried request is
+// harmless: the agent remembers recent op ids and answers a repeat with the first
+// answer.
 //
 // Controller → agent (served by kvmfleet-agent):
 //   GET  /agent/v1/inventory                   → HostInventory
@@ -39,7 +45,8 @@
 //        migrating: 409; no disk on that device: 404.
 //
 //   POST /agent/v1/domains/{uuid}/migrate      {"op_id", "destination_uri", "migrate_uri",
-//        "max_downtime_ms", "bandwidth_mib_s", "auto_converge", "allow_post_copy"}
+//        "max_downtime_ms"?, "bandwidth_mib_s"?, "auto_converge"?, "allow_post_copy"?,
+//        "converge_timeout_s"?, "downtime_ceiling_ms"?} (MigrationPolicy's defaults)
 //        → MigrationStatus. A domain with a disk in the image pool is refused (409
 //        conflict, details "disks"): no other host can reach it; block-device disks are
 //        shared and migrate. Starts a peer-to-peer live migration (LIVE | PEER2PEER |
@@ -106,10 +113,20 @@
 // Errors travel in the public API's error body, so a category survives the hop.
 //
 // Details the agent guarantees:
+//   - Authentication comes first: without the host's token every path is 401, known
+//     or not. A path no row has is 404 not_found "no such agent endpoint"; a path
+//     that some row has, asked with another method, is 405 method_not_allowed with an
+//     Allow header. Never is an unknown call turned into another one.
+//   - A path parameter is one non-empty segment. A literal segment wins over {uuid}
+//     (no UUID spells "define": GET /agent/v1/domains/define is a 405); {vg} and {lv}
+//     are LVM names, which may spell a literal, so there the method decides first
+//     (GET /agent/v1/storage/vgs/create reads the VG named "create").
 //   - op_id is 1-128 characters of [A-Za-z0-9._:-] and is remembered per call path, so
 //     one operation may use its id for define, then start, ... A repeat of the same
 //     call answers the first 2xx answer again; failures are not remembered (a retry
 //     acts). The same op_id and path with a different body is a 409 conflict.
+//   - {uuid} must be a lowercase canonical UUID (else 400 invalid_argument, field
+//     "uuid"); {vg} and {lv} are checked by the storage library.
 //   - The agent acts only on domains carrying kvmfleet's metadata element; any other
 //     domain with the requested uuid or name is a 409 conflict. Unknown uuid: 404.
 //   - Request bodies are checked strictly: unknown fields, wrong types and values out
@@ -117,8 +134,13 @@
 //   - Event "state" is the domain's VmState name after the event ("stopped" once it
 //     is undefined); "reason" is libvirt's event and detail, e.g. "started:booted",
 //     "stopped:destroyed", "stopped:migrated", "undefined:removed"; "at" is RFC 3339.
+// clang-format on
 
+#include <array>
 #include <chrono>
+#include <cstddef>
+#include <span>
+#include <string>
 #include <string_view>
 
 namespace kvmfleet::agent_protocol {
@@ -127,64 +149,225 @@ enum class TimeoutClass { fast, normal, slow };
 
 constexpr std::chrono::milliseconds timeout_for(TimeoutClass c) {
   switch (c) {
-    case TimeoutClass::fast: return std::chrono::milliseconds{5'000};
-    case TimeoutClass::normal: return std::chrono::milliseconds{30'000};
-    case TimeoutClass::slow: return std::chrono::milliseconds{120'000};
+    case TimeoutClass::fast:
+      return std::chrono::milliseconds{5'000};
+    case TimeoutClass::normal:
+      return std::chrono::milliseconds{30'000};
+    case TimeoutClass::slow:
+      return std::chrono::milliseconds{120'000};
   }
   return std::chrono::milliseconds{30'000};
 }
 
-struct Call {
-  std::string_view name;
-  std::string_view method;
-  std::string_view path;  // "{uuid}" is replaced by the domain UUID
-  TimeoutClass timeout;
+// How a repeat of a call is made harmless.
+enum class Replay {
+  none,      // a read: no body, no op_id
+  op_cache,  // the body carries an op_id; a repeat answers the first 2xx answer
+  // The body carries an op_id that the hypervisor keys the work by (migrate): a repeat
+  // answers the work's status now, not a stale copy of the first answer.
+  hypervisor,
 };
 
-inline constexpr Call kInventory{"inventory", "GET", "/agent/v1/inventory", TimeoutClass::fast};
-inline constexpr Call kDomainGet{"domain_get", "GET", "/agent/v1/domains/{uuid}", TimeoutClass::fast};
-inline constexpr Call kDefine{"define", "POST", "/agent/v1/domains/define", TimeoutClass::slow};
-inline constexpr Call kStart{"start", "POST", "/agent/v1/domains/{uuid}/start", TimeoutClass::normal};
-inline constexpr Call kShutdown{"shutdown", "POST", "/agent/v1/domains/{uuid}/shutdown", TimeoutClass::normal};
-inline constexpr Call kReboot{"reboot", "POST", "/agent/v1/domains/{uuid}/reboot", TimeoutClass::normal};
-inline constexpr Call kDestroy{"destroy", "POST", "/agent/v1/domains/{uuid}/destroy", TimeoutClass::normal};
-inline constexpr Call kUndefine{"undefine", "POST", "/agent/v1/domains/{uuid}/undefine", TimeoutClass::slow};
+// What serves a call on the agent. Storage calls answer 409 conflict on a host
+// without a "storage" configuration.
+enum class Backend { hypervisor, storage };
 
-// The guest agent's own timeout is 10 s; the call has some room around it.
-inline constexpr Call kFsFreeze{"fs_freeze", "POST", "/agent/v1/domains/{uuid}/fsfreeze", TimeoutClass::normal};
-inline constexpr Call kFsThaw{"fs_thaw", "POST", "/agent/v1/domains/{uuid}/fsthaw", TimeoutClass::normal};
-inline constexpr Call kBlockResize{"block_resize", "POST", "/agent/v1/domains/{uuid}/block-resize", TimeoutClass::normal};
+// One per row of kCalls, in the same order.
+enum class CallId : std::size_t {
+  inventory,
+  domain_get,
+  define,
+  start,
+  shutdown,
+  reboot,
+  destroy,
+  undefine,
+  fs_freeze,
+  fs_thaw,
+  block_resize,
+  migrate,
+  migration,
+  migration_abort,
+  storage_inventory,
+  iscsi_discover,
+  iscsi_login,
+  iscsi_logout,
+  iscsi_sessions,
+  fc_luns,
+  fc_attach,
+  vg_create,
+  vg_get,
+  vg_lockstart,
+  vg_lockstop,
+  lv_list,
+  lv_create,
+  lv_get,
+  lv_grow,
+  lv_delete,
+  lv_activate,
+  lv_snapshot,
+  lv_merge,
+};
+inline constexpr std::size_t kCallCount = static_cast<std::size_t>(CallId::lv_merge) + 1;
 
-inline constexpr Call kMigrate{"migrate", "POST", "/agent/v1/domains/{uuid}/migrate", TimeoutClass::normal};
-inline constexpr Call kMigration{"migration", "GET", "/agent/v1/domains/{uuid}/migration", TimeoutClass::fast};
-inline constexpr Call kMigrationAbort{"migration_abort", "POST", "/agent/v1/domains/{uuid}/migration/abort", TimeoutClass::normal};
+struct Call {
+  CallId id;
+  std::string_view name;    // in logs, and in the controller's error details ("agent_call")
+  std::string_view method;  // "GET" or "POST"
+  // "{uuid}", "{vg}" and "{lv}" each stand for one non-empty path segment.
+  std::string_view path;
+  TimeoutClass timeout;
+  Replay replay;
+  Backend backend;
+  // The fields a request body may have (POST); any other is 400 invalid_argument.
+  // Empty for a read, which takes no body.
+  std::span<const std::string_view> fields;
+};
 
-inline constexpr Call kStorageInventory{"storage_inventory", "GET", "/agent/v1/storage", TimeoutClass::normal};
-inline constexpr Call kIscsiDiscover{"iscsi_discover", "POST", "/agent/v1/storage/iscsi/discover", TimeoutClass::slow};
-// Includes the wait for the LUN's device (up to 20 s).
-inline constexpr Call kIscsiLogin{"iscsi_login", "POST", "/agent/v1/storage/iscsi/login", TimeoutClass::slow};
-inline constexpr Call kIscsiLogout{"iscsi_logout", "POST", "/agent/v1/storage/iscsi/logout", TimeoutClass::slow};
-inline constexpr Call kFcLuns{"fc_luns", "GET", "/agent/v1/storage/fc/luns", TimeoutClass::normal};
-// Includes the wait for a multipath map (up to 3 s per LUN).
-inline constexpr Call kFcAttach{"fc_attach", "POST", "/agent/v1/storage/fc/attach", TimeoutClass::slow};
-inline constexpr Call kIscsiSessions{"iscsi_sessions", "GET", "/agent/v1/storage/iscsi/sessions", TimeoutClass::normal};
-// vgcreate --shared and --lockstart wait for sanlock's host_id lease (20-60 s).
-inline constexpr Call kVgCreate{"vg_create", "POST", "/agent/v1/storage/vgs/create", TimeoutClass::slow};
-inline constexpr Call kVgGet{"vg_get", "GET", "/agent/v1/storage/vgs/{vg}", TimeoutClass::normal};
-inline constexpr Call kVgLockStart{"vg_lockstart", "POST", "/agent/v1/storage/vgs/{vg}/lockstart", TimeoutClass::slow};
-inline constexpr Call kVgLockStop{"vg_lockstop", "POST", "/agent/v1/storage/vgs/{vg}/lockstop", TimeoutClass::normal};
-inline constexpr Call kLvList{"lv_list", "GET", "/agent/v1/storage/vgs/{vg}/lvs", TimeoutClass::normal};
-inline constexpr Call kLvCreate{"lv_create", "POST", "/agent/v1/storage/vgs/{vg}/lvs/create", TimeoutClass::normal};
-inline constexpr Call kLvGet{"lv_get", "GET", "/agent/v1/storage/vgs/{vg}/lvs/{lv}", TimeoutClass::normal};
-inline constexpr Call kLvGrow{"lv_grow", "POST", "/agent/v1/storage/vgs/{vg}/lvs/{lv}/grow", TimeoutClass::normal};
-inline constexpr Call kLvDelete{"lv_delete", "POST", "/agent/v1/storage/vgs/{vg}/lvs/{lv}/delete", TimeoutClass::normal};
-inline constexpr Call kLvActivate{"lv_activate", "POST", "/agent/v1/storage/vgs/{vg}/lvs/{lv}/activate", TimeoutClass::normal};
-inline constexpr Call kLvSnapshot{"lv_snapshot", "POST", "/agent/v1/storage/vgs/{vg}/lvs/{lv}/snapshot", TimeoutClass::normal};
-// A merge of a large, full snapshot runs until it is done.
-inline constexpr Call kLvMerge{"lv_merge", "POST", "/agent/v1/storage/vgs/{vg}/lvs/{lv}/merge", TimeoutClass::slow};
+// A call's path parameters: what fills {uuid}, {vg} and {lv}.
+struct PathParams {
+  std::string uuid;
+  std::string vg;
+  std::string lv;
+  bool operator==(const PathParams&) const = default;
+};
 
-inline constexpr std::string_view kStoragePrefix = "/agent/v1/storage/";
+// The body fields of each kind of call.
+namespace body {
+inline constexpr std::string_view kOpId[] = {"op_id"};
+inline constexpr std::string_view kDefine[] = {"op_id", "spec"};
+inline constexpr std::string_view kUndefine[] = {"op_id", "remove_volumes"};
+inline constexpr std::string_view kBlockResize[] = {"op_id", "device", "size_bytes"};
+inline constexpr std::string_view kMigrate[] = {
+    "op_id",           "destination_uri",    "migrate_uri",
+    "max_downtime_ms", "bandwidth_mib_s",    "auto_converge",
+    "allow_post_copy", "converge_timeout_s", "downtime_ceiling_ms"};
+inline constexpr std::string_view kIscsiDiscover[] = {"op_id", "portal"};
+inline constexpr std::string_view kIscsiLogin[] = {"op_id", "target", "portal", "chap", "lun"};
+inline constexpr std::string_view kIscsiLogout[] = {"op_id", "target", "portal"};
+inline constexpr std::string_view kFcAttach[] = {"op_id", "wwids"};
+inline constexpr std::string_view kVgCreate[] = {"op_id", "vg", "devices"};
+inline constexpr std::string_view kLvCreate[] = {"op_id", "lv", "size_bytes", "activate_exclusive"};
+inline constexpr std::string_view kLvGrow[] = {"op_id", "size_bytes"};
+inline constexpr std::string_view kLvActivate[] = {"op_id", "mode"};
+inline constexpr std::string_view kLvSnapshot[] = {"op_id", "snapshot", "size_bytes"};
+}  // namespace body
 
+// clang-format off
+inline constexpr std::array<Call, kCallCount> kCalls{{
+    {CallId::inventory, "inventory", "GET", "/agent/v1/inventory",
+     TimeoutClass::fast, Replay::none, Backend::hypervisor, {}},
+    {CallId::domain_get, "domain_get", "GET", "/agent/v1/domains/{uuid}",
+     TimeoutClass::fast, Replay::none, Backend::hypervisor, {}},
+    {CallId::define, "define", "POST", "/agent/v1/domains/define",
+     TimeoutClass::slow, Replay::op_cache, Backend::hypervisor, body::kDefine},
+    {CallId::start, "start", "POST", "/agent/v1/domains/{uuid}/start",
+     TimeoutClass::normal, Replay::op_cache, Backend::hypervisor, body::kOpId},
+    {CallId::shutdown, "shutdown", "POST", "/agent/v1/domains/{uuid}/shutdown",
+     TimeoutClass::normal, Replay::op_cache, Backend::hypervisor, body::kOpId},
+    {CallId::reboot, "reboot", "POST", "/agent/v1/domains/{uuid}/reboot",
+     TimeoutClass::normal, Replay::op_cache, Backend::hypervisor, body::kOpId},
+    {CallId::destroy, "destroy", "POST", "/agent/v1/domains/{uuid}/destroy",
+     TimeoutClass::normal, Replay::op_cache, Backend::hypervisor, body::kOpId},
+    {CallId::undefine, "undefine", "POST", "/agent/v1/domains/{uuid}/undefine",
+     TimeoutClass::slow, Replay::op_cache, Backend::hypervisor, body::kUndefine},
+    // The guest agent's own timeout is 10 s; the call has some room around it.
+    {CallId::fs_freeze, "fs_freeze", "POST", "/agent/v1/domains/{uuid}/fsfreeze",
+     TimeoutClass::normal, Replay::op_cache, Backend::hypervisor, body::kOpId},
+    {CallId::fs_thaw, "fs_thaw", "POST", "/agent/v1/domains/{uuid}/fsthaw",
+     TimeoutClass::normal, Replay::op_cache, Backend::hypervisor, body::kOpId},
+    {CallId::block_resize, "block_resize", "POST", "/agent/v1/domains/{uuid}/block-resize",
+     TimeoutClass::normal, Replay::op_cache, Backend::hypervisor, body::kBlockResize},
+    {CallId::migrate, "migrate", "POST", "/agent/v1/domains/{uuid}/migrate",
+     TimeoutClass::normal, Replay::hypervisor, Backend::hypervisor, body::kMigrate},
+    {CallId::migration, "migration", "GET", "/agent/v1/domains/{uuid}/migration",
+     TimeoutClass::fast, Replay::none, Backend::hypervisor, {}},
+    {CallId::migration_abort, "migration_abort", "POST", "/agent/v1/domains/{uuid}/migration/abort",
+     TimeoutClass::normal, Replay::op_cache, Backend::hypervisor, body::kOpId},
+
+    {CallId::storage_inventory, "storage_inventory", "GET", "/agent/v1/storage",
+     TimeoutClass::normal, Replay::none, Backend::storage, {}},
+    {CallId::iscsi_discover, "iscsi_discover", "POST", "/agent/v1/storage/iscsi/discover",
+     TimeoutClass::slow, Replay::op_cache, Backend::storage, body::kIscsiDiscover},
+    // Includes the wait for the LUN's device (up to 20 s).
+    {CallId::iscsi_login, "iscsi_login", "POST", "/agent/v1/storage/iscsi/login",
+     TimeoutClass::slow, Replay::op_cache, Backend::storage, body::kIscsiLogin},
+    {CallId::iscsi_logout, "iscsi_logout", "POST", "/agent/v1/storage/iscsi/logout",
+     TimeoutClass::slow, Replay::op_cache, Backend::storage, body::kIscsiLogout},
+    {CallId::iscsi_sessions, "iscsi_sessions", "GET", "/agent/v1/storage/iscsi/sessions",
+     TimeoutClass::normal, Replay::none, Backend::storage, {}},
+    {CallId::fc_luns, "fc_luns", "GET", "/agent/v1/storage/fc/luns",
+     TimeoutClass::normal, Replay::none, Backend::storage, {}},
+    // Includes the wait for a multipath map (up to 3 s per LUN).
+    {CallId::fc_attach, "fc_attach", "POST", "/agent/v1/storage/fc/attach",
+     TimeoutClass::slow, Replay::op_cache, Backend::storage, body::kFcAttach},
+    // vgcreate --shared and --lockstart wait for sanlock's host_id lease (20-60 s).
+    {CallId::vg_create, "vg_create", "POST", "/agent/v1/storage/vgs/create",
+     TimeoutClass::slow, Replay::op_cache, Backend::storage, body::kVgCreate},
+    {CallId::vg_get, "vg_get", "GET", "/agent/v1/storage/vgs/{vg}",
+     TimeoutClass::normal, Replay::none, Backend::storage, {}},
+    {CallId::vg_lockstart, "vg_lockstart", "POST", "/agent/v1/storage/vgs/{vg}/lockstart",
+     TimeoutClass::slow, Replay::op_cache, Backend::storage, body::kOpId},
+    {CallId::vg_lockstop, "vg_lockstop", "POST", "/agent/v1/storage/vgs/{vg}/lockstop",
+     TimeoutClass::normal, Replay::op_cache, Backend::storage, body::kOpId},
+    {CallId::lv_list, "lv_list", "GET", "/agent/v1/storage/vgs/{vg}/lvs",
+     TimeoutClass::normal, Replay::none, Backend::storage, {}},
+    {CallId::lv_create, "lv_create", "POST", "/agent/v1/storage/vgs/{vg}/lvs/create",
+     TimeoutClass::normal, Replay::op_cache, Backend::storage, body::kLvCreate},
+    {CallId::lv_get, "lv_get", "GET", "/agent/v1/storage/vgs/{vg}/lvs/{lv}",
+     TimeoutClass::normal, Replay::none, Backend::storage, {}},
+    {CallId::lv_grow, "lv_grow", "POST", "/agent/v1/storage/vgs/{vg}/lvs/{lv}/grow",
+     TimeoutClass::normal, Replay::op_cache, Backend::storage, body::kLvGrow},
+    {CallId::lv_delete, "lv_delete", "POST", "/agent/v1/storage/vgs/{vg}/lvs/{lv}/delete",
+     TimeoutClass::normal, Replay::op_cache, Backend::storage, body::kOpId},
+    {CallId::lv_activate, "lv_activate", "POST", "/agent/v1/storage/vgs/{vg}/lvs/{lv}/activate",
+     TimeoutClass::normal, Replay::op_cache, Backend::storage, body::kLvActivate},
+    {CallId::lv_snapshot, "lv_snapshot", "POST", "/agent/v1/storage/vgs/{vg}/lvs/{lv}/snapshot",
+     TimeoutClass::normal, Replay::op_cache, Backend::storage, body::kLvSnapshot},
+    // A merge of a large, full snapshot runs until it is done. {lv} is the snapshot.
+    {CallId::lv_merge, "lv_merge", "POST", "/agent/v1/storage/vgs/{vg}/lvs/{lv}/merge",
+     TimeoutClass::slow, Replay::op_cache, Backend::storage, body::kOpId},
+}};
+// clang-format on
+
+constexpr const Call& call(CallId id) {
+  return kCalls[static_cast<std::size_t>(id)];
+}
+
+// The rows the controller's client calls, by name. (iscsi_sessions, fc_luns and lv_get
+// serve operators and the lab.)
+inline constexpr const Call& kInventory = call(CallId::inventory);
+inline constexpr const Call& kDomainGet = call(CallId::domain_get);
+inline constexpr const Call& kDefine = call(CallId::define);
+inline constexpr const Call& kStart = call(CallId::start);
+inline constexpr const Call& kShutdown = call(CallId::shutdown);
+inline constexpr const Call& kReboot = call(CallId::reboot);
+inline constexpr const Call& kDestroy = call(CallId::destroy);
+inline constexpr const Call& kUndefine = call(CallId::undefine);
+inline constexpr const Call& kFsFreeze = call(CallId::fs_freeze);
+inline constexpr const Call& kFsThaw = call(CallId::fs_thaw);
+inline constexpr const Call& kBlockResize = call(CallId::block_resize);
+inline constexpr const Call& kMigrate = call(CallId::migrate);
+inline constexpr const Call& kMigration = call(CallId::migration);
+inline constexpr const Call& kMigrationAbort = call(CallId::migration_abort);
+inline constexpr const Call& kStorageInventory = call(CallId::storage_inventory);
+inline constexpr const Call& kIscsiDiscover = call(CallId::iscsi_discover);
+inline constexpr const Call& kIscsiLogin = call(CallId::iscsi_login);
+inline constexpr const Call& kIscsiLogout = call(CallId::iscsi_logout);
+inline constexpr const Call& kFcAttach = call(CallId::fc_attach);
+inline constexpr const Call& kVgCreate = call(CallId::vg_create);
+inline constexpr const Call& kVgGet = call(CallId::vg_get);
+inline constexpr const Call& kVgLockStart = call(CallId::vg_lockstart);
+inline constexpr const Call& kVgLockStop = call(CallId::vg_lockstop);
+inline constexpr const Call& kLvList = call(CallId::lv_list);
+inline constexpr const Call& kLvCreate = call(CallId::lv_create);
+inline constexpr const Call& kLvGrow = call(CallId::lv_grow);
+inline constexpr const Call& kLvDelete = call(CallId::lv_delete);
+inline constexpr const Call& kLvActivate = call(CallId::lv_activate);
+inline constexpr const Call& kLvSnapshot = call(CallId::lv_snapshot);
+inline constexpr const Call& kLvMerge = call(CallId::lv_merge);
+
+// Agent → controller.
 inline constexpr std::string_view kHeartbeatPath = "/v1/agent/heartbeat";
 inline constexpr std::string_view kEventsPath = "/v1/agent/events";
 

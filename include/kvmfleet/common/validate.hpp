@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,8 @@ bool is_valid_uuid(std::string_view id);
 
 // Rejects any key of `obj` not in `allowed`, naming the first offender.
 Status check_known_fields(const nlohmann::json& obj, std::initializer_list<std::string_view> allowed,
+                          std::string_view where = "body");
+Status check_known_fields(const nlohmann::json& obj, std::span<const std::string_view> allowed,
                           std::string_view where = "body");
 
 // Typed field readers: a missing required field, a wrong type or a value out of range

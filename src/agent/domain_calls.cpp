@@ -1,0 +1,123 @@
+// The handlers of the domain calls (protocol.hpp): one Hypervisor call each.
+
+#include "call_handlers.hpp"
+#include "kvmfleet/agent/migration_validation.hpp"
+#include "kvmfleet/agent/spec_validation.hpp"
+#include "kvmfleet/common/validate.hpp"
+#include "kvmfleet/model/json.hpp"
+
+namespace kvmfleet::agent::calls {
+namespace {
+
+using nlohmann::json;
+
+// {"frozen": N} and the like.
+http::Response reply_count(const Result<int>& r, const char* key) {
+  if (!r) return http::error_response(r.error());
+  return ok_json({{key, r.value()}});
+}
+
+// A call on the path's domain that answers what the hypervisor answers.
+template <typename Act>
+PreparedCall on_domain(const CallContext& c, Act act) {
+  return {c.params.uuid, [&hv = c.hv, uuid = c.params.uuid, act] { return act(hv, uuid); }};
+}
+
+}  // namespace
+
+Result<PreparedCall> inventory(const CallContext& c) {
+  return PreparedCall{{}, [&hv = c.hv] { return reply(hv.inventory()); }};
+}
+
+Result<PreparedCall> domain_get(const CallContext& c) {
+  return on_domain(
+      c, [](Hypervisor& hv, const std::string& uuid) { return reply(hv.get_domain(uuid)); });
+}
+
+Result<PreparedCall> define(const CallContext& c) {
+  auto it = c.body.find("spec");
+  if (it == c.body.end()) return invalid("spec is required", {{"field", "spec"}});
+  auto spec = parse_domain_spec(*it);
+  if (!spec) return spec.take_error();
+  std::string subject = spec->uuid;
+  return PreparedCall{std::move(subject),
+                      [&hv = c.hv, spec = std::move(*spec)] { return reply(hv.define(spec)); }};
+}
+
+Result<PreparedCall> start(const CallContext& c) {
+  return on_domain(c,
+                   [](Hypervisor& hv, const std::string& uuid) { return reply(hv.start(uuid)); });
+}
+
+Result<PreparedCall> shutdown(const CallContext& c) {
+  return on_domain(
+      c, [](Hypervisor& hv, const std::string& uuid) { return reply(hv.shutdown(uuid)); });
+}
+
+Result<PreparedCall> reboot(const CallContext& c) {
+  return on_domain(c,
+                   [](Hypervisor& hv, const std::string& uuid) { return reply(hv.reboot(uuid)); });
+}
+
+Result<PreparedCall> destroy(const CallContext& c) {
+  return on_domain(c,
+                   [](Hypervisor& hv, const std::string& uuid) { return reply(hv.destroy(uuid)); });
+}
+
+Result<PreparedCall> undefine(const CallContext& c) {
+  auto remove = get_bool(c.body, "remove_volumes", false);
+  if (!remove) return remove.take_error();
+  return on_domain(c, [remove = *remove](Hypervisor& hv, const std::string& uuid) {
+    return reply(hv.undefine(uuid, remove));
+  });
+}
+
+Result<PreparedCall> fs_freeze(const CallContext& c) {
+  return on_domain(c, [](Hypervisor& hv, const std::string& uuid) {
+    return reply_count(hv.fs_freeze(uuid), "frozen");
+  });
+}
+
+Result<PreparedCall> fs_thaw(const CallContext& c) {
+  return on_domain(c, [](Hypervisor& hv, const std::string& uuid) {
+    return reply_count(hv.fs_thaw(uuid), "thawed");
+  });
+}
+
+Result<PreparedCall> block_resize(const CallContext& c) {
+  auto device = get_string(c.body, "device", true);
+  if (!device) return device.take_error();
+  auto size = get_size(c.body);
+  if (!size) return size.take_error();
+  return on_domain(c, [device = *device, size = *size](Hypervisor& hv, const std::string& uuid) {
+    auto st = hv.block_resize(uuid, device, size);
+    if (!st) return http::error_response(st.error());
+    return ok_json({{"device", device}, {"size_bytes", size}});
+  });
+}
+
+// Not through the op cache (Replay::hypervisor): the hypervisor keeps each domain's
+// last migration by op_id, so a repeat answers the migration's current status, not a
+// stale copy of the first answer, and can never start it twice.
+Result<PreparedCall> migrate(const CallContext& c) {
+  auto request = parse_migration_request(c.body);
+  if (!request) return request.take_error();
+  request->op_id = c.op_id;
+  std::string subject = c.params.uuid + " to " + request->destination_uri;
+  return PreparedCall{std::move(subject),
+                      [&hv = c.hv, uuid = c.params.uuid, request = std::move(*request)] {
+                        return reply(hv.migrate(uuid, request));
+                      }};
+}
+
+Result<PreparedCall> migration(const CallContext& c) {
+  return on_domain(
+      c, [](Hypervisor& hv, const std::string& uuid) { return reply(hv.migration_status(uuid)); });
+}
+
+Result<PreparedCall> migration_abort(const CallContext& c) {
+  return on_domain(
+      c, [](Hypervisor& hv, const std::string& uuid) { return reply(hv.abort_migration(uuid)); });
+}
+
+}  // namespace kvmfleet::agent::calls
