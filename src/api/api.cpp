@@ -146,7 +146,9 @@ void route(Controller& svc, Metrics& metrics, PageCache& pages, std::shared_ptr<
     if (!no_query()) return;
     // Without a token: whether each part is healthy, never its errors (they name VMs).
     json details = json::object();
-    for (const auto& [name, h] : metrics.health_details().items()) {
+    // Held here: items() of the temporary would outlive it.
+    const json parts = metrics.health_details();
+    for (const auto& [name, h] : parts.items()) {
       json brief = json::object();
       for (const char* key : {"healthy", "lag_seconds", "queue_depth"})
         if (h.is_object() && h.contains(key)) brief[key] = h[key];
