@@ -4,7 +4,9 @@
 // read its body and answer it. Internal to src/api.
 
 #include "kvmfleet/api/metrics.hpp"
+#include "kvmfleet/api/page_cache.hpp"
 #include "kvmfleet/api/request_parsing.hpp"
+#include "kvmfleet/api/router.hpp"
 #include "kvmfleet/api/views.hpp"
 #include "kvmfleet/common/ids.hpp"
 #include "kvmfleet/controller/controller.hpp"
@@ -12,9 +14,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
+#include <stdexcept>
+#include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace kvmfleet::api {
@@ -22,20 +29,6 @@ namespace kvmfleet::api {
 using nlohmann::json;
 using http::HttpStatus;
 using http::Verb;
-
-// Who may do what. Agents may only use the agent endpoints.
-enum class Need { anyone, viewer, operator_, admin, agent };
-
-inline bool allowed(Role role, Need need) {
-  switch (need) {
-    case Need::anyone: return true;
-    case Need::viewer: return role == Role::viewer || role == Role::operator_ || role == Role::admin;
-    case Need::operator_: return role == Role::operator_ || role == Role::admin;
-    case Need::admin: return role == Role::admin;
-    case Need::agent: return role == Role::agent;
-  }
-  return false;
-}
 
 inline std::vector<std::string_view> split_path(std::string_view path) {
   std::vector<std::string_view> out;
@@ -51,14 +44,30 @@ inline std::vector<std::string_view> split_path(std::string_view path) {
   return out;
 }
 
-// One request in flight: what the handlers need, and the way to answer.
-struct Call {
+// One request in flight: what the handlers need, and the way to answer. Made shared
+// (Api::handle) so that an answer parked until an operation ends keeps it alive.
+struct Call : std::enable_shared_from_this<Call> {
+  Call(http::Request r, http::Responder res, Metrics& m, PageCache& p)
+      : req(std::move(r)), respond(std::move(res)), metrics(m), pages(p) {}
+
   http::Request req;
   http::Responder respond;
   Metrics& metrics;
+  PageCache& pages;  // GET /v1/vms pages
   std::vector<std::string_view> seg;
   std::map<std::string, std::string> query;
-  std::optional<Principal> who;
+  std::optional<Principal> who;  // empty only on routes that need no token
+  // Set by the router before the handler runs:
+  const Route* route = nullptr;
+  std::vector<std::pair<std::string_view, std::string>> params;  // checked path parameters
+  std::chrono::seconds wait{0};                                   // ?wait=, checked
+
+  // The path parameter of that kind in the route's pattern, e.g. param("vm").
+  const std::string& param(std::string_view kind) const {
+    for (const auto& [k, v] : params)
+      if (k == kind) return v;
+    throw std::logic_error("route has no path parameter " + std::string(kind));
+  }
 
   void reply(http::Response res) {
     const auto ms = req.method_string();
@@ -113,10 +122,9 @@ inline Status check_idempotency_key(const Call& c) {
 
 // Answers an accepted submission: 202 with the operation, or, with ?wait=N, the
 // operation once it ends (200) or when N seconds pass (202).
-inline void answer_operation(Controller& svc, std::shared_ptr<Call> c, const Submitted& s) {
-  auto wait = query_int(c->query, "wait", 0, 0, kMaxWaitSeconds);
-  const int seconds = wait ? *wait : 0;
-  auto send = [c, replayed = s.replayed](const std::optional<Operation>& op) {
+inline void answer_operation(Controller& svc, Call& call, const Submitted& s) {
+  auto send = [c = call.shared_from_this(),
+               replayed = s.replayed](const std::optional<Operation>& op) {
     if (!op) return c->fail(not_found("operation vanished"));
     auto res = http::json_response(is_terminal(op->state) ? HttpStatus::ok : HttpStatus::accepted,
                                    operation_view(*op), c->req.version(), c->req.keep_alive());
@@ -124,18 +132,14 @@ inline void answer_operation(Controller& svc, std::shared_ptr<Call> c, const Sub
     if (replayed) res.set("Idempotent-Replayed", "true");
     c->reply(std::move(res));
   };
-  if (seconds == 0) return send(s.operation);
-  svc.operations().wait(s.operation.id, std::chrono::seconds(seconds), send);
+  if (call.wait.count() == 0) return send(s.operation);
+  svc.operations().wait(s.operation.id, call.wait, send);
 }
 
 // Answers a submission: its refusal, or the operation as answer_operation does.
-inline void answer_submitted(Controller& svc, std::shared_ptr<Call> c,
-                             const Result<Submitted>& s) {
-  if (!s) return c->fail(s.error());
-  answer_operation(svc, std::move(c), *s);
+inline void answer_submitted(Controller& svc, Call& c, const Result<Submitted>& s) {
+  if (!s) return c.fail(s.error());
+  answer_operation(svc, c, *s);
 }
-
-// Routes /v1/storage-pools and /v1/volumes (storage_routes.cpp).
-void route_storage(Controller& svc, std::shared_ptr<Call> c);
 
 }  // namespace kvmfleet::api

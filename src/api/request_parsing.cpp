@@ -428,7 +428,7 @@ Result<std::map<std::string, std::string>> parse_query(std::string_view query) {
 }
 
 Status check_query_keys(const std::map<std::string, std::string>& q,
-                        std::initializer_list<std::string_view> allowed) {
+                        const std::vector<std::string_view>& allowed) {
   for (const auto& [k, _] : q) {
     if (std::find(allowed.begin(), allowed.end(), k) == allowed.end())
       return invalid("unknown query parameter", {{"parameter", k}});

@@ -4,6 +4,7 @@
     openapi_check.py SPEC                          structural self-check of the spec only
     openapi_check.py SPEC EXCHANGES.jsonl [--require-coverage]
     openapi_check.py SPEC --agreement CASES.jsonl  request schemas against the parser
+    openapi_check.py SPEC --routes ROUTES.jsonl    the controller's route table against the spec
 
 Each line of EXCHANGES.jsonl is one request/response pair as the controller really
 answered it:
@@ -31,6 +32,14 @@ own parser judged it:
 and the schema at that JSON pointer must judge it the same way: valid exactly when the
 parser accepted it. A case marked "looser" is a rule the contract states in prose only
 (e.g. a LUN given twice): there the schema must accept what the parser refuses.
+
+With --routes, each line of ROUTES.jsonl is one row of the controller's route table:
+
+    {"method": "POST", "pattern": "/v1/vms/{vm}/migrate", "query": ["wait"], "open": false}
+
+Every row must be an operation of the spec and every operation a row (path parameters
+compare by position, not by name), with the same query parameters, and a row is open
+(needs no token) exactly when its operation declares `security: []`.
 
 Exit status: 0 when everything holds, 1 when something does not (each finding is
 printed), 2 when the inputs cannot be read.
@@ -495,11 +504,64 @@ def check_agreement(spec, lines):
     return 1 if failures else 0
 
 
+def check_routes(spec, lines):
+    """The route table and the spec's operations must be the same set, row for row."""
+    def shape(path):
+        return re.sub(r"\{[^}]*\}", "{}", path)
+
+    failures = []
+    operations = {}
+    for path, item in spec.doc["paths"].items():
+        for method, op in item.items():
+            if method not in METHODS:
+                continue
+            params = operation_parameters(spec, path, method)
+            query = sorted(name for (name, where) in params if where == "query")
+            operations[(method.upper(), shape(path))] = (path, query, op.get("security") == [])
+    rows = {}
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            key = (str(row["method"]).upper(), shape(row["pattern"]))
+            query = sorted(row["query"])
+            is_open = bool(row["open"])
+        except (ValueError, KeyError, TypeError) as e:
+            failures.append("row %d: malformed: %s" % (n, e))
+            continue
+        label = "%s %s" % (key[0], row["pattern"])
+        if key in rows:
+            failures.append("%s: a second row for %s %s" % (label, key[0], rows[key]))
+            continue
+        rows[key] = row["pattern"]
+        if key not in operations:
+            failures.append("%s: a route the spec does not declare" % label)
+            continue
+        path, declared_query, declared_open = operations[key]
+        if query != declared_query:
+            failures.append("%s: accepts query %s, the spec declares %s for %s %s"
+                            % (label, query, declared_query, key[0], path))
+        if is_open != declared_open:
+            failures.append("%s: %s, the spec's %s %s %s"
+                            % (label, "needs no token" if is_open else "needs a token", key[0], path,
+                               "has security: []" if declared_open else "needs a token"))
+    for key, (path, _, _) in sorted(operations.items()):
+        if key not in rows:
+            failures.append("%s %s: declared by the spec, but no route serves it" % (key[0], path))
+    for f in failures:
+        print("FAIL " + f)
+    print("openapi_check: %d routes, %d operations, %d disagreements"
+          % (len(rows), len(operations), len(failures)))
+    return 1 if failures else 0
+
+
 def main(argv):
     args = [a for a in argv[1:] if not a.startswith("--")]
     flags = {a for a in argv[1:] if a.startswith("--")}
-    unknown = flags - {"--require-coverage", "--agreement"}
-    if unknown or not 1 <= len(args) <= 2 or ("--agreement" in flags and len(args) != 2):
+    unknown = flags - {"--require-coverage", "--agreement", "--routes"}
+    if (unknown or not 1 <= len(args) <= 2 or len(flags & {"--agreement", "--routes"}) > 1
+            or (flags & {"--agreement", "--routes"} and len(args) != 2)):
         print(__doc__, file=sys.stderr)
         return 2
     try:
@@ -528,6 +590,8 @@ def main(argv):
         return 2
     if "--agreement" in flags:
         return check_agreement(spec, lines)
+    if "--routes" in flags:
+        return check_routes(spec, lines)
     covered = {}
     count = 0
     for n, line in enumerate(lines, 1):

@@ -13,6 +13,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace kvmfleet::api {
 
@@ -92,7 +93,7 @@ Result<SnapshotCreateRequest> parse_snapshot_create(const nlohmann::json& body);
 Result<std::map<std::string, std::string>> parse_query(std::string_view query);
 // Refuses keys not in `allowed`.
 Status check_query_keys(const std::map<std::string, std::string>& q,
-                        std::initializer_list<std::string_view> allowed);
+                        const std::vector<std::string_view>& allowed);
 Result<int> query_int(const std::map<std::string, std::string>& q, const std::string& key,
                       int fallback, int min, int max);
 Result<bool> query_bool(const std::map<std::string, std::string>& q, const std::string& key,

@@ -1,0 +1,70 @@
+#pragma once
+
+// The handlers of the REST API v1, by capability; routes.cpp puts them in the route
+// table. Each runs once the router has authenticated the caller, checked the role, the
+// path parameters, the query keys and ?wait: it parses the body strictly, calls the
+// capability's service and answers. Internal to src/api.
+
+#include "call.hpp"
+
+namespace kvmfleet::api {
+
+// health_routes.cpp
+void get_health(Controller& svc, Call& c);
+void get_metrics(Controller& svc, Call& c);
+
+// token_routes.cpp
+void list_tokens(Controller& svc, Call& c);
+void create_token(Controller& svc, Call& c);
+void delete_token(Controller& svc, Call& c);
+
+// host_routes.cpp
+void list_hosts(Controller& svc, Call& c);
+void register_host(Controller& svc, Call& c);
+void get_host(Controller& svc, Call& c);
+void patch_host(Controller& svc, Call& c);
+void delete_host(Controller& svc, Call& c);
+
+// agent_routes.cpp
+void agent_heartbeat(Controller& svc, Call& c);
+void agent_events(Controller& svc, Call& c);
+
+// vm_routes.cpp
+void list_vms(Controller& svc, Call& c);
+void create_vm(Controller& svc, Call& c);
+void get_vm(Controller& svc, Call& c);
+void delete_vm(Controller& svc, Call& c);
+void start_vm(Controller& svc, Call& c);
+void stop_vm(Controller& svc, Call& c);
+void reboot_vm(Controller& svc, Call& c);
+void destroy_vm(Controller& svc, Call& c);
+void place_vm(Controller& svc, Call& c);
+
+// migration_routes.cpp
+void migrate_vm(Controller& svc, Call& c);
+void set_maintenance(Controller& svc, Call& c);
+
+// operation_routes.cpp
+void list_operations(Controller& svc, Call& c);
+void get_operation(Controller& svc, Call& c);
+void cancel_operation(Controller& svc, Call& c);
+
+// storage_routes.cpp
+void list_pools(Controller& svc, Call& c);
+void create_pool(Controller& svc, Call& c);
+void get_pool(Controller& svc, Call& c);
+void delete_pool(Controller& svc, Call& c);
+void connect_pool(Controller& svc, Call& c);
+void list_volumes(Controller& svc, Call& c);
+void create_volume(Controller& svc, Call& c);
+void get_volume(Controller& svc, Call& c);
+void delete_volume(Controller& svc, Call& c);
+void grow_volume(Controller& svc, Call& c);
+void list_snapshots(Controller& svc, Call& c);
+void create_snapshot(Controller& svc, Call& c);
+void get_snapshot(Controller& svc, Call& c);
+void delete_snapshot(Controller& svc, Call& c);
+void revert_snapshot(Controller& svc, Call& c);
+void create_vm_snapshot(Controller& svc, Call& c);
+
+}  // namespace kvmfleet::api
