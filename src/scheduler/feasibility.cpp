@@ -11,6 +11,22 @@ namespace {
 
 using Reason = std::optional<std::string>;
 
+Reason migration_source(const HostView& h, const Request& r, const Config&) {
+  if (!r.migration || r.migration->source_host != h.name) return std::nullopt;
+  return "the VM's own host";
+}
+
+Reason migration_address(const HostView& h, const Request& r, const Config&) {
+  if (!r.migration || !r.migration->live || h.has_migration_address) return std::nullopt;
+  return "takes no migrations (no migration_address)";
+}
+
+Reason accelerator(const HostView& h, const Request& r, const Config&) {
+  if (!r.migration || r.migration->domain_type.empty() || h.domain_type == r.migration->domain_type)
+    return std::nullopt;
+  return "runs " + h.domain_type + " guests, not " + r.migration->domain_type;
+}
+
 Reason host_up(const HostView& h, const Request&, const Config&) {
   if (h.state == HostState::up) return std::nullopt;
   return "host is " + std::string(to_string(h.state));
@@ -64,7 +80,13 @@ Reason anti_affinity(const HostView& h, const Request& r, const Config&) {
   return "anti-affinity group '" + group + "' already has a VM on this host";
 }
 
-constexpr std::array<Filter, 8> kChain{{
+// A migration's checks come first: they say whether the host could ever take this
+// VM, whatever its state or room today, so that is the reason a refused migration
+// gives for the host.
+constexpr std::array<Filter, 11> kChain{{
+    {"migration_source", migration_source},
+    {"migration_address", migration_address},
+    {"accelerator", accelerator},
     {"host_up", host_up},
     {"schedulable", schedulable},
     {"excluded", excluded},
@@ -79,6 +101,11 @@ constexpr std::array<Filter, 8> kChain{{
 
 bool reaches_pools(const HostView& host, const Request& request) {
   return !storage(host, request, Config{}).has_value();
+}
+
+bool takes_migration(const HostView& host, const Request& request) {
+  return !migration_source(host, request, Config{}) &&
+         !migration_address(host, request, Config{}) && !accelerator(host, request, Config{});
 }
 
 std::span<const Filter> filter_chain() {

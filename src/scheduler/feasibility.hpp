@@ -29,6 +29,10 @@ struct Rejection {
 // Whether the host may use every storage pool the request's disks live in.
 bool reaches_pools(const HostView& host, const Request& request);
 
+// Whether the host passes the migration filters (always, for a request that moves
+// nothing).
+bool takes_migration(const HostView& host, const Request& request);
+
 // The first filter of the chain that rejects `host`, if any.
 std::optional<Rejection> first_rejection(const HostView& host, const Request& request,
                                          const Config& config);

@@ -21,6 +21,8 @@ Snapshot snapshot_from(const std::vector<Host>& hosts, const std::vector<Vm>& vm
     v.schedulable = h.schedulable;
     v.cpus = h.inventory.cpus;
     v.memory_total_mib = h.inventory.memory_total_mib;
+    v.has_migration_address = !h.inventory.migration_address.empty();
+    v.domain_type = h.inventory.domain_type;
     by_name.emplace(h.name, snap.hosts.size());
     snap.hosts.push_back(std::move(v));
   }
@@ -113,16 +115,16 @@ std::vector<std::string> place_all(Snapshot snapshot, const std::vector<Request>
         }
       }
     } else {
-      // Exclusions and anti-affinity are per request: hide those hosts from the index
-      // for this one search, then show them again.
+      // Exclusions, pools, a migration's needs and anti-affinity are per request: hide
+      // those hosts from the index for this one search, then show them again.
       hidden.clear();
       for (const auto& name : req.exclude_hosts) {
         const auto& ids = named(name);
         hidden.insert(hidden.end(), ids.begin(), ids.end());
       }
-      if (!req.pools.empty()) {
+      if (!req.pools.empty() || req.migration) {
         for (std::size_t i = 0; i < hosts.size(); ++i)
-          if (!reaches_pools(hosts[i], req)) hidden.push_back(i);
+          if (!reaches_pools(hosts[i], req) || !takes_migration(hosts[i], req)) hidden.push_back(i);
       }
       if (!spec.anti_affinity_group.empty()) {
         if (const auto it = group_hosts.find(spec.anti_affinity_group); it != group_hosts.end())

@@ -140,6 +140,90 @@ TEST(FilterTest, TheFirstRejectingFilterIsReported) {
   EXPECT_EQ(v.filter, "vcpus");
 }
 
+// A host that can take live migrations of KVM guests.
+HostView migration_target(std::string name, int cpus = 4, std::int64_t memory_mib = 4096) {
+  auto h = host(std::move(name), cpus, memory_mib);
+  h.has_migration_address = true;
+  h.domain_type = "kvm";
+  return h;
+}
+
+Request migration(std::int64_t memory_mib, std::string source, bool live, std::string domain_type) {
+  auto r = request(memory_mib);
+  r.migration = Migration{std::move(source), live, std::move(domain_type)};
+  return r;
+}
+
+TEST(MigrationFilterTest, TheSourceIsNeverTheTarget) {
+  const auto v = judge(migration_target("n1"), migration(512, "n1", true, "kvm"));
+  EXPECT_FALSE(v.feasible);
+  EXPECT_EQ(v.filter, "migration_source");
+  EXPECT_EQ(v.reason, "the VM's own host");
+  EXPECT_TRUE(judge(migration_target("n2"), migration(512, "n1", true, "kvm")).feasible);
+}
+
+TEST(MigrationFilterTest, ALiveMigrationNeedsAMigrationAddress) {
+  auto h = migration_target("n2");
+  h.has_migration_address = false;
+  const auto v = judge(h, migration(512, "n1", true, "kvm"));
+  EXPECT_FALSE(v.feasible);
+  EXPECT_EQ(v.filter, "migration_address");
+  EXPECT_EQ(v.reason, "takes no migrations (no migration_address)");
+  // A cold move copies nothing between the hosts, and a new VM moves nothing.
+  EXPECT_TRUE(judge(h, migration(512, "n1", false, "")).feasible);
+  EXPECT_TRUE(judge(h, request(512)).feasible);
+}
+
+TEST(MigrationFilterTest, ARunningGuestKeepsItsAccelerator) {
+  auto h = migration_target("n2");
+  h.domain_type = "qemu";
+  const auto v = judge(h, migration(512, "n1", true, "kvm"));
+  EXPECT_FALSE(v.feasible);
+  EXPECT_EQ(v.filter, "accelerator");
+  EXPECT_EQ(v.reason, "runs qemu guests, not kvm");
+  EXPECT_TRUE(judge(h, migration(512, "n1", true, "qemu")).feasible);
+  // No accelerator asked for (a cold move is defined for the target's own).
+  EXPECT_TRUE(judge(h, migration(512, "n1", false, "")).feasible);
+  EXPECT_TRUE(judge(h, request(512)).feasible);
+}
+
+TEST(MigrationFilterTest, MigrationVerdictsComeBeforeEveryOtherFilter) {
+  // A host that no migration can reach says so, whatever else is wrong with it.
+  auto h = host("n1", 1, 1024, HostState::down);
+  h.schedulable = false;
+  h.domain_type = "qemu";
+  auto r = migration(4096, "n1", true, "kvm");
+  r.exclude_hosts = {"n1"};
+  r.spec.pinned_host = "n2";
+  EXPECT_EQ(judge(h, r).filter, "migration_source");
+  r.migration->source_host = "n0";
+  EXPECT_EQ(judge(h, r).filter, "migration_address");
+  h.has_migration_address = true;
+  EXPECT_EQ(judge(h, r).filter, "accelerator");
+  h.domain_type = "kvm";
+  EXPECT_EQ(judge(h, r).filter, "host_up");
+}
+
+TEST(MigrationFilterTest, PlaceAndPlaceAllPickOnlyHostsThatTakeTheMigration) {
+  // The roomiest hosts are the ones a live KVM guest cannot go to.
+  auto no_address = migration_target("a", 64, 65536);
+  no_address.has_migration_address = false;
+  auto tcg = migration_target("b", 64, 65536);
+  tcg.domain_type = "qemu";
+  const Snapshot s{{no_address, tcg, migration_target("src", 64, 65536), migration_target("d")}};
+  const auto live = migration(512, "src", true, "kvm");
+  const auto p = place(s, live, {});
+  EXPECT_EQ(p.host, "d");
+  EXPECT_EQ(verdict_for(p, "a").reason, "takes no migrations (no migration_address)");
+  EXPECT_EQ(verdict_for(p, "b").reason, "runs qemu guests, not kvm");
+  EXPECT_EQ(verdict_for(p, "src").reason, "the VM's own host");
+  EXPECT_EQ(place_all(s, {live, live}, {}), (std::vector<std::string>{"d", "d"}));
+  // A cold move may go anywhere but its source.
+  const auto cold = migration(512, "src", false, "");
+  EXPECT_EQ(place(s, cold, {}).host, "a");
+  EXPECT_EQ(place_all(s, {cold, cold}, {}), (std::vector<std::string>{"a", "b"}));
+}
+
 TEST(OvercommitTest, RatiosAndReservedMemoryShapeCapacity) {
   const auto h = host("n1", 2, 4096);
   Config c;
@@ -346,6 +430,21 @@ TEST(SnapshotTest, SumsTheVmsOfEachHost) {
   EXPECT_TRUE(s.hosts[2].anti_affinity_groups.empty());
 }
 
+TEST(SnapshotTest, CarriesWhatAMigrationTargetNeeds) {
+  std::vector<Host> hosts(2);
+  hosts[0].name = "n1";
+  hosts[0].inventory.migration_address = "10.0.0.1";
+  hosts[0].inventory.domain_type = "kvm";
+  hosts[1].name = "n2";
+  hosts[1].inventory.domain_type = "qemu";
+  const auto s = snapshot_from(hosts, {});
+  ASSERT_EQ(s.hosts.size(), 2u);
+  EXPECT_TRUE(s.hosts[0].has_migration_address);
+  EXPECT_EQ(s.hosts[0].domain_type, "kvm");
+  EXPECT_FALSE(s.hosts[1].has_migration_address);
+  EXPECT_EQ(s.hosts[1].domain_type, "qemu");
+}
+
 // What place_all must reproduce: place() one request at a time, each seeing the last.
 std::vector<std::string> place_one_by_one(Snapshot s, const std::vector<Request>& requests,
                                           const Config& c) {
@@ -421,6 +520,36 @@ TEST(PlaceAllTest, EqualsPlacingOneByOneOnRandomSmallClusters) {
   // The cases must exercise both outcomes to mean anything.
   EXPECT_GT(placed, 1000);
   EXPECT_GT(refused, 1000);
+}
+
+TEST(PlaceAllTest, EqualsPlacingOneByOneWithMigrations) {
+  std::mt19937 rng(20250107);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  const std::vector<std::string> types = {"kvm", "qemu"};
+  int placed = 0;
+  int refused = 0;
+  for (int trial = 0; trial < 500; ++trial) {
+    auto rc = random_case(rng, 12, 40);
+    for (auto& h : rc.snapshot.hosts) {
+      h.has_migration_address = pick(0, 3) != 0;
+      h.domain_type = types[static_cast<std::size_t>(pick(0, 1))];
+    }
+    for (auto& r : rc.requests) {
+      if (pick(0, 2) == 0) continue;  // some place new VMs
+      Migration m;
+      const auto n = static_cast<int>(rc.snapshot.hosts.size());
+      m.source_host = n > 0 ? rc.snapshot.hosts[static_cast<std::size_t>(pick(0, n - 1))].name : "";
+      m.live = pick(0, 1) == 0;
+      if (m.live) m.domain_type = types[static_cast<std::size_t>(pick(0, 1))];
+      r.migration = std::move(m);
+    }
+    const auto expected = place_one_by_one(rc.snapshot, rc.requests, rc.config);
+    const auto got = place_all(rc.snapshot, rc.requests, rc.config);
+    ASSERT_EQ(got, expected) << "trial " << trial;
+    for (const auto& h : got) (h.empty() ? refused : placed)++;
+  }
+  EXPECT_GT(placed, 200);
+  EXPECT_GT(refused, 200);
 }
 
 TEST(PlaceAllTest, EqualsPlacingOneByOneOnALargerCluster) {

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,10 @@ struct HostView {
   int allocated_vcpus = 0;
   std::vector<std::string> anti_affinity_groups;  // groups of VMs already on it
   std::vector<std::string> pools;  // shared storage pools the host may use now
+  // Whether peers can reach its libvirtd for a live migration (the host reported a
+  // migration address), and the accelerator its guests run under ("kvm", "qemu").
+  bool has_migration_address = false;
+  std::string domain_type;
 };
 
 struct Snapshot {
@@ -49,10 +54,22 @@ Snapshot snapshot_from(const std::vector<Host>& hosts, const std::vector<Vm>& vm
 void attach_pools(Snapshot& snapshot,
                   const std::map<std::string, std::vector<std::string>>& pools_by_host);
 
+// What moving an existing VM asks of its target beyond capacity.
+struct Migration {
+  std::string source_host;  // the VM's own host, which is never a target
+  // A live migration needs a target that peers can reach; a cold move only defines
+  // the VM anew there.
+  bool live = false;
+  // The accelerator the running guest uses, which it cannot change while it runs;
+  // empty when any will do (a cold move defines the VM for the target's).
+  std::string domain_type;
+};
+
 struct Request {
   VmSpec spec;
-  std::vector<std::string> exclude_hosts;  // e.g. the source of a migration
+  std::vector<std::string> exclude_hosts;  // hosts the caller rules out
   std::vector<std::string> pools;          // storage pools of its disks: a host needs all
+  std::optional<Migration> migration;      // set when the VM exists and moves
 };
 
 // Why one host was rejected, or how it scored.
