@@ -14,9 +14,10 @@ case "${1:-}" in
   *) echo "usage: $0 [--check]" >&2; exit 2 ;;
 esac
 
-# Build tools and libraries.
+# Build tools and libraries; clang-format checks the sources' formatting
+# (scripts/format.sh).
 packages="
-cmake make ninja-build g++ pkg-config
+cmake make ninja-build g++ pkg-config clang-format
 libvirt-dev libxml2-dev nlohmann-json3-dev libspdlog-dev libboost-dev
 libboost-program-options-dev libssl-dev libsqlite3-dev
 libgtest-dev libgmock-dev libbenchmark-dev
