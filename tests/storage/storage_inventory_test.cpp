@@ -45,7 +45,9 @@ TEST(StorageInventory, CollectsEveryPart) {
   ASSERT_EQ(j["multipath"][0]["path_states"].size(), 2u);
   for (const auto& p : j["multipath"][0]["path_states"]) {
     EXPECT_EQ(p["healthy"], p["dev"] != "sdb") << p.dump();
-    if (p["dev"] == "sdb") EXPECT_NE(p["checker_state"], "ready") << p.dump();
+    if (p["dev"] == "sdb") {
+      EXPECT_NE(p["checker_state"], "ready") << p.dump();
+    }
   }
 }
 

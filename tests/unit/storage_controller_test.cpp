@@ -125,7 +125,9 @@ TEST_F(StorageControllerTest, HostThatCannotLogInIsRecordedAndFilteredByTheSched
   const auto& pl = *placed;
   EXPECT_EQ(pl.host, "node1");
   for (const auto& v : pl.verdicts)
-    if (v.host == "node2") EXPECT_EQ(v.filter, "storage");
+    if (v.host == "node2") {
+      EXPECT_EQ(v.filter, "storage");
+    }
 }
 
 TEST_F(StorageControllerTest, SecondPoolOnTheSameLunIsRefused) {
