@@ -10,7 +10,8 @@
 #   KVMFLEET_RUN_DIR     state, logs, pids            (default /var/lib/kvmfleet-local)
 #   KVMFLEET_PORT        API port on 127.0.0.1        (default 8400)
 #   KVMFLEET_AGENT_PORT  agent port on 127.0.0.1      (default 8401)
-#   KVMFLEET_NO_BUILD=1  use the binaries already in ./build
+#   KVMFLEET_BUILD_DIR   where to build and find the binaries (default ./build)
+#   KVMFLEET_NO_BUILD=1  use the binaries already there
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -96,7 +97,10 @@ INFO
 start_all() {
   [ "$(id -u)" = 0 ] || die "run as root (it starts libvirtd and KVM guests)"
   if [ "${KVMFLEET_NO_BUILD:-0}" != 1 ]; then
-    "$top/scripts/build.sh"
+    # Only the three programs (and the libraries they link), not the tests and
+    # benchmarks: those are most of the build. Same build dir and options as
+    # scripts/test.sh, which later reuses these objects.
+    "$top/scripts/build.sh" --target kvmfleet-controller --target kvmfleet-agent --target kvmfleet
   fi
   [ -x "$bin/kvmfleet-controller" ] && [ -x "$bin/kvmfleet-agent" ] || die "binaries missing in $bin"
   mkdir -p "$run_dir"
