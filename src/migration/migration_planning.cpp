@@ -74,28 +74,15 @@ Status plan_migration(const ClusterState::Data& d, const scheduler::Config& conf
     phantom.host = dest;
     arriving.push_back(std::move(phantom));
   }
-  scheduler::Request req{vm.spec, {vm.host}, d.pools_of(vm)};
+  scheduler::Request req{vm.spec, {}, d.pools_of(vm)};
   req.spec.pinned_host = target_host;
-  // Hosts that cannot be reached for migration are out, whatever their capacity.
-  for (const auto& [_, h] : d.hosts)
-    if (h.name != vm.host && !cold &&
-        (h.inventory.migration_address.empty() ||
-         (!domain_type.empty() && h.inventory.domain_type != domain_type)))
-      req.exclude_hosts.push_back(h.name);
+  // The scheduler's migration filters rule out the VM's own host, and for a live
+  // move hosts without a migration address or of another accelerator.
+  req.migration = scheduler::Migration{vm.host, !cold, domain_type};
   auto placement = scheduler::place(scheduler_snapshot(d, std::move(arriving)), req, config);
   if (placement.host.empty()) {
     nlohmann::json reasons = nlohmann::json::object();
-    for (const auto& v : placement.verdicts) {
-      const Host* h = d.find_host(v.host);
-      if (v.host == vm.host)
-        reasons[v.host] = "the VM's own host";
-      else if (h && !cold && h->inventory.migration_address.empty())
-        reasons[v.host] = "takes no migrations (no migration_address)";
-      else if (h && !domain_type.empty() && h->inventory.domain_type != domain_type)
-        reasons[v.host] = "runs " + h->inventory.domain_type + " guests, not " + domain_type;
-      else
-        reasons[v.host] = v.reason;
-    }
+    for (const auto& v : placement.verdicts) reasons[v.host] = v.reason;
     return Error(ErrorCode::insufficient_capacity, "no host can take this VM",
                  {{"vm", vm.spec.name}, {"hosts", reasons}});
   }
