@@ -353,7 +353,7 @@ void route(Controller& svc, Metrics& metrics, PageCache& pages, std::shared_ptr<
       if (!force) return c.fail(force.error());
       return answer_submitted(
           svc, cp,
-          svc.vms().vm_action(*c.who, id, op_kind::vm_delete, {{"force", *force}}, submit_options(c)));
+          svc.vms().vm_action(*c.who, id, op_kind::vm_delete, VmDeleteParams{*force}, submit_options(c)));
     }
     if (n == 4) {
       if (m != Verb::post) return not_allowed();
@@ -377,7 +377,7 @@ void route(Controller& svc, Metrics& metrics, PageCache& pages, std::shared_ptr<
             svc, cp, svc.migration().migrate_vm(*c.who, id, mig->target_host, mig->policy, submit_options(c)));
       }
       std::string_view kind;
-      json params = json::object();
+      VmActionParams params;
       if (seg[3] == "start") kind = op_kind::vm_start;
       else if (seg[3] == "reboot") kind = op_kind::vm_reboot;
       else if (seg[3] == "destroy") kind = op_kind::vm_destroy;
@@ -385,8 +385,8 @@ void route(Controller& svc, Metrics& metrics, PageCache& pages, std::shared_ptr<
         kind = op_kind::vm_stop;
         auto stop = parse_stop(*body);
         if (!stop) return c.fail(stop.error());
-        params = {{"timeout_s", stop->timeout_s > 0 ? stop->timeout_s : svc.config().default_stop_timeout_s},
-                  {"force", stop->force}};
+        params = VmStopParams{stop->timeout_s > 0 ? stop->timeout_s : svc.config().default_stop_timeout_s,
+                              stop->force};
       } else {
         return c.fail(not_found("no such action", {{"action", std::string(seg[3])}}));
       }

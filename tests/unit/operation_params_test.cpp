@@ -1,9 +1,12 @@
 // Each operation kind's typed params and result: their JSON keeps the shape operations
-// were stored in before (so stored operations keep loading) and reads strictly.
+// were stored in before (so stored operations keep loading), reads strictly, and a
+// stored operation whose params do not parse fails cleanly instead of running.
+#include "kvmfleet/common/ids.hpp"
 #include "kvmfleet/core/typed_operation.hpp"
 #include "kvmfleet/migration/migration_params.hpp"
 #include "kvmfleet/shared_storage/storage_params.hpp"
 #include "kvmfleet/vms/vm_params.hpp"
+#include "tests/unit/controller_fixture.hpp"
 
 #include <gtest/gtest.h>
 
@@ -239,6 +242,51 @@ TEST(OperationParams, SetParamsNamesTheKind) {
   EXPECT_EQ(op.params, json({{"size_bytes", 8192}}));
   set_params(op, SnapshotRevertParams{kUuid1, "before"});
   EXPECT_EQ(op.kind, "snapshot.revert");
+}
+
+// ---- a stored operation whose params do not parse ------------------------------------
+
+using testing_support::ControllerTest;
+using namespace std::chrono_literals;
+
+class StoredParamsTest : public ControllerTest {};
+
+TEST_F(StoredParamsTest, AnOperationWhoseParamsDoNotParseFailsWithAClearErrorAndOthersRun) {
+  host_up("node1");
+  runner_->start();
+  auto c = ctl_->vms().create_vm(admin(), spec("web1"), true, {});
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(wait_done(c->operation.id).state, OpState::succeeded);
+  const std::string id = vm("web1").id;
+
+  // As a damaged (or foreign) record would hold it: picked up at the next start.
+  shutdown();
+  Operation bad;
+  bad.id = new_uuid();
+  bad.kind = std::string(op_kind::vm_stop);
+  bad.target_type = "vm";
+  bad.target_id = id;
+  bad.params = {{"timeout_s", 30}, {"force", "yes"}};
+  bad.created_at = clock_.now();
+  boot();
+  record_operation(bad);
+  runner_->start();
+
+  const Operation failed = wait_done(bad.id);
+  EXPECT_EQ(failed.state, OpState::failed);
+  ASSERT_TRUE(failed.error);
+  EXPECT_EQ(failed.error->code, ErrorCode::internal);
+  EXPECT_NE(failed.error->message.find("stored params"), std::string::npos)
+      << failed.error->message;
+  EXPECT_NE(failed.error->message.find("force"), std::string::npos) << failed.error->message;
+  EXPECT_EQ(failed.result, json::object());
+  EXPECT_EQ(agents_.count("shutdown"), 0) << "the operation must not have run";
+  EXPECT_EQ(vm("web1").state, VmState::running);
+
+  // The runner carries on with the next operation on the same VM.
+  auto stop = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_stop, VmStopParams{5, true}, {});
+  ASSERT_TRUE(stop.ok()) << stop.error().message;
+  EXPECT_EQ(wait_done(stop->operation.id).state, OpState::succeeded);
 }
 
 }  // namespace

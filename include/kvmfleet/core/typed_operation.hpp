@@ -4,12 +4,14 @@
 // its kind (`static constexpr std::string_view kind`), and a result struct, both with
 // strict JSON (model/strict_json.hpp), declared in the capability's folder
 // (vms/vm_params.hpp, migration/migration_params.hpp, shared_storage/storage_params.hpp).
-// An operation is stored with both as JSON, in the shape the API shows.
+// An operation is stored with both as JSON, in the shape the API shows; the code of a
+// kind reads its params and records its result only through the structs.
 
 #include "kvmfleet/core/operation_runner.hpp"
 
 #include <exception>
 #include <string>
+#include <utility>
 
 namespace kvmfleet {
 
@@ -43,6 +45,35 @@ template <typename P>
 void set_params(Operation& op, const P& params) {
   op.kind = std::string(P::kind);
   op.params = params;
+}
+
+// The code of one kind: its params as submitted, its result as recorded so far (empty
+// on a first run, what an earlier run recorded on a resumed one), to update as it goes.
+template <typename P, typename R>
+using TypedOperationFn = Status (*)(OpContext&, const P&, R&);
+
+// Registers `fn` as the code of P::kind. Before it runs, the stored params and result
+// are parsed (an operation whose params do not parse fails with an internal error, it
+// never reaches `fn`); while it runs, progress() records the result as `fn` leaves it,
+// and the operation ends with it.
+template <typename P, typename R>
+void register_operation(OperationRunner& runner, TypedOperationFn<P, R> fn, AdmitFn admit = {}) {
+  runner.register_kind(
+      std::string(P::kind),
+      [fn](OpContext& ctx) -> Status {
+        auto params = params_of<P>(ctx.op());
+        if (!params) return params.take_error();
+        auto recorded = result_of<R>(ctx.op());
+        if (!recorded) return recorded.take_error();
+        R result = std::move(*recorded);
+        ctx.bind_result([&result] { return nlohmann::json(result); });
+        struct Unbind {
+          OpContext& ctx;
+          ~Unbind() { ctx.unbind_result(); }
+        } unbind{ctx};
+        return fn(ctx, *params, result);
+      },
+      std::move(admit));
 }
 
 }  // namespace kvmfleet
