@@ -108,6 +108,7 @@ Status plan_migration(const ClusterState::Data& d, const scheduler::Config& conf
                          cold ? MigrationMode::cold : MigrationMode::live, std::nullopt};
   if (!maintenance_of.empty()) params.maintenance_of = maintenance_of;
   set_params(next, params);
+  next.result = VmMigrateResult{.mode = params.mode};
   return {};
 }
 

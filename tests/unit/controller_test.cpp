@@ -603,6 +603,33 @@ TEST_F(MigrationTest, MovesTheVmToTheTargetAndRecordsIt) {
   EXPECT_EQ(agents_.count("migrate"), 1);
 }
 
+// Every move says how it moves, from its submission on, and a poller sees the partial
+// result (where it goes, libvirt's job statistics) while it runs.
+TEST_F(MigrationTest, ALiveMoveRecordsItsModeAndShowsItsProgress) {
+  agents_.hold_migrations = true;
+  auto m = ctl_->migration().migrate_vm(admin(), "web1", "node2", {}, {});
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  EXPECT_EQ(m->operation.params.value("mode", ""), "live");
+  EXPECT_EQ(m->operation.result.value("mode", ""), "live");
+  std::optional<Operation> seen;
+  const bool polled = clock_.advance_until(
+      [&] {
+        seen = state_->operation(m->operation.id);
+        return seen && seen->result.contains("migration");
+      },
+      50ms, 1min);
+  ASSERT_TRUE(polled) << (seen ? seen->result.dump() : "gone");
+  EXPECT_EQ(seen->result.value("mode", ""), "live");
+  EXPECT_EQ(seen->result.value("source_host", ""), "node1");
+  EXPECT_EQ(seen->result.value("target_host", ""), "node2");
+  EXPECT_EQ(seen->result["migration"].value("state", ""), "running");
+  agents_.complete_migration(vm("web1").id);
+  auto op = wait_done(m->operation.id);
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(op.result.value("mode", ""), "live");
+  EXPECT_EQ(op.result["migration"].value("state", ""), "completed");
+}
+
 TEST_F(MigrationTest, WithoutATargetTheSchedulerPicksAnotherHost) {
   auto m = ctl_->migration().migrate_vm(admin(), "web1", "", {}, {});
   ASSERT_TRUE(m.ok()) << m.error().message;

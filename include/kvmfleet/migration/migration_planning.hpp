@@ -20,7 +20,8 @@ namespace kvmfleet {
 // other than the source. Memory and CPUs already promised to migrations in flight
 // count on their destinations, so a drain never overcommits a host. On success,
 // `next` becomes a vm.migrate of the VM (VmMigrateParams; `maintenance_of` names the
-// host whose drain asks for it, if any).
+// host whose drain asks for it, if any) whose result says from the start whether it
+// moves live or cold.
 Status plan_migration(const ClusterState::Data& d, const scheduler::Config& config, const Vm& vm,
                       const std::string& target_host, const MigrationPolicy& policy,
                       Operation& next, const std::string& maintenance_of = "");
