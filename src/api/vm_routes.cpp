@@ -12,9 +12,8 @@ void vm_action_without_body(Controller& svc, Call& c, std::string_view kind) {
   auto body = optional_body_of(c);
   if (!body) return c.fail(body.error());
   if (auto st = check_known_fields(*body, {}); !st) return c.fail(st.error());
-  json params = json::object();
   answer_submitted(svc, c,
-                   svc.vms().vm_action(*c.who, c.param("vm"), kind, params, submit_options(c)));
+                   svc.vms().vm_action(*c.who, c.param("vm"), kind, {}, submit_options(c)));
 }
 
 }  // namespace
@@ -83,7 +82,7 @@ void delete_vm(Controller& svc, Call& c) {
   if (!force) return c.fail(force.error());
   answer_submitted(svc, c,
                    svc.vms().vm_action(*c.who, c.param("vm"), op_kind::vm_delete,
-                                       {{"force", *force}}, submit_options(c)));
+                                       VmDeleteParams{*force}, submit_options(c)));
 }
 
 void start_vm(Controller& svc, Call& c) {
@@ -101,9 +100,8 @@ void stop_vm(Controller& svc, Call& c) {
   if (!body) return c.fail(body.error());
   auto stop = parse_stop(*body);
   if (!stop) return c.fail(stop.error());
-  json params = {
-      {"timeout_s", stop->timeout_s > 0 ? stop->timeout_s : svc.config().default_stop_timeout_s},
-      {"force", stop->force}};
+  const VmStopParams params{
+      stop->timeout_s > 0 ? stop->timeout_s : svc.config().default_stop_timeout_s, stop->force};
   answer_submitted(
       svc, c,
       svc.vms().vm_action(*c.who, c.param("vm"), op_kind::vm_stop, params, submit_options(c)));

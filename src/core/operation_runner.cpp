@@ -19,7 +19,7 @@ void OpContext::progress(int percent, std::string step) {
   const std::string id = op_.id;
   const int p = op_.progress;
   const std::string s = op_.step;
-  const nlohmann::json r = op_.result;
+  const nlohmann::json r = result();
   auto st = state().update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
     const Operation* cur = d.find_operation(id);
     if (!cur || is_terminal(cur->state)) return {};
@@ -31,6 +31,12 @@ void OpContext::progress(int percent, std::string step) {
     return {};
   });
   if (!st) spdlog::warn("operation {}: cannot record progress: {}", id, st.error().message);
+}
+
+void OpContext::unbind_result() {
+  if (!result_source_) return;
+  op_.result = result_source_();
+  result_source_ = nullptr;
 }
 
 bool OpContext::cancel_requested() const {

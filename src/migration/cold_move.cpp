@@ -6,14 +6,14 @@
 
 namespace kvmfleet {
 
-Status cold_move(OpContext& ctx) {
+Status cold_move(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r) {
   auto t = load_target(ctx);
   if (!t) return t.take_error();
-  const std::string target_name = ctx.op().params.value("target_host", "");
+  const std::string& target_name = p.target_host;
   const std::string uuid = t->vm.id;
-  ctx.result()["mode"] = "cold";
-  ctx.result()["source_host"] = t->host.name;
-  ctx.result()["target_host"] = target_name;
+  r.mode = MigrationMode::cold;
+  r.source_host = t->host.name;
+  r.target_host = target_name;
   if (t->host.name == target_name) return {};  // moved already (a resumed run)
   auto target = load_host(ctx, target_name);
   if (!target) return target.take_error();

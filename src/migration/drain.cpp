@@ -1,6 +1,7 @@
 // host.maintenance: a host drained by live migration.
 #include "migration_steps.hpp"
 
+#include "kvmfleet/core/typed_operation.hpp"
 #include "kvmfleet/migration/migration_planning.hpp"
 #include "kvmfleet/model/json.hpp"
 #include "kvmfleet/model/migration.hpp"
@@ -25,9 +26,6 @@ Status set_schedulable(OpContext& ctx, const std::string& host, bool schedulable
   });
 }
 
-// One VM of a drain, as the operation's result shows it under "vms".{name}:
-//   state: waiting | queued | migrating | moved | failed | stays
-//   operation, target_host, progress, step, error (when failed), reason (when it stays)
 struct Scan {
   int on_host = 0;      // VMs still recorded on the host
   int active = 0;       // migrations of this drain not finished yet
@@ -35,97 +33,103 @@ struct Scan {
   int unmovable = 0;    // failed: they will stay
 };
 
-// Brings result["vms"] up to date with the cluster and starts a migration for each
-// running VM that has none yet. Safe to repeat, also after a controller restart: an
-// entry's operation id is the thread back to what was started before.
+// The destination a migration was planned for ("" if its params cannot be read).
+std::string target_of(const Operation& migration) {
+  auto p = params_of<VmMigrateParams>(migration);
+  return p ? p->target_host : "";
+}
+
+// Brings `vms` (the result's entries by VM name) up to date with the cluster and starts
+// a migration for each running VM that has none yet. Safe to repeat, also after a
+// controller restart: an entry's operation id is the thread back to what was started
+// before.
 Scan drain_step(OpContext& ctx, const std::string& host, const MigrationPolicy& policy,
-                bool start_new) {
-  json& vms = ctx.result()["vms"];
-  if (!vms.is_object()) vms = json::object();
-  struct Todo {
-    Vm vm;
-  };
-  std::vector<Todo> to_start;
+                bool start_new, std::map<std::string, DrainEntry>& vms) {
+  std::vector<Vm> to_start;
   Scan scan;
   ctx.state().read([&](const ClusterState::Data& d) {
     // Migrations started earlier: follow them to their end.
-    for (auto& [name, entry] : vms.items()) {
-      const std::string op_id = entry.value("operation", "");
-      if (op_id.empty()) continue;
-      const std::string st = entry.value("state", "");
-      if (st == "moved" || st == "failed") continue;
-      const Operation* op = d.find_operation(op_id);
+    for (auto& [name, entry] : vms) {
+      if (!entry.operation || entry.operation->empty()) continue;
+      if (entry.state == DrainState::moved || entry.state == DrainState::failed) continue;
+      const Operation* op = d.find_operation(*entry.operation);
       if (!op) {
-        entry["state"] = "failed";
-        entry["error"] = Error(ErrorCode::internal, "its migration operation is gone").to_json();
+        entry.state = DrainState::failed;
+        entry.error = Error(ErrorCode::internal, "its migration operation is gone");
         continue;
       }
-      entry["progress"] = op->progress;
-      entry["step"] = op->step;
+      entry.progress = op->progress;
+      entry.step = op->step;
       if (op->state == OpState::succeeded) {
-        entry["state"] = "moved";
-        entry["target_host"] = op->params.value("target_host", "");
+        entry.state = DrainState::moved;
+        entry.target_host = target_of(*op);
       } else if (op->state == OpState::failed || op->state == OpState::cancelled) {
-        entry["state"] = "failed";
-        entry["error"] = op->error.value_or(Error(ErrorCode::internal, "migration failed")).to_json();
+        entry.state = DrainState::failed;
+        entry.error = op->error.value_or(Error(ErrorCode::internal, "migration failed"));
       } else {
-        entry["state"] = op->state == OpState::pending ? "queued" : "migrating";
+        entry.state = op->state == OpState::pending ? DrainState::queued : DrainState::migrating;
         ++scan.active;
       }
     }
     for (const auto& [_, vm] : d.vms) {
       if (vm.host != host) continue;
       ++scan.on_host;
-      json& entry = vms[vm.spec.name];
-      if (!entry.is_object()) entry = json::object();
-      const std::string st = entry.value("state", "");
-      if (st == "failed") {
+      const auto known = vms.find(vm.spec.name);
+      const std::optional<DrainState> st =
+          known != vms.end() ? std::optional(known->second.state) : std::nullopt;
+      if (st == DrainState::failed) {
         ++scan.unmovable;
         continue;
       }
-      if (st == "queued" || st == "migrating") continue;  // counted above
+      if (st == DrainState::queued || st == DrainState::migrating) continue;  // counted above
       if (const Operation* other = d.active_operation_for(vm.id)) {
-        entry["state"] = "waiting";
-        entry["step"] = "waiting for operation " + other->id + " (" + other->kind + ") to end";
+        DrainEntry& entry = vms[vm.spec.name];
+        entry.state = DrainState::waiting;
+        entry.step = "waiting for operation " + other->id + " (" + other->kind + ") to end";
         ++scan.blocked;
         continue;
       }
       if (vm.state == VmState::running) {
-        if (start_new) to_start.push_back({vm});
-        else entry = {{"state", "stays"}, {"reason", "the drain was cancelled"}};
+        if (start_new)
+          to_start.push_back(vm);
+        else
+          vms[vm.spec.name] = {.state = DrainState::stays, .reason = "the drain was cancelled"};
       } else if (vm.state == VmState::stopped) {
-        entry = {{"state", "stays"}, {"reason", "stopped: only running VMs move live"}};
+        vms[vm.spec.name] = {.state = DrainState::stays,
+                             .reason = "stopped: only running VMs move live"};
       } else {
-        entry = {{"state", "failed"},
-                 {"error", Error(ErrorCode::conflict, "VM is " + std::string(to_string(vm.state)) +
-                                                          "; only running VMs move live")
-                               .to_json()}};
+        vms[vm.spec.name] = {
+            .state = DrainState::failed,
+            .error = Error(ErrorCode::conflict, "VM is " + std::string(to_string(vm.state)) +
+                                                    "; only running VMs move live")};
         ++scan.unmovable;
       }
     }
   });
-  for (const auto& t : to_start) {
+  for (const auto& vm : to_start) {
     Operation child;
     child.kind = op_kind::vm_migrate;
-    auto spawned = ctx.spawn(std::move(child), [&](const ClusterState::Data& d, Operation& next) -> Status {
-      const Vm* vm = d.find_vm(t.vm.id);
-      if (!vm || vm->host != host) return conflict("VM left the host meanwhile");
-      auto st = plan_migration(d, ctx.config().scheduler, *vm, "", policy, next);
-      if (st) next.params["maintenance_of"] = host;
-      return st;
-    });
-    json& entry = vms[t.vm.spec.name];
+    auto spawned =
+        ctx.spawn(std::move(child), [&](const ClusterState::Data& d, Operation& next) -> Status {
+          const Vm* now = d.find_vm(vm.id);
+          if (!now || now->host != host) return conflict("VM left the host meanwhile");
+          return plan_migration(d, ctx.config().scheduler, *now, "", policy, next, host);
+        });
     if (spawned) {
-      entry = {{"state", "queued"},
-               {"operation", spawned->id},
-               {"target_host", spawned->params.value("target_host", "")},
-               {"progress", 0}};
+      vms[vm.spec.name] = {.state = DrainState::queued,
+                           .operation = spawned->id,
+                           .target_host = target_of(*spawned),
+                           .progress = 0};
       ++scan.active;
     } else if (spawned.error().code == ErrorCode::conflict &&
                spawned.error().message == "VM has an operation in progress") {
-      ++scan.blocked;  // someone else started one first: look again next round
+      // Someone else started one first: look again next round.
+      vms.try_emplace(vm.spec.name,
+                      DrainEntry{.state = DrainState::waiting,
+                                 .step = "waiting for another operation on the VM to end"});
+      ++scan.blocked;
     } else {
-      entry = {{"state", "failed"}, {"error", spawned.error().to_json()}};
+      vms[vm.spec.name] = {.state = DrainState::failed, .error = spawned.error()};
       ++scan.unmovable;
     }
   }
@@ -134,27 +138,26 @@ Scan drain_step(OpContext& ctx, const std::string& host, const MigrationPolicy& 
 
 }  // namespace
 
-Status host_maintenance(OpContext& ctx) {
+Status host_maintenance(OpContext& ctx, const HostMaintenanceParams& p, HostMaintenanceResult& r) {
   const std::string host = ctx.op().target_id;
-  const bool enabled = ctx.op().params.value("enabled", true);
+  const bool enabled = p.enabled;
   if (auto st = set_schedulable(ctx, host, !enabled); !st) return st;
-  ctx.result()["host"] = host;
+  r.host = host;
   if (!enabled) {
     ctx.progress(100, "host is schedulable again");
     return {};
   }
-  const auto policy =
-      ctx.op().params.value("policy", json::object()).get<MigrationPolicy>();
+  const MigrationPolicy policy = p.policy.value_or(MigrationPolicy{});
   ctx.progress(1, "host is unschedulable; moving its VMs away");
+  auto& vms = r.vms ? *r.vms : r.vms.emplace();
   bool cancelling = false;
   for (;;) {
-    const Scan scan = drain_step(ctx, host, policy, !cancelling);
-    const json& vms = ctx.result()["vms"];
+    const Scan scan = drain_step(ctx, host, policy, !cancelling, vms);
     int moved = 0, total = 0;
-    for (const auto& [_, e] : vms.items()) {
-      if (e.value("state", "") == "stays") continue;
+    for (const auto& [_, e] : vms) {
+      if (e.state == DrainState::stays) continue;
       ++total;
-      moved += e.value("state", "") == "moved";
+      moved += e.state == DrainState::moved;
     }
     const bool done = scan.active == 0 && scan.blocked == 0;
     ctx.progress(total == 0 ? 99 : std::min(99, 1 + 98 * moved / total),
@@ -164,9 +167,9 @@ Status host_maintenance(OpContext& ctx) {
     if (!ctx.sleep_for(std::chrono::milliseconds(500))) {
       if (!ctx.cancel_requested()) return unavailable("controller stopping during a drain");
       if (!cancelling) {
-        for (const auto& [_, e] : vms.items()) {
-          const std::string st = e.value("state", "");
-          if (st == "queued" || st == "migrating") (void)ctx.cancel(e.value("operation", ""));
+        for (const auto& [_, e] : vms) {
+          if (e.state == DrainState::queued || e.state == DrainState::migrating)
+            (void)ctx.cancel(e.operation.value_or(""));
         }
         cancelling = true;
       }
@@ -176,10 +179,9 @@ Status host_maintenance(OpContext& ctx) {
   }
   json failed = json::object();
   json stays = json::array();
-  for (const auto& [name, e] : ctx.result()["vms"].items()) {
-    if (e.value("state", "") == "failed")
-      failed[name] = e.contains("error") ? e["error"].value("message", "failed") : "failed";
-    if (e.value("state", "") == "stays") stays.push_back(name);
+  for (const auto& [name, e] : vms) {
+    if (e.state == DrainState::failed) failed[name] = e.error ? e.error->message : "failed";
+    if (e.state == DrainState::stays) stays.push_back(name);
   }
   if (cancelling)
     return Error(ErrorCode::cancelled, "drain cancelled; the host stays unschedulable",

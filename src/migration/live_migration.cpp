@@ -24,15 +24,16 @@ std::chrono::milliseconds migration_poll_interval(Clock::duration waited) {
 
 }  // namespace
 
-Status migrate_live(OpContext& ctx, const std::vector<VmVolume>& vols) {
+Status migrate_live(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r,
+                    const std::vector<VmVolume>& vols) {
   auto t = load_target(ctx);
   if (!t) return t.take_error();
-  const std::string target_name = ctx.op().params.value("target_host", "");
+  const std::string& target_name = p.target_host;
   const std::string uuid = t->vm.id;
   auto target = load_host(ctx, target_name);
   if (!target) return target.take_error();
-  ctx.result()["source_host"] = t->host.name;
-  ctx.result()["target_host"] = target_name;
+  r.source_host = t->host.name;
+  r.target_host = target_name;
   if (t->host.name == target_name) return {};  // already there (a resumed run)
   if (target->state != HostState::up)
     return unavailable("target host " + target_name + " is " + std::string(to_string(target->state)));
@@ -111,8 +112,8 @@ Status migrate_live(OpContext& ctx, const std::vector<VmVolume>& vols) {
     req.op_id = ctx.op().id;
     req.destination_uri = "qemu+tcp://" + target->inventory.migration_address + "/system";
     req.migrate_uri = "tcp://" + target->inventory.migration_address;
-    req.policy = ctx.op().params.value("policy", nlohmann::json::object()).get<MigrationPolicy>();
-    if (auto st = share_volumes_for_move(ctx, t->vm, vols, t->host, *target); !st) return st;
+    req.policy = p.policy;
+    if (auto st = share_volumes_for_move(ctx, r, t->vm, vols, t->host, *target); !st) return st;
     ctx.progress(5, "starting live migration " + t->host.name + " -> " + target_name);
     status = ctx.with_retry([&] { return ctx.agents().migrate(t->host, uuid, req); });
     if (!status) return status.take_error();
@@ -140,8 +141,7 @@ Status migrate_live(OpContext& ctx, const std::vector<VmVolume>& vols) {
       return resolve(cur.error());
     }
     status = std::move(cur);
-    auto& m = ctx.result()["migration"];
-    m = *status;
+    r.migration = *status;
     if (status->state == MigrationState::running) {
       // Recorded (a store write) at most every 500 ms, however often it polls.
       const auto now = ctx.clock().now();

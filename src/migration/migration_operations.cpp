@@ -2,30 +2,32 @@
 
 #include "migration_steps.hpp"
 
+#include "kvmfleet/core/typed_operation.hpp"
 #include "kvmfleet/migration/migration_planning.hpp"
 
 namespace kvmfleet {
 namespace {
 
 // vm.migrate: a running VM moves live, a stopped one cold (plan_migration chose).
-Status migrate_vm(OpContext& ctx) {
-  if (ctx.op().params.value("mode", "live") == "cold") return cold_move(ctx);
+Status migrate_vm(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r) {
+  r.mode = p.mode;
+  if (p.mode == MigrationMode::cold) return cold_move(ctx, p, r);
   const auto before = ctx.state().vm(ctx.op().target_id);
   const auto vols = before ? vm_volumes(ctx, *before) : std::vector<VmVolume>{};
-  Status st = migrate_live(ctx, vols);
-  if (before) settle_volumes(ctx, *before, vols);
+  Status st = migrate_live(ctx, p, r, vols);
+  if (before) settle_volumes(ctx, p, r, *before, vols);
   return st;
 }
 
 }  // namespace
 
 void register_migration_operations(OperationRunner& runner) {
-  runner.register_kind(
-      std::string(op_kind::vm_migrate), migrate_vm,
+  register_operation(
+      runner, migrate_vm,
       [&config = runner.config()](const Operation& op, const std::vector<Operation>& running) {
         return migration_slot_refusal(op, running, config.migrations_per_host);
       });
-  runner.register_kind(std::string(op_kind::host_maintenance), host_maintenance);
+  register_operation(runner, host_maintenance);
 }
 
 }  // namespace kvmfleet

@@ -1,12 +1,14 @@
 #include "kvmfleet/migration/migration_planning.hpp"
 
+#include "kvmfleet/core/typed_operation.hpp"
+#include "kvmfleet/migration/migration_params.hpp"
 #include "kvmfleet/model/json.hpp"
 
 namespace kvmfleet {
 
 Status plan_migration(const ClusterState::Data& d, const scheduler::Config& config, const Vm& vm,
                       const std::string& target_host, const MigrationPolicy& policy,
-                      Operation& next) {
+                      Operation& next, const std::string& maintenance_of) {
   if (d.active_operation_for(vm.id))
     return conflict("VM has an operation in progress", {{"vm", vm.spec.name}});
   // A running VM migrates live; a stopped (or crashed) one moves cold: its definition
@@ -68,7 +70,8 @@ Status plan_migration(const ClusterState::Data& d, const scheduler::Config& conf
   for (const auto& [_, op] : d.operations) {
     if (is_terminal(op.state) || op.kind != op_kind::vm_migrate) continue;
     const Vm* moving = d.find_vm(op.target_id);
-    const std::string dest = op.params.value("target_host", "");
+    const auto params = params_of<VmMigrateParams>(op);
+    const std::string dest = params ? params->target_host : "";
     if (!moving || dest.empty() || dest == moving->host) continue;
     Vm phantom = *moving;
     phantom.host = dest;
@@ -88,8 +91,11 @@ Status plan_migration(const ClusterState::Data& d, const scheduler::Config& conf
   }
   next.target_type = "vm";
   next.target_id = vm.id;
-  next.params = {{"target_host", placement.host}, {"source_host", vm.host}, {"policy", policy},
-                 {"mode", cold ? "cold" : "live"}};
+  VmMigrateParams params{placement.host, vm.host, policy,
+                         cold ? MigrationMode::cold : MigrationMode::live, std::nullopt};
+  if (!maintenance_of.empty()) params.maintenance_of = maintenance_of;
+  set_params(next, params);
+  next.result = VmMigrateResult{.mode = params.mode};
   return {};
 }
 
@@ -111,19 +117,26 @@ Status check_live_destination(const Host& target) {
 std::optional<std::string> migration_slot_refusal(const Operation& candidate,
                                                   const std::vector<Operation>& running,
                                                   int per_host) {
-  // A cold move copies no memory: it takes no migration slot.
-  auto live = [](const Operation& op) {
-    return op.kind == op_kind::vm_migrate && op.params.value("mode", "live") == "live";
+  // A cold move copies no memory: it takes no migration slot. Params that cannot be
+  // read take none either: such an operation fails as soon as it starts.
+  auto live = [](const Operation& op) -> std::optional<VmMigrateParams> {
+    if (op.kind != op_kind::vm_migrate) return std::nullopt;
+    auto p = params_of<VmMigrateParams>(op);
+    if (!p || p->mode != MigrationMode::live) return std::nullopt;
+    return std::move(*p);
   };
-  if (!live(candidate)) return std::nullopt;
-  const std::string source = candidate.params.value("source_host", "");
-  const std::string target = candidate.params.value("target_host", "");
+  const auto mine = live(candidate);
+  if (!mine) return std::nullopt;
+  const std::string& source = mine->source_host;
+  const std::string& target = mine->target_host;
   int outgoing = 0;
   int incoming = 0;
   for (const auto& op : running) {
-    if (!live(op) || op.id == candidate.id) continue;
-    if (!source.empty() && op.params.value("source_host", "") == source) ++outgoing;
-    if (!target.empty() && op.params.value("target_host", "") == target) ++incoming;
+    if (op.id == candidate.id) continue;
+    const auto other = live(op);
+    if (!other) continue;
+    if (!source.empty() && other->source_host == source) ++outgoing;
+    if (!target.empty() && other->target_host == target) ++incoming;
   }
   const std::string limit = " (limit " + std::to_string(per_host) + ")";
   if (outgoing >= per_host)

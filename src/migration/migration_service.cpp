@@ -1,5 +1,7 @@
 #include "kvmfleet/migration/migration_service.hpp"
 
+#include "kvmfleet/core/typed_operation.hpp"
+#include "kvmfleet/migration/migration_params.hpp"
 #include "kvmfleet/migration/migration_planning.hpp"
 #include "kvmfleet/model/json.hpp"
 
@@ -10,7 +12,7 @@ Result<Submitted> MigrationService::migrate_vm(const Principal& who, const std::
                                              const MigrationPolicy& policy,
                                              const SubmitOptions& opts) {
   Operation op;
-  op.kind = op_kind::vm_migrate;
+  op.kind = VmMigrateParams::kind;
   op.target_type = "vm";
   return operations_.submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation& next) -> Status {
     const Vm* vm = d.find_vm(id_or_name);
@@ -23,7 +25,7 @@ Result<Submitted> MigrationService::set_maintenance(const Principal& who, const 
                                                   bool enabled, const MigrationPolicy& policy,
                                                   const SubmitOptions& opts) {
   Operation op;
-  op.kind = op_kind::host_maintenance;
+  op.kind = HostMaintenanceParams::kind;
   op.target_type = "host";
   return operations_.submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch& b, Operation& next) -> Status {
     const Host* h = d.find_host(host);
@@ -46,8 +48,8 @@ Result<Submitted> MigrationService::set_maintenance(const Principal& who, const 
       b.put_hosts.push_back(std::move(cordoned));
     }
     next.target_id = h->name;
-    next.params = {{"enabled", enabled}};
-    if (enabled) next.params["policy"] = policy;
+    set_params(next,
+               HostMaintenanceParams{enabled, enabled ? std::optional(policy) : std::nullopt});
     return {};
   });
 }

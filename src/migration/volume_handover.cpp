@@ -8,24 +8,26 @@
 
 namespace kvmfleet {
 
-Status share_volumes_for_move(OpContext& ctx, const Vm& vm, const std::vector<VmVolume>& vols,
-                              const Host& source, const Host& target) {
+Status share_volumes_for_move(OpContext& ctx, VmMigrateResult& r, const Vm& vm,
+                              const std::vector<VmVolume>& vols, const Host& source,
+                              const Host& target) {
   if (vols.empty()) return {};
   for (const auto& v : vols)
     if (!v.snapshots.empty()) return live_move_snapshot_refusal(vm.spec.name, v.name, v.snapshots);
   // Recorded before the first lock changes, so that a resumed run settles them.
-  ctx.result()["volumes_shared"] = true;
+  r.volumes_shared = true;
   ctx.progress(3, "activating shared volumes shared on " + source.name + " and " + target.name);
   if (auto st = set_volume_activation(ctx, vols, source, LvMode::shared, "source-shared"); !st)
     return st;
   return set_volume_activation(ctx, vols, target, LvMode::shared, "target-shared", true);
 }
 
-void settle_volumes(OpContext& ctx, const Vm& before, const std::vector<VmVolume>& vols) {
-  const std::string source_name = ctx.op().params.value("source_host", "");
-  const std::string target_name = ctx.op().params.value("target_host", "");
-  if (vols.empty() || !ctx.result().value("volumes_shared", false) || source_name.empty() ||
-      target_name.empty() || source_name == target_name)
+void settle_volumes(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r, const Vm& before,
+                    const std::vector<VmVolume>& vols) {
+  const std::string& source_name = p.source_host;
+  const std::string& target_name = p.target_host;
+  if (vols.empty() || !r.volumes_shared || source_name.empty() || target_name.empty() ||
+      source_name == target_name)
     return;
   const auto now = ctx.state().vm(before.id);
   auto source = load_host(ctx, source_name);
@@ -41,8 +43,7 @@ void settle_volumes(OpContext& ctx, const Vm& before, const std::vector<VmVolume
     runs_on = &*source;
     other = &*target;
   } else {
-    ctx.result()["storage_warning"] =
-        "where the VM runs is unclear; its volumes stay shared on both hosts";
+    r.storage_warning = "where the VM runs is unclear; its volumes stay shared on both hosts";
     return;
   }
   const bool moved = runs_on == &*target;
@@ -53,7 +54,7 @@ void settle_volumes(OpContext& ctx, const Vm& before, const std::vector<VmVolume
                   : Status{};
   if (!off || !ex) {
     const Error& e = !off ? off.error() : ex.error();
-    ctx.result()["storage_warning"] = "volumes not settled after the migration: " + e.message;
+    r.storage_warning = "volumes not settled after the migration: " + e.message;
     spdlog::warn("migration {}: volumes not settled: {}", ctx.op().id, e.message);
   }
 }

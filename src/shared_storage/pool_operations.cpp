@@ -96,13 +96,12 @@ void disconnect_hosts(OpContext& ctx, const StoragePool& pool, const std::vector
 
 }  // namespace
 
-Status create_pool(OpContext& ctx) {
+Status create_pool(OpContext& ctx, const StoragePoolCreateParams& p, StoragePoolCreateResult& r) {
   auto pool = load_pool(ctx, ctx.op().target_id);
   if (!pool) return pool.take_error();
   if (pool->state == PoolState::ready) return {};  // a resumed run that had finished
-  std::vector<std::string> names = ctx.op().params.value("hosts", std::vector<std::string>{});
   std::vector<Host> hosts;
-  for (const auto& n : names)
+  for (const auto& n : p.hosts)
     if (auto h = ctx.state().host(n)) hosts.push_back(*h);
   if (hosts.empty()) return conflict("no registered host to connect the pool to");
 
@@ -147,7 +146,7 @@ Status create_pool(OpContext& ctx) {
     if (!st) return roll_back(st.take_error());
     made = true;  // vgcreate --shared started the lockspace on the creator
   } else {
-    ctx.result()["adopted_existing_vg"] = true;
+    r.adopted_existing_vg = true;
   }
   int started = 0;
   if (made) {
@@ -171,9 +170,9 @@ Status create_pool(OpContext& ctx) {
     }
   });
   if (!st) return st;
-  ctx.result()["pool"] = pool->name;
-  ctx.result()["hosts_usable"] = started;
-  ctx.result()["hosts_total"] = static_cast<int>(hosts.size());
+  r.pool = pool->name;
+  r.hosts_usable = started;
+  r.hosts_total = static_cast<int>(hosts.size());
   ctx.progress(100, "pool ready on " + std::to_string(started) + " of " +
                         std::to_string(hosts.size()) + " hosts");
   return {};
@@ -182,14 +181,15 @@ Status create_pool(OpContext& ctx) {
 // storage_pool.connect: hosts join a ready pool (a host registered after the pool was
 // made, or one that failed before), each as a host that did not make the VG. A host
 // that fails keeps its error in the pool; the pool itself is never rolled back.
-Status connect_pool(OpContext& ctx) {
+Status connect_pool(OpContext& ctx, const StoragePoolConnectParams& p,
+                    StoragePoolConnectResult& r) {
   auto pool = load_pool(ctx, ctx.op().target_id);
   if (!pool) return pool.take_error();
   if (pool->state != PoolState::ready)
     return conflict("storage pool is " + std::string(to_string(pool->state)),
                     {{"pool", pool->name}});
-  const auto names = ctx.op().params.value("hosts", std::vector<std::string>{});
-  nlohmann::json per_host = nlohmann::json::object();
+  const auto& names = p.hosts;
+  std::map<std::string, std::string> per_host;
   int usable = 0;
   for (std::size_t i = 0; i < names.size(); ++i) {
     const std::string& name = names[i];
@@ -207,14 +207,14 @@ Status connect_pool(OpContext& ctx) {
     } else {
       spdlog::warn("storage pool {}: host {} could not be connected: {}", pool->name, name, s.error);
     }
-    per_host[name] = ok ? nlohmann::json("usable") : nlohmann::json(s.error);
+    per_host[name] = ok ? "usable" : s.error;
     if (auto st = save_pool(ctx, pool->name, [&](StoragePool& p) { p.hosts[name] = s; }); !st)
       return st;
   }
-  ctx.result()["pool"] = pool->name;
-  ctx.result()["hosts"] = per_host;
-  ctx.result()["hosts_usable"] = usable;
-  ctx.result()["hosts_total"] = static_cast<int>(names.size());
+  r.pool = pool->name;
+  r.hosts = per_host;
+  r.hosts_usable = usable;
+  r.hosts_total = static_cast<int>(names.size());
   if (usable == 0)
     return unavailable("no host could be connected to storage pool " + pool->name,
                        {{"pool", pool->name}, {"hosts", per_host}});
@@ -226,7 +226,7 @@ Status connect_pool(OpContext& ctx) {
 // A pool without volumes leaves the cluster: its lockspace stops and its sessions end
 // on every host; the VG stays on the LUNs. Hosts that cannot be reached keep theirs
 // and are named; the record goes only once every host has let go.
-Status delete_pool(OpContext& ctx) {
+Status delete_pool(OpContext& ctx, const StoragePoolDeleteParams&, StoragePoolDeleteResult&) {
   auto pool = load_pool(ctx, ctx.op().target_id);
   if (!pool) return pool.error().code == ErrorCode::not_found ? Status{} : pool.take_error();
   nlohmann::json remains = nlohmann::json::array();

@@ -21,9 +21,9 @@ struct SnapTarget {
 // Takes the snapshots together: a guest that runs is frozen (QEMU guest agent) once,
 // for the instant of all of them, when it can be; otherwise they are crash-consistent
 // and say so. `vm` is the VM the volumes are disks of, if any. Snapshots already
-// recorded (a resumed run) are skipped.
+// recorded (a resumed run) are skipped. What happened is recorded in `taken`.
 Status take_snapshots(OpContext& ctx, std::vector<SnapTarget> targets, const std::optional<Vm>& vm,
-                      bool quiesce) {
+                      bool quiesce, SnapshotsTaken& taken) {
   std::erase_if(targets, [](const SnapTarget& t) { return t.vol.find_snapshot(t.snap.id) != nullptr; });
   if (targets.empty()) return {};
   const bool live = vm && runs(*vm);
@@ -44,9 +44,9 @@ Status take_snapshots(OpContext& ctx, std::vector<SnapTarget> targets, const std
     auto f = ctx.agents().fs_freeze(hosts.front(), ctx.step_id("freeze"), vm->id);
     if (f) {
       frozen = true;
-      ctx.result()["frozen_filesystems"] = *f;
+      taken.frozen_filesystems = *f;
     } else {
-      ctx.result()["quiesce_error"] = f.error().brief();
+      taken.quiesce_error = f.error().brief();
     }
   }
   const auto consistency =
@@ -76,7 +76,7 @@ Status take_snapshots(OpContext& ctx, std::vector<SnapTarget> targets, const std
         return ctx.agents().lv_activate(host, ctx.step_id("deactivate" + tag), vg, t.vol.lv(),
                                         LvMode::inactive);
       });
-      if (!off) ctx.result()["deactivate_error"] = off.error().brief();
+      if (!off) taken.deactivate_error = off.error().brief();
     }
     if (made) done.push_back(i);
   }
@@ -106,7 +106,7 @@ Status take_snapshots(OpContext& ctx, std::vector<SnapTarget> targets, const std
     if (!remains.empty()) e.details["remains"] = remains;
     return e;
   }
-  nlohmann::json ids = nlohmann::json::array();
+  std::vector<std::string> ids;
   // One LV listing per host and VG, however many of the snapshots it holds.
   std::map<std::pair<std::string, std::string>, Result<std::vector<AgentLv>>> listed;
   for (std::size_t i = 0; i < targets.size(); ++i) {
@@ -129,8 +129,8 @@ Status take_snapshots(OpContext& ctx, std::vector<SnapTarget> targets, const std
     refresh_pool_space(ctx, pools[i], hosts[i]);
     ids.push_back(snap.id);
   }
-  ctx.result()["snapshot_ids"] = ids;
-  ctx.result()["consistency"] = std::string(to_string(consistency));
+  taken.snapshot_ids = std::move(ids);
+  taken.consistency = consistency;
   return {};
 }
 
@@ -147,40 +147,35 @@ Snapshot new_snapshot(OpContext& ctx, const Volume& vol, const std::string& id,
 
 }  // namespace
 
-Status create_snapshot(OpContext& ctx) {
+Status create_snapshot(OpContext& ctx, const SnapshotCreateParams& p, SnapshotCreateResult& r) {
   auto vol = load_volume(ctx, ctx.op().target_id);
   if (!vol) return vol.take_error();
-  const auto& p = ctx.op().params;
-  Snapshot snap = new_snapshot(ctx, *vol, p.at("snapshot_id").get<std::string>(),
-                               p.at("name").get<std::string>(), p.at("size_bytes").get<std::uint64_t>());
-  ctx.result()["snapshot_id"] = snap.id;
-  return take_snapshots(ctx, {SnapTarget{*vol, snap}}, attached_vm(ctx, *vol),
-                        p.value("quiesce", true));
+  Snapshot snap = new_snapshot(ctx, *vol, p.snapshot_id, p.name, p.size_bytes);
+  r.snapshot_id = snap.id;
+  return take_snapshots(ctx, {SnapTarget{*vol, snap}}, attached_vm(ctx, *vol), p.quiesce, r);
 }
 
 // vm.snapshot: every shared volume of the VM at one instant (one freeze for all).
-Status create_vm_snapshot(OpContext& ctx) {
+Status create_vm_snapshot(OpContext& ctx, const VmSnapshotParams& p, VmSnapshotResult& r) {
   const auto vm = ctx.state().read([&](const ClusterState::Data& d) -> std::optional<Vm> {
     const Vm* v = d.find_vm(ctx.op().target_id);
     return v ? std::optional<Vm>(*v) : std::nullopt;
   });
   if (!vm) return not_found("VM no longer exists", {{"vm", ctx.op().target_id}});
-  const auto& p = ctx.op().params;
   std::vector<SnapTarget> targets;
-  for (const auto& s : p.at("snapshots")) {
-    auto vol = load_volume(ctx, s.at("volume_id").get<std::string>());
+  for (const auto& s : p.snapshots) {
+    auto vol = load_volume(ctx, s.volume_id);
     if (!vol) return vol.take_error();
-    Snapshot snap = new_snapshot(ctx, *vol, s.at("snapshot_id").get<std::string>(),
-                                 p.at("name").get<std::string>(), s.at("size_bytes").get<std::uint64_t>());
+    Snapshot snap = new_snapshot(ctx, *vol, s.snapshot_id, p.name, s.size_bytes);
     targets.push_back({*vol, snap});
   }
-  return take_snapshots(ctx, std::move(targets), vm, p.value("quiesce", true));
+  return take_snapshots(ctx, std::move(targets), vm, p.quiesce, r);
 }
 
-Status delete_snapshot(OpContext& ctx) {
+Status delete_snapshot(OpContext& ctx, const SnapshotDeleteParams& p, SnapshotDeleteResult&) {
   auto vol = load_volume(ctx, ctx.op().target_id);
   if (!vol) return vol.take_error();
-  const std::string sid = ctx.op().params.value("snapshot_id", "");
+  const std::string& sid = p.snapshot_id;
   const Snapshot* snap = vol->find_snapshot(sid);
   if (!snap) return {};  // gone already
   const std::string lv = snap->lv;
@@ -206,10 +201,10 @@ Status delete_snapshot(OpContext& ctx) {
 // Reverts a volume to a snapshot (lvconvert --merge). The origin is activated here so
 // that the merge runs now, and the operation waits for it; if it does not end in time
 // it stays pending in LVM and completes at the origin's next activation.
-Status revert_snapshot(OpContext& ctx) {
+Status revert_snapshot(OpContext& ctx, const SnapshotRevertParams& p, SnapshotRevertResult& r) {
   auto vol = load_volume(ctx, ctx.op().target_id);
   if (!vol) return vol.take_error();
-  const std::string sid = ctx.op().params.value("snapshot_id", "");
+  const std::string& sid = p.snapshot_id;
   const Snapshot* snap = vol->find_snapshot(sid);
   if (!snap) return not_found("snapshot no longer exists", {{"snapshot", sid}});
   const std::string lv = snap->lv;
@@ -260,8 +255,8 @@ Status revert_snapshot(OpContext& ctx) {
       !st)
     return st;
   refresh_pool_space(ctx, *pool, *host);
-  ctx.result()["merge_pending"] = pending;
-  if (!off) ctx.result()["deactivate_error"] = off.error().brief();
+  r.merge_pending = pending;
+  if (!off) r.deactivate_error = off.error().brief();
   return {};
 }
 

@@ -1,6 +1,8 @@
 #include "kvmfleet/shared_storage/storage_service.hpp"
 
 #include "kvmfleet/common/ids.hpp"
+#include "kvmfleet/core/typed_operation.hpp"
+#include "kvmfleet/shared_storage/storage_params.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -47,7 +49,7 @@ Result<Submitted> StorageService::create_pool(const Principal& who, StoragePool 
   pool.all_hosts = hosts.empty();
   pool.created_at = pool.updated_at = clock_.now();
   Operation op;
-  op.kind = op_kind::pool_create;
+  op.kind = StoragePoolCreateParams::kind;
   op.target_type = "storage_pool";
   op.target_id = pool.name;
   return operations_.submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch& b, Operation& next) -> Status {
@@ -74,7 +76,7 @@ Result<Submitted> StorageService::create_pool(const Principal& who, StoragePool 
       for (const auto& h : hosts)
         if (!d.find_host(h)) return not_found("no such host", {{"host", h}});
     }
-    next.params = {{"hosts", hosts}, {"type", std::string(to_string(pool.type))}};
+    set_params(next, StoragePoolCreateParams{hosts, pool.type});
     b.put_pools.push_back(pool);
     return {};
   });
@@ -88,10 +90,9 @@ Result<Submitted> StorageService::connect_pool(const Principal& who, const std::
   for (auto& h : hosts)
     if (std::find(unique.begin(), unique.end(), h) == unique.end()) unique.push_back(std::move(h));
   Operation op;
-  op.kind = op_kind::pool_connect;
+  set_params(op, StoragePoolConnectParams{unique});
   op.target_type = "storage_pool";
   op.target_id = name;
-  op.params = {{"hosts", unique}};
   return operations_.submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation&) -> Status {
     const StoragePool* p = d.find_pool(name);
     if (!p) return not_found("no such storage pool", {{"pool", name}});
@@ -116,7 +117,7 @@ Result<Submitted> StorageService::connect_pool(const Principal& who, const std::
 Result<Submitted> StorageService::delete_pool(const Principal& who, const std::string& name,
                                               const SubmitOptions& opts) {
   Operation op;
-  op.kind = op_kind::pool_delete;
+  set_params(op, StoragePoolDeleteParams{});
   op.target_type = "storage_pool";
   op.target_id = name;
   return operations_.submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation&) -> Status {
@@ -147,10 +148,9 @@ Result<Submitted> StorageService::create_volume(const Principal& who, const std:
   vol.state = VolumeState::creating;
   vol.created_at = vol.updated_at = clock_.now();
   Operation op;
-  op.kind = op_kind::volume_create;
+  set_params(op, VolumeCreateParams{name, pool_name, size_bytes});
   op.target_type = "volume";
   op.target_id = vol.id;
-  op.params = {{"name", name}, {"pool", pool_name}, {"size_bytes", size_bytes}};
   return operations_.submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch& b, Operation&) -> Status {
     if (d.volume_ids.count(name)) return conflict("a volume with this name exists", {{"name", name}});
     const StoragePool* p = d.find_pool(pool_name);
@@ -175,7 +175,7 @@ Result<Submitted> StorageService::create_volume(const Principal& who, const std:
 Result<Submitted> StorageService::grow_volume(const Principal& who, const std::string& id_or_name,
                                               std::uint64_t size_bytes, const SubmitOptions& opts) {
   Operation op;
-  op.kind = op_kind::volume_grow;
+  op.kind = VolumeGrowParams::kind;
   op.target_type = "volume";
   return operations_.submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation& next) -> Status {
     auto v = ready_volume(d, id_or_name);
@@ -208,7 +208,7 @@ Result<Submitted> StorageService::grow_volume(const Principal& who, const std::s
                        " bytes free, growing needs " + std::to_string(more),
                    {{"pool", vol.pool}, {"free_bytes", p->free_bytes}});
     next.target_id = vol.id;
-    next.params = {{"size_bytes", size_bytes}};
+    set_params(next, VolumeGrowParams{size_bytes});
     return {};
   });
 }
@@ -216,7 +216,7 @@ Result<Submitted> StorageService::grow_volume(const Principal& who, const std::s
 Result<Submitted> StorageService::delete_volume(const Principal& who, const std::string& id_or_name,
                                                 const SubmitOptions& opts) {
   Operation op;
-  op.kind = op_kind::volume_delete;
+  op.kind = VolumeDeleteParams::kind;
   op.target_type = "volume";
   return operations_.submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation& next) -> Status {
     const Volume* v = d.find_volume(id_or_name);
@@ -233,7 +233,7 @@ Result<Submitted> StorageService::delete_volume(const Principal& who, const std:
                       {{"volume", v->name}, {"snapshots", names}});
     }
     next.target_id = v->id;
-    next.params = {{"name", v->name}};
+    set_params(next, VolumeDeleteParams{v->name});
     return {};
   });
 }
@@ -253,7 +253,7 @@ Result<Submitted> StorageService::create_vm_snapshot(const Principal& who, const
                                                      std::uint64_t size_bytes, double ratio,
                                                      bool quiesce, const SubmitOptions& opts) {
   Operation op;
-  op.kind = op_kind::vm_snapshot;
+  op.kind = VmSnapshotParams::kind;
   op.target_type = "vm";
   return operations_.submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation& next) -> Status {
     const Vm* vm = d.find_vm(vm_ref);
@@ -268,7 +268,7 @@ Result<Submitted> StorageService::create_vm_snapshot(const Principal& who, const
                             " is in its host's local image pool; only shared volumes have LV "
                             "snapshots",
                         {{"vm", vm->spec.name}, {"disk", i}});
-    nlohmann::json snaps = nlohmann::json::array();
+    std::vector<VmSnapshotDisk> snaps;
     std::map<std::string, std::uint64_t> needed;  // by pool
     for (const Volume* vol : d.volumes_of(*vm)) {
       if (vol->state != VolumeState::ready)
@@ -279,7 +279,7 @@ Result<Submitted> StorageService::create_vm_snapshot(const Principal& who, const
                         {{"volume", vol->name}, {"name", name}});
       const auto bytes = snapshot_bytes(*vol, size_bytes, ratio);
       needed[vol->pool] += bytes;
-      snaps.push_back({{"volume_id", vol->id}, {"snapshot_id", new_uuid()}, {"size_bytes", bytes}});
+      snaps.push_back({vol->id, new_uuid(), bytes});
     }
     for (const auto& [pool, bytes] : needed) {
       const StoragePool* p = d.find_pool(pool);
@@ -290,7 +290,7 @@ Result<Submitted> StorageService::create_vm_snapshot(const Principal& who, const
                      {{"pool", pool}, {"free_bytes", p->free_bytes}, {"size_bytes", bytes}});
     }
     next.target_id = vm->id;
-    next.params = {{"name", name}, {"quiesce", quiesce}, {"snapshots", std::move(snaps)}};
+    set_params(next, VmSnapshotParams{name, quiesce, std::move(snaps)});
     return {};
   });
 }
@@ -300,7 +300,7 @@ Result<Submitted> StorageService::create_snapshot(const Principal& who, const st
                                                   double ratio, bool quiesce,
                                                   const SubmitOptions& opts) {
   Operation op;
-  op.kind = op_kind::snapshot_create;
+  op.kind = SnapshotCreateParams::kind;
   op.target_type = "volume";
   return operations_.submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation& next) -> Status {
     auto v = ready_volume(d, volume);
@@ -317,10 +317,7 @@ Result<Submitted> StorageService::create_snapshot(const Principal& who, const st
                        " bytes free, the snapshot needs " + std::to_string(bytes),
                    {{"pool", vol.pool}, {"free_bytes", p->free_bytes}, {"size_bytes", bytes}});
     next.target_id = vol.id;
-    next.params = {{"snapshot_id", new_uuid()},
-                   {"name", name},
-                   {"size_bytes", bytes},
-                   {"quiesce", quiesce}};
+    set_params(next, SnapshotCreateParams{new_uuid(), name, bytes, quiesce});
     return {};
   });
 }
@@ -345,7 +342,10 @@ Result<Submitted> StorageService::snapshot_action(const Principal& who, const st
                         {{"volume", v->name}, {"vm", vm->spec.name}});
     }
     next.target_id = v->id;
-    next.params = {{"snapshot_id", s->id}, {"snapshot", s->name}};
+    if (kind == op_kind::snapshot_revert)
+      set_params(next, SnapshotRevertParams{s->id, s->name});
+    else
+      set_params(next, SnapshotDeleteParams{s->id, s->name});
     return {};
   });
 }

@@ -4,6 +4,7 @@
 // the records they act on, re-read before each step, and where their LVM commands run.
 
 #include "kvmfleet/core/operation_runner.hpp"
+#include "kvmfleet/shared_storage/storage_params.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -38,15 +39,15 @@ std::optional<std::uint64_t> lv_size(OpContext& ctx, const Host& host, const std
 
 // The code of each operation kind (pool_operations.cpp, volume_operations.cpp,
 // snapshot_operations.cpp).
-Status create_pool(OpContext& ctx);
-Status connect_pool(OpContext& ctx);
-Status delete_pool(OpContext& ctx);
-Status create_volume(OpContext& ctx);
-Status grow_volume(OpContext& ctx);
-Status delete_volume(OpContext& ctx);
-Status create_snapshot(OpContext& ctx);
-Status create_vm_snapshot(OpContext& ctx);
-Status delete_snapshot(OpContext& ctx);
-Status revert_snapshot(OpContext& ctx);
+Status create_pool(OpContext& ctx, const StoragePoolCreateParams& p, StoragePoolCreateResult& r);
+Status connect_pool(OpContext& ctx, const StoragePoolConnectParams& p, StoragePoolConnectResult& r);
+Status delete_pool(OpContext& ctx, const StoragePoolDeleteParams& p, StoragePoolDeleteResult& r);
+Status create_volume(OpContext& ctx, const VolumeCreateParams& p, VolumeCreateResult& r);
+Status grow_volume(OpContext& ctx, const VolumeGrowParams& p, VolumeGrowResult& r);
+Status delete_volume(OpContext& ctx, const VolumeDeleteParams& p, VolumeDeleteResult& r);
+Status create_snapshot(OpContext& ctx, const SnapshotCreateParams& p, SnapshotCreateResult& r);
+Status create_vm_snapshot(OpContext& ctx, const VmSnapshotParams& p, VmSnapshotResult& r);
+Status delete_snapshot(OpContext& ctx, const SnapshotDeleteParams& p, SnapshotDeleteResult& r);
+Status revert_snapshot(OpContext& ctx, const SnapshotRevertParams& p, SnapshotRevertResult& r);
 
 }  // namespace kvmfleet

@@ -5,7 +5,7 @@
 
 namespace kvmfleet {
 
-Status create_volume(OpContext& ctx) {
+Status create_volume(OpContext& ctx, const VolumeCreateParams&, VolumeCreateResult& r) {
   auto vol = load_volume(ctx, ctx.op().target_id);
   if (!vol) return vol.take_error();
   if (vol->state == VolumeState::ready) return {};
@@ -45,7 +45,7 @@ Status create_volume(OpContext& ctx) {
   });
   if (!st) return st;
   refresh_pool_space(ctx, *pool, *host);
-  ctx.result()["volume_id"] = vol->id;
+  r.volume_id = vol->id;
   if (!off) {
     Error e = off.take_error();
     e.message = "volume created but left active on " + host->name + ": " + e.message;
@@ -56,10 +56,10 @@ Status create_volume(OpContext& ctx) {
   return {};
 }
 
-Status grow_volume(OpContext& ctx) {
+Status grow_volume(OpContext& ctx, const VolumeGrowParams& p, VolumeGrowResult& r) {
   auto vol = load_volume(ctx, ctx.op().target_id);
   if (!vol) return vol.take_error();
-  const auto target = ctx.op().params.value("size_bytes", std::uint64_t{0});
+  const std::uint64_t target = p.size_bytes;
   if (vol->size_bytes >= target) return {};  // grown already (a resumed run)
   auto pool = load_pool(ctx, vol->pool);
   if (!pool) return pool.take_error();
@@ -88,8 +88,8 @@ Status grow_volume(OpContext& ctx) {
   }
   if (auto s = save_volume(ctx, vol->id, [&](Volume& v) { v.size_bytes = size; }); !s) return s;
   refresh_pool_space(ctx, *pool, *host);
-  ctx.result()["size_bytes"] = size;
-  if (live) ctx.result()["vm_resized"] = told.ok();
+  r.size_bytes = size;
+  if (live) r.vm_resized = told.ok();
   if (!told) {
     Error e = told.take_error();
     e.message = "volume " + vol->name + " grew to " + std::to_string(size) + " bytes, but VM " +
@@ -102,7 +102,7 @@ Status grow_volume(OpContext& ctx) {
   return {};
 }
 
-Status delete_volume(OpContext& ctx) {
+Status delete_volume(OpContext& ctx, const VolumeDeleteParams&, VolumeDeleteResult&) {
   auto vol = load_volume(ctx, ctx.op().target_id);
   if (!vol) {
     if (vol.error().code == ErrorCode::not_found) return {};  // gone: deleting twice is harmless

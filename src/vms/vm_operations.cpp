@@ -1,8 +1,10 @@
 // vm.create, vm.start, vm.stop, vm.reboot, vm.destroy, vm.delete.
 #include "kvmfleet/vms/vm_operations.hpp"
 
+#include "kvmfleet/core/typed_operation.hpp"
 #include "kvmfleet/model/json.hpp"
 #include "kvmfleet/shared_storage/vm_volumes.hpp"
+#include "kvmfleet/vms/vm_params.hpp"
 #include "kvmfleet/vms/vm_steps.hpp"
 
 namespace kvmfleet {
@@ -19,17 +21,18 @@ Status activate_for_start(OpContext& ctx, const Target& t) {
 }
 
 // ... and inactive once it has stopped. A failure leaves the LV active on this host
-// only (still locked to it), so it is reported, not fatal.
-void deactivate_after_stop(OpContext& ctx, const Target& t, const DomainStatus& dom) {
-  if (vm_state_from_domain(dom.state) != VmState::stopped) return;
+// only (still locked to it), so it is reported (the warning returned), not fatal.
+std::optional<std::string> deactivate_after_stop(OpContext& ctx, const Target& t,
+                                                 const DomainStatus& dom) {
+  if (vm_state_from_domain(dom.state) != VmState::stopped) return std::nullopt;
   const auto vols = vm_volumes(ctx, t.vm);
-  if (vols.empty()) return;
+  if (vols.empty()) return std::nullopt;
   if (auto st = set_volume_activation(ctx, vols, t.host, LvMode::inactive, "deactivate"); !st)
-    ctx.result()["storage_warning"] = "shared volumes left active on " + t.host.name + ": " +
-                                      st.error().message;
+    return "shared volumes left active on " + t.host.name + ": " + st.error().message;
+  return std::nullopt;
 }
 
-Status create_vm(OpContext& ctx) {
+Status create_vm(OpContext& ctx, const VmCreateParams& p, VmCreateResult& r) {
   ctx.progress(10, "checking the target host");
   auto t = load_target(ctx);
   if (!t) return t.take_error();
@@ -52,8 +55,8 @@ Status create_vm(OpContext& ctx) {
     return e;
   }
   if (auto st = observe(ctx, t->vm.id, *dom); !st) return st;
-  ctx.result()["host"] = t->host.name;
-  if (ctx.op().params.value("start", false)) {
+  r.host = t->host.name;
+  if (p.start) {
     if (auto st = activate_for_start(ctx, *t); !st) return st;
     ctx.progress(70, "starting the domain");
     auto started = ctx.with_retry([&] { return ctx.agents().start(t->host, ctx.op().id, t->vm.id); });
@@ -66,7 +69,7 @@ Status create_vm(OpContext& ctx) {
   return {};
 }
 
-Status start_vm(OpContext& ctx) {
+Status start_vm(OpContext& ctx, const VmStartParams&, VmStartResult&) {
   auto t = load_target(ctx);
   if (!t) return t.take_error();
   if (t->vm.state == VmState::pending) return conflict("VM is not defined on a host yet");
@@ -80,12 +83,11 @@ Status start_vm(OpContext& ctx) {
   });
 }
 
-Status stop_vm(OpContext& ctx) {
+Status stop_vm(OpContext& ctx, const VmStopParams& p, VmStopResult& r) {
   auto t = load_target(ctx);
   if (!t) return t.take_error();
-  const auto& p = ctx.op().params;
-  const int timeout_s = p.value("timeout_s", ctx.config().default_stop_timeout_s);
-  const bool force = p.value("force", false);
+  const int timeout_s = p.timeout_s;
+  const bool force = p.force;
   if (auto st = save_vm(ctx, t->vm.id, [](Vm& vm) { vm.desired = DesiredState::stopped; }); !st)
     return st;
   ctx.progress(20, "asking the guest to shut down (ACPI)");
@@ -109,13 +111,13 @@ Status stop_vm(OpContext& ctx) {
     ctx.progress(80, "guest did not shut down in time: powering off");
     dom = ctx.with_retry([&] { return ctx.agents().destroy(t->host, ctx.op().id, t->vm.id); });
     if (!dom) return dom.take_error();
-    ctx.result()["forced"] = true;
+    r.forced = true;
   }
-  deactivate_after_stop(ctx, *t, *dom);
+  if (auto warning = deactivate_after_stop(ctx, *t, *dom)) r.storage_warning = std::move(warning);
   return observe(ctx, t->vm.id, *dom);
 }
 
-Status reboot_vm(OpContext& ctx) {
+Status reboot_vm(OpContext& ctx, const VmRebootParams&, VmRebootResult&) {
   auto t = load_target(ctx);
   if (!t) return t.take_error();
   ctx.progress(30, "rebooting the guest");
@@ -124,7 +126,7 @@ Status reboot_vm(OpContext& ctx) {
   return observe(ctx, t->vm.id, *dom);
 }
 
-Status destroy_vm(OpContext& ctx) {
+Status destroy_vm(OpContext& ctx, const VmDestroyParams&, VmDestroyResult& r) {
   auto t = load_target(ctx);
   if (!t) return t.take_error();
   if (auto st = save_vm(ctx, t->vm.id, [](Vm& vm) { vm.desired = DesiredState::stopped; }); !st)
@@ -132,11 +134,11 @@ Status destroy_vm(OpContext& ctx) {
   ctx.progress(30, "powering off the domain");
   auto dom = ctx.with_retry([&] { return ctx.agents().destroy(t->host, ctx.op().id, t->vm.id); });
   if (!dom) return dom.take_error();
-  deactivate_after_stop(ctx, *t, *dom);
+  if (auto warning = deactivate_after_stop(ctx, *t, *dom)) r.storage_warning = std::move(warning);
   return observe(ctx, t->vm.id, *dom);
 }
 
-Status delete_vm(OpContext& ctx) {
+Status delete_vm(OpContext& ctx, const VmDeleteParams& p, VmDeleteResult&) {
   const std::string id = ctx.op().target_id;
   auto vm = ctx.state().read([&](const ClusterState::Data& d) -> std::optional<Vm> {
     const Vm* v = d.find_vm(id);
@@ -146,7 +148,7 @@ Status delete_vm(OpContext& ctx) {
   if (!vm->host.empty()) {
     auto t = load_target(ctx);
     if (!t) return t.take_error();
-    if (ctx.op().params.value("force", false)) {
+    if (p.force) {
       ctx.progress(20, "powering off the domain");
       auto dom = ctx.with_retry([&] { return ctx.agents().destroy(t->host, ctx.op().id, id); });
       if (!dom && dom.error().code != ErrorCode::not_found) return dom.take_error();
@@ -170,12 +172,12 @@ Status delete_vm(OpContext& ctx) {
 }  // namespace
 
 void register_vm_operations(OperationRunner& runner) {
-  runner.register_kind(std::string(op_kind::vm_create), create_vm);
-  runner.register_kind(std::string(op_kind::vm_start), start_vm);
-  runner.register_kind(std::string(op_kind::vm_stop), stop_vm);
-  runner.register_kind(std::string(op_kind::vm_reboot), reboot_vm);
-  runner.register_kind(std::string(op_kind::vm_destroy), destroy_vm);
-  runner.register_kind(std::string(op_kind::vm_delete), delete_vm);
+  register_operation(runner, create_vm);
+  register_operation(runner, start_vm);
+  register_operation(runner, stop_vm);
+  register_operation(runner, reboot_vm);
+  register_operation(runner, destroy_vm);
+  register_operation(runner, delete_vm);
 }
 
 }  // namespace kvmfleet

@@ -1,9 +1,34 @@
 #include "kvmfleet/vms/vm_service.hpp"
 
 #include "kvmfleet/common/ids.hpp"
+#include "kvmfleet/core/typed_operation.hpp"
 #include "kvmfleet/shared_storage/vm_volumes.hpp"
 
 namespace kvmfleet {
+namespace {
+
+// The operation of `kind` with its params, when `params` fit the kind.
+Status set_action_params(Operation& op, std::string_view kind, const VmActionParams& params) {
+  const bool none = std::holds_alternative<std::monostate>(params);
+  if (kind == VmStartParams::kind && none) {
+    set_params(op, VmStartParams{});
+  } else if (kind == VmRebootParams::kind && none) {
+    set_params(op, VmRebootParams{});
+  } else if (kind == VmDestroyParams::kind && none) {
+    set_params(op, VmDestroyParams{});
+  } else if (const auto* stop = std::get_if<VmStopParams>(&params);
+             stop && kind == VmStopParams::kind) {
+    set_params(op, *stop);
+  } else if (const auto* del = std::get_if<VmDeleteParams>(&params);
+             del && kind == VmDeleteParams::kind) {
+    set_params(op, *del);
+  } else {
+    return invalid("these params do not fit a VM action of this kind", {{"kind", kind}});
+  }
+  return {};
+}
+
+}  // namespace
 
 Result<scheduler::Placement> VmService::place(const VmSpec& spec) const {
   return state_.read([&](const ClusterState::Data& d) -> Result<scheduler::Placement> {
@@ -24,10 +49,9 @@ Result<Submitted> VmService::create_vm(const Principal& who, const VmSpec& spec,
   vm.state = VmState::pending;
   vm.created_at = vm.updated_at = clock_.now();
   Operation op;
-  op.kind = op_kind::vm_create;
+  set_params(op, VmCreateParams{spec.name, start});
   op.target_type = "vm";
   op.target_id = vm.id;
-  op.params = {{"name", spec.name}, {"start", start}};
   return operations_.submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch& b, Operation&) -> Status {
     if (d.vm_ids.count(spec.name)) return conflict("a VM with this name exists", {{"name", spec.name}});
     // Placement is a pure function of the snapshot taken under the same lock that
@@ -48,17 +72,17 @@ Result<Submitted> VmService::create_vm(const Principal& who, const VmSpec& spec,
 }
 
 Result<Submitted> VmService::vm_action(const Principal& who, const std::string& id_or_name,
-                                            std::string_view kind, nlohmann::json params,
-                                            const SubmitOptions& opts) {
+                                       std::string_view kind, const VmActionParams& params,
+                                       const SubmitOptions& opts) {
   Operation op;
-  op.kind = std::string(kind);
   op.target_type = "vm";
-  op.params = std::move(params);
+  if (auto st = set_action_params(op, kind, params); !st) return st.take_error();
+  const auto* del = std::get_if<VmDeleteParams>(&params);
   return operations_.submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation& next) -> Status {
     const Vm* vm = d.find_vm(id_or_name);
     if (!vm) return not_found("no such VM", {{"vm", id_or_name}});
     const bool busy = d.active_operation_for(vm->id) != nullptr;
-    if (kind == op_kind::vm_delete && !busy && !next.params.value("force", false) &&
+    if (del && !busy && !del->force &&
         (vm->state == VmState::running || vm->state == VmState::paused ||
          vm->state == VmState::shutting_down))
       return conflict("VM is running; stop it first or delete with force=true",

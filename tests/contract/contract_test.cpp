@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <set>
 
 namespace kvmfleet::contract {
@@ -921,6 +922,106 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
                                 << check.out << check.err;
 }
 
+// ---- moves and drains ------------------------------------------------------------------
+// The operations of moves and a drain as the real controller records them, checked
+// against their kinds' params and result schemas: no agent answers, so each move fails
+// after its first steps, with the partial result it recorded (how it moves, from where
+// to where), and the drain fails naming the VM that could not move.
+TEST_F(ControllerContract, MoveAndDrainOperationsAnswerAsTheContractSays) {
+  const std::string admin = controller_->admin_token();
+  std::map<std::string, std::string> agent_tokens;
+  for (const std::string host : {"node1", "node2"}) {
+    auto reg = post("/v1/hosts", "/v1/hosts", admin, {{"name", host}, {"agent_url", agent_url()}});
+    ASSERT_EQ(reg.status, 201u) << reg.body;
+    agent_tokens[host] = reg.json().value("agent_token", "");
+  }
+  auto beat = [&](const std::string& host, const json& domains) {
+    const json inventory = {{"cpus", 8},
+                            {"memory_total_mib", 16384},
+                            {"memory_free_mib", 12000},
+                            {"domain_type", "kvm"},
+                            {"migration_address", host == "node1" ? "127.0.0.11" : "127.0.0.12"},
+                            {"domains", domains}};
+    auto a = post("/v1/agent/heartbeat", "/v1/agent/heartbeat", agent_tokens[host],
+                  {{"host", host}, {"agent_url", agent_url()}, {"inventory", inventory}});
+    EXPECT_EQ(a.status, 200u) << a.body;
+  };
+  beat("node1", json::array());
+  beat("node2", json::array());
+
+  // A VM whose create failed (no agent) stays pending on node1 until node1 reports it.
+  auto created = post("/v1/vms?wait=60", "/v1/vms", admin,
+                      {{"name", "mover"}, {"memory_mib", 64}, {"host", "node1"}});
+  ASSERT_EQ(created.status, 200u) << created.body;
+  const std::string id = created.json()["target"].value("id", "");
+  auto domain = [&](const std::string& state) {
+    return json::array({{{"uuid", id},
+                         {"name", "mover"},
+                         {"state", state},
+                         {"managed", true},
+                         {"persistent", true}}});
+  };
+  beat("node1", domain("running"));
+  ASSERT_EQ(get("/v1/vms/mover", "/v1/vms/{id}", admin).json().value("state", ""), "running");
+
+  // A live move: its result says so from the start, and where it was going.
+  auto live = post("/v1/vms/mover/migrate?wait=60", "/v1/vms/{id}/migrate", admin,
+                   {{"target_host", "node2"}});
+  ASSERT_EQ(live.status, 200u) << live.body;
+  {
+    const json op = live.json();
+    EXPECT_EQ(op.value("kind", ""), "vm.migrate");
+    EXPECT_EQ(op.value("state", ""), "failed") << live.body;
+    EXPECT_EQ(op["params"].value("mode", ""), "live");
+    EXPECT_EQ(op["params"].value("target_host", ""), "node2");
+    EXPECT_EQ(op["result"].value("mode", ""), "live") << live.body;
+    EXPECT_EQ(op["result"].value("source_host", ""), "node1") << live.body;
+    EXPECT_EQ(op["result"].value("target_host", ""), "node2") << live.body;
+  }
+
+  // A drain: its migration fails too, and its result says so for the VM.
+  const std::string maint = "/v1/hosts/{name}/maintenance";
+  auto drain = post("/v1/hosts/node1/maintenance?wait=60", maint, admin, {{"enabled", true}});
+  ASSERT_EQ(drain.status, 200u) << drain.body;
+  {
+    const json op = drain.json();
+    EXPECT_EQ(op.value("kind", ""), "host.maintenance");
+    EXPECT_EQ(op.value("state", ""), "failed") << drain.body;
+    EXPECT_EQ(op["result"].value("host", ""), "node1");
+    const json entry = op["result"]["vms"].value("mover", json::object());
+    EXPECT_EQ(entry.value("state", ""), "failed") << drain.body;
+    EXPECT_TRUE(entry.contains("operation")) << drain.body;
+    EXPECT_TRUE(entry["error"].is_object()) << drain.body;
+  }
+  auto undrain = post("/v1/hosts/node1/maintenance?wait=60", maint, admin, {{"enabled", false}});
+  ASSERT_EQ(undrain.status, 200u) << undrain.body;
+  EXPECT_EQ(undrain.json().value("state", ""), "succeeded") << undrain.body;
+
+  // A cold move of the VM once node1 reports it stopped.
+  beat("node1", domain("stopped"));
+  ASSERT_EQ(get("/v1/vms/mover", "/v1/vms/{id}", admin).json().value("state", ""), "stopped");
+  auto cold = post("/v1/vms/mover/migrate?wait=60", "/v1/vms/{id}/migrate", admin,
+                   {{"target_host", "node2"}});
+  ASSERT_EQ(cold.status, 200u) << cold.body;
+  EXPECT_EQ(cold.json()["params"].value("mode", ""), "cold");
+  EXPECT_EQ(cold.json()["result"].value("mode", ""), "cold") << cold.body;
+  EXPECT_EQ(cold.json()["result"].value("source_host", ""), "node1") << cold.body;
+
+  // Every operation once more, as the list shows them.
+  auto ops = get("/v1/operations?limit=1000", "/v1/operations", admin);
+  ASSERT_EQ(ops.status, 200u);
+  const json listed = ops.json();
+  std::set<std::string> kinds;
+  for (const auto& op : listed["items"]) kinds.insert(op.value("kind", ""));
+  EXPECT_EQ(kinds, (std::set<std::string>{"vm.create", "vm.migrate", "host.maintenance"}));
+
+  const ProcessOutput check = run_checker({record_path_});
+  EXPECT_EQ(check.exit_code, 0)
+      << "api/openapi.yaml does not describe what the controller answered (" << record_path_
+      << "):\n"
+      << check.out << check.err;
+}
+
 // ---- the checker itself ---------------------------------------------------------------
 
 TEST(OpenApiCheck, SpecIsStructurallyValid) {
@@ -947,6 +1048,22 @@ TEST(OpenApiCheck, RejectsAnswersOutsideTheContract) {
                    {"finished_at", nullptr}};
   json leaked = op;
   leaked["request_hash"] = std::string(64, 'a');
+  json migrate_without_mode = op;
+  migrate_without_mode["kind"] = "vm.migrate";
+  migrate_without_mode["params"] = {{"target_host", "node2"},
+                                    {"source_host", "node1"},
+                                    {"mode", "live"},
+                                    {"policy",
+                                     {{"max_downtime_ms", 300},
+                                      {"bandwidth_mib_s", 0},
+                                      {"auto_converge", false},
+                                      {"allow_post_copy", false},
+                                      {"converge_timeout_s", 0},
+                                      {"downtime_ceiling_ms", 2000}}}};
+  migrate_without_mode["result"] = {{"source_host", "node1"}, {"target_host", "node2"}};
+  json stop_with_delete_params = op;
+  stop_with_delete_params["kind"] = "vm.stop";
+  stop_with_delete_params["params"] = {{"force", true}};
   auto line = [](const std::string& method, const std::string& templ, unsigned status, const std::string& type,
                  const std::string& body, const json& headers = json::object()) {
     return json{{"method", method}, {"path_template", templ}, {"path", templ}, {"status", status},
@@ -969,9 +1086,14 @@ TEST(OpenApiCheck, RejectsAnswersOutsideTheContract) {
       line("GET", "/v1/hosts", 401, "application/json",
            R"({"error":{"code":"not_found","message":"x","details":{}}})"),
       // 7: an error code outside the closed set
-      line("GET", "/v1/hosts", 500, "application/json", R"({"error":{"code":"oops","message":"x","details":{}}})"),
+      line("GET", "/v1/hosts", 500, "application/json",
+           R"({"error":{"code":"oops","message":"x","details":{}}})"),
       // 8: a valid answer, which must pass
       line("POST", "/v1/vms", 202, "application/json", op.dump(), {{"location", location}}),
+      // 9: a move whose result does not say how it moves
+      line("GET", "/v1/operations/{id}", 200, "application/json", migrate_without_mode.dump()),
+      // 10: params of another kind than the operation's
+      line("GET", "/v1/operations/{id}", 200, "application/json", stop_with_delete_params.dump()),
   };
   const std::string path = kRecordDir + "/recorded-checker-negative.jsonl";
   {
@@ -985,6 +1107,10 @@ TEST(OpenApiCheck, RejectsAnswersOutsideTheContract) {
         << "line " << n << " was not reported:\n"
         << check.out;
   EXPECT_EQ(check.out.find("FAIL line 8:"), std::string::npos) << check.out;
+  for (int n = 9; n <= 10; ++n)
+    EXPECT_NE(check.out.find("FAIL line " + std::to_string(n) + ":"), std::string::npos)
+        << "line " << n << " was not reported:\n"
+        << check.out;
   std::remove(path.c_str());
 }
 

@@ -446,13 +446,33 @@ TEST(StorageContract, RequestSchemasAcceptWhatTheParsersAccept) {
 TEST(OpenApiCheck, ReportsSchemasThatDisagreeWithTheParser) {
   const std::string schema = "/components/schemas/VolumeGrowRequest";
   const std::vector<json> cases = {
-      {{"label", "accepted by the parser, refused by the schema"}, {"schema", schema},
-       {"instance", {{"size_bytes", 100}}}, {"accepted", true}},
-      {{"label", "refused by the parser, accepted by the schema"}, {"schema", schema},
-       {"instance", {{"size_gib", 2}}}, {"accepted", false}},
-      {{"label", "marked looser, but the schema refuses"}, {"schema", schema},
-       {"instance", json::object()}, {"accepted", false}, {"looser", true}},
-      {{"label", "agreement"}, {"schema", schema}, {"instance", {{"size_gib", 2}}}, {"accepted", true}},
+      {{"label", "accepted by the parser, refused by the schema"},
+       {"schema", schema},
+       {"instance", {{"size_bytes", 100}}},
+       {"accepted", true}},
+      {{"label", "refused by the parser, accepted by the schema"},
+       {"schema", schema},
+       {"instance", {{"size_gib", 2}}},
+       {"accepted", false}},
+      {{"label", "marked looser, but the schema refuses"},
+       {"schema", schema},
+       {"instance", json::object()},
+       {"accepted", false},
+       {"looser", true}},
+      {{"label", "agreement"},
+       {"schema", schema},
+       {"instance", {{"size_gib", 2}}},
+       {"accepted", true}},
+      {{"label", "marked legacy, but the schema accepts"},
+       {"schema", schema},
+       {"instance", {{"size_gib", 2}}},
+       {"accepted", true},
+       {"legacy", true}},
+      {{"label", "legacy: the parser reads what the schema refuses"},
+       {"schema", schema},
+       {"instance", {{"size_bytes", 100}}},
+       {"accepted", true},
+       {"legacy", true}},
   };
   const std::string path = kRecordDir + "/agreement-negative.jsonl";
   {
@@ -466,6 +486,9 @@ TEST(OpenApiCheck, ReportsSchemasThatDisagreeWithTheParser) {
         << "case " << n << " was not reported:\n"
         << check.out;
   EXPECT_EQ(check.out.find("FAIL case 4 "), std::string::npos) << check.out;
+  EXPECT_NE(check.out.find("FAIL case 5 "), std::string::npos) << "case 5 was not reported:\n"
+                                                               << check.out;
+  EXPECT_EQ(check.out.find("FAIL case 6 "), std::string::npos) << check.out;
   std::remove(path.c_str());
 }
 

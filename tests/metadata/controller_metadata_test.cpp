@@ -127,7 +127,7 @@ TEST_F(ControllerMetadataTest, CreatedVmsAreRecordedWithTheirHostAndDeletedOnesR
     EXPECT_EQ(r->writer, "ctl-test");
   }
 
-  auto del = ctl_->vms().vm_action(admin, "web1", "vm.delete", {{"force", true}}, {});
+  auto del = ctl_->vms().vm_action(admin, "web1", "vm.delete", VmDeleteParams{true}, {});
   ASSERT_TRUE(del.ok()) << del.error().message;
   EXPECT_EQ(wait_done(del->operation.id).state, OpState::succeeded);
   ASSERT_TRUE(eventually([&] { return !record(ids[1]); }));

@@ -1,6 +1,8 @@
 #include "kvmfleet/controller/controller.hpp"
 #include "kvmfleet/core/reconciler.hpp"
+#include "kvmfleet/core/typed_operation.hpp"
 #include "kvmfleet/migration/migration_operations.hpp"
+#include "kvmfleet/migration/migration_params.hpp"
 #include "kvmfleet/migration/migration_planning.hpp"
 #include "kvmfleet/vms/vm_operations.hpp"
 #include "tests/doubles/core/fake_agent_api.hpp"
@@ -136,14 +138,14 @@ TEST_F(ControllerTest, StopTimesOutWithoutForceAndPowersOffWithForce) {
   auto c = ctl_->vms().create_vm(admin(), spec("web1"), true, {});
   wait_done(c->operation.id);
   agents_.acpi_works = false;  // the guest ignores ACPI
-  auto s = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_stop, {{"timeout_s", 1}, {"force", false}}, {});
+  auto s = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_stop, VmStopParams{1, false}, {});
   ASSERT_TRUE(s.ok());
   auto op = wait_done(s->operation.id);
   EXPECT_EQ(op.state, OpState::failed);
   ASSERT_TRUE(op.error);
   EXPECT_EQ(op.error->code, ErrorCode::timeout);
   EXPECT_EQ(vm("web1").state, VmState::running);
-  auto f = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_stop, {{"timeout_s", 1}, {"force", true}}, {});
+  auto f = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_stop, VmStopParams{1, true}, {});
   auto fop = wait_done(f->operation.id);
   EXPECT_EQ(fop.state, OpState::succeeded);
   EXPECT_TRUE(fop.result.value("forced", false));
@@ -156,10 +158,10 @@ TEST_F(ControllerTest, DeleteOfARunningVmNeedsForce) {
   runner_->start();
   auto c = ctl_->vms().create_vm(admin(), spec("web1"), true, {});
   wait_done(c->operation.id);
-  auto d = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_delete, {{"force", false}}, {});
+  auto d = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_delete, VmDeleteParams{false}, {});
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.error().code, ErrorCode::conflict);
-  auto f = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_delete, {{"force", true}}, {});
+  auto f = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_delete, VmDeleteParams{true}, {});
   ASSERT_TRUE(f.ok());
   EXPECT_EQ(wait_done(f->operation.id).state, OpState::succeeded);
   EXPECT_TRUE(vm("web1").id.empty());
@@ -167,7 +169,7 @@ TEST_F(ControllerTest, DeleteOfARunningVmNeedsForce) {
 }
 
 TEST_F(ControllerTest, UnknownVmIsNotFound) {
-  auto s = ctl_->vms().vm_action(admin(), "ghost", op_kind::vm_start, nlohmann::json::object(), {});
+  auto s = ctl_->vms().vm_action(admin(), "ghost", op_kind::vm_start, {}, {});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, ErrorCode::not_found);
 }
@@ -601,6 +603,33 @@ TEST_F(MigrationTest, MovesTheVmToTheTargetAndRecordsIt) {
   EXPECT_EQ(agents_.count("migrate"), 1);
 }
 
+// Every move says how it moves, from its submission on, and a poller sees the partial
+// result (where it goes, libvirt's job statistics) while it runs.
+TEST_F(MigrationTest, ALiveMoveRecordsItsModeAndShowsItsProgress) {
+  agents_.hold_migrations = true;
+  auto m = ctl_->migration().migrate_vm(admin(), "web1", "node2", {}, {});
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  EXPECT_EQ(m->operation.params.value("mode", ""), "live");
+  EXPECT_EQ(m->operation.result.value("mode", ""), "live");
+  std::optional<Operation> seen;
+  const bool polled = clock_.advance_until(
+      [&] {
+        seen = state_->operation(m->operation.id);
+        return seen && seen->result.contains("migration");
+      },
+      50ms, 1min);
+  ASSERT_TRUE(polled) << (seen ? seen->result.dump() : "gone");
+  EXPECT_EQ(seen->result.value("mode", ""), "live");
+  EXPECT_EQ(seen->result.value("source_host", ""), "node1");
+  EXPECT_EQ(seen->result.value("target_host", ""), "node2");
+  EXPECT_EQ(seen->result["migration"].value("state", ""), "running");
+  agents_.complete_migration(vm("web1").id);
+  auto op = wait_done(m->operation.id);
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(op.result.value("mode", ""), "live");
+  EXPECT_EQ(op.result["migration"].value("state", ""), "completed");
+}
+
 TEST_F(MigrationTest, WithoutATargetTheSchedulerPicksAnotherHost) {
   auto m = ctl_->migration().migrate_vm(admin(), "web1", "", {}, {});
   ASSERT_TRUE(m.ok()) << m.error().message;
@@ -642,7 +671,7 @@ TEST_F(MigrationTest, PreChecksRefuseClearly) {
 // A stopped VM moves cold: defined on the target, undefined on the source, recorded
 // there; no libvirt migration, no migration slot, and it starts on the target.
 TEST_F(MigrationTest, StoppedVmMovesCold) {
-  auto stop = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_destroy, nlohmann::json::object(), {});
+  auto stop = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_destroy, {}, {});
   ASSERT_EQ(wait_done(stop->operation.id).state, OpState::succeeded);
   const std::string id = vm("web1").id;
   auto m = ctl_->migration().migrate_vm(admin(), "web1", "node2", {}, {});
@@ -658,7 +687,7 @@ TEST_F(MigrationTest, StoppedVmMovesCold) {
   const Host n2 = state_->read([](const ClusterState::Data& d) { return *d.find_host("node2"); });
   EXPECT_EQ(agents_.get_domain(n1, id).error().code, ErrorCode::not_found);
   ASSERT_TRUE(agents_.get_domain(n2, id).ok());
-  auto start = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_start, nlohmann::json::object(), {});
+  auto start = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_start, {}, {});
   ASSERT_EQ(wait_done(start->operation.id).state, OpState::succeeded);
   EXPECT_EQ(agents_.get_domain(n2, id)->state, "running");
   // Back again, and to its own host: 409.
@@ -670,7 +699,7 @@ TEST_F(MigrationTest, StoppedVmMovesCold) {
 // The record says stopped, the source host says it runs (the record lags): the move
 // is refused and nothing is defined on the target.
 TEST_F(MigrationTest, ColdMoveOfAVmTheSourceStillRunsIsRefused) {
-  auto stop = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_destroy, nlohmann::json::object(), {});
+  auto stop = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_destroy, {}, {});
   ASSERT_EQ(wait_done(stop->operation.id).state, OpState::succeeded);
   const std::string id = vm("web1").id;
   agents_.set_state("node1", id, "running");
@@ -688,7 +717,7 @@ TEST_F(MigrationTest, ColdMoveOfAVmTheSourceStillRunsIsRefused) {
 // A stopped VM on a host that is not up is not moved: its host cannot confirm it is
 // stopped (that is HA's fencing question, not a move).
 TEST_F(MigrationTest, ColdMoveNeedsTheSourceUp) {
-  auto stop = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_destroy, nlohmann::json::object(), {});
+  auto stop = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_destroy, {}, {});
   ASSERT_EQ(wait_done(stop->operation.id).state, OpState::succeeded);
   record_host_state("node1", HostState::unreachable);
   auto m = ctl_->migration().migrate_vm(admin(), "web1", "node2", {}, {});
@@ -795,8 +824,7 @@ TEST_F(MigrationTest, AMigrationThatVanishedOnTheSourceLeavesTheVmThere) {
 Operation migration(const std::string& id, const std::string& from, const std::string& to) {
   Operation op;
   op.id = id;
-  op.kind = op_kind::vm_migrate;
-  op.params = {{"source_host", from}, {"target_host", to}};
+  set_params(op, VmMigrateParams{.target_host = to, .source_host = from});
   return op;
 }
 
@@ -870,8 +898,45 @@ TEST_F(DrainTest, AThirdMigrationFromAHostQueuesAndSaysWhy) {
   EXPECT_EQ(vm("v3").host, "node2");
 }
 
+// progress() records the drain's result as it goes: a poller sees each VM's state.
+TEST_F(DrainTest, APollerSeesEachVmOfADrainWhileItRuns) {
+  agents_.hold_migrations = true;
+  auto m = ctl_->migration().set_maintenance(admin(), "node1", true, {}, {});
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  nlohmann::json vms;
+  const bool seen = clock_.advance_until(
+      [&] {
+        vms = op(m->operation.id).result.value("vms", nlohmann::json::object());
+        return vms.size() == 3 && agents_.count("migrate") == 2;
+      },
+      50ms, 1min);
+  ASSERT_TRUE(seen) << vms.dump();
+  int migrating = 0, queued = 0;
+  for (const auto& [name, e] : vms.items()) {
+    migrating += e.value("state", "") == "migrating";
+    queued += e.value("state", "") == "queued";
+    EXPECT_TRUE(e.contains("operation")) << name;
+  }
+  EXPECT_EQ(migrating + queued, 3) << vms.dump();
+  EXPECT_GE(queued, 1) << vms.dump();  // the third waits for a slot
+  // Whichever two started first end; then the third starts, and ends.
+  auto started_moves = [&] {
+    std::vector<std::string> uuids;
+    for (const auto& c : agents_.calls())
+      if (c.name == "migrate") uuids.push_back(c.uuid);
+    return uuids;
+  };
+  for (const auto& uuid : started_moves()) agents_.complete_migration(uuid);
+  ASSERT_TRUE(clock_.advance_until([&] { return agents_.count("migrate") == 3; }, 50ms, 1min));
+  agents_.complete_migration(started_moves().back());
+  const Operation done = wait_done(m->operation.id);
+  ASSERT_EQ(done.state, OpState::succeeded) << (done.error ? done.error->message : "");
+  for (const char* name : {"v1", "v2", "v3"})
+    EXPECT_EQ(done.result["vms"][name]["state"], "moved") << name;
+}
+
 TEST_F(DrainTest, MaintenanceMovesEveryRunningVmAwayAndReportsEach) {
-  auto stop = ctl_->vms().vm_action(admin(), "v3", op_kind::vm_destroy, nlohmann::json::object(), {});
+  auto stop = ctl_->vms().vm_action(admin(), "v3", op_kind::vm_destroy, {}, {});
   ASSERT_TRUE(stop.ok());
   ASSERT_EQ(wait_done(stop->operation.id).state, OpState::succeeded);
   auto m = ctl_->migration().set_maintenance(admin(), "node1", true, {}, {});

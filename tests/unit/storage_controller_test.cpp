@@ -183,7 +183,7 @@ TEST_F(StorageControllerTest, VmOnAVolumeActivatesItExclusivelyWhereItRunsAndRel
   ASSERT_FALSE(twice.ok());
   EXPECT_EQ(twice.error().code, ErrorCode::conflict);
 
-  auto stop = run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_stop, {{"timeout_s", 5}}, {}));
+  auto stop = run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_stop, VmStopParams{5}, {}));
   ASSERT_EQ(stop.state, OpState::succeeded);
   EXPECT_TRUE(holders("disk1").empty());
   // Attached volumes are not deleted.
@@ -191,7 +191,7 @@ TEST_F(StorageControllerTest, VmOnAVolumeActivatesItExclusivelyWhereItRunsAndRel
   ASSERT_FALSE(del.ok());
   EXPECT_EQ(del.error().code, ErrorCode::conflict);
   // Deleting the VM releases the volume, which then can go.
-  auto gone = run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_delete, nlohmann::json::object(), {}));
+  auto gone = run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_delete, VmDeleteParams{}, {}));
   ASSERT_EQ(gone.state, OpState::succeeded);
   EXPECT_TRUE(volume("disk1").attached_to.empty());
   auto del2 = run(ctl_->storage().delete_volume(admin(), "disk1", {}));
@@ -205,7 +205,7 @@ TEST_F(StorageControllerTest, StartRefusedWhileAnotherHostHoldsTheVolume) {
   // Something on node2 holds the LV (a VM the controller lost track of, say).
   Host node2 = state_->read([](const ClusterState::Data& d) { return *d.find_host("node2"); });
   ASSERT_TRUE(agents_.lv_activate(node2, "x", "pool1", "disk1", LvMode::exclusive).ok());
-  auto start = run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_start, nlohmann::json::object(), {}));
+  auto start = run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_start, {}, {}));
   ASSERT_EQ(start.state, OpState::failed);
   EXPECT_EQ(start.error->code, ErrorCode::conflict);
   EXPECT_EQ(vm("vm1").state, VmState::stopped);
@@ -275,7 +275,7 @@ TEST_F(StorageControllerTest, RevertNeedsTheVmStoppedAndRemovesTheSnapshot) {
   auto running = ctl_->storage().snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_revert, {});
   ASSERT_FALSE(running.ok());
   EXPECT_EQ(running.error().code, ErrorCode::conflict);
-  ASSERT_EQ(run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_stop, {{"timeout_s", 5}}, {})).state,
+  ASSERT_EQ(run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_stop, VmStopParams{5}, {})).state,
             OpState::succeeded);
   EXPECT_TRUE(holders("disk1").empty());
   auto op = run(ctl_->storage().snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_revert, {}));
@@ -372,7 +372,7 @@ TEST_F(StorageControllerTest, StoppedVmOnAVolumeMovesColdAndStartsOnTheTarget) {
   vm1_on_disk1(true);
   ASSERT_EQ(run(ctl_->storage().create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
             OpState::succeeded);
-  ASSERT_EQ(run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_stop, {{"timeout_s", 5}}, {})).state,
+  ASSERT_EQ(run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_stop, VmStopParams{5}, {})).state,
             OpState::succeeded);
   // Left active on node1 as if the guest had powered itself off: the move releases it.
   Host node1 = state_->read([](const ClusterState::Data& d) { return *d.find_host("node1"); });
@@ -381,7 +381,7 @@ TEST_F(StorageControllerTest, StoppedVmOnAVolumeMovesColdAndStartsOnTheTarget) {
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(vm("vm1").host, "node2");
   EXPECT_TRUE(holders("disk1").empty());
-  auto start = run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_start, nlohmann::json::object(), {}));
+  auto start = run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_start, {}, {}));
   ASSERT_EQ(start.state, OpState::succeeded) << (start.error ? start.error->message : "");
   EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node2", LvMode::exclusive}}));
 }

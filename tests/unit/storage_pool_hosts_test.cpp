@@ -354,8 +354,7 @@ TEST_F(PoolHostsTest, VolumeLeftActiveByAGuestThatPoweredOffIsDeactivatedOnItsHo
   monitor.refresh();
   EXPECT_EQ(calls_on("node1", "lv_activate:inactive"), node1_before + 1);
   EXPECT_EQ(calls_on("node2", "lv_activate:inactive"), node2_before + 1);
-  auto start =
-      run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_start, nlohmann::json::object(), {}));
+  auto start = run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_start, {}, {}));
   ASSERT_EQ(start.state, OpState::succeeded) << (start.error ? start.error->message : "");
   EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node1", LvMode::exclusive}}));
 }

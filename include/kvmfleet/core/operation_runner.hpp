@@ -56,9 +56,15 @@ class OpContext {
       delay = std::min(delay * 2, std::chrono::milliseconds{10'000});
     }
   }
-  // What progress() persists along with the percentage, so a poller (and a resumed
-  // run) sees partial results such as a drain's per-VM outcomes.
-  nlohmann::json& result() { return op_.result; }
+  // The result as it stands, in the stored form: what progress() persists along with
+  // the percentage, so a poller (and a resumed run) sees partial results such as a
+  // drain's per-VM outcomes, and what the operation ends with. An operation's code
+  // records its result through its kind's typed struct (typed_operation.hpp), which
+  // binds it here for the run.
+  nlohmann::json result() const { return result_source_ ? result_source_() : op_.result; }
+  void bind_result(std::function<nlohmann::json()> source) { result_source_ = std::move(source); }
+  // Keeps the bound result's last rendering and unbinds it.
+  void unbind_result();
   // Persists a new pending operation (kind, target and params set by `plan`, which
   // may refuse) and queues it: how an operation starts others (a drain its
   // migrations). The child is attributed to this operation's requester.
@@ -71,6 +77,7 @@ class OpContext {
   OperationRunner& runner_;
   Operation op_;
   Interrupt interrupt_;  // raised when the runner stops or the op is cancelled
+  std::function<nlohmann::json()> result_source_;  // the typed result, while bound
 };
 
 // Code that carries out one kind of operation: check preconditions (changing

@@ -19,10 +19,12 @@ namespace kvmfleet {
 // when given (404/409 when it cannot take the VM), else the scheduler's best host
 // other than the source. Memory and CPUs already promised to migrations in flight
 // count on their destinations, so a drain never overcommits a host. On success,
-// `next` gets the VM as target and params {target_host, source_host, policy}.
+// `next` becomes a vm.migrate of the VM (VmMigrateParams; `maintenance_of` names the
+// host whose drain asks for it, if any) whose result says from the start whether it
+// moves live or cold.
 Status plan_migration(const ClusterState::Data& d, const scheduler::Config& config, const Vm& vm,
                       const std::string& target_host, const MigrationPolicy& policy,
-                      Operation& next);
+                      Operation& next, const std::string& maintenance_of = "");
 
 // A live move of a VM whose volume has COW snapshots is refused (conflict): lvmlockd
 // cannot activate an origin with snapshots on two hosts at once.

@@ -10,8 +10,7 @@
 #include "kvmfleet/core/config.hpp"
 #include "kvmfleet/core/operations.hpp"
 #include "kvmfleet/scheduler/scheduler.hpp"
-
-#include <nlohmann/json.hpp>
+#include "kvmfleet/vms/vm_params.hpp"
 
 #include <string>
 #include <string_view>
@@ -31,9 +30,10 @@ class VmService {
   // cannot both take the last free memory.
   Result<Submitted> create_vm(const Principal& who, const VmSpec& spec, bool start,
                               const SubmitOptions& opts);
-  // kind: vm.start / vm.stop / vm.reboot / vm.destroy / vm.delete
+  // kind: vm.start / vm.stop / vm.reboot / vm.destroy / vm.delete, with the params
+  // that kind takes (invalid_argument when they do not fit it).
   Result<Submitted> vm_action(const Principal& who, const std::string& id_or_name,
-                              std::string_view kind, nlohmann::json params,
+                              std::string_view kind, const VmActionParams& params,
                               const SubmitOptions& opts);
 
  private:
