@@ -64,13 +64,13 @@ struct MetadataWriter::Shared {
   struct Entry {
     std::optional<VmMetadata> meta;  // nullopt: delete the record
     std::int64_t generation = 0;
-    Clock::time_point first_change{};
+    Clock::steady_time_point first_change{};
     std::uint64_t seq = 0;
   };
   struct InFlight {
     std::string id;
     std::int64_t generation = 0;
-    Clock::time_point first_change{};
+    Clock::steady_time_point first_change{};
   };
 
   Shared(std::shared_ptr<MetadataFs> f, const Clock& c, MetadataWriterOptions o, Refetch r)
@@ -94,10 +94,12 @@ struct MetadataWriter::Shared {
   std::unordered_map<std::string, Entry> pending;
   std::map<std::uint64_t, std::string> order;  // seq → id, oldest first
   std::uint64_t next_seq = 0;
-  std::map<std::string, Clock::time_point> dropped;  // id → its oldest unwritten change
+  // The times below are the clock's monotonic reading: they measure the lag and the
+  // tombstones' age, and a step of the wall clock must not skew either.
+  std::map<std::string, Clock::steady_time_point> dropped;  // id → its oldest unwritten change
   std::unordered_map<std::string, std::int64_t> done_gen;
   std::unordered_map<std::string, std::string> done_xml;
-  std::unordered_map<std::string, Clock::time_point> tombstones;
+  std::unordered_map<std::string, Clock::steady_time_point> tombstones;
   std::optional<InFlight> in_flight;
   MetadataHealth h;
 
@@ -354,7 +356,7 @@ void MetadataWriter::submit(VmMetadata meta) {
     if (auto g = s.done_gen.find(id); g != s.done_gen.end() && g->second >= gen) return;
     Shared::Entry e;
     e.generation = gen;
-    e.first_change = s.clock.now();
+    e.first_change = s.clock.steady_now();
     if (auto d = s.dropped.find(id); d != s.dropped.end()) {
       e.first_change = d->second;
       s.dropped.erase(d);
@@ -369,7 +371,7 @@ void MetadataWriter::submit_delete(const std::string& vm_id) {
   auto& s = *s_;
   {
     std::lock_guard lk(s.mu);
-    const auto now = s.clock.now();
+    const auto now = s.clock.steady_now();
     if (s.tombstones.size() > 1024) {
       std::erase_if(s.tombstones, [&](const auto& t) { return now - t.second > kTombstoneTtl; });
     }
@@ -396,15 +398,15 @@ MetadataHealth MetadataWriter::health() const {
   std::lock_guard lk(s.mu);
   MetadataHealth h = s.h;
   h.queue_depth = s.pending.size() + s.dropped.size() + (s.in_flight ? 1 : 0);
-  std::optional<Clock::time_point> oldest;
-  auto consider = [&](Clock::time_point t) {
+  std::optional<Clock::steady_time_point> oldest;
+  auto consider = [&](Clock::steady_time_point t) {
     if (!oldest || t < *oldest) oldest = t;
   };
   for (const auto& [_, e] : s.pending) consider(e.first_change);
   for (const auto& [_, t] : s.dropped) consider(t);
   if (s.in_flight) consider(s.in_flight->first_change);
   if (oldest) {
-    const auto now = s.clock.now();
+    const auto now = s.clock.steady_now();
     h.lag = now > *oldest ? std::chrono::duration_cast<std::chrono::milliseconds>(now - *oldest)
                           : std::chrono::milliseconds{0};
   }
