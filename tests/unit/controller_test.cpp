@@ -175,6 +175,19 @@ TEST_F(ControllerTest, AWallClockStepCutsNoStopTimeout) {
   EXPECT_EQ(op.error->code, ErrorCode::timeout);
 }
 
+TEST_F(ControllerTest, OnceStartedTheControllerTicksOnTheClock) {
+  host_up("node1");
+  auto node1 = [&] {
+    return state_->read([&](const ClusterState::Data& d) { return d.find_host("node1")->state; });
+  };
+  ctl_->start();
+  // node1 falls silent; a tick, one second of the clock after the last, notices.
+  const auto start = clock_.steady_now();
+  EXPECT_TRUE(clock_.advance_until([&] { return node1() == HostState::unreachable; }, 1s, 1min));
+  EXPECT_GE(clock_.steady_now() - start, config_.unreachable_after);
+  ctl_->stop();
+}
+
 TEST_F(ControllerTest, DeleteOfARunningVmNeedsForce) {
   host_up("node1");
   runner_->start();
