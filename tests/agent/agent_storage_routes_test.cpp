@@ -11,9 +11,9 @@
 #include "kvmfleet/agent/agent_service.hpp"
 #include "kvmfleet/agent/storage_devices.hpp"
 #include "tests/doubles/agent/fake_hypervisor.hpp"
+#include "tests/doubles/common/fake_process_runner.hpp"
 #include "tests/doubles/common/manual_clock.hpp"
 #include "tests/doubles/storage/fake_shared_storage.hpp"
-#include "tests/lab/fake_process_runner.hpp"
 
 namespace kvmfleet::agent {
 namespace {

@@ -12,7 +12,7 @@
 #include <random>
 
 #include "kvmfleet/metadata/metadata_import.hpp"
-#include "tests/metadata/gated_metadata_fs.hpp"
+#include "tests/doubles/metadata/gated_metadata_fs.hpp"
 #include "tests/metadata/test_support.hpp"
 
 using namespace kvmfleet;
