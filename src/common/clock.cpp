@@ -51,18 +51,30 @@ void Interrupt::wait_for_change(std::uint64_t seen,
     state_->cv.wait(lk, changed);
 }
 
+bool Clock::sleep_until(time_point deadline, const Interrupt& interrupt) const {
+  const auto left =
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(deadline - now());
+  return sleep_until_steady(steady_now() + left, interrupt);
+}
+
+bool Clock::sleep_for(std::chrono::milliseconds d, const Interrupt& interrupt) const {
+  return sleep_until_steady(steady_now() + d, interrupt);
+}
+
+void Clock::sleep_for(std::chrono::milliseconds d) const { sleep_for(d, Interrupt{}); }
+
 Clock::time_point SystemClock::now() const { return std::chrono::system_clock::now(); }
 
-bool SystemClock::sleep_until(time_point deadline, const Interrupt& interrupt) const {
-  // The wall clock may jump; the wait is measured on the steady clock from now.
-  const auto until = std::chrono::steady_clock::now() +
-                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                         deadline - std::chrono::system_clock::now());
+Clock::steady_time_point SystemClock::steady_now() const {
+  return std::chrono::steady_clock::now();
+}
+
+bool SystemClock::sleep_until_steady(steady_time_point deadline, const Interrupt& interrupt) const {
   for (;;) {
     const std::uint64_t seen = interrupt.epoch();
     if (interrupt.raised()) return false;
-    if (std::chrono::steady_clock::now() >= until) return true;
-    interrupt.wait_for_change(seen, until);
+    if (std::chrono::steady_clock::now() >= deadline) return true;
+    interrupt.wait_for_change(seen, deadline);
   }
 }
 

@@ -8,6 +8,12 @@
 
 namespace kvmfleet {
 
+namespace {
+
+constexpr std::chrono::seconds kTickInterval{1};
+
+}  // namespace
+
 Controller::Controller(ClusterState& state, AgentApi& agents, const ControllerConfig& config,
                        const Clock& clock, boost::asio::io_context& ioc)
     : state_(state),
@@ -31,9 +37,14 @@ Controller::~Controller() { stop(); }
 void Controller::start() {
   runner_.start();
   storage_monitor_.start();
+  ticker_ = std::thread([this] {
+    while (clock_.sleep_for(kTickInterval, stop_ticking_)) tick();
+  });
 }
 
 void Controller::stop() {
+  stop_ticking_.raise();
+  if (ticker_.joinable()) ticker_.join();
   storage_monitor_.stop();
   runner_.stop();
 }

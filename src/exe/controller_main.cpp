@@ -8,7 +8,6 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/program_options.hpp>
 #include <spdlog/spdlog.h>
 
@@ -30,15 +29,6 @@ Result<ControllerConfig> load_config(const std::string& path) {
   auto j = nlohmann::json::parse(in, nullptr, false);
   if (j.is_discarded()) return invalid("config file " + path + " is not valid JSON");
   return ControllerConfig::from_json(j);
-}
-
-void schedule_tick(boost::asio::steady_timer& timer, Controller& controller) {
-  timer.expires_after(std::chrono::seconds(1));
-  timer.async_wait([&timer, &controller](const boost::system::error_code& ec) {
-    if (ec) return;
-    controller.tick();
-    schedule_tick(timer, controller);
-  });
 }
 
 std::string host_name() {
@@ -179,13 +169,10 @@ int main(int argc, char** argv) {
   spdlog::info("kvmfleet-controller serving {}://{}:{}", server.tls() ? "https" : "http",
                config.listen_address, server.port());
 
-  boost::asio::steady_timer ticker(ioc);
-  schedule_tick(ticker, controller);
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int sig) {
     spdlog::info("signal {}: shutting down", sig);
     server.stop();
-    ticker.cancel();
     ioc.stop();
   });
 

@@ -28,6 +28,9 @@ struct Io {
   std::mutex mu;
   std::condition_variable cv;
   std::function<Status(MetadataFs&)> job;
+  // Raised once the job posted last has run, and by stop(): ends the waits for it on
+  // the clock. Each job gets its own.
+  Interrupt finished;
   bool has_job = false;
   bool busy = false;
   bool done = false;
@@ -40,6 +43,7 @@ struct Io {
       cv.wait(l, [&] { return has_job || quit; });
       if (quit) return;
       auto j = std::move(job);
+      Interrupt ran = finished;
       has_job = false;
       busy = true;
       l.unlock();
@@ -54,6 +58,7 @@ struct Io {
       result = std::move(r);
       done = true;
       cv.notify_all();
+      ran.raise();
     }
   }
 };
@@ -64,13 +69,13 @@ struct MetadataWriter::Shared {
   struct Entry {
     std::optional<VmMetadata> meta;  // nullopt: delete the record
     std::int64_t generation = 0;
-    Clock::time_point first_change{};
+    Clock::steady_time_point first_change{};
     std::uint64_t seq = 0;
   };
   struct InFlight {
     std::string id;
     std::int64_t generation = 0;
-    Clock::time_point first_change{};
+    Clock::steady_time_point first_change{};
   };
 
   Shared(std::shared_ptr<MetadataFs> f, const Clock& c, MetadataWriterOptions o, Refetch r)
@@ -88,16 +93,19 @@ struct MetadataWriter::Shared {
   std::condition_variable cv;
   bool started = false;
   bool stopping = false;
+  Interrupt stopped;  // raised with `stopping`: ends the retry backoff
   std::thread coordinator;
   std::thread io_thread;
 
   std::unordered_map<std::string, Entry> pending;
   std::map<std::uint64_t, std::string> order;  // seq → id, oldest first
   std::uint64_t next_seq = 0;
-  std::map<std::string, Clock::time_point> dropped;  // id → its oldest unwritten change
+  // The times below are the clock's monotonic reading: they measure the lag and the
+  // tombstones' age, and a step of the wall clock must not skew either.
+  std::map<std::string, Clock::steady_time_point> dropped;  // id → its oldest unwritten change
   std::unordered_map<std::string, std::int64_t> done_gen;
   std::unordered_map<std::string, std::string> done_xml;
-  std::unordered_map<std::string, Clock::time_point> tombstones;
+  std::unordered_map<std::string, Clock::steady_time_point> tombstones;
   std::optional<InFlight> in_flight;
   MetadataHealth h;
 
@@ -124,16 +132,22 @@ struct MetadataWriter::Shared {
     h.last_error_at = clock.now();
   }
 
-  // Runs one file operation on the I/O thread. Past the timeout the writer is marked
-  // unhealthy and keeps waiting: a blocked system call cannot be cancelled, and the
-  // share may answer later.
+  // Runs one file operation on the I/O thread. Past the timeout (on the clock) the
+  // writer is marked unhealthy and keeps waiting: a blocked system call cannot be
+  // cancelled, and the share may answer later. Only stop() gives up on it.
   Status run_io(std::function<Status(MetadataFs&)> job, const std::string& what) {
     std::unique_lock l(io->mu);
+    if (io->quit) return unavailable("stopped before " + what);
+    const Interrupt finished;
     io->job = std::move(job);
+    io->finished = finished;
     io->has_job = true;
     io->done = false;
+    l.unlock();
     io->cv.notify_all();
-    if (!io->cv.wait_for(l, opts.write_timeout, [&] { return io->done || io->quit; })) {
+    const bool timed_out = clock.sleep_for(opts.write_timeout, finished);
+    l.lock();
+    if (timed_out && !io->done && !io->quit) {
       l.unlock();
       {
         std::lock_guard lk(mu);
@@ -142,8 +156,8 @@ struct MetadataWriter::Shared {
       }
       spdlog::warn("metadata: {} has not finished after {} ms", what, opts.write_timeout.count());
       l.lock();
-      io->cv.wait(l, [&] { return io->done || io->quit; });
     }
+    io->cv.wait(l, [&] { return io->done || io->quit; });
     if (!io->done) return unavailable("stopped while " + what + " was in progress");
     io->done = false;
     return std::move(io->result);
@@ -289,7 +303,9 @@ struct MetadataWriter::Shared {
       if (!pending.contains(id)) {
         if (!e.meta || !tombstones.contains(id)) enqueue(id, std::move(e));
       }
-      cv.wait_for(lk, opts.retry_backoff, [&] { return stopping; });
+      lk.unlock();
+      clock.sleep_for(opts.retry_backoff, stopped);
+      lk.lock();
     }
   }
 };
@@ -316,16 +332,31 @@ void MetadataWriter::stop() {
     if (!s_->started || s_->stopping) return;
     s_->stopping = true;
   }
+  s_->stopped.raise();
   s_->cv.notify_all();
   auto& io = *s_->io;
+  // The file operation in progress (or the one the coordinator posts as it stops) gets
+  // up to write_timeout on the clock to finish.
+  const auto deadline = s_->clock.steady_now() + s_->opts.write_timeout;
+  for (;;) {
+    Interrupt finished;
+    {
+      std::lock_guard l(io.mu);
+      if (!io.busy && !io.has_job) break;
+      finished = io.finished;
+    }
+    if (s_->clock.sleep_until_steady(deadline, finished)) break;  // it did not
+  }
   bool hung = false;
+  Interrupt finished;
   {
-    std::unique_lock l(io.mu);
-    io.cv.wait_for(l, s_->opts.write_timeout, [&] { return !io.busy && !io.has_job; });
+    std::lock_guard l(io.mu);
     io.quit = true;
     hung = io.busy;
+    finished = io.finished;
   }
   io.cv.notify_all();
+  finished.raise();  // the coordinator stops waiting for it
   s_->coordinator.join();
   if (hung) {
     // The thread is blocked in the share; it holds its own reference to what it uses.
@@ -354,7 +385,7 @@ void MetadataWriter::submit(VmMetadata meta) {
     if (auto g = s.done_gen.find(id); g != s.done_gen.end() && g->second >= gen) return;
     Shared::Entry e;
     e.generation = gen;
-    e.first_change = s.clock.now();
+    e.first_change = s.clock.steady_now();
     if (auto d = s.dropped.find(id); d != s.dropped.end()) {
       e.first_change = d->second;
       s.dropped.erase(d);
@@ -369,7 +400,7 @@ void MetadataWriter::submit_delete(const std::string& vm_id) {
   auto& s = *s_;
   {
     std::lock_guard lk(s.mu);
-    const auto now = s.clock.now();
+    const auto now = s.clock.steady_now();
     if (s.tombstones.size() > 1024) {
       std::erase_if(s.tombstones, [&](const auto& t) { return now - t.second > kTombstoneTtl; });
     }
@@ -396,15 +427,15 @@ MetadataHealth MetadataWriter::health() const {
   std::lock_guard lk(s.mu);
   MetadataHealth h = s.h;
   h.queue_depth = s.pending.size() + s.dropped.size() + (s.in_flight ? 1 : 0);
-  std::optional<Clock::time_point> oldest;
-  auto consider = [&](Clock::time_point t) {
+  std::optional<Clock::steady_time_point> oldest;
+  auto consider = [&](Clock::steady_time_point t) {
     if (!oldest || t < *oldest) oldest = t;
   };
   for (const auto& [_, e] : s.pending) consider(e.first_change);
   for (const auto& [_, t] : s.dropped) consider(t);
   if (s.in_flight) consider(s.in_flight->first_change);
   if (oldest) {
-    const auto now = s.clock.now();
+    const auto now = s.clock.steady_now();
     h.lag = now > *oldest ? std::chrono::duration_cast<std::chrono::milliseconds>(now - *oldest)
                           : std::chrono::milliseconds{0};
   }

@@ -16,7 +16,7 @@ constexpr std::chrono::milliseconds kResolveInterval{1000};
 // has been waiting. A small guest moves in a second or two: a fixed 500 ms poll left the
 // operation up to half a second behind libvirt (docs/benchmarks.md, "Live migration"),
 // so the first seconds poll fast and longer migrations back off.
-std::chrono::milliseconds migration_poll_interval(Clock::duration waited) {
+std::chrono::milliseconds migration_poll_interval(std::chrono::steady_clock::duration waited) {
   if (waited < std::chrono::seconds(5)) return std::chrono::milliseconds(100);
   if (waited < std::chrono::seconds(20)) return std::chrono::milliseconds(250);
   return std::chrono::milliseconds(500);
@@ -120,10 +120,10 @@ Status migrate_live(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r
   }
 
   bool abort_sent = false;
-  const auto polling_since = ctx.clock().now();
+  const auto polling_since = ctx.clock().steady_now();
   auto progress_recorded = polling_since;
   while (true) {
-    if (!ctx.sleep_for(migration_poll_interval(ctx.clock().now() - polling_since))) {
+    if (!ctx.sleep_for(migration_poll_interval(ctx.clock().steady_now() - polling_since))) {
       // Woken early: a cancel aborts the libvirt job; a stopping controller leaves the
       // operation running for the next one to pick up.
       if (!ctx.cancel_requested()) return unavailable("controller stopping during migration");
@@ -144,7 +144,7 @@ Status migrate_live(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r
     r.migration = *status;
     if (status->state == MigrationState::running) {
       // Recorded (a store write) at most every 500 ms, however often it polls.
-      const auto now = ctx.clock().now();
+      const auto now = ctx.clock().steady_now();
       if (now - progress_recorded < std::chrono::milliseconds(500)) continue;
       progress_recorded = now;
       const int pct = status->data_total > 0

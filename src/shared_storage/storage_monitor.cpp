@@ -226,7 +226,7 @@ void StorageMonitor::connect_new_hosts() {
   const Principal monitor{"", "storage-monitor", Role::admin, ""};
   for (const auto& j : joins) {
     // A host this connect fails for is tried again after storage_reconnect_interval.
-    for (const auto& h : j.hosts) reconnect_tried_[j.pool + "/" + h] = clock_.now();
+    for (const auto& h : j.hosts) reconnect_tried_[j.pool + "/" + h] = clock_.steady_now();
     auto s = service_->connect_pool(monitor, j.pool, j.hosts, {});
     std::string names;
     for (const auto& h : j.hosts) names += (names.empty() ? "" : ", ") + h;
@@ -241,7 +241,7 @@ void StorageMonitor::connect_new_hosts() {
 
 void StorageMonitor::reconnect_unusable_hosts() {
   if (!service_) return;
-  const auto now = clock_.now();
+  const auto now = clock_.steady_now();
   struct Retry {
     std::string pool;
     std::vector<std::string> hosts;

@@ -93,9 +93,9 @@ Status stop_vm(OpContext& ctx, const VmStopParams& p, VmStopResult& r) {
   ctx.progress(20, "asking the guest to shut down (ACPI)");
   auto dom = ctx.with_retry([&] { return ctx.agents().shutdown(t->host, ctx.op().id, t->vm.id); });
   if (!dom) return dom.take_error();
-  const auto deadline = ctx.clock().now() + std::chrono::seconds(timeout_s);
+  const auto deadline = ctx.clock().steady_now() + std::chrono::seconds(timeout_s);
   while (vm_state_from_domain(dom->state) != VmState::stopped) {
-    if (ctx.clock().now() >= deadline) break;
+    if (ctx.clock().steady_now() >= deadline) break;
     if (!ctx.sleep_for(std::chrono::milliseconds(500)))
       return Error(ErrorCode::cancelled, "stop cancelled; the guest may still be shutting down");
     auto cur = ctx.agents().get_domain(t->host, t->vm.id);

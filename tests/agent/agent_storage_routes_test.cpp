@@ -11,9 +11,9 @@
 #include "kvmfleet/agent/agent_service.hpp"
 #include "kvmfleet/agent/storage_devices.hpp"
 #include "tests/doubles/agent/fake_hypervisor.hpp"
+#include "tests/doubles/common/fake_process_runner.hpp"
 #include "tests/doubles/common/manual_clock.hpp"
 #include "tests/doubles/storage/fake_shared_storage.hpp"
-#include "tests/lab/fake_process_runner.hpp"
 
 namespace kvmfleet::agent {
 namespace {
@@ -57,14 +57,16 @@ std::string field_of(const http::Response& res) {
 class SteppingClock final : public Clock {
  public:
   time_point now() const override { return time_.now(); }
-  bool sleep_until(time_point deadline, const Interrupt& interrupt) const override {
-    const auto d = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - time_.now());
+  steady_time_point steady_now() const override { return time_.steady_now(); }
+  bool sleep_until_steady(steady_time_point deadline, const Interrupt& interrupt) const override {
+    const auto d =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - time_.steady_now());
     {
       std::lock_guard lk(mu_);
       slept_.push_back(d);
     }
     time_.advance(d);
-    return time_.sleep_until(deadline, interrupt);
+    return time_.sleep_until_steady(deadline, interrupt);
   }
   std::vector<std::chrono::milliseconds> slept() const {
     std::lock_guard lk(mu_);

@@ -9,7 +9,7 @@
 #include <sstream>
 #include <string>
 
-#include "fake_process_runner.hpp"
+#include "tests/doubles/common/fake_process_runner.hpp"
 #include "kvmfleet/common/process.hpp"
 
 namespace kvmfleet {

@@ -12,7 +12,7 @@
 #include <random>
 
 #include "kvmfleet/metadata/metadata_import.hpp"
-#include "tests/metadata/gated_metadata_fs.hpp"
+#include "tests/doubles/metadata/gated_metadata_fs.hpp"
 #include "tests/metadata/test_support.hpp"
 
 using namespace kvmfleet;
@@ -176,8 +176,11 @@ TEST_F(WriterTest, AHungShareNeverBlocksSubmitAndShowsInHealthUntilItAnswers) {
     }
   });
   ASSERT_EQ(submitted.wait_for(20s), std::future_status::ready);
+  // The write of web1 outlives its timeout, which the writer waits for on the clock.
+  ASSERT_TRUE(eventually([&] { return clock_.sleepers() == 1; }));
+  clock_.advance(opts_.write_timeout);
   ASSERT_TRUE(eventually([&] { return !writer_->health().healthy; }));
-  clock_.advance(5000ms);
+  clock_.advance(5000ms - opts_.write_timeout);
   auto h = writer_->health();
   EXPECT_FALSE(h.healthy);
   EXPECT_GE(h.errors_total, 1u);
@@ -200,11 +203,41 @@ TEST_F(WriterTest, AHungShareNeverBlocksSubmitAndShowsInHealthUntilItAnswers) {
   EXPECT_EQ(h.writes_total, 102u);
 }
 
+// stop() gives the write in progress up to write_timeout; a share that still holds it
+// then keeps the I/O thread, and the writer stops without it.
+TEST_F(WriterTest, StopLeavesAWriteHungInTheShareBehindAfterTheWriteTimeout) {
+  opts_.write_timeout = 10s;
+  make_writer();
+  gated_->hold();
+  auto m = sample_vm("web1", 1);
+  change(m);
+  ASSERT_TRUE(eventually([&] { return gated_->waiting() == 1 && clock_.sleepers() == 1; }));
+  auto stopped = std::async(std::launch::async, [&] { writer_->stop(); });
+  ASSERT_TRUE(eventually([&] { return clock_.sleepers() == 2; }));  // stop() waits too
+  clock_.advance(opts_.write_timeout - 1ms);
+  EXPECT_EQ(stopped.wait_for(20ms), std::future_status::timeout);
+  clock_.advance(1ms);
+  ASSERT_EQ(stopped.wait_for(20s), std::future_status::ready);
+  EXPECT_EQ(gated_->waiting(), 1);  // still in the share
+  EXPECT_EQ(writer_->health().writes_total, 0u);
+  // The share answers at last: the thread left behind ends the write it was in.
+  gated_->release();
+  ASSERT_TRUE(eventually([&] { return generation_on_disk(m.vm.id) == 1; }));
+  EXPECT_EQ(writer_->health().writes_total, 0u);
+}
+
 TEST_F(WriterTest, FailedWritesAreRetried) {
   make_writer();
   gated_->fail_next(3);
   auto m = sample_vm("web1", 1);
   change(m);
+  // After each failure the writer waits retry_backoff on the clock before trying again.
+  for (std::uint64_t failed = 1; failed <= 3; ++failed) {
+    ASSERT_TRUE(eventually([&] {
+      return writer_->health().errors_total == failed && clock_.sleepers() == 1;
+    })) << "failure " << failed;
+    clock_.advance(opts_.retry_backoff);
+  }
   ASSERT_TRUE(eventually([&] { return generation_on_disk(m.vm.id) == 1; }));
   ASSERT_TRUE(eventually([&] { return writer_->health().healthy; }));
   auto h = writer_->health();

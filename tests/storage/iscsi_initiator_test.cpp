@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "captured_output.hpp"
-#include "fake_process_runner.hpp"
+#include "tests/doubles/common/fake_process_runner.hpp"
 
 namespace kvmfleet::storage {
 namespace {

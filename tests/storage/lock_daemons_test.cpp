@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "captured_output.hpp"
-#include "fake_process_runner.hpp"
+#include "tests/doubles/common/fake_process_runner.hpp"
 
 namespace kvmfleet::storage {
 namespace {

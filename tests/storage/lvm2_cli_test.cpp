@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "captured_output.hpp"
-#include "fake_process_runner.hpp"
+#include "tests/doubles/common/fake_process_runner.hpp"
 #include "kvmfleet/storage/storage_names.hpp"
 #include "kvmfleet/storage/volume_manager.hpp"
 

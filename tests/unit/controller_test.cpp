@@ -153,6 +153,43 @@ TEST_F(ControllerTest, StopTimesOutWithoutForceAndPowersOffWithForce) {
   EXPECT_EQ(agents_.count("destroy"), 1);
 }
 
+TEST_F(ControllerTest, AWallClockStepCutsNoStopTimeout) {
+  host_up("node1");
+  runner_->start();
+  auto c = ctl_->vms().create_vm(admin(), spec("web1"), true, {});
+  wait_done(c->operation.id);
+  agents_.acpi_works = false;  // the guest ignores ACPI
+  auto s = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_stop,
+                                 {{"timeout_s", 60}, {"force", false}}, {});
+  ASSERT_TRUE(s.ok());
+  // Once the stop waits for the guest, the wall clock steps two hours ahead: the guest
+  // still has its 60 s.
+  const auto give_up = std::chrono::steady_clock::now() + 20s;
+  while (clock_.sleepers() == 0 && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(1ms);
+  ASSERT_GT(clock_.sleepers(), 0u);
+  clock_.jump(2h);
+  auto ended = [&] { return is_terminal(state_->operation(s->operation.id)->state); };
+  EXPECT_FALSE(clock_.advance_until(ended, 500ms, 50s));
+  auto op = wait_done(s->operation.id);
+  EXPECT_EQ(op.state, OpState::failed);
+  ASSERT_TRUE(op.error);
+  EXPECT_EQ(op.error->code, ErrorCode::timeout);
+}
+
+TEST_F(ControllerTest, OnceStartedTheControllerTicksOnTheClock) {
+  host_up("node1");
+  auto node1 = [&] {
+    return state_->read([&](const ClusterState::Data& d) { return d.find_host("node1")->state; });
+  };
+  ctl_->start();
+  // node1 falls silent; a tick, one second of the clock after the last, notices.
+  const auto start = clock_.steady_now();
+  EXPECT_TRUE(clock_.advance_until([&] { return node1() == HostState::unreachable; }, 1s, 1min));
+  EXPECT_GE(clock_.steady_now() - start, config_.unreachable_after);
+  ctl_->stop();
+}
+
 TEST_F(ControllerTest, DeleteOfARunningVmNeedsForce) {
   host_up("node1");
   runner_->start();

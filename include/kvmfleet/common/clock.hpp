@@ -39,28 +39,37 @@ class Interrupt {
 // Time is injected so that timeouts, heartbeats, polls and backoff can be tested in
 // simulated time: every wait of the controller's and the agent's logic goes through
 // a Clock, never through std::this_thread or a condition variable's own timeout.
+//
+// A Clock has two readings. now() is wall-clock time, for the timestamps that are
+// stored, shown or compared with other machines'. steady_now() is monotonic: elapsed
+// time and the deadlines of waits are measured on it, so that a step of the wall clock
+// (NTP, an operator) can neither stretch nor cut a timeout, a poll or a backoff.
 class Clock {
  public:
   using time_point = std::chrono::system_clock::time_point;
   using duration = std::chrono::system_clock::duration;
+  using steady_time_point = std::chrono::steady_clock::time_point;
   virtual ~Clock() = default;
   virtual time_point now() const = 0;
-  // Blocks until this clock reaches `deadline` or `interrupt` is raised, whichever is
-  // first. Returns false when interrupted.
-  virtual bool sleep_until(time_point deadline, const Interrupt& interrupt) const = 0;
+  virtual steady_time_point steady_now() const = 0;
+  // Blocks until the monotonic reading reaches `deadline` or `interrupt` is raised,
+  // whichever is first. Returns false when interrupted.
+  virtual bool sleep_until_steady(steady_time_point deadline, const Interrupt& interrupt) const = 0;
 
-  bool sleep_for(std::chrono::milliseconds d, const Interrupt& interrupt) const {
-    return sleep_until(now() + d, interrupt);
-  }
+  // Until the wall clock reaches `deadline`: the time left then is waited for on the
+  // monotonic reading. Returns false when interrupted.
+  bool sleep_until(time_point deadline, const Interrupt& interrupt) const;
+  bool sleep_for(std::chrono::milliseconds d, const Interrupt& interrupt) const;
   // A wait that nothing interrupts.
-  void sleep_for(std::chrono::milliseconds d) const { sleep_for(d, Interrupt{}); }
+  void sleep_for(std::chrono::milliseconds d) const;
 };
 
-// The wall clock; waits are measured on the steady clock.
+// The system's clocks: system_clock for now(), steady_clock for steady_now() and waits.
 class SystemClock final : public Clock {
  public:
   time_point now() const override;
-  bool sleep_until(time_point deadline, const Interrupt& interrupt) const override;
+  steady_time_point steady_now() const override;
+  bool sleep_until_steady(steady_time_point deadline, const Interrupt& interrupt) const override;
   static SystemClock& instance();
 };
 

@@ -19,6 +19,8 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <thread>
+
 namespace kvmfleet {
 
 class Controller {
@@ -29,8 +31,8 @@ class Controller {
   Controller(const Controller&) = delete;
   Controller& operator=(const Controller&) = delete;
 
-  // Runs the operations (resuming those a previous controller left unfinished) and
-  // the storage monitor's thread.
+  // Runs the operations (resuming those a previous controller left unfinished), the
+  // storage monitor's thread and a thread that ticks every second on the clock.
   void start();
   void stop();
   // Periodic work: host liveness, pruning of old finished operations.
@@ -60,6 +62,8 @@ class Controller {
   MigrationService migration_;
   StorageService storage_;
   StorageMonitor storage_monitor_;
+  Interrupt stop_ticking_;  // raised once, by stop()
+  std::thread ticker_;
 };
 
 }  // namespace kvmfleet

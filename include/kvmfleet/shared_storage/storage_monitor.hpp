@@ -73,7 +73,7 @@ class StorageMonitor {
   std::set<std::string> deactivate_failed_;  // volume ids whose last deactivation failed
   std::atomic<std::uint64_t> reconnects_{0};
   std::atomic<std::uint64_t> sessions_lost_{0};
-  std::map<std::string, Clock::time_point> reconnect_tried_;  // "pool/host" → last try
+  std::map<std::string, Clock::steady_time_point> reconnect_tried_;  // "pool/host" → last try
   std::set<std::string> sessions_recovering_;  // "pool/host": session there, not logged in
 };
 

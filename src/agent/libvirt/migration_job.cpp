@@ -12,14 +12,14 @@ namespace {
 // How often the convergence ladder looks at a running migration.
 constexpr std::chrono::milliseconds kLadderTick{200};
 
-std::int64_t milliseconds_between(Clock::time_point from, Clock::time_point to) {
+std::int64_t milliseconds_between(Clock::steady_time_point from, Clock::steady_time_point to) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
 }
 
 }  // namespace
 
 MigrationJob::MigrationJob(MigrationRequest request, Clock& clock)
-    : request_(std::move(request)), clock_(clock), started_(clock.now()) {
+    : request_(std::move(request)), clock_(clock), started_(clock.steady_now()) {
   status_.state = MigrationState::running;
   status_.op_id = request_.op_id;
 }
@@ -118,7 +118,7 @@ void MigrationJob::run(ConnHandle conn, DomainHandle dom, std::string uuid) {
   virTypedParamsFree(params, n);
   dom.reset();
   conn.reset();
-  const std::int64_t elapsed_ms = milliseconds_between(started_, clock_.now());
+  const std::int64_t elapsed_ms = milliseconds_between(started_, clock_.steady_now());
   {
     std::lock_guard lk(mu_);
     auto& s = status_;
@@ -159,7 +159,7 @@ void MigrationJob::run_ladder(virDomainPtr dom, const std::string& what) {
     clock_.sleep_for(kLadderTick, returned_signal_);
     lk.lock();
     if (returned_) break;
-    const std::int64_t elapsed = milliseconds_between(started_, clock_.now());
+    const std::int64_t elapsed = milliseconds_between(started_, clock_.steady_now());
     const LadderAction a = next_ladder_action(policy, elapsed, steps);
     if (a.step == 0) continue;
     steps = a.step;

@@ -3,7 +3,8 @@
 // One outgoing peer-to-peer live migration: the thread that runs it (virDomainMigrateToURI3
 // blocks until the migration ends), the convergence ladder beside it, and its status
 // and outcome. The thread has a connection of its own. Its elapsed time and every wait
-// (the ladder's pace, a caller awaiting the outcome) are measured on the injected Clock.
+// (the ladder's pace, a caller awaiting the outcome) are measured on the injected Clock's
+// monotonic reading.
 
 #include <libvirt/libvirt.h>
 
@@ -55,7 +56,7 @@ class MigrationJob {
 
   const MigrationRequest request_;
   Clock& clock_;
-  const Clock::time_point started_;
+  const Clock::steady_time_point started_;
   mutable std::mutex mu_;
   MigrationStatus status_;
   bool abort_requested_ = false;

@@ -1,7 +1,8 @@
 #pragma once
 
 // The double of Clock (include/kvmfleet/common/clock.hpp): time moves only when a test
-// says so, and every sleep on it wakes when it has moved far enough.
+// says so, and every sleep on it wakes when it has moved far enough. advance() moves
+// both readings; jump() moves the wall clock alone, as NTP or an operator does.
 
 #include "kvmfleet/common/clock.hpp"
 
@@ -23,7 +24,12 @@ class ManualClock final : public Clock {
     return now_;
   }
 
-  bool sleep_until(time_point deadline, const Interrupt& interrupt) const override {
+  steady_time_point steady_now() const override {
+    std::lock_guard lk(mu_);
+    return steady_now_;
+  }
+
+  bool sleep_until_steady(steady_time_point deadline, const Interrupt& interrupt) const override {
     {
       std::lock_guard lk(mu_);
       sleepers_.push_back(interrupt);
@@ -32,7 +38,7 @@ class ManualClock final : public Clock {
     for (;;) {
       const std::uint64_t seen = interrupt.epoch();
       if (interrupt.raised()) break;
-      if (now() >= deadline) {
+      if (steady_now() >= deadline) {
         reached = true;
         break;
       }
@@ -50,9 +56,17 @@ class ManualClock final : public Clock {
     {
       std::lock_guard lk(mu_);
       now_ += d;
+      steady_now_ += d;
       wake = sleepers_;
     }
     for (const auto& i : wake) i.poke();
+  }
+
+  // Steps the wall clock by `d` (either way); the monotonic reading, and so every
+  // wait, stays where it is.
+  void jump(std::chrono::milliseconds d) {
+    std::lock_guard lk(mu_);
+    now_ += d;
   }
 
   // How many threads sleep on this clock now.
@@ -77,6 +91,7 @@ class ManualClock final : public Clock {
  private:
   mutable std::mutex mu_;
   time_point now_;
+  steady_time_point steady_now_{std::chrono::hours{1}};
   mutable std::vector<Interrupt> sleepers_;
 };
 

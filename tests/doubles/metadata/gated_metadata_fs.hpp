@@ -9,8 +9,9 @@
 
 namespace kvmfleet::doubles {
 
-// MetadataFs double over the real POSIX implementation: writes and removes can be
-// held (as a hung NFS share holds them) until released, or made to fail.
+// The double of MetadataFs (include/kvmfleet/metadata/metadata_fs.hpp), over the real
+// POSIX implementation: writes and removes can be held (as a hung NFS share holds
+// them) until released, or made to fail.
 class GatedMetadataFs final : public metadata::MetadataFs {
  public:
   explicit GatedMetadataFs(std::shared_ptr<metadata::MetadataFs> real) : real_(std::move(real)) {}

@@ -11,8 +11,9 @@
 
 namespace kvmfleet {
 
-// The test double of ProcessRunner: records every argv and answers from a script, so
-// that code driving lvm, iscsiadm or ip can be unit-tested without running them.
+// The test double of ProcessRunner (include/kvmfleet/common/process.hpp): records every
+// argv and answers from a script, so that code driving lvm, iscsiadm or ip can be
+// unit-tested without running them.
 class FakeProcessRunner final : public ProcessRunner {
  public:
   using Handler = std::function<Result<ProcessOutput>(const std::vector<std::string>& argv)>;
