@@ -144,12 +144,12 @@ Status HeartbeatLoop::flush_events() {
 }
 
 void HeartbeatLoop::run() {
-  auto next_beat = clock_.now();
-  auto event_retry_at = clock_.now();
+  auto next_beat = clock_.steady_now();
+  auto event_retry_at = clock_.steady_now();
   milliseconds event_backoff = kFirstEventRetry;
   std::unique_lock lk(mu_);
   while (!stopping_) {
-    const auto now = clock_.now();
+    const auto now = clock_.steady_now();
     const bool beat_due = now >= next_beat;
     const bool events_due = !events_.empty() && now >= event_retry_at;
     if (!beat_due && !events_due) {
@@ -168,7 +168,7 @@ void HeartbeatLoop::run() {
     if (events_due) {
       if (auto st = flush_events(); !st) {
         spdlog::warn("sending lifecycle events failed: {}", st.error().message);
-        event_retry_at = clock_.now() + event_backoff;
+        event_retry_at = clock_.steady_now() + event_backoff;
         event_backoff = std::min(event_backoff * 2, interval());
       } else {
         event_backoff = kFirstEventRetry;
@@ -176,7 +176,7 @@ void HeartbeatLoop::run() {
     }
     if (beat_due) {
       if (auto st = beat_once(); !st) spdlog::warn("heartbeat failed: {}", st.error().message);
-      next_beat = clock_.now() + interval();
+      next_beat = clock_.steady_now() + interval();
     }
     lk.lock();
   }

@@ -159,8 +159,7 @@ TEST_F(ControllerTest, AWallClockStepCutsNoStopTimeout) {
   auto c = ctl_->vms().create_vm(admin(), spec("web1"), true, {});
   wait_done(c->operation.id);
   agents_.acpi_works = false;  // the guest ignores ACPI
-  auto s = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_stop,
-                                 {{"timeout_s", 60}, {"force", false}}, {});
+  auto s = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_stop, VmStopParams{60, false}, {});
   ASSERT_TRUE(s.ok());
   // Once the stop waits for the guest, the wall clock steps two hours ahead: the guest
   // still has its 60 s.
