@@ -17,10 +17,10 @@
 
 #include "kvmfleet/http/client.hpp"
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -49,7 +49,9 @@ namespace {
 constexpr std::uint16_t kAgentPort = 8401;
 std::atomic<bool> g_interrupted{false};
 
-void on_signal(int) { g_interrupted = true; }
+void on_signal(int) {
+  g_interrupted = true;
+}
 
 void check_interrupted() {
   if (g_interrupted) throw std::runtime_error("interrupted");
@@ -100,7 +102,8 @@ std::int64_t epoch_ms(const json& j) {
 // removed so that libvirt makes new ones: the same machine as a domain of its own.
 std::string twin_xml(const std::string& xml, const std::string& name) {
   std::unique_ptr<xmlDoc, decltype(&xmlFreeDoc)> doc(
-      xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "domain.xml", nullptr, XML_PARSE_NONET),
+      xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "domain.xml", nullptr,
+                    XML_PARSE_NONET),
       &xmlFreeDoc);
   if (!doc) throw std::runtime_error("cannot parse the domain XML");
   xmlNode* root = xmlDocGetRootElement(doc.get());
@@ -156,7 +159,8 @@ class Cluster {
       std::filesystem::copy_file(lab_->work_dir() / "controller.log", keep_logs / "controller.log",
                                  std::filesystem::copy_options::overwrite_existing, ec);
       for (const auto& [name, _] : hosts_)
-        std::filesystem::copy_file(lab_->work_dir() / name / "agent.log", keep_logs / (name + "-agent.log"),
+        std::filesystem::copy_file(lab_->work_dir() / name / "agent.log",
+                                   keep_logs / (name + "-agent.log"),
                                    std::filesystem::copy_options::overwrite_existing, ec);
     }
     if (lab_) {
@@ -174,7 +178,8 @@ class Cluster {
     lab_ = std::move(*lab);
     {
       boost::asio::io_context io;
-      boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address(lab_->bridge_address()), 0});
+      boost::asio::ip::tcp::acceptor a(io,
+                                       {boost::asio::ip::make_address(lab_->bridge_address()), 0});
       port_ = a.local_endpoint().port();
     }
     url_ = "http://" + lab_->bridge_address() + ":" + std::to_string(port_);
@@ -186,22 +191,23 @@ class Cluster {
       auto h = lab_->add_host(name);
       if (!h) throw std::runtime_error("host " + name + ": " + h.error().message);
       const std::string agent_url = "http://" + h->address + ":" + std::to_string(kAgentPort);
-      const json reg = api("POST", "/v1/hosts", json{{"name", name}, {"agent_url", agent_url}}.dump());
+      const json reg =
+          api("POST", "/v1/hosts", json{{"name", name}, {"agent_url", agent_url}}.dump());
       const auto dir = lab_->work_dir() / name;
       std::filesystem::create_directories(dir / "images");
       std::ofstream(dir / "agent.token") << reg["agent_token"].get<std::string>() << "\n";
       std::filesystem::permissions(dir / "agent.token", std::filesystem::perms::owner_read |
                                                             std::filesystem::perms::owner_write);
-      std::ofstream(dir / "agent.json") << json{{"host", name},
-                                                {"listen_address", h->address},
-                                                {"listen_port", kAgentPort},
-                                                {"controller_url", url_},
-                                                {"token_file", (dir / "agent.token").string()},
-                                                {"libvirt_uri", "qemu:///system"},
-                                                {"image_pool_path", (dir / "images").string()},
-                                                {"migration_address", h->address},
-                                                {"heartbeat_interval_ms", 1000}}
-                                               .dump();
+      std::ofstream(dir / "agent.json") << json{
+          {"host", name},
+          {"listen_address", h->address},
+          {"listen_port", kAgentPort},
+          {"controller_url", url_},
+          {"token_file", (dir / "agent.token").string()},
+          {"libvirt_uri", "qemu:///system"},
+          {"image_pool_path", (dir / "images").string()},
+          {"migration_address", h->address},
+          {"heartbeat_interval_ms", 1000}}.dump();
       SpawnOptions so;
       so.stdout_path = so.stderr_path = (dir / "agent.log").string();
       auto pid = lab_->run_in_host(*h, {agent_bin, "--config", (dir / "agent.json").string()}, so);
@@ -218,17 +224,19 @@ class Cluster {
     stop_controller();
     budget_ = budget;
     const auto cfg = lab_->work_dir() / ("controller-" + std::to_string(budget) + ".json");
-    std::ofstream(cfg) << json{{"migrations_per_host", budget},
-                               {"operation_workers", std::max(8, 2 * budget + 2)},
-                               {"heartbeat_interval_ms", 1000}}
-                              .dump();
+    std::ofstream(cfg) << json{
+        {"migrations_per_host", budget},
+        {"operation_workers", std::max(8, 2 * budget + 2)},
+        {"heartbeat_interval_ms",
+         1000}}.dump();
     SpawnOptions so;
     so.stdout_path = so.stderr_path = (lab_->work_dir() / "controller.log").string();
-    auto pid = runner_.spawn({controller_bin, "--config", cfg.string(), "--database",
-                              (lab_->work_dir() / "controller.db").string(), "--bootstrap-token-file",
-                              (lab_->work_dir() / "admin.token").string(), "--listen-address",
-                              lab_->bridge_address(), "--listen-port", std::to_string(port_)},
-                             so);
+    auto pid =
+        runner_.spawn({controller_bin, "--config", cfg.string(), "--database",
+                       (lab_->work_dir() / "controller.db").string(), "--bootstrap-token-file",
+                       (lab_->work_dir() / "admin.token").string(), "--listen-address",
+                       lab_->bridge_address(), "--listen-port", std::to_string(port_)},
+                      so);
     if (!pid) throw std::runtime_error("controller: " + pid.error().message);
     controller_ = *pid;
     http::BeastClient c;
@@ -261,8 +269,8 @@ class Cluster {
                              lab_->work_dir().string());
   }
 
-  Result<json> try_api(const std::string& method, const std::string& path, const std::string& body = {},
-                       std::chrono::seconds timeout = 30s) {
+  Result<json> try_api(const std::string& method, const std::string& path,
+                       const std::string& body = {}, std::chrono::seconds timeout = 30s) {
     http::BeastClient c;
     auto r = c.request(method, url_ + path, token_, body, timeout);
     if (!r) return r.take_error();
@@ -317,14 +325,16 @@ class Cluster {
     RunOptions ro;
     ro.timeout = 300s;
     const auto t0 = Clock::now();
-    auto r = lab_->exec_in_host(hosts_.at(from),
-                                {"virsh", "-q", "-c", "qemu:///system", "migrate", "--live", "--p2p",
-                                 "--persistent", "--undefinesource", "--abort-on-error", vm,
-                                 "qemu+tcp://" + addr + "/system", "--migrateuri", "tcp://" + addr},
-                                ro);
+    auto r =
+        lab_->exec_in_host(hosts_.at(from),
+                           {"virsh", "-q", "-c", "qemu:///system", "migrate", "--live", "--p2p",
+                            "--persistent", "--undefinesource", "--abort-on-error", vm,
+                            "qemu+tcp://" + addr + "/system", "--migrateuri", "tcp://" + addr},
+                           ro);
     const double ms = ms_since(t0);
     if (!r) throw std::runtime_error("virsh migrate: " + r.error().message);
-    if (!r->success()) throw std::runtime_error("virsh migrate " + vm + " " + from + " -> " + to + ": " + r->err);
+    if (!r->success())
+      throw std::runtime_error("virsh migrate " + vm + " " + from + " -> " + to + ": " + r->err);
     return ms;
   }
 
@@ -368,7 +378,8 @@ void create_vm(Cluster& c, const std::string& name, const std::string& host) {
     throw std::runtime_error(name + " is not running on " + host + " after create");
 }
 
-void expect_on(Cluster& c, const std::string& vm, const std::string& host, const std::string& other) {
+void expect_on(Cluster& c, const std::string& vm, const std::string& host,
+               const std::string& other) {
   if (c.domstate(host, vm) != "running" || c.domstate(other, vm) != "absent")
     throw std::runtime_error(vm + " should run on " + host + " only: " + host + "=" +
                              c.domstate(host, vm) + ", " + other + "=" + c.domstate(other, vm));
@@ -383,14 +394,17 @@ void print_stats(const std::string& what, const std::vector<double>& v) {
 // ---- one VM ---------------------------------------------------------------------
 
 void bench_single(Cluster& c, int runs, const std::string& a, const std::string& b) {
-  std::printf("\n== One VM: API migrate vs raw virsh migrate (%d runs each way, alternating)\n", runs);
+  std::printf("\n== One VM: API migrate vs raw virsh migrate (%d runs each way, alternating)\n",
+              runs);
   create_vm(c, "bench-api", a);
   c.define_twin(a, "bench-api", "bench-raw");
-  std::printf("VMs: bench-api (through kvmfleet), bench-raw (same XML, unknown to kvmfleet); 64 MiB, "
-              "domain type %s\n",
-              c.domain_type(a).c_str());
+  std::printf(
+      "VMs: bench-api (through kvmfleet), bench-raw (same XML, unknown to kvmfleet); 64 MiB, "
+      "domain type %s\n",
+      c.domain_type(a).c_str());
   std::vector<double> api_ms, raw_ms, api_ab, api_ba, raw_ab, raw_ba, agent_ms, ctrl_ms;
-  std::printf("%-4s %-6s %10s %12s %12s %10s\n", "run", "dir", "api_ms", "op_ms", "libvirt_ms", "virsh_ms");
+  std::printf("%-4s %-6s %10s %12s %12s %10s\n", "run", "dir", "api_ms", "op_ms", "libvirt_ms",
+              "virsh_ms");
   for (int i = 0; i < runs; ++i) {
     for (int dir = 0; dir < 2; ++dir) {
       check_interrupted();
@@ -401,7 +415,8 @@ void bench_single(Cluster& c, int runs, const std::string& a, const std::string&
       json op;
       auto run_api = [&] {
         const auto t0 = Clock::now();
-        op = c.api_op("POST", "/v1/vms/bench-api/migrate?wait=120", json{{"target_host", to}}.dump(), 150s);
+        op = c.api_op("POST", "/v1/vms/bench-api/migrate?wait=120",
+                      json{{"target_host", to}}.dump(), 150s);
         api_wall = ms_since(t0);
         expect_on(c, "bench-api", to, from);
       };
@@ -418,8 +433,8 @@ void bench_single(Cluster& c, int runs, const std::string& a, const std::string&
       }
       const std::int64_t op_ms = epoch_ms(op["finished_at"]) - epoch_ms(op["created_at"]);
       const std::int64_t lv_ms = op["result"]["migration"].value("elapsed_ms", std::int64_t{-1});
-      std::printf("%-4d %-6s %10.1f %12lld %12lld %10.1f\n", i + 1, dir == 0 ? "A->B" : "B->A", api_wall,
-                  static_cast<long long>(op_ms), static_cast<long long>(lv_ms), raw_wall);
+      std::printf("%-4d %-6s %10.1f %12lld %12lld %10.1f\n", i + 1, dir == 0 ? "A->B" : "B->A",
+                  api_wall, static_cast<long long>(op_ms), static_cast<long long>(lv_ms), raw_wall);
       std::fflush(stdout);
       api_ms.push_back(api_wall);
       raw_ms.push_back(raw_wall);
@@ -459,11 +474,13 @@ struct DrainFigures {
 double drain(Cluster& c, const std::string& host, const std::vector<std::string>& vms) {
   const auto t0 = Clock::now();
   // ?wait= stops at 300 s: a longer drain is followed on its operation.
-  json op = c.api("POST", "/v1/hosts/" + host + "/maintenance?wait=300", R"({"enabled":true})", 330s);
+  json op =
+      c.api("POST", "/v1/hosts/" + host + "/maintenance?wait=300", R"({"enabled":true})", 330s);
   for (int i = 0; i < 10 && (op["state"] == "pending" || op["state"] == "running"); ++i)
     op = c.api("GET", "/v1/operations/" + op["id"].get<std::string>() + "?wait=300", {}, 330s);
   const double ms = ms_since(t0);
-  if (op["state"] != "succeeded") throw std::runtime_error("drain of " + host + " did not succeed: " + op.dump());
+  if (op["state"] != "succeeded")
+    throw std::runtime_error("drain of " + host + " did not succeed: " + op.dump());
   for (const auto& n : vms)
     if (op["result"]["vms"][n].value("state", "") != "moved")
       throw std::runtime_error("drain of " + host + " did not move " + n + ": " + op.dump());
@@ -481,9 +498,10 @@ double raw_sequence(Cluster& c, const std::string& from, const std::string& to,
   return ms_since(t0);
 }
 
-void bench_drain(Cluster& c, int count, const std::vector<int>& budgets, int rounds, const std::string& a,
-                 const std::string& b) {
-  std::printf("\n== Drain %d VMs: maintenance vs %d sequential raw virsh migrations\n", count, count);
+void bench_drain(Cluster& c, int count, const std::vector<int>& budgets, int rounds,
+                 const std::string& a, const std::string& b) {
+  std::printf("\n== Drain %d VMs: maintenance vs %d sequential raw virsh migrations\n", count,
+              count);
   std::vector<std::string> api_vms, raw_vms;
   for (int i = 1; i <= count; ++i) {
     check_interrupted();
@@ -492,8 +510,8 @@ void bench_drain(Cluster& c, int count, const std::vector<int>& budgets, int rou
     create_vm(c, api_vms.back(), a);
   }
   for (const auto& n : raw_vms) c.define_twin(a, api_vms.front(), n);
-  std::printf("%d VMs through kvmfleet and %d twins unknown to it, 64 MiB each, all on %s\n", count, count,
-              a.c_str());
+  std::printf("%d VMs through kvmfleet and %d twins unknown to it, 64 MiB each, all on %s\n", count,
+              count, a.c_str());
   std::vector<DrainFigures> figures;
   for (int budget : budgets) {
     c.start_controller(budget);
@@ -507,8 +525,8 @@ void bench_drain(Cluster& c, int count, const std::vector<int>& budgets, int rou
         f.drain_ms = drain(c, from, api_vms);
         for (const auto& n : api_vms) expect_on(c, n, to, from);
         for (const auto& n : raw_vms) expect_on(c, n, to, from);
-        std::printf("budget %d  %-12s drain %9.1f ms   %d x raw virsh %9.1f ms   ratio %.3f\n", budget,
-                    f.dir.c_str(), f.drain_ms, count, f.raw_ms, f.drain_ms / f.raw_ms);
+        std::printf("budget %d  %-12s drain %9.1f ms   %d x raw virsh %9.1f ms   ratio %.3f\n",
+                    budget, f.dir.c_str(), f.drain_ms, count, f.raw_ms, f.drain_ms / f.raw_ms);
         std::fflush(stdout);
         figures.push_back(f);
       }
@@ -533,14 +551,15 @@ void bench_drain(Cluster& c, int count, const std::vector<int>& budgets, int rou
 }
 
 int usage() {
-  std::cerr << "usage: kvmfleet_migration_bench [single|drain|all] [--runs N] [--vms N]\n"
-               "                                [--budgets K[,K...]] [--rounds N]\n"
-               "                                [--keep-logs DIR] [--controller PATH] [--agent PATH]\n"
-               "  single   one VM, API vs raw virsh, N runs each way (default 10)\n"
-               "  drain    N VMs (default 8) leave a host by maintenance vs N sequential raw\n"
-               "           migrations, once per budget (default 2), --rounds times each way\n"
-               "  --keep-logs DIR   copy the controller's and agents' logs there at the end\n"
-               "  --controller, --agent   other builds of the programs to measure\n";
+  std::cerr
+      << "usage: kvmfleet_migration_bench [single|drain|all] [--runs N] [--vms N]\n"
+         "                                [--budgets K[,K...]] [--rounds N]\n"
+         "                                [--keep-logs DIR] [--controller PATH] [--agent PATH]\n"
+         "  single   one VM, API vs raw virsh, N runs each way (default 10)\n"
+         "  drain    N VMs (default 8) leave a host by maintenance vs N sequential raw\n"
+         "           migrations, once per budget (default 2), --rounds times each way\n"
+         "  --keep-logs DIR   copy the controller's and agents' logs there at the end\n"
+         "  --controller, --agent   other builds of the programs to measure\n";
   return 2;
 }
 
@@ -566,15 +585,24 @@ int main(int argc, char** argv) {
         if (i + 1 >= argc) throw std::invalid_argument(arg + " needs a value");
         return argv[++i];
       };
-      if (arg == "single" || arg == "drain" || arg == "all") mode = arg;
-      else if (arg == "--runs") runs = std::stoi(next());
-      else if (arg == "--vms") vms = std::stoi(next());
-      else if (arg == "--rounds") rounds = std::stoi(next());
-      else if (arg == "--budgets") budgets = parse_list(next());
-      else if (arg == "--keep-logs") cluster.keep_logs = next();
-      else if (arg == "--controller") cluster.controller_bin = next();
-      else if (arg == "--agent") cluster.agent_bin = next();
-      else return usage();
+      if (arg == "single" || arg == "drain" || arg == "all")
+        mode = arg;
+      else if (arg == "--runs")
+        runs = std::stoi(next());
+      else if (arg == "--vms")
+        vms = std::stoi(next());
+      else if (arg == "--rounds")
+        rounds = std::stoi(next());
+      else if (arg == "--budgets")
+        budgets = parse_list(next());
+      else if (arg == "--keep-logs")
+        cluster.keep_logs = next();
+      else if (arg == "--controller")
+        cluster.controller_bin = next();
+      else if (arg == "--agent")
+        cluster.agent_bin = next();
+      else
+        return usage();
     }
   } catch (const std::exception& e) {
     std::cerr << e.what() << "\n";
@@ -589,12 +617,14 @@ int main(int argc, char** argv) {
   const char* cache = std::getenv("KVMFLEET_LAB_CACHE");
   int rc = 0;
   try {
-    std::printf("kvmfleet migration benchmark: 2 lab hosts (own netns, libvirtd, agent), controller on "
-                "the lab bridge; %u CPUs\n",
-                std::thread::hardware_concurrency());
+    std::printf(
+        "kvmfleet migration benchmark: 2 lab hosts (own netns, libvirtd, agent), controller on "
+        "the lab bridge; %u CPUs\n",
+        std::thread::hardware_concurrency());
     cluster.up({"bench-a", "bench-b"}, budgets.front(), cache ? cache : KVMFLEET_LAB_CACHE_DIR);
     if (mode == "single" || mode == "all") bench_single(cluster, runs, "bench-a", "bench-b");
-    if (mode == "drain" || mode == "all") bench_drain(cluster, vms, budgets, rounds, "bench-a", "bench-b");
+    if (mode == "drain" || mode == "all")
+      bench_drain(cluster, vms, budgets, rounds, "bench-a", "bench-b");
   } catch (const std::exception& e) {
     std::cerr << "benchmark failed: " << e.what() << "\n";
     rc = 1;

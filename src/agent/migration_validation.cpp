@@ -95,14 +95,14 @@ Status validate_migration_request(const MigrationRequest& r) {
     return invalid("destination_uri must be qemu+tcp://HOST/system or qemu+tls://HOST/system",
                    {{"field", "destination_uri"}});
   if (!is_valid_migrate_uri(r.migrate_uri))
-    return invalid("migrate_uri must be tcp://HOST or tcp://HOST:PORT",
-                   {{"field", "migrate_uri"}});
+    return invalid("migrate_uri must be tcp://HOST or tcp://HOST:PORT", {{"field", "migrate_uri"}});
   if (r.policy.max_downtime_ms < kMinMaxDowntimeMs || r.policy.max_downtime_ms > kMaxMaxDowntimeMs)
     return invalid("max_downtime_ms must be between 1 and 600000", {{"field", "max_downtime_ms"}});
   if (r.policy.bandwidth_mib_s < 0 || r.policy.bandwidth_mib_s > kMaxBandwidthMibS)
     return invalid("bandwidth_mib_s must be between 0 and 100000", {{"field", "bandwidth_mib_s"}});
   if (r.policy.converge_timeout_s < 0 || r.policy.converge_timeout_s > kMaxConvergeTimeoutS)
-    return invalid("converge_timeout_s must be between 0 and 86400", {{"field", "converge_timeout_s"}});
+    return invalid("converge_timeout_s must be between 0 and 86400",
+                   {{"field", "converge_timeout_s"}});
   if (r.policy.downtime_ceiling_ms < r.policy.max_downtime_ms ||
       r.policy.downtime_ceiling_ms > kMaxMaxDowntimeMs)
     return invalid("downtime_ceiling_ms must be between max_downtime_ms and 600000",

@@ -26,9 +26,9 @@
 
 namespace kvmfleet::api {
 
-using nlohmann::json;
 using http::HttpStatus;
 using http::Verb;
+using nlohmann::json;
 
 inline std::vector<std::string_view> split_path(std::string_view path) {
   std::vector<std::string_view> out;
@@ -60,7 +60,7 @@ struct Call : std::enable_shared_from_this<Call> {
   // Set by the router before the handler runs:
   const Route* route = nullptr;
   std::vector<std::pair<std::string_view, std::string>> params;  // checked path parameters
-  std::chrono::seconds wait{0};                                   // ?wait=, checked
+  std::chrono::seconds wait{0};                                  // ?wait=, checked
 
   // The path parameter of that kind in the route's pattern, e.g. param("vm").
   const std::string& param(std::string_view kind) const {
@@ -77,9 +77,7 @@ struct Call : std::enable_shared_from_this<Call> {
   void ok(HttpStatus status, const json& body) {
     reply(http::json_response(status, body, req.version(), req.keep_alive()));
   }
-  void fail(const Error& e) {
-    reply(http::error_response(e, req.version(), req.keep_alive()));
-  }
+  void fail(const Error& e) { reply(http::error_response(e, req.version(), req.keep_alive())); }
 };
 
 inline Result<json> body_of(Call& c) {

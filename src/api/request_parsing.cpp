@@ -125,7 +125,8 @@ Result<std::uint64_t> parse_size(const nlohmann::json& body) {
   }
   auto b = get_int(body, "size_bytes", true, 0, 512, kMax);
   if (!b) return b.take_error();
-  if (*b % 512 != 0) return invalid("size_bytes must be a multiple of 512", {{"field", "size_bytes"}});
+  if (*b % 512 != 0)
+    return invalid("size_bytes must be a multiple of 512", {{"field", "size_bytes"}});
   return static_cast<std::uint64_t>(*b);
 }
 
@@ -173,7 +174,8 @@ Result<PoolCreateRequest> parse_pool_create(const nlohmann::json& body) {
       if (!portal) return invalid(where + ".portal is required", {{"field", where + ".portal"}});
       auto normal = storage::normalize_portal(*portal);
       if (!normal)
-        return invalid(where + ".portal: " + normal.error().message, {{"field", where + ".portal"}});
+        return invalid(where + ".portal: " + normal.error().message,
+                       {{"field", where + ".portal"}});
       target.portal = *normal;
       auto iqn = get_string(j, "iqn", true);
       if (!iqn) return invalid(where + ".iqn is required", {{"field", where + ".iqn"}});
@@ -184,14 +186,16 @@ Result<PoolCreateRequest> parse_pool_create(const nlohmann::json& body) {
       if (!lun) return invalid(where + ".lun must be 0..16383", {{"field", where + ".lun"}});
       target.lun = static_cast<int>(*lun);
       if (auto c = j.find("chap"); c != j.end() && !c->is_null()) {
-        if (!c->is_object()) return invalid(where + ".chap must be an object", {{"field", where + ".chap"}});
+        if (!c->is_object())
+          return invalid(where + ".chap must be an object", {{"field", where + ".chap"}});
         if (auto st = check_known_fields(*c, {"username", "password"}, where + ".chap"); !st)
           return st.take_error();
         auto u = get_string(*c, "username", true);
         auto pw = get_string(*c, "password", true);
         if (!u || !pw || u->empty() || u->size() > 255 || pw->size() < 12 || pw->size() > 255)
-          return invalid(where + ".chap needs a username (1-255 characters) and a password "
-                                 "(12-255 characters)",
+          return invalid(where +
+                             ".chap needs a username (1-255 characters) and a password "
+                             "(12-255 characters)",
                          {{"field", where + ".chap"}});
         for (const std::string* v : {&*u, &*pw})
           for (unsigned char ch : *v)
@@ -207,7 +211,8 @@ Result<PoolCreateRequest> parse_pool_create(const nlohmann::json& body) {
       r.pool.targets.push_back(std::move(target));
     }
   } else {
-    if (body.contains("targets")) return invalid("targets are for type iscsi", {{"field", "targets"}});
+    if (body.contains("targets"))
+      return invalid("targets are for type iscsi", {{"field", "targets"}});
     auto it = body.find("wwids");
     if (it == body.end() || !it->is_array() || it->empty() || it->size() > kMaxPoolLuns)
       return invalid("wwids must be an array of 1 to 16 WWIDs", {{"field", "wwids"}});
@@ -282,7 +287,8 @@ Result<SnapshotCreateRequest> parse_snapshot_create(const nlohmann::json& body) 
   }
   if (auto it = body.find("size_ratio"); it != body.end()) {
     if (!it->is_number() || it->get<double>() <= 0.0 || it->get<double>() > 1.0)
-      return invalid("size_ratio must be a number above 0 and at most 1", {{"field", "size_ratio"}});
+      return invalid("size_ratio must be a number above 0 and at most 1",
+                     {{"field", "size_ratio"}});
     r.ratio = it->get<double>();
   }
   auto q = get_bool(body, "quiesce", true);
@@ -347,10 +353,11 @@ Result<MaintenanceRequest> parse_maintenance(const nlohmann::json& body,
   if (body.contains("policy")) {
     const auto& p = body["policy"];
     if (!p.is_object()) return invalid("policy must be an object", {{"field", "policy"}});
-    if (!r.enabled) return invalid("policy applies only when enabling maintenance", {{"field", "policy"}});
-    if (auto st = check_known_fields(
-            p, {"max_downtime_ms", "bandwidth_mib_s", "auto_converge", "allow_post_copy",
-                "converge_timeout_s", "downtime_ceiling_ms"});
+    if (!r.enabled)
+      return invalid("policy applies only when enabling maintenance", {{"field", "policy"}});
+    if (auto st =
+            check_known_fields(p, {"max_downtime_ms", "bandwidth_mib_s", "auto_converge",
+                                   "allow_post_copy", "converge_timeout_s", "downtime_ceiling_ms"});
         !st)
       return st.take_error();
     auto policy = parse_policy_fields(p, defaults);
@@ -361,9 +368,9 @@ Result<MaintenanceRequest> parse_maintenance(const nlohmann::json& body,
 }
 
 Result<MigrateRequest> parse_migrate(const nlohmann::json& body, const MigrationPolicy& defaults) {
-  if (auto st = check_known_fields(body, {"target_host", "max_downtime_ms", "bandwidth_mib_s",
-                                          "auto_converge", "allow_post_copy",
-                                          "converge_timeout_s", "downtime_ceiling_ms"});
+  if (auto st = check_known_fields(
+          body, {"target_host", "max_downtime_ms", "bandwidth_mib_s", "auto_converge",
+                 "allow_post_copy", "converge_timeout_s", "downtime_ceiling_ms"});
       !st)
     return st.take_error();
   MigrateRequest r;
@@ -419,7 +426,8 @@ Result<std::map<std::string, std::string>> parse_query(std::string_view query) {
     const auto eq = part.find('=');
     auto key = percent_decode(part.substr(0, eq));
     if (!key) return key.take_error();
-    auto value = percent_decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1));
+    auto value =
+        percent_decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1));
     if (!value) return value.take_error();
     if (!out.emplace(*key, *value).second)
       return invalid("query parameter given twice", {{"parameter", *key}});
@@ -461,9 +469,12 @@ Result<bool> query_bool(const std::map<std::string, std::string>& q, const std::
 
 Status check_agent_url(std::string_view url) {
   std::string_view rest = url;
-  if (rest.starts_with("http://")) rest.remove_prefix(7);
-  else if (rest.starts_with("https://")) rest.remove_prefix(8);
-  else return invalid("agent_url must start with http:// or https://", {{"field", "agent_url"}});
+  if (rest.starts_with("http://"))
+    rest.remove_prefix(7);
+  else if (rest.starts_with("https://"))
+    rest.remove_prefix(8);
+  else
+    return invalid("agent_url must start with http:// or https://", {{"field", "agent_url"}});
   while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   const auto colon = rest.rfind(':');
   if (colon == std::string_view::npos || colon == 0)
@@ -471,7 +482,8 @@ Status check_agent_url(std::string_view url) {
   const auto host = rest.substr(0, colon), port = rest.substr(colon + 1);
   for (char c : host) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-'))
-      return invalid("agent_url host has characters outside [A-Za-z0-9.-]", {{"field", "agent_url"}});
+      return invalid("agent_url host has characters outside [A-Za-z0-9.-]",
+                     {{"field", "agent_url"}});
   }
   int p = 0;
   auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);

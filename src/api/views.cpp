@@ -7,7 +7,9 @@ namespace kvmfleet::api {
 using nlohmann::json;
 
 namespace {
-json name_or_null(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
+json name_or_null(const std::string& s) {
+  return s.empty() ? json(nullptr) : json(s);
+}
 }  // namespace
 
 json vm_view(const Vm& vm) {
@@ -38,28 +40,30 @@ json host_view(const Host& h, const ClusterState::Data& data) {
   }
   json unmanaged = json::array();
   for (const auto& d : h.inventory.domains)
-    if (!d.managed && !data.find_vm(d.uuid)) unmanaged.push_back({{"name", d.name}, {"uuid", d.uuid}, {"state", d.state}});
+    if (!d.managed && !data.find_vm(d.uuid))
+      unmanaged.push_back({{"name", d.name}, {"uuid", d.uuid}, {"state", d.state}});
   const auto& inv = h.inventory;
-  return {{"name", h.name},
-          {"state", std::string(to_string(h.state))},
-          {"schedulable", h.schedulable},
-          {"agent_url", h.agent_url},
-          {"host_uuid", inv.host_uuid},
-          {"hostname", inv.hostname},
-          {"cpus", inv.cpus},
-          {"cpu_model", inv.cpu_model},
-          {"memory_total_mib", inv.memory_total_mib},
-          {"memory_free_mib", inv.memory_free_mib},
-          {"memory_allocated_mib", mem},
-          {"vcpus_allocated", vcpus},
-          {"vm_count", count},
-          {"libvirt_version", inv.libvirt_version},
-          {"qemu_version", inv.qemu_version},
-          {"domain_type", inv.domain_type},
-          {"unmanaged_domains", unmanaged},
-          {"last_heartbeat", h.last_heartbeat ? json(format_time(*h.last_heartbeat)) : json(nullptr)},
-          {"storage", h.storage},
-          {"created_at", format_time(h.created_at)}};
+  return {
+      {"name", h.name},
+      {"state", std::string(to_string(h.state))},
+      {"schedulable", h.schedulable},
+      {"agent_url", h.agent_url},
+      {"host_uuid", inv.host_uuid},
+      {"hostname", inv.hostname},
+      {"cpus", inv.cpus},
+      {"cpu_model", inv.cpu_model},
+      {"memory_total_mib", inv.memory_total_mib},
+      {"memory_free_mib", inv.memory_free_mib},
+      {"memory_allocated_mib", mem},
+      {"vcpus_allocated", vcpus},
+      {"vm_count", count},
+      {"libvirt_version", inv.libvirt_version},
+      {"qemu_version", inv.qemu_version},
+      {"domain_type", inv.domain_type},
+      {"unmanaged_domains", unmanaged},
+      {"last_heartbeat", h.last_heartbeat ? json(format_time(*h.last_heartbeat)) : json(nullptr)},
+      {"storage", h.storage},
+      {"created_at", format_time(h.created_at)}};
 }
 
 json operation_view(const Operation& op) {
@@ -100,10 +104,8 @@ namespace kvmfleet::api {
 json pool_view(const StoragePool& p, const ClusterState::Data& data) {
   json targets = json::array();
   for (const auto& t : p.targets)
-    targets.push_back({{"portal", t.portal},
-                       {"iqn", t.iqn},
-                       {"lun", t.lun},
-                       {"chap", !t.chap_username.empty()}});
+    targets.push_back(
+        {{"portal", t.portal}, {"iqn", t.iqn}, {"lun", t.lun}, {"chap", !t.chap_username.empty()}});
   json hosts = json::object();
   for (const auto& [name, s] : p.hosts)
     hosts[name] = {{"connected", s.connected},

@@ -12,8 +12,7 @@ void vm_action_without_body(Controller& svc, Call& c, std::string_view kind) {
   auto body = optional_body_of(c);
   if (!body) return c.fail(body.error());
   if (auto st = check_known_fields(*body, {}); !st) return c.fail(st.error());
-  answer_submitted(svc, c,
-                   svc.vms().vm_action(*c.who, c.param("vm"), kind, {}, submit_options(c)));
+  answer_submitted(svc, c, svc.vms().vm_action(*c.who, c.param("vm"), kind, {}, submit_options(c)));
 }
 
 }  // namespace

@@ -5,9 +5,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
 #include <cstdio>
 #include <fstream>
-#include <sys/stat.h>
 
 namespace kvmfleet {
 
@@ -22,7 +22,7 @@ std::optional<Principal> TokenService::authenticate(std::string_view bearer) con
 }
 
 Result<std::pair<TokenRecord, std::string>> TokenService::create_token(const std::string& name,
-                                                                         Role role) {
+                                                                       Role role) {
   if (auto st = check_name("name", name); !st) return st.take_error();
   if (role == Role::agent) return invalid("agent tokens are made by registering a host");
   TokenRecord rec;

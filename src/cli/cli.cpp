@@ -12,7 +12,8 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* kUsage = R"(usage: kvmfleet [--url URL] [--token TOKEN | --token-file FILE] [-o table|json] COMMAND
+constexpr const char* kUsage =
+    R"(usage: kvmfleet [--url URL] [--token TOKEN | --token-file FILE] [-o table|json] COMMAND
 
 commands:
   hosts                               list hosts
@@ -105,7 +106,8 @@ std::string url_encode(const std::string& s) {
   static const char* hex = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out.push_back(static_cast<char>(c));
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
+      out.push_back(static_cast<char>(c));
     else {
       out.push_back('%');
       out.push_back(hex[c >> 4]);
@@ -117,16 +119,22 @@ std::string url_encode(const std::string& s) {
 
 class Runner {
  public:
-  Runner(const Args& a, std::string base, std::string token, http::Client& client, std::ostream& out,
-         std::ostream& err)
-      : a_(a), base_(std::move(base)), token_(std::move(token)), client_(client), out_(out), err_(err) {
+  Runner(const Args& a, std::string base, std::string token, http::Client& client,
+         std::ostream& out, std::ostream& err)
+      : a_(a),
+        base_(std::move(base)),
+        token_(std::move(token)),
+        client_(client),
+        out_(out),
+        err_(err) {
     json_ = a_.get("-o", "table") == "json";
   }
 
   std::optional<json> call(const std::string& method, const std::string& path,
                            const std::optional<json>& body = std::nullopt, int wait_s = 0) {
     const auto timeout = std::chrono::milliseconds((wait_s + 30) * 1000);
-    auto r = client_.request(method, base_ + path, token_, body ? body->dump() : std::string{}, timeout);
+    auto r =
+        client_.request(method, base_ + path, token_, body ? body->dump() : std::string{}, timeout);
     if (!r) {
       err_ << "kvmfleet: " << r.error().message << "\n";
       return std::nullopt;
@@ -136,7 +144,8 @@ class Runner {
       if (!j.is_discarded() && j.contains("error")) {
         const auto& e = j["error"];
         err_ << "kvmfleet: " << e.value("code", "error") << ": " << e.value("message", "") << "\n";
-        if (e.contains("details") && !e["details"].empty()) err_ << "  details: " << e["details"].dump() << "\n";
+        if (e.contains("details") && !e["details"].empty())
+          err_ << "  details: " << e["details"].dump() << "\n";
       } else {
         err_ << "kvmfleet: HTTP " << r->status << "\n";
       }
@@ -178,10 +187,12 @@ class Runner {
     if (json_) return show(op, {});
     out_ << "operation " << op.value("id", "") << "  " << op.value("kind", "") << "  "
          << op.value("state", "") << "  " << op.value("progress", 0) << "%";
-    if (op.contains("step") && !op["step"].get<std::string>().empty()) out_ << "  (" << op["step"].get<std::string>() << ")";
+    if (op.contains("step") && !op["step"].get<std::string>().empty())
+      out_ << "  (" << op["step"].get<std::string>() << ")";
     out_ << "\n";
     if (op.contains("error") && !op["error"].is_null())
-      out_ << "  error: " << op["error"].value("code", "") << ": " << op["error"].value("message", "") << "\n";
+      out_ << "  error: " << op["error"].value("code", "") << ": "
+           << op["error"].value("message", "") << "\n";
     return op.value("state", "") == "failed" ? 1 : 0;
   }
 
@@ -207,7 +218,8 @@ class Runner {
       if (a_.has("--vcpus")) b["vcpus"] = std::stoi(a_.get("--vcpus"));
       json disks = json::array();
       auto range = a_.options.equal_range("--disk");
-      for (auto it = range.first; it != range.second; ++it) disks.push_back({{"size_gib", std::stoll(it->second)}});
+      for (auto it = range.first; it != range.second; ++it)
+        disks.push_back({{"size_gib", std::stoll(it->second)}});
       if (!disks.empty()) b["disks"] = disks;
     } catch (const std::exception&) {
       err_ << "kvmfleet: --memory, --vcpus and --disk take whole numbers\n";
@@ -227,10 +239,18 @@ class Runner {
       return p.empty() && !a_.has("--help") ? 2 : 0;
     }
     const std::string& cmd = p[0];
-    const std::vector<std::string> host_cols = {"name", "state", "schedulable", "cpus", "memory_total_mib",
-                                                "memory_allocated_mib", "vm_count", "last_heartbeat"};
-    const std::vector<std::string> vm_cols = {"name", "id", "state", "desired_state", "host", "vcpus", "memory_mib"};
-    const std::vector<std::string> op_cols = {"id", "kind", "state", "progress", "step", "created_at"};
+    const std::vector<std::string> host_cols = {"name",
+                                                "state",
+                                                "schedulable",
+                                                "cpus",
+                                                "memory_total_mib",
+                                                "memory_allocated_mib",
+                                                "vm_count",
+                                                "last_heartbeat"};
+    const std::vector<std::string> vm_cols = {"name", "id",    "state",     "desired_state",
+                                              "host", "vcpus", "memory_mib"};
+    const std::vector<std::string> op_cols = {"id",       "kind", "state",
+                                              "progress", "step", "created_at"};
     if (cmd == "hosts" && p.size() == 1) {
       auto j = call("GET", "/v1/hosts");
       return j ? show(*j, host_cols, &(*j)["items"]) : 1;
@@ -243,11 +263,14 @@ class Runner {
       auto j = call("POST", "/v1/hosts", json{{"name", p[2]}, {"agent_url", p[3]}});
       if (!j) return 1;
       if (json_) return show(*j, {});
-      out_ << "host " << p[2] << " registered\nagent token (shown once): " << (*j)["agent_token"].get<std::string>() << "\n";
+      out_ << "host " << p[2]
+           << " registered\nagent token (shown once): " << (*j)["agent_token"].get<std::string>()
+           << "\n";
       return 0;
     }
     if (cmd == "host" && p.size() == 3 && (p[1] == "cordon" || p[1] == "uncordon")) {
-      auto j = call("PATCH", "/v1/hosts/" + url_encode(p[2]), json{{"schedulable", p[1] == "uncordon"}});
+      auto j =
+          call("PATCH", "/v1/hosts/" + url_encode(p[2]), json{{"schedulable", p[1] == "uncordon"}});
       return j ? show(*j, host_cols) : 1;
     }
     if (cmd == "vms" && p.size() == 1) {
@@ -257,7 +280,8 @@ class Runner {
       json all = json::array();
       std::string cursor;
       while (true) {
-        auto j = call("GET", "/v1/vms" + q + (cursor.empty() ? "" : "&cursor=" + url_encode(cursor)));
+        auto j =
+            call("GET", "/v1/vms" + q + (cursor.empty() ? "" : "&cursor=" + url_encode(cursor)));
         if (!j) return 1;
         for (auto& it : (*j)["items"]) all.push_back(it);
         if ((*j)["next_cursor"].is_null()) break;
@@ -280,7 +304,8 @@ class Runner {
         return j ? show_operation(*j) : 1;
       }
       if (action == "start" || action == "reboot" || action == "destroy") {
-        auto j = call("POST", "/v1/vms/" + id + "/" + action + wait_query(), json::object(), wait_seconds());
+        auto j = call("POST", "/v1/vms/" + id + "/" + action + wait_query(), json::object(),
+                      wait_seconds());
         return j ? show_operation(*j) : 1;
       }
       if (action == "stop") {
@@ -312,7 +337,9 @@ class Runner {
       std::vector<std::vector<std::string>> rows;
       for (const auto& h : (*j)["hosts"])
         rows.push_back({h["host"].get<std::string>(), h["feasible"].get<bool>() ? "yes" : "no",
-                        h["feasible"].get<bool>() ? cell(h["total"]) : h.value("filter", "") + ": " + h.value("reason", "")});
+                        h["feasible"].get<bool>()
+                            ? cell(h["total"])
+                            : h.value("filter", "") + ": " + h.value("reason", "")});
       print_table(out_, {"HOST", "FEASIBLE", "SCORE / WHY NOT"}, rows);
       return 0;
     }
@@ -323,7 +350,8 @@ class Runner {
       return j ? show(*j, op_cols, &(*j)["items"]) : 1;
     }
     if (cmd == "op" && p.size() == 3 && p[1] == "get") {
-      auto j = call("GET", "/v1/operations/" + url_encode(p[2]) + wait_query(), std::nullopt, wait_seconds());
+      auto j = call("GET", "/v1/operations/" + url_encode(p[2]) + wait_query(), std::nullopt,
+                    wait_seconds());
       return j ? show_operation(*j) : 1;
     }
     if (cmd == "op" && p.size() == 3 && p[1] == "cancel") {

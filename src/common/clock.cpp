@@ -1,7 +1,7 @@
 #include "kvmfleet/common/clock.hpp"
 
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 
 namespace kvmfleet {
 
@@ -61,9 +61,13 @@ bool Clock::sleep_for(std::chrono::milliseconds d, const Interrupt& interrupt) c
   return sleep_until_steady(steady_now() + d, interrupt);
 }
 
-void Clock::sleep_for(std::chrono::milliseconds d) const { sleep_for(d, Interrupt{}); }
+void Clock::sleep_for(std::chrono::milliseconds d) const {
+  sleep_for(d, Interrupt{});
+}
 
-Clock::time_point SystemClock::now() const { return std::chrono::system_clock::now(); }
+Clock::time_point SystemClock::now() const {
+  return std::chrono::system_clock::now();
+}
 
 Clock::steady_time_point SystemClock::steady_now() const {
   return std::chrono::steady_clock::now();

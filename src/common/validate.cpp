@@ -31,8 +31,8 @@ bool is_valid_uuid(std::string_view id) {
   return true;
 }
 
-Status check_known_fields(const nlohmann::json& obj, std::initializer_list<std::string_view> allowed,
-                          std::string_view where) {
+Status check_known_fields(const nlohmann::json& obj,
+                          std::initializer_list<std::string_view> allowed, std::string_view where) {
   return check_known_fields(obj, std::span<const std::string_view>(allowed.begin(), allowed.size()),
                             where);
 }
@@ -71,8 +71,7 @@ Result<std::int64_t> get_int(const nlohmann::json& obj, std::string_view field, 
   if (!it->is_number_integer())
     return invalid(std::string(field) + " must be an integer", {{"field", field}});
   // Unsigned values above int64 range would wrap; compare in the unsigned domain first.
-  if (it->is_number_unsigned() &&
-      it->get<std::uint64_t>() > static_cast<std::uint64_t>(max))
+  if (it->is_number_unsigned() && it->get<std::uint64_t>() > static_cast<std::uint64_t>(max))
     return invalid(std::string(field) + " is out of range",
                    {{"field", field}, {"min", min}, {"max", max}});
   const auto v = it->get<std::int64_t>();
@@ -85,7 +84,8 @@ Result<std::int64_t> get_int(const nlohmann::json& obj, std::string_view field, 
 Result<bool> get_bool(const nlohmann::json& obj, std::string_view field, bool fallback) {
   auto it = obj.find(std::string(field));
   if (it == obj.end() || it->is_null()) return fallback;
-  if (!it->is_boolean()) return invalid(std::string(field) + " must be a boolean", {{"field", field}});
+  if (!it->is_boolean())
+    return invalid(std::string(field) + " must be a boolean", {{"field", field}});
   return it->get<bool>();
 }
 

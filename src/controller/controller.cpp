@@ -32,7 +32,9 @@ Controller::Controller(ClusterState& state, AgentApi& agents, const ControllerCo
   register_storage_operations(runner_);
 }
 
-Controller::~Controller() { stop(); }
+Controller::~Controller() {
+  stop();
+}
 
 void Controller::start() {
   runner_.start();

@@ -79,9 +79,12 @@ std::optional<LvMode> lv_mode_from(std::string_view s) {
 
 std::string_view to_string(LvMode m) {
   switch (m) {
-    case LvMode::inactive: return "inactive";
-    case LvMode::exclusive: return "exclusive";
-    case LvMode::shared: return "shared";
+    case LvMode::inactive:
+      return "inactive";
+    case LvMode::exclusive:
+      return "exclusive";
+    case LvMode::shared:
+      return "shared";
   }
   return "inactive";
 }
@@ -134,7 +137,8 @@ Result<MigrationStatus> HttpAgentApi::migrate(const Host& source, const std::str
   return decode<MigrationStatus>(invoke(client_, source, proto::kMigrate, uuid, &body));
 }
 
-Result<MigrationStatus> HttpAgentApi::migration_status(const Host& source, const std::string& uuid) {
+Result<MigrationStatus> HttpAgentApi::migration_status(const Host& source,
+                                                       const std::string& uuid) {
   return decode<MigrationStatus>(invoke(client_, source, proto::kMigration, uuid, nullptr));
 }
 
@@ -214,7 +218,7 @@ Status HttpAgentApi::iscsi_logout(const Host& host, const std::string& op_id,
 }
 
 Result<std::vector<std::string>> HttpAgentApi::fc_attach(const Host& host, const std::string& op_id,
-                                                          const std::vector<std::string>& wwids) {
+                                                         const std::vector<std::string>& wwids) {
   const nlohmann::json body = {{"op_id", op_id}, {"wwids", wwids}};
   auto r = invoke(client_, host, proto::kFcAttach, {}, &body);
   if (!r) return r.take_error();
@@ -250,7 +254,8 @@ Result<AgentVg> HttpAgentApi::vg_get(const Host& host, const std::string& vg) {
   auto r = invoke(client_, host, proto::kVgGet, {}, nullptr, vg);
   if (!r) return r.take_error();
   try {
-    return AgentVg{r->at("size_bytes").get<std::uint64_t>(), r->at("free_bytes").get<std::uint64_t>()};
+    return AgentVg{r->at("size_bytes").get<std::uint64_t>(),
+                   r->at("free_bytes").get<std::uint64_t>()};
   } catch (const std::exception& e) {
     return internal_error(std::string("malformed agent answer to vg get: ") + e.what());
   }
@@ -285,10 +290,9 @@ Status HttpAgentApi::lv_create(const Host& host, const std::string& op_id, const
                                const std::string& lv, std::uint64_t size_bytes) {
   // Activated (exclusively, here) while it is made so that LVM zeroes its start: a new
   // volume must not show a deleted one's old data. The caller deactivates it.
-  return storage_call(client_, host, proto::kLvCreate,
-                      {{"op_id", op_id}, {"lv", lv}, {"size_bytes", size_bytes},
-                       {"activate_exclusive", true}},
-                      vg);
+  return storage_call(
+      client_, host, proto::kLvCreate,
+      {{"op_id", op_id}, {"lv", lv}, {"size_bytes", size_bytes}, {"activate_exclusive", true}}, vg);
 }
 
 Status HttpAgentApi::lv_grow(const Host& host, const std::string& op_id, const std::string& vg,

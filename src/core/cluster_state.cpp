@@ -204,7 +204,8 @@ void ClusterState::apply(const WriteBatch& b) {
   }
   for (const auto& v : b.put_volumes) {
     auto it = data_.volumes.find(v.id);
-    if (it != data_.volumes.end() && it->second.name != v.name) data_.volume_ids.erase(it->second.name);
+    if (it != data_.volumes.end() && it->second.name != v.name)
+      data_.volume_ids.erase(it->second.name);
     data_.volumes[v.id] = v;
     data_.volume_ids[v.name] = v.id;
   }

@@ -28,23 +28,45 @@ Status read_ratio(const nlohmann::json& j, const char* key, double& out) {
 }  // namespace
 
 Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
-  if (auto st = check_known_fields(
-          j, {"listen_address", "listen_port", "tls_cert_file", "tls_key_file", "body_limit_bytes",
-              "read_timeout_ms", "api_threads", "database_path", "bootstrap_token_file",
-              "scheduler", "heartbeat_interval_ms", "unreachable_after_ms", "down_after_ms",
-              "operation_workers", "migrations_per_host", "agent_retry_attempts", "agent_retry_backoff_ms",
-              "default_stop_timeout_s", "operation_retention_hours", "agent_ca_file",
-              "metadata_dir", "metadata_write_timeout_ms", "metadata_queue_capacity",
-              "metadata_pool_path", "storage_refresh_interval_ms", "storage_reconnect_interval_ms",
-              "snapshot_warn_percent",
-              "snapshot_autoextend_threshold_percent", "snapshot_autoextend_percent"},
-          "controller config");
+  if (auto st = check_known_fields(j,
+                                   {"listen_address",
+                                    "listen_port",
+                                    "tls_cert_file",
+                                    "tls_key_file",
+                                    "body_limit_bytes",
+                                    "read_timeout_ms",
+                                    "api_threads",
+                                    "database_path",
+                                    "bootstrap_token_file",
+                                    "scheduler",
+                                    "heartbeat_interval_ms",
+                                    "unreachable_after_ms",
+                                    "down_after_ms",
+                                    "operation_workers",
+                                    "migrations_per_host",
+                                    "agent_retry_attempts",
+                                    "agent_retry_backoff_ms",
+                                    "default_stop_timeout_s",
+                                    "operation_retention_hours",
+                                    "agent_ca_file",
+                                    "metadata_dir",
+                                    "metadata_write_timeout_ms",
+                                    "metadata_queue_capacity",
+                                    "metadata_pool_path",
+                                    "storage_refresh_interval_ms",
+                                    "storage_reconnect_interval_ms",
+                                    "snapshot_warn_percent",
+                                    "snapshot_autoextend_threshold_percent",
+                                    "snapshot_autoextend_percent"},
+                                   "controller config");
       !st)
     return st.take_error();
   ControllerConfig c;
-#define KVF_STR(key)                                             \
-  if (auto v = get_string(j, #key, false, c.key); !v) return v.take_error(); \
-  else c.key = *v;
+#define KVF_STR(key)                                  \
+  if (auto v = get_string(j, #key, false, c.key); !v) \
+    return v.take_error();                            \
+  else                                                \
+    c.key = *v;
   KVF_STR(listen_address)
   KVF_STR(tls_cert_file)
   KVF_STR(tls_key_file)
@@ -76,26 +98,28 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
   auto stop = get_int(j, "default_stop_timeout_s", false, c.default_stop_timeout_s, 1, 3600);
   if (!stop) return stop.take_error();
   c.default_stop_timeout_s = static_cast<int>(*stop);
-  auto keep = get_int(j, "operation_retention_hours", false, c.operation_retention.count(), 1,
-                      24 * 365);
+  auto keep =
+      get_int(j, "operation_retention_hours", false, c.operation_retention.count(), 1, 24 * 365);
   if (!keep) return keep.take_error();
   c.operation_retention = std::chrono::hours{*keep};
-  for (auto [key, field] : {std::pair{"read_timeout_ms", &c.read_timeout},
-                            std::pair{"heartbeat_interval_ms", &c.heartbeat_interval},
-                            std::pair{"unreachable_after_ms", &c.unreachable_after},
-                            std::pair{"down_after_ms", &c.down_after},
-                            std::pair{"agent_retry_backoff_ms", &c.agent_retry_backoff},
-                            std::pair{"metadata_write_timeout_ms", &c.metadata_write_timeout},
-                            std::pair{"storage_refresh_interval_ms", &c.storage_refresh_interval},
-                            std::pair{"storage_reconnect_interval_ms", &c.storage_reconnect_interval}}) {
+  for (auto [key, field] :
+       {std::pair{"read_timeout_ms", &c.read_timeout},
+        std::pair{"heartbeat_interval_ms", &c.heartbeat_interval},
+        std::pair{"unreachable_after_ms", &c.unreachable_after},
+        std::pair{"down_after_ms", &c.down_after},
+        std::pair{"agent_retry_backoff_ms", &c.agent_retry_backoff},
+        std::pair{"metadata_write_timeout_ms", &c.metadata_write_timeout},
+        std::pair{"storage_refresh_interval_ms", &c.storage_refresh_interval},
+        std::pair{"storage_reconnect_interval_ms", &c.storage_reconnect_interval}}) {
     if (auto st = read_ms(j, key, *field, 1, 3'600'000); !st) return st.take_error();
   }
-  for (auto [key, field, min] : {std::tuple{"snapshot_warn_percent", &c.snapshot_warn_percent, 1},
-                                 std::tuple{"snapshot_autoextend_threshold_percent",
-                                            &c.snapshot_autoextend_threshold_percent, 0},
-                                 std::tuple{"snapshot_autoextend_percent",
-                                            &c.snapshot_autoextend_percent, 1}}) {
-    auto v = get_int(j, key, false, *field, min, key == std::string_view("snapshot_autoextend_percent") ? 1000 : 99);
+  for (auto [key, field, min] :
+       {std::tuple{"snapshot_warn_percent", &c.snapshot_warn_percent, 1},
+        std::tuple{"snapshot_autoextend_threshold_percent",
+                   &c.snapshot_autoextend_threshold_percent, 0},
+        std::tuple{"snapshot_autoextend_percent", &c.snapshot_autoextend_percent, 1}}) {
+    auto v = get_int(j, key, false, *field, min,
+                     key == std::string_view("snapshot_autoextend_percent") ? 1000 : 99);
     if (!v) return v.take_error();
     *field = static_cast<int>(*v);
   }
@@ -107,9 +131,9 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
     return invalid("unreachable_after_ms must be below down_after_ms");
   if (auto it = j.find("scheduler"); it != j.end()) {
     const auto& s = *it;
-    if (auto st = check_known_fields(s, {"memory_overcommit", "cpu_overcommit",
-                                         "reserved_memory_mib", "rank"},
-                                     "scheduler config");
+    if (auto st = check_known_fields(
+            s, {"memory_overcommit", "cpu_overcommit", "reserved_memory_mib", "rank"},
+            "scheduler config");
         !st)
       return st.take_error();
     if (auto st = read_ratio(s, "memory_overcommit", c.scheduler.memory_overcommit); !st)
@@ -121,9 +145,12 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
     c.scheduler.reserved_memory_mib = *reserved;
     auto rank = get_string(s, "rank", false, "spread");
     if (!rank) return rank.take_error();
-    if (*rank == "spread") c.scheduler.rank = scheduler::RankPolicy::spread;
-    else if (*rank == "pack") c.scheduler.rank = scheduler::RankPolicy::pack;
-    else return invalid("scheduler.rank must be spread or pack", {{"field", "scheduler.rank"}});
+    if (*rank == "spread")
+      c.scheduler.rank = scheduler::RankPolicy::spread;
+    else if (*rank == "pack")
+      c.scheduler.rank = scheduler::RankPolicy::pack;
+    else
+      return invalid("scheduler.rank must be spread or pack", {{"field", "scheduler.rank"}});
   }
   return c;
 }

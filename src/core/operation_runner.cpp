@@ -8,10 +8,18 @@
 
 namespace kvmfleet {
 
-ClusterState& OpContext::state() { return runner_.state_; }
-AgentApi& OpContext::agents() { return runner_.agents_; }
-const ControllerConfig& OpContext::config() { return runner_.config_; }
-const Clock& OpContext::clock() { return runner_.clock_; }
+ClusterState& OpContext::state() {
+  return runner_.state_;
+}
+AgentApi& OpContext::agents() {
+  return runner_.agents_;
+}
+const ControllerConfig& OpContext::config() {
+  return runner_.config_;
+}
+const Clock& OpContext::clock() {
+  return runner_.clock_;
+}
 
 void OpContext::progress(int percent, std::string step) {
   op_.progress = std::clamp(percent, 0, 100);
@@ -69,13 +77,17 @@ Result<Operation> OpContext::spawn(
   return child;
 }
 
-Status OpContext::cancel(const std::string& op_id) { return runner_.cancel(op_id); }
+Status OpContext::cancel(const std::string& op_id) {
+  return runner_.cancel(op_id);
+}
 
 OperationRunner::OperationRunner(ClusterState& state, AgentApi& agents,
                                  const ControllerConfig& config, const Clock& clock)
     : state_(state), agents_(agents), config_(config), clock_(clock) {}
 
-OperationRunner::~OperationRunner() { stop(); }
+OperationRunner::~OperationRunner() {
+  stop();
+}
 
 void OperationRunner::register_kind(std::string kind, OperationFn fn, AdmitFn admit) {
   if (admit) admits_[kind] = std::move(admit);
@@ -99,8 +111,7 @@ void OperationRunner::start() {
     stopping_ = false;
     for (auto& id : unfinished) queue_.push_back(id);
   }
-  if (!unfinished.empty())
-    spdlog::info("resuming {} unfinished operation(s)", unfinished.size());
+  if (!unfinished.empty()) spdlog::info("resuming {} unfinished operation(s)", unfinished.size());
   for (int i = 0; i < config_.operation_workers; ++i) workers_.emplace_back([this] { worker(); });
 }
 
@@ -271,8 +282,8 @@ void OperationRunner::execute(const std::string& op_id, const Interrupt& interru
     finish(op_id, OpState::failed, internal_error("no code for operation kind " + op->kind), {});
     return;
   }
-  spdlog::info("operation {} {} on {} {}: running (attempt {})", op->id, op->kind,
-               op->target_type, op->target_id, op->attempts);
+  spdlog::info("operation {} {} on {} {}: running (attempt {})", op->id, op->kind, op->target_type,
+               op->target_id, op->attempts);
   OpContext ctx(*this, *op, interrupt);
   Status result = internal_error("operation did not run");
   try {

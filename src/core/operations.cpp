@@ -25,7 +25,10 @@ struct Operations::Waiters {
 
 Operations::Operations(ClusterState& state, OperationRunner& runner, const Clock& clock,
                        boost::asio::io_context& ioc)
-    : state_(state), runner_(runner), clock_(clock), ioc_(ioc),
+    : state_(state),
+      runner_(runner),
+      clock_(clock),
+      ioc_(ioc),
       waiters_(std::make_shared<Waiters>()) {
   std::weak_ptr<Waiters> weak = waiters_;
   state_.on_operation_change([this, weak](const Operation& op) {
@@ -69,7 +72,9 @@ Result<Submitted> Operations::submit(const Principal& who, Operation op, const S
   return Submitted{op, false};
 }
 
-Status Operations::cancel(const std::string& id) { return runner_.cancel(id); }
+Status Operations::cancel(const std::string& id) {
+  return runner_.cancel(id);
+}
 
 void Operations::wait(const std::string& id, std::chrono::milliseconds timeout,
                       std::function<void(std::optional<Operation>)> done) {

@@ -141,8 +141,10 @@ WriteBatch reconcile_liveness(const ClusterState::Data& data, Clock::time_point 
     const auto last = h.last_heartbeat ? std::max(*h.last_heartbeat, started_at) : started_at;
     const auto age = now - last;
     HostState next = HostState::up;
-    if (age >= down_after) next = HostState::down;
-    else if (age >= unreachable_after) next = HostState::unreachable;
+    if (age >= down_after)
+      next = HostState::down;
+    else if (age >= unreachable_after)
+      next = HostState::unreachable;
     if (next == h.state || next == HostState::up) continue;
     Host updated = h;
     updated.state = next;

@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   kvmfleet::cli::Environment env;
   if (const char* u = std::getenv("KVMFLEET_URL")) env.url = u;
   if (const char* t = std::getenv("KVMFLEET_TOKEN")) env.token = t;
-  kvmfleet::http::BeastClient client(std::getenv("KVMFLEET_CA_FILE") ? std::getenv("KVMFLEET_CA_FILE") : "");
+  kvmfleet::http::BeastClient client(
+      std::getenv("KVMFLEET_CA_FILE") ? std::getenv("KVMFLEET_CA_FILE") : "");
   return kvmfleet::cli::run(args, env, client, std::cout, std::cerr);
 }

@@ -6,10 +6,10 @@
 #include "kvmfleet/metadata/controller_hook.hpp"
 #include "kvmfleet/metadata/metadata_import.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/program_options.hpp>
-#include <spdlog/spdlog.h>
 
 #include <unistd.h>
 

@@ -14,7 +14,7 @@ HostService::HostService(ClusterState& state, const ControllerConfig& config, co
     : state_(state), config_(config), clock_(clock), started_at_(clock.now()) {}
 
 Result<std::pair<Host, std::string>> HostService::register_host(const std::string& name,
-                                                                   const std::string& agent_url) {
+                                                                const std::string& agent_url) {
   if (auto st = check_name("name", name); !st) return st.take_error();
   Host h;
   h.name = name;
@@ -67,7 +67,7 @@ Status HostService::delete_host(const std::string& name) {
 }
 
 Status HostService::heartbeat(const Principal& who, const std::string& host,
-                                 const std::string& agent_url, const HostInventory& inventory) {
+                              const std::string& agent_url, const HostInventory& inventory) {
   if (who.role != Role::agent || who.host != host)
     return Error(ErrorCode::permission_denied, "this credential does not speak for host " + host);
   const auto now = clock_.now();
@@ -109,7 +109,7 @@ Status HostService::heartbeat(const Principal& who, const std::string& host,
 }
 
 Status HostService::domain_events(const Principal& who, const std::string& host,
-                                     const std::vector<DomainEvent>& events) {
+                                  const std::vector<DomainEvent>& events) {
   if (who.role != Role::agent || who.host != host)
     return Error(ErrorCode::permission_denied, "this credential does not speak for host " + host);
   // An event updates the host's last known domain list, then the same reconcile

@@ -1,5 +1,6 @@
 #include "kvmfleet/http/client.hpp"
 
+#include <openssl/ssl.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -7,7 +8,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <openssl/ssl.h>
 
 #include <optional>
 
@@ -118,8 +118,10 @@ Result<ClientResponse> BeastClient::request(std::string_view method, const std::
     ctx.emplace(ssl::context::tls_client);
     if (verify_peer_) {
       ctx->set_verify_mode(ssl::verify_peer);
-      if (ca_file_.empty()) ctx->set_default_verify_paths();
-      else ctx->load_verify_file(ca_file_, ec);
+      if (ca_file_.empty())
+        ctx->set_default_verify_paths();
+      else
+        ctx->load_verify_file(ca_file_, ec);
       if (ec) return invalid("cannot load CA file " + ca_file_ + ": " + ec.message());
     }
     secure.emplace(ioc, *ctx);
@@ -129,42 +131,45 @@ Result<ClientResponse> BeastClient::request(std::string_view method, const std::
     plain.emplace(ioc);
   }
 
-  resolver.async_resolve(u.host, u.port, [&](beast::error_code rec, tcp::resolver::results_type results) {
-    if (rec) {
-      ec = rec;
-      done = true;
-      return;
-    }
-    auto& lowest = u.tls ? beast::get_lowest_layer(*secure) : *plain;
-    lowest.async_connect(results, [&](beast::error_code cec, const tcp::endpoint&) {
-      if (cec) {
-        ec = cec;
-        done = true;
-        return;
-      }
-      if (u.tls) {
-        secure->async_handshake(ssl::stream_base::client, [&](beast::error_code hec) {
-          if (hec) {
-            ec = hec;
+  resolver.async_resolve(
+      u.host, u.port, [&](beast::error_code rec, tcp::resolver::results_type results) {
+        if (rec) {
+          ec = rec;
+          done = true;
+          return;
+        }
+        auto& lowest = u.tls ? beast::get_lowest_layer(*secure) : *plain;
+        lowest.async_connect(results, [&](beast::error_code cec, const tcp::endpoint&) {
+          if (cec) {
+            ec = cec;
             done = true;
             return;
           }
-          exchange(*secure, req, buf, parser, ec, done);
+          if (u.tls) {
+            secure->async_handshake(ssl::stream_base::client, [&](beast::error_code hec) {
+              if (hec) {
+                ec = hec;
+                done = true;
+                return;
+              }
+              exchange(*secure, req, buf, parser, ec, done);
+            });
+          } else {
+            exchange(*plain, req, buf, parser, ec, done);
+          }
         });
-      } else {
-        exchange(*plain, req, buf, parser, ec, done);
-      }
-    });
-  });
+      });
 
   ioc.run_for(timeout);
   if (!done) {
-    return Error(ErrorCode::unavailable, "no answer from " + u.host + ":" + u.port + " within " +
-                                             std::to_string(timeout.count()) + " ms",
+    return Error(ErrorCode::unavailable,
+                 "no answer from " + u.host + ":" + u.port + " within " +
+                     std::to_string(timeout.count()) + " ms",
                  {{"url", url}});
   }
   if (ec) {
-    return Error(ErrorCode::unavailable, "request to " + u.host + ":" + u.port + " failed: " + ec.message(),
+    return Error(ErrorCode::unavailable,
+                 "request to " + u.host + ":" + u.port + " failed: " + ec.message(),
                  {{"url", url}});
   }
   ClientResponse out;
@@ -181,7 +186,8 @@ Result<nlohmann::json> call_json(Client& client, std::string_view method, const 
   nlohmann::json parsed = nlohmann::json::parse(res->body, nullptr, false);
   if (res->status >= 200 && res->status < 300) {
     if (res->body.empty()) return nlohmann::json::object();
-    if (parsed.is_discarded()) return internal_error("peer answered with malformed JSON", {{"url", url}});
+    if (parsed.is_discarded())
+      return internal_error("peer answered with malformed JSON", {{"url", url}});
     return parsed;
   }
   if (!parsed.is_discarded() && parsed.is_object() && parsed.contains("error"))

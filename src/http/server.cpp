@@ -1,5 +1,6 @@
 #include "kvmfleet/http/server.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -8,7 +9,6 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
-#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <mutex>
@@ -95,13 +95,14 @@ class HttpSession : public SessionBase {
       // Answer what can be answered with our error body, then close.
       const bool started = parser_ && parser_->got_some();
       if (ec == bhttp::error::body_limit) {
-        return send_error_and_close(Error(ErrorCode::payload_too_large, "request body exceeds the size limit",
+        return send_error_and_close(Error(ErrorCode::payload_too_large,
+                                          "request body exceeds the size limit",
                                           {{"limit_bytes", options_.body_limit}}));
       }
       if (ec == beast::error::timeout) {
         if (!started) return derived().do_eof();
-        return send_error_and_close(Error(ErrorCode::request_timeout,
-                                          "request not received within the read timeout"));
+        return send_error_and_close(
+            Error(ErrorCode::request_timeout, "request not received within the read timeout"));
       }
       if (ec == bhttp::error::header_limit) {
         return send_error_and_close(invalid("request headers too large"));
@@ -118,9 +119,8 @@ class HttpSession : public SessionBase {
       if (once->exchange(true)) return;
       res.version(version);
       if (!keep_alive) res.keep_alive(false);
-      asio::dispatch(self->stream().get_executor(), [self, res = std::move(res)]() mutable {
-        self->do_write(std::move(res));
-      });
+      asio::dispatch(self->stream().get_executor(),
+                     [self, res = std::move(res)]() mutable { self->do_write(std::move(res)); });
     };
     try {
       handler_(std::move(req), respond);
@@ -188,8 +188,8 @@ class PlainSession final : public HttpSession<PlainSession>,
 class TlsSession final : public HttpSession<TlsSession>,
                          public std::enable_shared_from_this<TlsSession> {
  public:
-  TlsSession(tcp::socket&& socket, ssl::context& ctx, const ServerOptions& options,
-             Handler handler, std::shared_ptr<Registry> registry)
+  TlsSession(tcp::socket&& socket, ssl::context& ctx, const ServerOptions& options, Handler handler,
+             std::shared_ptr<Registry> registry)
       : HttpSession(beast::flat_buffer{}, options, std::move(handler), std::move(registry)),
         stream_(std::move(socket), ctx) {}
 
@@ -197,11 +197,10 @@ class TlsSession final : public HttpSession<TlsSession>,
   void run() {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
       beast::get_lowest_layer(self->stream_).expires_after(self->options_.read_timeout);
-      self->stream_.async_handshake(ssl::stream_base::server,
-                                    [self](beast::error_code ec) {
-                                      if (ec) return self->do_eof();
-                                      self->do_read();
-                                    });
+      self->stream_.async_handshake(ssl::stream_base::server, [self](beast::error_code ec) {
+        if (ec) return self->do_eof();
+        self->do_read();
+      });
     });
   }
   void do_eof() {
@@ -219,8 +218,11 @@ class TlsSession final : public HttpSession<TlsSession>,
 
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   Impl(asio::io_context& ioc, ServerOptions opts, Handler h)
-      : ioc(ioc), options(std::move(opts)), handler(std::move(h)),
-        acceptor(asio::make_strand(ioc)), registry(std::make_shared<Registry>()) {}
+      : ioc(ioc),
+        options(std::move(opts)),
+        handler(std::move(h)),
+        acceptor(asio::make_strand(ioc)),
+        registry(std::make_shared<Registry>()) {}
 
   asio::io_context& ioc;
   ServerOptions options;
@@ -243,7 +245,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       socket.set_option(tcp::no_delay(true), ec);
       std::shared_ptr<SessionBase> session;
       if (tls_ctx) {
-        auto s = std::make_shared<TlsSession>(std::move(socket), *tls_ctx, options, handler, registry);
+        auto s =
+            std::make_shared<TlsSession>(std::move(socket), *tls_ctx, options, handler, registry);
         s->run();
         session = s;
       } else {
@@ -267,7 +270,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 Server::Server(asio::io_context& ioc, ServerOptions options, Handler handler)
     : impl_(std::make_shared<Impl>(ioc, std::move(options), std::move(handler))) {}
 
-Server::~Server() { stop(); }
+Server::~Server() {
+  stop();
+}
 
 kvmfleet::Status Server::start() {
   auto& o = impl_->options;
@@ -293,7 +298,9 @@ kvmfleet::Status Server::start() {
   if (ec) return unavailable("open: " + ec.message());
   acc.set_option(asio::socket_base::reuse_address(true), ec);
   acc.bind(ep, ec);
-  if (ec) return unavailable("cannot bind " + o.address + ":" + std::to_string(o.port) + ": " + ec.message());
+  if (ec)
+    return unavailable("cannot bind " + o.address + ":" + std::to_string(o.port) + ": " +
+                       ec.message());
   acc.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return unavailable("listen: " + ec.message());
   impl_->bound_port = acc.local_endpoint().port();
@@ -320,7 +327,11 @@ void Server::stop() {
   for (auto& s : live) s->close();
 }
 
-std::uint16_t Server::port() const { return impl_->bound_port; }
-bool Server::tls() const { return impl_->tls_ctx.has_value(); }
+std::uint16_t Server::port() const {
+  return impl_->bound_port;
+}
+bool Server::tls() const {
+  return impl_->tls_ctx.has_value();
+}
 
 }  // namespace kvmfleet::http

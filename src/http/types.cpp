@@ -4,20 +4,34 @@ namespace kvmfleet::http {
 
 HttpStatus status_for(ErrorCode code) {
   switch (code) {
-    case ErrorCode::invalid_argument: return HttpStatus::bad_request;
-    case ErrorCode::unauthenticated: return HttpStatus::unauthorized;
-    case ErrorCode::permission_denied: return HttpStatus::forbidden;
-    case ErrorCode::not_found: return HttpStatus::not_found;
-    case ErrorCode::method_not_allowed: return HttpStatus::method_not_allowed;
-    case ErrorCode::request_timeout: return HttpStatus::request_timeout;
-    case ErrorCode::conflict: return HttpStatus::conflict;
-    case ErrorCode::payload_too_large: return HttpStatus::payload_too_large;
-    case ErrorCode::unsupported_media: return HttpStatus::unsupported_media_type;
-    case ErrorCode::insufficient_capacity: return HttpStatus::unprocessable_entity;
-    case ErrorCode::cancelled: return HttpStatus::conflict;
-    case ErrorCode::unavailable: return HttpStatus::service_unavailable;
-    case ErrorCode::timeout: return HttpStatus::gateway_timeout;
-    case ErrorCode::internal: return HttpStatus::internal_server_error;
+    case ErrorCode::invalid_argument:
+      return HttpStatus::bad_request;
+    case ErrorCode::unauthenticated:
+      return HttpStatus::unauthorized;
+    case ErrorCode::permission_denied:
+      return HttpStatus::forbidden;
+    case ErrorCode::not_found:
+      return HttpStatus::not_found;
+    case ErrorCode::method_not_allowed:
+      return HttpStatus::method_not_allowed;
+    case ErrorCode::request_timeout:
+      return HttpStatus::request_timeout;
+    case ErrorCode::conflict:
+      return HttpStatus::conflict;
+    case ErrorCode::payload_too_large:
+      return HttpStatus::payload_too_large;
+    case ErrorCode::unsupported_media:
+      return HttpStatus::unsupported_media_type;
+    case ErrorCode::insufficient_capacity:
+      return HttpStatus::unprocessable_entity;
+    case ErrorCode::cancelled:
+      return HttpStatus::conflict;
+    case ErrorCode::unavailable:
+      return HttpStatus::service_unavailable;
+    case ErrorCode::timeout:
+      return HttpStatus::gateway_timeout;
+    case ErrorCode::internal:
+      return HttpStatus::internal_server_error;
   }
   return HttpStatus::internal_server_error;
 }

@@ -144,10 +144,9 @@ Result<VerifiedRecord> decode(std::string_view json_name, const json& doc) {
   if (disks_it->size() > agent::kMaxDisks) return refuse("too many disks");
   for (const auto& d : *disks_it) {
     if (!d.is_object()) return refuse("each disk must be an object");
-    if (auto st =
-            check_known_fields(d, {"size_gib", "bus", "volume", "target_dev", "source",
-                                   "shared_volume", "device"},
-                               "disk");
+    if (auto st = check_known_fields(
+            d, {"size_gib", "bus", "volume", "target_dev", "source", "shared_volume", "device"},
+            "disk");
         !st)
       return refuse(st.error().message);
     KVF_TRY(size, member<std::int64_t>(d, "size_gib"));
@@ -159,8 +158,10 @@ Result<VerifiedRecord> decode(std::string_view json_name, const json& doc) {
     if (d.contains("shared_volume")) {
       KVF_TRY(shared, member<std::string>(d, "shared_volume"));
       KVF_TRY(device, member<std::string>(d, "device"));
-      if (!shared.empty() && !is_valid_uuid(shared)) return refuse("disk shared_volume is not a volume id");
-      if (shared.empty() != device.empty()) return refuse("disk shared_volume and device go together");
+      if (!shared.empty() && !is_valid_uuid(shared))
+        return refuse("disk shared_volume is not a volume id");
+      if (shared.empty() != device.empty())
+        return refuse("disk shared_volume and device go together");
       disk.volume = shared;
       disk.device = device;
     }

@@ -18,8 +18,9 @@ Status cold_move(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r) {
   auto target = load_host(ctx, target_name);
   if (!target) return target.take_error();
   if (target->state != HostState::up)
-    return unavailable("target host " + target_name + " is " + std::string(to_string(target->state)),
-                       {{"host", target_name}});
+    return unavailable(
+        "target host " + target_name + " is " + std::string(to_string(target->state)),
+        {{"host", target_name}});
 
   ctx.progress(10, "checking that the VM is stopped on " + t->host.name);
   auto here = ctx.with_retry([&] { return ctx.agents().get_domain(t->host, uuid); });
@@ -39,11 +40,13 @@ Status cold_move(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r) {
   const std::string domain_type =
       target->inventory.domain_type.empty() ? "kvm" : target->inventory.domain_type;
   ctx.progress(40, "defining the domain on " + target_name);
-  auto defined = ctx.with_retry(
-      [&] { return ctx.agents().define(*target, ctx.op().id, domain_spec_for(t->vm, domain_type)); });
+  auto defined = ctx.with_retry([&] {
+    return ctx.agents().define(*target, ctx.op().id, domain_spec_for(t->vm, domain_type));
+  });
   if (!defined) return defined.take_error();
   ctx.progress(70, "undefining the domain on " + t->host.name);
-  auto gone = ctx.with_retry([&] { return ctx.agents().undefine(t->host, ctx.op().id, uuid, false); });
+  auto gone =
+      ctx.with_retry([&] { return ctx.agents().undefine(t->host, ctx.op().id, uuid, false); });
   if (!gone) {
     Error e = gone.take_error();
     e.message = "the VM is defined on " + target_name + " but could not be undefined on " +

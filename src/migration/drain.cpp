@@ -27,10 +27,10 @@ Status set_schedulable(OpContext& ctx, const std::string& host, bool schedulable
 }
 
 struct Scan {
-  int on_host = 0;      // VMs still recorded on the host
-  int active = 0;       // migrations of this drain not finished yet
-  int blocked = 0;      // VMs waiting for another operation to end
-  int unmovable = 0;    // failed: they will stay
+  int on_host = 0;    // VMs still recorded on the host
+  int active = 0;     // migrations of this drain not finished yet
+  int blocked = 0;    // VMs waiting for another operation to end
+  int unmovable = 0;  // failed: they will stay
 };
 
 // The destination a migration was planned for ("" if its params cannot be read).
@@ -160,9 +160,10 @@ Status host_maintenance(OpContext& ctx, const HostMaintenanceParams& p, HostMain
       moved += e.state == DrainState::moved;
     }
     const bool done = scan.active == 0 && scan.blocked == 0;
-    ctx.progress(total == 0 ? 99 : std::min(99, 1 + 98 * moved / total),
-                 std::to_string(moved) + " of " + std::to_string(total) + " VMs moved" +
-                     (scan.active ? ", " + std::to_string(scan.active) + " migrating or queued" : ""));
+    ctx.progress(
+        total == 0 ? 99 : std::min(99, 1 + 98 * moved / total),
+        std::to_string(moved) + " of " + std::to_string(total) + " VMs moved" +
+            (scan.active ? ", " + std::to_string(scan.active) + " migrating or queued" : ""));
     if (done) break;
     if (!ctx.sleep_for(std::chrono::milliseconds(500))) {
       if (!ctx.cancel_requested()) return unavailable("controller stopping during a drain");
@@ -191,8 +192,9 @@ Status host_maintenance(OpContext& ctx, const HostMaintenanceParams& p, HostMain
                  std::to_string(failed.size()) + " VM(s) could not move off " + host +
                      "; the host stays unschedulable",
                  {{"host", host}, {"vms", failed}});
-  ctx.progress(100, stays.empty() ? "no VM left on the host"
-                                  : "no running VM left on the host; stopped VMs stay defined there");
+  ctx.progress(100, stays.empty()
+                        ? "no VM left on the host"
+                        : "no running VM left on the host; stopped VMs stay defined there");
   return {};
 }
 

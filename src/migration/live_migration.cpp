@@ -36,7 +36,8 @@ Status migrate_live(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r
   r.target_host = target_name;
   if (t->host.name == target_name) return {};  // already there (a resumed run)
   if (target->state != HostState::up)
-    return unavailable("target host " + target_name + " is " + std::string(to_string(target->state)));
+    return unavailable("target host " + target_name + " is " +
+                       std::string(to_string(target->state)));
   if (auto st = check_live_destination(*target); !st) return st;
 
   // What the hosts see now decides where to continue from.
@@ -150,9 +151,9 @@ Status migrate_live(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r
       const int pct = status->data_total > 0
                           ? static_cast<int>(5 + 90 * status->data_processed / status->data_total)
                           : 5;
-      ctx.progress(std::min(pct, 95), "migrating: iteration " + std::to_string(status->memory_iteration) +
-                                          ", " + std::to_string(status->data_remaining >> 20) +
-                                          " MiB remaining");
+      ctx.progress(std::min(pct, 95),
+                   "migrating: iteration " + std::to_string(status->memory_iteration) + ", " +
+                       std::to_string(status->data_remaining >> 20) + " MiB remaining");
       continue;
     }
     break;

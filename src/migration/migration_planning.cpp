@@ -22,7 +22,8 @@ Status plan_migration(const ClusterState::Data& d, const scheduler::Config& conf
   // and kvmfleet does not copy disks; shared volumes can be reached from any host.
   nlohmann::json local = nlohmann::json::array();
   for (std::size_t i = 0; i < vm.spec.disks.size(); ++i)
-    if (vm.spec.disks[i].volume.empty()) local.push_back(vm.id + "-disk" + std::to_string(i) + ".qcow2");
+    if (vm.spec.disks[i].volume.empty())
+      local.push_back(vm.id + "-disk" + std::to_string(i) + ".qcow2");
   if (!local.empty())
     return conflict("the VM's disks are in " + vm.host +
                         "'s local image pool, which no other host can reach; only VMs "
@@ -54,7 +55,8 @@ Status plan_migration(const ClusterState::Data& d, const scheduler::Config& conf
     if (!t) return not_found("no such host", {{"host", target_host}});
     if (target_host == vm.host) return conflict("VM is already on " + target_host);
     if (t->state != HostState::up)
-      return conflict("target host is " + std::string(to_string(t->state)), {{"host", target_host}});
+      return conflict("target host is " + std::string(to_string(t->state)),
+                      {{"host", target_host}});
     if (!t->schedulable)
       return conflict("target host is not schedulable (maintenance)", {{"host", target_host}});
     if (!cold)
@@ -101,7 +103,8 @@ Status plan_migration(const ClusterState::Data& d, const scheduler::Config& conf
 
 Error live_move_snapshot_refusal(const std::string& vm, const std::string& volume,
                                  const std::vector<std::string>& snapshots) {
-  return conflict("volume " + volume + " has COW snapshots, which lvmlockd cannot share "
+  return conflict("volume " + volume +
+                      " has COW snapshots, which lvmlockd cannot share "
                       "between hosts during a live migration; delete the snapshots first, or "
                       "stop the VM and migrate it cold (the snapshots stay)",
                   {{"vm", vm}, {"volume", volume}, {"snapshots", snapshots}});

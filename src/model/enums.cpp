@@ -23,41 +23,61 @@ std::optional<E> parse(const std::array<std::pair<E, std::string_view>, N>& tabl
   return std::nullopt;
 }
 
-constexpr std::array<std::pair<DesiredState, std::string_view>, 2> kDesired{{
-    {DesiredState::running, "running"}, {DesiredState::stopped, "stopped"}}};
-constexpr std::array<std::pair<VmState, std::string_view>, 7> kVmState{{
-    {VmState::pending, "pending"},
-    {VmState::stopped, "stopped"},
-    {VmState::running, "running"},
-    {VmState::paused, "paused"},
-    {VmState::shutting_down, "shutting_down"},
-    {VmState::crashed, "crashed"},
-    {VmState::unknown, "unknown"}}};
-constexpr std::array<std::pair<DiskBus, std::string_view>, 3> kBus{{
-    {DiskBus::virtio, "virtio"}, {DiskBus::sata, "sata"}, {DiskBus::scsi, "scsi"}}};
-constexpr std::array<std::pair<HostState, std::string_view>, 3> kHost{{
-    {HostState::up, "up"}, {HostState::unreachable, "unreachable"}, {HostState::down, "down"}}};
-constexpr std::array<std::pair<OpState, std::string_view>, 5> kOp{{
-    {OpState::pending, "pending"},
-    {OpState::running, "running"},
-    {OpState::succeeded, "succeeded"},
-    {OpState::failed, "failed"},
-    {OpState::cancelled, "cancelled"}}};
+constexpr std::array<std::pair<DesiredState, std::string_view>, 2> kDesired{
+    {{DesiredState::running, "running"}, {DesiredState::stopped, "stopped"}}};
+constexpr std::array<std::pair<VmState, std::string_view>, 7> kVmState{
+    {{VmState::pending, "pending"},
+     {VmState::stopped, "stopped"},
+     {VmState::running, "running"},
+     {VmState::paused, "paused"},
+     {VmState::shutting_down, "shutting_down"},
+     {VmState::crashed, "crashed"},
+     {VmState::unknown, "unknown"}}};
+constexpr std::array<std::pair<DiskBus, std::string_view>, 3> kBus{
+    {{DiskBus::virtio, "virtio"}, {DiskBus::sata, "sata"}, {DiskBus::scsi, "scsi"}}};
+constexpr std::array<std::pair<HostState, std::string_view>, 3> kHost{
+    {{HostState::up, "up"}, {HostState::unreachable, "unreachable"}, {HostState::down, "down"}}};
+constexpr std::array<std::pair<OpState, std::string_view>, 5> kOp{
+    {{OpState::pending, "pending"},
+     {OpState::running, "running"},
+     {OpState::succeeded, "succeeded"},
+     {OpState::failed, "failed"},
+     {OpState::cancelled, "cancelled"}}};
 
 }  // namespace
 
-std::string_view to_string(DesiredState s) { return name_of(kDesired, s); }
-std::string_view to_string(VmState s) { return name_of(kVmState, s); }
-std::string_view to_string(DiskBus b) { return name_of(kBus, b); }
-std::string_view to_string(HostState s) { return name_of(kHost, s); }
-std::string_view to_string(OpState s) { return name_of(kOp, s); }
-std::optional<DesiredState> desired_state_from_string(std::string_view s) { return parse(kDesired, s); }
-std::optional<VmState> vm_state_from_string(std::string_view s) { return parse(kVmState, s); }
+std::string_view to_string(DesiredState s) {
+  return name_of(kDesired, s);
+}
+std::string_view to_string(VmState s) {
+  return name_of(kVmState, s);
+}
+std::string_view to_string(DiskBus b) {
+  return name_of(kBus, b);
+}
+std::string_view to_string(HostState s) {
+  return name_of(kHost, s);
+}
+std::string_view to_string(OpState s) {
+  return name_of(kOp, s);
+}
+std::optional<DesiredState> desired_state_from_string(std::string_view s) {
+  return parse(kDesired, s);
+}
+std::optional<VmState> vm_state_from_string(std::string_view s) {
+  return parse(kVmState, s);
+}
 VmState vm_state_from_domain(std::string_view s) {
   return vm_state_from_string(s).value_or(VmState::unknown);
 }
-std::optional<DiskBus> disk_bus_from_string(std::string_view s) { return parse(kBus, s); }
-std::optional<HostState> host_state_from_string(std::string_view s) { return parse(kHost, s); }
-std::optional<OpState> op_state_from_string(std::string_view s) { return parse(kOp, s); }
+std::optional<DiskBus> disk_bus_from_string(std::string_view s) {
+  return parse(kBus, s);
+}
+std::optional<HostState> host_state_from_string(std::string_view s) {
+  return parse(kHost, s);
+}
+std::optional<OpState> op_state_from_string(std::string_view s) {
+  return parse(kOp, s);
+}
 
 }  // namespace kvmfleet

@@ -62,10 +62,12 @@ void from_json(const json& j, VmSpec& s) {
   s.vcpus = j.at("vcpus").get<int>();
   s.memory_mib = j.at("memory_mib").get<std::int64_t>();
   s.disks = j.value("disks", std::vector<DiskSpec>{});
-  s.pinned_host = j.contains("host") && !j.at("host").is_null() ? j.at("host").get<std::string>() : "";
-  s.anti_affinity_group = j.contains("anti_affinity_group") && !j.at("anti_affinity_group").is_null()
-                              ? j.at("anti_affinity_group").get<std::string>()
-                              : "";
+  s.pinned_host =
+      j.contains("host") && !j.at("host").is_null() ? j.at("host").get<std::string>() : "";
+  s.anti_affinity_group =
+      j.contains("anti_affinity_group") && !j.at("anti_affinity_group").is_null()
+          ? j.at("anti_affinity_group").get<std::string>()
+          : "";
   s.ha = j.value("ha", false);
 }
 
@@ -91,9 +93,12 @@ void from_json(const json& j, Vm& vm) {
 }
 
 void to_json(json& j, const DomainStatus& d) {
-  j = {{"uuid", d.uuid},         {"name", d.name},
-       {"state", d.state},       {"managed", d.managed},
-       {"generation", d.generation}, {"persistent", d.persistent}};
+  j = {{"uuid", d.uuid},
+       {"name", d.name},
+       {"state", d.state},
+       {"managed", d.managed},
+       {"generation", d.generation},
+       {"persistent", d.persistent}};
 }
 void from_json(const json& j, DomainStatus& d) {
   d.uuid = j.at("uuid").get<std::string>();
@@ -210,9 +215,12 @@ void from_json(const json& j, DomainDisk& d) {
 }
 
 void to_json(json& j, const DomainSpec& s) {
-  j = {{"uuid", s.uuid},           {"name", s.name},
-       {"vcpus", s.vcpus},         {"memory_mib", s.memory_mib},
-       {"domain_type", s.domain_type}, {"generation", s.generation},
+  j = {{"uuid", s.uuid},
+       {"name", s.name},
+       {"vcpus", s.vcpus},
+       {"memory_mib", s.memory_mib},
+       {"domain_type", s.domain_type},
+       {"generation", s.generation},
        {"disks", s.disks}};
 }
 void from_json(const json& j, DomainSpec& s) {

@@ -7,12 +7,12 @@
 
 namespace kvmfleet {
 namespace {
-constexpr std::array<std::pair<MigrationState, std::string_view>, 5> kStates{{
-    {MigrationState::none, "none"},
-    {MigrationState::running, "running"},
-    {MigrationState::completed, "completed"},
-    {MigrationState::failed, "failed"},
-    {MigrationState::cancelled, "cancelled"}}};
+constexpr std::array<std::pair<MigrationState, std::string_view>, 5> kStates{
+    {{MigrationState::none, "none"},
+     {MigrationState::running, "running"},
+     {MigrationState::completed, "completed"},
+     {MigrationState::failed, "failed"},
+     {MigrationState::cancelled, "cancelled"}}};
 }  // namespace
 
 std::string_view to_string(MigrationState s) {
@@ -28,12 +28,10 @@ std::optional<MigrationState> migration_state_from_string(std::string_view s) {
 }
 
 void to_json(nlohmann::json& j, const MigrationPolicy& p) {
-  j = {{"max_downtime_ms", p.max_downtime_ms},
-       {"bandwidth_mib_s", p.bandwidth_mib_s},
-       {"auto_converge", p.auto_converge},
-       {"allow_post_copy", p.allow_post_copy},
-       {"converge_timeout_s", p.converge_timeout_s},
-       {"downtime_ceiling_ms", p.downtime_ceiling_ms}};
+  j = {
+      {"max_downtime_ms", p.max_downtime_ms},       {"bandwidth_mib_s", p.bandwidth_mib_s},
+      {"auto_converge", p.auto_converge},           {"allow_post_copy", p.allow_post_copy},
+      {"converge_timeout_s", p.converge_timeout_s}, {"downtime_ceiling_ms", p.downtime_ceiling_ms}};
 }
 
 void from_json(const nlohmann::json& j, MigrationPolicy& p) {

@@ -26,7 +26,9 @@ Clock::time_point time_from(const json& j, const char* key) {
 
 }  // namespace
 
-std::string_view to_string(PoolType t) { return t == PoolType::fc ? "fc" : "iscsi"; }
+std::string_view to_string(PoolType t) {
+  return t == PoolType::fc ? "fc" : "iscsi";
+}
 std::optional<PoolType> pool_type_from_string(std::string_view s) {
   if (s == "iscsi") return PoolType::iscsi;
   if (s == "fc") return PoolType::fc;
@@ -35,9 +37,12 @@ std::optional<PoolType> pool_type_from_string(std::string_view s) {
 
 std::string_view to_string(PoolState s) {
   switch (s) {
-    case PoolState::creating: return "creating";
-    case PoolState::ready: return "ready";
-    case PoolState::failed: return "failed";
+    case PoolState::creating:
+      return "creating";
+    case PoolState::ready:
+      return "ready";
+    case PoolState::failed:
+      return "failed";
   }
   return "failed";
 }
@@ -50,9 +55,12 @@ std::optional<PoolState> pool_state_from_string(std::string_view s) {
 
 std::string_view to_string(VolumeState s) {
   switch (s) {
-    case VolumeState::creating: return "creating";
-    case VolumeState::ready: return "ready";
-    case VolumeState::deleting: return "deleting";
+    case VolumeState::creating:
+      return "creating";
+    case VolumeState::ready:
+      return "ready";
+    case VolumeState::deleting:
+      return "deleting";
   }
   return "deleting";
 }

@@ -88,7 +88,8 @@ void disconnect_hosts(OpContext& ctx, const StoragePool& pool, const std::vector
                                          pool.targets[i]);
       });
       if (!st)
-        remains.push_back({{"host", h.name}, {"iscsi_session", pool.targets[i].iqn},
+        remains.push_back({{"host", h.name},
+                           {"iscsi_session", pool.targets[i].iqn},
                            {"error", st.error().brief()}});
     }
   }
@@ -193,7 +194,8 @@ Status connect_pool(OpContext& ctx, const StoragePoolConnectParams& p,
   int usable = 0;
   for (std::size_t i = 0; i < names.size(); ++i) {
     const std::string& name = names[i];
-    ctx.progress(10 + static_cast<int>(80 * i / names.size()), "connecting " + name + " to the pool");
+    ctx.progress(10 + static_cast<int>(80 * i / names.size()),
+                 "connecting " + name + " to the pool");
     auto h = ctx.state().host(name);
     if (!h) {
       per_host[name] = "host is not registered";  // it left the cluster meanwhile
@@ -205,7 +207,8 @@ Status connect_pool(OpContext& ctx, const StoragePoolConnectParams& p,
       ++usable;
       spdlog::info("storage pool {}: host {} connected", pool->name, name);
     } else {
-      spdlog::warn("storage pool {}: host {} could not be connected: {}", pool->name, name, s.error);
+      spdlog::warn("storage pool {}: host {} could not be connected: {}", pool->name, name,
+                   s.error);
     }
     per_host[name] = ok ? "usable" : s.error;
     if (auto st = save_pool(ctx, pool->name, [&](StoragePool& p) { p.hosts[name] = s; }); !st)
@@ -218,8 +221,8 @@ Status connect_pool(OpContext& ctx, const StoragePoolConnectParams& p,
   if (usable == 0)
     return unavailable("no host could be connected to storage pool " + pool->name,
                        {{"pool", pool->name}, {"hosts", per_host}});
-  ctx.progress(100, "connected " + std::to_string(usable) + " of " +
-                        std::to_string(names.size()) + " hosts");
+  ctx.progress(100, "connected " + std::to_string(usable) + " of " + std::to_string(names.size()) +
+                        " hosts");
   return {};
 }
 
@@ -246,7 +249,8 @@ Status delete_pool(OpContext& ctx, const StoragePoolDeleteParams&, StoragePoolDe
   }
   disconnect_hosts(ctx, *pool, released, remains);
   if (!remains.empty())
-    return Error(ErrorCode::unavailable, "storage pool " + pool->name + " is still attached on some hosts",
+    return Error(ErrorCode::unavailable,
+                 "storage pool " + pool->name + " is still attached on some hosts",
                  {{"pool", pool->name}, {"remains", remains}});
   return ctx.state().update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
     if (d.find_pool(pool->name)) b.delete_pools.push_back(pool->name);

@@ -24,7 +24,8 @@ struct SnapTarget {
 // recorded (a resumed run) are skipped. What happened is recorded in `taken`.
 Status take_snapshots(OpContext& ctx, std::vector<SnapTarget> targets, const std::optional<Vm>& vm,
                       bool quiesce, SnapshotsTaken& taken) {
-  std::erase_if(targets, [](const SnapTarget& t) { return t.vol.find_snapshot(t.snap.id) != nullptr; });
+  std::erase_if(targets,
+                [](const SnapTarget& t) { return t.vol.find_snapshot(t.snap.id) != nullptr; });
   if (targets.empty()) return {};
   const bool live = vm && runs(*vm);
   // Where each snapshot is made: the VM's host while it runs, else any host of the pool.
@@ -62,8 +63,8 @@ Status take_snapshots(OpContext& ctx, std::vector<SnapTarget> targets, const std
     ctx.progress(30 + static_cast<int>(50 * i / targets.size()),
                  "creating COW snapshot " + t.snap.lv + " on " + host.name);
     if (live) {
-      made = ctx.agents().lv_snapshot(host, ctx.step_id("snapshot" + tag), vg, t.vol.lv(), t.snap.lv,
-                                      t.snap.size_bytes);
+      made = ctx.agents().lv_snapshot(host, ctx.step_id("snapshot" + tag), vg, t.vol.lv(),
+                                      t.snap.lv, t.snap.size_bytes);
     } else {
       // The origin is active only where its VM runs; for the snapshot it is activated
       // exclusively here and deactivated after (which deactivates the snapshot too).
@@ -123,7 +124,8 @@ Status take_snapshots(OpContext& ctx, std::vector<SnapTarget> targets, const std
           snap.fill_percent = l.data_percent;
         }
     }
-    if (auto st = save_volume(ctx, targets[i].vol.id, [&](Volume& v) { v.snapshots.push_back(snap); });
+    if (auto st =
+            save_volume(ctx, targets[i].vol.id, [&](Volume& v) { v.snapshots.push_back(snap); });
         !st)
       return st;
     refresh_pool_space(ctx, pools[i], hosts[i]);
@@ -189,9 +191,11 @@ Status delete_snapshot(OpContext& ctx, const SnapshotDeleteParams& p, SnapshotDe
         [&] { return ctx.agents().lv_delete(*host, ctx.step_id("delete"), pool->vg(), lv); });
     if (!st) return st;
   }
-  if (auto st = save_volume(ctx, vol->id, [&](Volume& v) {
-        std::erase_if(v.snapshots, [&](const Snapshot& s) { return s.id == sid; });
-      });
+  if (auto st = save_volume(ctx, vol->id,
+                            [&](Volume& v) {
+                              std::erase_if(v.snapshots,
+                                            [&](const Snapshot& s) { return s.id == sid; });
+                            });
       !st)
     return st;
   refresh_pool_space(ctx, *pool, *host);
@@ -233,8 +237,8 @@ Status revert_snapshot(OpContext& ctx, const SnapshotRevertParams& p, SnapshotRe
     for (int round = 0; round < 300 && pending; ++round) {  // up to 5 minutes
       auto lvs = ctx.agents().lv_list(*host, pool->vg());
       if (lvs) {
-        pending = std::any_of(lvs->begin(), lvs->end(),
-                              [&](const AgentLv& l) { return l.name == lv; });
+        pending =
+            std::any_of(lvs->begin(), lvs->end(), [&](const AgentLv& l) { return l.name == lv; });
       }
       if (pending && !ctx.sleep_for(std::chrono::seconds(1))) break;
     }
@@ -244,14 +248,16 @@ Status revert_snapshot(OpContext& ctx, const SnapshotRevertParams& p, SnapshotRe
                                     LvMode::inactive);
   });
   if (!merged) return merged;
-  if (auto st = save_volume(ctx, vol->id, [&](Volume& v) {
-        if (pending) {
-          for (auto& s : v.snapshots)
-            if (s.id == sid) s.merge_pending = true;
-        } else {
-          std::erase_if(v.snapshots, [&](const Snapshot& s) { return s.id == sid; });
-        }
-      });
+  if (auto st = save_volume(ctx, vol->id,
+                            [&](Volume& v) {
+                              if (pending) {
+                                for (auto& s : v.snapshots)
+                                  if (s.id == sid) s.merge_pending = true;
+                              } else {
+                                std::erase_if(v.snapshots,
+                                              [&](const Snapshot& s) { return s.id == sid; });
+                              }
+                            });
       !st)
     return st;
   refresh_pool_space(ctx, *pool, *host);

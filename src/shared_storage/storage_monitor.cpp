@@ -15,7 +15,9 @@ StorageMonitor::StorageMonitor(ClusterState& state, AgentApi& agents,
                                StorageService* service)
     : state_(state), agents_(agents), config_(config), clock_(clock), service_(service) {}
 
-StorageMonitor::~StorageMonitor() { stop(); }
+StorageMonitor::~StorageMonitor() {
+  stop();
+}
 
 void StorageMonitor::start() {
   thread_ = std::thread([this] {
@@ -160,10 +162,11 @@ void StorageMonitor::refresh_hosts() {
       if (now_connected && !now_started) {
         // A lockspace that stopped (the host rebooted, lvmlockd restarted) is started
         // again; until then the host is not usable for the pool.
-        const std::string op_id = "monitor-lockstart:" + pool + ":" +
-                                  std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                     clock_.now().time_since_epoch())
-                                                     .count());
+        const std::string op_id =
+            "monitor-lockstart:" + pool + ":" +
+            std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                               clock_.now().time_since_epoch())
+                               .count());
         auto st = agents_.vg_lockstart(e.host, op_id, pool);
         if (st) {
           now_started = true;
@@ -198,8 +201,9 @@ void StorageMonitor::refresh_hosts() {
         b.put_pools.push_back(std::move(next));
         return {};
       });
-      if (!st) spdlog::warn("storage pool {}: cannot record {}'s lockspace: {}", pool, e.host.name,
-                            st.error().message);
+      if (!st)
+        spdlog::warn("storage pool {}: cannot record {}'s lockspace: {}", pool, e.host.name,
+                     st.error().message);
     }
   }
 }
@@ -282,7 +286,9 @@ void StorageMonitor::reconnect_unusable_hosts() {
 
 namespace {
 
-bool stopped(const Vm& vm) { return vm.state == VmState::stopped || vm.state == VmState::crashed; }
+bool stopped(const Vm& vm) {
+  return vm.state == VmState::stopped || vm.state == VmState::crashed;
+}
 
 // A volume whose VM's LVs may be let go of on `host`: the VM is recorded stopped or
 // crashed there, and neither it nor the volume has an operation that may be about to
@@ -320,7 +326,8 @@ void StorageMonitor::deactivate_stopped_volumes() {
     auto lvs = agents_.lv_list(host, vg);
     if (!lvs) {
       ++refresh_errors_;
-      spdlog::warn("storage pool {}: cannot list LVs on {}: {}", vg, host_name, lvs.error().message);
+      spdlog::warn("storage pool {}: cannot list LVs on {}: {}", vg, host_name,
+                   lvs.error().message);
       continue;
     }
     for (const auto& v : idle) {
@@ -338,10 +345,11 @@ void StorageMonitor::deactivate_stopped_volumes() {
         return cur && idle_on(d, *cur, host_name);
       });
       if (!still) continue;
-      const std::string op_id = "monitor-deactivate:" + v.volume_id + ":" +
-                                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                   clock_.now().time_since_epoch())
-                                                   .count());
+      const std::string op_id =
+          "monitor-deactivate:" + v.volume_id + ":" +
+          std::to_string(
+              std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now().time_since_epoch())
+                  .count());
       auto st = agents_.lv_activate(host, op_id, vg, v.lv, LvMode::inactive);
       if (st) {
         ++deactivations_;
@@ -351,9 +359,10 @@ void StorageMonitor::deactivate_stopped_volumes() {
       } else {
         ++deactivation_failures_;
         if (deactivate_failed_.insert(v.volume_id).second)
-          spdlog::warn("volume {} is still active on {} after VM {} stopped and cannot be "
-                       "deactivated: {}",
-                       v.volume, host_name, v.vm, st.error().brief());
+          spdlog::warn(
+              "volume {} is still active on {} after VM {} stopped and cannot be "
+              "deactivated: {}",
+              v.volume, host_name, v.vm, st.error().brief());
       }
     }
   }
@@ -432,7 +441,8 @@ void StorageMonitor::refresh_pool(const StoragePool& pool) {
   };
   std::vector<Grow> grows;
   auto st = state_.update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
-    if (const StoragePool* cur = d.find_pool(pool.name); cur && space &&
+    if (const StoragePool* cur = d.find_pool(pool.name);
+        cur && space &&
         (cur->size_bytes != space->size_bytes || cur->free_bytes != space->free_bytes)) {
       StoragePool next = *cur;
       next.size_bytes = space->size_bytes;
@@ -461,9 +471,10 @@ void StorageMonitor::refresh_pool(const StoragePool& pool) {
           s.invalid = lv.snapshot_invalid;
           changed = true;
           if (s.invalid)
-            spdlog::error("snapshot {} of volume {} overflowed and is invalid; only deleting it "
-                          "is left",
-                          s.name, next.name);
+            spdlog::error(
+                "snapshot {} of volume {} overflowed and is invalid; only deleting it "
+                "is left",
+                s.name, next.name);
         }
         if (lv.data_percent && lv.data_percent != s.fill_percent) {
           s.fill_percent = lv.data_percent;
@@ -485,7 +496,8 @@ void StorageMonitor::refresh_pool(const StoragePool& pool) {
         }
         const int threshold = config_.snapshot_autoextend_threshold_percent;
         if (threshold > 0 && fill >= threshold && !s.invalid && lv.activation != LvMode::inactive) {
-          std::uint64_t more = s.size_bytes * static_cast<std::uint64_t>(config_.snapshot_autoextend_percent) / 100;
+          std::uint64_t more =
+              s.size_bytes * static_cast<std::uint64_t>(config_.snapshot_autoextend_percent) / 100;
           more = (more + 511) / 512 * 512;
           for (const auto& h : plan.hosts) {
             // The snapshot is active on exactly one of the listed hosts: its VM's.
@@ -502,7 +514,8 @@ void StorageMonitor::refresh_pool(const StoragePool& pool) {
     }
     return {};
   });
-  if (!st) spdlog::warn("storage pool {}: cannot record what was read: {}", pool.name, st.error().message);
+  if (!st)
+    spdlog::warn("storage pool {}: cannot record what was read: {}", pool.name, st.error().message);
 
   for (const auto& g : grows) {
     const std::string op_id = "autoextend:" + g.snap.id + ":" + std::to_string(g.new_size);

@@ -69,13 +69,13 @@ std::vector<VmVolume> vm_volumes(const ClusterState::Data& d, const Vm& vm) {
   return out;
 }
 
-Status set_volume_activation(OpContext& ctx, const std::vector<VmVolume>& volumes,
-                             const Host& host, LvMode mode, std::string_view tag,
-                             bool undo_on_failure) {
+Status set_volume_activation(OpContext& ctx, const std::vector<VmVolume>& volumes, const Host& host,
+                             LvMode mode, std::string_view tag, bool undo_on_failure) {
   const std::string op_id = ctx.step_id(tag);
   std::vector<const VmVolume*> done;
   for (const auto& v : volumes) {
-    auto st = ctx.with_retry([&] { return ctx.agents().lv_activate(host, op_id, v.vg, v.lv, mode); });
+    auto st =
+        ctx.with_retry([&] { return ctx.agents().lv_activate(host, op_id, v.vg, v.lv, mode); });
     if (!st) {
       Error e = st.take_error();
       e.details["volume"] = v.name;

@@ -69,7 +69,8 @@ Status grow_volume(OpContext& ctx, const VolumeGrowParams& p, VolumeGrowResult& 
   const bool live = vm && runs(*vm);
   if (live && vm->state != VmState::running)
     return conflict("volume " + vol->name + " belongs to VM " + vm->spec.name + ", which is " +
-                        std::string(to_string(vm->state)) + "; grow it when the VM runs or is stopped",
+                        std::string(to_string(vm->state)) +
+                        "; grow it when the VM runs or is stopped",
                     {{"volume", vol->name}, {"vm", vm->spec.name}});
   auto host = volume_host(ctx, *vol, *pool);
   if (!host) return host.take_error();

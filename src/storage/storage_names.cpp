@@ -216,9 +216,8 @@ Result<std::string> normalize_portal(std::string_view portal) {
 
 Status check_wwid(std::string_view wwid) {
   const bool ok = !wwid.empty() && wwid.size() <= 64 &&
-                  std::all_of(wwid.begin(), wwid.end(), [](unsigned char ch) {
-                    return std::isxdigit(ch) != 0 || ch == 'x';
-                  });
+                  std::all_of(wwid.begin(), wwid.end(),
+                              [](unsigned char ch) { return std::isxdigit(ch) != 0 || ch == 'x'; });
   if (!ok) return invalid("a WWID is 1-64 hex digits (\"0x\" allowed)");
   return {};
 }

@@ -326,8 +326,7 @@ Status SqliteStore::write(const WriteBatch& batch) {
     return st;
   if (auto st = delete_all(delete_token_, batch.delete_tokens, "delete token"); !st) return st;
   if (auto st = delete_all(delete_volume_, batch.delete_volumes, "delete volume"); !st) return st;
-  if (auto st = delete_all(delete_pool_, batch.delete_pools, "delete storage pool"); !st)
-    return st;
+  if (auto st = delete_all(delete_pool_, batch.delete_pools, "delete storage pool"); !st) return st;
 
   for (const auto& p : batch.put_pools) {
     put_pool_.bind(1, p.name);

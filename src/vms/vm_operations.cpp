@@ -15,8 +15,8 @@ namespace {
 Status activate_for_start(OpContext& ctx, const Target& t) {
   const auto vols = vm_volumes(ctx, t.vm);
   if (vols.empty()) return {};
-  ctx.progress(25, "activating " + std::to_string(vols.size()) + " shared volume(s) exclusively on " +
-                       t.host.name);
+  ctx.progress(25, "activating " + std::to_string(vols.size()) +
+                       " shared volume(s) exclusively on " + t.host.name);
   return set_volume_activation(ctx, vols, t.host, LvMode::exclusive, "activate", true);
 }
 
@@ -39,8 +39,9 @@ Status create_vm(OpContext& ctx, const VmCreateParams& p, VmCreateResult& r) {
   const std::string domain_type =
       t->host.inventory.domain_type.empty() ? "kvm" : t->host.inventory.domain_type;
   ctx.progress(30, "defining the domain on " + t->host.name);
-  auto dom = ctx.with_retry(
-      [&] { return ctx.agents().define(t->host, ctx.op().id, domain_spec_for(t->vm, domain_type)); });
+  auto dom = ctx.with_retry([&] {
+    return ctx.agents().define(t->host, ctx.op().id, domain_spec_for(t->vm, domain_type));
+  });
   if (!dom) {
     Error e = dom.take_error();
     if (e.code != ErrorCode::unavailable) {
@@ -59,7 +60,8 @@ Status create_vm(OpContext& ctx, const VmCreateParams& p, VmCreateResult& r) {
   if (p.start) {
     if (auto st = activate_for_start(ctx, *t); !st) return st;
     ctx.progress(70, "starting the domain");
-    auto started = ctx.with_retry([&] { return ctx.agents().start(t->host, ctx.op().id, t->vm.id); });
+    auto started =
+        ctx.with_retry([&] { return ctx.agents().start(t->host, ctx.op().id, t->vm.id); });
     if (!started) return started.take_error();
     return save_vm(ctx, t->vm.id, [&](Vm& vm) {
       vm.desired = DesiredState::running;
@@ -158,7 +160,8 @@ Status delete_vm(OpContext& ctx, const VmDeleteParams& p, VmDeleteResult&) {
     if (!st) return st;
     // Shared volumes outlive the VM: deactivated here, released below.
     if (const auto vols = vm_volumes(ctx, t->vm); !vols.empty()) {
-      if (auto off = set_volume_activation(ctx, vols, t->host, LvMode::inactive, "deactivate"); !off)
+      if (auto off = set_volume_activation(ctx, vols, t->host, LvMode::inactive, "deactivate");
+          !off)
         return off;
     }
   }

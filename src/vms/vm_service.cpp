@@ -41,7 +41,7 @@ Result<scheduler::Placement> VmService::place(const VmSpec& spec) const {
 }
 
 Result<Submitted> VmService::create_vm(const Principal& who, const VmSpec& spec, bool start,
-                                            const SubmitOptions& opts) {
+                                       const SubmitOptions& opts) {
   Vm vm;
   vm.id = new_uuid();
   vm.spec = spec;
@@ -52,23 +52,25 @@ Result<Submitted> VmService::create_vm(const Principal& who, const VmSpec& spec,
   set_params(op, VmCreateParams{spec.name, start});
   op.target_type = "vm";
   op.target_id = vm.id;
-  return operations_.submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch& b, Operation&) -> Status {
-    if (d.vm_ids.count(spec.name)) return conflict("a VM with this name exists", {{"name", spec.name}});
-    // Placement is a pure function of the snapshot taken under the same lock that
-    // commits it, so two concurrent creates cannot both take the last free memory.
-    scheduler::Request req{spec, {}, d.pools_of(spec)};
-    if (auto st = claim_volumes(d, vm, b); !st) return st;
-    auto placement = scheduler::place(scheduler_snapshot(d), req, config_.scheduler);
-    if (placement.host.empty()) {
-      nlohmann::json reasons = nlohmann::json::object();
-      for (const auto& v : placement.verdicts) reasons[v.host] = v.reason;
-      return Error(ErrorCode::insufficient_capacity, "no host can take this VM",
-                   {{"hosts", reasons}});
-    }
-    vm.host = placement.host;
-    b.put_vms.push_back(vm);
-    return {};
-  });
+  return operations_.submit(
+      who, op, opts, [&](const ClusterState::Data& d, WriteBatch& b, Operation&) -> Status {
+        if (d.vm_ids.count(spec.name))
+          return conflict("a VM with this name exists", {{"name", spec.name}});
+        // Placement is a pure function of the snapshot taken under the same lock that
+        // commits it, so two concurrent creates cannot both take the last free memory.
+        scheduler::Request req{spec, {}, d.pools_of(spec)};
+        if (auto st = claim_volumes(d, vm, b); !st) return st;
+        auto placement = scheduler::place(scheduler_snapshot(d), req, config_.scheduler);
+        if (placement.host.empty()) {
+          nlohmann::json reasons = nlohmann::json::object();
+          for (const auto& v : placement.verdicts) reasons[v.host] = v.reason;
+          return Error(ErrorCode::insufficient_capacity, "no host can take this VM",
+                       {{"hosts", reasons}});
+        }
+        vm.host = placement.host;
+        b.put_vms.push_back(vm);
+        return {};
+      });
 }
 
 Result<Submitted> VmService::vm_action(const Principal& who, const std::string& id_or_name,
@@ -78,26 +80,27 @@ Result<Submitted> VmService::vm_action(const Principal& who, const std::string& 
   op.target_type = "vm";
   if (auto st = set_action_params(op, kind, params); !st) return st.take_error();
   const auto* del = std::get_if<VmDeleteParams>(&params);
-  return operations_.submit(who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation& next) -> Status {
-    const Vm* vm = d.find_vm(id_or_name);
-    if (!vm) return not_found("no such VM", {{"vm", id_or_name}});
-    const bool busy = d.active_operation_for(vm->id) != nullptr;
-    if (del && !busy && !del->force &&
-        (vm->state == VmState::running || vm->state == VmState::paused ||
-         vm->state == VmState::shutting_down))
-      return conflict("VM is running; stop it first or delete with force=true",
-                      {{"vm", vm->spec.name}, {"state", to_string(vm->state)}});
-    if (kind != op_kind::vm_delete && !busy && vm->state == VmState::pending)
-      return conflict("VM is not defined on a host yet", {{"vm", vm->spec.name}});
-    // Its volumes' own operations (a snapshot, say) and the VM's do not overlap.
-    for (const Volume* v : d.volumes_of(*vm))
-      if (const Operation* other = d.active_operation_for(v->id))
-        return conflict("volume " + v->name + " of the VM has an operation in progress",
-                        {{"volume", v->name}, {"operation", other->id}, {"kind", other->kind}});
-    // The operation names the VM by id, whatever the caller named it by.
-    next.target_id = vm->id;
-    return {};
-  });
+  return operations_.submit(
+      who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation& next) -> Status {
+        const Vm* vm = d.find_vm(id_or_name);
+        if (!vm) return not_found("no such VM", {{"vm", id_or_name}});
+        const bool busy = d.active_operation_for(vm->id) != nullptr;
+        if (del && !busy && !del->force &&
+            (vm->state == VmState::running || vm->state == VmState::paused ||
+             vm->state == VmState::shutting_down))
+          return conflict("VM is running; stop it first or delete with force=true",
+                          {{"vm", vm->spec.name}, {"state", to_string(vm->state)}});
+        if (kind != op_kind::vm_delete && !busy && vm->state == VmState::pending)
+          return conflict("VM is not defined on a host yet", {{"vm", vm->spec.name}});
+        // Its volumes' own operations (a snapshot, say) and the VM's do not overlap.
+        for (const Volume* v : d.volumes_of(*vm))
+          if (const Operation* other = d.active_operation_for(v->id))
+            return conflict("volume " + v->name + " of the VM has an operation in progress",
+                            {{"volume", v->name}, {"operation", other->id}, {"kind", other->kind}});
+        // The operation names the VM by id, whatever the caller named it by.
+        next.target_id = vm->id;
+        return {};
+      });
 }
 
 }  // namespace kvmfleet

@@ -99,8 +99,8 @@ class AgentMigrationLabTest : public ::testing::Test {
     SpawnOptions so;
     so.stdout_path = (dir / "agent.log").string();
     so.stderr_path = (dir / "agent.log").string();
-    auto pid = lab_->run_in_host(
-        *h, {KVMFLEET_AGENT_BIN, "--config", (dir / "agent.json").string()}, so);
+    auto pid =
+        lab_->run_in_host(*h, {KVMFLEET_AGENT_BIN, "--config", (dir / "agent.json").string()}, so);
     if (!pid.ok()) {
       ADD_FAILURE() << "starting the agent on " << name << ": " << pid.error().message;
       return {};

@@ -12,8 +12,8 @@
 namespace kvmfleet::agent {
 namespace {
 
-using nlohmann::json;
 using doubles::FakeHypervisor;
+using nlohmann::json;
 
 constexpr const char* kToken = "kvf_host-token-for-tests";
 constexpr const char* kUuid = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b";
@@ -361,17 +361,21 @@ TEST_F(AgentServiceTest, BlockResizeTellsARunningDomainItsDiskGrew) {
              {{"op_id", "grow-2"}, {"device", "/dev/pool1/other"}, {"size_bytes", kTwoGiB}});
   EXPECT_EQ(res.result(), http::HttpStatus::not_found);
   hv_.domains[kUuid].state = "stopped";
-  res = call(http::Verb::post, path, {{"op_id", "grow-3"}, {"device", "/dev/pool1/disk1"}, {"size_bytes", 4096}});
+  res = call(http::Verb::post, path,
+             {{"op_id", "grow-3"}, {"device", "/dev/pool1/disk1"}, {"size_bytes", 4096}});
   EXPECT_EQ(res.result(), http::HttpStatus::conflict);
 
   // Strict bodies: every field required, nothing else, POST only.
   const int calls = hv_.count("block_resize");
-  for (const json& bad : {json{{"op_id", "b1"}, {"size_bytes", 4096}},
-                          json{{"op_id", "b2"}, {"device", "/dev/pool1/disk1"}},
-                          json{{"op_id", "b3"}, {"device", "/dev/pool1/disk1"}, {"size_bytes", -1}},
-                          json{{"op_id", "b4"}, {"device", "/dev/pool1/disk1"}, {"size_bytes", "1G"}},
-                          json{{"op_id", "b5"}, {"device", "/dev/pool1/disk1"}, {"size_bytes", 4096},
-                               {"shrink", true}}}) {
+  for (const json& bad :
+       {json{{"op_id", "b1"}, {"size_bytes", 4096}},
+        json{{"op_id", "b2"}, {"device", "/dev/pool1/disk1"}},
+        json{{"op_id", "b3"}, {"device", "/dev/pool1/disk1"}, {"size_bytes", -1}},
+        json{{"op_id", "b4"}, {"device", "/dev/pool1/disk1"}, {"size_bytes", "1G"}},
+        json{{"op_id", "b5"},
+             {"device", "/dev/pool1/disk1"},
+             {"size_bytes", 4096},
+             {"shrink", true}}}) {
     res = call(http::Verb::post, path, bad);
     EXPECT_EQ(res.result(), http::HttpStatus::bad_request) << bad.dump();
   }
@@ -477,7 +481,9 @@ class AgentMigrationTest : public AgentServiceTest {
             {"auto_converge", true},
             {"allow_post_copy", false}};
   }
-  http::Response migrate(const json& body) { return call(http::Verb::post, path("/migrate"), body); }
+  http::Response migrate(const json& body) {
+    return call(http::Verb::post, path("/migrate"), body);
+  }
   http::Response status() { return call(http::Verb::get, path("/migration"), nullptr); }
   http::Response abort(const std::string& op_id = "op-a1") {
     return call(http::Verb::post, path("/migration/abort"), {{"op_id", op_id}});
@@ -616,9 +622,9 @@ TEST_F(AgentMigrationTest, AbortCancelsARunningMigration) {
   EXPECT_EQ(hv_.count("abort_migration"), 2);
   EXPECT_EQ(status_of(status()).state, MigrationState::cancelled);
   // Bodies are checked as for other calls.
-  EXPECT_EQ(call(http::Verb::post, path("/migration/abort"), {{"op_id", "x"}, {"force", true}})
-                .result(),
-            http::HttpStatus::bad_request);
+  EXPECT_EQ(
+      call(http::Verb::post, path("/migration/abort"), {{"op_id", "x"}, {"force", true}}).result(),
+      http::HttpStatus::bad_request);
 }
 
 TEST_F(AgentMigrationTest, StatusAndMethods) {

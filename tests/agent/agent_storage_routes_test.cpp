@@ -18,8 +18,8 @@
 namespace kvmfleet::agent {
 namespace {
 
-using nlohmann::json;
 using doubles::FakeHypervisor;
+using nlohmann::json;
 
 constexpr const char* kToken = "kvf_host-token-for-tests";
 constexpr const char* kIqn = "iqn.2026-01.com.example:san";
@@ -467,9 +467,10 @@ TEST_F(FcLunsTest, AttachAddsEachWwidsDeviceToLvmsFilter) {
                      {"wwids", {"3600140512345678900000000000000c1", "0x5000c500a1b2c3d4"}}};
   auto res = post(body);
   ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
-  const json want = {{"devices",
-                      {{{"device", (root_ / "sdc").string()}, {"wwid", "3600140512345678900000000000000c1"}},
-                       {{"device", (root_ / "sdd").string()}, {"wwid", "0x5000c500a1b2c3d4"}}}}};
+  const json want = {
+      {"devices",
+       {{{"device", (root_ / "sdc").string()}, {"wwid", "3600140512345678900000000000000c1"}},
+        {{"device", (root_ / "sdd").string()}, {"wwid", "0x5000c500a1b2c3d4"}}}}};
   EXPECT_EQ(body_of(res), want);
   EXPECT_EQ(lvm_.added_devices,
             (std::vector<std::string>{(root_ / "sdc").string(), (root_ / "sdd").string()}));
@@ -479,20 +480,22 @@ TEST_F(FcLunsTest, AttachAddsEachWwidsDeviceToLvmsFilter) {
 
   // A WWID this host does not see (or whose link is dangling): 404 naming it, and the
   // filter unchanged for the others too.
-  for (const char* missing : {"3600140599999999900000000000000ff", "36001405aaaaaaaaaaaaaaaaaaaaaaaaa"}) {
-    res = post({{"op_id", std::string("a-") + missing}, {"wwids", {"0x5000c500a1b2c3d4", missing}}});
+  for (const char* missing :
+       {"3600140599999999900000000000000ff", "36001405aaaaaaaaaaaaaaaaaaaaaaaaa"}) {
+    res =
+        post({{"op_id", std::string("a-") + missing}, {"wwids", {"0x5000c500a1b2c3d4", missing}}});
     EXPECT_EQ(res.result(), http::HttpStatus::not_found) << res.body();
     EXPECT_EQ(body_of(res)["error"]["details"]["wwid"], missing);
   }
   EXPECT_EQ(lvm_.added_devices.size(), 2u);
 
   // Strict bodies.
-  for (const json& bad : {json{{"op_id", "b1"}},
-                          json{{"op_id", "b2"}, {"wwids", json::array()}},
-                          json{{"op_id", "b3"}, {"wwids", {"not-hex"}}},
-                          json{{"op_id", "b4"}, {"wwids", {"0x5000c500a1b2c3d4", "0x5000c500a1b2c3d4"}}},
-                          json{{"op_id", "b5"}, {"wwids", {42}}},
-                          json{{"op_id", "b6"}, {"wwids", {"0x5000c500a1b2c3d4"}}, {"force", true}}}) {
+  for (const json& bad :
+       {json{{"op_id", "b1"}}, json{{"op_id", "b2"}, {"wwids", json::array()}},
+        json{{"op_id", "b3"}, {"wwids", {"not-hex"}}},
+        json{{"op_id", "b4"}, {"wwids", {"0x5000c500a1b2c3d4", "0x5000c500a1b2c3d4"}}},
+        json{{"op_id", "b5"}, {"wwids", {42}}},
+        json{{"op_id", "b6"}, {"wwids", {"0x5000c500a1b2c3d4"}}, {"force", true}}}) {
     res = post(bad);
     EXPECT_EQ(res.result(), http::HttpStatus::bad_request) << bad.dump() << " " << res.body();
   }

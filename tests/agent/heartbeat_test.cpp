@@ -12,9 +12,9 @@
 namespace kvmfleet::agent {
 namespace {
 
-using nlohmann::json;
 using doubles::FakeHttpClient;
 using doubles::FakeHypervisor;
+using nlohmann::json;
 
 HeartbeatOptions options() {
   HeartbeatOptions o;

@@ -3,8 +3,8 @@
 // by every connection in this process, so each test uses fresh uuids and names and
 // removes what it defined, even when it fails.
 
-#include "tests/doubles/common/manual_clock.hpp"
 #include "kvmfleet/agent/libvirt_hypervisor.hpp"
+#include "tests/doubles/common/manual_clock.hpp"
 
 #include <gtest/gtest.h>
 #include <libvirt/libvirt.h>

@@ -14,8 +14,8 @@ json body() {
 }
 
 TEST(MigrationValidation, Hosts) {
-  for (const char* good : {"10.77.0.11", "0.0.0.0", "255.255.255.255", "node1", "a",
-                           "node-1.example.org", "n0de.x1"})
+  for (const char* good :
+       {"10.77.0.11", "0.0.0.0", "255.255.255.255", "node1", "a", "node-1.example.org", "n0de.x1"})
     EXPECT_TRUE(is_valid_network_host(good)) << good;
   for (const char* bad : {"", "10.77.0", "10.77.0.256", "10.77.0.011", "10.77.0.11.", "1.2.3.4.5",
                           "-node", "node-", "no_de", "node..x", ".node", "node/x", "node:1",
@@ -38,13 +38,13 @@ TEST(MigrationValidation, DestinationUris) {
 }
 
 TEST(MigrationValidation, MigrateUris) {
-  for (const char* good : {"tcp://10.77.0.11", "tcp://10.77.0.11:49152", "tcp://node2:1",
-                           "tcp://node2:65535"})
+  for (const char* good :
+       {"tcp://10.77.0.11", "tcp://10.77.0.11:49152", "tcp://node2:1", "tcp://node2:65535"})
     EXPECT_TRUE(is_valid_migrate_uri(good)) << good;
-  for (const char* bad : {"", "tcp://", "tcp://:49152", "tcp://node2:", "tcp://node2:0",
-                          "tcp://node2:65536", "tcp://node2:049152", "tcp://node2:1:2",
-                          "unix:///tmp/sock", "rdma://node2", "tcp://node2/x", "tcp:node2",
-                          "exec:/bin/sh", "tcp://[::1]:49152"})
+  for (const char* bad :
+       {"", "tcp://", "tcp://:49152", "tcp://node2:", "tcp://node2:0", "tcp://node2:65536",
+        "tcp://node2:049152", "tcp://node2:1:2", "unix:///tmp/sock", "rdma://node2",
+        "tcp://node2/x", "tcp:node2", "exec:/bin/sh", "tcp://[::1]:49152"})
     EXPECT_FALSE(is_valid_migrate_uri(bad)) << bad;
 }
 
@@ -77,12 +77,21 @@ TEST(MigrationValidation, RefusesBadFieldsNamingThem) {
     json value;
   };
   const Case cases[] = {
-      {"max_downtime_ms", 0},        {"max_downtime_ms", 600'001}, {"max_downtime_ms", -1},
-      {"max_downtime_ms", "300"},    {"max_downtime_ms", 1.5},     {"bandwidth_mib_s", -1},
-      {"bandwidth_mib_s", 100'001},  {"auto_converge", 1},         {"allow_post_copy", "yes"},
-      {"destination_uri", 5},        {"destination_uri", "qemu+ssh://b/system"},
-      {"migrate_uri", "unix:///x"},  {"migrate_uri", nullptr},
-      {"converge_timeout_s", -1},    {"converge_timeout_s", 86'401},
+      {"max_downtime_ms", 0},
+      {"max_downtime_ms", 600'001},
+      {"max_downtime_ms", -1},
+      {"max_downtime_ms", "300"},
+      {"max_downtime_ms", 1.5},
+      {"bandwidth_mib_s", -1},
+      {"bandwidth_mib_s", 100'001},
+      {"auto_converge", 1},
+      {"allow_post_copy", "yes"},
+      {"destination_uri", 5},
+      {"destination_uri", "qemu+ssh://b/system"},
+      {"migrate_uri", "unix:///x"},
+      {"migrate_uri", nullptr},
+      {"converge_timeout_s", -1},
+      {"converge_timeout_s", 86'401},
       {"downtime_ceiling_ms", 100},  // below max_downtime_ms (300 by default)
       {"downtime_ceiling_ms", 600'001},
   };

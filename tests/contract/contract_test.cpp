@@ -39,7 +39,8 @@ class RefusingPort {
     addr.sin_port = 0;
     if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return;
     socklen_t len = sizeof addr;
-    if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) port_ = ntohs(addr.sin_port);
+    if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+      port_ = ntohs(addr.sin_port);
   }
   ~RefusingPort() {
     if (fd_ >= 0) ::close(fd_);
@@ -64,13 +65,12 @@ class ControllerContract : public ::testing::Test {
     // Small limits so that 413 and 408 can be provoked cheaply; liveness windows long
     // enough that the host stays up for the whole test after one heartbeat; one agent
     // attempt so that operations against the missing agent end quickly.
-    auto c = ControllerProcess::start(KVMFLEET_CONTROLLER_BIN,
-                                      {{"body_limit_bytes", 16384},
-                                       {"read_timeout_ms", 2000},
-                                       {"unreachable_after_ms", 1800000},
-                                       {"down_after_ms", 3600000},
-                                       {"agent_retry_attempts", 1},
-                                       {"agent_retry_backoff_ms", 1}});
+    auto c = ControllerProcess::start(KVMFLEET_CONTROLLER_BIN, {{"body_limit_bytes", 16384},
+                                                                {"read_timeout_ms", 2000},
+                                                                {"unreachable_after_ms", 1800000},
+                                                                {"down_after_ms", 3600000},
+                                                                {"agent_retry_attempts", 1},
+                                                                {"agent_retry_backoff_ms", 1}});
     ASSERT_TRUE(c.ok()) << c.error().message;
     controller_ = std::move(*c);
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
@@ -79,7 +79,8 @@ class ControllerContract : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (HasFailure() && controller_) std::fprintf(stderr, "controller log:\n%s\n", controller_->log().c_str());
+    if (HasFailure() && controller_)
+      std::fprintf(stderr, "controller log:\n%s\n", controller_->log().c_str());
   }
 
   HttpAnswer send(const HttpCall& call) {
@@ -95,7 +96,11 @@ class ControllerContract : public ::testing::Test {
   }
   HttpAnswer post(const std::string& target, const std::string& templ, const std::string& token,
                   const json& body) {
-    return send({.method = "POST", .target = target, .path_template = templ, .token = token, .body = body.dump()});
+    return send({.method = "POST",
+                 .target = target,
+                 .path_template = templ,
+                 .token = token,
+                 .body = body.dump()});
   }
   HttpAnswer del(const std::string& target, const std::string& templ, const std::string& token) {
     return send({.method = "DELETE", .target = target, .path_template = templ, .token = token});
@@ -117,8 +122,11 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   auto health = get("/v1/healthz", "/v1/healthz", "");
   EXPECT_EQ(health.status, 200u);
   EXPECT_EQ(health.json().value("status", ""), "ok");
-  EXPECT_EQ(send({.method = "POST", .target = "/v1/healthz", .path_template = "/v1/healthz", .body = "{}"}).status,
-            405u);
+  EXPECT_EQ(
+      send(
+          {.method = "POST", .target = "/v1/healthz", .path_template = "/v1/healthz", .body = "{}"})
+          .status,
+      405u);
   EXPECT_EQ(get("/v1/hosts", "/v1/hosts", "").status, 401u);
   EXPECT_EQ(get("/v1/hosts", "/v1/hosts", "kvf_this-token-was-never-issued").status, 401u);
   auto metrics = get("/metrics", "/metrics", admin);
@@ -135,11 +143,17 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   created = post("/v1/tokens", "/v1/tokens", admin, {{"name", "watcher"}, {"role", "viewer"}});
   ASSERT_EQ(created.status, 201u) << created.body;
   const std::string viewer_token = created.json().value("token", "");
-  EXPECT_EQ(post("/v1/tokens", "/v1/tokens", admin, {{"name", "sneaky"}, {"role", "agent"}}).status, 400u);
-  EXPECT_EQ(post("/v1/tokens", "/v1/tokens", admin, {{"name", "Bad Name"}, {"role", "viewer"}}).status, 400u);
-  EXPECT_EQ(post("/v1/tokens", "/v1/tokens", operator_token, {{"name", "mine"}, {"role", "admin"}}).status, 403u);
+  EXPECT_EQ(post("/v1/tokens", "/v1/tokens", admin, {{"name", "sneaky"}, {"role", "agent"}}).status,
+            400u);
+  EXPECT_EQ(
+      post("/v1/tokens", "/v1/tokens", admin, {{"name", "Bad Name"}, {"role", "viewer"}}).status,
+      400u);
+  EXPECT_EQ(post("/v1/tokens", "/v1/tokens", operator_token, {{"name", "mine"}, {"role", "admin"}})
+                .status,
+            403u);
   EXPECT_EQ(get("/v1/tokens", "/v1/tokens", viewer_token).status, 403u);
-  auto temp = post("/v1/tokens", "/v1/tokens", admin, {{"name", "short-lived"}, {"role", "viewer"}});
+  auto temp =
+      post("/v1/tokens", "/v1/tokens", admin, {{"name", "short-lived"}, {"role", "viewer"}});
   ASSERT_EQ(temp.status, 201u);
   const std::string temp_id = temp.json().value("id", "");
   EXPECT_EQ(del("/v1/tokens/" + temp_id, "/v1/tokens/{id}", admin).status, 200u);
@@ -153,18 +167,27 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   ASSERT_EQ(reg.status, 201u) << reg.body;
   const std::string agent_token = reg.json().value("agent_token", "");
   EXPECT_EQ(reg.json()["host"].value("state", ""), "down");
-  EXPECT_EQ(post("/v1/hosts", "/v1/hosts", admin, {{"name", "node1"}, {"agent_url", agent_url()}}).status, 409u);
-  EXPECT_EQ(post("/v1/hosts", "/v1/hosts", admin, {{"name", "Node_1"}, {"agent_url", agent_url()}}).status, 400u);
-  EXPECT_EQ(post("/v1/hosts", "/v1/hosts", admin, {{"name", "node9"}, {"agent_url", "ftp://node9:21"}}).status,
+  EXPECT_EQ(
+      post("/v1/hosts", "/v1/hosts", admin, {{"name", "node1"}, {"agent_url", agent_url()}}).status,
+      409u);
+  EXPECT_EQ(post("/v1/hosts", "/v1/hosts", admin, {{"name", "Node_1"}, {"agent_url", agent_url()}})
+                .status,
             400u);
-  EXPECT_EQ(post("/v1/hosts", "/v1/hosts", operator_token, {{"name", "node9"}, {"agent_url", agent_url()}}).status,
+  EXPECT_EQ(
+      post("/v1/hosts", "/v1/hosts", admin, {{"name", "node9"}, {"agent_url", "ftp://node9:21"}})
+          .status,
+      400u);
+  EXPECT_EQ(post("/v1/hosts", "/v1/hosts", operator_token,
+                 {{"name", "node9"}, {"agent_url", agent_url()}})
+                .status,
             403u);
 
   // ---- shared storage while no host is up -----------------------------------------------
   // node1 is registered but has not sent a heartbeat, so it is down.
-  const json pool1 = {{"name", "pool1"},
-                      {"type", "iscsi"},
-                      {"targets", {{{"portal", "10.77.0.1"}, {"iqn", "iqn.2026-01.io.kvmfleet:san"}, {"lun", 1}}}}};
+  const json pool1 = {
+      {"name", "pool1"},
+      {"type", "iscsi"},
+      {"targets", {{{"portal", "10.77.0.1"}, {"iqn", "iqn.2026-01.io.kvmfleet:san"}, {"lun", 1}}}}};
   auto no_host = post("/v1/storage-pools", "/v1/storage-pools", admin, pool1);
   EXPECT_EQ(no_host.status, 409u) << no_host.body;
   EXPECT_EQ(no_host.json()["error"].value("code", ""), "conflict") << no_host.body;
@@ -172,7 +195,8 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   ghost_host["hosts"] = {"ghost"};
   auto unknown_host = post("/v1/storage-pools", "/v1/storage-pools", admin, ghost_host);
   EXPECT_EQ(unknown_host.status, 404u) << unknown_host.body;
-  EXPECT_EQ(unknown_host.json()["error"]["details"].value("host", ""), "ghost") << unknown_host.body;
+  EXPECT_EQ(unknown_host.json()["error"]["details"].value("host", ""), "ghost")
+      << unknown_host.body;
   // A pool for a host that is named but down is accepted; its operation finds the host
   // down, calls no agent, and rolls the pool back.
   json on_node1 = pool1;
@@ -190,39 +214,42 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
     ASSERT_TRUE(op["error"].is_object()) << down_pool.body;
     EXPECT_EQ(op["error"].value("code", ""), "unavailable");
     EXPECT_TRUE(op["error"]["details"].value("rolled_back", false)) << down_pool.body;
-    EXPECT_NE(op["error"]["details"]["hosts"].value("node1", "").find("down"), std::string::npos) << down_pool.body;
+    EXPECT_NE(op["error"]["details"]["hosts"].value("node1", "").find("down"), std::string::npos)
+        << down_pool.body;
   }
   EXPECT_EQ(get("/v1/storage-pools/pool1", "/v1/storage-pools/{name}", admin).status, 404u);
 
   const std::string legacy_uuid = "7d4c3a2b-1f0e-4d9c-8b7a-6f5e4d3c2b1a";
-  const json heartbeat = {
-      {"host", "node1"},
-      {"agent_url", agent_url()},
-      {"inventory",
-       {{"hostname", "node1.lab"},
-        {"host_uuid", "4c4c4544-0042-3510-8052-b4c04f4e3232"},
-        {"cpus", 8},
-        {"cpu_model", "Skylake-Server-IBRS"},
-        {"memory_total_mib", 16384},
-        {"memory_free_mib", 12000},
-        {"libvirt_version", "9.0.0"},
-        {"qemu_version", "7.2.0"},
-        {"domain_type", "kvm"},
-        {"domains",
-         {{{"uuid", legacy_uuid},
-           {"name", "legacy"},
-           {"state", "running"},
-           {"managed", false},
-           {"generation", 0},
-           {"persistent", true}}}}}}};
+  const json heartbeat = {{"host", "node1"},
+                          {"agent_url", agent_url()},
+                          {"inventory",
+                           {{"hostname", "node1.lab"},
+                            {"host_uuid", "4c4c4544-0042-3510-8052-b4c04f4e3232"},
+                            {"cpus", 8},
+                            {"cpu_model", "Skylake-Server-IBRS"},
+                            {"memory_total_mib", 16384},
+                            {"memory_free_mib", 12000},
+                            {"libvirt_version", "9.0.0"},
+                            {"qemu_version", "7.2.0"},
+                            {"domain_type", "kvm"},
+                            {"domains",
+                             {{{"uuid", legacy_uuid},
+                               {"name", "legacy"},
+                               {"state", "running"},
+                               {"managed", false},
+                               {"generation", 0},
+                               {"persistent", true}}}}}}};
   auto beat = post("/v1/agent/heartbeat", "/v1/agent/heartbeat", agent_token, heartbeat);
   ASSERT_EQ(beat.status, 200u) << beat.body;
   EXPECT_GT(beat.json().value("heartbeat_interval_ms", 0), 0);
   json other_host = heartbeat;
   other_host["host"] = "node2";
-  EXPECT_EQ(post("/v1/agent/heartbeat", "/v1/agent/heartbeat", agent_token, other_host).status, 403u);
+  EXPECT_EQ(post("/v1/agent/heartbeat", "/v1/agent/heartbeat", agent_token, other_host).status,
+            403u);
   EXPECT_EQ(post("/v1/agent/heartbeat", "/v1/agent/heartbeat", admin, heartbeat).status, 403u);
-  EXPECT_EQ(post("/v1/agent/heartbeat", "/v1/agent/heartbeat", agent_token, {{"host", "node1"}}).status, 400u);
+  EXPECT_EQ(
+      post("/v1/agent/heartbeat", "/v1/agent/heartbeat", agent_token, {{"host", "node1"}}).status,
+      400u);
   const json events = {{"host", "node1"},
                        {"events",
                         {{{"uuid", legacy_uuid},
@@ -231,10 +258,13 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
                           {"reason", "user"},
                           {"at", "2026-01-01T00:00:00.000Z"}}}}};
   EXPECT_EQ(post("/v1/agent/events", "/v1/agent/events", agent_token, events).status, 200u);
-  EXPECT_EQ(post("/v1/agent/events", "/v1/agent/events", agent_token, {{"host", "node1"}, {"events", "none"}}).status,
+  EXPECT_EQ(post("/v1/agent/events", "/v1/agent/events", agent_token,
+                 {{"host", "node1"}, {"events", "none"}})
+                .status,
             400u);
   EXPECT_EQ(post("/v1/agent/events", "/v1/agent/events", viewer_token, events).status, 403u);
-  EXPECT_EQ(post("/v1/agent/elsewhere", "/v1/agent/elsewhere", agent_token, json::object()).status, 404u);
+  EXPECT_EQ(post("/v1/agent/elsewhere", "/v1/agent/elsewhere", agent_token, json::object()).status,
+            404u);
   EXPECT_EQ(get("/v1/agent/heartbeat", "/v1/agent/heartbeat", agent_token).status, 405u);
   EXPECT_EQ(get("/v1/vms", "/v1/vms", agent_token).status, 403u);
 
@@ -247,13 +277,19 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(get("/v1/hosts/node1", "/v1/hosts/{name}", viewer_token).status, 200u);
   EXPECT_EQ(get("/v1/hosts/ghost", "/v1/hosts/{name}", viewer_token).status, 404u);
   EXPECT_EQ(get("/v1/hosts/Bad_Name", "/v1/hosts/{name}", viewer_token).status, 400u);
-  EXPECT_EQ(send({.method = "PUT", .target = "/v1/hosts/node1", .path_template = "/v1/hosts/{name}", .token = admin,
+  EXPECT_EQ(send({.method = "PUT",
+                  .target = "/v1/hosts/node1",
+                  .path_template = "/v1/hosts/{name}",
+                  .token = admin,
                   .body = "{}"})
                 .status,
             405u);
   auto patch = [&](const std::string& name, const std::string& body, const std::string& token) {
-    return send({.method = "PATCH", .target = "/v1/hosts/" + name, .path_template = "/v1/hosts/{name}",
-                 .token = token, .body = body});
+    return send({.method = "PATCH",
+                 .target = "/v1/hosts/" + name,
+                 .path_template = "/v1/hosts/{name}",
+                 .token = token,
+                 .body = body});
   };
   auto cordoned = patch("node1", R"({"schedulable":false})", admin);
   ASSERT_EQ(cordoned.status, 200u) << cordoned.body;
@@ -263,34 +299,48 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(patch("node1", R"({"schedulable":true})", operator_token).status, 403u);
   EXPECT_EQ(patch("ghost", R"({"schedulable":true})", admin).status, 404u);
   // Nothing can be placed while the only host is cordoned.
-  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token, {{"name", "early"}, {"memory_mib", 64}}).status, 422u);
+  EXPECT_EQ(
+      post("/v1/vms", "/v1/vms", operator_token, {{"name", "early"}, {"memory_mib", 64}}).status,
+      422u);
   EXPECT_EQ(patch("node1", R"({"schedulable":true})", admin).status, 200u);
   // Maintenance: an operation either way; with no running VM the drain ends at once.
   const std::string maint = "/v1/hosts/{name}/maintenance";
-  auto drain = post("/v1/hosts/node1/maintenance?wait=60", maint, admin, {{"enabled", true}, {"policy", {{"max_downtime_ms", 300}}}});
+  auto drain = post("/v1/hosts/node1/maintenance?wait=60", maint, admin,
+                    {{"enabled", true}, {"policy", {{"max_downtime_ms", 300}}}});
   ASSERT_EQ(drain.status, 200u) << drain.body;
   EXPECT_EQ(drain.json().value("kind", ""), "host.maintenance");
   EXPECT_EQ(drain.json().value("state", ""), "succeeded") << drain.body;
-  EXPECT_FALSE(get("/v1/hosts/node1", "/v1/hosts/{name}", viewer_token).json().value("schedulable", true));
+  EXPECT_FALSE(
+      get("/v1/hosts/node1", "/v1/hosts/{name}", viewer_token).json().value("schedulable", true));
   auto undrain = post("/v1/hosts/node1/maintenance", maint, admin, {{"enabled", false}});
   EXPECT_EQ(undrain.status, 202u) << undrain.body;
-  EXPECT_EQ(get("/v1/operations/" + undrain.json().value("id", "") + "?wait=60", "/v1/operations/{id}", viewer_token)
+  EXPECT_EQ(get("/v1/operations/" + undrain.json().value("id", "") + "?wait=60",
+                "/v1/operations/{id}", viewer_token)
                 .json()
                 .value("state", ""),
             "succeeded");
-  EXPECT_TRUE(get("/v1/hosts/node1", "/v1/hosts/{name}", viewer_token).json().value("schedulable", false));
+  EXPECT_TRUE(
+      get("/v1/hosts/node1", "/v1/hosts/{name}", viewer_token).json().value("schedulable", false));
   EXPECT_EQ(post("/v1/hosts/node1/maintenance", maint, admin, {{"enabled", "yes"}}).status, 400u);
   EXPECT_EQ(post("/v1/hosts/node1/maintenance", maint, admin, json::object()).status, 400u);
-  EXPECT_EQ(post("/v1/hosts/node1/maintenance", maint, admin, {{"enabled", true}, {"drain", true}}).status, 400u);
-  EXPECT_EQ(post("/v1/hosts/node1/maintenance", maint, admin, {{"enabled", false}, {"policy", json::object()}}).status,
-            400u);
-  EXPECT_EQ(post("/v1/hosts/node1/maintenance", maint, admin, {{"enabled", true}, {"policy", {{"max_downtime_ms", 0}}}})
+  EXPECT_EQ(post("/v1/hosts/node1/maintenance", maint, admin, {{"enabled", true}, {"drain", true}})
                 .status,
             400u);
-  EXPECT_EQ(post("/v1/hosts/node1/maintenance", maint, operator_token, {{"enabled", true}}).status, 403u);
+  EXPECT_EQ(post("/v1/hosts/node1/maintenance", maint, admin,
+                 {{"enabled", false}, {"policy", json::object()}})
+                .status,
+            400u);
+  EXPECT_EQ(post("/v1/hosts/node1/maintenance", maint, admin,
+                 {{"enabled", true}, {"policy", {{"max_downtime_ms", 0}}}})
+                .status,
+            400u);
+  EXPECT_EQ(post("/v1/hosts/node1/maintenance", maint, operator_token, {{"enabled", true}}).status,
+            403u);
   EXPECT_EQ(post("/v1/hosts/ghost/maintenance", maint, admin, {{"enabled", true}}).status, 404u);
   EXPECT_EQ(get("/v1/hosts/node1/maintenance", maint, admin).status, 405u);
-  ASSERT_EQ(post("/v1/hosts", "/v1/hosts", admin, {{"name", "node2"}, {"agent_url", agent_url()}}).status, 201u);
+  ASSERT_EQ(
+      post("/v1/hosts", "/v1/hosts", admin, {{"name", "node2"}, {"agent_url", agent_url()}}).status,
+      201u);
   EXPECT_EQ(del("/v1/hosts/node2", "/v1/hosts/{name}", operator_token).status, 403u);
   EXPECT_EQ(del("/v1/hosts/node2", "/v1/hosts/{name}", admin).status, 200u);
   EXPECT_EQ(del("/v1/hosts/node2", "/v1/hosts/{name}", admin).status, 404u);
@@ -311,8 +361,12 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
 
   const json web2 = {{"name", "web2"}, {"memory_mib", 128}};
   auto keyed = [&](const json& body, const std::string& key) {
-    return send({.method = "POST", .target = "/v1/vms", .path_template = "/v1/vms", .token = operator_token,
-                 .body = body.dump(), .headers = {{"Idempotency-Key", key}}});
+    return send({.method = "POST",
+                 .target = "/v1/vms",
+                 .path_template = "/v1/vms",
+                 .token = operator_token,
+                 .body = body.dump(),
+                 .headers = {{"Idempotency-Key", key}}});
   };
   auto first = keyed(web2, "create-web2");
   ASSERT_EQ(first.status, 202u) << first.body;
@@ -335,11 +389,16 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
                 .status,
             202u);
   EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token,
-                 {{"name", "web4"}, {"memory_mib", 64}, {"host", nullptr}, {"disks", nullptr}, {"ha", nullptr}})
+                 {{"name", "web4"},
+                  {"memory_mib", 64},
+                  {"host", nullptr},
+                  {"disks", nullptr},
+                  {"ha", nullptr}})
                 .status,
             202u);
-  auto waited = post("/v1/vms?wait=30", "/v1/vms", operator_token,
-                     {{"name", "web5"}, {"memory_mib", 64}, {"disks", {{{"size_gib", 2}, {"bus", "scsi"}}}}});
+  auto waited =
+      post("/v1/vms?wait=30", "/v1/vms", operator_token,
+           {{"name", "web5"}, {"memory_mib", 64}, {"disks", {{{"size_gib", 2}, {"bus", "scsi"}}}}});
   EXPECT_TRUE(waited.status == 200u || waited.status == 202u) << waited.status;
   EXPECT_EQ(waited.status == 200u, is_terminal_state(waited.json().value("state", "")));
 
@@ -347,7 +406,8 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   std::vector<std::string> names;
   std::string cursor;
   for (int page = 0; page < 10; ++page) {
-    auto res = get("/v1/vms?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor), "/v1/vms", viewer_token);
+    auto res = get("/v1/vms?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor), "/v1/vms",
+                   viewer_token);
     ASSERT_EQ(res.status, 200u) << res.body;
     const json body = res.json();
     EXPECT_LE(body["items"].size(), 2u);
@@ -356,7 +416,8 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
     cursor = body["next_cursor"].get<std::string>();
   }
   EXPECT_EQ(names, (std::vector<std::string>{"web1", "web2", "web3", "web4", "web5"}));
-  EXPECT_EQ(get("/v1/vms?host=node1&state=pending&limit=1000", "/v1/vms", viewer_token).status, 200u);
+  EXPECT_EQ(get("/v1/vms?host=node1&state=pending&limit=1000", "/v1/vms", viewer_token).status,
+            200u);
   EXPECT_EQ(get("/v1/vms?limit=0", "/v1/vms", viewer_token).status, 400u);
   EXPECT_EQ(get("/v1/vms?limit=1001", "/v1/vms", viewer_token).status, 400u);
   EXPECT_EQ(get("/v1/vms?limit=1&limit=2", "/v1/vms", viewer_token).status, 400u);
@@ -367,59 +428,91 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   auto by_name = get("/v1/vms/web1", "/v1/vms/{id}", viewer_token);
   EXPECT_EQ(by_name.status, 200u);
   EXPECT_EQ(by_name.json().value("id", ""), web1_id);
-  EXPECT_EQ(get("/v1/vms/" + web1_id, "/v1/vms/{id}", viewer_token).json().value("name", ""), "web1");
+  EXPECT_EQ(get("/v1/vms/" + web1_id, "/v1/vms/{id}", viewer_token).json().value("name", ""),
+            "web1");
   EXPECT_EQ(get("/v1/vms/ghost", "/v1/vms/{id}", viewer_token).status, 404u);
   EXPECT_EQ(get("/v1/vms/" + missing_uuid, "/v1/vms/{id}", viewer_token).status, 404u);
   EXPECT_EQ(get("/v1/vms/Bad_Name", "/v1/vms/{id}", viewer_token).status, 400u);
-  EXPECT_EQ(send({.method = "PUT", .target = "/v1/vms", .path_template = "/v1/vms", .token = operator_token,
+  EXPECT_EQ(send({.method = "PUT",
+                  .target = "/v1/vms",
+                  .path_template = "/v1/vms",
+                  .token = operator_token,
                   .body = web1.dump()})
                 .status,
             405u);
-  EXPECT_EQ(send({.method = "PATCH", .target = "/v1/vms/web1", .path_template = "/v1/vms/{id}",
-                  .token = operator_token, .body = "{}"})
+  EXPECT_EQ(send({.method = "PATCH",
+                  .target = "/v1/vms/web1",
+                  .path_template = "/v1/vms/{id}",
+                  .token = operator_token,
+                  .body = "{}"})
                 .status,
             405u);
 
   // ---- request errors -----------------------------------------------------------------
-  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token, {{"name", "huge"}, {"memory_mib", 4194304}}).status, 422u);
-  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token, {{"name", "x"}, {"memory_mib", 64}, {"colour", "red"}}).status,
-            400u);
-  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token, {{"name", "x"}, {"memory_mib", 8}}).status, 400u);
-  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token, {{"name", "x"}, {"memory_mib", 64}, {"vcpus", 0}}).status,
-            400u);
+  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token, {{"name", "huge"}, {"memory_mib", 4194304}})
+                .status,
+            422u);
   EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token,
-                 {{"name", "x"}, {"memory_mib", 64}, {"disks", {{{"size_gib", 1}, {"bus", "ide"}}}}})
+                 {{"name", "x"}, {"memory_mib", 64}, {"colour", "red"}})
                 .status,
             400u);
-  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token,
-                 {{"name", "x"}, {"memory_mib", 64}, {"disks", json::array({json{{"size_gib", 1}}})}})
-                .status,
-            202u);
+  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token, {{"name", "x"}, {"memory_mib", 8}}).status,
+            400u);
+  EXPECT_EQ(
+      post("/v1/vms", "/v1/vms", operator_token, {{"name", "x"}, {"memory_mib", 64}, {"vcpus", 0}})
+          .status,
+      400u);
+  EXPECT_EQ(
+      post("/v1/vms", "/v1/vms", operator_token,
+           {{"name", "x"}, {"memory_mib", 64}, {"disks", {{{"size_gib", 1}, {"bus", "ide"}}}}})
+          .status,
+      400u);
+  EXPECT_EQ(
+      post("/v1/vms", "/v1/vms", operator_token,
+           {{"name", "x"}, {"memory_mib", 64}, {"disks", json::array({json{{"size_gib", 1}}})}})
+          .status,
+      202u);
   json many_disks = json::array();
   for (int i = 0; i < 17; ++i) many_disks.push_back({{"size_gib", 1}});
-  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token, {{"name", "y"}, {"memory_mib", 64}, {"disks", many_disks}})
+  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token,
+                 {{"name", "y"}, {"memory_mib", 64}, {"disks", many_disks}})
                 .status,
             400u);
   auto raw_post = [&](const std::string& target, const std::string& body, const std::string& type) {
-    return send({.method = "POST", .target = target, .path_template = "/v1/vms", .token = operator_token,
-                 .body = body, .content_type = type});
+    return send({.method = "POST",
+                 .target = target,
+                 .path_template = "/v1/vms",
+                 .token = operator_token,
+                 .body = body,
+                 .content_type = type});
   };
-  EXPECT_EQ(raw_post("/v1/vms", R"({"name": "z", "memory_mib": )", "application/json").status, 400u);
+  EXPECT_EQ(raw_post("/v1/vms", R"({"name": "z", "memory_mib": )", "application/json").status,
+            400u);
   EXPECT_EQ(raw_post("/v1/vms", "[1, 2]", "application/json").status, 400u);
   EXPECT_EQ(raw_post("/v1/vms", "", "application/json").status, 400u);
   EXPECT_EQ(raw_post("/v1/vms", "name=z&memory_mib=64", "text/plain").status, 415u);
-  EXPECT_EQ(raw_post("/v1/vms", R"({"name":"z","memory_mib":64,"pad":")" + std::string(20000, 'p') + "\"}",
+  EXPECT_EQ(raw_post("/v1/vms",
+                     R"({"name":"z","memory_mib":64,"pad":")" + std::string(20000, 'p') + "\"}",
                      "application/json")
                 .status,
             413u);
-  EXPECT_EQ(raw_post("/v1/vms?wait=301", R"({"name":"z","memory_mib":64})", "application/json").status, 400u);
-  EXPECT_EQ(raw_post("/v1/vms?wait=soon", R"({"name":"z","memory_mib":64})", "application/json").status, 400u);
-  EXPECT_EQ(raw_post("/v1/vms?bogus=1", R"({"name":"z","memory_mib":64})", "application/json").status, 400u);
-  EXPECT_EQ(raw_post("/v1/vms?wait=%zz", R"({"name":"z","memory_mib":64})", "application/json").status, 400u);
+  EXPECT_EQ(
+      raw_post("/v1/vms?wait=301", R"({"name":"z","memory_mib":64})", "application/json").status,
+      400u);
+  EXPECT_EQ(
+      raw_post("/v1/vms?wait=soon", R"({"name":"z","memory_mib":64})", "application/json").status,
+      400u);
+  EXPECT_EQ(
+      raw_post("/v1/vms?bogus=1", R"({"name":"z","memory_mib":64})", "application/json").status,
+      400u);
+  EXPECT_EQ(
+      raw_post("/v1/vms?wait=%zz", R"({"name":"z","memory_mib":64})", "application/json").status,
+      400u);
 
   // ---- operations ---------------------------------------------------------------------
   // No agent listens at node1's agent_url, so the create fails when it calls the agent.
-  auto done = get("/v1/operations/" + create1_op + "?wait=120", "/v1/operations/{id}", viewer_token);
+  auto done =
+      get("/v1/operations/" + create1_op + "?wait=120", "/v1/operations/{id}", viewer_token);
   ASSERT_EQ(done.status, 200u) << done.body;
   EXPECT_EQ(done.json().value("state", ""), "failed") << done.body;
   EXPECT_EQ(done.json()["error"].value("code", ""), "unavailable") << done.body;
@@ -427,19 +520,30 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   auto ops = get("/v1/operations", "/v1/operations", viewer_token);
   ASSERT_EQ(ops.status, 200u);
   EXPECT_GE(ops.json()["items"].size(), 5u);
-  EXPECT_EQ(get("/v1/operations?limit=1", "/v1/operations", viewer_token).json()["items"].size(), 1u);
-  EXPECT_EQ(get("/v1/operations?state=failed&target=" + web1_id, "/v1/operations", viewer_token).status, 200u);
+  EXPECT_EQ(get("/v1/operations?limit=1", "/v1/operations", viewer_token).json()["items"].size(),
+            1u);
+  EXPECT_EQ(
+      get("/v1/operations?state=failed&target=" + web1_id, "/v1/operations", viewer_token).status,
+      200u);
   EXPECT_EQ(get("/v1/operations?state=done", "/v1/operations", viewer_token).status, 400u);
   EXPECT_EQ(get("/v1/operations?cursor=web1", "/v1/operations", viewer_token).status, 400u);
-  EXPECT_EQ(get("/v1/operations/" + missing_uuid, "/v1/operations/{id}", viewer_token).status, 404u);
+  EXPECT_EQ(get("/v1/operations/" + missing_uuid, "/v1/operations/{id}", viewer_token).status,
+            404u);
   EXPECT_EQ(get("/v1/operations/not-a-uuid", "/v1/operations/{id}", viewer_token).status, 400u);
-  EXPECT_EQ(get("/v1/operations/" + create1_op + "?wait=301", "/v1/operations/{id}", viewer_token).status, 400u);
-  EXPECT_EQ(del("/v1/operations/" + create1_op, "/v1/operations/{id}", operator_token).status, 409u);
+  EXPECT_EQ(
+      get("/v1/operations/" + create1_op + "?wait=301", "/v1/operations/{id}", viewer_token).status,
+      400u);
+  EXPECT_EQ(del("/v1/operations/" + create1_op, "/v1/operations/{id}", operator_token).status,
+            409u);
   EXPECT_EQ(del("/v1/operations/" + create1_op, "/v1/operations/{id}", viewer_token).status, 403u);
-  EXPECT_EQ(del("/v1/operations/" + missing_uuid, "/v1/operations/{id}", operator_token).status, 404u);
+  EXPECT_EQ(del("/v1/operations/" + missing_uuid, "/v1/operations/{id}", operator_token).status,
+            404u);
   EXPECT_EQ(post("/v1/operations", "/v1/operations", operator_token, json::object()).status, 405u);
-  EXPECT_EQ(send({.method = "PUT", .target = "/v1/operations/" + create1_op, .path_template = "/v1/operations/{id}",
-                  .token = operator_token, .body = "{}"})
+  EXPECT_EQ(send({.method = "PUT",
+                  .target = "/v1/operations/" + create1_op,
+                  .path_template = "/v1/operations/{id}",
+                  .token = operator_token,
+                  .body = "{}"})
                 .status,
             405u);
   // Cancelling a fresh operation races its worker: cancelled before it started (200),
@@ -451,49 +555,85 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   auto cancel = del("/v1/operations/" + fresh_op, "/v1/operations/{id}", operator_token);
   EXPECT_TRUE(cancel.status == 200u || cancel.status == 202u || cancel.status == 409u)
       << cancel.status << " " << cancel.body;
-  EXPECT_EQ(get("/v1/operations/" + fresh_op + "?wait=120", "/v1/operations/{id}", viewer_token).status, 200u);
+  EXPECT_EQ(
+      get("/v1/operations/" + fresh_op + "?wait=120", "/v1/operations/{id}", viewer_token).status,
+      200u);
 
   // ---- VM actions -----------------------------------------------------------------------
   // web1 stays pending (its create failed), so actions are refused until it is defined.
   for (const std::string action : {"start", "stop", "reboot", "destroy"}) {
     SCOPED_TRACE(action);
-    auto res = post("/v1/vms/web1/" + action, "/v1/vms/{id}/" + action, operator_token, json::object());
+    auto res =
+        post("/v1/vms/web1/" + action, "/v1/vms/{id}/" + action, operator_token, json::object());
     EXPECT_EQ(res.status, 409u) << res.body;
-    res = send({.method = "POST", .target = "/v1/vms/" + web1_id + "/" + action + "?wait=1",
-                .path_template = "/v1/vms/{id}/" + action, .token = operator_token});
+    res = send({.method = "POST",
+                .target = "/v1/vms/" + web1_id + "/" + action + "?wait=1",
+                .path_template = "/v1/vms/{id}/" + action,
+                .token = operator_token});
     EXPECT_EQ(res.status, 409u) << res.body;
-    EXPECT_EQ(post("/v1/vms/web1/" + action, "/v1/vms/{id}/" + action, viewer_token, json::object()).status, 403u);
-    EXPECT_EQ(post("/v1/vms/ghost/" + action, "/v1/vms/{id}/" + action, operator_token, json::object()).status,
-              404u);
+    EXPECT_EQ(post("/v1/vms/web1/" + action, "/v1/vms/{id}/" + action, viewer_token, json::object())
+                  .status,
+              403u);
+    EXPECT_EQ(
+        post("/v1/vms/ghost/" + action, "/v1/vms/{id}/" + action, operator_token, json::object())
+            .status,
+        404u);
   }
-  EXPECT_EQ(post("/v1/vms/web1/stop", "/v1/vms/{id}/stop", operator_token, {{"timeout_s", 30}, {"force", true}}).status,
+  EXPECT_EQ(post("/v1/vms/web1/stop", "/v1/vms/{id}/stop", operator_token,
+                 {{"timeout_s", 30}, {"force", true}})
+                .status,
             409u);
-  EXPECT_EQ(post("/v1/vms/web1/stop", "/v1/vms/{id}/stop", operator_token, {{"timeout_s", 0}}).status, 400u);
+  EXPECT_EQ(
+      post("/v1/vms/web1/stop", "/v1/vms/{id}/stop", operator_token, {{"timeout_s", 0}}).status,
+      400u);
   // Migration pre-checks: a VM that is not running, a bad policy, an unknown target.
-  EXPECT_EQ(post("/v1/vms/web1/migrate", "/v1/vms/{id}/migrate", operator_token, json::object()).status, 409u);
-  EXPECT_EQ(post("/v1/vms/web1/migrate", "/v1/vms/{id}/migrate", operator_token, {{"max_downtime_ms", 0}}).status,
-            400u);
-  EXPECT_EQ(post("/v1/vms/ghost/migrate", "/v1/vms/{id}/migrate", operator_token, {{"target_host", "node1"}}).status,
+  EXPECT_EQ(
+      post("/v1/vms/web1/migrate", "/v1/vms/{id}/migrate", operator_token, json::object()).status,
+      409u);
+  EXPECT_EQ(
+      post("/v1/vms/web1/migrate", "/v1/vms/{id}/migrate", operator_token, {{"max_downtime_ms", 0}})
+          .status,
+      400u);
+  EXPECT_EQ(post("/v1/vms/ghost/migrate", "/v1/vms/{id}/migrate", operator_token,
+                 {{"target_host", "node1"}})
+                .status,
             404u);
-  EXPECT_EQ(post("/v1/vms/web1/migrate", "/v1/vms/{id}/migrate", viewer_token, json::object()).status, 403u);
-  EXPECT_EQ(post("/v1/vms/web1/start", "/v1/vms/{id}/start", operator_token, {{"now", true}}).status, 400u);
-  EXPECT_EQ(send({.method = "POST", .target = "/v1/vms/web1/start", .path_template = "/v1/vms/{id}/start",
-                  .token = operator_token, .body = "go", .content_type = "text/plain"})
+  EXPECT_EQ(
+      post("/v1/vms/web1/migrate", "/v1/vms/{id}/migrate", viewer_token, json::object()).status,
+      403u);
+  EXPECT_EQ(
+      post("/v1/vms/web1/start", "/v1/vms/{id}/start", operator_token, {{"now", true}}).status,
+      400u);
+  EXPECT_EQ(send({.method = "POST",
+                  .target = "/v1/vms/web1/start",
+                  .path_template = "/v1/vms/{id}/start",
+                  .token = operator_token,
+                  .body = "go",
+                  .content_type = "text/plain"})
                 .status,
             415u);
-  EXPECT_EQ(post("/v1/vms/web1/start?bogus=1", "/v1/vms/{id}/start", operator_token, json::object()).status, 400u);
-  EXPECT_EQ(post("/v1/vms/web1/explode", "/v1/vms/{id}/explode", operator_token, json::object()).status, 404u);
+  EXPECT_EQ(post("/v1/vms/web1/start?bogus=1", "/v1/vms/{id}/start", operator_token, json::object())
+                .status,
+            400u);
+  EXPECT_EQ(
+      post("/v1/vms/web1/explode", "/v1/vms/{id}/explode", operator_token, json::object()).status,
+      404u);
   EXPECT_EQ(get("/v1/vms/web1/start", "/v1/vms/{id}/start", operator_token).status, 405u);
   // An action on a VM whose create is still in flight is queued behind it (202), unless
   // the create has already ended (409).
-  auto web8 = post("/v1/vms", "/v1/vms", operator_token, {{"name", "web8"}, {"memory_mib", 64}, {"start", true}});
+  auto web8 = post("/v1/vms", "/v1/vms", operator_token,
+                   {{"name", "web8"}, {"memory_mib", 64}, {"start", true}});
   ASSERT_EQ(web8.status, 202u);
-  auto queued = send({.method = "POST", .target = "/v1/vms/web8/start", .path_template = "/v1/vms/{id}/start",
-                      .token = operator_token, .headers = {{"Idempotency-Key", "start-web8"}}});
-  EXPECT_TRUE(queued.status == 202u || queued.status == 409u) << queued.status << " " << queued.body;
+  auto queued = send({.method = "POST",
+                      .target = "/v1/vms/web8/start",
+                      .path_template = "/v1/vms/{id}/start",
+                      .token = operator_token,
+                      .headers = {{"Idempotency-Key", "start-web8"}}});
+  EXPECT_TRUE(queued.status == 202u || queued.status == 409u)
+      << queued.status << " " << queued.body;
   if (queued.status == 202u) {
-    auto ended = get("/v1/operations/" + queued.json().value("id", "") + "?wait=120", "/v1/operations/{id}",
-                     viewer_token);
+    auto ended = get("/v1/operations/" + queued.json().value("id", "") + "?wait=120",
+                     "/v1/operations/{id}", viewer_token);
     EXPECT_EQ(ended.status, 200u);
   }
 
@@ -503,8 +643,11 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(deleted.status, 200u) << deleted.body;
   EXPECT_EQ(deleted.json().value("kind", ""), "vm.delete");
   EXPECT_EQ(del("/v1/vms/web2?force=true", "/v1/vms/{id}", operator_token).status, 202u);
-  EXPECT_EQ(send({.method = "DELETE", .target = "/v1/vms/web3?force=1", .path_template = "/v1/vms/{id}",
-                  .token = operator_token, .headers = {{"Idempotency-Key", "delete-web3"}}})
+  EXPECT_EQ(send({.method = "DELETE",
+                  .target = "/v1/vms/web3?force=1",
+                  .path_template = "/v1/vms/{id}",
+                  .token = operator_token,
+                  .headers = {{"Idempotency-Key", "delete-web3"}}})
                 .status,
             202u);
   EXPECT_EQ(del("/v1/vms/web4?force=maybe", "/v1/vms/{id}", operator_token).status, 400u);
@@ -513,18 +656,22 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(del("/v1/vms/web4", "/v1/vms/{id}", viewer_token).status, 403u);
 
   // ---- placements ---------------------------------------------------------------------
-  auto fits = post("/v1/placements", "/v1/placements", operator_token, {{"name", "p1"}, {"memory_mib", 512}});
+  auto fits = post("/v1/placements", "/v1/placements", operator_token,
+                   {{"name", "p1"}, {"memory_mib", 512}});
   ASSERT_EQ(fits.status, 200u) << fits.body;
   EXPECT_EQ(fits.json().value("host", ""), "node1");
-  auto no_fit = post("/v1/placements", "/v1/placements", operator_token, {{"name", "p2"}, {"memory_mib", 4194304}});
+  auto no_fit = post("/v1/placements", "/v1/placements", operator_token,
+                     {{"name", "p2"}, {"memory_mib", 4194304}});
   ASSERT_EQ(no_fit.status, 200u) << no_fit.body;
   EXPECT_TRUE(no_fit.json()["host"].is_null());
   EXPECT_EQ(post("/v1/placements", "/v1/placements", operator_token,
                  {{"name", "p3"}, {"memory_mib", 512}, {"start", true}})
                 .status,
             400u);
-  EXPECT_EQ(post("/v1/placements", "/v1/placements", viewer_token, {{"name", "p1"}, {"memory_mib", 512}}).status,
-            403u);
+  EXPECT_EQ(
+      post("/v1/placements", "/v1/placements", viewer_token, {{"name", "p1"}, {"memory_mib", 512}})
+          .status,
+      403u);
   EXPECT_EQ(get("/v1/placements", "/v1/placements", operator_token).status, 405u);
 
   // ---- shared storage ---------------------------------------------------------------------
@@ -538,7 +685,9 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   const std::string snaps_t = "/v1/volumes/{id}/snapshots";
   const std::string snap_t = "/v1/volumes/{id}/snapshots/{snapshot}";
   const std::string revert_t = "/v1/volumes/{id}/snapshots/{snapshot}/revert";
-  auto field_of = [](const HttpAnswer& a) { return a.json()["error"]["details"].value("field", ""); };
+  auto field_of = [](const HttpAnswer& a) {
+    return a.json()["error"]["details"].value("field", "");
+  };
 
   auto pool_list = get(pools, pools, viewer_token);
   ASSERT_EQ(pool_list.status, 200u) << pool_list.body;
@@ -582,7 +731,8 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
       {"portal all digits", target_with("portal", "10.77.1"), "targets[0].portal"},
       {"LUN out of range", target_with("lun", 16384), "targets[0].lun"},
       {"unknown target field", target_with("port", 3260), "port"},
-      {"short CHAP secret", target_with("chap", {{"username", "kvm"}, {"password", "short"}}), "targets[0].chap"},
+      {"short CHAP secret", target_with("chap", {{"username", "kvm"}, {"password", "short"}}),
+       "targets[0].chap"},
       {"LUN twice", pool_with("targets", {pool1["targets"][0], pool1["targets"][0]}), "targets[1]"},
       {"no targets", pool_with("targets", json::array()), "targets"},
       {"unknown field", pool_with("colour", "red"), "colour"},
@@ -591,9 +741,13 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
       {"unknown type", pool_with("type", "nfs"), "type"},
       {"wwids on iSCSI", pool_with("wwids", {"3600a0b80000f1e2d"}), "wwids"},
       {"bad host name", pool_with("hosts", {"Node_1"}), "hosts"},
-      {"FC with targets", {{"name", "fc1"}, {"type", "fc"}, {"wwids", {"3600a0b8"}}, {"targets", json::array()}}, "targets"},
+      {"FC with targets",
+       {{"name", "fc1"}, {"type", "fc"}, {"wwids", {"3600a0b8"}}, {"targets", json::array()}},
+       "targets"},
       {"FC bad WWID", {{"name", "fc1"}, {"type", "fc"}, {"wwids", {"36-00"}}}, "wwids"},
-      {"FC WWID twice", {{"name", "fc1"}, {"type", "fc"}, {"wwids", {"3600a0b8", "3600a0b8"}}}, "wwids"},
+      {"FC WWID twice",
+       {{"name", "fc1"}, {"type", "fc"}, {"wwids", {"3600a0b8", "3600a0b8"}}},
+       "wwids"},
   };
   for (const auto& bad : bad_pools) {
     SCOPED_TRACE(bad.why);
@@ -605,11 +759,18 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(post(pools, pools, viewer_token, pool1).status, 403u);
   EXPECT_EQ(post("/v1/storage-pools?wait=301", pools, admin, pool1).status, 400u);
   EXPECT_EQ(post("/v1/storage-pools?force=1", pools, admin, pool1).status, 400u);
-  EXPECT_EQ(send({.method = "POST", .target = pools, .path_template = pools, .token = admin, .body = "pool1",
+  EXPECT_EQ(send({.method = "POST",
+                  .target = pools,
+                  .path_template = pools,
+                  .token = admin,
+                  .body = "pool1",
                   .content_type = "text/plain"})
                 .status,
             415u);
-  EXPECT_EQ(send({.method = "PATCH", .target = "/v1/storage-pools/pool1", .path_template = pool_t, .token = admin,
+  EXPECT_EQ(send({.method = "PATCH",
+                  .target = "/v1/storage-pools/pool1",
+                  .path_template = pool_t,
+                  .token = admin,
                   .body = "{}"})
                 .status,
             405u);
@@ -618,14 +779,17 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(del("/v1/storage-pools/pool1?force=1", pool_t, admin).status, 400u);
   EXPECT_EQ(del("/v1/storage-pools/Pool_1", pool_t, admin).status, 400u);
   EXPECT_EQ(del("/v1/storage-pools/pool1", pool_t, operator_token).status, 403u);
-  EXPECT_EQ(get("/v1/storage-pools/pool1/volumes", "/v1/storage-pools/{name}/volumes", admin).status, 404u);
+  EXPECT_EQ(
+      get("/v1/storage-pools/pool1/volumes", "/v1/storage-pools/{name}/volumes", admin).status,
+      404u);
 
   // Hosts joining a pool: role, query and body are judged before the pool is looked up.
   const std::string pool_hosts_t = "/v1/storage-pools/{name}/hosts";
   const json join_node1 = {{"hosts", {"node1"}}};
   auto join_no_pool = post("/v1/storage-pools/pool1/hosts", pool_hosts_t, admin, join_node1);
   EXPECT_EQ(join_no_pool.status, 404u) << join_no_pool.body;
-  EXPECT_EQ(join_no_pool.json()["error"]["details"].value("pool", ""), "pool1") << join_no_pool.body;
+  EXPECT_EQ(join_no_pool.json()["error"]["details"].value("pool", ""), "pool1")
+      << join_no_pool.body;
   const std::vector<BadPool> bad_joins = {
       {"no hosts", json::object(), "hosts"},
       {"hosts empty", {{"hosts", json::array()}}, "hosts"},
@@ -641,46 +805,64 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
     EXPECT_EQ(res.status, 400u) << res.body;
     EXPECT_EQ(field_of(res), bad.field) << res.body;
   }
-  EXPECT_EQ(post("/v1/storage-pools/pool1/hosts", pool_hosts_t, operator_token, join_node1).status, 403u);
-  EXPECT_EQ(post("/v1/storage-pools/pool1/hosts?wait=301", pool_hosts_t, admin, join_node1).status, 400u);
-  EXPECT_EQ(post("/v1/storage-pools/pool1/hosts?force=1", pool_hosts_t, admin, join_node1).status, 400u);
+  EXPECT_EQ(post("/v1/storage-pools/pool1/hosts", pool_hosts_t, operator_token, join_node1).status,
+            403u);
+  EXPECT_EQ(post("/v1/storage-pools/pool1/hosts?wait=301", pool_hosts_t, admin, join_node1).status,
+            400u);
+  EXPECT_EQ(post("/v1/storage-pools/pool1/hosts?force=1", pool_hosts_t, admin, join_node1).status,
+            400u);
   EXPECT_EQ(post("/v1/storage-pools/Pool_1/hosts", pool_hosts_t, admin, join_node1).status, 400u);
   EXPECT_EQ(get("/v1/storage-pools/pool1/hosts", pool_hosts_t, admin).status, 405u);
-  EXPECT_EQ(send({.method = "POST", .target = "/v1/storage-pools/pool1/hosts", .path_template = pool_hosts_t,
-                  .token = admin, .body = "node1", .content_type = "text/plain"})
+  EXPECT_EQ(send({.method = "POST",
+                  .target = "/v1/storage-pools/pool1/hosts",
+                  .path_template = pool_hosts_t,
+                  .token = admin,
+                  .body = "node1",
+                  .content_type = "text/plain"})
                 .status,
             415u);
 
   // With node1 up the pool is accepted. The operation fails at node1's first iSCSI call
   // (no agent answers) and removes the pool again. While it runs, the pool is `creating`.
   auto pool_keyed = [&](const json& body, const std::string& key) {
-    return send({.method = "POST", .target = pools, .path_template = pools, .token = admin, .body = body.dump(),
+    return send({.method = "POST",
+                 .target = pools,
+                 .path_template = pools,
+                 .token = admin,
+                 .body = body.dump(),
                  .headers = {{"Idempotency-Key", key}}});
   };
   json chap_pool = pool1;
   chap_pool["targets"][0]["chap"] = {{"username", "kvmfleet"}, {"password", "0123456789abcdef"}};
-  chap_pool["targets"].push_back({{"portal", "[fd00::1]:3260"}, {"iqn", "iqn.2026-01.io.kvmfleet:san"}, {"lun", 2}});
+  chap_pool["targets"].push_back(
+      {{"portal", "[fd00::1]:3260"}, {"iqn", "iqn.2026-01.io.kvmfleet:san"}, {"lun", 2}});
   auto pool_op = pool_keyed(chap_pool, "pool1-create");
   ASSERT_EQ(pool_op.status, 202u) << pool_op.body;
   EXPECT_EQ(pool_op.json().value("kind", ""), "storage_pool.create");
   EXPECT_EQ(pool_op.header("location"), "/v1/operations/" + pool_op.json().value("id", ""));
   EXPECT_EQ(pool_op.body.find("0123456789abcdef"), std::string::npos) << "the CHAP secret is shown";
   auto creating = get("/v1/storage-pools/pool1", pool_t, viewer_token);
-  EXPECT_TRUE(creating.status == 200u || creating.status == 404u) << creating.status << " " << creating.body;
+  EXPECT_TRUE(creating.status == 200u || creating.status == 404u)
+      << creating.status << " " << creating.body;
   if (creating.status == 200u) {
     EXPECT_EQ(creating.json().value("state", ""), "creating") << creating.body;
-    EXPECT_EQ(creating.body.find("0123456789abcdef"), std::string::npos) << "the CHAP secret is shown";
+    EXPECT_EQ(creating.body.find("0123456789abcdef"), std::string::npos)
+        << "the CHAP secret is shown";
   }
-  auto early_volume = post(volumes, volumes, operator_token, {{"name", "vol1"}, {"pool", "pool1"}, {"size_gib", 1}});
+  auto early_volume = post(volumes, volumes, operator_token,
+                           {{"name", "vol1"}, {"pool", "pool1"}, {"size_gib", 1}});
   EXPECT_TRUE(early_volume.status == 409u || early_volume.status == 404u)
       << early_volume.status << " " << early_volume.body;
-  auto early_delete = del("/v1/storage-pools/pool1", pool_t, admin);  // its create is in progress, or it is gone
-  auto early_join = post("/v1/storage-pools/pool1/hosts", pool_hosts_t, admin, join_node1);  // not ready yet
-  EXPECT_TRUE(early_join.status == 409u || early_join.status == 404u) << early_join.status << " " << early_join.body;
+  auto early_delete =
+      del("/v1/storage-pools/pool1", pool_t, admin);  // its create is in progress, or it is gone
+  auto early_join =
+      post("/v1/storage-pools/pool1/hosts", pool_hosts_t, admin, join_node1);  // not ready yet
+  EXPECT_TRUE(early_join.status == 409u || early_join.status == 404u)
+      << early_join.status << " " << early_join.body;
   EXPECT_TRUE(early_delete.status == 409u || early_delete.status == 404u)
       << early_delete.status << " " << early_delete.body;
-  auto pool_done =
-      get("/v1/operations/" + pool_op.json().value("id", "") + "?wait=120", "/v1/operations/{id}", viewer_token);
+  auto pool_done = get("/v1/operations/" + pool_op.json().value("id", "") + "?wait=120",
+                       "/v1/operations/{id}", viewer_token);
   ASSERT_EQ(pool_done.status, 200u) << pool_done.body;
   {
     const json op = pool_done.json();
@@ -688,9 +870,11 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
     ASSERT_TRUE(op["error"].is_object()) << pool_done.body;
     EXPECT_EQ(op["error"].value("code", ""), "unavailable") << pool_done.body;
     EXPECT_TRUE(op["error"]["details"].value("rolled_back", false)) << pool_done.body;
-    EXPECT_NE(op["error"]["details"]["hosts"].value("node1", "").find("unavailable"), std::string::npos)
+    EXPECT_NE(op["error"]["details"]["hosts"].value("node1", "").find("unavailable"),
+              std::string::npos)
         << pool_done.body;
-    EXPECT_EQ(pool_done.body.find("0123456789abcdef"), std::string::npos) << "the CHAP secret is shown";
+    EXPECT_EQ(pool_done.body.find("0123456789abcdef"), std::string::npos)
+        << "the CHAP secret is shown";
   }
   EXPECT_EQ(get("/v1/storage-pools/pool1", pool_t, viewer_token).status, 404u);
   EXPECT_EQ(get(pools, pools, viewer_token).json()["items"], json::array());
@@ -702,7 +886,10 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(pool_keyed(pool1, std::string(129, 'k')).status, 400u);
   // An FC pool fails the same way, at listing node1's FC LUNs.
   auto fc_pool = post("/v1/storage-pools?wait=60", pools, admin,
-                      {{"name", "fc1"}, {"type", "fc"}, {"wwids", {"3600a0b80000f1e2d0000a1b2c3d4e5f6"}}, {"hosts", nullptr}});
+                      {{"name", "fc1"},
+                       {"type", "fc"},
+                       {"wwids", {"3600a0b80000f1e2d0000a1b2c3d4e5f6"}},
+                       {"hosts", nullptr}});
   ASSERT_EQ(fc_pool.status, 200u) << fc_pool.body;
   EXPECT_EQ(fc_pool.json().value("state", ""), "failed") << fc_pool.body;
   EXPECT_EQ(fc_pool.json()["params"].value("type", ""), "fc");
@@ -711,8 +898,10 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   const json vol1 = {{"name", "vol1"}, {"pool", "pool1"}, {"size_bytes", 1073741824}};
   auto volume_with = [&](const std::string& key, const json& value) {
     json b = vol1;
-    if (value.is_discarded()) b.erase(key);
-    else b[key] = value;
+    if (value.is_discarded())
+      b.erase(key);
+    else
+      b[key] = value;
     return b;
   };
   const json gone = json(json::value_t::discarded);
@@ -749,11 +938,18 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(no_pool.json()["error"]["details"].value("pool", ""), "pool1") << no_pool.body;
   EXPECT_EQ(post(volumes, volumes, viewer_token, vol1).status, 403u);
   EXPECT_EQ(post("/v1/volumes?wait=soon", volumes, operator_token, vol1).status, 400u);
-  EXPECT_EQ(send({.method = "POST", .target = volumes, .path_template = volumes, .token = operator_token,
-                  .body = "name=vol1", .content_type = "text/plain"})
+  EXPECT_EQ(send({.method = "POST",
+                  .target = volumes,
+                  .path_template = volumes,
+                  .token = operator_token,
+                  .body = "name=vol1",
+                  .content_type = "text/plain"})
                 .status,
             415u);
-  EXPECT_EQ(send({.method = "PUT", .target = volumes, .path_template = volumes, .token = operator_token,
+  EXPECT_EQ(send({.method = "PUT",
+                  .target = volumes,
+                  .path_template = volumes,
+                  .token = operator_token,
                   .body = vol1.dump()})
                 .status,
             405u);
@@ -771,9 +967,12 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
     EXPECT_EQ(post(base + "/snapshots", snaps_t, operator_token, {{"name", "s1"}}).status, 404u);
     EXPECT_EQ(get(base + "/snapshots/s1", snap_t, viewer_token).status, 404u);
     EXPECT_EQ(del(base + "/snapshots/s1", snap_t, operator_token).status, 404u);
-    EXPECT_EQ(post(base + "/snapshots/s1/revert", revert_t, operator_token, json::object()).status, 404u);
-    EXPECT_EQ(send({.method = "POST", .target = base + "/snapshots/" + missing_uuid + "/revert?wait=5",
-                    .path_template = revert_t, .token = operator_token})
+    EXPECT_EQ(post(base + "/snapshots/s1/revert", revert_t, operator_token, json::object()).status,
+              404u);
+    EXPECT_EQ(send({.method = "POST",
+                    .target = base + "/snapshots/" + missing_uuid + "/revert?wait=5",
+                    .path_template = revert_t,
+                    .token = operator_token})
                   .status,
               404u);
   }
@@ -781,11 +980,17 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(get("/v1/volumes/ghost/snapshots/Snap_1", snap_t, viewer_token).status, 400u);
   EXPECT_EQ(del("/v1/volumes/ghost", volume_t, viewer_token).status, 403u);
   EXPECT_EQ(del("/v1/volumes/ghost?force=true", volume_t, operator_token).status, 400u);
-  EXPECT_EQ(send({.method = "DELETE", .target = "/v1/volumes/ghost", .path_template = volume_t,
-                  .token = operator_token, .headers = {{"Idempotency-Key", "bad key"}}})
+  EXPECT_EQ(send({.method = "DELETE",
+                  .target = "/v1/volumes/ghost",
+                  .path_template = volume_t,
+                  .token = operator_token,
+                  .headers = {{"Idempotency-Key", "bad key"}}})
                 .status,
             400u);
-  EXPECT_EQ(send({.method = "PUT", .target = "/v1/volumes/ghost", .path_template = volume_t, .token = operator_token,
+  EXPECT_EQ(send({.method = "PUT",
+                  .target = "/v1/volumes/ghost",
+                  .path_template = volume_t,
+                  .token = operator_token,
                   .body = "{}"})
                 .status,
             405u);
@@ -802,7 +1007,9 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
     EXPECT_EQ(res.status, 400u) << res.body;
     EXPECT_EQ(field_of(res), bad.field) << res.body;
   }
-  EXPECT_EQ(send({.method = "POST", .target = "/v1/volumes/ghost/grow", .path_template = grow_t,
+  EXPECT_EQ(send({.method = "POST",
+                  .target = "/v1/volumes/ghost/grow",
+                  .path_template = grow_t,
                   .token = operator_token})
                 .status,
             400u);
@@ -825,30 +1032,47 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
     EXPECT_EQ(res.status, 400u) << res.body;
     EXPECT_EQ(field_of(res), bad.field) << res.body;
   }
-  EXPECT_EQ(post("/v1/volumes/ghost/snapshots", snaps_t, viewer_token, {{"name", "s1"}}).status, 403u);
-  EXPECT_EQ(send({.method = "PUT", .target = "/v1/volumes/ghost/snapshots", .path_template = snaps_t,
-                  .token = operator_token, .body = "{}"})
+  EXPECT_EQ(post("/v1/volumes/ghost/snapshots", snaps_t, viewer_token, {{"name", "s1"}}).status,
+            403u);
+  EXPECT_EQ(send({.method = "PUT",
+                  .target = "/v1/volumes/ghost/snapshots",
+                  .path_template = snaps_t,
+                  .token = operator_token,
+                  .body = "{}"})
                 .status,
             405u);
-  EXPECT_EQ(post("/v1/volumes/ghost/snapshots/s1", snap_t, operator_token, json::object()).status, 405u);
+  EXPECT_EQ(post("/v1/volumes/ghost/snapshots/s1", snap_t, operator_token, json::object()).status,
+            405u);
   EXPECT_EQ(del("/v1/volumes/ghost/snapshots/s1", snap_t, viewer_token).status, 403u);
-  EXPECT_EQ(post("/v1/volumes/ghost/snapshots/s1/revert", revert_t, operator_token, {{"force", true}}).status, 400u);
-  EXPECT_EQ(send({.method = "POST", .target = "/v1/volumes/ghost/snapshots/s1/revert", .path_template = revert_t,
-                  .token = operator_token, .body = "now", .content_type = "text/plain"})
+  EXPECT_EQ(
+      post("/v1/volumes/ghost/snapshots/s1/revert", revert_t, operator_token, {{"force", true}})
+          .status,
+      400u);
+  EXPECT_EQ(send({.method = "POST",
+                  .target = "/v1/volumes/ghost/snapshots/s1/revert",
+                  .path_template = revert_t,
+                  .token = operator_token,
+                  .body = "now",
+                  .content_type = "text/plain"})
                 .status,
             415u);
   EXPECT_EQ(get("/v1/volumes/ghost/snapshots/s1/revert", revert_t, operator_token).status, 405u);
-  EXPECT_EQ(post("/v1/volumes/ghost/snapshots/s1/revert", revert_t, viewer_token, json::object()).status, 403u);
-  EXPECT_EQ(post("/v1/volumes/ghost/resize", "/v1/volumes/{id}/resize", operator_token, json::object()).status,
-            404u);
-  EXPECT_EQ(post("/v1/volumes/ghost/snapshots/s1/merge", "/v1/volumes/{id}/snapshots/{snapshot}/merge",
-                 operator_token, json::object())
+  EXPECT_EQ(
+      post("/v1/volumes/ghost/snapshots/s1/revert", revert_t, viewer_token, json::object()).status,
+      403u);
+  EXPECT_EQ(
+      post("/v1/volumes/ghost/resize", "/v1/volumes/{id}/resize", operator_token, json::object())
+          .status,
+      404u);
+  EXPECT_EQ(post("/v1/volumes/ghost/snapshots/s1/merge",
+                 "/v1/volumes/{id}/snapshots/{snapshot}/merge", operator_token, json::object())
                 .status,
             404u);
 
   // VM disks on shared volumes: either size_gib or volume, and the volume must exist.
   auto vm_disk = [&](const json& disk) {
-    return post("/v1/vms", "/v1/vms", operator_token, {{"name", "shared1"}, {"memory_mib", 64}, {"disks", {disk}}});
+    return post("/v1/vms", "/v1/vms", operator_token,
+                {{"name", "shared1"}, {"memory_mib", 64}, {"disks", {disk}}});
   };
   auto no_volume = vm_disk({{"volume", "ghost"}});
   EXPECT_EQ(no_volume.status, 400u) << no_volume.body;
@@ -864,21 +1088,29 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   const std::string vm_snap_t = "/v1/vms/{id}/snapshots";
   auto no_disks = post("/v1/vms/web4/snapshots", vm_snap_t, operator_token, {{"name", "s1"}});
   EXPECT_EQ(no_disks.status, 409u) << no_disks.body;  // no disks (or an operation still on it)
-  auto local_disk = post("/v1/vms/web5/snapshots", vm_snap_t, operator_token, {{"name", "s1"}, {"quiesce", false}});
+  auto local_disk = post("/v1/vms/web5/snapshots", vm_snap_t, operator_token,
+                         {{"name", "s1"}, {"quiesce", false}});
   EXPECT_EQ(local_disk.status, 409u) << local_disk.body;  // its disk is in the host's image pool
-  EXPECT_EQ(post("/v1/vms/ghost/snapshots", vm_snap_t, operator_token, {{"name", "s1"}}).status, 404u);
-  EXPECT_EQ(post("/v1/vms/web5/snapshots", vm_snap_t, operator_token, {{"name", "S1"}}).status, 400u);
-  EXPECT_EQ(post("/v1/vms/web5/snapshots", vm_snap_t, operator_token, {{"name", "s1"}, {"size_ratio", 2}}).status,
+  EXPECT_EQ(post("/v1/vms/ghost/snapshots", vm_snap_t, operator_token, {{"name", "s1"}}).status,
+            404u);
+  EXPECT_EQ(post("/v1/vms/web5/snapshots", vm_snap_t, operator_token, {{"name", "S1"}}).status,
             400u);
-  EXPECT_EQ(send({.method = "POST", .target = "/v1/vms/web5/snapshots", .path_template = vm_snap_t,
+  EXPECT_EQ(
+      post("/v1/vms/web5/snapshots", vm_snap_t, operator_token, {{"name", "s1"}, {"size_ratio", 2}})
+          .status,
+      400u);
+  EXPECT_EQ(send({.method = "POST",
+                  .target = "/v1/vms/web5/snapshots",
+                  .path_template = vm_snap_t,
                   .token = operator_token})
                 .status,
             400u);  // the name is required
   EXPECT_EQ(post("/v1/vms/web5/snapshots", vm_snap_t, viewer_token, {{"name", "s1"}}).status, 403u);
   EXPECT_EQ(get("/v1/vms/web5/snapshots", vm_snap_t, viewer_token).status, 405u);
   // The placement dry run checks volumes as a create does: an unknown one is 400.
-  auto dry = post("/v1/placements", "/v1/placements", operator_token,
-                  {{"name", "p4"}, {"memory_mib", 64}, {"disks", {{{"volume", "ghost"}, {"bus", "scsi"}}}}});
+  auto dry = post(
+      "/v1/placements", "/v1/placements", operator_token,
+      {{"name", "p4"}, {"memory_mib", 64}, {"disks", {{{"volume", "ghost"}, {"bus", "scsi"}}}}});
   EXPECT_EQ(dry.status, 400u) << dry.body;
 
   // ---- what the state forbids -----------------------------------------------------------
@@ -894,8 +1126,9 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(del("/v1/tokens/" + agent_token_id, "/v1/tokens/{id}", admin).status, 409u);
 
   // ---- answers of the HTTP server itself --------------------------------------------------
-  auto malformed = http_->send_raw("GET /v1/healthz HTTP/1.1\r\nHost: x\r\nthis is not a header\r\n\r\n", "GET",
-                                   "/v1/healthz", "/v1/healthz");
+  auto malformed =
+      http_->send_raw("GET /v1/healthz HTTP/1.1\r\nHost: x\r\nthis is not a header\r\n\r\n", "GET",
+                      "/v1/healthz", "/v1/healthz");
   ASSERT_TRUE(malformed.ok()) << malformed.error().message;
   EXPECT_EQ(malformed->status, 400u);
   // A body that never arrives: the server gives up after its read timeout. Its 408
@@ -909,7 +1142,8 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   if (slow.ok())
     EXPECT_EQ(slow->status, 408u);
   else
-    std::fprintf(stderr, "note: no 408 answer to an unfinished request (%s)\n", slow.error().message.c_str());
+    std::fprintf(stderr, "note: no 408 answer to an unfinished request (%s)\n",
+                 slow.error().message.c_str());
 
   EXPECT_EQ(get("/metrics", "/metrics", viewer_token).status, 200u);
   EXPECT_EQ(get("/metrics", "/metrics", agent_token).status, 403u);
@@ -917,9 +1151,10 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   // ---- the contract -------------------------------------------------------------------
   ASSERT_GT(http_->recorded(), 100u);
   const ProcessOutput check = run_checker({record_path_, "--require-coverage"});
-  EXPECT_EQ(check.exit_code, 0) << "api/openapi.yaml does not describe what the controller answered ("
-                                << record_path_ << "):\n"
-                                << check.out << check.err;
+  EXPECT_EQ(check.exit_code, 0)
+      << "api/openapi.yaml does not describe what the controller answered (" << record_path_
+      << "):\n"
+      << check.out << check.err;
 }
 
 // ---- moves and drains ------------------------------------------------------------------
@@ -1064,10 +1299,12 @@ TEST(OpenApiCheck, RejectsAnswersOutsideTheContract) {
   json stop_with_delete_params = op;
   stop_with_delete_params["kind"] = "vm.stop";
   stop_with_delete_params["params"] = {{"force", true}};
-  auto line = [](const std::string& method, const std::string& templ, unsigned status, const std::string& type,
-                 const std::string& body, const json& headers = json::object()) {
-    return json{{"method", method}, {"path_template", templ}, {"path", templ}, {"status", status},
-                {"content_type", type}, {"headers", headers}, {"body", body}}
+  auto line = [](const std::string& method, const std::string& templ, unsigned status,
+                 const std::string& type, const std::string& body,
+                 const json& headers = json::object()) {
+    return json{{"method", method}, {"path_template", templ}, {"path", templ},
+                {"status", status}, {"content_type", type},   {"headers", headers},
+                {"body", body}}
         .dump();
   };
   const std::string location = "/v1/operations/" + op["id"].get<std::string>();

@@ -45,7 +45,8 @@ Result<std::unique_ptr<ControllerProcess>> ControllerProcess::start(const std::s
   SpawnOptions opts;
   opts.stdout_path = p->dir_ + "/controller.log";
   opts.stderr_path = opts.stdout_path;
-  auto pid = p->runner_.spawn({binary, "--config", p->dir_ + "/controller.json", "--log-level", "info"}, opts);
+  auto pid = p->runner_.spawn(
+      {binary, "--config", p->dir_ + "/controller.json", "--log-level", "info"}, opts);
   if (!pid) return pid.take_error();
   p->pid_ = *pid;
   if (auto st = p->wait_until_serving(); !st) return st.take_error();
@@ -69,7 +70,8 @@ Status ControllerProcess::wait_until_serving() {
       int port = 0;
       while (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end])))
         port = port * 10 + (text[end++] - '0');
-      if (port <= 0 || port > 65535) return internal_error("cannot read the port from the log:\n" + text);
+      if (port <= 0 || port > 65535)
+        return internal_error("cannot read the port from the log:\n" + text);
       port_ = static_cast<std::uint16_t>(port);
       admin_token_ = read_file(dir_ + "/admin.token");
       while (!admin_token_.empty() && (admin_token_.back() == '\n' || admin_token_.back() == '\r'))
@@ -82,7 +84,9 @@ Status ControllerProcess::wait_until_serving() {
   return Error(ErrorCode::timeout, "kvmfleet-controller did not start serving:\n" + log());
 }
 
-std::string ControllerProcess::log() const { return read_file(dir_ + "/controller.log"); }
+std::string ControllerProcess::log() const {
+  return read_file(dir_ + "/controller.log");
+}
 
 ControllerProcess::~ControllerProcess() {
   if (pid_ > 0) (void)runner_.terminate(pid_, std::chrono::seconds(10));

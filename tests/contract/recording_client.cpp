@@ -37,7 +37,8 @@ std::string percent_decode(const std::string& s) {
   for (std::size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '+') {
       out.push_back(' ');
-    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
+               hex_value(s[i + 2]) >= 0) {
       out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
       i += 2;
     } else {
@@ -64,7 +65,9 @@ nlohmann::json query_of(const std::string& target) {
 
 }  // namespace
 
-nlohmann::json HttpAnswer::json() const { return nlohmann::json::parse(body, nullptr, false); }
+nlohmann::json HttpAnswer::json() const {
+  return nlohmann::json::parse(body, nullptr, false);
+}
 
 std::string HttpAnswer::header(const std::string& lower_name) const {
   auto it = headers.find(lower_name);
@@ -93,8 +96,8 @@ Result<HttpAnswer> RecordingClient::send(const HttpCall& call) {
   wire << req;
   auto answer = exchange(wire.str());
   if (!answer) return answer;
-  record(call.method, call.target, call.path_template, call.headers, call.body ? call.content_type : "",
-         call.body, *answer);
+  record(call.method, call.target, call.path_template, call.headers,
+         call.body ? call.content_type : "", call.body, *answer);
   return answer;
 }
 
@@ -144,24 +147,25 @@ Result<HttpAnswer> RecordingClient::exchange(const std::string& bytes) {
   return answer;
 }
 
-void RecordingClient::record(const std::string& method, const std::string& target,
-                             const std::string& path_template,
-                             const std::vector<std::pair<std::string, std::string>>& request_headers,
-                             const std::string& request_content_type,
-                             const std::optional<std::string>& request_body, const HttpAnswer& answer) {
+void RecordingClient::record(
+    const std::string& method, const std::string& target, const std::string& path_template,
+    const std::vector<std::pair<std::string, std::string>>& request_headers,
+    const std::string& request_content_type, const std::optional<std::string>& request_body,
+    const HttpAnswer& answer) {
   nlohmann::json req_headers = nlohmann::json::object();
   for (const auto& [name, value] : request_headers) req_headers[lower(name)] = value;
-  nlohmann::json line = {{"method", method},
-                         {"path_template", path_template},
-                         {"path", target},
-                         {"query", query_of(target)},
-                         {"request_headers", req_headers},
-                         {"request_content_type", request_content_type},
-                         {"request_body", request_body ? nlohmann::json(*request_body) : nlohmann::json(nullptr)},
-                         {"status", answer.status},
-                         {"content_type", answer.content_type},
-                         {"headers", answer.headers},
-                         {"body", answer.body}};
+  nlohmann::json line = {
+      {"method", method},
+      {"path_template", path_template},
+      {"path", target},
+      {"query", query_of(target)},
+      {"request_headers", req_headers},
+      {"request_content_type", request_content_type},
+      {"request_body", request_body ? nlohmann::json(*request_body) : nlohmann::json(nullptr)},
+      {"status", answer.status},
+      {"content_type", answer.content_type},
+      {"headers", answer.headers},
+      {"body", answer.body}};
   out_ << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
   out_.flush();
   ++recorded_;

@@ -21,8 +21,8 @@ struct HttpCall {
   std::string method;
   std::string target;  // path and query, e.g. /v1/vms?limit=2
   std::string path_template;
-  std::string token;                  // bearer token; empty: no Authorization header
-  std::optional<std::string> body;    // nullopt: no body at all
+  std::string token;                              // bearer token; empty: no Authorization header
+  std::optional<std::string> body;                // nullopt: no body at all
   std::string content_type = "application/json";  // sent with a body; empty: none
   std::vector<std::pair<std::string, std::string>> headers;
 };
@@ -59,10 +59,11 @@ class RecordingClient {
 
  private:
   Result<HttpAnswer> exchange(const std::string& bytes);
-  void record(const std::string& method, const std::string& target, const std::string& path_template,
+  void record(const std::string& method, const std::string& target,
+              const std::string& path_template,
               const std::vector<std::pair<std::string, std::string>>& request_headers,
-              const std::string& request_content_type, const std::optional<std::string>& request_body,
-              const HttpAnswer& answer);
+              const std::string& request_content_type,
+              const std::optional<std::string>& request_body, const HttpAnswer& answer);
 
   std::uint16_t port_;
   std::ofstream out_;

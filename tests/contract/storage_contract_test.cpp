@@ -38,9 +38,14 @@ ClusterState::Data storage_cluster() {
   iscsi.state = PoolState::ready;
   iscsi.size_bytes = 100 * kGiB;
   iscsi.free_bytes = 60 * kGiB;
-  iscsi.hosts["node1"] = {true, {"/dev/disk/by-path/ip-10.77.0.1:3260-iscsi-iqn.2026-01.io.kvmfleet:san-lun-1"},
-                          true, "", kT0};
-  iscsi.hosts["node2"] = {false, {}, false, "login to iqn.2026-01.io.kvmfleet:san at 10.77.0.1:3260: unavailable", kT0};
+  iscsi.hosts["node1"] = {
+      true,
+      {"/dev/disk/by-path/ip-10.77.0.1:3260-iscsi-iqn.2026-01.io.kvmfleet:san-lun-1"},
+      true,
+      "",
+      kT0};
+  iscsi.hosts["node2"] = {
+      false, {}, false, "login to iqn.2026-01.io.kvmfleet:san at 10.77.0.1:3260: unavailable", kT0};
   iscsi.all_hosts = true;
   iscsi.created_at = kT0;
   iscsi.updated_at = kT0 + std::chrono::seconds(40);
@@ -123,9 +128,12 @@ ClusterState::Data storage_cluster() {
 }
 
 std::string exchange(const std::string& templ, const std::string& path, const json& body) {
-  return json{{"method", "GET"},          {"path_template", templ},
-              {"path", path},             {"status", 200},
-              {"content_type", "application/json"}, {"headers", json::object()},
+  return json{{"method", "GET"},
+              {"path_template", templ},
+              {"path", path},
+              {"status", 200},
+              {"content_type", "application/json"},
+              {"headers", json::object()},
               {"body", body.dump()}}
       .dump();
 }
@@ -163,12 +171,15 @@ TEST(StorageContract, ViewsMatchTheContract) {
   const std::vector<std::string> lines = {
       exchange("/v1/storage-pools", "/v1/storage-pools", {{"items", pools}}),
       exchange("/v1/storage-pools/{name}", "/v1/storage-pools/pool1", pool1),
-      exchange("/v1/storage-pools/{name}", "/v1/storage-pools/fc1", api::pool_view(d.pools.at("fc1"), d)),
+      exchange("/v1/storage-pools/{name}", "/v1/storage-pools/fc1",
+               api::pool_view(d.pools.at("fc1"), d)),
       exchange("/v1/volumes", "/v1/volumes?pool=pool1", {{"items", volumes}}),
       exchange("/v1/volumes/{id}", "/v1/volumes/vol1", v1),
-      exchange("/v1/volumes/{id}", "/v1/volumes/" + kVol3Id, api::volume_view(d.volumes.at(kVol3Id), d)),
+      exchange("/v1/volumes/{id}", "/v1/volumes/" + kVol3Id,
+               api::volume_view(d.volumes.at(kVol3Id), d)),
       exchange("/v1/volumes/{id}/snapshots", "/v1/volumes/vol1/snapshots", {{"items", snapshots}}),
-      exchange("/v1/volumes/{id}/snapshots/{snapshot}", "/v1/volumes/vol1/snapshots/nightly", snapshots[1]),
+      exchange("/v1/volumes/{id}/snapshots/{snapshot}", "/v1/volumes/vol1/snapshots/nightly",
+               snapshots[1]),
       exchange("/v1/vms/{id}", "/v1/vms/db1", vm),
       exchange("/v1/vms", "/v1/vms", {{"items", {vm}}, {"next_cursor", nullptr}}),
   };
@@ -178,7 +189,8 @@ TEST(StorageContract, ViewsMatchTheContract) {
     for (const auto& l : lines) out << l << '\n';
   }
   const ProcessOutput check = run_checker({path});
-  EXPECT_EQ(check.exit_code, 0) << "api/openapi.yaml does not describe the storage views (" << path << "):\n"
+  EXPECT_EQ(check.exit_code, 0) << "api/openapi.yaml does not describe the storage views (" << path
+                                << "):\n"
                                 << check.out << check.err;
 }
 
@@ -195,12 +207,13 @@ using Parser = std::function<bool(const json&)>;
 void add_cases(std::vector<std::string>& out, const std::string& schema, const Parser& accepts,
                const std::vector<Case>& cases) {
   for (const auto& c : cases) {
-    out.push_back(json{{"label", schema.substr(schema.rfind('/') + 1) + ": " + c.label},
-                       {"schema", schema},
-                       {"instance", c.body},
-                       {"accepted", accepts(c.body)},
-                       {"looser", c.looser}}
-                      .dump());
+    out.push_back(json{
+        {"label", schema.substr(schema.rfind('/') + 1) + ": " + c.label},
+        {"schema", schema},
+        {"instance", c.body},
+        {"accepted", accepts(c.body)},
+        {"looser",
+         c.looser}}.dump());
   }
 }
 
@@ -219,7 +232,8 @@ TEST(StorageContract, RequestSchemasAcceptWhatTheParsersAccept) {
   auto pool_target = [&](const std::string& key, const json& value) {
     return with(pool, "targets", json::array({with(target, key, value)}));
   };
-  const json fc = {{"name", "fc1"}, {"type", "fc"}, {"wwids", {"3600a0b80000f1e2d0000a1b2c3d4e5f6"}}};
+  const json fc = {
+      {"name", "fc1"}, {"type", "fc"}, {"wwids", {"3600a0b80000f1e2d0000a1b2c3d4e5f6"}}};
   json many_targets = json::array();
   for (int lun = 0; lun < 17; ++lun) many_targets.push_back(with(target, "lun", lun));
   json many_wwids = json::array();
@@ -227,110 +241,122 @@ TEST(StorageContract, RequestSchemasAcceptWhatTheParsersAccept) {
   json many_hosts = json::array();
   for (int i = 0; i < 257; ++i) many_hosts.push_back("node" + std::to_string(i));
   const std::string long_label(63, 'a');
-  const std::string long_dns = long_label + "." + long_label + "." + long_label + "." + long_label + ".example";
+  const std::string long_dns =
+      long_label + "." + long_label + "." + long_label + "." + long_label + ".example";
 
   std::vector<std::string> lines;
-  add_cases(lines, "/components/schemas/StoragePoolCreateRequest",
-            [](const json& b) { return api::parse_pool_create(b).ok(); },
-            {
-                {"minimal iSCSI", pool},
-                {"IPv4 portal with port", pool_target("portal", "10.77.0.1:3261")},
-                {"port with leading zeros", pool_target("portal", "10.77.0.1:03260")},
-                {"DNS portal", pool_target("portal", "SAN-1.example.com:3260")},
-                {"IPv6 portal", pool_target("portal", "[fd00::1]:3260")},
-                {"IPv6 portal without port", pool_target("portal", "[fd00::1]")},
-                {"eui name", pool_target("iqn", "eui.0123456789ABCDEF")},
-                {"naa name of 32 digits", pool_target("iqn", "naa.600a0b80000f1e2d0000a1b2c3d4e5f6")},
-                {"IQN identifier characters", pool_target("iqn", "iqn.2026-12.io.kvmfleet:a_B.c:d-9")},
-                {"LUN 0", pool_target("lun", 0)},
-                {"LUN 16383", pool_target("lun", 16383)},
-                {"LUN null", pool_target("lun", nullptr)},
-                {"CHAP", pool_target("chap", {{"username", "k"}, {"password", "0123456789ab"}})},
-                {"CHAP null", pool_target("chap", nullptr)},
-                {"two LUNs of one target", with(pool, "targets", {target, with(target, "lun", 2)})},
-                {"16 targets", with(pool, "targets", json(std::vector<json>(many_targets.begin(), many_targets.begin() + 16)))},
-                {"hosts", with(pool, "hosts", {"node1", "node2"})},
-                {"hosts null", with(pool, "hosts", nullptr)},
-                {"hosts empty", with(pool, "hosts", json::array())},
-                {"minimal FC", fc},
-                {"FC WWID with 0x", with(fc, "wwids", {"0x5000c500a1b2c3d4"})},
-                {"FC with hosts", with(fc, "hosts", {"node1"})},
-                {"VG name LVM reserves", with(pool, "name", "mapper")},
-                {"VG name block", with(pool, "name", "block")},
-                {"bad name", with(pool, "name", "Pool1")},
-                {"no name", with(pool, "name", gone)},
-                {"no type", with(pool, "type", gone)},
-                {"type nfs", with(pool, "type", "nfs")},
-                {"no targets", with(pool, "targets", gone)},
-                {"targets null", with(pool, "targets", nullptr)},
-                {"targets empty", with(pool, "targets", json::array())},
-                {"17 targets", with(pool, "targets", many_targets)},
-                {"target not an object", with(pool, "targets", {"10.77.0.1"})},
-                {"no portal", pool_target("portal", gone)},
-                {"portal octet 256", pool_target("portal", "10.77.0.256")},
-                {"portal octet with leading zero", pool_target("portal", "10.77.0.01")},
-                {"portal of digits", pool_target("portal", "10.77.1")},
-                {"portal port 0", pool_target("portal", "10.77.0.1:0")},
-                {"portal empty port", pool_target("portal", "10.77.0.1:")},
-                {"portal port 65536", pool_target("portal", "10.77.0.1:65536"), true},
-                {"portal DNS name over 253", pool_target("portal", long_dns), true},
-                {"portal unclosed [", pool_target("portal", "[fd00::1")},
-                {"portal IPv6 without brackets", pool_target("portal", "fd00::1")},
-                {"portal bad IPv6", pool_target("portal", "[fdxx::1]")},
-                {"portal empty label", pool_target("portal", "san..example")},
-                {"no IQN", pool_target("iqn", gone)},
-                {"IQN month 00", pool_target("iqn", "iqn.2026-00.io.kvmfleet:san")},
-                {"IQN upper case authority", pool_target("iqn", "iqn.2026-01.IO.kvmfleet:san")},
-                {"IQN empty identifier", pool_target("iqn", "iqn.2026-01.io.kvmfleet:")},
-                {"IQN with space", pool_target("iqn", "iqn.2026-01.io.kvmfleet:s an")},
-                {"IQN of 224 bytes", pool_target("iqn", "iqn.2026-01.io.kvmfleet:" + std::string(200, 'a'))},
-                {"eui of 15 digits", pool_target("iqn", "eui.0123456789abcde")},
-                {"naa of 17 digits", pool_target("iqn", "naa.0123456789abcdef0")},
-                {"LUN -1", pool_target("lun", -1)},
-                {"LUN 16384", pool_target("lun", 16384)},
-                {"LUN as text", pool_target("lun", "1")},
-                {"CHAP empty", pool_target("chap", json::object())},
-                {"CHAP empty username", pool_target("chap", {{"username", ""}, {"password", "0123456789ab"}})},
-                {"CHAP password of 11", pool_target("chap", {{"username", "k"}, {"password", "0123456789a"}})},
-                {"CHAP password with space", pool_target("chap", {{"username", "k"}, {"password", "0123456789 ab"}})},
-                {"CHAP unknown field", pool_target("chap", {{"username", "k"}, {"password", "0123456789ab"}, {"method", "md5"}})},
-                {"CHAP as text", pool_target("chap", "k:0123456789ab")},
-                {"unknown target field", pool_target("iface", "default")},
-                {"a LUN twice", with(pool, "targets", {target, target}), true},
-                {"wwids on iSCSI", with(pool, "wwids", {"3600a0b8"})},
-                {"wwids null on iSCSI", with(pool, "wwids", nullptr)},
-                {"targets on FC", with(fc, "targets", {target})},
-                {"targets null on FC", with(fc, "targets", nullptr)},
-                {"FC no wwids", with(fc, "wwids", gone)},
-                {"FC wwids empty", with(fc, "wwids", json::array())},
-                {"FC 17 wwids", with(fc, "wwids", many_wwids)},
-                {"FC WWID not hex", with(fc, "wwids", {"36zz"})},
-                {"FC WWID with 0X", with(fc, "wwids", {"0X5000c500"})},
-                {"FC WWID of 65", with(fc, "wwids", {std::string(65, 'a')})},
-                {"FC WWID twice", with(fc, "wwids", {"3600a0b8", "3600a0b8"})},
-                {"FC WWID number", with(fc, "wwids", {3600})},
-                {"hosts as text", with(pool, "hosts", "node1")},
-                {"bad host name", with(pool, "hosts", {"Node1"})},
-                {"257 hosts", with(pool, "hosts", many_hosts)},
-                {"unknown field", with(pool, "vg", "pool1")},
-            });
+  add_cases(
+      lines, "/components/schemas/StoragePoolCreateRequest",
+      [](const json& b) { return api::parse_pool_create(b).ok(); },
+      {
+          {"minimal iSCSI", pool},
+          {"IPv4 portal with port", pool_target("portal", "10.77.0.1:3261")},
+          {"port with leading zeros", pool_target("portal", "10.77.0.1:03260")},
+          {"DNS portal", pool_target("portal", "SAN-1.example.com:3260")},
+          {"IPv6 portal", pool_target("portal", "[fd00::1]:3260")},
+          {"IPv6 portal without port", pool_target("portal", "[fd00::1]")},
+          {"eui name", pool_target("iqn", "eui.0123456789ABCDEF")},
+          {"naa name of 32 digits", pool_target("iqn", "naa.600a0b80000f1e2d0000a1b2c3d4e5f6")},
+          {"IQN identifier characters", pool_target("iqn", "iqn.2026-12.io.kvmfleet:a_B.c:d-9")},
+          {"LUN 0", pool_target("lun", 0)},
+          {"LUN 16383", pool_target("lun", 16383)},
+          {"LUN null", pool_target("lun", nullptr)},
+          {"CHAP", pool_target("chap", {{"username", "k"}, {"password", "0123456789ab"}})},
+          {"CHAP null", pool_target("chap", nullptr)},
+          {"two LUNs of one target", with(pool, "targets", {target, with(target, "lun", 2)})},
+          {"16 targets",
+           with(pool, "targets",
+                json(std::vector<json>(many_targets.begin(), many_targets.begin() + 16)))},
+          {"hosts", with(pool, "hosts", {"node1", "node2"})},
+          {"hosts null", with(pool, "hosts", nullptr)},
+          {"hosts empty", with(pool, "hosts", json::array())},
+          {"minimal FC", fc},
+          {"FC WWID with 0x", with(fc, "wwids", {"0x5000c500a1b2c3d4"})},
+          {"FC with hosts", with(fc, "hosts", {"node1"})},
+          {"VG name LVM reserves", with(pool, "name", "mapper")},
+          {"VG name block", with(pool, "name", "block")},
+          {"bad name", with(pool, "name", "Pool1")},
+          {"no name", with(pool, "name", gone)},
+          {"no type", with(pool, "type", gone)},
+          {"type nfs", with(pool, "type", "nfs")},
+          {"no targets", with(pool, "targets", gone)},
+          {"targets null", with(pool, "targets", nullptr)},
+          {"targets empty", with(pool, "targets", json::array())},
+          {"17 targets", with(pool, "targets", many_targets)},
+          {"target not an object", with(pool, "targets", {"10.77.0.1"})},
+          {"no portal", pool_target("portal", gone)},
+          {"portal octet 256", pool_target("portal", "10.77.0.256")},
+          {"portal octet with leading zero", pool_target("portal", "10.77.0.01")},
+          {"portal of digits", pool_target("portal", "10.77.1")},
+          {"portal port 0", pool_target("portal", "10.77.0.1:0")},
+          {"portal empty port", pool_target("portal", "10.77.0.1:")},
+          {"portal port 65536", pool_target("portal", "10.77.0.1:65536"), true},
+          {"portal DNS name over 253", pool_target("portal", long_dns), true},
+          {"portal unclosed [", pool_target("portal", "[fd00::1")},
+          {"portal IPv6 without brackets", pool_target("portal", "fd00::1")},
+          {"portal bad IPv6", pool_target("portal", "[fdxx::1]")},
+          {"portal empty label", pool_target("portal", "san..example")},
+          {"no IQN", pool_target("iqn", gone)},
+          {"IQN month 00", pool_target("iqn", "iqn.2026-00.io.kvmfleet:san")},
+          {"IQN upper case authority", pool_target("iqn", "iqn.2026-01.IO.kvmfleet:san")},
+          {"IQN empty identifier", pool_target("iqn", "iqn.2026-01.io.kvmfleet:")},
+          {"IQN with space", pool_target("iqn", "iqn.2026-01.io.kvmfleet:s an")},
+          {"IQN of 224 bytes",
+           pool_target("iqn", "iqn.2026-01.io.kvmfleet:" + std::string(200, 'a'))},
+          {"eui of 15 digits", pool_target("iqn", "eui.0123456789abcde")},
+          {"naa of 17 digits", pool_target("iqn", "naa.0123456789abcdef0")},
+          {"LUN -1", pool_target("lun", -1)},
+          {"LUN 16384", pool_target("lun", 16384)},
+          {"LUN as text", pool_target("lun", "1")},
+          {"CHAP empty", pool_target("chap", json::object())},
+          {"CHAP empty username",
+           pool_target("chap", {{"username", ""}, {"password", "0123456789ab"}})},
+          {"CHAP password of 11",
+           pool_target("chap", {{"username", "k"}, {"password", "0123456789a"}})},
+          {"CHAP password with space",
+           pool_target("chap", {{"username", "k"}, {"password", "0123456789 ab"}})},
+          {"CHAP unknown field",
+           pool_target("chap",
+                       {{"username", "k"}, {"password", "0123456789ab"}, {"method", "md5"}})},
+          {"CHAP as text", pool_target("chap", "k:0123456789ab")},
+          {"unknown target field", pool_target("iface", "default")},
+          {"a LUN twice", with(pool, "targets", {target, target}), true},
+          {"wwids on iSCSI", with(pool, "wwids", {"3600a0b8"})},
+          {"wwids null on iSCSI", with(pool, "wwids", nullptr)},
+          {"targets on FC", with(fc, "targets", {target})},
+          {"targets null on FC", with(fc, "targets", nullptr)},
+          {"FC no wwids", with(fc, "wwids", gone)},
+          {"FC wwids empty", with(fc, "wwids", json::array())},
+          {"FC 17 wwids", with(fc, "wwids", many_wwids)},
+          {"FC WWID not hex", with(fc, "wwids", {"36zz"})},
+          {"FC WWID with 0X", with(fc, "wwids", {"0X5000c500"})},
+          {"FC WWID of 65", with(fc, "wwids", {std::string(65, 'a')})},
+          {"FC WWID twice", with(fc, "wwids", {"3600a0b8", "3600a0b8"})},
+          {"FC WWID number", with(fc, "wwids", {3600})},
+          {"hosts as text", with(pool, "hosts", "node1")},
+          {"bad host name", with(pool, "hosts", {"Node1"})},
+          {"257 hosts", with(pool, "hosts", many_hosts)},
+          {"unknown field", with(pool, "vg", "pool1")},
+      });
 
-  add_cases(lines, "/components/schemas/StoragePoolHostsRequest",
-            [](const json& b) { return api::parse_pool_hosts(b).ok(); },
-            {
-                {"one host", {{"hosts", {"node1"}}}},
-                {"two hosts", {{"hosts", {"node1", "node2"}}}},
-                {"256 hosts", {{"hosts", json(std::vector<json>(many_hosts.begin(), many_hosts.begin() + 256))}}},
-                {"no hosts", json::object()},
-                {"hosts null", {{"hosts", nullptr}}},
-                {"hosts empty", {{"hosts", json::array()}}},
-                {"257 hosts", {{"hosts", many_hosts}}},
-                {"hosts as text", {{"hosts", "node1"}}},
-                {"bad host name", {{"hosts", {"Node1"}}}},
-                {"host as number", {{"hosts", {1}}}},
-                {"a host twice", {{"hosts", {"node1", "node1"}}}},
-                {"unknown field", {{"hosts", {"node1"}}, {"force", true}}},
-            });
+  add_cases(
+      lines, "/components/schemas/StoragePoolHostsRequest",
+      [](const json& b) { return api::parse_pool_hosts(b).ok(); },
+      {
+          {"one host", {{"hosts", {"node1"}}}},
+          {"two hosts", {{"hosts", {"node1", "node2"}}}},
+          {"256 hosts",
+           {{"hosts", json(std::vector<json>(many_hosts.begin(), many_hosts.begin() + 256))}}},
+          {"no hosts", json::object()},
+          {"hosts null", {{"hosts", nullptr}}},
+          {"hosts empty", {{"hosts", json::array()}}},
+          {"257 hosts", {{"hosts", many_hosts}}},
+          {"hosts as text", {{"hosts", "node1"}}},
+          {"bad host name", {{"hosts", {"Node1"}}}},
+          {"host as number", {{"hosts", {1}}}},
+          {"a host twice", {{"hosts", {"node1", "node1"}}}},
+          {"unknown field", {{"hosts", {"node1"}}, {"force", true}}},
+      });
 
   const json vol = {{"name", "vol1"}, {"pool", "pool1"}, {"size_gib", 1}};
   const json vol_bytes = with(vol, "size_gib", gone);
@@ -428,8 +454,9 @@ TEST(StorageContract, RequestSchemasAcceptWhatTheParsersAccept) {
       {"local disk too big", disks({{"size_gib", 65537}})},
   };
   add_cases(lines, "/components/schemas/VmCreateRequest", vm_parser, vm_cases);
-  add_cases(lines, "/components/schemas/PlacementRequest",
-            [](const json& b) { return api::parse_vm_create(b, false).ok(); }, vm_cases);
+  add_cases(
+      lines, "/components/schemas/PlacementRequest",
+      [](const json& b) { return api::parse_vm_create(b, false).ok(); }, vm_cases);
 
   const std::string path = kRecordDir + "/storage-request-cases.jsonl";
   {
@@ -437,9 +464,10 @@ TEST(StorageContract, RequestSchemasAcceptWhatTheParsersAccept) {
     for (const auto& l : lines) out << l << '\n';
   }
   const ProcessOutput check = run_checker({"--agreement", path});
-  EXPECT_EQ(check.exit_code, 0) << "api/openapi.yaml's request schemas and the controller's parsers disagree ("
-                                << path << "):\n"
-                                << check.out << check.err;
+  EXPECT_EQ(check.exit_code, 0)
+      << "api/openapi.yaml's request schemas and the controller's parsers disagree (" << path
+      << "):\n"
+      << check.out << check.err;
 }
 
 // The agreement check is only as good as its ability to say no.

@@ -57,14 +57,16 @@ Cluster::~Cluster() {
   fs::remove_all(dir_, ec);
 }
 
-bool Cluster::kvm() const { return fs::exists("/dev/kvm"); }
+bool Cluster::kvm() const {
+  return fs::exists("/dev/kvm");
+}
 
 Status Cluster::start() {
   fs::create_directories(dir_ + "/host");
   fs::create_directories(dir_ + "/images");
   // The init script moves itself into a new mount + UTS namespace (same pid).
-  auto ns = runner_.spawn({KVMFLEET_SOURCE_DIR "/scripts/lab-host-init.sh", "--name", host_, "--dir",
-                           dir_ + "/host", "--uuid", new_uuid()},
+  auto ns = runner_.spawn({KVMFLEET_SOURCE_DIR "/scripts/lab-host-init.sh", "--name", host_,
+                           "--dir", dir_ + "/host", "--uuid", new_uuid()},
                           {dir_ + "/host-init.log", dir_ + "/host-init.log", {}, {}});
   if (!ns) return ns.take_error();
   ns_pid_ = *ns;
@@ -73,10 +75,11 @@ Status Cluster::start() {
   if (auto st = start_controller(); !st) return st;
   std::ifstream tok(dir_ + "/admin.token");
   std::getline(tok, admin_token_);
-  auto reg = api_json("POST", "/v1/hosts",
-                      nlohmann::json{{"name", host_},
-                                     {"agent_url", "http://127.0.0.1:" + std::to_string(agent_port_)}}
-                          .dump());
+  auto reg =
+      api_json("POST", "/v1/hosts",
+               nlohmann::json{{"name", host_},
+                              {"agent_url", "http://127.0.0.1:" + std::to_string(agent_port_)}}
+                   .dump());
   if (!reg) return reg.take_error();
   {
     std::ofstream t(dir_ + "/agent.token");
@@ -119,8 +122,8 @@ void Cluster::kill_controller(int signal) {
 }
 
 Status Cluster::start_agent() {
-  auto pid = runner_.spawn({"nsenter", "-t", std::to_string(ns_pid_), "-m", "-u", KVMFLEET_AGENT_BIN,
-                            "--config", dir_ + "/agent.json"},
+  auto pid = runner_.spawn({"nsenter", "-t", std::to_string(ns_pid_), "-m", "-u",
+                            KVMFLEET_AGENT_BIN, "--config", dir_ + "/agent.json"},
                            {dir_ + "/agent.log", dir_ + "/agent.log", {}, {}});
   if (!pid) return pid.take_error();
   agent_pid_ = *pid;

@@ -34,8 +34,9 @@ class LifecycleE2E : public ::testing::Test {
   e2e::Cluster& c() { return *cluster_; }
 
   json op_wait(const json& op, int seconds = 120) {
-    auto r = c().api_json("GET", "/v1/operations/" + op["id"].get<std::string>() + "?wait=" +
-                                     std::to_string(seconds), {}, seconds + 30);
+    auto r = c().api_json(
+        "GET", "/v1/operations/" + op["id"].get<std::string>() + "?wait=" + std::to_string(seconds),
+        {}, seconds + 30);
     EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
     return r.ok() ? *r : json{};
   }
@@ -56,8 +57,9 @@ e2e::Cluster* LifecycleE2E::cluster_ = nullptr;
 std::string LifecycleE2E::start_error_;
 
 TEST_F(LifecycleE2E, CreateStartStopDeleteAsSeenByVirsh) {
-  auto created = c().api_json("POST", "/v1/vms?wait=120",
-                              R"({"name":"life1","vcpus":1,"memory_mib":64,"disks":[{"size_gib":1}]})", 150);
+  auto created =
+      c().api_json("POST", "/v1/vms?wait=120",
+                   R"({"name":"life1","vcpus":1,"memory_mib":64,"disks":[{"size_gib":1}]})", 150);
   ASSERT_TRUE(created.ok()) << created.error().message;
   ASSERT_EQ((*created)["state"], "succeeded") << created->dump();
   EXPECT_EQ(c().domstate("life1"), "shut off");
@@ -91,7 +93,8 @@ TEST_F(LifecycleE2E, CreateStartStopDeleteAsSeenByVirsh) {
   EXPECT_EQ((*stop)["error"]["code"], "timeout");
   EXPECT_EQ(c().domstate("life1"), "running");
   // ...and a forced one powers it off.
-  auto forced = c().api_json("POST", "/v1/vms/life1/stop?wait=60", R"({"timeout_s":2,"force":true})", 90);
+  auto forced =
+      c().api_json("POST", "/v1/vms/life1/stop?wait=60", R"({"timeout_s":2,"force":true})", 90);
   ASSERT_TRUE(forced.ok());
   EXPECT_EQ((*forced)["state"], "succeeded") << forced->dump();
   EXPECT_EQ(c().domstate("life1"), "shut off");
@@ -106,7 +109,8 @@ TEST_F(LifecycleE2E, CreateStartStopDeleteAsSeenByVirsh) {
 }
 
 TEST_F(LifecycleE2E, ControllerKilledMidOperationFinishesItAfterRestart) {
-  auto created = c().api_json("POST", "/v1/vms?wait=120", R"({"name":"crash1","memory_mib":64,"start":true})", 150);
+  auto created = c().api_json("POST", "/v1/vms?wait=120",
+                              R"({"name":"crash1","memory_mib":64,"start":true})", 150);
   ASSERT_TRUE(created.ok());
   ASSERT_EQ((*created)["state"], "succeeded") << created->dump();
   ASSERT_EQ(c().domstate("crash1"), "running");
@@ -140,7 +144,8 @@ TEST_F(LifecycleE2E, ControllerKilledMidOperationFinishesItAfterRestart) {
 }
 
 TEST_F(LifecycleE2E, AgentRestartLeavesTheGuestUntouched) {
-  auto created = c().api_json("POST", "/v1/vms?wait=120", R"({"name":"steady1","memory_mib":64,"start":true})", 150);
+  auto created = c().api_json("POST", "/v1/vms?wait=120",
+                              R"({"name":"steady1","memory_mib":64,"start":true})", 150);
   ASSERT_TRUE(created.ok());
   ASSERT_EQ((*created)["state"], "succeeded") << created->dump();
   const pid_t before = c().qemu_pid("steady1");
@@ -164,7 +169,8 @@ TEST_F(LifecycleE2E, AgentRestartLeavesTheGuestUntouched) {
 }
 
 TEST_F(LifecycleE2E, AVmStoppedOutsideKvmfleetIsReflectedNotRestarted) {
-  auto created = c().api_json("POST", "/v1/vms?wait=120", R"({"name":"outside1","memory_mib":64,"start":true})", 150);
+  auto created = c().api_json("POST", "/v1/vms?wait=120",
+                              R"({"name":"outside1","memory_mib":64,"start":true})", 150);
   ASSERT_TRUE(created.ok());
   ASSERT_EQ((*created)["state"], "succeeded");
   auto r = c().in_host({"virsh", "-c", "qemu:///system", "destroy", "outside1"});

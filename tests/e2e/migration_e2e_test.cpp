@@ -6,9 +6,9 @@
 #include "kvmfleet/common/clock.hpp"
 #include "kvmfleet/http/client.hpp"
 
+#include <gtest/gtest.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <csignal>
@@ -39,7 +39,8 @@ class MigrationE2E : public ::testing::Test {
     lab_ = std::move(*lab);
     {
       boost::asio::io_context io;
-      boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address(lab_->bridge_address()), 0});
+      boost::asio::ip::tcp::acceptor a(io,
+                                       {boost::asio::ip::make_address(lab_->bridge_address()), 0});
       port_ = a.local_endpoint().port();
     }
     url_ = "http://" + lab_->bridge_address() + ":" + std::to_string(port_);
@@ -86,20 +87,20 @@ class MigrationE2E : public ::testing::Test {
   static Status start_agent(const std::string& name) {
     const lab::Host& h = hosts_[name];
     const auto dir = lab_->work_dir() / name;
-    std::ofstream(dir / "agent.json")
-        << json{{"host", name},
-                {"listen_address", h.address},
-                {"listen_port", kAgentPort},
-                {"controller_url", url_},
-                {"token_file", (dir / "agent.token").string()},
-                {"libvirt_uri", "qemu:///system"},
-                {"image_pool_path", (dir / "images").string()},
-                {"migration_address", h.address},
-                {"heartbeat_interval_ms", 1000}}
-               .dump();
+    std::ofstream(dir / "agent.json") << json{
+        {"host", name},
+        {"listen_address", h.address},
+        {"listen_port", kAgentPort},
+        {"controller_url", url_},
+        {"token_file", (dir / "agent.token").string()},
+        {"libvirt_uri", "qemu:///system"},
+        {"image_pool_path", (dir / "images").string()},
+        {"migration_address", h.address},
+        {"heartbeat_interval_ms", 1000}}.dump();
     SpawnOptions so;
     so.stdout_path = so.stderr_path = (dir / "agent.log").string();
-    auto pid = lab_->run_in_host(h, {KVMFLEET_AGENT_BIN, "--config", (dir / "agent.json").string()}, so);
+    auto pid =
+        lab_->run_in_host(h, {KVMFLEET_AGENT_BIN, "--config", (dir / "agent.json").string()}, so);
     if (!pid) return pid.take_error();
     agents_[name] = *pid;
     return {};
@@ -137,15 +138,17 @@ class MigrationE2E : public ::testing::Test {
 
   // A 64 MiB VM running on mig-a, made through the API.
   static ::testing::AssertionResult create_running_on_a(const std::string& vm) {
-    auto c = api("POST", "/v1/vms?wait=120",
-                 json{{"name", vm}, {"memory_mib", 64}, {"host", "mig-a"}, {"start", true}}.dump(), 150);
+    auto c =
+        api("POST", "/v1/vms?wait=120",
+            json{{"name", vm}, {"memory_mib", 64}, {"host", "mig-a"}, {"start", true}}.dump(), 150);
     if (!c) return ::testing::AssertionFailure() << "create " << vm << ": " << c.error().message;
     if ((*c)["state"] != "succeeded") return ::testing::AssertionFailure() << c->dump();
     return ::testing::AssertionSuccess();
   }
   static ::testing::AssertionResult remove_vm(const std::string& vm) {
     auto del = api("DELETE", "/v1/vms/" + vm + "?force=true&wait=60", {}, 90);
-    if (!del) return ::testing::AssertionFailure() << "delete " << vm << ": " << del.error().message;
+    if (!del)
+      return ::testing::AssertionFailure() << "delete " << vm << ": " << del.error().message;
     return ::testing::AssertionSuccess();
   }
 
@@ -164,8 +167,9 @@ class MigrationE2E : public ::testing::Test {
       const std::string host = (*rec)["host"];
       EXPECT_EQ(domstate(host, vm), "running") << "the record names " << host;
     }
-    std::printf("[   INFO   ] %s: operation %s%s\n", vm.c_str(), state.c_str(),
-                state == "failed" ? (": " + (*done)["error"]["message"].get<std::string>()).c_str() : "");
+    std::printf(
+        "[   INFO   ] %s: operation %s%s\n", vm.c_str(), state.c_str(),
+        state == "failed" ? (": " + (*done)["error"]["message"].get<std::string>()).c_str() : "");
     return *done;
   }
 
@@ -174,7 +178,8 @@ class MigrationE2E : public ::testing::Test {
   static Status wait_fresh_heartbeats(const std::string& name) {
     auto last = [&]() -> std::string {
       auto h = api("GET", "/v1/hosts/" + name);
-      return h && (*h)["last_heartbeat"].is_string() ? (*h)["last_heartbeat"].get<std::string>() : "";
+      return h && (*h)["last_heartbeat"].is_string() ? (*h)["last_heartbeat"].get<std::string>()
+                                                     : "";
     };
     std::string seen = last();
     for (int fresh = 0, i = 0; fresh < 2 && i < 600; ++i) {
@@ -192,11 +197,11 @@ class MigrationE2E : public ::testing::Test {
   static Status start_controller() {
     SpawnOptions so;
     so.stdout_path = so.stderr_path = (lab_->work_dir() / "controller.log").string();
-    auto pid = runner_.spawn({KVMFLEET_CONTROLLER_BIN, "--database", (lab_->work_dir() / "controller.db").string(),
-                              "--bootstrap-token-file", (lab_->work_dir() / "admin.token").string(),
-                              "--listen-address", lab_->bridge_address(), "--listen-port",
-                              std::to_string(port_)},
-                             so);
+    auto pid = runner_.spawn(
+        {KVMFLEET_CONTROLLER_BIN, "--database", (lab_->work_dir() / "controller.db").string(),
+         "--bootstrap-token-file", (lab_->work_dir() / "admin.token").string(), "--listen-address",
+         lab_->bridge_address(), "--listen-port", std::to_string(port_)},
+        so);
     if (!pid) return pid.take_error();
     controller_ = *pid;
     http::BeastClient c;
@@ -208,8 +213,8 @@ class MigrationE2E : public ::testing::Test {
     return unavailable("controller did not come up");
   }
 
-  static Result<json> api(const std::string& method, const std::string& path, const std::string& body = {},
-                          int timeout_s = 30) {
+  static Result<json> api(const std::string& method, const std::string& path,
+                          const std::string& body = {}, int timeout_s = 30) {
     http::BeastClient c;
     auto r = c.request(method, url_ + path, token_, body, std::chrono::seconds(timeout_s));
     if (!r) return r.take_error();
@@ -236,8 +241,7 @@ class MigrationE2E : public ::testing::Test {
     std::string out;
     for (auto& [name, h] : hosts_) {
       auto r = lab_->virsh(h, {"domstate", "--reason", vm});
-      out += "\n--- " + name + ": domstate: " +
-             (r ? r->out + r->err : r.error().message);
+      out += "\n--- " + name + ": domstate: " + (r ? r->out + r->err : r.error().message);
       std::ifstream log(h.dir / "log" / "libvirtd.log");
       std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
       if (text.size() > 3000) text = text.substr(text.size() - 3000);
@@ -274,12 +278,14 @@ std::uint16_t MigrationE2E::port_ = 0;
 pid_t MigrationE2E::controller_ = 0;
 
 TEST_F(MigrationE2E, MigratesARunningVmAndBackAsSeenByVirshOnBothHosts) {
-  auto c = api("POST", "/v1/vms?wait=120", R"({"name":"mv1","memory_mib":64,"host":"mig-a","start":true})", 150);
+  auto c = api("POST", "/v1/vms?wait=120",
+               R"({"name":"mv1","memory_mib":64,"host":"mig-a","start":true})", 150);
   ASSERT_TRUE(c.ok()) << c.error().message;
   ASSERT_EQ((*c)["state"], "succeeded") << c->dump();
   ASSERT_EQ(domstate("mig-a", "mv1"), "running");
 
-  auto m = api("POST", "/v1/vms/mv1/migrate?wait=120", R"({"target_host":"mig-b","max_downtime_ms":500})", 150);
+  auto m = api("POST", "/v1/vms/mv1/migrate?wait=120",
+               R"({"target_host":"mig-b","max_downtime_ms":500})", 150);
   ASSERT_TRUE(m.ok()) << m.error().message;
   EXPECT_EQ((*m)["state"], "succeeded") << m->dump();
   EXPECT_EQ((*m)["result"]["migration"]["state"], "completed");
@@ -306,7 +312,8 @@ TEST_F(MigrationE2E, MigratesARunningVmAndBackAsSeenByVirshOnBothHosts) {
 }
 
 TEST_F(MigrationE2E, ControllerKilledDuringAMigrationResolvesToExactlyOneRunningCopy) {
-  auto c = api("POST", "/v1/vms?wait=120", R"({"name":"mv2","memory_mib":64,"host":"mig-a","start":true})", 150);
+  auto c = api("POST", "/v1/vms?wait=120",
+               R"({"name":"mv2","memory_mib":64,"host":"mig-a","start":true})", 150);
   ASSERT_TRUE(c.ok());
   ASSERT_EQ((*c)["state"], "succeeded");
   auto m = api("POST", "/v1/vms/mv2/migrate", R"({"target_host":"mig-b"})");
@@ -337,8 +344,9 @@ TEST_F(MigrationE2E, ControllerKilledDuringAMigrationResolvesToExactlyOneRunning
 TEST_F(MigrationE2E, MaintenanceDrainsEveryRunningVmToTheOtherHost) {
   const std::vector<std::string> names = {"dv1", "dv2", "dv3"};
   for (const auto& n : names) {
-    auto c = api("POST", "/v1/vms?wait=120",
-                 json{{"name", n}, {"memory_mib", 64}, {"host", "mig-a"}, {"start", true}}.dump(), 150);
+    auto c =
+        api("POST", "/v1/vms?wait=120",
+            json{{"name", n}, {"memory_mib", 64}, {"host", "mig-a"}, {"start", true}}.dump(), 150);
     ASSERT_TRUE(c.ok()) << c.error().message;
     ASSERT_EQ((*c)["state"], "succeeded") << c->dump();
   }
@@ -391,7 +399,8 @@ TEST_F(MigrationE2E, SourceLibvirtdRestartedMidMigration) {
   ASSERT_TRUE(lab_->limit_bandwidth(hosts_["mig-b"], 0).ok());
   auto done = settle(*op, "cl1");
   if (done.value("state", "") == "failed") {
-    EXPECT_NE(done["error"]["message"].get<std::string>().find("keeps running on mig-a"), std::string::npos)
+    EXPECT_NE(done["error"]["message"].get<std::string>().find("keeps running on mig-a"),
+              std::string::npos)
         << done.dump();
   }
   // mig-a's agent heartbeats again only once it reaches the new libvirtd.
@@ -404,14 +413,18 @@ TEST_F(MigrationE2E, SourceLibvirtdRestartedMidMigration) {
 TEST_F(MigrationE2E, ALadderThatRunsOutOfTimeAbortsAndTheVmStays) {
   ASSERT_TRUE(create_running_on_a("cv1"));
   ASSERT_TRUE(lab_->limit_bandwidth(hosts_["mig-b"], 200).ok());
-  auto m = api("POST", "/v1/vms/cv1/migrate?wait=120",
-               R"({"target_host":"mig-b","converge_timeout_s":2,"max_downtime_ms":100,"downtime_ceiling_ms":300})", 150);
+  auto m = api(
+      "POST", "/v1/vms/cv1/migrate?wait=120",
+      R"({"target_host":"mig-b","converge_timeout_s":2,"max_downtime_ms":100,"downtime_ceiling_ms":300})",
+      150);
   ASSERT_TRUE(lab_->limit_bandwidth(hosts_["mig-b"], 0).ok());
   ASSERT_TRUE(m.ok()) << m.error().message;
   EXPECT_EQ((*m)["state"], "failed") << m->dump();
   EXPECT_EQ((*m)["error"]["code"], "timeout") << m->dump();
-  EXPECT_NE((*m)["error"]["message"].get<std::string>().find("did not converge within 2 s"), std::string::npos);
-  EXPECT_NE((*m)["error"]["message"].get<std::string>().find("keeps running on mig-a"), std::string::npos);
+  EXPECT_NE((*m)["error"]["message"].get<std::string>().find("did not converge within 2 s"),
+            std::string::npos);
+  EXPECT_NE((*m)["error"]["message"].get<std::string>().find("keeps running on mig-a"),
+            std::string::npos);
   EXPECT_EQ((*m)["result"]["migration"]["ladder_step"], 4) << m->dump();
   EXPECT_EQ((*m)["result"]["migration"]["downtime_limit_ms"], 300) << m->dump();
   EXPECT_EQ(domstate("mig-a", "cv1"), "running");
@@ -428,7 +441,8 @@ TEST_F(MigrationE2E, DestinationKilledMidMigration) {
   auto done = api("GET", "/v1/operations/" + *op + "?wait=240", {}, 270);
   ASSERT_TRUE(done.ok()) << done.error().message;
   EXPECT_EQ((*done)["state"], "failed") << done->dump();
-  EXPECT_NE((*done)["error"]["message"].get<std::string>().find("keeps running on mig-a"), std::string::npos)
+  EXPECT_NE((*done)["error"]["message"].get<std::string>().find("keeps running on mig-a"),
+            std::string::npos)
       << done->dump();
   EXPECT_EQ(domstate("mig-a", "cd1"), "running");
   auto rec = api("GET", "/v1/vms/cd1");

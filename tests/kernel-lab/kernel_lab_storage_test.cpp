@@ -644,8 +644,7 @@ TEST_F(KernelLabStorage, H_MultipathPathHealth) {
   EXPECT_EQ(pvs->front().name, map->device());
   // At start: the map once for both sessions, the shared LUN's single path as it is.
   storage::Lvm2Cli start_lvm(lab().runner(g), lo);
-  agent::StorageBackend at_start{iscsi, start_lvm, SystemClock::instance(), nullptr,
-                                 &multipath};
+  agent::StorageBackend at_start{iscsi, start_lvm, SystemClock::instance(), nullptr, &multipath};
   at_start.resolve_device = backend.resolve_device;
   auto added = agent::add_session_luns(at_start);
   std::string listed;

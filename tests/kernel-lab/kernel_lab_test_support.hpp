@@ -81,7 +81,8 @@ inline std::string guest_report(KernelLab& lab) {
       report += "$ " + describe(argv) + "\n" +
                 (r.ok() ? r->out + r->err : "(" + r.error().message + ")\n");
     }
-    report += "--- node" + std::to_string(g) + " console (end)\n" + lab.console_tail(g, 3000) + "\n";
+    report +=
+        "--- node" + std::to_string(g) + " console (end)\n" + lab.console_tail(g, 3000) + "\n";
   }
   return report;
 }

@@ -7,10 +7,10 @@
 // pinned to node1 whose disk is that volume, starts it, live-migrates it to node2,
 // grows the volume while the VM runs there, snapshots the volume there (a live
 // migration is then refused), stops the VM, moves it cold back to node1, reverts
-// the volume to the snapshot, and deletes the VM and the volume. After each step, the lvm tools, sanlock
-// and virsh inside both guests say whether it really happened: the LV is active
-// exclusively on the VM's host only, the other host's `lvchange -aey` is refused
-// (the split-brain guard), the domain runs where the API says.
+// the volume to the snapshot, and deletes the VM and the volume. After each step, the lvm tools,
+// sanlock and virsh inside both guests say whether it really happened: the LV is active exclusively
+// on the VM's host only, the other host's `lvchange -aey` is refused (the split-brain guard), the
+// domain runs where the API says.
 //
 // The VM is a nested QEMU under TCG (domain type "qemu", 64 MiB, no OS: SeaBIOS
 // idles), since the guests have no KVM. The steps build on each other and run in
@@ -58,7 +58,9 @@ constexpr const char* kLunDevice = "/dev/sda";
 // Where a guest records the LV locks it holds while a migration runs.
 constexpr const char* kLockLog = "/tmp/klab-lv-locks.log";
 
-std::string node(int g) { return "node" + std::to_string(g); }
+std::string node(int g) {
+  return "node" + std::to_string(g);
+}
 
 // One API exchange, kept whole so that a failure shows exactly what was asked and
 // what the controller answered.
@@ -66,7 +68,7 @@ struct Exchange {
   std::string request;  // "POST /v1/... BODY"
   unsigned status = 0;
   std::string body;
-  json answer;  // null when not JSON
+  json answer;        // null when not JSON
   std::string error;  // the request did not get an answer at all
 
   std::string describe() const {
@@ -210,8 +212,8 @@ class KernelLabVmMigration : public ::testing::Test {
     if (HasFailure() && lab_ && controller_) {
       std::printf("[  REPORT  ] controller log (end):\n%s\n", controller_->log_tail().c_str());
       for (int g = 1; g <= kGuests; ++g) {
-        auto log = testing_support::run_in(*lab_, g,
-                                           {"tail", "-n", "40", "/var/log/kvmfleet-agent.log"}, 30s);
+        auto log = testing_support::run_in(
+            *lab_, g, {"tail", "-n", "40", "/var/log/kvmfleet-agent.log"}, 30s);
         std::printf("[  REPORT  ] %s agent log (end):\n%s\n", node(g).c_str(),
                     log.ok() ? log->out.c_str() : log.error().message.c_str());
       }
@@ -263,9 +265,9 @@ class KernelLabVmMigration : public ::testing::Test {
     }
     if (op != nullptr) *op = *done;
     if (done->value("state", "") != "succeeded") {
-      return ::testing::AssertionFailure() << x.describe() << "\nthe operation ended "
-                                           << done->value("state", "?") << ":\n"
-                                           << done->dump();
+      return ::testing::AssertionFailure()
+             << x.describe() << "\nthe operation ended " << done->value("state", "?") << ":\n"
+             << done->dump();
     }
     return ::testing::AssertionSuccess();
   }
@@ -299,8 +301,7 @@ class KernelLabVmMigration : public ::testing::Test {
   std::string lvs_field(int g, const std::string& field, const std::string& lv = lv_name()) {
     ProcessOutput out;
     EXPECT_TRUE(runs_ok(lab(), g,
-                        {"lvs", "--config", lvm_config(g), "--noheadings", "-o", field, lv},
-                        &out));
+                        {"lvs", "--config", lvm_config(g), "--noheadings", "-o", field, lv}, &out));
     const auto first = out.out.find_first_not_of(" \n");
     if (first == std::string::npos) return {};
     return out.out.substr(first, out.out.find_last_not_of(" \n") - first + 1);
@@ -348,8 +349,8 @@ class KernelLabVmMigration : public ::testing::Test {
 
   // `virsh domstate vm1` in guest g: "running", "shut off", ... or "absent".
   std::string domstate(int g) {
-    auto r = testing_support::run_in(lab(), g, {"virsh", "-c", "qemu:///system", "domstate", kVm},
-                                     60s);
+    auto r =
+        testing_support::run_in(lab(), g, {"virsh", "-c", "qemu:///system", "domstate", kVm}, 60s);
     if (!r.ok() || r->exit_code != 0) return "absent";
     std::string s = r->out;
     while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
@@ -359,8 +360,8 @@ class KernelLabVmMigration : public ::testing::Test {
   // The split-brain guard: another host's exclusive activation is refused by lvmlockd.
   void exclusive_refused_on(int g) {
     ProcessOutput out;
-    ASSERT_TRUE(runs_and_fails(lab(), g, {"lvchange", "--config", lvm_config(g), "-aey", lv_name()},
-                               &out))
+    ASSERT_TRUE(
+        runs_and_fails(lab(), g, {"lvchange", "--config", lvm_config(g), "-aey", lv_name()}, &out))
         << node(g) << " activated the LV exclusively while another host holds it";
     EXPECT_NE(out.err.find("LV locked by other host"), std::string::npos) << out.err;
     EXPECT_FALSE(has_dm_device(g)) << node(g) << " has a dm device for the LV after the refusal";
@@ -419,8 +420,9 @@ class KernelLabVmMigration : public ::testing::Test {
     // The watcher samples at intervals and is stopped when the operation has ended: a
     // conversion in the operation's last moments may fall between its samples, so the
     // lock held now closes the record.
-    if (const std::string now = lv_lock(g); !now.empty() && (modes.empty() || modes.back() != now) &&
-                                           std::find(modes.begin(), modes.end(), now) == modes.end())
+    if (const std::string now = lv_lock(g);
+        !now.empty() && (modes.empty() || modes.back() != now) &&
+        std::find(modes.begin(), modes.end(), now) == modes.end())
       modes.push_back(now);
     return modes;
   }
@@ -446,12 +448,12 @@ class KernelLabVmMigration : public ::testing::Test {
 TEST_F(KernelLabVmMigration, A_PoolCreate) {
   const auto t = steady::now();
   json op;
-  ASSERT_TRUE(operation_succeeds(
-      "POST", "/v1/storage-pools",
-      {{"name", kPool},
-       {"type", "iscsi"},
-       {"targets", {{{"portal", lun_.portal}, {"iqn", lun_.iqn}, {"lun", 1}}}}},
-      300s, &op, "storage_pool.create"));
+  ASSERT_TRUE(
+      operation_succeeds("POST", "/v1/storage-pools",
+                         {{"name", kPool},
+                          {"type", "iscsi"},
+                          {"targets", {{{"portal", lun_.portal}, {"iqn", lun_.iqn}, {"lun", 1}}}}},
+                         300s, &op, "storage_pool.create"));
   report_time("pool_create_ms", steady::now() - t);
 
   const Exchange x = api("GET", std::string("/v1/storage-pools/") + kPool);
@@ -485,9 +487,8 @@ TEST_F(KernelLabVmMigration, A_PoolCreate) {
     // The LUN is the guest's sda, logged in over iSCSI to the lab's target.
     ASSERT_TRUE(runs_ok(lab(), g, {"iscsiadm", "-m", "session", "-P", "3"}, &out));
     EXPECT_NE(out.out.find(lun_.iqn), std::string::npos) << node(g) << ":\n" << out.out;
-    EXPECT_NE(out.out.find("Attached scsi disk sda"), std::string::npos)
-        << node(g) << ":\n"
-        << out.out;
+    EXPECT_NE(out.out.find("Attached scsi disk sda"), std::string::npos) << node(g) << ":\n"
+                                                                         << out.out;
     ASSERT_TRUE(runs_ok(lab(), g,
                         {"vgs", "--config", lvm_config(g), "--noheadings", "-o",
                          "vg_name,vg_lock_type,vg_shared", kPool},
@@ -560,8 +561,8 @@ TEST_F(KernelLabVmMigration, C_VmCreateAndStartOnNode1) {
   vm_id_ = op["target"]["id"].get<std::string>();
 
   t = steady::now();
-  ASSERT_TRUE(operation_succeeds("POST", "/v1/vms/" + vm_id_ + "/start", nullptr, 180s, &op,
-                                 "vm.start"));
+  ASSERT_TRUE(
+      operation_succeeds("POST", "/v1/vms/" + vm_id_ + "/start", nullptr, 180s, &op, "vm.start"));
   report_time("vm_start_ms", steady::now() - t);
 
   const Exchange vm = api("GET", "/v1/vms/" + vm_id_);
@@ -643,11 +644,10 @@ TEST_F(KernelLabVmMigration, D1_GrowWhileRunningOnNode2) {
   EXPECT_EQ(op["result"].value("size_bytes", std::int64_t{0}), kGrownBytes) << op.dump();
   EXPECT_EQ(op["result"].value("vm_resized", false), true) << op.dump();
 
-  for (int g = 1; g <= kGuests; ++g)
-    EXPECT_EQ(lvs_field(g, "lv_size"), "96.00m") << node(g);
+  for (int g = 1; g <= kGuests; ++g) EXPECT_EQ(lvs_field(g, "lv_size"), "96.00m") << node(g);
   ProcessOutput info;
-  ASSERT_TRUE(runs_ok(lab(), 2, {"virsh", "-c", "qemu:///system", "domblkinfo", kVm, lv_device()},
-                      &info));
+  ASSERT_TRUE(
+      runs_ok(lab(), 2, {"virsh", "-c", "qemu:///system", "domblkinfo", kVm, lv_device()}, &info));
   const auto at = info.out.find("Capacity:");
   ASSERT_NE(at, std::string::npos) << info.out;
   EXPECT_EQ(std::strtoll(info.out.c_str() + at + 9, nullptr, 10), kGrownBytes) << info.out;
@@ -791,10 +791,9 @@ TEST_F(KernelLabVmMigration, E2_RevertRestoresTheMarker) {
   ASSERT_TRUE(stopped_ok_ && snapshot_ok_) << "needs E_StopReleasesTheVolume and a snapshot";
   const auto t = steady::now();
   json op;
-  ASSERT_TRUE(operation_succeeds("POST",
-                                 "/v1/volumes/" + volume_id_ + "/snapshots/" + kSnapshot +
-                                     "/revert?wait=120",
-                                 nullptr, 360s, &op, "snapshot.revert"));
+  ASSERT_TRUE(operation_succeeds(
+      "POST", "/v1/volumes/" + volume_id_ + "/snapshots/" + kSnapshot + "/revert?wait=120", nullptr,
+      360s, &op, "snapshot.revert"));
   report_time("snapshot_revert_ms", steady::now() - t);
   EXPECT_TRUE(op.contains("result") && op["result"].value("merge_pending", true) == false)
       << op.dump();

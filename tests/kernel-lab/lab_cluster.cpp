@@ -142,13 +142,18 @@ Status start_libvirtd(KernelLab& lab, int guest) {
   const std::string libvirtd_conf =
       "# Written by kvmfleet's kernel lab for " + g.hostname +
       ". Tests only: TCP without authentication, reachable only on the lab's network.\n"
-      "host_uuid = \"" + new_uuid() + "\"\n"
-      "listen_tcp = 1\nlisten_tls = 0\nlisten_addr = \"" + g.address + "\"\n"
+      "host_uuid = \"" +
+      new_uuid() +
+      "\"\n"
+      "listen_tcp = 1\nlisten_tls = 0\nlisten_addr = \"" +
+      g.address +
+      "\"\n"
       "auth_tcp = \"none\"\nauth_unix_ro = \"none\"\nauth_unix_rw = \"none\"\n"
       "unix_sock_group = \"root\"\n"
       "log_outputs = \"3:file:/var/log/libvirt/libvirtd.log\"\n";
   const std::string qemu_conf =
-      "# Written by kvmfleet's kernel lab for " + g.hostname + ".\n"
+      "# Written by kvmfleet's kernel lab for " + g.hostname +
+      ".\n"
       "user = \"root\"\ngroup = \"root\"\ndynamic_ownership = 0\nremember_owner = 0\n"
       "security_driver = \"none\"\nnamespaces = [ ]\ncgroup_controllers = [ ]\n";
   if (auto s = write_guest_file(lab, guest, "/etc/libvirt/libvirtd.conf", libvirtd_conf); !s.ok())
@@ -246,8 +251,8 @@ Result<nlohmann::json> LabController::wait_operation(const std::string& id,
     if (!r.ok()) return r.take_error();
     auto j = nlohmann::json::parse(r->body, nullptr, false);
     if (r->status != 200 && r->status != 202)
-      return internal_error("GET /v1/operations/" + id + " answered " +
-                            std::to_string(r->status) + ": " + r->body);
+      return internal_error("GET /v1/operations/" + id + " answered " + std::to_string(r->status) +
+                            ": " + r->body);
     if (j.is_discarded() || !j.is_object())
       return internal_error("GET /v1/operations/" + id + ": not JSON: " + r->body);
     last = j;
@@ -260,9 +265,9 @@ Result<nlohmann::json> LabController::wait_operation(const std::string& id,
 }
 
 Result<std::string> LabController::register_host(const std::string& name,
-                                                  const std::string& agent_url) {
-  auto r = request("POST", "/v1/hosts",
-                   nlohmann::json{{"name", name}, {"agent_url", agent_url}}.dump());
+                                                 const std::string& agent_url) {
+  auto r =
+      request("POST", "/v1/hosts", nlohmann::json{{"name", name}, {"agent_url", agent_url}}.dump());
   if (!r.ok()) return r.take_error();
   auto j = nlohmann::json::parse(r->body, nullptr, false);
   if (r->status >= 300 || j.is_discarded() || !j.contains("agent_token"))
@@ -300,12 +305,11 @@ void LabController::stop() {
 Result<int> start_agent(KernelLab& lab, int guest, const AgentOptions& options) {
   const auto& g = lab.guest(guest);
   if (auto r = in_guest(lab, guest,
-                        {"mkdir", "-p", "/etc/kvmfleet", "/var/lib/kvmfleet/images",
-                         "/var/log"});
+                        {"mkdir", "-p", "/etc/kvmfleet", "/var/lib/kvmfleet/images", "/var/log"});
       !r.ok())
     return r.take_error();
-  if (auto s = write_guest_file(lab, guest, "/etc/kvmfleet/agent.token", options.token + "\n",
-                                "0600");
+  if (auto s =
+          write_guest_file(lab, guest, "/etc/kvmfleet/agent.token", options.token + "\n", "0600");
       !s.ok())
     return s.take_error();
   nlohmann::json config = {

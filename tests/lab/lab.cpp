@@ -818,8 +818,7 @@ Status Lab::heal_host(const Host& host) {
     if (read_word(net / bridge_ / "operstate") != "up") return false;
     if (read_word(net / rec->veth / "brport" / "state") != "3") return false;  // forwarding
     auto inside = runner_.run({"ip", "-n", rec->netns, "-o", "link", "show", "dev", "eth0"});
-    return inside.ok() && inside->success() &&
-           inside->out.find("LOWER_UP") != std::string::npos &&
+    return inside.ok() && inside->success() && inside->out.find("LOWER_UP") != std::string::npos &&
            inside->out.find("state UP") != std::string::npos;
   };
   auto deadline = std::chrono::steady_clock::now() + 15s;

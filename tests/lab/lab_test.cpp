@@ -4,11 +4,11 @@
 
 #include <gtest/gtest.h>
 
-#include <thread>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <signal.h>
 #include <unistd.h>
+#include <thread>
 
 #include <algorithm>
 #include <cerrno>

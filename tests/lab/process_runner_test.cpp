@@ -9,8 +9,8 @@
 #include <sstream>
 #include <string>
 
-#include "tests/doubles/common/fake_process_runner.hpp"
 #include "kvmfleet/common/process.hpp"
+#include "tests/doubles/common/fake_process_runner.hpp"
 
 namespace kvmfleet {
 namespace {

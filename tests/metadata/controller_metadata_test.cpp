@@ -6,10 +6,10 @@
 #include <future>
 #include <thread>
 
-#include "tests/doubles/common/manual_clock.hpp"
 #include "kvmfleet/controller/controller.hpp"
 #include "kvmfleet/metadata/controller_hook.hpp"
 #include "kvmfleet/metadata/metadata_import.hpp"
+#include "tests/doubles/common/manual_clock.hpp"
 #include "tests/doubles/core/fake_agent_api.hpp"
 #include "tests/doubles/store/memory_store.hpp"
 #include "tests/metadata/test_support.hpp"

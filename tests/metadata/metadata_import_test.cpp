@@ -1,5 +1,5 @@
-#include "tests/doubles/common/manual_clock.hpp"
 #include "kvmfleet/metadata/metadata_import.hpp"
+#include "tests/doubles/common/manual_clock.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>

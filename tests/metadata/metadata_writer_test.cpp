@@ -1,5 +1,5 @@
-#include "tests/doubles/common/manual_clock.hpp"
 #include "kvmfleet/metadata/metadata_writer.hpp"
+#include "tests/doubles/common/manual_clock.hpp"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -235,7 +235,8 @@ TEST_F(WriterTest, FailedWritesAreRetried) {
   for (std::uint64_t failed = 1; failed <= 3; ++failed) {
     ASSERT_TRUE(eventually([&] {
       return writer_->health().errors_total == failed && clock_.sleepers() == 1;
-    })) << "failure " << failed;
+    })) << "failure "
+        << failed;
     clock_.advance(opts_.retry_backoff);
   }
   ASSERT_TRUE(eventually([&] { return generation_on_disk(m.vm.id) == 1; }));

@@ -1,9 +1,9 @@
 #include <gtest/gtest.h>
 
 #include "captured_output.hpp"
-#include "tests/doubles/common/fake_process_runner.hpp"
 #include "kvmfleet/storage/storage_names.hpp"
 #include "kvmfleet/storage/volume_manager.hpp"
+#include "tests/doubles/common/fake_process_runner.hpp"
 
 namespace kvmfleet::storage {
 namespace {

@@ -519,7 +519,8 @@ TEST_F(SqliteStoreTest, AVersionOneFileIsUpgradedInPlaceAndKeepsItsRows) {
   StoragePool p;
   p.name = "pool1";
   p.state = PoolState::ready;
-  p.targets.push_back(IscsiPoolTarget{"10.0.0.1:3260", "iqn.2026-01.io.kvmfleet:a", 1, "u", "secret-123456"});
+  p.targets.push_back(
+      IscsiPoolTarget{"10.0.0.1:3260", "iqn.2026-01.io.kvmfleet:a", 1, "u", "secret-123456"});
   p.hosts["node1"].connected = true;
   p.hosts["node1"].devices = {"/dev/sda"};
   Volume v;

@@ -8,8 +8,8 @@
 #include "tests/doubles/core/fake_agent_api.hpp"
 #include "tests/doubles/store/memory_store.hpp"
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <gtest/gtest.h>
+#include <boost/asio/executor_work_guard.hpp>
 
 #include <algorithm>
 #include <future>

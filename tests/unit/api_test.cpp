@@ -1,17 +1,17 @@
-#include "tests/doubles/common/manual_clock.hpp"
 #include "kvmfleet/api/api.hpp"
 #include "kvmfleet/cli/cli.hpp"
 #include "kvmfleet/common/process.hpp"
 #include "kvmfleet/http/server.hpp"
+#include "tests/doubles/common/manual_clock.hpp"
 #include "tests/doubles/core/fake_agent_api.hpp"
 #include "tests/doubles/store/memory_store.hpp"
 
+#include <gtest/gtest.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
-#include <gtest/gtest.h>
 
 #include <filesystem>
 #include <future>
@@ -38,7 +38,8 @@ class ApiTest : public ::testing::Test {
     HostInventory inv;
     inv.cpus = 8;
     inv.memory_total_mib = 16384;
-    ASSERT_TRUE(ctl_.hosts().heartbeat({"x", "host:node1", Role::agent, "node1"}, "node1", "", inv).ok());
+    ASSERT_TRUE(
+        ctl_.hosts().heartbeat({"x", "host:node1", Role::agent, "node1"}, "node1", "", inv).ok());
   }
   void TearDown() override {
     runner_.stop();
@@ -100,13 +101,22 @@ TEST_F(ApiTest, RolesAreEnforced) {
   EXPECT_EQ(denied.status, 403u);
   EXPECT_EQ(denied.body["error"]["code"], "permission_denied");
   EXPECT_EQ(call(http::Verb::post, "/v1/vms", operator_, vm).status, 202u);
-  EXPECT_EQ(call(http::Verb::post, "/v1/hosts", operator_, R"({"name":"n2","agent_url":"http://127.0.0.1:9"})").status, 403u);
+  EXPECT_EQ(call(http::Verb::post, "/v1/hosts", operator_,
+                 R"({"name":"n2","agent_url":"http://127.0.0.1:9"})")
+                .status,
+            403u);
   EXPECT_EQ(call(http::Verb::get, "/v1/tokens", operator_).status, 403u);
   EXPECT_EQ(call(http::Verb::get, "/v1/tokens", admin_).status, 200u);
   // An agent credential only reaches the agent endpoints.
   EXPECT_EQ(call(http::Verb::get, "/v1/vms", agent_).status, 403u);
-  EXPECT_EQ(call(http::Verb::post, "/v1/agent/heartbeat", admin_, R"({"host":"node1","inventory":{}})").status, 403u);
-  EXPECT_EQ(call(http::Verb::post, "/v1/agent/heartbeat", agent_, R"({"host":"node1","inventory":{"cpus":8,"memory_total_mib":16384}})").status, 200u);
+  EXPECT_EQ(
+      call(http::Verb::post, "/v1/agent/heartbeat", admin_, R"({"host":"node1","inventory":{}})")
+          .status,
+      403u);
+  EXPECT_EQ(call(http::Verb::post, "/v1/agent/heartbeat", agent_,
+                 R"({"host":"node1","inventory":{"cpus":8,"memory_total_mib":16384}})")
+                .status,
+            200u);
 }
 
 TEST_F(ApiTest, ErrorsAreJsonWithStableCodes) {
@@ -119,7 +129,8 @@ TEST_F(ApiTest, ErrorsAreJsonWithStableCodes) {
   auto bad_json = call(http::Verb::post, "/v1/vms", admin_, "{\"name\":");
   EXPECT_EQ(bad_json.status, 400u);
   EXPECT_EQ(bad_json.body["error"]["code"], "invalid_argument");
-  auto xml = call(http::Verb::post, "/v1/vms", admin_, "<vm/>", {{"Content-Type", "application/xml"}});
+  auto xml =
+      call(http::Verb::post, "/v1/vms", admin_, "<vm/>", {{"Content-Type", "application/xml"}});
   EXPECT_EQ(xml.status, 415u);
   auto unknown_q = call(http::Verb::get, "/v1/vms?colour=red", admin_);
   EXPECT_EQ(unknown_q.status, 400u);
@@ -136,7 +147,8 @@ TEST_F(ApiTest, MutatingCallsReturn202WithAnOperation) {
   ASSERT_EQ(r.status, 202u);
   EXPECT_EQ(r.body["kind"], "vm.create");
   EXPECT_EQ(r.body["state"], "pending");
-  EXPECT_EQ(r.raw[http::bhttp::field::location], "/v1/operations/" + r.body["id"].get<std::string>());
+  EXPECT_EQ(r.raw[http::bhttp::field::location],
+            "/v1/operations/" + r.body["id"].get<std::string>());
   auto op = call(http::Verb::get, "/v1/operations/" + r.body["id"].get<std::string>(), viewer_);
   EXPECT_EQ(op.status, 200u);
   EXPECT_EQ(op.body["target"]["type"], "vm");
@@ -176,8 +188,9 @@ TEST_F(ApiTest, OperationsPageWithACursorNewestFirst) {
   }
   // Every operation once, newest first.
   EXPECT_EQ(seen, std::vector<std::string>(made.rbegin(), made.rend()));
-  for (const char* bad : {"x", "12", "12.nope", "-1." , "a1.00000000-0000-4000-8000-000000000000"}) {
-    EXPECT_EQ(call(http::Verb::get, std::string("/v1/operations?cursor=") + bad, viewer_).status, 400u)
+  for (const char* bad : {"x", "12", "12.nope", "-1.", "a1.00000000-0000-4000-8000-000000000000"}) {
+    EXPECT_EQ(call(http::Verb::get, std::string("/v1/operations?cursor=") + bad, viewer_).status,
+              400u)
         << bad;
   }
 }
@@ -186,37 +199,43 @@ TEST_F(ApiTest, AListedPageFollowsEveryChangeOfTheVms) {
   auto empty = call(http::Verb::get, "/v1/vms", viewer_);
   ASSERT_EQ(empty.status, 200u);
   EXPECT_TRUE(empty.body["items"].empty());
-  ASSERT_EQ(call(http::Verb::post, "/v1/vms", admin_, R"({"name":"web1","memory_mib":64})").status, 202u);
+  ASSERT_EQ(call(http::Verb::post, "/v1/vms", admin_, R"({"name":"web1","memory_mib":64})").status,
+            202u);
   auto one = call(http::Verb::get, "/v1/vms", viewer_);
   ASSERT_EQ(one.body["items"].size(), 1u);
   EXPECT_EQ(one.body["items"][0]["state"], "pending");
   EXPECT_EQ(call(http::Verb::get, "/v1/vms", viewer_).body, one.body);  // served again as is
   // A change of one VM (not a new VM) shows on the very next read.
-  ASSERT_TRUE(state_.update([](const ClusterState::Data& d, WriteBatch& b) -> Status {
-                      Vm vm = *d.find_vm("web1");
-                      vm.state = VmState::stopped;
-                      vm.generation += 1;
-                      b.put_vms.push_back(vm);
-                      return {};
-                    })
+  ASSERT_TRUE(state_
+                  .update([](const ClusterState::Data& d, WriteBatch& b) -> Status {
+                    Vm vm = *d.find_vm("web1");
+                    vm.state = VmState::stopped;
+                    vm.generation += 1;
+                    b.put_vms.push_back(vm);
+                    return {};
+                  })
                   .ok());
   EXPECT_EQ(call(http::Verb::get, "/v1/vms", viewer_).body["items"][0]["state"], "stopped");
   EXPECT_EQ(call(http::Verb::get, "/v1/vms?limit=1", viewer_).body["items"][0]["state"], "stopped");
-  ASSERT_EQ(call(http::Verb::post, "/v1/vms", admin_, R"({"name":"web2","memory_mib":64})").status, 202u);
+  ASSERT_EQ(call(http::Verb::post, "/v1/vms", admin_, R"({"name":"web2","memory_mib":64})").status,
+            202u);
   auto two = call(http::Verb::get, "/v1/vms?limit=1", viewer_);
   EXPECT_EQ(two.body["next_cursor"], "web1");
 }
 
 TEST_F(ApiTest, UnknownQueryParametersAreRefusedEverywhere) {
-  for (const char* target : {"/v1/healthz?x=1", "/metrics?x=1", "/v1/hosts/node1?verbose=1",
-                             "/v1/vms/web1?expand=all", "/v1/tokens?all=1", "/v1/hosts?x=1",
-                             "/v1/vms?sort=name"}) {
+  for (const char* target :
+       {"/v1/healthz?x=1", "/metrics?x=1", "/v1/hosts/node1?verbose=1", "/v1/vms/web1?expand=all",
+        "/v1/tokens?all=1", "/v1/hosts?x=1", "/v1/vms?sort=name"}) {
     SCOPED_TRACE(target);
     auto r = call(http::Verb::get, target, admin_);
     EXPECT_EQ(r.status, 400u) << r.body.dump();
     EXPECT_EQ(r.body["error"]["code"], "invalid_argument");
   }
-  EXPECT_EQ(call(http::Verb::post, "/v1/placements?dry=1", admin_, R"({"name":"a","memory_mib":64})").status, 400u);
+  EXPECT_EQ(
+      call(http::Verb::post, "/v1/placements?dry=1", admin_, R"({"name":"a","memory_mib":64})")
+          .status,
+      400u);
   EXPECT_EQ(call(http::Verb::delete_, "/v1/hosts/node1?force=1", admin_).status, 400u);
 }
 
@@ -235,7 +254,8 @@ TEST(PageCache, ServesAPageOnlyAtTheVersionItWasMadeAt) {
 
 TEST_F(ApiTest, WaitBlocksUntilTheOperationEnds) {
   runner_.start();
-  auto r = call(http::Verb::post, "/v1/vms?wait=20", admin_, R"({"name":"web1","memory_mib":64,"start":true})");
+  auto r = call(http::Verb::post, "/v1/vms?wait=20", admin_,
+                R"({"name":"web1","memory_mib":64,"start":true})");
   ASSERT_EQ(r.status, 200u) << r.body.dump();
   EXPECT_EQ(r.body["state"], "succeeded");
   auto vm = call(http::Verb::get, "/v1/vms/web1", viewer_);
@@ -254,18 +274,23 @@ TEST_F(ApiTest, IdempotencyKeyReturnsTheSameOperation) {
   ASSERT_EQ(b.status, 202u) << b.body.dump();
   EXPECT_EQ(a.body["id"], b.body["id"]);
   EXPECT_EQ(b.raw["Idempotent-Replayed"], "true");
-  auto c = call(http::Verb::post, "/v1/vms", admin_, R"({"name":"web2","memory_mib":64})", {{"Idempotency-Key", "abc"}});
+  auto c = call(http::Verb::post, "/v1/vms", admin_, R"({"name":"web2","memory_mib":64})",
+                {{"Idempotency-Key", "abc"}});
   EXPECT_EQ(c.status, 409u);
 }
 
 TEST_F(ApiTest, ListsPageWithACursorAndFilter) {
   for (auto n : {"e", "a", "d", "b", "c"})
-    ASSERT_EQ(call(http::Verb::post, "/v1/vms", admin_, json{{"name", n}, {"memory_mib", 64}}.dump()).status, 202u);
+    ASSERT_EQ(
+        call(http::Verb::post, "/v1/vms", admin_, json{{"name", n}, {"memory_mib", 64}}.dump())
+            .status,
+        202u);
   std::vector<std::string> seen;
   std::string cursor;
   int pages = 0;
   do {
-    auto r = call(http::Verb::get, "/v1/vms?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor), viewer_);
+    auto r = call(http::Verb::get, "/v1/vms?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor),
+                  viewer_);
     ASSERT_EQ(r.status, 200u);
     for (auto& it : r.body["items"]) seen.push_back(it["name"]);
     cursor = r.body["next_cursor"].is_null() ? "" : r.body["next_cursor"].get<std::string>();
@@ -279,7 +304,10 @@ TEST_F(ApiTest, ListsPageWithACursorAndFilter) {
 }
 
 TEST_F(ApiTest, PlacementDryRunExplainsEveryHost) {
-  ASSERT_EQ(call(http::Verb::post, "/v1/hosts", admin_, R"({"name":"node2","agent_url":"http://127.0.0.1:9"})").status, 201u);
+  ASSERT_EQ(call(http::Verb::post, "/v1/hosts", admin_,
+                 R"({"name":"node2","agent_url":"http://127.0.0.1:9"})")
+                .status,
+            201u);
   auto r = call(http::Verb::post, "/v1/placements", operator_, R"({"name":"x","memory_mib":1024})");
   ASSERT_EQ(r.status, 200u);
   EXPECT_EQ(r.body["host"], "node1");
@@ -297,7 +325,8 @@ TEST_F(ApiTest, MetricsAreCountedAndExposed) {
   auto r = call(http::Verb::get, "/metrics", viewer_);
   ASSERT_EQ(r.status, 200u);
   const std::string text = r.raw.body();
-  EXPECT_NE(text.find("kvmfleet_http_requests_total{method=\"GET\",code=\"200\"}"), std::string::npos);
+  EXPECT_NE(text.find("kvmfleet_http_requests_total{method=\"GET\",code=\"200\"}"),
+            std::string::npos);
   EXPECT_NE(text.find("kvmfleet_hosts{state=\"up\"} 1"), std::string::npos);
 }
 
@@ -406,7 +435,8 @@ TEST_F(ApiTest, CliPrintsTablesAndJsonAndFailsClearly) {
   EXPECT_NE(out.str().find("NAME"), std::string::npos);
   EXPECT_NE(out.str().find("node1"), std::string::npos);
   out.str("");
-  EXPECT_EQ(cli::run({"vm", "create", "web1", "--memory", "64"}, env, client, out, err), 0) << err.str();
+  EXPECT_EQ(cli::run({"vm", "create", "web1", "--memory", "64"}, env, client, out, err), 0)
+      << err.str();
   EXPECT_NE(out.str().find("vm.create"), std::string::npos);
   out.str("");
   EXPECT_EQ(cli::run({"vms", "-o", "json"}, env, client, out, err), 0);
@@ -432,9 +462,10 @@ TEST(TlsServer, ServesHttpsWithTheConfiguredCertificate) {
   const std::string dir = ::testing::TempDir() + "/kvmfleet-tls-" + std::to_string(::getpid());
   std::filesystem::create_directories(dir);
   SystemProcessRunner runner;
-  auto made = runner.run({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                          "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                          "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem"});
+  auto made =
+      runner.run({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                  "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                  "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem"});
   ASSERT_TRUE(made.ok() && made->success()) << (made.ok() ? made->err : made.error().message);
   boost::asio::io_context ioc;
   http::ServerOptions o;
@@ -456,7 +487,8 @@ TEST(TlsServer, ServesHttpsWithTheConfiguredCertificate) {
   EXPECT_FALSE(strict.request("GET", url, "", "", 5s).ok());
   // Plain HTTP to the TLS port gets no answer.
   http::BeastClient plain;
-  auto p = plain.request("GET", "http://127.0.0.1:" + std::to_string(server.port()) + "/", "", "", 2s);
+  auto p =
+      plain.request("GET", "http://127.0.0.1:" + std::to_string(server.port()) + "/", "", "", 2s);
   EXPECT_TRUE(!p.ok() || p->status == 0);
   server.stop();
   ioc.stop();

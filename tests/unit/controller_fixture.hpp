@@ -3,13 +3,13 @@
 // A controller without its HTTP front: the store, the state, the runner and the
 // service over a FakeAgentApi, with a manual clock. Shared by the controller's tests.
 
-#include "tests/doubles/common/manual_clock.hpp"
 #include "kvmfleet/controller/controller.hpp"
+#include "tests/doubles/common/manual_clock.hpp"
 #include "tests/doubles/core/fake_agent_api.hpp"
 #include "tests/doubles/store/memory_store.hpp"
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <gtest/gtest.h>
+#include <boost/asio/executor_work_guard.hpp>
 
 #include <future>
 #include <thread>
@@ -86,27 +86,33 @@ class ControllerTest : public ::testing::Test {
 
   // Records a state as if observed (a report the controller has not acted on yet).
   void record_vm_state(const std::string& name, VmState s) {
-    ASSERT_TRUE(state_->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
-      Vm v = *d.find_vm(name);
-      v.state = s;
-      b.put_vms.push_back(v);
-      return {};
-    }).ok());
+    ASSERT_TRUE(state_
+                    ->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+                      Vm v = *d.find_vm(name);
+                      v.state = s;
+                      b.put_vms.push_back(v);
+                      return {};
+                    })
+                    .ok());
   }
   // Records an operation as it is, without running it.
   void record_operation(const Operation& op) {
-    ASSERT_TRUE(state_->update([&](const ClusterState::Data&, WriteBatch& b) -> Status {
-      b.put_operations.push_back(op);
-      return {};
-    }).ok());
+    ASSERT_TRUE(state_
+                    ->update([&](const ClusterState::Data&, WriteBatch& b) -> Status {
+                      b.put_operations.push_back(op);
+                      return {};
+                    })
+                    .ok());
   }
   void record_host_state(const std::string& name, HostState s) {
-    ASSERT_TRUE(state_->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
-      Host h = *d.find_host(name);
-      h.state = s;
-      b.put_hosts.push_back(h);
-      return {};
-    }).ok());
+    ASSERT_TRUE(state_
+                    ->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+                      Host h = *d.find_host(name);
+                      h.state = s;
+                      b.put_hosts.push_back(h);
+                      return {};
+                    })
+                    .ok());
   }
 
   Vm vm(const std::string& name) {

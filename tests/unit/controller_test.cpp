@@ -9,8 +9,8 @@
 #include "tests/doubles/store/memory_store.hpp"
 #include "tests/unit/controller_fixture.hpp"
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <gtest/gtest.h>
+#include <boost/asio/executor_work_guard.hpp>
 
 #include <fstream>
 #include <future>
@@ -217,13 +217,15 @@ TEST_F(ControllerTest, ARestartedControllerFinishesOperationsLeftBehind) {
   ASSERT_TRUE(s.ok());
   shutdown();
   boot();  // a new process: memory rebuilt from the store
-  auto pending = state_->read([&](const ClusterState::Data& d) { return d.find_operation(s->operation.id)->state; });
+  auto pending = state_->read(
+      [&](const ClusterState::Data& d) { return d.find_operation(s->operation.id)->state; });
   EXPECT_EQ(pending, OpState::pending);
   // Heartbeat time is not persisted; the host reports in again.
   HostInventory inv;
   inv.cpus = 4;
   inv.memory_total_mib = 8192;
-  ASSERT_TRUE(ctl_->hosts().heartbeat({"a", "host:node1", Role::agent, "node1"}, "node1", "", inv).ok());
+  ASSERT_TRUE(
+      ctl_->hosts().heartbeat({"a", "host:node1", Role::agent, "node1"}, "node1", "", inv).ok());
   runner_->start();
   auto op = wait_done(s->operation.id);
   EXPECT_EQ(op.state, OpState::succeeded);
@@ -235,17 +237,21 @@ TEST_F(ControllerTest, AnOperationInterruptedWhileRunningIsResumedAndCounted) {
   host_up("node1");
   auto s = ctl_->vms().create_vm(admin(), spec("web1"), false, {});
   // Mark it running as a dead controller would have left it.
-  ASSERT_TRUE(state_->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
-    Operation op = *d.find_operation(s->operation.id);
-    op.state = OpState::running;
-    op.attempts = 1;
-    b.put_operations.push_back(op);
-    return {};
-  }).ok());
+  ASSERT_TRUE(state_
+                  ->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+                    Operation op = *d.find_operation(s->operation.id);
+                    op.state = OpState::running;
+                    op.attempts = 1;
+                    b.put_operations.push_back(op);
+                    return {};
+                  })
+                  .ok());
   shutdown();
   boot();
-  ASSERT_TRUE(ctl_->hosts().heartbeat({"a", "host:node1", Role::agent, "node1"}, "node1", "",
-                                  HostInventory{"", "", 4, "", 8192}).ok());
+  ASSERT_TRUE(ctl_->hosts()
+                  .heartbeat({"a", "host:node1", Role::agent, "node1"}, "node1", "",
+                             HostInventory{"", "", 4, "", 8192})
+                  .ok());
   runner_->start();
   auto op = wait_done(s->operation.id);
   EXPECT_EQ(op.state, OpState::succeeded);
@@ -381,7 +387,6 @@ TEST_F(ReconcilerTest, SilentHostGoesUnreachableThenDownAndItsVmsUnknown) {
   EXPECT_EQ(d.put_hosts[0].state, HostState::down);
   EXPECT_TRUE(d.put_vms.empty());
 }
-
 
 // After a controller restart the hosts' records are what a previous process heard:
 // node1 last said it ran web1. Here web1 has moved to node2 while no controller watched.
@@ -569,14 +574,14 @@ TEST_F(RestartedControllerTest, AVmThatMovedWhileTheControllerWasDownIsFollowedN
   // stopped the source, then undefined it) before its first heartbeat.
   ASSERT_TRUE(ctl_->hosts()
                   .domain_events({"a", "host:node1", Role::agent, "node1"}, "node1",
-                                  {{id_, "web1", "stopped", "migrated"}})
+                                 {{id_, "web1", "stopped", "migrated"}})
                   .ok());
   EXPECT_EQ(vm("web1").host, "node1");
   EXPECT_NE(vm("web1").state, VmState::stopped);
   EXPECT_EQ(vm("web1").desired, DesiredState::running);
   ASSERT_TRUE(ctl_->hosts()
                   .domain_events({"a", "host:node1", Role::agent, "node1"}, "node1",
-                                  {{id_, "web1", "undefined", ""}})
+                                 {{id_, "web1", "undefined", ""}})
                   .ok());
   EXPECT_EQ(vm("web1").state, VmState::running);
 
@@ -607,7 +612,6 @@ TEST_F(RestartedControllerTest, AHostThatNeverHeartbeatsAgainHoldsNothingBackPas
   EXPECT_EQ(vm("web1").state, VmState::running);
   EXPECT_EQ(vm("web1").desired, DesiredState::running);
 }
-
 
 // ---- live migration -----------------------------------------------------------
 
@@ -784,7 +788,8 @@ TEST_F(MigrationTest, VmsWithLocalDisksOrAnotherAcceleratorDoNotMove) {
   inv.memory_total_mib = 65536;
   inv.domain_type = "qemu";
   inv.migration_address = "10.0.0.99";
-  ASSERT_TRUE(ctl_->hosts().heartbeat({"a", "host:node3", Role::agent, "node3"}, "node3", "", inv).ok());
+  ASSERT_TRUE(
+      ctl_->hosts().heartbeat({"a", "host:node3", Role::agent, "node3"}, "node3", "", inv).ok());
   auto tcg = ctl_->migration().migrate_vm(admin(), "web1", "node3", {}, {});
   ASSERT_FALSE(tcg.ok());
   EXPECT_EQ(tcg.error().code, ErrorCode::conflict);
@@ -819,7 +824,8 @@ TEST_F(MigrationTest, ARestartedControllerAdoptsAMigrationThatFinishedWhileItWas
   for (auto h : {"node1", "node2"}) {
     HostInventory inv{"", "", 4, "", 8192};
     inv.migration_address = "10.0.0." + std::to_string(std::string(h).size() + h[4]);
-    ASSERT_TRUE(ctl_->hosts().heartbeat({"a", std::string("host:") + h, Role::agent, h}, h, "", inv).ok());
+    ASSERT_TRUE(
+        ctl_->hosts().heartbeat({"a", std::string("host:") + h, Role::agent, h}, h, "", inv).ok());
   }
   runner_->start();
   auto op = wait_done(m->operation.id);
@@ -850,7 +856,8 @@ TEST_F(MigrationTest, AMigrationThatVanishedOnTheSourceLeavesTheVmThere) {
   auto op = wait_done(m->operation.id);
   ASSERT_EQ(op.state, OpState::failed);
   EXPECT_EQ(op.error->code, ErrorCode::unavailable);
-  EXPECT_NE(op.error->message.find("keeps running on node1"), std::string::npos) << op.error->message;
+  EXPECT_NE(op.error->message.find("keeps running on node1"), std::string::npos)
+      << op.error->message;
   EXPECT_EQ(vm("web1").host, "node1");
   EXPECT_EQ(agents_.count("migrate"), 1);  // never restarted behind the user's back
 }
@@ -878,7 +885,8 @@ TEST(MigrationSlots, AtMostKLeaveAndKArriveOnAnyHost) {
   // Itself, and operations of other kinds, never count.
   Operation stop = migration("s", "n1", "n2");
   stop.kind = op_kind::vm_stop;
-  EXPECT_FALSE(migration_slot_refusal(migration("a", "n1", "n2"), {migration("a", "n1", "n2"), stop}, 1));
+  EXPECT_FALSE(
+      migration_slot_refusal(migration("a", "n1", "n2"), {migration("a", "n1", "n2"), stop}, 1));
 }
 
 class DrainTest : public ControllerTest {
@@ -900,7 +908,8 @@ class DrainTest : public ControllerTest {
     return state_->read([&](const ClusterState::Data& d) { return *d.find_operation(id); });
   }
   bool schedulable(const std::string& host) {
-    return state_->read([&](const ClusterState::Data& d) { return d.find_host(host)->schedulable; });
+    return state_->read(
+        [&](const ClusterState::Data& d) { return d.find_host(host)->schedulable; });
   }
 };
 
@@ -1005,7 +1014,8 @@ TEST_F(DrainTest, MaintenanceMovesEveryRunningVmAwayAndReportsEach) {
 }
 
 TEST_F(DrainTest, MaintenanceFailsNamingTheVmsThatCouldNotMove) {
-  agents_.fail_next("migrate", Error(ErrorCode::conflict, "CPU model not supported by target"), 100);
+  agents_.fail_next("migrate", Error(ErrorCode::conflict, "CPU model not supported by target"),
+                    100);
   auto m = ctl_->migration().set_maintenance(admin(), "node1", true, {}, {});
   ASSERT_TRUE(m.ok());
   auto done = wait_done(m->operation.id);

@@ -9,11 +9,11 @@ using namespace kvmfleet;
 
 namespace {
 const std::vector<ErrorCode> kAll = {
-    ErrorCode::invalid_argument, ErrorCode::unauthenticated, ErrorCode::permission_denied,
-    ErrorCode::not_found, ErrorCode::conflict, ErrorCode::insufficient_capacity,
-    ErrorCode::payload_too_large, ErrorCode::request_timeout, ErrorCode::unsupported_media,
-    ErrorCode::method_not_allowed, ErrorCode::unavailable, ErrorCode::timeout,
-    ErrorCode::cancelled, ErrorCode::internal};
+    ErrorCode::invalid_argument,   ErrorCode::unauthenticated, ErrorCode::permission_denied,
+    ErrorCode::not_found,          ErrorCode::conflict,        ErrorCode::insufficient_capacity,
+    ErrorCode::payload_too_large,  ErrorCode::request_timeout, ErrorCode::unsupported_media,
+    ErrorCode::method_not_allowed, ErrorCode::unavailable,     ErrorCode::timeout,
+    ErrorCode::cancelled,          ErrorCode::internal};
 }
 
 TEST(ErrorTaxonomy, EveryCodeHasAUniqueStableNameThatRoundTrips) {

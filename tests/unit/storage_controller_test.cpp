@@ -19,7 +19,8 @@ class StorageControllerTest : public testing_support::ControllerTest {
     start_with_two_hosts();
   }
 
-  StoragePool iscsi_pool(const std::string& name, const std::string& iqn = "iqn.2026-01.io.kvmfleet:lun1") {
+  StoragePool iscsi_pool(const std::string& name,
+                         const std::string& iqn = "iqn.2026-01.io.kvmfleet:lun1") {
     StoragePool p;
     p.name = name;
     p.type = PoolType::iscsi;
@@ -61,7 +62,9 @@ class StorageControllerTest : public testing_support::ControllerTest {
     s.disks.push_back(d);
     return s;
   }
-  std::map<std::string, LvMode> holders(const std::string& lv) { return agents_.holders("pool1", lv); }
+  std::map<std::string, LvMode> holders(const std::string& lv) {
+    return agents_.holders("pool1", lv);
+  }
 
   // A pool with volumes "os" and "data", and VM "vm1" running with both as its disks.
   void vm1_on_os_and_data() {
@@ -212,7 +215,8 @@ TEST_F(StorageControllerTest, StartRefusedWhileAnotherHostHoldsTheVolume) {
   EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node2", LvMode::exclusive}}));
 }
 
-TEST_F(StorageControllerTest, LiveMigrationSharesTheVolumeForTheMoveAndLeavesItExclusiveOnTheTarget) {
+TEST_F(StorageControllerTest,
+       LiveMigrationSharesTheVolumeForTheMoveAndLeavesItExclusiveOnTheTarget) {
   vm1_on_disk1(true);
   agents_.hold_migrations = true;
   auto sub = ctl_->migration().migrate_vm(admin(), "vm1", "node2", MigrationPolicy{}, {});
@@ -220,8 +224,8 @@ TEST_F(StorageControllerTest, LiveMigrationSharesTheVolumeForTheMoveAndLeavesItE
   // While the guest moves, both hosts hold the LV shared.
   for (int i = 0; i < 2000 && agents_.count("migrate") == 0; ++i) std::this_thread::sleep_for(1ms);
   ASSERT_EQ(agents_.count("migrate"), 1);
-  EXPECT_EQ(holders("disk1"), (std::map<std::string, LvMode>{{"node1", LvMode::shared},
-                                                             {"node2", LvMode::shared}}));
+  EXPECT_EQ(holders("disk1"),
+            (std::map<std::string, LvMode>{{"node1", LvMode::shared}, {"node2", LvMode::shared}}));
   agents_.complete_migration(vm("vm1").id);
   auto op = wait_done(sub->operation.id);
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
@@ -241,7 +245,8 @@ TEST_F(StorageControllerTest, FailedMigrationLeavesTheVolumeExclusiveOnTheSource
 
 TEST_F(StorageControllerTest, SnapshotOfARunningVmIsQuiescedAndBlocksLiveMigration) {
   vm1_on_disk1(true);
-  auto op = run(ctl_->storage().create_snapshot(admin(), "disk1", "before-upgrade", 0, 0.25, true, {}));
+  auto op =
+      run(ctl_->storage().create_snapshot(admin(), "disk1", "before-upgrade", 0, 0.25, true, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_EQ(op.result.value("consistency", ""), "quiesced");
   EXPECT_EQ(agents_.frozen, 0);  // thawed again
@@ -272,13 +277,15 @@ TEST_F(StorageControllerTest, RevertNeedsTheVmStoppedAndRemovesTheSnapshot) {
   vm1_on_disk1(true);
   ASSERT_EQ(run(ctl_->storage().create_snapshot(admin(), "disk1", "s1", 0, 0.1, false, {})).state,
             OpState::succeeded);
-  auto running = ctl_->storage().snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_revert, {});
+  auto running =
+      ctl_->storage().snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_revert, {});
   ASSERT_FALSE(running.ok());
   EXPECT_EQ(running.error().code, ErrorCode::conflict);
   ASSERT_EQ(run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_stop, VmStopParams{5}, {})).state,
             OpState::succeeded);
   EXPECT_TRUE(holders("disk1").empty());
-  auto op = run(ctl_->storage().snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_revert, {}));
+  auto op =
+      run(ctl_->storage().snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_revert, {}));
   ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
   EXPECT_FALSE(op.result.value("merge_pending", true));
   EXPECT_TRUE(volume("disk1").snapshots.empty());
@@ -294,10 +301,12 @@ TEST_F(StorageControllerTest, SnapshotOfAStoppedVolumeActivatesItBrieflyAndDelet
   EXPECT_EQ(op.result.value("consistency", ""), "crash-consistent");
   EXPECT_TRUE(holders("disk1").empty());
   EXPECT_EQ(agents_.count("fs_freeze"), 0);
-  auto missing = ctl_->storage().snapshot_action(admin(), "disk1", "nope", op_kind::snapshot_delete, {});
+  auto missing =
+      ctl_->storage().snapshot_action(admin(), "disk1", "nope", op_kind::snapshot_delete, {});
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().code, ErrorCode::not_found);
-  auto del = run(ctl_->storage().snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_delete, {}));
+  auto del =
+      run(ctl_->storage().snapshot_action(admin(), "disk1", "s1", op_kind::snapshot_delete, {}));
   ASSERT_EQ(del.state, OpState::succeeded) << (del.error ? del.error->message : "");
   EXPECT_TRUE(volume("disk1").snapshots.empty());
   EXPECT_EQ(agents_.vgs["pool1"].lvs.count("disk1.snap.s1"), 0u);
@@ -351,7 +360,8 @@ TEST_F(StorageControllerTest, GrowThatQemuDoesNotTakeKeepsTheNewSizeAndSaysSo) {
   auto op = run(ctl_->storage().grow_volume(admin(), "disk1", 2 * kGiB, {}));
   ASSERT_EQ(op.state, OpState::failed);
   ASSERT_TRUE(op.error);
-  EXPECT_NE(op.error->message.find("still sees the old size"), std::string::npos) << op.error->message;
+  EXPECT_NE(op.error->message.find("still sees the old size"), std::string::npos)
+      << op.error->message;
   EXPECT_EQ(op.error->details["remains"]["sees_new_size"], false);
   // The record follows LVM: a second grow to that size has nothing to do.
   EXPECT_EQ(volume("disk1").size_bytes, 2 * kGiB);
@@ -370,8 +380,9 @@ TEST_F(StorageControllerTest, GrowWaitsWhileTheVmIsBetweenStates) {
 // between hosts); its next start activates the volume exclusively there.
 TEST_F(StorageControllerTest, StoppedVmOnAVolumeMovesColdAndStartsOnTheTarget) {
   vm1_on_disk1(true);
-  ASSERT_EQ(run(ctl_->storage().create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
-            OpState::succeeded);
+  ASSERT_EQ(
+      run(ctl_->storage().create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
+      OpState::succeeded);
   ASSERT_EQ(run(ctl_->vms().vm_action(admin(), "vm1", op_kind::vm_stop, VmStopParams{5}, {})).state,
             OpState::succeeded);
   // Left active on node1 as if the guest had powered itself off: the move releases it.
@@ -429,8 +440,9 @@ TEST_F(StorageMonitorTest, ReadsFillWarnsAndGrowsSnapshotsPastTheThreshold) {
   config_.snapshot_autoextend_threshold_percent = 80;
   config_.snapshot_autoextend_percent = 50;
   vm1_on_disk1(true);
-  ASSERT_EQ(run(ctl_->storage().create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
-            OpState::succeeded);
+  ASSERT_EQ(
+      run(ctl_->storage().create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
+      OpState::succeeded);
   StorageMonitor monitor(*state_, agents_, config_, clock_);
 
   agents_.vgs["pool1"].lvs["disk1.snap.s1"].fill = 75.0;
@@ -452,18 +464,21 @@ TEST_F(StorageMonitorTest, ReadsFillWarnsAndGrowsSnapshotsPastTheThreshold) {
 TEST_F(StorageMonitorTest, PendingMergeIsForgottenOnceLvmHasDoneIt) {
   make_pool();
   make_volume("disk1");
-  ASSERT_EQ(run(ctl_->storage().create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
-            OpState::succeeded);
+  ASSERT_EQ(
+      run(ctl_->storage().create_snapshot(admin(), "disk1", "s1", 64 << 20, 0, false, {})).state,
+      OpState::succeeded);
   // A revert whose merge LVM deferred (the origin was busy) was recorded pending; LVM
   // has since completed it, and the snapshot LV is gone.
   agents_.vgs["pool1"].lvs.erase("disk1.snap.s1");
   Volume v = volume("disk1");
   ASSERT_EQ(v.snapshots.size(), 1u);
-  ASSERT_TRUE(state_->update([&](const ClusterState::Data&, WriteBatch& b) -> Status {
-    v.snapshots[0].merge_pending = true;
-    b.put_volumes.push_back(v);
-    return {};
-  }).ok());
+  ASSERT_TRUE(state_
+                  ->update([&](const ClusterState::Data&, WriteBatch& b) -> Status {
+                    v.snapshots[0].merge_pending = true;
+                    b.put_volumes.push_back(v);
+                    return {};
+                  })
+                  .ok());
   StorageMonitor monitor(*state_, agents_, config_, clock_);
   monitor.refresh();
   EXPECT_TRUE(volume("disk1").snapshots.empty());
@@ -496,7 +511,9 @@ TEST_F(StorageControllerTest, VmSnapshotThatFailsHalfWayRemovesWhatItMadeAndThaw
   EXPECT_EQ(agents_.frozen, 0);
   EXPECT_TRUE(volume("os").snapshots.empty());
   EXPECT_TRUE(volume("data").snapshots.empty());
-  EXPECT_EQ(agents_.vgs["pool1"].lvs.count("os.snap.big") + agents_.vgs["pool1"].lvs.count("data.snap.big"), 0u);
+  EXPECT_EQ(agents_.vgs["pool1"].lvs.count("os.snap.big") +
+                agents_.vgs["pool1"].lvs.count("data.snap.big"),
+            0u);
 }
 
 TEST_F(StorageControllerTest, VmSnapshotRefusesLocalDisks) {
@@ -560,7 +577,9 @@ TEST_F(StorageMonitorTest, HostStorageIsReportedAndALostLockspaceIsStartedAgain)
   make_pool();
   StorageMonitor monitor(*state_, agents_, config_, clock_);
   monitor.refresh();
-  auto node2 = [&] { return state_->read([](const ClusterState::Data& d) { return *d.find_host("node2"); }); };
+  auto node2 = [&] {
+    return state_->read([](const ClusterState::Data& d) { return *d.find_host("node2"); });
+  };
   ASSERT_TRUE(node2().storage.is_object());
   EXPECT_TRUE(node2().storage["locks"]["lvmlockd"].get<bool>());
   EXPECT_EQ(node2().storage["vgs"][0]["name"], "pool1");
@@ -571,7 +590,8 @@ TEST_F(StorageMonitorTest, HostStorageIsReportedAndALostLockspaceIsStartedAgain)
   agents_.lock_daemons_down["node2"] = true;
   monitor.refresh();
   EXPECT_FALSE(pool("pool1").usable_on("node2"));
-  EXPECT_NE(pool("pool1").hosts.at("node2").error.find("lvmlockd is not running"), std::string::npos);
+  EXPECT_NE(pool("pool1").hosts.at("node2").error.find("lvmlockd is not running"),
+            std::string::npos);
   EXPECT_FALSE(node2().storage["locks"]["lvmlockd"].get<bool>());
   EXPECT_TRUE(pool("pool1").usable_on("node1"));
 

@@ -169,7 +169,8 @@ TEST_F(PoolHostsTest, ConnectIsRefusedAtTheDoorWhenTheClusterForbidsIt) {
   EXPECT_EQ(code(ctl_->storage().connect_pool(admin(), "pool1", {"node2"}, {})), "not_found");
   make_pool({"node1"});
   EXPECT_EQ(code(ctl_->storage().connect_pool(admin(), "pool1", {"ghost"}, {})), "not_found");
-  ASSERT_TRUE(ctl_->hosts().register_host("node3", "http://127.0.0.1:1").ok());  // down: no heartbeat
+  ASSERT_TRUE(
+      ctl_->hosts().register_host("node3", "http://127.0.0.1:1").ok());  // down: no heartbeat
   auto down = ctl_->storage().connect_pool(admin(), "pool1", {"node2", "node3"}, {});
   ASSERT_FALSE(down.ok());
   EXPECT_EQ(down.error().code, ErrorCode::conflict);
@@ -244,7 +245,8 @@ TEST_F(PoolHostsTest, FailingIscsiSessionMakesTheHostUnusableUntilItRecovers) {
   EXPECT_TRUE(p.usable_on("node1"));
   EXPECT_FALSE(p.usable_on("node2"));
   EXPECT_FALSE(p.hosts.at("node2").connected);
-  EXPECT_NE(p.hosts.at("node2").error.find("is FAILED"), std::string::npos) << p.hosts.at("node2").error;
+  EXPECT_NE(p.hosts.at("node2").error.find("is FAILED"), std::string::npos)
+      << p.hosts.at("node2").error;
   EXPECT_NE(monitor.metrics().find("kvmfleet_storage_sessions_lost_total 1"), std::string::npos);
   clock_.advance(config_.storage_reconnect_interval);
   monitor.refresh();

@@ -7,11 +7,14 @@ using namespace kvmfleet;
 using nlohmann::json;
 
 TEST(Names, AcceptOnlyTheOnePattern) {
-  for (const char* ok : {"a", "web-1", "0abc", "a-b-c", "x123456789012345678901234567890123456789012345678901234567890ab"})
+  for (const char* ok : {"a", "web-1", "0abc", "a-b-c",
+                         "x123456789012345678901234567890123456789012345678901234567890ab"})
     EXPECT_TRUE(is_valid_name(ok)) << ok;
-  EXPECT_EQ(std::string("x123456789012345678901234567890123456789012345678901234567890ab").size(), 63u);
-  for (const char* bad : {"", "-a", "A", "web_1", "a b", "a;rm -rf /", "<vm/>", "a'b", "a\"b",
-                          "a$(id)", "a`id`", "a&b", "a\nb", "ä", "x1234567890123456789012345678901234567890123456789012345678901234"})
+  EXPECT_EQ(std::string("x123456789012345678901234567890123456789012345678901234567890ab").size(),
+            63u);
+  for (const char* bad :
+       {"", "-a", "A", "web_1", "a b", "a;rm -rf /", "<vm/>", "a'b", "a\"b", "a$(id)", "a`id`",
+        "a&b", "a\nb", "ä", "x1234567890123456789012345678901234567890123456789012345678901234"})
     EXPECT_FALSE(is_valid_name(bad)) << bad;
 }
 
@@ -72,8 +75,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{R"({"name":"a","memory_mib":64,"vcpus":1.5})", "vcpus"},
         BadCase{R"({"name":"a","memory_mib":64,"disks":{}})", "disks"},
         BadCase{R"({"name":"a","memory_mib":64,"disks":[{"size_gib":0}]})", "disks[0].size_gib"},
-        BadCase{R"({"name":"a","memory_mib":64,"disks":[{"size_gib":1,"bus":"ide"}]})", "disks[0].bus"},
-        BadCase{R"({"name":"a","memory_mib":64,"disks":[{"size_gib":1,"path":"/etc/shadow"}]})", "path"},
+        BadCase{R"({"name":"a","memory_mib":64,"disks":[{"size_gib":1,"bus":"ide"}]})",
+                "disks[0].bus"},
+        BadCase{R"({"name":"a","memory_mib":64,"disks":[{"size_gib":1,"path":"/etc/shadow"}]})",
+                "path"},
         BadCase{R"({"name":"a","memory_mib":64,"host":"../x"})", "host"},
         BadCase{R"({"name":"a","memory_mib":64,"anti_affinity_group":"G"})", "anti_affinity_group"},
         BadCase{R"({"name":"a","memory_mib":64,"ha":"yes"})", "ha"}));

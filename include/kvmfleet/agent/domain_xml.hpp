@@ -32,9 +32,9 @@ struct DomainXmlInfo {
   std::string type;  // <domain type=...>
   std::string name;
   std::string uuid;
-  bool managed = false;                   // carries <kvmfleet:vm>
-  std::string vm_id;                      // its id attribute
-  std::int64_t generation = 0;            // its generation attribute
+  bool managed = false;         // carries <kvmfleet:vm>
+  std::string vm_id;            // its id attribute
+  std::int64_t generation = 0;  // its generation attribute
   // <disk type='file'> source paths, in order: the only disks whose files kvmfleet
   // made (in the image pool) and may delete.
   std::vector<std::string> disk_sources;

@@ -21,10 +21,10 @@ enum class ErrorCode {
   request_timeout,        // the client was too slow
   unsupported_media,      // not JSON
   method_not_allowed,
-  unavailable,            // a host or dependency cannot be reached now; retry later
-  timeout,                // an operation step ran out of time
-  cancelled,              // the operation was cancelled
-  internal,               // a bug or an unexpected failure
+  unavailable,  // a host or dependency cannot be reached now; retry later
+  timeout,      // an operation step ran out of time
+  cancelled,    // the operation was cancelled
+  internal,     // a bug or an unexpected failure
 };
 
 std::string_view to_string(ErrorCode code);

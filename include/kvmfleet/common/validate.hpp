@@ -21,7 +21,8 @@ Status check_name(std::string_view field, std::string_view name);
 bool is_valid_uuid(std::string_view id);
 
 // Rejects any key of `obj` not in `allowed`, naming the first offender.
-Status check_known_fields(const nlohmann::json& obj, std::initializer_list<std::string_view> allowed,
+Status check_known_fields(const nlohmann::json& obj,
+                          std::initializer_list<std::string_view> allowed,
                           std::string_view where = "body");
 Status check_known_fields(const nlohmann::json& obj, std::span<const std::string_view> allowed,
                           std::string_view where = "body");

@@ -77,7 +77,8 @@ class AgentApi {
   virtual Result<nlohmann::json> storage_inventory(const Host& host) = 0;
   // SendTargets discovery of a portal (records the nodes a login needs); returns the
   // IQNs it offers.
-  virtual Result<std::vector<std::string>> iscsi_discover(const Host& host, const std::string& op_id,
+  virtual Result<std::vector<std::string>> iscsi_discover(const Host& host,
+                                                          const std::string& op_id,
                                                           const std::string& portal) = 0;
   // Logs in to an iSCSI target; returns the LUN's block device on that host.
   virtual Result<std::string> iscsi_login(const Host& host, const std::string& op_id,
@@ -91,7 +92,8 @@ class AgentApi {
                                                      const std::vector<std::string>& wwids) = 0;
   virtual Status vg_create(const Host& host, const std::string& op_id, const std::string& vg,
                            const std::vector<std::string>& devices) = 0;
-  virtual Status vg_lockstart(const Host& host, const std::string& op_id, const std::string& vg) = 0;
+  virtual Status vg_lockstart(const Host& host, const std::string& op_id,
+                              const std::string& vg) = 0;
   // conflict while LVs of the VG are active on that host.
   virtual Status vg_lockstop(const Host& host, const std::string& op_id, const std::string& vg) = 0;
   virtual Result<AgentVg> vg_get(const Host& host, const std::string& vg) = 0;
@@ -135,7 +137,8 @@ class HttpAgentApi final : public AgentApi {
   Result<MigrationStatus> migration_status(const Host& source, const std::string& uuid) override;
   Result<MigrationStatus> abort_migration(const Host& source, const std::string& op_id,
                                           const std::string& uuid) override;
-  Result<int> fs_freeze(const Host& host, const std::string& op_id, const std::string& uuid) override;
+  Result<int> fs_freeze(const Host& host, const std::string& op_id,
+                        const std::string& uuid) override;
   Result<int> fs_thaw(const Host& host, const std::string& op_id, const std::string& uuid) override;
   Status block_resize(const Host& host, const std::string& op_id, const std::string& uuid,
                       const std::string& device, std::uint64_t size_bytes) override;

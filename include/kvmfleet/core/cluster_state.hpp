@@ -22,11 +22,12 @@ namespace kvmfleet {
 class ClusterState {
  public:
   struct Data {
-    std::map<std::string, Host> hosts;           // by name
-    std::unordered_map<std::string, Vm> vms;     // by id
-    std::map<std::string, std::string> vm_ids;   // name → id, ordered for listing
+    std::map<std::string, Host> hosts;                      // by name
+    std::unordered_map<std::string, Vm> vms;                // by id
+    std::map<std::string, std::string> vm_ids;              // name → id, ordered for listing
     std::unordered_map<std::string, Operation> operations;  // by id
-    std::map<std::pair<std::string, std::string>, std::string> idempotency;  // (token id, key) → op id
+    std::map<std::pair<std::string, std::string>, std::string>
+        idempotency;                                      // (token id, key) → op id
     std::unordered_map<std::string, TokenRecord> tokens;  // by id
     std::map<std::string, StoragePool> pools;             // by name (also the VG's name)
     std::unordered_map<std::string, Volume> volumes;      // by id

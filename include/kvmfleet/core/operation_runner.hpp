@@ -13,8 +13,8 @@
 #include <mutex>
 #include <optional>
 #include <set>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -130,7 +130,7 @@ class OperationRunner {
   std::condition_variable cv_;
   std::deque<std::string> queue_;
   std::set<std::string> busy_targets_;
-  std::set<std::string> running_ops_;  // taken by a worker
+  std::set<std::string> running_ops_;               // taken by a worker
   std::map<std::string, Operation> running_;        // their operations, for admission
   std::map<std::string, std::string> waiting_for_;  // queued op → why it waits
   std::set<std::string> cancel_requested_;

@@ -18,7 +18,7 @@ struct ServerOptions {
   std::size_t body_limit = 1 << 20;
   std::chrono::milliseconds read_timeout{10'000};  // whole request, headers and body
   std::size_t max_queued_responses = 8;            // pipelining cap per connection
-  std::string tls_cert_file;  // both set: serve HTTPS
+  std::string tls_cert_file;                       // both set: serve HTTPS
   std::string tls_key_file;
 };
 

@@ -22,8 +22,8 @@ std::optional<HostState> host_state_from_string(std::string_view s);
 struct DomainStatus {
   std::string uuid;
   std::string name;
-  std::string state;  // one of VmState's names
-  bool managed = false;  // carries kvmfleet's metadata element
+  std::string state;            // one of VmState's names
+  bool managed = false;         // carries kvmfleet's metadata element
   std::int64_t generation = 0;  // from that metadata; 0 when unmanaged
   bool persistent = true;
   bool operator==(const DomainStatus&) const = default;

@@ -56,7 +56,7 @@ struct MigrationStatus {
   std::int64_t memory_iteration = 0;
   std::int64_t expected_downtime_ms = 0;
   std::int64_t elapsed_ms = 0;
-  int ladder_step = 0;                // convergence ladder steps taken (0..4)
+  int ladder_step = 0;                 // convergence ladder steps taken (0..4)
   std::int64_t downtime_limit_ms = 0;  // the maximum downtime in force now
   std::optional<Error> error;
 };

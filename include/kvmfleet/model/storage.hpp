@@ -38,8 +38,8 @@ struct IscsiPoolTarget {
 struct PoolHostStatus {
   bool connected = false;            // logged in / LUNs present, devices known
   std::vector<std::string> devices;  // the pool's LUNs as block devices on this host
-  bool lockspace_started = false;  // vgchange --lockstart done here
-  std::string error;               // the last failure, empty when none
+  bool lockspace_started = false;    // vgchange --lockstart done here
+  std::string error;                 // the last failure, empty when none
   Clock::time_point checked_at{};
   bool operator==(const PoolHostStatus&) const = default;
 };
@@ -76,9 +76,9 @@ std::string_view to_string(SnapshotConsistency c);
 std::optional<SnapshotConsistency> snapshot_consistency_from_string(std::string_view s);
 
 struct Snapshot {
-  std::string id;    // UUID
-  std::string name;  // unique per volume
-  std::string lv;    // the COW LV's name
+  std::string id;                // UUID
+  std::string name;              // unique per volume
+  std::string lv;                // the COW LV's name
   std::uint64_t size_bytes = 0;  // COW room
   SnapshotConsistency consistency = SnapshotConsistency::crash_consistent;
   std::optional<double> fill_percent;  // COW fill, as last seen

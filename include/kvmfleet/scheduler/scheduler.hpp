@@ -19,8 +19,8 @@ namespace kvmfleet::scheduler {
 enum class RankPolicy { spread, pack };
 
 struct Config {
-  double memory_overcommit = 1.0;  // allocatable memory = total × ratio
-  double cpu_overcommit = 4.0;     // allocatable vCPUs = cpus × ratio
+  double memory_overcommit = 1.0;        // allocatable memory = total × ratio
+  double cpu_overcommit = 4.0;           // allocatable vCPUs = cpus × ratio
   std::int64_t reserved_memory_mib = 0;  // kept back per host for the host itself
   RankPolicy rank = RankPolicy::spread;
 };
@@ -35,7 +35,7 @@ struct HostView {
   std::int64_t allocated_memory_mib = 0;  // sum over VMs placed on it
   int allocated_vcpus = 0;
   std::vector<std::string> anti_affinity_groups;  // groups of VMs already on it
-  std::vector<std::string> pools;  // shared storage pools the host may use now
+  std::vector<std::string> pools;                 // shared storage pools the host may use now
   // Whether peers can reach its libvirtd for a live migration (the host reported a
   // migration address), and the accelerator its guests run under ("kvm", "qemu").
   bool has_migration_address = false;
@@ -76,14 +76,14 @@ struct Request {
 struct Verdict {
   std::string host;
   bool feasible = false;
-  std::string filter;  // the first filter that rejected it (empty when feasible)
-  std::string reason;  // human-readable
+  std::string filter;                    // the first filter that rejected it (empty when feasible)
+  std::string reason;                    // human-readable
   std::map<std::string, double> scores;  // ranker name → score (feasible hosts only)
   double total = 0;
 };
 
 struct Placement {
-  std::string host;  // empty when nothing fits
+  std::string host;               // empty when nothing fits
   std::vector<Verdict> verdicts;  // one per host, in snapshot order
 };
 

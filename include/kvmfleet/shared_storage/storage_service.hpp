@@ -42,8 +42,8 @@ class StorageService {
                                   const SubmitOptions& opts);
   // COW room: `size_bytes` when given, else `ratio` (0 < ratio <= 1) of the volume.
   Result<Submitted> create_snapshot(const Principal& who, const std::string& volume,
-                                    const std::string& name, std::uint64_t size_bytes,
-                                    double ratio, bool quiesce, const SubmitOptions& opts);
+                                    const std::string& name, std::uint64_t size_bytes, double ratio,
+                                    bool quiesce, const SubmitOptions& opts);
   // Snapshots every disk of a VM (all must be shared volumes) at one instant, each
   // named `name`, sized like create_snapshot.
   Result<Submitted> create_vm_snapshot(const Principal& who, const std::string& vm,

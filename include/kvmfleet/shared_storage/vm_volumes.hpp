@@ -27,8 +27,7 @@ std::vector<VmVolume> vm_volumes(OpContext& ctx, const Vm& vm);
 // Resolves a new VM's volume disks (by id or name) to the volumes, in disk order: each
 // must exist (400), be ready, free and without an operation (409), and be used once
 // (400).
-Result<std::vector<const Volume*>> free_volumes_of(const ClusterState::Data& d,
-                                                   const VmSpec& spec);
+Result<std::vector<const Volume*>> free_volumes_of(const ClusterState::Data& d, const VmSpec& spec);
 // Claims a new VM's volume disks for `vm` in batch `b` (see free_volumes_of), and
 // records each disk by the volume's id and device.
 Status claim_volumes(const ClusterState::Data& d, Vm& vm, WriteBatch& b);
@@ -40,8 +39,7 @@ void release_volumes(const ClusterState::Data& d, WriteBatch& b, const std::stri
 // it (conflict) while another host holds the LV. With `undo_on_failure` (for hosts
 // where the VM does not run yet), when one volume fails the ones this call activated
 // are deactivated again before the error is returned.
-Status set_volume_activation(OpContext& ctx, const std::vector<VmVolume>& volumes,
-                             const Host& host, LvMode mode, std::string_view tag,
-                             bool undo_on_failure = false);
+Status set_volume_activation(OpContext& ctx, const std::vector<VmVolume>& volumes, const Host& host,
+                             LvMode mode, std::string_view tag, bool undo_on_failure = false);
 
 }  // namespace kvmfleet

@@ -49,7 +49,8 @@ class FakeAgentApi final : public AgentApi {
     specs_[s.uuid] = s;
     return d;
   }
-  Result<DomainStatus> start(const Host& h, const std::string& op, const std::string& uuid) override {
+  Result<DomainStatus> start(const Host& h, const std::string& op,
+                             const std::string& uuid) override {
     {
       std::lock_guard lk(mu_);
       if (auto e = block_disks_inactive(h.name, uuid)) {
@@ -59,13 +60,16 @@ class FakeAgentApi final : public AgentApi {
     }
     return act(h, "start", op, uuid, "running");
   }
-  Result<DomainStatus> shutdown(const Host& h, const std::string& op, const std::string& uuid) override {
+  Result<DomainStatus> shutdown(const Host& h, const std::string& op,
+                                const std::string& uuid) override {
     return act(h, "shutdown", op, uuid, acpi_works ? "stopped" : "");
   }
-  Result<DomainStatus> reboot(const Host& h, const std::string& op, const std::string& uuid) override {
+  Result<DomainStatus> reboot(const Host& h, const std::string& op,
+                              const std::string& uuid) override {
     return act(h, "reboot", op, uuid, "running");
   }
-  Result<DomainStatus> destroy(const Host& h, const std::string& op, const std::string& uuid) override {
+  Result<DomainStatus> destroy(const Host& h, const std::string& op,
+                               const std::string& uuid) override {
     return act(h, "destroy", op, uuid, "stopped");
   }
   Status undefine(const Host& h, const std::string& op, const std::string& uuid, bool) override {
@@ -148,7 +152,8 @@ class FakeAgentApi final : public AgentApi {
     std::lock_guard lk(mu_);
     log(h, "fs_freeze", op, uuid);
     if (auto e = injected("fs_freeze")) return *e;
-    if (!guest_agent) return conflict("QEMU guest agent is not connected", {{"reason", "guest_agent_unavailable"}});
+    if (!guest_agent)
+      return conflict("QEMU guest agent is not connected", {{"reason", "guest_agent_unavailable"}});
     frozen += 2;
     return 2;
   }
@@ -169,11 +174,13 @@ class FakeAgentApi final : public AgentApi {
     const bool down = lock_daemons_down[h.name];
     nlohmann::json vgs = nlohmann::json::array();
     for (auto& [name, g] : vgs_of_host(h.name))
-      vgs.push_back({{"name", name}, {"lockspace_started", !down && g->lockstarted.count(h.name) > 0}});
+      vgs.push_back(
+          {{"name", name}, {"lockspace_started", !down && g->lockstarted.count(h.name) > 0}});
     nlohmann::json iscsi = nlohmann::json::array();
     for (const auto& key : sessions[h.name]) {
       const std::string iqn = key.substr(0, key.find('|'));
-      iscsi.push_back({{"target", iqn}, {"portal", "10.77.0.1:3260"},
+      iscsi.push_back({{"target", iqn},
+                       {"portal", "10.77.0.1:3260"},
                        {"state", failed_sessions[h.name].count(iqn) ? "FAILED" : "LOGGED_IN"},
                        {"disks", nlohmann::json::array()}});
     }
@@ -373,7 +380,8 @@ class FakeAgentApi final : public AgentApi {
     return {};
   }
   Status lv_snapshot(const Host& h, const std::string& op, const std::string& vg,
-                     const std::string& origin, const std::string& snap, std::uint64_t size) override {
+                     const std::string& origin, const std::string& snap,
+                     std::uint64_t size) override {
     std::lock_guard lk(mu_);
     log(h, "lv_snapshot", op, vg + "/" + origin);
     if (auto e = injected("lv_snapshot")) return *e;
