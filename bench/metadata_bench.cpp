@@ -25,8 +25,8 @@ namespace {
 class CountingStore final : public Store {
  public:
   Result<StoreSnapshot> load() override { return StoreSnapshot{}; }
-  Status commit(const WriteBatch& b) override {
-    vms += b.put_vms.size();
+  Status commit_all(std::span<const WriteBatch* const> batches) override {
+    for (const WriteBatch* b : batches) vms += b->put_vms.size();
     return {};
   }
   std::size_t vms = 0;

@@ -44,9 +44,7 @@ std::string Metrics::render(const ClusterState& state) const {
     out << "# HELP kvmfleet_host_memory_allocated_mib Memory of the VMs placed on each host.\n"
            "# TYPE kvmfleet_host_memory_allocated_mib gauge\n";
     for (const auto& [name, h] : d.hosts) {
-      std::int64_t mem = 0;
-      for (const auto& [_, v] : d.vms)
-        if (v.host == name) mem += v.spec.memory_mib;
+      const std::int64_t mem = d.usage_of(name).memory_mib;
       out << "kvmfleet_host_memory_allocated_mib{host=\"" << name << "\"} " << mem << "\n";
     }
     // Pool, volume and snapshot names are [a-z0-9-]: safe as label values.

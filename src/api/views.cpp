@@ -30,14 +30,9 @@ json vm_view(const Vm& vm) {
 }
 
 json host_view(const Host& h, const ClusterState::Data& data) {
-  std::int64_t mem = 0;
-  int vcpus = 0, count = 0;
-  for (const auto& [_, vm] : data.vms) {
-    if (vm.host != h.name) continue;
-    mem += vm.spec.memory_mib;
-    vcpus += vm.spec.vcpus;
-    ++count;
-  }
+  const auto& usage = data.usage_of(h.name);
+  const std::int64_t mem = usage.memory_mib;
+  const int vcpus = usage.vcpus, count = usage.vm_count;
   json unmanaged = json::array();
   for (const auto& d : h.inventory.domains)
     if (!d.managed && !data.find_vm(d.uuid))

@@ -3,6 +3,7 @@
 #include "kvmfleet/common/validate.hpp"
 
 #include <algorithm>
+#include <string_view>
 
 namespace kvmfleet {
 
@@ -51,9 +52,10 @@ const Operation* ClusterState::Data::find_operation(const std::string& id) const
 }
 
 const TokenRecord* ClusterState::Data::find_token_by_hash(const std::string& hash) const {
-  for (const auto& [_, t] : tokens)
-    if (t.hash == hash) return &t;
-  return nullptr;
+  auto id = token_ids_.find(hash);
+  if (id == token_ids_.end()) return nullptr;
+  auto it = tokens.find(id->second);
+  return it == tokens.end() ? nullptr : &it->second;
 }
 
 const StoragePool* ClusterState::Data::find_pool(const std::string& name) const {
@@ -99,12 +101,176 @@ std::map<std::string, std::vector<std::string>> ClusterState::Data::usable_pools
 }
 
 const Operation* ClusterState::Data::active_operation_for(const std::string& target_id) const {
-  const Operation* oldest = nullptr;
-  for (const auto& [_, op] : operations) {
-    if (op.target_id != target_id || is_terminal(op.state)) continue;
-    if (!oldest || op.created_at < oldest->created_at) oldest = &op;
+  auto it = active_ops_.find(target_id);
+  if (it == active_ops_.end() || it->second.empty()) return nullptr;
+  return find_operation(it->second.begin()->second);
+}
+
+std::vector<const Operation*> ClusterState::Data::active_operations() const {
+  std::vector<const Operation*> out;
+  out.reserve(active_all_.size());
+  for (const auto& [_, id] : active_all_)
+    if (const Operation* op = find_operation(id)) out.push_back(op);
+  return out;
+}
+
+namespace {
+const std::set<std::string> kNoIds;
+const ClusterState::HostUsage kNoUsage;
+}  // namespace
+
+const std::set<std::string>& ClusterState::Data::vm_ids_on(const std::string& host) const {
+  auto it = vms_on_.find(host);
+  return it == vms_on_.end() ? kNoIds : it->second;
+}
+
+const std::set<std::string>& ClusterState::Data::hosts_running(const std::string& vm_id) const {
+  auto it = running_on_.find(vm_id);
+  return it == running_on_.end() ? kNoIds : it->second;
+}
+
+const ClusterState::HostUsage& ClusterState::Data::usage_of(const std::string& host) const {
+  auto it = usage_.find(host);
+  return it == usage_.end() ? kNoUsage : it->second;
+}
+
+std::optional<Clock::time_point> ClusterState::Data::oldest_up_heartbeat() const {
+  if (up_heartbeats_.empty()) return std::nullopt;
+  return up_heartbeats_.begin()->first;
+}
+
+void ClusterState::Data::index_vm(const Vm& vm, int sign) {
+  if (vm.host.empty()) return;
+  if (sign > 0)
+    vms_on_[vm.host].insert(vm.id);
+  else if (auto it = vms_on_.find(vm.host); it != vms_on_.end()) {
+    it->second.erase(vm.id);
+    if (it->second.empty()) vms_on_.erase(it);
   }
-  return oldest;
+  HostUsage& u = usage_[vm.host];
+  u.memory_mib += sign * vm.spec.memory_mib;
+  u.vcpus += sign * vm.spec.vcpus;
+  u.vm_count += sign;
+  if (const auto& g = vm.spec.anti_affinity_group; !g.empty()) {
+    if ((u.anti_affinity_groups[g] += sign) <= 0) u.anti_affinity_groups.erase(g);
+  }
+  if (u.vm_count <= 0) usage_.erase(vm.host);
+}
+
+void ClusterState::Data::index_host(const Host& h, int sign) {
+  for (const auto& d : h.inventory.domains) {
+    if (vm_state_from_domain(d.state) != VmState::running) continue;
+    if (sign > 0)
+      running_on_[d.uuid].insert(h.name);
+    else if (auto it = running_on_.find(d.uuid); it != running_on_.end()) {
+      it->second.erase(h.name);
+      if (it->second.empty()) running_on_.erase(it);
+    }
+  }
+  if (h.state != HostState::up) return;
+  const std::pair key{h.last_heartbeat.value_or(Clock::time_point::min()), h.name};
+  if (sign > 0)
+    up_heartbeats_.insert(key);
+  else
+    up_heartbeats_.erase(key);
+}
+
+void ClusterState::Data::index_operation(const Operation& op, int sign) {
+  if (!op.idempotency_key.empty()) {
+    if (sign > 0)
+      idempotency[{op.requester_id, op.idempotency_key}] = op.id;
+    else
+      idempotency.erase({op.requester_id, op.idempotency_key});
+  }
+  if (is_terminal(op.state)) return;
+  const std::pair key{op.created_at, op.id};
+  if (sign > 0) {
+    active_ops_[op.target_id].insert(key);
+    active_all_.insert(key);
+    return;
+  }
+  active_all_.erase(key);
+  if (auto it = active_ops_.find(op.target_id); it != active_ops_.end()) {
+    it->second.erase(key);
+    if (it->second.empty()) active_ops_.erase(it);
+  }
+}
+
+void ClusterState::Data::apply(const WriteBatch& b) {
+  for (const auto& name : b.delete_hosts) {
+    auto it = hosts.find(name);
+    if (it == hosts.end()) continue;
+    index_host(it->second, -1);
+    hosts.erase(it);
+  }
+  for (const auto& h : b.put_hosts) {
+    auto [it, added] = hosts.try_emplace(h.name, h);
+    if (!added) {
+      index_host(it->second, -1);
+      it->second = h;
+    }
+    index_host(it->second, +1);
+  }
+  for (const auto& id : b.delete_vms) {
+    auto it = vms.find(id);
+    if (it == vms.end()) continue;
+    index_vm(it->second, -1);
+    vm_ids.erase(it->second.spec.name);
+    vms.erase(it);
+  }
+  if (!b.put_vms.empty() || !b.delete_vms.empty()) ++vms_version;
+  for (const auto& vm : b.put_vms) {
+    auto [it, added] = vms.try_emplace(vm.id, vm);
+    if (!added) {
+      index_vm(it->second, -1);
+      if (it->second.spec.name != vm.spec.name) vm_ids.erase(it->second.spec.name);
+      it->second = vm;
+    }
+    vm_ids[vm.spec.name] = vm.id;
+    index_vm(it->second, +1);
+  }
+  for (const auto& id : b.delete_operations) {
+    auto it = operations.find(id);
+    if (it == operations.end()) continue;
+    index_operation(it->second, -1);
+    operations.erase(it);
+  }
+  for (const auto& op : b.put_operations) {
+    auto [it, added] = operations.try_emplace(op.id, op);
+    if (!added) {
+      index_operation(it->second, -1);
+      it->second = op;
+    }
+    index_operation(it->second, +1);
+  }
+  for (const auto& id : b.delete_tokens) {
+    auto it = tokens.find(id);
+    if (it == tokens.end()) continue;
+    token_ids_.erase(it->second.hash);
+    tokens.erase(it);
+  }
+  for (const auto& t : b.put_tokens) {
+    auto [it, added] = tokens.try_emplace(t.id, t);
+    if (!added) {
+      token_ids_.erase(it->second.hash);
+      it->second = t;
+    }
+    token_ids_[t.hash] = t.id;
+  }
+  for (const auto& name : b.delete_pools) pools.erase(name);
+  for (const auto& p : b.put_pools) pools[p.name] = p;
+  for (const auto& id : b.delete_volumes) {
+    auto it = volumes.find(id);
+    if (it == volumes.end()) continue;
+    volume_ids.erase(it->second.name);
+    volumes.erase(it);
+  }
+  for (const auto& v : b.put_volumes) {
+    auto it = volumes.find(v.id);
+    if (it != volumes.end() && it->second.name != v.name) volume_ids.erase(it->second.name);
+    volumes[v.id] = v;
+    volume_ids[v.name] = v.id;
+  }
 }
 
 Status ClusterState::load() {
@@ -117,35 +283,88 @@ Status ClusterState::load() {
   b.put_tokens = std::move(snap->tokens);
   b.put_pools = std::move(snap->pools);
   b.put_volumes = std::move(snap->volumes);
+  std::lock_guard commit_lk(commit_mu_);
   std::unique_lock lk(mu_);
   data_ = Data{};
-  apply(b);
+  data_.apply(b);
+  ++version_;
+  working_ = data_;
   return {};
 }
 
 Status ClusterState::update(const std::function<Status(const Data&, WriteBatch&)>& plan,
                             bool persist) {
-  WriteBatch batch;
+  auto mine = std::make_shared<Pending>();
+  mine->persist = persist;
   {
-    std::lock_guard commit_lk(commit_mu_);
-    {
-      // Writers are serialized by commit_mu_, so the data cannot change between
-      // planning under the shared lock and applying under the exclusive one.
-      std::shared_lock lk(mu_);
-      if (auto st = plan(data_, batch); !st) return st;
+    std::unique_lock commit_lk(commit_mu_);
+    if (auto st = plan(working_, mine->batch); !st) return st;
+    if (mine->batch.empty()) return {};
+    working_.apply(mine->batch);
+    queue_.push_back(mine);
+    // Whoever finds no commit in progress commits everything queued, its own batch
+    // included; the others wait for theirs to be among what a commit took.
+    while (!mine->done) {
+      if (flushing_)
+        flushed_.wait(commit_lk);
+      else
+        flush(commit_lk);
     }
-    if (batch.empty()) return {};
-    if (persist) {
-      if (auto st = store_.commit(batch); !st) return st;
-    }
-    std::unique_lock lk(mu_);
-    apply(batch);
+    if (!mine->status) return mine->status;
   }
+  const WriteBatch& batch = mine->batch;
   for (const auto& op : batch.put_operations)
     for (const auto& obs : observers_) obs(op);
   if (persist && (!batch.put_vms.empty() || !batch.delete_vms.empty()))
     for (const auto& obs : vm_observers_) obs(batch.put_vms, batch.delete_vms);
   return {};
+}
+
+void ClusterState::flush(std::unique_lock<std::mutex>& commit_lk) {
+  flushing_ = true;
+  std::vector<std::shared_ptr<Pending>> taken(queue_.begin(), queue_.end());
+  queue_.clear();
+  commit_lk.unlock();
+
+  std::vector<const WriteBatch*> durable;
+  for (const auto& p : taken)
+    if (p->persist) durable.push_back(&p->batch);
+  Status st;
+  if (!durable.empty()) st = store_.commit_all(durable);
+  if (st) {
+    std::unique_lock lk(mu_);
+    for (const auto& p : taken) data_.apply(p->batch);
+    ++version_;
+  }
+
+  commit_lk.lock();
+  if (!durable.empty()) {
+    ++stats_.transactions;
+    stats_.batches += durable.size();
+  }
+  if (!st) {
+    // The queued batches were planned on top of the ones that failed: they fail too,
+    // and writers plan again from what is durable.
+    for (const auto& p : queue_) taken.push_back(p);
+    queue_.clear();
+    working_ = data_;
+  }
+  for (const auto& p : taken) {
+    p->status = st;
+    p->done = true;
+  }
+  flushing_ = false;
+  flushed_.notify_all();
+}
+
+ClusterState::CommitStats ClusterState::commit_stats() const {
+  std::lock_guard lk(commit_mu_);
+  return stats_;
+}
+
+std::size_t ClusterState::queued_batches() const {
+  std::lock_guard lk(commit_mu_);
+  return queue_.size();
 }
 
 void ClusterState::on_operation_change(std::function<void(const Operation&)> observer) {
@@ -163,62 +382,23 @@ std::uint64_t ClusterState::version() const {
   return version_;
 }
 
-void ClusterState::apply(const WriteBatch& b) {
-  for (const auto& name : b.delete_hosts) data_.hosts.erase(name);
-  for (const auto& h : b.put_hosts) data_.hosts[h.name] = h;
-  for (const auto& id : b.delete_vms) {
-    auto it = data_.vms.find(id);
-    if (it == data_.vms.end()) continue;
-    data_.vm_ids.erase(it->second.spec.name);
-    data_.vms.erase(it);
-  }
-  if (!b.put_vms.empty() || !b.delete_vms.empty()) ++data_.vms_version;
-  for (const auto& vm : b.put_vms) {
-    auto it = data_.vms.find(vm.id);
-    if (it != data_.vms.end() && it->second.spec.name != vm.spec.name)
-      data_.vm_ids.erase(it->second.spec.name);
-    data_.vms[vm.id] = vm;
-    data_.vm_ids[vm.spec.name] = vm.id;
-  }
-  for (const auto& id : b.delete_operations) {
-    auto it = data_.operations.find(id);
-    if (it == data_.operations.end()) continue;
-    if (!it->second.idempotency_key.empty())
-      data_.idempotency.erase({it->second.requester_id, it->second.idempotency_key});
-    data_.operations.erase(it);
-  }
-  for (const auto& op : b.put_operations) {
-    data_.operations[op.id] = op;
-    if (!op.idempotency_key.empty())
-      data_.idempotency[{op.requester_id, op.idempotency_key}] = op.id;
-  }
-  for (const auto& id : b.delete_tokens) data_.tokens.erase(id);
-  for (const auto& t : b.put_tokens) data_.tokens[t.id] = t;
-  for (const auto& name : b.delete_pools) data_.pools.erase(name);
-  for (const auto& p : b.put_pools) data_.pools[p.name] = p;
-  for (const auto& id : b.delete_volumes) {
-    auto it = data_.volumes.find(id);
-    if (it == data_.volumes.end()) continue;
-    data_.volume_ids.erase(it->second.name);
-    data_.volumes.erase(it);
-  }
-  for (const auto& v : b.put_volumes) {
-    auto it = data_.volumes.find(v.id);
-    if (it != data_.volumes.end() && it->second.name != v.name)
-      data_.volume_ids.erase(it->second.name);
-    data_.volumes[v.id] = v;
-    data_.volume_ids[v.name] = v.id;
-  }
-  ++version_;
-}
-
 scheduler::Snapshot scheduler_snapshot(const ClusterState::Data& d, std::vector<Vm> also_counted) {
-  std::vector<Host> hosts;
-  std::vector<Vm> vms;
-  for (const auto& [_, h] : d.hosts) hosts.push_back(h);
-  for (const auto& [_, v] : d.vms) vms.push_back(v);
-  for (auto& v : also_counted) vms.push_back(std::move(v));
-  auto snap = scheduler::snapshot_from(hosts, vms);
+  // From the usage index: O(hosts), not O(VMs).
+  scheduler::Snapshot snap;
+  snap.hosts.reserve(d.hosts.size());
+  std::unordered_map<std::string_view, std::size_t> by_name;
+  for (const auto& [name, h] : d.hosts) {
+    scheduler::HostView v = scheduler::host_view(h);
+    const auto& u = d.usage_of(name);
+    v.allocated_memory_mib = u.memory_mib;
+    v.allocated_vcpus = u.vcpus;
+    for (const auto& [group, _] : u.anti_affinity_groups) v.anti_affinity_groups.push_back(group);
+    by_name.emplace(name, snap.hosts.size());
+    snap.hosts.push_back(std::move(v));
+  }
+  for (const auto& vm : also_counted)
+    if (auto it = by_name.find(vm.host); it != by_name.end())
+      scheduler::count_vm(snap.hosts[it->second], vm.spec);
   scheduler::attach_pools(snap, d.usable_pools_by_host());
   return snap;
 }

@@ -97,13 +97,8 @@ void OperationRunner::register_kind(std::string kind, OperationFn fn, AdmitFn ad
 void OperationRunner::start() {
   // Whatever a previous controller left pending or running is resumed, oldest first.
   auto unfinished = state_.read([](const ClusterState::Data& d) {
-    std::vector<const Operation*> ops;
-    for (const auto& [_, op] : d.operations)
-      if (!is_terminal(op.state)) ops.push_back(&op);
-    std::sort(ops.begin(), ops.end(),
-              [](const Operation* a, const Operation* b) { return a->created_at < b->created_at; });
     std::vector<std::string> ids;
-    for (const auto* op : ops) ids.push_back(op->id);
+    for (const Operation* op : d.active_operations()) ids.push_back(op->id);
     return ids;
   });
   {

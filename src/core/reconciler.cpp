@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <set>
 #include <unordered_map>
 
 namespace kvmfleet {
@@ -13,19 +14,19 @@ namespace kvmfleet {
 namespace {
 
 // Whether the host's last report has VM `id` running.
-bool runs(const Host& h, const std::string& id) {
-  return std::any_of(h.inventory.domains.begin(), h.inventory.domains.end(),
-                     [&](const DomainStatus& d) {
-                       return d.uuid == id && vm_state_from_domain(d.state) == VmState::running;
-                     });
+bool runs(const ClusterState::Data& data, const std::string& host, const std::string& id) {
+  return data.hosts_running(id).count(host) > 0;
 }
 
 // The up hosts other than `except` whose last report has VM `id` running.
 std::vector<std::string> running_elsewhere(const ClusterState::Data& data, const std::string& id,
                                            const std::string& except) {
   std::vector<std::string> out;
-  for (const auto& [name, h] : data.hosts)
-    if (name != except && h.state == HostState::up && runs(h, id)) out.push_back(name);
+  for (const auto& name : data.hosts_running(id)) {
+    if (name == except) continue;
+    const Host* h = data.find_host(name);
+    if (h && h->state == HostState::up) out.push_back(name);
+  }
   return out;
 }
 
@@ -36,9 +37,8 @@ bool heard_since_start(const Host& host, Clock::time_point started_at) {
 }
 
 bool heard_from_every_up_host(const ClusterState::Data& data, Clock::time_point started_at) {
-  return std::all_of(data.hosts.begin(), data.hosts.end(), [&](const auto& entry) {
-    return entry.second.state != HostState::up || heard_since_start(entry.second, started_at);
-  });
+  const auto oldest = data.oldest_up_heartbeat();
+  return !oldest || *oldest >= started_at;
 }
 
 WriteBatch reconcile_host(const ClusterState::Data& data, const std::string& host,
@@ -73,7 +73,13 @@ WriteBatch reconcile_host(const ClusterState::Data& data, const std::string& hos
     if (vm.state != VmState::unknown) changed(vm, VmState::unknown, std::nullopt, vm.host);
   };
 
-  for (const auto& [id, vm] : data.vms) {
+  // Only VMs recorded on this host or reported by it can change: O(its VMs), not O(all).
+  std::set<std::string> candidates = data.vm_ids_on(host);
+  for (const auto& d : domains) candidates.insert(d.uuid);
+  for (const auto& id : candidates) {
+    const auto found = data.vms.find(id);
+    if (found == data.vms.end()) continue;
+    const Vm& vm = found->second;
     if (data.active_operation_for(id)) continue;  // the operation owns this VM for now
     auto it = by_uuid.find(id);
     const bool here = it != by_uuid.end();
@@ -118,7 +124,7 @@ WriteBatch reconcile_host(const ClusterState::Data& data, const std::string& hos
       const VmState observed = vm_state_from_domain(it->second->state);
       if (observed != VmState::running) continue;
       const Host* recorded = data.find_host(vm.host);
-      if (recorded && recorded->state == HostState::up && runs(*recorded, id)) {
+      if (recorded && recorded->state == HostState::up && runs(data, vm.host, id)) {
         flag_on_two_hosts(vm, vm.host, host);
         continue;
       }

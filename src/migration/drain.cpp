@@ -71,8 +71,8 @@ Scan drain_step(OpContext& ctx, const std::string& host, const MigrationPolicy& 
         ++scan.active;
       }
     }
-    for (const auto& [_, vm] : d.vms) {
-      if (vm.host != host) continue;
+    for (const auto& id : d.vm_ids_on(host)) {
+      const Vm& vm = d.vms.at(id);
       ++scan.on_host;
       const auto known = vms.find(vm.spec.name);
       const std::optional<DrainState> st =

@@ -69,8 +69,9 @@ Status plan_migration(const ClusterState::Data& d, const scheduler::Config& conf
 
   // A VM on its way somewhere is counted there as well as on its source.
   std::vector<Vm> arriving;
-  for (const auto& [_, op] : d.operations) {
-    if (is_terminal(op.state) || op.kind != op_kind::vm_migrate) continue;
+  for (const Operation* active : d.active_operations()) {
+    const Operation& op = *active;
+    if (op.kind != op_kind::vm_migrate) continue;
     const Vm* moving = d.find_vm(op.target_id);
     const auto params = params_of<VmMigrateParams>(op);
     const std::string dest = params ? params->target_host : "";

@@ -37,8 +37,8 @@ Result<Submitted> MigrationService::set_maintenance(const Principal& who, const 
                           {{"host", host}, {"operation", other->id}, {"kind", other->kind}});
         if (enabled && h->state != HostState::up) {
           bool running = false;
-          for (const auto& [_, vm] : d.vms)
-            running |= vm.host == host && vm.state == VmState::running;
+          for (const auto& id : d.vm_ids_on(host))
+            running |= d.vms.at(id).state == VmState::running;
           if (running)
             return conflict("host is " + std::string(to_string(h->state)) +
                                 "; its VMs can be moved live only from a host that is up",

@@ -10,34 +10,41 @@
 
 namespace kvmfleet::scheduler {
 
+HostView host_view(const Host& h) {
+  HostView v;
+  v.name = h.name;
+  v.state = h.state;
+  v.schedulable = h.schedulable;
+  v.cpus = h.inventory.cpus;
+  v.memory_total_mib = h.inventory.memory_total_mib;
+  v.has_migration_address = !h.inventory.migration_address.empty();
+  v.domain_type = h.inventory.domain_type;
+  return v;
+}
+
+void count_vm(HostView& v, const VmSpec& spec) {
+  v.allocated_memory_mib += spec.memory_mib;
+  v.allocated_vcpus += spec.vcpus;
+  const auto& group = spec.anti_affinity_group;
+  if (!group.empty() && std::find(v.anti_affinity_groups.begin(), v.anti_affinity_groups.end(),
+                                  group) == v.anti_affinity_groups.end())
+    v.anti_affinity_groups.push_back(group);
+}
+
 Snapshot snapshot_from(const std::vector<Host>& hosts, const std::vector<Vm>& vms) {
   Snapshot snap;
   snap.hosts.reserve(hosts.size());
   std::unordered_map<std::string_view, std::size_t> by_name;
   for (const auto& h : hosts) {
-    HostView v;
-    v.name = h.name;
-    v.state = h.state;
-    v.schedulable = h.schedulable;
-    v.cpus = h.inventory.cpus;
-    v.memory_total_mib = h.inventory.memory_total_mib;
-    v.has_migration_address = !h.inventory.migration_address.empty();
-    v.domain_type = h.inventory.domain_type;
     by_name.emplace(h.name, snap.hosts.size());
-    snap.hosts.push_back(std::move(v));
+    snap.hosts.push_back(host_view(h));
   }
   for (const auto& vm : vms) {
     if (vm.host.empty()) continue;
     const auto it = by_name.find(vm.host);
     // A VM on a host the controller no longer knows holds no capacity anywhere.
     if (it == by_name.end()) continue;
-    HostView& v = snap.hosts[it->second];
-    v.allocated_memory_mib += vm.spec.memory_mib;
-    v.allocated_vcpus += vm.spec.vcpus;
-    const auto& group = vm.spec.anti_affinity_group;
-    if (!group.empty() && std::find(v.anti_affinity_groups.begin(), v.anti_affinity_groups.end(),
-                                    group) == v.anti_affinity_groups.end())
-      v.anti_affinity_groups.push_back(group);
+    count_vm(snap.hosts[it->second], vm.spec);
   }
   return snap;
 }

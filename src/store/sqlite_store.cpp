@@ -1,5 +1,6 @@
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <exception>
 #include <iterator>
 #include <mutex>
@@ -132,7 +133,7 @@ class SqliteStore final : public Store {
                                              const SqliteStoreOptions& options);
 
   Result<StoreSnapshot> load() override;
-  Status commit(const WriteBatch& batch) override;
+  Status commit_all(std::span<const WriteBatch* const> batches) override;
 
  private:
   struct DbCloser {
@@ -374,13 +375,18 @@ Status SqliteStore::write(const WriteBatch& batch) {
   return ok_status();
 }
 
-Status SqliteStore::commit(const WriteBatch& batch) {
+Status SqliteStore::commit_all(std::span<const WriteBatch* const> batches) {
   std::lock_guard lk(mu_);
-  if (batch.empty()) return ok_status();
+  if (std::all_of(batches.begin(), batches.end(), [](const WriteBatch* b) { return b->empty(); }))
+    return ok_status();
   if (auto st = run(begin_write_, "begin a write transaction"); !st) return st;
-  Status st = write(batch);
+  Status st = ok_status();
+  for (const WriteBatch* b : batches) {
+    st = write(*b);
+    if (!st) break;
+  }
   if (st) st = run(commit_, "commit");
-  // Whatever failed, nothing of the batch may stay behind half-written.
+  // Whatever failed, nothing of the batches may stay behind half-written.
   if (!st) rollback_if_open();
   return st;
 }

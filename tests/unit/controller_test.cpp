@@ -307,19 +307,44 @@ class ReconcilerTest : public ::testing::Test {
     h.name = "node1";
     h.state = HostState::up;
     h.last_heartbeat = now_;
-    data_.hosts["node1"] = h;
+    put(h);
     Host h2 = h;
     h2.name = "node2";
-    data_.hosts["node2"] = h2;
+    put(h2);
     vm_.id = "00000000-0000-4000-8000-000000000001";
     vm_.spec.name = "web1";
     vm_.host = "node1";
     vm_.desired = DesiredState::running;
     vm_.state = VmState::running;
-    data_.vms[vm_.id] = vm_;
-    data_.vm_ids["web1"] = vm_.id;
+    put(vm_);
   }
   DomainStatus dom(const std::string& state) { return {vm_.id, "web1", state, true, 1, true}; }
+  // The data changes only through apply(), which keeps its indices in step.
+  void put(const Host& h) {
+    WriteBatch b;
+    b.put_hosts.push_back(h);
+    data_.apply(b);
+  }
+  void put(const Vm& vm) {
+    WriteBatch b;
+    b.put_vms.push_back(vm);
+    data_.apply(b);
+  }
+  void put(const Operation& op) {
+    WriteBatch b;
+    b.put_operations.push_back(op);
+    data_.apply(b);
+  }
+  void set_domains(const std::string& host, std::vector<DomainStatus> domains) {
+    Host h = data_.hosts.at(host);
+    h.inventory.domains = std::move(domains);
+    put(h);
+  }
+  void set_state(const std::string& host, HostState state) {
+    Host h = data_.hosts.at(host);
+    h.state = state;
+    put(h);
+  }
 
   Clock::time_point now_ = from_unix_ms(1'000'000);
   Clock::time_point started_ = now_ - 1h;  // this controller heard every heartbeat above
@@ -337,7 +362,7 @@ TEST_F(ReconcilerTest, AStopOutsideKvmfleetIsReflectedNotFought) {
   EXPECT_EQ(b.put_vms[0].state, VmState::stopped);
   EXPECT_EQ(b.put_vms[0].desired, DesiredState::stopped);
   // Applying it and observing the same again changes nothing: no flapping.
-  data_.vms[vm_.id] = b.put_vms[0];
+  data_.apply(b);
   EXPECT_TRUE(reconcile_host(data_, "node1", {dom("stopped")}, now_, started_).empty());
 }
 
@@ -346,7 +371,7 @@ TEST_F(ReconcilerTest, AVmWithAnOperationInFlightIsLeftAlone) {
   op.id = "op";
   op.target_id = vm_.id;
   op.state = OpState::running;
-  data_.operations["op"] = op;
+  put(op);
   EXPECT_TRUE(reconcile_host(data_, "node1", {dom("stopped")}, now_, started_).empty());
 }
 
@@ -354,12 +379,12 @@ TEST_F(ReconcilerTest, AVanishedDomainBecomesUnknownOnce) {
   auto b = reconcile_host(data_, "node1", {}, now_, started_);
   ASSERT_EQ(b.put_vms.size(), 1u);
   EXPECT_EQ(b.put_vms[0].state, VmState::unknown);
-  data_.vms[vm_.id] = b.put_vms[0];
+  data_.apply(b);
   EXPECT_TRUE(reconcile_host(data_, "node1", {}, now_, started_).empty());
 }
 
 TEST_F(ReconcilerTest, RunningOnTwoHostsIsFlaggedNotAdopted) {
-  data_.hosts["node1"].inventory.domains = {dom("running")};
+  set_domains("node1", {dom("running")});
   auto b = reconcile_host(data_, "node2", {dom("running")}, now_, started_);
   ASSERT_EQ(b.put_vms.size(), 1u);
   EXPECT_EQ(b.put_vms[0].host, "node1");
@@ -367,7 +392,7 @@ TEST_F(ReconcilerTest, RunningOnTwoHostsIsFlaggedNotAdopted) {
 }
 
 TEST_F(ReconcilerTest, MovedOutsideKvmfleetIsAdopted) {
-  data_.hosts["node1"].inventory.domains = {};
+  set_domains("node1", {});
   auto b = reconcile_host(data_, "node2", {dom("running")}, now_, started_);
   ASSERT_EQ(b.put_vms.size(), 1u);
   EXPECT_EQ(b.put_vms[0].host, "node2");
@@ -380,8 +405,7 @@ TEST_F(ReconcilerTest, SilentHostGoesUnreachableThenDownAndItsVmsUnknown) {
   EXPECT_EQ(b.put_hosts[0].state, HostState::unreachable);
   ASSERT_EQ(b.put_vms.size(), 1u);
   EXPECT_EQ(b.put_vms[0].state, VmState::unknown);
-  for (auto& h : b.put_hosts) data_.hosts[h.name] = h;
-  data_.vms[vm_.id] = b.put_vms[0];
+  data_.apply(b);
   auto d = reconcile_liveness(data_, now_ + 31s, started_, 6s, 30s);
   ASSERT_EQ(d.put_hosts.size(), 2u);
   EXPECT_EQ(d.put_hosts[0].state, HostState::down);
@@ -394,22 +418,24 @@ class ReconcilerAfterRestartTest : public ReconcilerTest {
  protected:
   ReconcilerAfterRestartTest() {
     started_ = now_;
-    for (auto& [_, h] : data_.hosts) h.last_heartbeat = now_ - 10s;
-    data_.hosts["node1"].inventory.domains = {dom("running")};
+    for (const auto* name : {"node1", "node2"}) {
+      Host h = data_.hosts.at(name);
+      h.last_heartbeat = now_ - 10s;
+      put(h);
+    }
+    set_domains("node1", {dom("running")});
   }
   // A heartbeat this controller hears: the host's list is replaced, as heartbeat() does.
   WriteBatch beat(const std::string& host, std::vector<DomainStatus> domains,
                   std::chrono::milliseconds at) {
-    auto& h = data_.hosts[host];
+    Host h = data_.hosts.at(host);
     h.state = HostState::up;
     h.last_heartbeat = now_ + at;
     h.inventory.domains = domains;
+    put(h);
     return reconcile_host(data_, host, domains, now_ + at, started_);
   }
-  void apply(const WriteBatch& b) {
-    for (const auto& h : b.put_hosts) data_.hosts[h.name] = h;
-    for (const auto& v : b.put_vms) data_.vms[v.id] = v;
-  }
+  void apply(const WriteBatch& b) { data_.apply(b); }
   const Vm& web1() { return data_.vms.at(vm_.id); }
 };
 
@@ -459,9 +485,9 @@ TEST_F(ReconcilerAfterRestartTest, AStoppedCopyOnTheRecordedHostDoesNotStopAVmRu
 }
 
 TEST_F(ReconcilerAfterRestartTest, RunningOnTwoOtherHostsIsFlaggedNotAdopted) {
-  Host h3 = data_.hosts["node2"];
+  Host h3 = data_.hosts.at("node2");
   h3.name = "node3";
-  data_.hosts["node3"] = h3;
+  put(h3);
   beat("node2", {dom("running")}, 1ms);
   beat("node3", {dom("running")}, 1ms);
   auto b = beat("node1", {}, 2ms);
@@ -482,8 +508,10 @@ TEST_F(ReconcilerAfterRestartTest, AStoppedVmOnAHeardHostIsStillReflected) {
 }
 
 TEST_F(ReconcilerAfterRestartTest, DownHostsDoNotHoldTheReconcilerBack) {
-  data_.hosts["node1"].state = HostState::down;
-  data_.vms[vm_.id].state = VmState::unknown;
+  set_state("node1", HostState::down);
+  Vm unknown = data_.vms.at(vm_.id);
+  unknown.state = VmState::unknown;
+  put(unknown);
   auto b = beat("node2", {dom("running")}, 1ms);
   ASSERT_EQ(b.put_vms.size(), 1u);
   EXPECT_EQ(b.put_vms[0].host, "node2");
@@ -520,7 +548,7 @@ TEST_F(ReconcilerAfterRestartTest, ASilentHostIsTimedFromTheStartThenTheUsualRul
 }
 
 TEST_F(ReconcilerAfterRestartTest, ADownHostStaysDownUntilItHeartbeats) {
-  data_.hosts["node1"].state = HostState::down;
+  set_state("node1", HostState::down);
   for (auto at : {1s, 7s, 31s})
     for (const auto& h : reconcile_liveness(data_, now_ + at, started_, 6s, 30s).put_hosts)
       EXPECT_NE(h.name, "node1") << "at +" << at.count() << "s";

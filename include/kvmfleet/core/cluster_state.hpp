@@ -5,22 +5,43 @@
 #include "kvmfleet/scheduler/scheduler.hpp"
 #include "kvmfleet/store/store.hpp"
 
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace kvmfleet {
 
 // The controller's working copy of the cluster. Reads come from memory; every
-// change goes to the store first and reaches memory only once it is durable, so
-// memory is never ahead of disk.
+// change goes to the store first and reaches what readers see only once it is durable,
+// so what readers see is never ahead of disk.
+//
+// Writers are grouped: each plans its batch against the data as it will be once every
+// batch queued before it is durable, then the first writer to find no commit in
+// progress commits every queued batch in one store transaction (one fsync for all of
+// them) while the next writers plan and queue theirs. No lock that readers take is held
+// across disk I/O: the readers' lock is taken only to apply durable batches to memory.
 class ClusterState {
  public:
+  // What a host's VMs ask of it: the sum over VMs recorded on it, whatever their power
+  // state (a stopped VM may start again), as the scheduler counts them.
+  struct HostUsage {
+    std::int64_t memory_mib = 0;
+    int vcpus = 0;
+    int vm_count = 0;
+    std::map<std::string, int> anti_affinity_groups;  // group → VMs of it on the host
+  };
+
   struct Data {
     std::map<std::string, Host> hosts;                      // by name
     std::unordered_map<std::string, Vm> vms;                // by id
@@ -51,8 +72,39 @@ class ClusterState {
     std::vector<std::string> pools_of(const Vm& vm) const { return pools_of(vm.spec); }
     // For the scheduler: host name → the ready pools it may use now.
     std::map<std::string, std::vector<std::string>> usable_pools_by_host() const;
-    // The unfinished operation on a target, if any (one at a time per target).
+    // The unfinished operation on a target, if any (one at a time per target; the
+    // oldest if there were ever more).
     const Operation* active_operation_for(const std::string& target_id) const;
+    // Every unfinished operation, oldest first.
+    std::vector<const Operation*> active_operations() const;
+    // The ids of the VMs recorded on `host` (empty set when none).
+    const std::set<std::string>& vm_ids_on(const std::string& host) const;
+    // The hosts whose last report has VM `id` running (empty set when none).
+    const std::set<std::string>& hosts_running(const std::string& vm_id) const;
+    // Capacity the VMs recorded on `host` take.
+    const HostUsage& usage_of(const std::string& host) const;
+    // The oldest last heartbeat among hosts recorded up (time_point::min() for an up
+    // host never heard; nullopt when no host is up).
+    std::optional<Clock::time_point> oldest_up_heartbeat() const;
+
+    // Applies a batch to the records and keeps the indices below in step with them.
+    // Records are changed only through here.
+    void apply(const WriteBatch& batch);
+
+   private:
+    void index_vm(const Vm& vm, int sign);
+    void index_host(const Host& h, int sign);
+    void index_operation(const Operation& op, int sign);
+
+    // Indices, derived from the records above by apply() alone.
+    std::unordered_map<std::string, std::set<std::pair<Clock::time_point, std::string>>>
+        active_ops_;                                                  // target → (created, op id)
+    std::set<std::pair<Clock::time_point, std::string>> active_all_;  // (created, op id)
+    std::unordered_map<std::string, std::set<std::string>> vms_on_;   // host → VM ids
+    std::unordered_map<std::string, HostUsage> usage_;                // host → usage
+    std::unordered_map<std::string, std::set<std::string>> running_on_;  // VM id → hosts
+    std::unordered_map<std::string, std::string> token_ids_;             // hash → token id
+    std::set<std::pair<Clock::time_point, std::string>> up_heartbeats_;  // (last, host)
   };
 
   explicit ClusterState(Store& store) : store_(store) {}
@@ -74,11 +126,23 @@ class ClusterState {
   std::optional<StoragePool> pool(const std::string& name) const;
   std::optional<Volume> volume(const std::string& id_or_name) const;
 
-  // Check-then-write, atomically: `plan` sees the current data and fills a batch (or
-  // returns an error, which changes nothing); the batch is committed to the store
-  // and then applied to memory. With persist=false the batch only reaches memory
-  // (for observations such as heartbeat times that need not survive a restart).
+  // Check-then-write, atomically: `plan` sees the data with every earlier write applied
+  // (durable or queued to be) and fills a batch (or returns an error, which changes
+  // nothing); the batch is committed to the store and then applied to what readers
+  // see. Returns once that happened, or with the error that made the commit fail (then
+  // the batches queued with it fail too, having been planned on top of it). With
+  // persist=false the batch only reaches memory (for observations such as heartbeat
+  // times that need not survive a restart), in order behind the writes before it.
   Status update(const std::function<Status(const Data&, WriteBatch&)>& plan, bool persist = true);
+
+  // How many store transactions committed how many batches (group commit at work).
+  struct CommitStats {
+    std::uint64_t transactions = 0;
+    std::uint64_t batches = 0;
+  };
+  CommitStats commit_stats() const;
+  // Batches planned and waiting for their commit (the one in flight not counted).
+  std::size_t queued_batches() const;
 
   // Called (outside the lock) with every operation a committed batch wrote.
   void on_operation_change(std::function<void(const Operation&)> observer);
@@ -93,13 +157,27 @@ class ClusterState {
   std::uint64_t version() const;
 
  private:
-  void apply(const WriteBatch& batch);
+  struct Pending {
+    WriteBatch batch;
+    bool persist = true;
+    bool done = false;
+    Status status;
+  };
+  // Commits the queued batches (the caller is the one flushing); commit_lk is held on
+  // entry and exit, released across the store's I/O.
+  void flush(std::unique_lock<std::mutex>& commit_lk);
 
   Store& store_;
-  mutable std::shared_mutex mu_;
-  std::mutex commit_mu_;  // serializes writers, so plan+commit+apply is one step
-  Data data_;
+  mutable std::shared_mutex mu_;  // readers; taken exclusively only to apply durable batches
+  Data data_;                     // durable: what readers see
   std::uint64_t version_ = 0;
+
+  mutable std::mutex commit_mu_;  // writers: working_, queue_, flushing_, stats_
+  std::condition_variable flushed_;
+  Data working_;  // data_ plus every queued batch: what writers plan against
+  std::deque<std::shared_ptr<Pending>> queue_;
+  bool flushing_ = false;
+  CommitStats stats_;
   std::vector<std::function<void(const Operation&)>> observers_;
   std::vector<VmObserver> vm_observers_;
 };

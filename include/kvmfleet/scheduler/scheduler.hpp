@@ -46,6 +46,11 @@ struct Snapshot {
   std::vector<HostView> hosts;
 };
 
+// One host's view before any VM is counted on it.
+HostView host_view(const Host& host);
+// Counts a VM of `spec` on the host (memory, vCPUs, its anti-affinity group).
+void count_vm(HostView& host, const VmSpec& spec);
+
 // Builds a snapshot from the controller's model: allocations are summed over VMs
 // with a host (whatever their power state, since a stopped VM may start again).
 Snapshot snapshot_from(const std::vector<Host>& hosts, const std::vector<Vm>& vms);

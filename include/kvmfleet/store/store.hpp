@@ -9,6 +9,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -70,8 +71,13 @@ class Store {
  public:
   virtual ~Store() = default;
   virtual Result<StoreSnapshot> load() = 0;
-  // Atomic and durable when it returns ok.
-  virtual Status commit(const WriteBatch& batch) = 0;
+  // Commits the batches in order, in one transaction: all or none, durable when it
+  // returns ok (one sync for all of them).
+  virtual Status commit_all(std::span<const WriteBatch* const> batches) = 0;
+  Status commit(const WriteBatch& batch) {
+    const WriteBatch* one[] = {&batch};
+    return commit_all(one);
+  }
 };
 
 // SQLite in WAL mode at `path` (created with its schema if missing). Errors:

@@ -2,12 +2,14 @@
 
 #include "kvmfleet/store/store.hpp"
 
+#include <condition_variable>
 #include <map>
 #include <mutex>
 
 namespace kvmfleet::doubles {
 
-// Store double: keeps records in maps; can be told to fail the next commits.
+// Store double: keeps records in maps; can be told to fail the next commits, and to
+// hold commits until released (to see what writers do while one commit is in flight).
 class MemoryStore final : public Store {
  public:
   Result<StoreSnapshot> load() override {
@@ -21,13 +23,42 @@ class MemoryStore final : public Store {
     for (auto& [_, v] : volumes_) s.volumes.push_back(v);
     return s;
   }
-  Status commit(const WriteBatch& b) override {
-    std::lock_guard lk(mu_);
+  Status commit_all(std::span<const WriteBatch* const> all) override {
+    std::unique_lock lk(mu_);
+    ++waiting_;
+    gate_changed_.notify_all();
+    gate_changed_.wait(lk, [&] { return !held_; });
+    --waiting_;
     ++commits;
+    batches += static_cast<int>(all.size());
     if (fail_commits > 0) {
       --fail_commits;
       return unavailable("store offline (test)");
     }
+    for (const WriteBatch* b : all) write(*b);
+    return {};
+  }
+  // Commits wait from now on until release().
+  void hold() {
+    std::lock_guard lk(mu_);
+    held_ = true;
+  }
+  void release() {
+    std::lock_guard lk(mu_);
+    held_ = false;
+    gate_changed_.notify_all();
+  }
+  // Blocks until `n` commits are waiting at the gate.
+  void wait_for_waiting(int n) {
+    std::unique_lock lk(mu_);
+    gate_changed_.wait(lk, [&] { return waiting_ >= n; });
+  }
+  int fail_commits = 0;
+  int commits = 0;  // store transactions
+  int batches = 0;  // batches they held
+
+ private:
+  void write(const WriteBatch& b) {
     for (auto& n : b.delete_hosts) hosts_.erase(n);
     for (auto& h : b.put_hosts) hosts_[h.name] = h;
     for (auto& id : b.delete_vms) vms_.erase(id);
@@ -40,13 +71,12 @@ class MemoryStore final : public Store {
     for (auto& p : b.put_pools) pools_[p.name] = p;
     for (auto& id : b.delete_volumes) volumes_.erase(id);
     for (auto& v : b.put_volumes) volumes_[v.id] = v;
-    return {};
   }
-  int fail_commits = 0;
-  int commits = 0;
 
- private:
   std::mutex mu_;
+  std::condition_variable gate_changed_;
+  bool held_ = false;
+  int waiting_ = 0;
   std::map<std::string, Host> hosts_;
   std::map<std::string, Vm> vms_;
   std::map<std::string, Operation> ops_;
