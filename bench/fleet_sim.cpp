@@ -29,8 +29,10 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -303,6 +305,23 @@ struct SimHost {
 
   std::atomic<long> agent_calls{0};
 
+  // Lifecycle events waiting to be posted, as the agent's libvirt event callback queues
+  // them; the host's heartbeat coroutine (on `strand`) posts them and `wake` cuts its
+  // wait short.
+  std::vector<json> events;
+  std::optional<asio::strand<asio::io_context::executor_type>> strand;
+  std::unique_ptr<asio::steady_timer> wake;
+
+  // Called with mu held.
+  void queue_event(const kvmfleet::DomainStatus& d, const char* state, const char* reason) {
+    events.push_back({{"uuid", d.uuid},
+                      {"name", d.name},
+                      {"state", state},
+                      {"reason", reason},
+                      {"at", kvmfleet::format_time(std::chrono::system_clock::now())}});
+    if (strand && wake) asio::post(*strand, [t = wake.get()] { t->cancel(); });
+  }
+
   kvmfleet::HostInventory inventory(const Options& o) {
     kvmfleet::HostInventory inv;
     inv.hostname = name;
@@ -398,13 +417,15 @@ Response agent_call(SimHost& h, const Options& o, const Request& req) {
       return error_of(req, kvmfleet::invalid(std::string("bad spec: ") + e.what()));
     }
     auto& d = h.domains[spec.uuid];
-    if (d.status.uuid.empty()) d.status.state = "stopped";
+    const bool added = d.status.uuid.empty();
+    if (added) d.status.state = "stopped";
     d.status.uuid = spec.uuid;
     d.status.name = spec.name;
     d.status.managed = true;
     d.status.persistent = true;
     d.status.generation = spec.generation;
     d.memory_mib = spec.memory_mib;
+    h.queue_event(d.status, "stopped", added ? "defined:added" : "defined:updated");
     answer = d.status;
   } else {
     auto it = h.domains.find(uuid);
@@ -415,14 +436,20 @@ Response agent_call(SimHost& h, const Options& o, const Request& req) {
         return error_of(req, kvmfleet::not_found("no such domain"));
       }
     } else if (action == "start" || action == "reboot") {
+      if (it->second.status.state != "running")
+        h.queue_event(it->second.status, "running", "started:booted");
       it->second.status.state = "running";
       answer = it->second.status;
     } else if (action == "shutdown" || action == "destroy") {
+      if (it->second.status.state != "stopped")
+        h.queue_event(it->second.status, "stopped",
+                      action == "destroy" ? "stopped:destroyed" : "stopped:shutdown");
       it->second.status.state = "stopped";
       answer = it->second.status;
     } else if (action == "undefine") {
       if (it->second.status.state == "running")
         return error_of(req, kvmfleet::conflict("domain is running"));
+      h.queue_event(it->second.status, "stopped", "undefined:removed");
       h.domains.erase(it);
       answer = json::object();
     } else {
@@ -591,6 +618,8 @@ class Bench {
   Clock::time_point t_start_ = Clock::now();
 
   HeartbeatStats hb_;
+  std::atomic<long> ev_ok_{0}, ev_failed_{0}, events_sent_{0};
+  Samples ev_latency_;
 
   // Host states as the API shows them.
   std::mutex states_mu_;
@@ -694,16 +723,47 @@ asio::awaitable<int> Bench::register_hosts() {
 
 asio::awaitable<void> Bench::heartbeat_loop(SimHost& h, Clock::duration first) {
   Conn c(co_await asio::this_coro::executor, ctl());
-  asio::steady_timer t(co_await asio::this_coro::executor);
+  asio::steady_timer& t = *h.wake;
   const std::string agent_url = "http://127.0.0.1:" + std::to_string(h.port);
   const auto interval = std::chrono::milliseconds(o_.heartbeat_ms);
-  const auto timeout = std::max(5000ms, interval);
-  Clock::duration wait = first;
+  const auto timeout = std::max<std::chrono::milliseconds>(5000ms, interval);
+  auto next_beat = Clock::now() + first;
   while (!stopping_) {
-    t.expires_after(wait);
-    beast::error_code ec;
-    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (stopping_) break;
+    std::vector<json> batch;
+    {
+      std::lock_guard lk(h.mu);
+      const auto n = std::min<std::size_t>(h.events.size(), 500);
+      batch.assign(h.events.begin(), h.events.begin() + static_cast<std::ptrdiff_t>(n));
+      h.events.erase(h.events.begin(), h.events.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+    const bool beat_due = Clock::now() >= next_beat;
+    if (batch.empty() && !beat_due) {
+      // Checked and started in one step on the host's strand: an event queued meanwhile
+      // cancels this wait.
+      t.expires_at(next_beat);
+      beast::error_code ec;
+      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    if (!batch.empty()) {
+      // As the agent: events as they come, heartbeats still carry the whole state, so a
+      // lost batch is not resent.
+      const json body = {{"host", h.name}, {"events", batch}};
+      auto r = co_await c.request(bhttp::verb::post, "/v1/agent/events", h.token,
+                                  kvmfleet::http::json_text(body), timeout);
+      if (r.error.empty() && r.status == 200) {
+        ++ev_ok_;
+        events_sent_ += static_cast<long>(batch.size());
+        ev_latency_.add(r.ms);
+      } else {
+        ++ev_failed_;
+        std::lock_guard lk(hb_.mu);
+        ++hb_.errors["events: " + (r.error.empty() ? "HTTP " + std::to_string(r.status) + " " +
+                                                         r.body.substr(0, 120)
+                                                   : r.error)];
+      }
+    }
+    if (!beat_due || stopping_) continue;
     const json body = {{"host", h.name}, {"agent_url", agent_url}, {"inventory", h.inventory(o_)}};
     const int phase = phase_;
     auto r = co_await c.request(bhttp::verb::post, "/v1/agent/heartbeat", h.token,
@@ -716,10 +776,12 @@ asio::awaitable<void> Bench::heartbeat_loop(SimHost& h, Clock::duration first) {
       ++hb_.failed;
       if (r.timed_out) ++hb_.timeouts;
       std::lock_guard lk(hb_.mu);
-      ++hb_.errors[r.error.empty() ? "HTTP " + std::to_string(r.status) : r.error];
+      ++hb_.errors[r.error.empty()
+                       ? "HTTP " + std::to_string(r.status) + " " + r.body.substr(0, 120)
+                       : r.error];
     }
     // As the agent: the next beat one interval after this one ended.
-    wait = interval;
+    next_beat = Clock::now() + interval;
   }
 }
 
@@ -967,7 +1029,12 @@ int Bench::run(const std::string& command_line) {
       if (h->token.empty()) continue;
       const Clock::duration first = std::chrono::duration_cast<Clock::duration>(
           interval * std::uniform_real_distribution<double>(0, 1)(rng));
-      asio::co_spawn(ex(), heartbeat_loop(*h, first), asio::detached);
+      {
+        std::lock_guard lk(h->mu);
+        h->strand.emplace(asio::make_strand(*ioc_));
+        h->wake = std::make_unique<asio::steady_timer>(*h->strand);
+      }
+      asio::co_spawn(*h->strand, heartbeat_loop(*h, first), asio::detached);
     }
     t0 = Clock::now();
     hosts_came_up_ = wait_all_up(o_.up_timeout_s);
@@ -1159,6 +1226,12 @@ void Bench::print_results(const std::string& command_line) {
   }
   long agent_calls = 0;
   for (const auto& h : hosts_) agent_calls += h->agent_calls;
+  auto evl = ev_latency_.take();
+  std::printf(
+      "lifecycle events: %ld sent in %ld posts (%ld failed), post p50 %.2f ms, p99 %.2f "
+      "ms\n",
+      events_sent_.load(), ev_ok_.load(), ev_failed_.load(), percentile(evl, 50),
+      percentile(evl, 99));
   std::printf("agent calls answered: %ld\n", agent_calls);
 
   // Host states
