@@ -604,6 +604,12 @@ class Bench {
   asio::awaitable<void> get_loop(bool hosts, Samples& out, std::atomic<long>& failures);
   void note_hosts(const std::string& body);
   void sample_resources();
+  // Closes the window of the phase that ends and opens the next one with a reading each.
+  void set_phase(Phase p) {
+    sample_resources();
+    phase_ = p;
+    sample_resources();
+  }
   bool wait_all_up(int timeout_s);
   void print_results(const std::string& command_line);
   void count_log();
@@ -1044,7 +1050,7 @@ int Bench::run(const std::string& command_line) {
 
     // VMs
     if (hosts_came_up_ && o_.vms > 0 && !g_interrupted) {
-      phase_ = kCreate;
+      set_phase(kCreate);
       create_t0_ = Clock::now();
       create_deadline_ = create_t0_ + std::chrono::seconds(o_.create_timeout_s);
       auto remaining = std::make_shared<std::atomic<int>>(o_.create_concurrency);
@@ -1070,14 +1076,14 @@ int Bench::run(const std::string& command_line) {
 
     // Steady state: heartbeats only, then with the GET load.
     if (!g_interrupted && !stopping_) {
-      phase_ = kSteady;
+      set_phase(kSteady);
       std::printf("steady state: %d s heartbeats only\n", o_.steady_s);
       std::fflush(stdout);
       for (int i = 0; i < o_.steady_s * 10 && !g_interrupted; ++i)
         std::this_thread::sleep_for(100ms);
     }
     if (!g_interrupted && !stopping_ && o_.get_s > 0) {
-      phase_ = kGetLoad;
+      set_phase(kGetLoad);
       std::printf("steady state: %d s with GET /v1/hosts and GET /v1/vms at %.1f/s each\n",
                   o_.get_s, o_.get_rate);
       std::fflush(stdout);
@@ -1087,14 +1093,14 @@ int Bench::run(const std::string& command_line) {
       asio::co_spawn(ex(), get_loop(false, get_vms_ms_, get_vms_failed_),
                      [remaining](std::exception_ptr) { --*remaining; });
       for (int i = 0; i < o_.get_s * 10 && !g_interrupted; ++i) std::this_thread::sleep_for(100ms);
-      phase_ = kSetup;  // the loops end after their request in flight
+      set_phase(kSetup);  // the loops end after their request in flight
       for (int i = 0; i < 700 && *remaining > 0; ++i) std::this_thread::sleep_for(100ms);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "benchmark failed: %s\n", e.what());
     rc = 1;
   }
-  phase_ = kSetup;
+  set_phase(kSetup);
   stopping_ = true;
   sampling = false;
   sampler.join();
