@@ -555,6 +555,7 @@ const char* kPhaseNames[kPhases] = {"setup", "create", "steady", "get-load"};
 struct HeartbeatStats {
   Samples latency[kPhases];
   std::atomic<long> ok{0}, failed{0}, timeouts{0}, retried{0};
+  std::atomic<long> failed_in[kPhases];
   std::mutex mu;
   std::map<std::string, long> errors;  // first words of each failure
 };
@@ -781,6 +782,7 @@ asio::awaitable<void> Bench::heartbeat_loop(SimHost& h, Clock::duration first) {
       hb_.latency[phase].add(r.ms);
     } else {
       ++hb_.failed;
+      ++hb_.failed_in[phase];
       if (r.timed_out) ++hb_.timeouts;
       std::lock_guard lk(hb_.mu);
       ++hb_.errors[r.error.empty()
@@ -1177,13 +1179,13 @@ void Bench::print_results(const std::string& command_line) {
 
   std::printf(
       "\nper phase        secs  ctrl CPU%%  sim CPU%%  ctrl RSS avg/max MiB  hb n  "
-      "hb p50 ms  hb p99 ms  hb max ms\n");
+      "hb p50 ms  hb p99 ms  hb max ms  hb failed\n");
   for (int p = kCreate; p < kPhases; ++p) {
     auto v = hb_.latency[p].take();
-    std::printf("%-14s %6.1f  %9.1f  %8.1f  %9.1f / %-9.1f  %6zu  %9.2f  %9.2f  %9.2f\n",
+    std::printf("%-14s %6.1f  %9.1f  %8.1f  %9.1f / %-9.1f  %6zu  %9.2f  %9.2f  %9.2f  %9ld\n",
                 kPhaseNames[p], win[p].secs, win[p].ctrl_cpu, win[p].self_cpu, win[p].rss_avg,
                 win[p].rss_max, v.size(), percentile(v, 50), percentile(v, 99),
-                v.empty() ? 0.0 : *std::max_element(v.begin(), v.end()));
+                v.empty() ? 0.0 : *std::max_element(v.begin(), v.end()), hb_.failed_in[p].load());
   }
 
   // VM creation
@@ -1195,6 +1197,7 @@ void Bench::print_results(const std::string& command_line) {
   std::sort(at.begin(), at.end());
   const double overall = create_s_ > 0 ? static_cast<double>(created_) / create_s_ : 0;
   double min_decile = 0;
+  bool have_decile = false;
   std::printf(
       "\nVM creation: %ld created, %ld failed, %.1f s, %.1f VMs/s overall "
       "(concurrency %d)\n",
@@ -1209,6 +1212,7 @@ void Bench::print_results(const std::string& command_line) {
       const double rate = t > prev ? static_cast<double>(step) / (t - prev) : 0;
       std::printf(" %.0f", rate);
       min_decile = first ? rate : std::min(min_decile, rate);
+      have_decile = true;
       first = false;
       prev = t;
     }
@@ -1308,7 +1312,7 @@ void Bench::print_results(const std::string& command_line) {
       {"VM creation, overall", fmt("%.1f VMs/s", overall), ">= 200 VMs/s", overall / 200, false,
        created_ > 0},
       {"VM creation, slowest 10 %", fmt("%.1f VMs/s", min_decile), ">= 200 VMs/s", min_decile / 200,
-       false, created_ > 0},
+       false, have_decile},
       {"controller CPU, GET load", fmt("%.1f %%", win[kGetLoad].ctrl_cpu), "-", 0, true, false},
       {"controller CPU, creation", fmt("%.1f %%", win[kCreate].ctrl_cpu), "-", 0, true, false},
       {"simulator CPU, steady (% of one core)", fmt("%.1f %%", win[kSteady].self_cpu), "-", 0, true,
@@ -1327,6 +1331,14 @@ void Bench::print_results(const std::string& command_line) {
         r.have = true;
       }
   }
+  // Heartbeats that all failed (5 s timeout) in the steady window: a miss as well.
+  if (hb_steady.empty() && hb_.failed_in[kSteady] > 0)
+    for (auto& r : rows)
+      if (r.figure == "heartbeat p99, steady") {
+        r.measured = "> 5 s (" + std::to_string(hb_.failed_in[kSteady].load()) + " failed)";
+        r.ratio = 5000.0 / 50;
+        r.have = true;
+      }
   std::printf("\n%-40s %16s %14s %8s  %s\n", "figure", "measured", "goal", "ratio", "");
   for (const auto& r : rows) {
     std::string ratio = "-", verdict;
