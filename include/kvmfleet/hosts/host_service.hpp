@@ -75,7 +75,8 @@ class HostService {
 
   // While true, hosts that turned unreachable are taken to be cut off by a controller or
   // network failure, not failed: nothing may be fenced or restarted elsewhere on their
-  // account (HA and fencing consult this), and none of them becomes down.
+  // account (HA and fencing consult this), and none of them becomes down. May be called
+  // from within a ClusterState plan.
   bool liveness_guard_active() const;
   LivenessStatus liveness_status() const;
   // Prometheus exposition text of liveness_status().
