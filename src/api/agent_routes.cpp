@@ -25,7 +25,8 @@ void agent_heartbeat(Controller& svc, Call& c) {
   }
   for (const auto& d : inv.domains)
     if (!is_valid_uuid(d.uuid)) return c.fail(invalid("inventory has a bad domain uuid"));
-  if (auto st = svc.hosts().heartbeat(*c.who, *host, *url, inv); !st) return c.fail(st.error());
+  if (auto st = svc.hosts().heartbeat(*c.who, *host, *url, inv, c.arrived); !st)
+    return c.fail(st.error());
   c.ok(HttpStatus::ok, {{"heartbeat_interval_ms", svc.config().heartbeat_interval.count()}});
 }
 

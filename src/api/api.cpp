@@ -16,7 +16,10 @@ Api::Api(Controller& service, Metrics& metrics, std::vector<Route> routes)
     : service_(service), metrics_(metrics), router_(std::move(routes)) {}
 
 void Api::handle(http::Request&& req, http::Responder respond) {
+  // First: the time a heartbeat counts for is its arrival, not the end of its processing.
+  const auto arrived = Arrival::now(service_.clock());
   auto c = std::make_shared<Call>(std::move(req), std::move(respond), metrics_, pages_);
+  c->arrived = arrived;
   const std::string_view target(c->req.target().data(), c->req.target().size());
   const auto qmark = target.find('?');
   // Views into the request target live as long as the Call that owns the request.

@@ -61,6 +61,9 @@ struct Call : std::enable_shared_from_this<Call> {
   const Route* route = nullptr;
   std::vector<std::pair<std::string_view, std::string>> params;  // checked path parameters
   std::chrono::seconds wait{0};                                  // ?wait=, checked
+  // When the request reached the API, before any check or lock (Api::handle): what a
+  // heartbeat counts for.
+  Arrival arrived;
 
   // The path parameter of that kind in the route's pattern, e.g. param("vm").
   const std::string& param(std::string_view kind) const {

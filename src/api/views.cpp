@@ -34,9 +34,14 @@ json host_view(const Host& h, const ClusterState::Data& data) {
   const std::int64_t mem = usage.memory_mib;
   const int vcpus = usage.vcpus, count = usage.vm_count;
   json unmanaged = json::array();
-  for (const auto& d : h.inventory.domains)
-    if (!d.managed && !data.find_vm(d.uuid))
-      unmanaged.push_back({{"name", d.name}, {"uuid", d.uuid}, {"state", d.state}});
+  // Domains with kvmfleet's metadata but of no VM the controller has (made by another
+  // controller, or left from a VM whose record was lost): shown, never adopted or deleted.
+  json unknown = json::array();
+  for (const auto& d : h.inventory.domains) {
+    if (data.find_vm(d.uuid)) continue;
+    (d.managed ? unknown : unmanaged)
+        .push_back({{"name", d.name}, {"uuid", d.uuid}, {"state", d.state}});
+  }
   const auto& inv = h.inventory;
   return {
       {"name", h.name},
@@ -56,6 +61,7 @@ json host_view(const Host& h, const ClusterState::Data& data) {
       {"qemu_version", inv.qemu_version},
       {"domain_type", inv.domain_type},
       {"unmanaged_domains", unmanaged},
+      {"unknown_domains", unknown},
       {"last_heartbeat", h.last_heartbeat ? json(format_time(*h.last_heartbeat)) : json(nullptr)},
       {"storage", h.storage},
       {"created_at", format_time(h.created_at)}};

@@ -39,8 +39,17 @@ Controller::~Controller() {
 void Controller::start() {
   runner_.start();
   storage_monitor_.start();
-  ticker_ = std::thread([this] {
-    while (clock_.sleep_for(kTickInterval, stop_ticking_)) tick();
+  // Ticks are due on a fixed schedule from now; how late one runs is the controller's own
+  // lag (a stall of the process, a pass that waited on a lock), which liveness does not
+  // count against hosts. Ticks missed meanwhile are not made up.
+  ticker_ = std::thread([this, due = clock_.steady_now() + kTickInterval]() mutable {
+    while (clock_.sleep_until_steady(due, stop_ticking_)) {
+      const auto ran = clock_.steady_now();
+      hosts_.observe_tick(due, ran);
+      tick();
+      due += kTickInterval;
+      if (due <= ran) due = ran + kTickInterval;
+    }
   });
 }
 

@@ -42,6 +42,11 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
                                     "heartbeat_interval_ms",
                                     "unreachable_after_ms",
                                     "down_after_ms",
+                                    "liveness_lag_threshold_ms",
+                                    "liveness_lag_grace_ms",
+                                    "liveness_guard_share",
+                                    "liveness_guard_min_hosts",
+                                    "liveness_guard_window_ms",
                                     "operation_workers",
                                     "migrations_per_host",
                                     "agent_retry_attempts",
@@ -107,6 +112,7 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
         std::pair{"heartbeat_interval_ms", &c.heartbeat_interval},
         std::pair{"unreachable_after_ms", &c.unreachable_after},
         std::pair{"down_after_ms", &c.down_after},
+        std::pair{"liveness_lag_threshold_ms", &c.liveness_lag_threshold},
         std::pair{"agent_retry_backoff_ms", &c.agent_retry_backoff},
         std::pair{"metadata_write_timeout_ms", &c.metadata_write_timeout},
         std::pair{"storage_refresh_interval_ms", &c.storage_refresh_interval},
@@ -122,6 +128,22 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
                      key == std::string_view("snapshot_autoextend_percent") ? 1000 : 99);
     if (!v) return v.take_error();
     *field = static_cast<int>(*v);
+  }
+  if (auto st = read_ms(j, "liveness_lag_grace_ms", c.liveness_lag_grace, 0, 3'600'000); !st)
+    return st.take_error();
+  if (auto st = read_ms(j, "liveness_guard_window_ms", c.liveness_guard_window, 1'000, 3'600'000);
+      !st)
+    return st.take_error();
+  auto guard_min =
+      get_int(j, "liveness_guard_min_hosts", false, c.liveness_guard_min_hosts, 1, 1'000'000);
+  if (!guard_min) return guard_min.take_error();
+  c.liveness_guard_min_hosts = static_cast<int>(*guard_min);
+  if (auto it = j.find("liveness_guard_share"); it != j.end()) {
+    // 1 turns the guard off: more than every host can never turn unreachable.
+    if (!it->is_number() || it->get<double>() <= 0 || it->get<double>() > 1)
+      return invalid("liveness_guard_share must be a number in (0, 1]",
+                     {{"field", "liveness_guard_share"}});
+    c.liveness_guard_share = it->get<double>();
   }
   auto mq = get_int(j, "metadata_queue_capacity", false,
                     static_cast<std::int64_t>(c.metadata_queue_capacity), 1, 1 << 20);

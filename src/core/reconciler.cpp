@@ -135,38 +135,4 @@ WriteBatch reconcile_host(const ClusterState::Data& data, const std::string& hos
   return b;
 }
 
-WriteBatch reconcile_liveness(const ClusterState::Data& data, Clock::time_point now,
-                              Clock::time_point started_at,
-                              std::chrono::milliseconds unreachable_after,
-                              std::chrono::milliseconds down_after) {
-  WriteBatch b;
-  for (const auto& [name, h] : data.hosts) {
-    if (h.state == HostState::down) continue;  // only a heartbeat brings it back
-    // A heartbeat a previous controller recorded is no older than this start as far
-    // as the timeout goes: the host may have kept sending while nobody listened.
-    const auto last = h.last_heartbeat ? std::max(*h.last_heartbeat, started_at) : started_at;
-    const auto age = now - last;
-    HostState next = HostState::up;
-    if (age >= down_after)
-      next = HostState::down;
-    else if (age >= unreachable_after)
-      next = HostState::unreachable;
-    if (next == h.state || next == HostState::up) continue;
-    Host updated = h;
-    updated.state = next;
-    spdlog::warn("host {} is {} (heard {} ms ago)", name, to_string(next),
-                 std::chrono::duration_cast<std::chrono::milliseconds>(age).count());
-    b.put_hosts.push_back(std::move(updated));
-    for (const auto& [id, vm] : data.vms) {
-      if (vm.host != name || vm.state == VmState::unknown || vm.state == VmState::pending) continue;
-      Vm v = vm;
-      v.state = VmState::unknown;
-      v.generation = vm.generation + 1;
-      v.updated_at = now;
-      b.put_vms.push_back(std::move(v));
-    }
-  }
-  return b;
-}
-
 }  // namespace kvmfleet

@@ -119,6 +119,29 @@ TEST_F(ApiTest, RolesAreEnforced) {
             200u);
 }
 
+TEST_F(ApiTest, LivenessIsInHealthMetricsAndTheHostView) {
+  auto health = call(http::Verb::get, "/v1/healthz", "");
+  ASSERT_EQ(health.status, 200u);
+  EXPECT_EQ(health.body["details"]["liveness"],
+            json({{"healthy", true}, {"lag_seconds", 0.0}, {"guard_active", false}}));
+  // A domain with kvmfleet's metadata that is no VM of this controller's.
+  ASSERT_EQ(call(http::Verb::post, "/v1/agent/heartbeat", agent_,
+                 R"({"host":"node1","inventory":{"cpus":8,"memory_total_mib":16384,"domains":[)"
+                 R"({"uuid":"00000000-0000-4000-8000-00000000abcd","name":"ghost",)"
+                 R"("state":"running","managed":true,"generation":2}]}})")
+                .status,
+            200u);
+  auto host = call(http::Verb::get, "/v1/hosts/node1", viewer_);
+  ASSERT_EQ(host.status, 200u);
+  ASSERT_EQ(host.body["unknown_domains"].size(), 1u);
+  EXPECT_EQ(host.body["unknown_domains"][0]["uuid"], "00000000-0000-4000-8000-00000000abcd");
+  EXPECT_TRUE(host.body["unmanaged_domains"].empty());
+  auto metrics = call(http::Verb::get, "/metrics", viewer_);
+  EXPECT_NE(metrics.raw.body().find("kvmfleet_unknown_managed_domains 1\n"), std::string::npos);
+  EXPECT_NE(metrics.raw.body().find("kvmfleet_liveness_guard_active 0\n"), std::string::npos);
+  EXPECT_NE(metrics.raw.body().find("kvmfleet_controller_lag_seconds 0\n"), std::string::npos);
+}
+
 TEST_F(ApiTest, ErrorsAreJsonWithStableCodes) {
   auto r = call(http::Verb::get, "/v1/vms/nope", admin_);
   EXPECT_EQ(r.status, 404u);

@@ -35,7 +35,8 @@ class Controller {
   // storage monitor's thread and a thread that ticks every second on the clock.
   void start();
   void stop();
-  // Periodic work: host liveness, pruning of old finished operations.
+  // Periodic work: host liveness, pruning of old finished operations. The ticker of
+  // start() also tells HostService how late each tick runs (observe_tick).
   void tick();
 
   ClusterState& state() { return state_; }

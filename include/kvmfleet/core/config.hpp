@@ -29,6 +29,17 @@ struct ControllerConfig {
   std::chrono::milliseconds heartbeat_interval{2'000};
   std::chrono::milliseconds unreachable_after{6'000};
   std::chrono::milliseconds down_after{30'000};
+  // Liveness under load (docs/architecture.md, "Host liveness"). A periodic pass that
+  // runs this late, or a heartbeat that waits this long between arrival and processing,
+  // means the controller is behind: that time does not count against hosts, and no host
+  // is declared unreachable or down until liveness_lag_grace after it.
+  std::chrono::milliseconds liveness_lag_threshold{1'000};
+  std::chrono::milliseconds liveness_lag_grace{4'000};
+  // Mass-failure guard: more than this share of the up hosts, and at least this many,
+  // turning unreachable within the window is taken as a controller or network failure.
+  double liveness_guard_share = 0.3;
+  int liveness_guard_min_hosts = 3;
+  std::chrono::milliseconds liveness_guard_window{60'000};
   // Operations
   // A drain holds one worker while its migrations use others.
   int operation_workers = 8;

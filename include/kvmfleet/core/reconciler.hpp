@@ -33,12 +33,8 @@ WriteBatch reconcile_host(const ClusterState::Data& data, const std::string& hos
                           const std::vector<DomainStatus>& domains, Clock::time_point now,
                           Clock::time_point started_at);
 
-// Hosts whose heartbeats stopped: up → unreachable → down, and their VMs' state
-// becomes unknown (nobody may assume they stopped). A host not heard since the start
-// is timed from the start: the controller's own absence is not the host's silence.
-WriteBatch reconcile_liveness(const ClusterState::Data& data, Clock::time_point now,
-                              Clock::time_point started_at,
-                              std::chrono::milliseconds unreachable_after,
-                              std::chrono::milliseconds down_after);
+// Hosts whose heartbeats stopped are judged in src/hosts/liveness.cpp
+// (kvmfleet/hosts/liveness.hpp): a host not heard since the start is timed from the
+// start there too.
 
 }  // namespace kvmfleet
