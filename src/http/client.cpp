@@ -186,6 +186,14 @@ class Connection {
     return parser_ && parser_->is_done() && parser_->get().keep_alive() && buf_.size() == 0;
   }
 
+  // Whether an idle connection has nothing to read: bytes there (a stray answer, a
+  // TLS close_notify) would be taken for the next call's answer.
+  bool quiet() {
+    beast::error_code ec;
+    const auto n = (secure_ ? beast::get_lowest_layer(*secure_) : *plain_).socket().available(ec);
+    return !ec && n == 0;
+  }
+
   steady::time_point idle_since{};
 
  private:
@@ -347,6 +355,7 @@ Result<ClientResponse> KeepAliveClient::request(std::string_view method, const s
   // The first attempt may reuse an idle connection; the only retry opens a fresh one.
   for (bool may_reuse = true;; may_reuse = false) {
     std::unique_ptr<Connection> conn = may_reuse ? impl_->take(key) : nullptr;
+    if (conn && !conn->quiet()) conn.reset();
     const bool reused = conn != nullptr;
     if (!conn) {
       conn = std::make_unique<Connection>(u, tls, impl_->options.verify_peer);

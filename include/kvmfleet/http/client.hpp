@@ -60,7 +60,8 @@ struct KeepAliveOptions {
 // fails on a reused connection before any byte of the answer arrived (the server
 // closed it while it was idle) is sent once more on a fresh connection, within the
 // same timeout; once an answer has begun, a failure is never retried. A connection
-// whose call failed or timed out is closed, never reused.
+// whose call failed or timed out, or with bytes waiting while idle, is closed, never
+// reused.
 class KeepAliveClient final : public Client {
  public:
   explicit KeepAliveClient(KeepAliveOptions options = {});
