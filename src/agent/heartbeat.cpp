@@ -26,8 +26,13 @@ std::string trim_slash(std::string url) {
 
 HeartbeatLoop::HeartbeatLoop(Hypervisor& hypervisor, http::Client& client, Clock& clock,
                              HeartbeatOptions options)
+    : HeartbeatLoop(hypervisor, client, client, clock, std::move(options)) {}
+
+HeartbeatLoop::HeartbeatLoop(Hypervisor& hypervisor, http::Client& heartbeat_client,
+                             http::Client& events_client, Clock& clock, HeartbeatOptions options)
     : hv_(hypervisor),
-      client_(client),
+      heartbeat_client_(heartbeat_client),
+      events_client_(events_client),
       clock_(clock),
       options_(std::move(options)),
       interval_(std::clamp(options_.interval, kMinInterval, kMaxInterval)) {
@@ -49,7 +54,8 @@ void HeartbeatLoop::start() {
   const auto id = hv_.subscribe([this](const LifecycleEvent& e) { enqueue(e); });
   std::lock_guard lk(mu_);
   subscription_ = id;
-  thread_ = std::thread([this] { run(); });
+  heartbeat_thread_ = std::thread([this] { run_heartbeats(); });
+  events_thread_ = std::thread([this] { run_events(); });
 }
 
 void HeartbeatLoop::stop() {
@@ -57,12 +63,14 @@ void HeartbeatLoop::stop() {
   {
     std::lock_guard lk(mu_);
     stopping_ = true;
+    stop_.raise();
     wake_.raise();
     std::swap(sub, subscription_);
   }
   // After this no callback is running or will run, so `this` is safe to destroy.
   if (sub) hv_.unsubscribe(*sub);
-  if (thread_.joinable()) thread_.join();
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  if (events_thread_.joinable()) events_thread_.join();
 }
 
 void HeartbeatLoop::enqueue(LifecycleEvent event) {
@@ -89,11 +97,11 @@ std::size_t HeartbeatLoop::queued_events() const {
   return events_.size();
 }
 
-Result<json> HeartbeatLoop::post(std::string_view path, const json& body) {
+Result<json> HeartbeatLoop::post(http::Client& client, std::string_view path, const json& body) {
   const std::string url = options_.controller_url + std::string(path);
-  auto res = client_.request("POST", url, options_.token,
-                             body.dump(-1, ' ', false, json::error_handler_t::replace),
-                             options_.request_timeout);
+  auto res = client.request("POST", url, options_.token,
+                            body.dump(-1, ' ', false, json::error_handler_t::replace),
+                            options_.request_timeout);
   if (!res) return res.take_error();
   const json parsed = json::parse(res->body, nullptr, false);
   if (res->status / 100 != 2) {
@@ -110,7 +118,7 @@ Status HeartbeatLoop::beat_once() {
   if (!inv) return inv.take_error();
   const json body = {
       {"host", options_.host}, {"agent_url", options_.agent_url}, {"inventory", *inv}};
-  auto answer = post(agent_protocol::kHeartbeatPath, body);
+  auto answer = post(heartbeat_client_, agent_protocol::kHeartbeatPath, body);
   if (!answer) return answer.take_error();
   if (auto it = answer->find("heartbeat_interval_ms");
       it != answer->end() && it->is_number_integer()) {
@@ -132,7 +140,8 @@ Status HeartbeatLoop::flush_events() {
       batch.assign(events_.begin(), events_.begin() + static_cast<std::ptrdiff_t>(n));
       events_.erase(events_.begin(), events_.begin() + static_cast<std::ptrdiff_t>(n));
     }
-    auto answer = post(agent_protocol::kEventsPath, {{"host", options_.host}, {"events", batch}});
+    auto answer = post(events_client_, agent_protocol::kEventsPath,
+                       {{"host", options_.host}, {"events", batch}});
     if (!answer) {
       std::lock_guard lk(mu_);
       // Back at the front, in order, for the next attempt.
@@ -143,40 +152,51 @@ Status HeartbeatLoop::flush_events() {
   }
 }
 
-void HeartbeatLoop::run() {
+// The heartbeat sender. A beat is due one interval after the previous one began, so
+// a slow answer does not stretch the gap the controller sees; after a beat that took
+// longer than that, the next one waits kMinInterval.
+void HeartbeatLoop::run_heartbeats() {
   auto next_beat = clock_.steady_now();
-  auto event_retry_at = clock_.steady_now();
-  milliseconds event_backoff = kFirstEventRetry;
+  for (;;) {
+    {
+      std::lock_guard lk(mu_);
+      if (stopping_) return;
+    }
+    if (clock_.steady_now() < next_beat) {
+      clock_.sleep_until_steady(next_beat, stop_);
+      continue;
+    }
+    const auto began = clock_.steady_now();
+    if (auto st = beat_once(); !st) spdlog::warn("heartbeat failed: {}", st.error().message);
+    next_beat = std::max(began + interval(), clock_.steady_now() + kMinInterval);
+  }
+}
+
+// The events sender: posts as soon as events are queued; after a failure, waits a
+// backoff (doubling up to the heartbeat interval) before the next attempt.
+void HeartbeatLoop::run_events() {
+  auto retry_at = clock_.steady_now();
+  milliseconds backoff = kFirstEventRetry;
   std::unique_lock lk(mu_);
   while (!stopping_) {
     const auto now = clock_.steady_now();
-    const bool beat_due = now >= next_beat;
-    const bool events_due = !events_.empty() && now >= event_retry_at;
-    if (!beat_due && !events_due) {
-      auto wake_at = next_beat;
-      if (!events_.empty()) wake_at = std::min(wake_at, event_retry_at);
-      const auto wait = std::clamp(std::chrono::duration_cast<milliseconds>(wake_at - now),
-                                   milliseconds{1}, interval_);
+    if (events_.empty() || now < retry_at) {
+      // With nothing queued, the wait ends with the next event.
+      const auto wake_at = events_.empty() ? now + interval_ : retry_at;
       // An event queued from here on raises this very flag, so none is missed.
       const Interrupt woken = wake_;
       lk.unlock();
-      clock_.sleep_for(wait, woken);
+      clock_.sleep_until_steady(wake_at, woken);
       lk.lock();
       continue;
     }
     lk.unlock();
-    if (events_due) {
-      if (auto st = flush_events(); !st) {
-        spdlog::warn("sending lifecycle events failed: {}", st.error().message);
-        event_retry_at = clock_.steady_now() + event_backoff;
-        event_backoff = std::min(event_backoff * 2, interval());
-      } else {
-        event_backoff = kFirstEventRetry;
-      }
-    }
-    if (beat_due) {
-      if (auto st = beat_once(); !st) spdlog::warn("heartbeat failed: {}", st.error().message);
-      next_beat = clock_.steady_now() + interval();
+    if (auto st = flush_events(); !st) {
+      spdlog::warn("sending lifecycle events failed: {}", st.error().message);
+      retry_at = clock_.steady_now() + backoff;
+      backoff = std::min(backoff * 2, interval());
+    } else {
+      backoff = kFirstEventRetry;
     }
     lk.lock();
   }

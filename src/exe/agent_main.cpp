@@ -1,6 +1,6 @@
 // kvmfleet-agent: one per host. Serves the agent API to the controller, heartbeats
-// its inventory and pushes lifecycle events. Starting or stopping the agent never
-// touches guests: it only reports what libvirt has.
+// its inventory and pushes lifecycle events (each on a connection of its own). Starting or stopping
+// the agent never touches guests: it only reports what libvirt has.
 
 #include <spdlog/spdlog.h>
 
@@ -138,14 +138,21 @@ int main(int argc, char** argv) {
                server.tls() ? "https" : "http", config->listen_address, server.port(),
                config->libvirt_uri);
 
-  http::BeastClient client(config->controller_ca_file);
+  // Heartbeats and events each keep a connection of their own open to the
+  // controller, so a heartbeat never waits for an events POST.
+  http::KeepAliveOptions controller_link;
+  controller_link.ca_file = config->controller_ca_file;
+  controller_link.max_idle_per_origin = 1;
+  http::KeepAliveClient heartbeat_client(controller_link);
+  http::KeepAliveClient events_client(controller_link);
   agent::HeartbeatOptions hb;
   hb.host = config->host;
   hb.agent_url = config->agent_url;
   hb.controller_url = config->controller_url;
   hb.token = config->token;
   hb.interval = config->heartbeat_interval;
-  agent::HeartbeatLoop heartbeat(hypervisor, client, SystemClock::instance(), hb);
+  agent::HeartbeatLoop heartbeat(hypervisor, heartbeat_client, events_client,
+                                 SystemClock::instance(), hb);
   heartbeat.start();
 
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);

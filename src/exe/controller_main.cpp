@@ -122,7 +122,12 @@ int main(int argc, char** argv) {
   }
 
   boost::asio::io_context ioc;
-  http::BeastClient client(config.agent_ca_file);
+  // Connections to each agent stay open across calls. Every call that changes
+  // something carries an op id, so the one resend a closed idle connection may cause
+  // is harmless.
+  http::KeepAliveOptions agent_link;
+  agent_link.ca_file = config.agent_ca_file;
+  http::KeepAliveClient client(agent_link);
   HttpAgentApi agents(client);
   Controller controller(state, agents, config, SystemClock::instance(), ioc);
   if (auto st = controller.tokens().bootstrap_admin(config.bootstrap_token_file); !st) {

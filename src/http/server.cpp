@@ -10,6 +10,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <optional>
@@ -332,6 +333,18 @@ std::uint16_t Server::port() const {
 }
 bool Server::tls() const {
   return impl_->tls_ctx.has_value();
+}
+
+std::uint64_t Server::connections_accepted() const {
+  std::lock_guard lk(impl_->registry->mu);
+  return impl_->registry->next_id;
+}
+
+std::size_t Server::connections_open() const {
+  std::lock_guard lk(impl_->registry->mu);
+  return static_cast<std::size_t>(
+      std::count_if(impl_->registry->sessions.begin(), impl_->registry->sessions.end(),
+                    [](const auto& entry) { return !entry.second.expired(); }));
 }
 
 }  // namespace kvmfleet::http

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <string>
+#include <vector>
 
 #include "kvmfleet/model/json.hpp"
 #include "tests/doubles/agent/fake_hypervisor.hpp"
@@ -165,6 +167,108 @@ TEST(Heartbeat, RetriesEventsAfterABackoffOfTheInjectedClock) {
   EXPECT_EQ(count_calls(client, "/v1/agent/heartbeat"), 1u);
   ASSERT_TRUE(clock.advance_until([&] { return loop.queued_events() == 0; },
                                   std::chrono::milliseconds(50)));
+  loop.stop();
+}
+
+// The uuids of the events in the bodies of `calls`, in order.
+std::vector<std::string> event_uuids(const std::vector<FakeHttpClient::Call>& calls) {
+  std::vector<std::string> out;
+  for (const auto& c : calls) {
+    const json body = json::parse(c.body);
+    for (const auto& e : body["events"]) out.push_back(e["uuid"]);
+  }
+  return out;
+}
+
+// An events POST that hangs (a controller slow to answer) does not hold up a beat:
+// heartbeats keep their schedule, and the queue keeps filling meanwhile.
+TEST(Heartbeat, BeatsOnScheduleWhileAnEventsPostHangs) {
+  FakeHypervisor hv;
+  FakeHttpClient client;
+  ManualClock clock;
+  client.hold("/v1/agent/events");
+  HeartbeatLoop loop(hv, client, clock, options());  // every 60 s
+  const auto t0 = clock.steady_now();
+  loop.start();
+  ASSERT_TRUE(
+      client.wait_for_call([](const auto& c) { return c.url.ends_with("/v1/agent/heartbeat"); }));
+  hv.emit(event("u1", "started:booted", clock));
+  ASSERT_TRUE(
+      client.wait_for_call([](const auto& c) { return c.url.ends_with("/v1/agent/events"); }));
+  // The events POST is in flight and stays so; three more beats come on time.
+  ASSERT_TRUE(clock.advance_until([&] { return count_calls(client, "/v1/agent/heartbeat") >= 4; },
+                                  std::chrono::seconds(1)));
+  const auto elapsed = clock.steady_now() - t0;
+  EXPECT_GE(elapsed, std::chrono::seconds(180));
+  EXPECT_LT(elapsed, std::chrono::seconds(190));
+  EXPECT_EQ(count_calls(client, "/v1/agent/events"), 1u);
+  hv.emit(event("u2", "stopped:destroyed", clock));
+  EXPECT_EQ(loop.queued_events(), 1u);
+  client.release();
+  ASSERT_TRUE(client.wait_for_call([](const auto& c) {
+    return c.url.ends_with("/v1/agent/events") && c.body.find("u2") != std::string::npos;
+  }));
+  loop.stop();
+  EXPECT_EQ(clock.sleepers(), 0u);
+}
+
+// The other way round: a heartbeat that hangs does not hold up the events.
+TEST(Heartbeat, EventsGoOutWhileAHeartbeatHangs) {
+  FakeHypervisor hv;
+  FakeHttpClient beats;
+  FakeHttpClient events;
+  ManualClock clock;
+  beats.hold("/v1/agent/heartbeat");
+  HeartbeatLoop loop(hv, beats, events, clock, options());
+  loop.start();
+  ASSERT_TRUE(
+      beats.wait_for_call([](const auto& c) { return c.url.ends_with("/v1/agent/heartbeat"); }));
+  hv.emit(event("u1", "started:booted", clock));
+  ASSERT_TRUE(events.wait_for_call([](const auto& c) {
+    return c.url.ends_with("/v1/agent/events") && c.body.find("u1") != std::string::npos;
+  }));
+  EXPECT_EQ(beats.calls().size(), 1u);
+  EXPECT_EQ(events.calls().size(), 1u);
+  beats.release();
+  loop.stop();
+}
+
+// Failed events POSTs and failed heartbeats lose no event: each batch is sent again
+// after a backoff, and the controller receives every event once, in order.
+TEST(Heartbeat, EventsSurviveFailedPostsInOrder) {
+  FakeHypervisor hv;
+  FakeHttpClient beats;
+  FakeHttpClient events;
+  ManualClock clock;
+  auto o = options();
+  o.max_events_per_post = 2;
+  for (int i = 0; i < 3; ++i) beats.push(unavailable("controller down"));
+  events.push(unavailable("controller restarting"));
+  events.push(http::ClientResponse{503, "<html>unavailable</html>"});
+  HeartbeatLoop loop(hv, beats, events, clock, o);
+  for (const char* uuid : {"a", "b", "c", "d", "e"})
+    loop.enqueue(event(uuid, "defined:added", clock));
+  loop.start();
+  ASSERT_TRUE(
+      events.wait_for_call([](const auto& c) { return c.url.ends_with("/v1/agent/events"); }));
+  hv.emit(event("f", "started:booted", clock));
+  // Two failed attempts, then three batches of at most two.
+  ASSERT_TRUE(clock.advance_until([&] { return events.calls().size() >= 5; },
+                                  std::chrono::milliseconds(50)));
+  EXPECT_EQ(loop.queued_events(), 0u);
+  const auto calls = events.calls();
+  ASSERT_EQ(calls.size(), 5u);
+  const std::vector<std::string> first{"a", "b"};
+  EXPECT_EQ(event_uuids({calls[0]}), first);
+  EXPECT_EQ(event_uuids({calls[1]}), first);
+  const std::vector<FakeHttpClient::Call> delivered(calls.begin() + 2, calls.end());
+  const std::vector<std::string> all{"a", "b", "c", "d", "e", "f"};
+  EXPECT_EQ(event_uuids(delivered), all);
+  // Heartbeats failed meanwhile and went on, on their own client.
+  ASSERT_TRUE(
+      beats.wait_for_call([](const auto& c) { return c.url.ends_with("/v1/agent/heartbeat"); }));
+  EXPECT_EQ(count_calls(beats, "/v1/agent/events"), 0u);
+  EXPECT_EQ(count_calls(events, "/v1/agent/heartbeat"), 0u);
   loop.stop();
 }
 

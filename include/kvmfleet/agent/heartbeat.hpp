@@ -3,6 +3,13 @@
 // Keeps the controller informed: a heartbeat with the full inventory every interval
 // (the controller's reconciler is level-triggered, so this alone is enough to converge)
 // and lifecycle events as soon as they happen (so it need not wait for the next beat).
+//
+// Two senders, each on a thread of its own: heartbeats go out on their schedule and
+// never wait behind events, so a burst of events or a slow events POST cannot make a
+// live host look dead; events are batched, queued (bounded) and retried with backoff,
+// so a failing heartbeat loses none. Given two clients (the agent gives each sender a
+// keep-alive client of its own), the two never share a connection either. Every wait
+// is on the injected Clock.
 
 #include <chrono>
 #include <cstdint>
@@ -31,22 +38,29 @@ struct HeartbeatOptions {
 
 class HeartbeatLoop {
  public:
+  // Both senders on one client, which must take concurrent calls.
   HeartbeatLoop(Hypervisor& hypervisor, http::Client& client, Clock& clock,
                 HeartbeatOptions options);
+  // Heartbeats on `heartbeat_client`, events on `events_client`.
+  HeartbeatLoop(Hypervisor& hypervisor, http::Client& heartbeat_client, http::Client& events_client,
+                Clock& clock, HeartbeatOptions options);
   ~HeartbeatLoop();
   HeartbeatLoop(const HeartbeatLoop&) = delete;
   HeartbeatLoop& operator=(const HeartbeatLoop&) = delete;
 
-  // Subscribes to lifecycle events and starts the thread; the first heartbeat goes
-  // out at once.
+  // Subscribes to lifecycle events and starts the two threads; the first heartbeat
+  // goes out at once.
   void start();
-  // Unsubscribes and joins the thread. Idempotent.
+  // Unsubscribes and joins the threads (a POST in flight ends first, within its
+  // timeout). Idempotent.
   void stop();
 
-  // One heartbeat, on the caller's thread. The controller's answer may change the
-  // interval.
+  // One heartbeat, on the caller's thread and the heartbeat client. The controller's
+  // answer may change the interval.
   Status beat_once();
-  // Posts the queued events, on the caller's thread. On failure they stay queued.
+  // Posts the queued events, on the caller's thread and the events client, in batches
+  // of at most max_events_per_post. On failure the batch goes back to the front of the
+  // queue, so order is kept.
   Status flush_events();
   void enqueue(LifecycleEvent event);
 
@@ -54,24 +68,30 @@ class HeartbeatLoop {
   std::size_t queued_events() const;
 
  private:
-  void run();
-  Result<nlohmann::json> post(std::string_view path, const nlohmann::json& body);
+  void run_heartbeats();
+  void run_events();
+  Result<nlohmann::json> post(http::Client& client, std::string_view path,
+                              const nlohmann::json& body);
 
   Hypervisor& hv_;
-  http::Client& client_;
+  http::Client& heartbeat_client_;
+  http::Client& events_client_;
   Clock& clock_;
   HeartbeatOptions options_;
 
   mutable std::mutex mu_;
   std::deque<LifecycleEvent> events_;
   std::chrono::milliseconds interval_;
-  // Ends the loop's wait on the clock: raised by stop(), and by a new event (which
-  // then replaces it with a fresh one for the next wait).
+  // Ends the heartbeat sender's wait: raised by stop() only.
+  Interrupt stop_;
+  // Ends the events sender's wait: raised by stop(), and by a new event (which then
+  // replaces it with a fresh one for the next wait).
   Interrupt wake_;
   bool started_ = false;
   bool stopping_ = false;
   std::optional<std::uint64_t> subscription_;
-  std::thread thread_;
+  std::thread heartbeat_thread_;
+  std::thread events_thread_;
   std::mutex send_mu_;  // one events POST at a time keeps their order
 };
 

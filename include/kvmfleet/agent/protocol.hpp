@@ -109,6 +109,9 @@
 //        → {"heartbeat_interval_ms"}
 //   POST /v1/agent/events     {"host", "events": [{"uuid", "name", "state", "reason", "at"}]}
 //        → {}
+//   The agent sends the two from separate senders, each on a keep-alive connection of
+//   its own: heartbeats on their schedule, never behind events; events in order,
+//   batched, and sent again after a failure (src/agent/heartbeat.cpp).
 //
 // Errors travel in the public API's error body, so a category survives the hop.
 //

@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstddef>
+#include <memory>
 #include <string>
 
 namespace kvmfleet::http {
@@ -14,8 +16,8 @@ struct ClientResponse {
   std::string body;
 };
 
-// A blocking HTTP/1.1 JSON client (one connection per call). The narrow interface
-// lets tests put a double in place of the network.
+// A blocking HTTP/1.1 JSON client. The narrow interface lets tests put a double in
+// place of the network.
 class Client {
  public:
   virtual ~Client() = default;
@@ -26,7 +28,7 @@ class Client {
                                          std::chrono::milliseconds timeout) = 0;
 };
 
-// The real client on Boost.Beast.
+// The real client on Boost.Beast: one connection per call ("Connection: close").
 class BeastClient final : public Client {
  public:
   // ca_file: PEM bundle for https; empty: the system default paths.
@@ -38,6 +40,45 @@ class BeastClient final : public Client {
  private:
   std::string ca_file_;
   bool verify_peer_;
+};
+
+struct KeepAliveOptions {
+  std::string ca_file;  // PEM bundle for https; empty: the system default paths
+  bool verify_peer = true;
+  // Idle connections kept per scheme+host+port; more are closed when handed back.
+  std::size_t max_idle_per_origin = 4;
+  // An idle connection older than this is closed instead of used. Below the read
+  // timeout of kvmfleet's server (10 s by default), after which it closes an idle
+  // connection, so that one is seldom tried in vain.
+  std::chrono::milliseconds max_idle_time{9'000};
+};
+
+// The client on Boost.Beast that keeps its connections open across calls (HTTP/1.1
+// keep-alive), per scheme+host+port, for http and https alike. Thread-safe: a call
+// takes an idle connection of its origin or opens one, and hands it back when the
+// answer allows reuse, so concurrent calls never share a connection. A request that
+// fails on a reused connection before any byte of the answer arrived (the server
+// closed it while it was idle) is sent once more on a fresh connection, within the
+// same timeout; once an answer has begun, a failure is never retried. A connection
+// whose call failed or timed out, or with bytes waiting while idle, is closed, never
+// reused.
+class KeepAliveClient final : public Client {
+ public:
+  explicit KeepAliveClient(KeepAliveOptions options = {});
+  ~KeepAliveClient() override;
+  KeepAliveClient(const KeepAliveClient&) = delete;
+  KeepAliveClient& operator=(const KeepAliveClient&) = delete;
+
+  Result<ClientResponse> request(std::string_view method, const std::string& url,
+                                 const std::string& bearer, const std::string& body,
+                                 std::chrono::milliseconds timeout) override;
+
+  // Connections open and waiting for a call now, over all origins.
+  std::size_t idle_connections() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 // Calls a JSON endpoint: 2xx bodies are parsed and returned, error bodies become the

@@ -38,6 +38,9 @@ class Server {
   void stop();
   std::uint16_t port() const;
   bool tls() const;
+  // Connections accepted since start(), and those open now (until stop()).
+  std::uint64_t connections_accepted() const;
+  std::size_t connections_open() const;
 
  private:
   struct Impl;
