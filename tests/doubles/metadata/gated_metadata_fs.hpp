@@ -1,11 +1,11 @@
 #pragma once
 
-#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "kvmfleet/metadata/metadata_fs.hpp"
+#include "tests/doubles/common/gate.hpp"
 
 namespace kvmfleet::doubles {
 
@@ -16,26 +16,14 @@ class GatedMetadataFs final : public metadata::MetadataFs {
  public:
   explicit GatedMetadataFs(std::shared_ptr<metadata::MetadataFs> real) : real_(std::move(real)) {}
 
-  void hold() {
-    std::lock_guard lk(mu_);
-    held_ = true;
-  }
-  void release() {
-    {
-      std::lock_guard lk(mu_);
-      held_ = false;
-    }
-    cv_.notify_all();
-  }
+  void hold() { gate_.hold(); }
+  void release() { gate_.release(); }
   void fail_next(int n) {
     std::lock_guard lk(mu_);
     fail_ = n;
   }
   // Calls currently blocked in the gate.
-  int waiting() const {
-    std::lock_guard lk(mu_);
-    return waiting_;
-  }
+  int waiting() const { return gate_.waiting(); }
   std::vector<std::string> written() const {
     std::lock_guard lk(mu_);
     return written_;
@@ -59,10 +47,8 @@ class GatedMetadataFs final : public metadata::MetadataFs {
 
  private:
   Status gate() {
-    std::unique_lock lk(mu_);
-    ++waiting_;
-    cv_.wait(lk, [&] { return !held_; });
-    --waiting_;
+    gate_.pass();
+    std::lock_guard lk(mu_);
     if (fail_ > 0) {
       --fail_;
       return unavailable("share failed (test)");
@@ -71,11 +57,9 @@ class GatedMetadataFs final : public metadata::MetadataFs {
   }
 
   std::shared_ptr<metadata::MetadataFs> real_;
+  Gate gate_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool held_ = false;
   int fail_ = 0;
-  int waiting_ = 0;
   std::vector<std::string> written_;
 };
 

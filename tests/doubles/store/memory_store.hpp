@@ -1,8 +1,8 @@
 #pragma once
 
 #include "kvmfleet/store/store.hpp"
+#include "tests/doubles/common/gate.hpp"
 
-#include <condition_variable>
 #include <map>
 #include <mutex>
 
@@ -24,11 +24,8 @@ class MemoryStore final : public Store {
     return s;
   }
   Status commit_all(std::span<const WriteBatch* const> all) override {
-    std::unique_lock lk(mu_);
-    ++waiting_;
-    gate_changed_.notify_all();
-    gate_changed_.wait(lk, [&] { return !held_; });
-    --waiting_;
+    gate_.pass();
+    std::lock_guard lk(mu_);
     ++commits;
     batches += static_cast<int>(all.size());
     if (fail_commits > 0) {
@@ -39,20 +36,10 @@ class MemoryStore final : public Store {
     return {};
   }
   // Commits wait from now on until release().
-  void hold() {
-    std::lock_guard lk(mu_);
-    held_ = true;
-  }
-  void release() {
-    std::lock_guard lk(mu_);
-    held_ = false;
-    gate_changed_.notify_all();
-  }
+  void hold() { gate_.hold(); }
+  void release() { gate_.release(); }
   // Blocks until `n` commits are waiting at the gate.
-  void wait_for_waiting(int n) {
-    std::unique_lock lk(mu_);
-    gate_changed_.wait(lk, [&] { return waiting_ >= n; });
-  }
+  void wait_for_waiting(int n) { gate_.wait_for_waiting(n); }
   int fail_commits = 0;
   int commits = 0;  // store transactions
   int batches = 0;  // batches they held
@@ -73,10 +60,8 @@ class MemoryStore final : public Store {
     for (auto& v : b.put_volumes) volumes_[v.id] = v;
   }
 
+  Gate gate_;
   std::mutex mu_;
-  std::condition_variable gate_changed_;
-  bool held_ = false;
-  int waiting_ = 0;
   std::map<std::string, Host> hosts_;
   std::map<std::string, Vm> vms_;
   std::map<std::string, Operation> ops_;
