@@ -163,12 +163,9 @@ Status HostService::heartbeat(const Principal& who, const std::string& host,
 void HostService::restore_vms(const ClusterState::Data& d, const std::string& host,
                               const std::vector<DomainStatus>& domains, WriteBatch& b) {
   std::lock_guard lk(mu_);
-  for (auto it = hidden_.begin(); it != hidden_.end();) {
-    const Vm& stored = it->second;
-    if (stored.host != host) {
-      ++it;
-      continue;
-    }
+  auto hidden = hidden_.find(host);
+  if (hidden == hidden_.end()) return;
+  for (const auto& [_, stored] : hidden->second) {
     // Only a VM nothing else has written since (the record is still the one liveness
     // made), that the host reports as it was, is put back as the store holds it; for
     // anything else the reconciler decides, and writes, as for any report.
@@ -180,8 +177,8 @@ void HostService::restore_vms(const ClusterState::Data& d, const std::string& ho
         !d.active_operation_for(stored.id) && dom != domains.end() &&
         vm_state_from_domain(dom->state) == stored.state)
       b.put_vms.push_back(stored);
-    it = hidden_.erase(it);
   }
+  hidden_.erase(hidden);
 }
 
 void HostService::note_unknown_domains(const std::string& host,
@@ -287,7 +284,7 @@ void HostService::check_liveness() {
               config_.unreachable_after, now);
         // Their VMs turn unknown in memory only; the records the store holds are kept, to
         // be put back if the host reports them unchanged when it is heard again.
-        for (const Vm& v : b.put_vms) hidden_.try_emplace(v.id, d.vms.at(v.id));
+        for (const Vm& v : b.put_vms) hidden_[v.host].try_emplace(v.id, d.vms.at(v.id));
         up = unreachable = 0;
         for (const auto& [name, h] : d.hosts) {
           const bool turned = std::any_of(b.put_hosts.begin(), b.put_hosts.end(),
@@ -315,12 +312,12 @@ void HostService::check_liveness() {
         "or restarted elsewhere until enough of them are heard again",
         lost, config_.liveness_guard_window.count() / 1000, unreachable, unreachable + up);
   if (holding || guarded) return;
-  std::vector<std::string> written;
+  std::vector<std::pair<std::string, std::string>> written;  // (host, VM id)
   st = state_.update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
     std::lock_guard lk(mu_);
     b = plan_down(
         d, [&](const Host& h) { return silence_of(h.name, steady); }, config_.down_after, now);
-    for (const Vm& v : b.put_vms) written.push_back(v.id);
+    for (const Vm& v : b.put_vms) written.emplace_back(v.host, v.id);
     return {};
   });
   if (!st) {
@@ -328,7 +325,13 @@ void HostService::check_liveness() {
     return;
   }
   std::lock_guard lk(mu_);
-  for (const auto& id : written) hidden_.erase(id);  // the store holds them unknown now
+  // The store holds them unknown now.
+  for (const auto& [host, id] : written) {
+    auto it = hidden_.find(host);
+    if (it == hidden_.end()) continue;
+    it->second.erase(id);
+    if (it->second.empty()) hidden_.erase(it);
+  }
 }
 
 bool HostService::liveness_guard_active() const {

@@ -62,15 +62,6 @@ WriteBatch plan_down(const ClusterState::Data& data, const SilenceOf& silence,
   return b;
 }
 
-SilenceOf silence_since(Clock::time_point now, Clock::time_point started_at) {
-  return [now, started_at](const Host& h) -> Clock::duration {
-    // A heartbeat a previous controller recorded is no older than this start as far as
-    // the timeout goes: the host may have kept sending while nobody listened.
-    const auto last = h.last_heartbeat ? std::max(*h.last_heartbeat, started_at) : started_at;
-    return now - last;
-  };
-}
-
 void ControllerLag::observe(Clock::steady_time_point from, Clock::steady_time_point to) {
   if (to <= from) return;
   const auto lag = to - from;

@@ -310,7 +310,11 @@ TEST_F(ControllerTest, TokensAuthenticateByHashAndBootstrapWritesAnAdminToken) {
 // turn unreachable, those unreachable and silent for 30 s turn down.
 WriteBatch reconcile_liveness(const ClusterState::Data& data, Clock::time_point now,
                               Clock::time_point started_at) {
-  const auto silence = silence_since(now, started_at);
+  // Silence on wall-clock times alone, as a controller without lag would judge it: since
+  // the last heartbeat, or since the start for a host not heard since.
+  const SilenceOf silence = [&](const Host& h) -> Clock::duration {
+    return now - (h.last_heartbeat ? std::max(*h.last_heartbeat, started_at) : started_at);
+  };
   WriteBatch b = plan_unreachable(data, silence, 6s, now);
   WriteBatch d = plan_down(data, silence, 30s, now);
   b.put_hosts.insert(b.put_hosts.end(), d.put_hosts.begin(), d.put_hosts.end());

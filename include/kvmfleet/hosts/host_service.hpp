@@ -110,9 +110,10 @@ class HostService {
   std::map<std::string, Clock::steady_time_point> heard_;
   ControllerLag lag_;
   MassFailureGuard guard_;
-  // The VMs of unreachable hosts as the store holds them (by id), while memory has them
-  // unknown: a host that flaps costs no store write (see check_liveness).
-  std::map<std::string, Vm> hidden_;
+  // The VMs of unreachable hosts as the store holds them (host → VM id → record), while
+  // memory has them unknown: a host that flaps costs no store write (see check_liveness).
+  // By host, so that a heartbeat looks only at its own host's.
+  std::map<std::string, std::map<std::string, Vm>> hidden_;
   // Managed domains unknown to the controller, logged once each: (host, uuid).
   std::set<std::pair<std::string, std::string>> unknown_logged_;
 };

@@ -46,11 +46,6 @@ WriteBatch plan_unreachable(const ClusterState::Data& data, const SilenceOf& sil
 WriteBatch plan_down(const ClusterState::Data& data, const SilenceOf& silence,
                      std::chrono::milliseconds down_after, Clock::time_point now);
 
-// The silence of a host judged on wall-clock times alone, as a controller without lag
-// would: since its last heartbeat, or since `started_at` when it was not heard since (the
-// controller's own absence is not the host's silence).
-SilenceOf silence_since(Clock::time_point now, Clock::time_point started_at);
-
 // The controller's own lag. An observation is a span of the monotonic clock in which the
 // controller was behind: a periodic pass that was due at `from` and ran at `to`, or a
 // heartbeat that arrived at `from` and was processed at `to`. Spans shorter than
