@@ -138,7 +138,8 @@ http::Response AgentService::route(const http::Request& req) {
     op_id = std::move(*id);
   }
 
-  const calls::CallContext context{hv_, storage_ ? &*storage_ : nullptr, match.params, body, op_id};
+  const calls::CallContext context{
+      hv_, storage_ ? &*storage_ : nullptr, match.params, body, op_id, reports_};
   auto prepared = calls::handler_for(call.id)(context);
   if (!prepared) return http::error_response(prepared.error());
 

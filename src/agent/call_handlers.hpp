@@ -13,6 +13,7 @@
 
 #include "kvmfleet/agent/hypervisor.hpp"
 #include "kvmfleet/agent/protocol.hpp"
+#include "kvmfleet/agent/report_clock.hpp"
 #include "kvmfleet/agent/storage_backend.hpp"
 #include "kvmfleet/common/result.hpp"
 #include "kvmfleet/http/types.hpp"
@@ -25,6 +26,7 @@ struct CallContext {
   const agent_protocol::PathParams& params;
   const nlohmann::json& body;  // a POST's checked body; an empty object for a GET
   const std::string& op_id;    // a POST's checked op_id; empty for a GET
+  ReportClock& reports;        // stamps answers about domains, after their action
 };
 
 struct PreparedCall {

@@ -23,15 +23,37 @@ PreparedCall on_domain(const CallContext& c, Act act) {
   return {c.params.uuid, [&hv = c.hv, uuid = c.params.uuid, act] { return act(hv, uuid); }};
 }
 
+// An answer about a domain (DomainStatus, MigrationStatus), stamped once the hypervisor
+// has acted and looked: a report the agent observed before is older than it.
+template <typename T>
+http::Response stamped(ReportClock& reports, Result<T> r) {
+  if (r) r->stamp = reports.next();
+  return reply(r);
+}
+
+// on_domain for the calls that answer the domain's or its migration's status.
+template <typename Act>
+PreparedCall on_domain_stamped(const CallContext& c, Act act) {
+  return {c.params.uuid, [&hv = c.hv, &reports = c.reports, uuid = c.params.uuid, act] {
+            return stamped(reports, act(hv, uuid));
+          }};
+}
+
 }  // namespace
 
 Result<PreparedCall> inventory(const CallContext& c) {
-  return PreparedCall{{}, [&hv = c.hv] { return reply(hv.inventory()); }};
+  return PreparedCall{{}, [&hv = c.hv, &reports = c.reports] {
+                        // Stamped before it looks, as a heartbeat is.
+                        const ReportStamp stamp = reports.next();
+                        auto inv = hv.inventory();
+                        if (inv) inv->stamp = stamp;
+                        return reply(inv);
+                      }};
 }
 
 Result<PreparedCall> domain_get(const CallContext& c) {
-  return on_domain(
-      c, [](Hypervisor& hv, const std::string& uuid) { return reply(hv.get_domain(uuid)); });
+  return on_domain_stamped(
+      c, [](Hypervisor& hv, const std::string& uuid) { return hv.get_domain(uuid); });
 }
 
 Result<PreparedCall> define(const CallContext& c) {
@@ -41,27 +63,29 @@ Result<PreparedCall> define(const CallContext& c) {
   if (!spec) return spec.take_error();
   std::string subject = spec->uuid;
   return PreparedCall{std::move(subject),
-                      [&hv = c.hv, spec = std::move(*spec)] { return reply(hv.define(spec)); }};
+                      [&hv = c.hv, &reports = c.reports, spec = std::move(*spec)] {
+                        return stamped(reports, hv.define(spec));
+                      }};
 }
 
 Result<PreparedCall> start(const CallContext& c) {
-  return on_domain(c,
-                   [](Hypervisor& hv, const std::string& uuid) { return reply(hv.start(uuid)); });
+  return on_domain_stamped(c,
+                           [](Hypervisor& hv, const std::string& uuid) { return hv.start(uuid); });
 }
 
 Result<PreparedCall> shutdown(const CallContext& c) {
-  return on_domain(
-      c, [](Hypervisor& hv, const std::string& uuid) { return reply(hv.shutdown(uuid)); });
+  return on_domain_stamped(
+      c, [](Hypervisor& hv, const std::string& uuid) { return hv.shutdown(uuid); });
 }
 
 Result<PreparedCall> reboot(const CallContext& c) {
-  return on_domain(c,
-                   [](Hypervisor& hv, const std::string& uuid) { return reply(hv.reboot(uuid)); });
+  return on_domain_stamped(c,
+                           [](Hypervisor& hv, const std::string& uuid) { return hv.reboot(uuid); });
 }
 
 Result<PreparedCall> destroy(const CallContext& c) {
-  return on_domain(c,
-                   [](Hypervisor& hv, const std::string& uuid) { return reply(hv.destroy(uuid)); });
+  return on_domain_stamped(
+      c, [](Hypervisor& hv, const std::string& uuid) { return hv.destroy(uuid); });
 }
 
 Result<PreparedCall> undefine(const CallContext& c) {
@@ -104,20 +128,20 @@ Result<PreparedCall> migrate(const CallContext& c) {
   if (!request) return request.take_error();
   request->op_id = c.op_id;
   std::string subject = c.params.uuid + " to " + request->destination_uri;
-  return PreparedCall{std::move(subject),
-                      [&hv = c.hv, uuid = c.params.uuid, request = std::move(*request)] {
-                        return reply(hv.migrate(uuid, request));
+  return PreparedCall{std::move(subject), [&hv = c.hv, &reports = c.reports, uuid = c.params.uuid,
+                                           request = std::move(*request)] {
+                        return stamped(reports, hv.migrate(uuid, request));
                       }};
 }
 
 Result<PreparedCall> migration(const CallContext& c) {
-  return on_domain(
-      c, [](Hypervisor& hv, const std::string& uuid) { return reply(hv.migration_status(uuid)); });
+  return on_domain_stamped(
+      c, [](Hypervisor& hv, const std::string& uuid) { return hv.migration_status(uuid); });
 }
 
 Result<PreparedCall> migration_abort(const CallContext& c) {
-  return on_domain(
-      c, [](Hypervisor& hv, const std::string& uuid) { return reply(hv.abort_migration(uuid)); });
+  return on_domain_stamped(
+      c, [](Hypervisor& hv, const std::string& uuid) { return hv.abort_migration(uuid); });
 }
 
 }  // namespace kvmfleet::agent::calls

@@ -24,13 +24,15 @@ std::string trim_slash(std::string url) {
 
 }  // namespace
 
-HeartbeatLoop::HeartbeatLoop(Hypervisor& hypervisor, http::Client& client, Clock& clock,
-                             HeartbeatOptions options)
-    : HeartbeatLoop(hypervisor, client, client, clock, std::move(options)) {}
+HeartbeatLoop::HeartbeatLoop(Hypervisor& hypervisor, ReportClock& reports, http::Client& client,
+                             Clock& clock, HeartbeatOptions options)
+    : HeartbeatLoop(hypervisor, reports, client, client, clock, std::move(options)) {}
 
-HeartbeatLoop::HeartbeatLoop(Hypervisor& hypervisor, http::Client& heartbeat_client,
-                             http::Client& events_client, Clock& clock, HeartbeatOptions options)
+HeartbeatLoop::HeartbeatLoop(Hypervisor& hypervisor, ReportClock& reports,
+                             http::Client& heartbeat_client, http::Client& events_client,
+                             Clock& clock, HeartbeatOptions options)
     : hv_(hypervisor),
+      reports_(reports),
       heartbeat_client_(heartbeat_client),
       events_client_(events_client),
       clock_(clock),
@@ -74,6 +76,7 @@ void HeartbeatLoop::stop() {
 }
 
 void HeartbeatLoop::enqueue(LifecycleEvent event) {
+  event.stamp = reports_.next();
   {
     std::lock_guard lk(mu_);
     if (events_.size() >= options_.max_queued_events) {
@@ -114,8 +117,12 @@ Result<json> HeartbeatLoop::post(http::Client& client, std::string_view path, co
 }
 
 Status HeartbeatLoop::beat_once() {
+  // Taken before the domains are listed: an answer the agent gave while they were being
+  // listed is later than this heartbeat, whatever the order in which the two arrive.
+  const ReportStamp stamp = reports_.next();
   auto inv = hv_.inventory();
   if (!inv) return inv.take_error();
+  inv->stamp = stamp;
   const json body = {
       {"host", options_.host}, {"agent_url", options_.agent_url}, {"inventory", *inv}};
   auto answer = post(heartbeat_client_, agent_protocol::kHeartbeatPath, body);

@@ -49,6 +49,13 @@ void agent_events(Controller& svc, Call& c) {
       *out = *v;
     }
     if (!is_valid_uuid(ev.uuid)) return c.fail(invalid("event has a bad uuid"));
+    if (auto it = e.find("stamp"); it != e.end()) {
+      try {
+        ev.stamp = it->get<ReportStamp>();
+      } catch (const std::exception&) {
+        return c.fail(invalid("event has a malformed stamp", {{"field", "stamp"}}));
+      }
+    }
     events.push_back(std::move(ev));
   }
   if (auto st = svc.hosts().domain_events(*c.who, *host, events); !st) return c.fail(st.error());

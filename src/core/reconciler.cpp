@@ -83,6 +83,12 @@ WriteBatch reconcile_host(const ClusterState::Data& data, const std::string& hos
     if (data.active_operation_for(id)) continue;  // the operation owns this VM for now
     auto it = by_uuid.find(id);
     const bool here = it != by_uuid.end();
+    // What this host's agent told of the VM (its entry, or its absence from the list) is
+    // no news if an operation had a later answer from that agent (domain_reports.hpp).
+    if (auto seen = vm.seen.find(host);
+        seen != vm.seen.end() &&
+        older_than(here ? it->second->stamp : reporter->inventory.stamp, seen->second))
+      continue;
     if (vm.host == host) {
       const std::optional<VmState> observed =
           here ? std::optional(vm_state_from_domain(it->second->state)) : std::nullopt;

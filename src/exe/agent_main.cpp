@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
   hb.controller_url = config->controller_url;
   hb.token = config->token;
   hb.interval = config->heartbeat_interval;
-  agent::HeartbeatLoop heartbeat(hypervisor, heartbeat_client, events_client,
+  agent::HeartbeatLoop heartbeat(hypervisor, service.reports(), heartbeat_client, events_client,
                                  SystemClock::instance(), hb);
   heartbeat.start();
 

@@ -2,6 +2,7 @@
 
 #include "kvmfleet/common/ids.hpp"
 #include "kvmfleet/common/validate.hpp"
+#include "kvmfleet/core/domain_reports.hpp"
 #include "kvmfleet/core/reconciler.hpp"
 #include "kvmfleet/model/vm.hpp"
 
@@ -99,6 +100,8 @@ Status HostService::heartbeat(const Principal& who, const std::string& host,
   if (who.role != Role::agent || who.host != host)
     return Error(ErrorCode::permission_denied, "this credential does not speak for host " + host);
   bool persist = false;
+  // The host's list with this report merged in: what the reconciler then judges.
+  std::vector<DomainStatus> domains;
   std::vector<const DomainStatus*> unknown;  // managed domains of no VM the controller has
   auto st = state_.update(
       [&](const ClusterState::Data& d, WriteBatch& b) -> Status {
@@ -130,15 +133,18 @@ Status HostService::heartbeat(const Principal& who, const std::string& host,
         Host next = *h;
         next.state = HostState::up;
         if (!agent_url.empty()) next.agent_url = agent_url;
+        domains =
+            merge_domain_report(d, host, h->inventory.domains, inventory.domains, inventory.stamp);
         next.inventory = inventory;
+        next.inventory.domains = domains;
         // The time it counts for is when it arrived; a heartbeat overtaken by a later
         // one does not move it back.
         if (!next.last_heartbeat || *next.last_heartbeat < arrived.wall)
           next.last_heartbeat = arrived.wall;
-        for (const auto& dom : inventory.domains)
+        for (const auto& dom : domains)
           if (dom.managed && !d.find_vm(dom.uuid)) unknown.push_back(&dom);
         b.put_hosts.push_back(std::move(next));
-        restore_vms(d, host, inventory.domains, b);
+        restore_vms(d, host, domains, b);
         persist = material;
         return {};
       },
@@ -155,7 +161,7 @@ Status HostService::heartbeat(const Principal& who, const std::string& host,
   }
   const auto now = clock_.now();
   return state_.update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
-    b = reconcile_host(d, host, inventory.domains, now, started_at_);
+    b = reconcile_host(d, host, domains, now, started_at_);
     return {};
   });
 }
@@ -209,23 +215,9 @@ Status HostService::domain_events(const Principal& who, const std::string& host,
         const Host* h = d.find_host(host);
         if (!h) return not_found("no such host", {{"host", host}});
         Host next = *h;
-        for (const auto& e : events) {
-          auto it = std::find_if(next.inventory.domains.begin(), next.inventory.domains.end(),
-                                 [&](const DomainStatus& s) { return s.uuid == e.uuid; });
-          if (e.state == "undefined") {
-            if (it != next.inventory.domains.end()) next.inventory.domains.erase(it);
-            continue;
-          }
-          if (it == next.inventory.domains.end()) {
-            DomainStatus s;
-            s.uuid = e.uuid;
-            s.name = e.name;
-            s.managed = d.find_vm(e.uuid) != nullptr;
-            next.inventory.domains.push_back(s);
-            it = std::prev(next.inventory.domains.end());
-          }
-          it->state = e.state;
-        }
+        for (const auto& e : events)
+          apply_domain_event(d, host, next.inventory.domains,
+                             ObservedChange{e.uuid, e.name, e.state, e.stamp});
         domains = next.inventory.domains;
         b.put_hosts.push_back(std::move(next));
         return {};

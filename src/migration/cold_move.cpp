@@ -55,10 +55,12 @@ Status cold_move(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r) {
     return e;
   }
   ctx.progress(90, "recording the VM on " + target_name);
-  return save_vm(ctx, uuid, [&](Vm& vm) {
-    vm.host = target_name;
-    vm.state = vm_state_from_domain(defined->state);
-  });
+  return save_vm(ctx, uuid,
+                 [&](Vm& vm) {
+                   vm.host = target_name;
+                   vm.state = vm_state_from_domain(defined->state);
+                 },
+                 {answer_from(target_name, *defined), HostAnswer{t->host.name, {}, {}}});
 }
 
 }  // namespace kvmfleet

@@ -46,7 +46,8 @@ Status migrate_live(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r
     auto here = ctx.agents().get_domain(t->host, uuid);
     if (!here || vm_state_from_domain(here->state) != VmState::running) {
       ctx.progress(100, "the VM already runs on " + target_name);
-      return adopt_on(ctx, uuid, target_name);
+      return adopt_on(ctx, uuid, target_name, *there,
+                      here ? answer_from(t->host.name, *here) : HostAnswer{t->host.name, {}, {}});
     }
   }
   // The hosts decide how a migration ended, whatever the source agent could tell.
@@ -57,13 +58,23 @@ Status migrate_live(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r
   auto resolve = [&](Error reported) -> Status {
     reported.details["source_host"] = t->host.name;
     reported.details["target_host"] = target_name;
-    // "running", another domain state, "absent", or empty when the host cannot say.
-    auto probe = [&](const Host& h) -> std::string {
+    // "running", another domain state, "absent", or empty when the host cannot say;
+    // the answer itself in `answer` (none when absent or unanswered).
+    auto probe = [&](const Host& h, std::optional<DomainStatus>& answer) -> std::string {
       auto d = ctx.agents().get_domain(h, uuid);
-      if (d) return vm_state_from_domain(d->state) == VmState::running ? "running" : d->state;
+      answer.reset();
+      if (d) {
+        answer = *d;
+        return vm_state_from_domain(d->state) == VmState::running ? "running" : d->state;
+      }
       return d.error().code == ErrorCode::not_found ? "absent" : "";
     };
+    // What the source said, for the record: its domain, or none (absent, or unanswered).
+    auto source_answer = [&](const std::optional<DomainStatus>& answer) {
+      return answer ? answer_from(t->host.name, *answer) : HostAnswer{t->host.name, {}, {}};
+    };
     std::string on_source, on_target;
+    std::optional<DomainStatus> source_dom, target_dom;
     for (int round = 0; round < kResolveRounds; ++round) {
       if (round > 0) {
         ctx.progress(95, "migration ended (" + reported.message + "); waiting for " +
@@ -71,8 +82,8 @@ Status migrate_live(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r
                              " to report where the VM runs");
         if (!ctx.sleep_for(kResolveInterval)) break;
       }
-      on_source = probe(t->host);
-      on_target = probe(*target);
+      on_source = probe(t->host, source_dom);
+      on_target = probe(*target, target_dom);
       if (on_source == "running") {
         if (on_target == "running")
           return internal_error("the VM reports running on both " + t->host.name + " and " +
@@ -83,14 +94,14 @@ Status migrate_live(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r
       }
       if (on_target == "running" && !on_source.empty()) {
         ctx.progress(100, "running on " + target_name);
-        return adopt_on(ctx, uuid, target_name);
+        return adopt_on(ctx, uuid, target_name, *target_dom, source_answer(source_dom));
       }
     }
     reported.details["source_state"] = on_source.empty() ? "unknown" : on_source;
     reported.details["target_state"] = on_target.empty() ? "unknown" : on_target;
     if (on_target == "running") {  // the source never answered: the destination runs it
       ctx.progress(100, "running on " + target_name);
-      return adopt_on(ctx, uuid, target_name);
+      return adopt_on(ctx, uuid, target_name, *target_dom, source_answer(source_dom));
     }
     return Error(ErrorCode::unavailable,
                  reported.message + "; neither host reports the VM running (source " +
@@ -165,7 +176,8 @@ Status migrate_live(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r
       return resolve(internal_error("migration reported complete but " + target_name +
                                     " does not run the VM"));
     ctx.progress(100, "running on " + target_name);
-    return adopt_on(ctx, uuid, target_name);
+    // The source answered "completed" once libvirt had undefined the domain there.
+    return adopt_on(ctx, uuid, target_name, *there, HostAnswer{t->host.name, {}, status->stamp});
   }
   if (status->state == MigrationState::cancelled || abort_sent)
     return resolve(Error(ErrorCode::cancelled, "migration cancelled"));

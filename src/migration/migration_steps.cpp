@@ -10,12 +10,15 @@ Result<Host> load_host(OpContext& ctx, const std::string& name) {
   return *h;
 }
 
-Status adopt_on(OpContext& ctx, const std::string& id, const std::string& host) {
-  return save_vm(ctx, id, [&](Vm& vm) {
-    vm.host = host;
-    vm.state = VmState::running;
-    vm.desired = DesiredState::running;
-  });
+Status adopt_on(OpContext& ctx, const std::string& id, const std::string& host,
+                const DomainStatus& there, const HostAnswer& source) {
+  return save_vm(ctx, id,
+                 [&](Vm& vm) {
+                   vm.host = host;
+                   vm.state = VmState::running;
+                   vm.desired = DesiredState::running;
+                 },
+                 {answer_from(host, there), source});
 }
 
 }  // namespace kvmfleet

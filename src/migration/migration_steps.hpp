@@ -8,6 +8,7 @@
 #include "kvmfleet/core/operation_runner.hpp"
 #include "kvmfleet/migration/migration_params.hpp"
 #include "kvmfleet/shared_storage/vm_volumes.hpp"
+#include "kvmfleet/vms/vm_steps.hpp"
 
 #include <string>
 #include <vector>
@@ -17,7 +18,10 @@ namespace kvmfleet {
 // A registered host, or conflict.
 Result<Host> load_host(OpContext& ctx, const std::string& name);
 // Records the move once the destination runs the VM: from here on it lives there.
-Status adopt_on(OpContext& ctx, const std::string& id, const std::string& host);
+// `there`: the destination's answer; `source`: what the source last answered (the
+// domain, or none: gone).
+Status adopt_on(OpContext& ctx, const std::string& id, const std::string& host,
+                const DomainStatus& there, const HostAnswer& source);
 
 // Live migration from the VM's host to p.target_host, driven by the source agent.
 // Safe to run again after a controller restart: it first asks both sides what they

@@ -80,4 +80,8 @@ std::optional<OpState> op_state_from_string(std::string_view s) {
   return parse(kOp, s);
 }
 
+bool older_than(const ReportStamp& report, const ReportStamp& known) {
+  return !report.empty() && report.agent == known.agent && report.seq < known.seq;
+}
+
 }  // namespace kvmfleet

@@ -1,5 +1,8 @@
 #include "kvmfleet/model/json.hpp"
 
+#include <algorithm>
+#include <cctype>
+#include <map>
 #include <stdexcept>
 
 namespace kvmfleet {
@@ -80,6 +83,7 @@ void to_json(json& j, const Vm& vm) {
        {"generation", vm.generation},
        {"created_at", format_time(vm.created_at)},
        {"updated_at", format_time(vm.updated_at)}};
+  if (!vm.seen.empty()) j["seen"] = vm.seen;
 }
 void from_json(const json& j, Vm& vm) {
   vm.id = j.at("id").get<std::string>();
@@ -90,6 +94,25 @@ void from_json(const json& j, Vm& vm) {
   vm.generation = j.value("generation", std::int64_t{1});
   vm.created_at = time_from(j, "created_at");
   vm.updated_at = time_from(j, "updated_at");
+  vm.seen = j.value("seen", std::map<std::string, ReportStamp>{});
+}
+
+void to_json(json& j, const ReportStamp& s) {
+  j = {{"agent", s.agent}, {"seq", s.seq}};
+}
+void from_json(const json& j, ReportStamp& s) {
+  if (!j.is_object() || j.size() != 2) throw std::invalid_argument("a stamp is {agent, seq}");
+  const auto& agent = j.at("agent");
+  const auto& seq = j.at("seq");
+  if (!agent.is_string() || !seq.is_number_unsigned())
+    throw std::invalid_argument("a stamp is {agent: string, seq: unsigned}");
+  auto name = agent.get<std::string>();
+  if (name.empty() || name.size() > 64 || !std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-';
+      }))
+    throw std::invalid_argument("a stamp's agent is 1-64 of [A-Za-z0-9-]");
+  s.agent = std::move(name);
+  s.seq = seq.get<std::uint64_t>();
 }
 
 void to_json(json& j, const DomainStatus& d) {
@@ -99,6 +122,7 @@ void to_json(json& j, const DomainStatus& d) {
        {"managed", d.managed},
        {"generation", d.generation},
        {"persistent", d.persistent}};
+  if (!d.stamp.empty()) j["stamp"] = d.stamp;
 }
 void from_json(const json& j, DomainStatus& d) {
   d.uuid = j.at("uuid").get<std::string>();
@@ -107,6 +131,7 @@ void from_json(const json& j, DomainStatus& d) {
   d.managed = j.value("managed", false);
   d.generation = j.value("generation", std::int64_t{0});
   d.persistent = j.value("persistent", true);
+  if (auto it = j.find("stamp"); it != j.end()) d.stamp = it->get<ReportStamp>();
 }
 
 void to_json(json& j, const HostInventory& inv) {
@@ -121,6 +146,7 @@ void to_json(json& j, const HostInventory& inv) {
        {"domain_type", inv.domain_type},
        {"migration_address", inv.migration_address},
        {"domains", inv.domains}};
+  if (!inv.stamp.empty()) j["stamp"] = inv.stamp;
 }
 void from_json(const json& j, HostInventory& inv) {
   inv.hostname = j.value("hostname", "");
@@ -134,6 +160,7 @@ void from_json(const json& j, HostInventory& inv) {
   inv.domain_type = j.value("domain_type", "");
   inv.migration_address = j.value("migration_address", "");
   inv.domains = j.value("domains", std::vector<DomainStatus>{});
+  if (auto it = j.find("stamp"); it != j.end()) inv.stamp = it->get<ReportStamp>();
 }
 
 void to_json(json& j, const Host& h) {

@@ -1,5 +1,7 @@
 #include "kvmfleet/model/migration.hpp"
 
+#include "kvmfleet/model/json.hpp"
+
 #include <algorithm>
 #include <array>
 #include <stdexcept>
@@ -80,6 +82,7 @@ void to_json(nlohmann::json& j, const MigrationStatus& s) {
        {"ladder_step", s.ladder_step},
        {"downtime_limit_ms", s.downtime_limit_ms},
        {"error", s.error ? s.error->to_json() : nlohmann::json(nullptr)}};
+  if (!s.stamp.empty()) j["stamp"] = s.stamp;
 }
 
 void from_json(const nlohmann::json& j, MigrationStatus& s) {
@@ -96,6 +99,7 @@ void from_json(const nlohmann::json& j, MigrationStatus& s) {
   s.ladder_step = j.value("ladder_step", 0);
   s.downtime_limit_ms = j.value("downtime_limit_ms", std::int64_t{0});
   if (j.contains("error") && !j.at("error").is_null()) s.error = Error::from_json(j.at("error"));
+  if (auto it = j.find("stamp"); it != j.end()) s.stamp = it->get<ReportStamp>();
 }
 
 }  // namespace kvmfleet

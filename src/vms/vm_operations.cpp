@@ -55,7 +55,7 @@ Status create_vm(OpContext& ctx, const VmCreateParams& p, VmCreateResult& r) {
     }
     return e;
   }
-  if (auto st = observe(ctx, t->vm.id, *dom); !st) return st;
+  if (auto st = observe(ctx, t->vm.id, t->host.name, *dom); !st) return st;
   r.host = t->host.name;
   if (p.start) {
     if (auto st = activate_for_start(ctx, *t); !st) return st;
@@ -63,10 +63,12 @@ Status create_vm(OpContext& ctx, const VmCreateParams& p, VmCreateResult& r) {
     auto started =
         ctx.with_retry([&] { return ctx.agents().start(t->host, ctx.op().id, t->vm.id); });
     if (!started) return started.take_error();
-    return save_vm(ctx, t->vm.id, [&](Vm& vm) {
-      vm.desired = DesiredState::running;
-      vm.state = vm_state_from_domain(started->state);
-    });
+    return save_vm(ctx, t->vm.id,
+                   [&](Vm& vm) {
+                     vm.desired = DesiredState::running;
+                     vm.state = vm_state_from_domain(started->state);
+                   },
+                   {answer_from(t->host.name, *started)});
   }
   return {};
 }
@@ -79,10 +81,12 @@ Status start_vm(OpContext& ctx, const VmStartParams&, VmStartResult&) {
   ctx.progress(30, "starting the domain on " + t->host.name);
   auto dom = ctx.with_retry([&] { return ctx.agents().start(t->host, ctx.op().id, t->vm.id); });
   if (!dom) return dom.take_error();
-  return save_vm(ctx, t->vm.id, [&](Vm& vm) {
-    vm.desired = DesiredState::running;
-    vm.state = vm_state_from_domain(dom->state);
-  });
+  return save_vm(ctx, t->vm.id,
+                 [&](Vm& vm) {
+                   vm.desired = DesiredState::running;
+                   vm.state = vm_state_from_domain(dom->state);
+                 },
+                 {answer_from(t->host.name, *dom)});
 }
 
 Status stop_vm(OpContext& ctx, const VmStopParams& p, VmStopResult& r) {
@@ -105,7 +109,7 @@ Status stop_vm(OpContext& ctx, const VmStopParams& p, VmStopResult& r) {
   }
   if (vm_state_from_domain(dom->state) != VmState::stopped) {
     if (!force) {
-      (void)observe(ctx, t->vm.id, *dom);
+      (void)observe(ctx, t->vm.id, t->host.name, *dom);
       return Error(ErrorCode::timeout,
                    "guest did not shut down within " + std::to_string(timeout_s) + " s",
                    {{"timeout_s", timeout_s}, {"hint", "retry with force=true to power it off"}});
@@ -116,7 +120,7 @@ Status stop_vm(OpContext& ctx, const VmStopParams& p, VmStopResult& r) {
     r.forced = true;
   }
   if (auto warning = deactivate_after_stop(ctx, *t, *dom)) r.storage_warning = std::move(warning);
-  return observe(ctx, t->vm.id, *dom);
+  return observe(ctx, t->vm.id, t->host.name, *dom);
 }
 
 Status reboot_vm(OpContext& ctx, const VmRebootParams&, VmRebootResult&) {
@@ -125,7 +129,7 @@ Status reboot_vm(OpContext& ctx, const VmRebootParams&, VmRebootResult&) {
   ctx.progress(30, "rebooting the guest");
   auto dom = ctx.with_retry([&] { return ctx.agents().reboot(t->host, ctx.op().id, t->vm.id); });
   if (!dom) return dom.take_error();
-  return observe(ctx, t->vm.id, *dom);
+  return observe(ctx, t->vm.id, t->host.name, *dom);
 }
 
 Status destroy_vm(OpContext& ctx, const VmDestroyParams&, VmDestroyResult& r) {
@@ -137,7 +141,7 @@ Status destroy_vm(OpContext& ctx, const VmDestroyParams&, VmDestroyResult& r) {
   auto dom = ctx.with_retry([&] { return ctx.agents().destroy(t->host, ctx.op().id, t->vm.id); });
   if (!dom) return dom.take_error();
   if (auto warning = deactivate_after_stop(ctx, *t, *dom)) r.storage_warning = std::move(warning);
-  return observe(ctx, t->vm.id, *dom);
+  return observe(ctx, t->vm.id, t->host.name, *dom);
 }
 
 Status delete_vm(OpContext& ctx, const VmDeleteParams& p, VmDeleteResult&) {

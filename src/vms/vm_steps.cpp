@@ -1,5 +1,9 @@
 #include "kvmfleet/vms/vm_steps.hpp"
 
+#include "kvmfleet/core/domain_reports.hpp"
+
+#include <algorithm>
+
 namespace kvmfleet {
 
 Result<Target> load_target(OpContext& ctx, bool need_host_up) {
@@ -19,22 +23,53 @@ Result<Target> load_target(OpContext& ctx, bool need_host_up) {
   return t;
 }
 
-Status save_vm(OpContext& ctx, const std::string& id, const std::function<void(Vm&)>& mutate) {
-  return ctx.state().update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+HostAnswer answer_from(const std::string& host, const DomainStatus& dom) {
+  return {host, dom, dom.stamp};
+}
+
+Status save_vm(OpContext& ctx, const std::string& id, const std::function<void(Vm&)>& mutate,
+               const std::vector<HostAnswer>& answers) {
+  auto st = ctx.state().update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
     const Vm* cur = d.find_vm(id);
     if (!cur) return not_found("VM no longer exists", {{"vm", id}});
     Vm next = *cur;
     mutate(next);
     next.generation = cur->generation + 1;
     next.updated_at = ctx.clock().now();
+    if (!answers.empty()) {
+      // Kept for the hosts this operation heard from and the VM's host; an older
+      // answer from elsewhere has been overtaken by reports since.
+      std::erase_if(next.seen, [&](const auto& e) {
+        return e.first != next.host &&
+               std::none_of(answers.begin(), answers.end(),
+                            [&](const auto& a) { return a.host == e.first; });
+      });
+      for (const auto& a : answers)
+        if (!a.stamp.empty()) next.seen[a.host] = a.stamp;
+    }
     b.put_vms.push_back(std::move(next));
     return {};
   });
+  if (!st || answers.empty()) return st;
+  // The hosts' lists are observations, kept in memory as heartbeats keep them.
+  return ctx.state().update(
+      [&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+        for (const auto& a : answers) {
+          const Host* h = d.find_host(a.host);
+          if (!h) continue;
+          Host next = *h;
+          note_domain_answer(next.inventory.domains, id, a.domain ? &*a.domain : nullptr, a.stamp);
+          b.put_hosts.push_back(std::move(next));
+        }
+        return {};
+      },
+      false);
 }
 
-Status observe(OpContext& ctx, const std::string& id, const DomainStatus& dom) {
+Status observe(OpContext& ctx, const std::string& id, const std::string& host,
+               const DomainStatus& dom) {
   const VmState s = vm_state_from_domain(dom.state);
-  return save_vm(ctx, id, [&](Vm& vm) { vm.state = s; });
+  return save_vm(ctx, id, [&](Vm& vm) { vm.state = s; }, {answer_from(host, dom)});
 }
 
 }  // namespace kvmfleet

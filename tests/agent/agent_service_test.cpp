@@ -221,6 +221,29 @@ TEST_F(AgentServiceTest, OpIdReplayReturnsTheSameResponseAndActsOnce) {
   EXPECT_EQ(hv_.count("start"), 2);
 }
 
+// Answers about a domain are stamped after the call acted, by the clock the heartbeat
+// loop stamps its reports with: a report that began listing before is older.
+TEST_F(AgentServiceTest, AnswersAboutADomainAreStampedAfterTheyActed) {
+  ASSERT_EQ(
+      call(http::Verb::post, "/agent/v1/domains/define", {{"op_id", "op-1"}, {"spec", spec_json()}})
+          .result(),
+      http::HttpStatus::ok);
+  const ReportStamp listing_began = service_.reports().next();
+  const std::string domain = std::string("/agent/v1/domains/") + kUuid;
+  auto started = call(http::Verb::post, domain + "/start", {{"op_id", "op-2"}});
+  ASSERT_EQ(started.result(), http::HttpStatus::ok) << started.body();
+  const auto start_stamp = body_of(started).get<DomainStatus>().stamp;
+  EXPECT_EQ(start_stamp.agent, service_.reports().run());
+  EXPECT_TRUE(older_than(listing_began, start_stamp));
+  auto read = call(http::Verb::get, domain, nullptr);
+  EXPECT_TRUE(older_than(start_stamp, body_of(read).get<DomainStatus>().stamp));
+  auto inv = call(http::Verb::get, "/agent/v1/inventory", nullptr);
+  EXPECT_TRUE(older_than(start_stamp, body_of(inv).get<HostInventory>().stamp));
+  // Another agent process is another run: its stamps do not compare with these.
+  AgentService restarted{hv_, kToken};
+  EXPECT_NE(restarted.reports().run(), service_.reports().run());
+}
+
 TEST_F(AgentServiceTest, FailuresAreNotRemembered) {
   hv_.domains[kUuid].spec = DomainSpec{kUuid, "web1", 1, 64, "qemu", 1, {}};
   const std::string destroy = std::string("/agent/v1/domains/") + kUuid + "/destroy";

@@ -34,11 +34,14 @@ LifecycleEvent event(const std::string& uuid, const std::string& reason, ManualC
 
 TEST(Heartbeat, PostsInventoryWithTheHostToken) {
   FakeHypervisor hv;
+  ReportClock reports;
   FakeHttpClient client;
   ManualClock clock;
-  HeartbeatLoop loop(hv, client, clock, options());
+  HeartbeatLoop loop(hv, reports, client, clock, options());
   client.push(http::ClientResponse{200, R"({"heartbeat_interval_ms": 2000})"});
+  const ReportStamp before = reports.next();
   ASSERT_TRUE(loop.beat_once().ok());
+  const ReportStamp after = reports.next();
   auto calls = client.calls();
   ASSERT_EQ(calls.size(), 1u);
   EXPECT_EQ(calls[0].method, "POST");
@@ -48,15 +51,21 @@ TEST(Heartbeat, PostsInventoryWithTheHostToken) {
   EXPECT_EQ(body["host"], "node1");
   EXPECT_EQ(body["agent_url"], "http://127.0.0.1:7100");
   EXPECT_EQ(body["inventory"].get<HostInventory>().hostname, "fake-host");
+  // Stamped by the agent's one clock, between what it stamped before and after.
+  const auto stamp = body["inventory"]["stamp"].get<ReportStamp>();
+  EXPECT_EQ(stamp.agent, reports.run());
+  EXPECT_TRUE(older_than(before, stamp));
+  EXPECT_TRUE(older_than(stamp, after));
   // The controller sets the pace.
   EXPECT_EQ(loop.interval(), std::chrono::milliseconds(2000));
 }
 
 TEST(Heartbeat, ErrorsComeBackAsValues) {
   FakeHypervisor hv;
+  ReportClock reports;
   FakeHttpClient client;
   ManualClock clock;
-  HeartbeatLoop loop(hv, client, clock, options());
+  HeartbeatLoop loop(hv, reports, client, clock, options());
   client.push(http::ClientResponse{
       401, R"({"error":{"code":"unauthenticated","message":"bad token","details":{}}})"});
   auto st = loop.beat_once();
@@ -75,9 +84,10 @@ TEST(Heartbeat, ErrorsComeBackAsValues) {
 
 TEST(Heartbeat, EventsAreBatchedAndKeptOnFailure) {
   FakeHypervisor hv;
+  ReportClock reports;
   FakeHttpClient client;
   ManualClock clock;
-  HeartbeatLoop loop(hv, client, clock, options());
+  HeartbeatLoop loop(hv, reports, client, clock, options());
   loop.enqueue(event("a", "started:booted", clock));
   loop.enqueue(event("b", "stopped:destroyed", clock));
   client.push(unavailable("controller down"));
@@ -96,7 +106,15 @@ TEST(Heartbeat, EventsAreBatchedAndKeptOnFailure) {
   EXPECT_EQ(body["events"][1]["uuid"], "b");
   EXPECT_EQ(body["events"][2]["uuid"], "c");
   EXPECT_EQ(body["events"][0]["at"], format_time(clock.now()));
-  EXPECT_EQ(body["events"][0].get<LifecycleEvent>(), event("a", "started:booted", clock));
+  auto first = body["events"][0].get<LifecycleEvent>();
+  // Each stamped when it was queued, in order, by the agent's clock.
+  std::vector<ReportStamp> stamps;
+  for (const auto& e : body["events"]) stamps.push_back(e.at("stamp").get<ReportStamp>());
+  EXPECT_EQ(stamps[0].agent, reports.run());
+  EXPECT_TRUE(older_than(stamps[0], stamps[1]));
+  EXPECT_TRUE(older_than(stamps[1], stamps[2]));
+  first.stamp = {};
+  EXPECT_EQ(first, event("a", "started:booted", clock));
   // Nothing queued: nothing sent.
   ASSERT_TRUE(loop.flush_events().ok());
   EXPECT_EQ(client.calls().size(), 2u);
@@ -104,9 +122,10 @@ TEST(Heartbeat, EventsAreBatchedAndKeptOnFailure) {
 
 TEST(Heartbeat, ThreadBeatsAtOnceAndPushesEventsImmediately) {
   FakeHypervisor hv;
+  ReportClock reports;
   FakeHttpClient client;
   ManualClock clock;  // never advanced: the only beat due is the first one
-  HeartbeatLoop loop(hv, client, clock, options());
+  HeartbeatLoop loop(hv, reports, client, clock, options());
   loop.start();
   EXPECT_EQ(hv.subscribers(), 1u);
   ASSERT_TRUE(
@@ -129,9 +148,10 @@ std::size_t count_calls(FakeHttpClient& client, std::string_view path) {
 // The loop waits on the injected clock: beats follow the interval in simulated time.
 TEST(Heartbeat, BeatsEveryIntervalOfTheInjectedClock) {
   FakeHypervisor hv;
+  ReportClock reports;
   FakeHttpClient client;
   ManualClock clock;
-  HeartbeatLoop loop(hv, client, clock, options());  // every 60 s
+  HeartbeatLoop loop(hv, reports, client, clock, options());  // every 60 s
   const auto t0 = clock.now();
   loop.start();
   ASSERT_TRUE(
@@ -148,9 +168,10 @@ TEST(Heartbeat, BeatsEveryIntervalOfTheInjectedClock) {
 // Events that could not be sent are tried again after a backoff on the same clock.
 TEST(Heartbeat, RetriesEventsAfterABackoffOfTheInjectedClock) {
   FakeHypervisor hv;
+  ReportClock reports;
   FakeHttpClient client;
   ManualClock clock;
-  HeartbeatLoop loop(hv, client, clock, options());
+  HeartbeatLoop loop(hv, reports, client, clock, options());
   client.push(http::ClientResponse{200, "{}"});       // the first heartbeat
   client.push(unavailable("controller restarting"));  // the first events POST
   const auto t0 = clock.now();
@@ -184,10 +205,11 @@ std::vector<std::string> event_uuids(const std::vector<FakeHttpClient::Call>& ca
 // heartbeats keep their schedule, and the queue keeps filling meanwhile.
 TEST(Heartbeat, BeatsOnScheduleWhileAnEventsPostHangs) {
   FakeHypervisor hv;
+  ReportClock reports;
   FakeHttpClient client;
   ManualClock clock;
   client.hold("/v1/agent/events");
-  HeartbeatLoop loop(hv, client, clock, options());  // every 60 s
+  HeartbeatLoop loop(hv, reports, client, clock, options());  // every 60 s
   const auto t0 = clock.steady_now();
   loop.start();
   ASSERT_TRUE(
@@ -215,11 +237,12 @@ TEST(Heartbeat, BeatsOnScheduleWhileAnEventsPostHangs) {
 // The other way round: a heartbeat that hangs does not hold up the events.
 TEST(Heartbeat, EventsGoOutWhileAHeartbeatHangs) {
   FakeHypervisor hv;
+  ReportClock reports;
   FakeHttpClient beats;
   FakeHttpClient events;
   ManualClock clock;
   beats.hold("/v1/agent/heartbeat");
-  HeartbeatLoop loop(hv, beats, events, clock, options());
+  HeartbeatLoop loop(hv, reports, beats, events, clock, options());
   loop.start();
   ASSERT_TRUE(
       beats.wait_for_call([](const auto& c) { return c.url.ends_with("/v1/agent/heartbeat"); }));
@@ -237,6 +260,7 @@ TEST(Heartbeat, EventsGoOutWhileAHeartbeatHangs) {
 // after a backoff, and the controller receives every event once, in order.
 TEST(Heartbeat, EventsSurviveFailedPostsInOrder) {
   FakeHypervisor hv;
+  ReportClock reports;
   FakeHttpClient beats;
   FakeHttpClient events;
   ManualClock clock;
@@ -245,7 +269,7 @@ TEST(Heartbeat, EventsSurviveFailedPostsInOrder) {
   for (int i = 0; i < 3; ++i) beats.push(unavailable("controller down"));
   events.push(unavailable("controller restarting"));
   events.push(http::ClientResponse{503, "<html>unavailable</html>"});
-  HeartbeatLoop loop(hv, beats, events, clock, o);
+  HeartbeatLoop loop(hv, reports, beats, events, clock, o);
   for (const char* uuid : {"a", "b", "c", "d", "e"})
     loop.enqueue(event(uuid, "defined:added", clock));
   loop.start();

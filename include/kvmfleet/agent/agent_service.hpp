@@ -11,6 +11,7 @@
 
 #include "kvmfleet/agent/hypervisor.hpp"
 #include "kvmfleet/agent/op_cache.hpp"
+#include "kvmfleet/agent/report_clock.hpp"
 #include "kvmfleet/agent/storage_backend.hpp"
 #include "kvmfleet/http/types.hpp"
 
@@ -30,6 +31,10 @@ class AgentService {
   // Handler semantics: answers through `respond` before returning.
   void handle(http::Request&& req, http::Responder respond);
 
+  // The clock that stamps this agent's answers about domains; the heartbeat loop stamps
+  // its reports with the same one (ReportStamp in model/host.hpp).
+  ReportClock& reports() { return reports_; }
+
  private:
   http::Response route(const http::Request& req);
 
@@ -37,6 +42,7 @@ class AgentService {
   std::optional<StorageBackend> storage_;
   std::string token_;
   OpCache ops_;
+  ReportClock reports_;
 };
 
 }  // namespace kvmfleet::agent

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "kvmfleet/agent/hypervisor.hpp"
+#include "kvmfleet/agent/report_clock.hpp"
 #include "kvmfleet/common/clock.hpp"
 #include "kvmfleet/http/client.hpp"
 
@@ -39,11 +40,12 @@ struct HeartbeatOptions {
 class HeartbeatLoop {
  public:
   // Both senders on one client, which must take concurrent calls.
-  HeartbeatLoop(Hypervisor& hypervisor, http::Client& client, Clock& clock,
+  // `reports` stamps heartbeats and events (the agent's one ReportClock).
+  HeartbeatLoop(Hypervisor& hypervisor, ReportClock& reports, http::Client& client, Clock& clock,
                 HeartbeatOptions options);
   // Heartbeats on `heartbeat_client`, events on `events_client`.
-  HeartbeatLoop(Hypervisor& hypervisor, http::Client& heartbeat_client, http::Client& events_client,
-                Clock& clock, HeartbeatOptions options);
+  HeartbeatLoop(Hypervisor& hypervisor, ReportClock& reports, http::Client& heartbeat_client,
+                http::Client& events_client, Clock& clock, HeartbeatOptions options);
   ~HeartbeatLoop();
   HeartbeatLoop(const HeartbeatLoop&) = delete;
   HeartbeatLoop& operator=(const HeartbeatLoop&) = delete;
@@ -74,6 +76,7 @@ class HeartbeatLoop {
                               const nlohmann::json& body);
 
   Hypervisor& hv_;
+  ReportClock& reports_;
   http::Client& heartbeat_client_;
   http::Client& events_client_;
   Clock& clock_;

@@ -9,6 +9,8 @@
 #include <string>
 
 #include "kvmfleet/common/clock.hpp"
+#include "kvmfleet/model/host.hpp"
+#include "kvmfleet/model/json.hpp"
 
 namespace kvmfleet::agent {
 
@@ -18,6 +20,7 @@ struct LifecycleEvent {
   std::string state;   // VmState name after the event; "stopped" once a domain is gone
   std::string reason;  // libvirt's event and detail, e.g. "started:booted", "stopped:destroyed"
   Clock::time_point at{};
+  ReportStamp stamp;  // given when the agent queues it (report_clock.hpp)
   bool operator==(const LifecycleEvent&) const = default;
 };
 
@@ -27,6 +30,7 @@ inline void to_json(nlohmann::json& j, const LifecycleEvent& e) {
        {"state", e.state},
        {"reason", e.reason},
        {"at", format_time(e.at)}};
+  if (!e.stamp.empty()) j["stamp"] = e.stamp;
 }
 
 inline void from_json(const nlohmann::json& j, LifecycleEvent& e) {
@@ -37,6 +41,7 @@ inline void from_json(const nlohmann::json& j, LifecycleEvent& e) {
   auto at = parse_time(j.at("at").get<std::string>());
   if (!at) throw std::invalid_argument("bad time in at");
   e.at = *at;
+  if (auto it = j.find("stamp"); it != j.end()) e.stamp = it->get<ReportStamp>();
 }
 
 }  // namespace kvmfleet::agent

@@ -107,8 +107,15 @@
 // Agent → controller (served by kvmfleet-controller):
 //   POST /v1/agent/heartbeat  {"host", "agent_url", "inventory": HostInventory}
 //        → {"heartbeat_interval_ms"}
-//   POST /v1/agent/events     {"host", "events": [{"uuid", "name", "state", "reason", "at"}]}
-//        → {}
+//   POST /v1/agent/events     {"host", "events": [{"uuid", "name", "state", "reason", "at",
+//        "stamp"}]} → {}
+//
+// Stamps: every answer that tells a domain's state (DomainStatus, MigrationStatus, the
+// inventory) and every heartbeat's inventory and event carries "stamp": {"agent": the
+// agent run's random name, "seq": a counter}, from one ReportClock per agent process
+// (report_clock.hpp): an answer's is taken after the call acted, a heartbeat's before it
+// lists the domains, an event's when libvirt delivered it. The controller uses them to
+// tell a report that was overtaken on the way from news (core/domain_reports.hpp).
 //   The agent sends the two from separate senders, each on a keep-alive connection of
 //   its own: heartbeats on their schedule, never behind events; events in order,
 //   batched, and sent again after a failure (src/agent/heartbeat.cpp).

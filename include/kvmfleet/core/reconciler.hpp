@@ -28,7 +28,10 @@ bool heard_since_start(const Host& host, Clock::time_point started_at);
 // host reports may contradict a picture the controller does not have yet.
 bool heard_from_every_up_host(const ClusterState::Data& data, Clock::time_point started_at);
 
-// A heartbeat (or a domain event) from `host` listing what libvirt has there.
+// A heartbeat (or a domain event) from `host` listing what libvirt has there, merged
+// into the host's list as core/domain_reports.hpp says (each entry stamped; the host's
+// inventory stamp dates the absence of the others). A VM is judged only on what the
+// host's agent observed after the last answer an operation had from it (Vm::seen).
 WriteBatch reconcile_host(const ClusterState::Data& data, const std::string& host,
                           const std::vector<DomainStatus>& domains, Clock::time_point now,
                           Clock::time_point started_at);

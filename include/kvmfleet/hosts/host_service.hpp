@@ -29,6 +29,7 @@ struct DomainEvent {
   std::string name;
   std::string state;
   std::string reason;
+  ReportStamp stamp;  // empty from an agent that does not stamp
 };
 
 // When a request reached the controller, on both of the clock's readings: taken as early

@@ -18,6 +18,22 @@ enum class HostState { up, unreachable, down };
 std::string_view to_string(HostState s);
 std::optional<HostState> host_state_from_string(std::string_view s);
 
+// Where an observation stands among what one agent reported. `agent` names one run of
+// the agent (random at its start), `seq` counts that run's observations: a report's
+// stamp is taken before it looks (a heartbeat's inventory), an answer's after it acted
+// (start, define, a migration's status), an event's when libvirt delivered it. Stamps of
+// one run compare; stamps of two runs do not, and the report is then taken as news (a
+// run starts after the one before it has stopped answering). Empty: not stamped.
+struct ReportStamp {
+  std::string agent;
+  std::uint64_t seq = 0;
+  bool empty() const { return agent.empty(); }
+  bool operator==(const ReportStamp&) const = default;
+};
+// Whether what `report` saw is known to be older than what `known` saw: both stamped by
+// the same run, `report` first.
+bool older_than(const ReportStamp& report, const ReportStamp& known);
+
 // A domain as the agent sees it in libvirt.
 struct DomainStatus {
   std::string uuid;
@@ -26,6 +42,9 @@ struct DomainStatus {
   bool managed = false;         // carries kvmfleet's metadata element
   std::int64_t generation = 0;  // from that metadata; 0 when unmanaged
   bool persistent = true;
+  // When the agent saw it so: an answer's own stamp, or the heartbeat's or event's that
+  // brought it (the controller keeps each domain's in the host's list).
+  ReportStamp stamp;
   bool operator==(const DomainStatus&) const = default;
 };
 
@@ -44,6 +63,8 @@ struct HostInventory {
   // scheme); empty: the host takes no incoming migrations.
   std::string migration_address;
   std::vector<DomainStatus> domains;
+  // Taken before the agent listed the domains.
+  ReportStamp stamp;
 };
 
 struct Host {

@@ -19,6 +19,9 @@ void from_json(const nlohmann::json& j, VmSpec& s);
 void to_json(nlohmann::json& j, const Vm& vm);
 void from_json(const nlohmann::json& j, Vm& vm);
 
+void to_json(nlohmann::json& j, const ReportStamp& s);
+// Strict: {"agent": 1-64 characters of [A-Za-z0-9-], "seq": a non-negative integer}.
+void from_json(const nlohmann::json& j, ReportStamp& s);
 void to_json(nlohmann::json& j, const DomainStatus& d);
 void from_json(const nlohmann::json& j, DomainStatus& d);
 void to_json(nlohmann::json& j, const HostInventory& inv);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "kvmfleet/common/error.hpp"
+#include "kvmfleet/model/host.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -59,6 +60,7 @@ struct MigrationStatus {
   int ladder_step = 0;                 // convergence ladder steps taken (0..4)
   std::int64_t downtime_limit_ms = 0;  // the maximum downtime in force now
   std::optional<Error> error;
+  ReportStamp stamp;  // when the agent answered (model/host.hpp)
 };
 
 void to_json(nlohmann::json& j, const MigrationPolicy& p);

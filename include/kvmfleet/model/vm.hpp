@@ -1,8 +1,10 @@
 #pragma once
 
 #include "kvmfleet/common/clock.hpp"
+#include "kvmfleet/model/host.hpp"
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -57,6 +59,9 @@ struct Vm {
   DesiredState desired = DesiredState::stopped;
   VmState state = VmState::pending;
   std::int64_t generation = 1;  // bumped on every change to spec, host or desired state
+  // By host: the stamp of the last answer about this VM that an operation took from that
+  // host's agent. A report that agent observed before it is no news about this VM.
+  std::map<std::string, ReportStamp> seen;
   Clock::time_point created_at{};
   Clock::time_point updated_at{};
 };

@@ -7,7 +7,9 @@
 #include "kvmfleet/core/operation_runner.hpp"
 
 #include <functional>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace kvmfleet {
 
@@ -20,10 +22,24 @@ struct Target {
 // host is not up (when `need_host_up`).
 Result<Target> load_target(OpContext& ctx, bool need_host_up = true);
 
-// Writes the VM as `mutate` leaves it, bumping its generation and timestamp.
-Status save_vm(OpContext& ctx, const std::string& id, const std::function<void(Vm&)>& mutate);
+// What the operation last heard from one host's agent about the VM: its domain there,
+// or none (not, or no longer, on that host), and the answer's stamp.
+struct HostAnswer {
+  std::string host;
+  std::optional<DomainStatus> domain;
+  ReportStamp stamp;
+};
+HostAnswer answer_from(const std::string& host, const DomainStatus& dom);
 
-// Records the VM's state as its host reports the domain.
-Status observe(OpContext& ctx, const std::string& id, const DomainStatus& dom);
+// Writes the VM as `mutate` leaves it, bumping its generation and timestamp. `answers`
+// become the freshest known of the VM on their hosts: the VM keeps their stamps
+// (Vm::seen) and each host's domain list takes them (core/domain_reports.hpp), so that a
+// report its agent observed before is not taken for news.
+Status save_vm(OpContext& ctx, const std::string& id, const std::function<void(Vm&)>& mutate,
+               const std::vector<HostAnswer>& answers = {});
+
+// Records the VM's state as `host` answered with its domain.
+Status observe(OpContext& ctx, const std::string& id, const std::string& host,
+               const DomainStatus& dom);
 
 }  // namespace kvmfleet

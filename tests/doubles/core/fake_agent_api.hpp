@@ -25,6 +25,7 @@ class FakeAgentApi final : public AgentApi {
   Result<HostInventory> inventory(const Host& h) override {
     std::lock_guard lk(mu_);
     HostInventory inv;
+    inv.stamp = next_stamp_locked(h.name);  // before it looks, as the agent's is
     inv.hostname = h.name;
     for (auto& [uuid, d] : domains_[h.name]) inv.domains.push_back(d);
     return inv;
@@ -34,7 +35,13 @@ class FakeAgentApi final : public AgentApi {
     auto& m = domains_[h.name];
     auto it = m.find(uuid);
     if (it == m.end()) return not_found("no domain");
-    return it->second;
+    return stamped_locked(h.name, it->second);
+  }
+  // Each host's agent stamps its answers as the real one does (one run per host): a
+  // test takes a stamp to make a report observed at that point.
+  ReportStamp next_stamp(const std::string& host) {
+    std::lock_guard lk(mu_);
+    return next_stamp_locked(host);
   }
   Result<DomainStatus> define(const Host& h, const std::string& op, const DomainSpec& s) override {
     std::lock_guard lk(mu_);
@@ -47,7 +54,7 @@ class FakeAgentApi final : public AgentApi {
     d.managed = true;
     d.generation = s.generation;
     specs_[s.uuid] = s;
-    return d;
+    return stamped_locked(h.name, d);
   }
   Result<DomainStatus> start(const Host& h, const std::string& op,
                              const std::string& uuid) override {
@@ -101,9 +108,11 @@ class FakeAgentApi final : public AgentApi {
     if (!hold_migrations) complete_locked(uuid);
     return st;
   }
-  Result<MigrationStatus> migration_status(const Host&, const std::string& uuid) override {
+  Result<MigrationStatus> migration_status(const Host& h, const std::string& uuid) override {
     std::lock_guard lk(mu_);
-    return migrations_[uuid];
+    MigrationStatus st = migrations_[uuid];
+    st.stamp = next_stamp_locked(h.name);
+    return st;
   }
   Result<MigrationStatus> abort_migration(const Host& src, const std::string& op,
                                           const std::string& uuid) override {
@@ -447,7 +456,14 @@ class FakeAgentApi final : public AgentApi {
     auto it = m.find(uuid);
     if (it == m.end()) return not_found("no domain");
     if (!next.empty()) it->second.state = next;
-    return it->second;
+    return stamped_locked(h.name, it->second);
+  }
+  ReportStamp next_stamp_locked(const std::string& host) {
+    return {"agent-" + host, ++report_seq_[host]};
+  }
+  DomainStatus stamped_locked(const std::string& host, DomainStatus d) {
+    d.stamp = next_stamp_locked(host);
+    return d;
   }
   void log(const Host& h, const std::string& name, const std::string& op, const std::string& uuid) {
     calls_.push_back({h.name, name, op, uuid});
@@ -520,6 +536,7 @@ class FakeAgentApi final : public AgentApi {
 
   std::mutex mu_;
   std::map<std::string, MigrationStatus> migrations_;
+  std::map<std::string, std::uint64_t> report_seq_;  // host → its agent's last stamp
   std::map<std::string, std::pair<std::string, std::string>> pending_dest_;
   std::map<std::string, std::map<std::string, DomainStatus>> domains_;
   std::map<std::string, DomainSpec> specs_;
