@@ -33,6 +33,12 @@ std::string Metrics::render(const ClusterState& state) const {
       for (const auto& [_, v] : d.vms) n += v.state == s;
       out << "kvmfleet_vms{state=\"" << to_string(s) << "\"} " << n << "\n";
     }
+    out << "# HELP kvmfleet_vms_suspected_double_run VMs that may be running on more than one "
+           "host: seen running away from their recorded host while it had not said it stopped "
+           "running them there. No operation acts on them until that is settled.\n"
+           "# TYPE kvmfleet_vms_suspected_double_run gauge\n"
+           "kvmfleet_vms_suspected_double_run "
+        << d.double_runs().size() << "\n";
     out << "# HELP kvmfleet_operations Operations kept, by state.\n"
            "# TYPE kvmfleet_operations gauge\n";
     for (auto s : {OpState::pending, OpState::running, OpState::succeeded, OpState::failed,

@@ -25,6 +25,10 @@ json vm_view(const Vm& vm) {
           {"desired_state", std::string(to_string(vm.desired))},
           {"state", std::string(to_string(vm.state))},
           {"generation", vm.generation},
+          {"suspected_double_run",
+           vm.double_run
+               ? json{{"hosts", vm.double_run->hosts}, {"since", format_time(vm.double_run->since)}}
+               : json(nullptr)},
           {"created_at", format_time(vm.created_at)},
           {"updated_at", format_time(vm.updated_at)}};
 }

@@ -140,6 +140,12 @@ std::optional<Clock::time_point> ClusterState::Data::oldest_up_heartbeat() const
 }
 
 void ClusterState::Data::index_vm(const Vm& vm, int sign) {
+  if (vm.double_run) {
+    if (sign > 0)
+      double_runs_.insert(vm.id);
+    else
+      double_runs_.erase(vm.id);
+  }
   if (vm.host.empty()) return;
   if (sign > 0)
     vms_on_[vm.host].insert(vm.id);

@@ -2,6 +2,7 @@
 
 #include "kvmfleet/model/vm.hpp"
 
+#include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -28,6 +29,13 @@ std::vector<std::string> running_elsewhere(const ClusterState::Data& data, const
     if (h && h->state == HostState::up) out.push_back(name);
   }
   return out;
+}
+
+// The VM's state in `host`'s last report (nullopt: not listed).
+std::optional<VmState> state_on(const Host& host, const std::string& id) {
+  for (const auto& d : host.inventory.domains)
+    if (d.uuid == id) return vm_state_from_domain(d.state);
+  return std::nullopt;
 }
 
 }  // namespace
@@ -58,24 +66,83 @@ WriteBatch reconcile_host(const ClusterState::Data& data, const std::string& hos
   std::unordered_map<std::string, const DomainStatus*> by_uuid;
   for (const auto& d : domains) by_uuid[d.uuid] = &d;
 
-  auto changed = [&](const Vm& vm, VmState state, std::optional<DesiredState> desired,
-                     const std::string& new_host) {
-    Vm next = vm;
-    next.state = state;
-    if (desired) next.desired = *desired;
-    next.host = new_host;
+  // Writes `next` when it differs from `vm` in what the reconciler decides.
+  auto write = [&](const Vm& vm, Vm next) {
+    if (next.state == vm.state && next.desired == vm.desired && next.host == vm.host &&
+        next.double_run == vm.double_run)
+      return;
+    if (vm.double_run && !next.double_run)
+      spdlog::info("VM {} ({}) runs on one host again: {}", vm.spec.name, vm.id,
+                   next.state == VmState::running ? next.host : "none reports it running");
     next.generation = vm.generation + 1;
     next.updated_at = now;
     b.put_vms.push_back(std::move(next));
   };
-  auto flag_on_two_hosts = [&](const Vm& vm, const std::string& a, const std::string& b2) {
-    spdlog::error("VM {} ({}) reported running on both {} and {}", vm.spec.name, vm.id, a, b2);
-    if (vm.state != VmState::unknown) changed(vm, VmState::unknown, std::nullopt, vm.host);
+  // It may run on every one of `hosts`: nothing acts on it until that is settled.
+  auto suspect = [&](const Vm& vm, const std::vector<std::string>& hosts) {
+    Vm next = vm;
+    next.state = VmState::unknown;
+    if (!vm.double_run || vm.double_run->hosts != hosts) {
+      spdlog::error(
+          "VM {} ({}) may be running on more than one host ({}); recorded on {}: no operation "
+          "acts on it until {} reports it stopped there or is fenced",
+          vm.spec.name, vm.id, fmt::join(hosts, ", "), vm.host, vm.host);
+      next.double_run = DoubleRun{hosts, vm.double_run ? vm.double_run->since : now};
+    }
+    write(vm, std::move(next));
+  };
+  auto adopt = [&](const Vm& vm, const std::string& there) {
+    spdlog::info("VM {} now runs on {} (was recorded on {})", vm.spec.name, there, vm.host);
+    Vm next = vm;
+    next.state = VmState::running;
+    next.desired = DesiredState::running;
+    next.host = there;
+    next.double_run.reset();
+    write(vm, std::move(next));
+  };
+  // The VM as another host than its recorded one reports it (running there, or part of
+  // a suspected double run), judged on every host's last report. Adopted only on the
+  // recorded host's own word that it does not run it: a recorded host that is not up
+  // has said nothing, so a copy elsewhere is a suspected double run, not a move.
+  auto judge_elsewhere = [&](const Vm& vm, bool runs_here) {
+    const Host* recorded = data.find_host(vm.host);
+    // The other hosts' last reports, with this one's as it is now.
+    auto others = running_elsewhere(data, vm.id, vm.host);
+    std::erase(others, host);
+    if (runs_here) others.insert(std::upper_bound(others.begin(), others.end(), host), host);
+    const bool silent = recorded && recorded->state != HostState::up;
+    const bool runs_there = recorded && runs(data, vm.host, vm.id);
+    if (others.empty()) {
+      if (!vm.double_run) return;
+      Vm next = vm;
+      next.double_run.reset();
+      next.state = silent       ? VmState::unknown
+                   : runs_there ? VmState::running
+                                : state_on(*recorded, vm.id).value_or(VmState::unknown);
+      write(vm, std::move(next));
+      return;
+    }
+    if (!recorded || (!silent && !runs_there)) {
+      if (others.size() == 1)
+        adopt(vm, others[0]);
+      else
+        suspect(vm, others);
+      return;
+    }
+    std::vector<std::string> hosts{vm.host};
+    hosts.insert(hosts.end(), others.begin(), others.end());
+    suspect(vm, hosts);
   };
 
-  // Only VMs recorded on this host or reported by it can change: O(its VMs), not O(all).
+  // Only VMs recorded on this host, reported by it, or suspected of running on it can
+  // change: O(its VMs), not O(all).
   std::set<std::string> candidates = data.vm_ids_on(host);
   for (const auto& d : domains) candidates.insert(d.uuid);
+  for (const auto& id : data.double_runs()) {
+    const Vm* vm = data.find_vm(id);
+    if (vm && std::count(vm->double_run->hosts.begin(), vm->double_run->hosts.end(), host))
+      candidates.insert(id);
+  }
   for (const auto& id : candidates) {
     const auto found = data.vms.find(id);
     if (found == data.vms.end()) continue;
@@ -89,54 +156,55 @@ WriteBatch reconcile_host(const ClusterState::Data& data, const std::string& hos
         seen != vm.seen.end() &&
         older_than(here ? it->second->stamp : reporter->inventory.stamp, seen->second))
       continue;
-    if (vm.host == host) {
-      const std::optional<VmState> observed =
-          here ? std::optional(vm_state_from_domain(it->second->state)) : std::nullopt;
-      if (observed != VmState::running) {
-        // Not running where recorded, but running elsewhere: it moved (a live migration
-        // that ended while no controller watched). Follow it; it did not stop.
-        const auto others = running_elsewhere(data, id, host);
-        if (others.size() > 1) {
-          flag_on_two_hosts(vm, others[0], others[1]);
-          continue;
-        }
-        if (others.size() == 1) {
-          spdlog::info("VM {} now runs on {} (was recorded on {})", vm.spec.name, others[0], host);
-          changed(vm, VmState::running, DesiredState::running, others[0]);
-          continue;
-        }
+    if (vm.host != host) {
+      const bool runs_here = here && vm_state_from_domain(it->second->state) == VmState::running;
+      if (runs_here || vm.double_run) judge_elsewhere(vm, runs_here);
+      continue;
+    }
+    // The recorded host's own report.
+    const std::optional<VmState> observed =
+        here ? std::optional(vm_state_from_domain(it->second->state)) : std::nullopt;
+    const auto others = running_elsewhere(data, id, host);
+    if (observed == VmState::running && !others.empty()) {
+      std::vector<std::string> hosts{host};
+      hosts.insert(hosts.end(), others.begin(), others.end());
+      suspect(vm, hosts);
+      continue;
+    }
+    if (observed != VmState::running && !others.empty()) {
+      // Not running where recorded, by its own word, but running elsewhere: it moved (a
+      // live migration that ended while no controller watched). Follow it.
+      if (others.size() == 1)
+        adopt(vm, others[0]);
+      else
+        suspect(vm, others);
+      continue;
+    }
+    Vm next = vm;
+    next.double_run.reset();
+    if (!observed) {
+      // Defined here before, gone now, and no operation of ours removed it.
+      if (vm.state != VmState::pending && vm.state != VmState::unknown) {
+        spdlog::warn("VM {} ({}) is no longer defined on {}", vm.spec.name, id, host);
+        next.state = VmState::unknown;
       }
-      if (!observed) {
-        // Defined here before, gone now, and no operation of ours removed it.
-        if (vm.state != VmState::pending && vm.state != VmState::unknown) {
-          spdlog::warn("VM {} ({}) is no longer defined on {}", vm.spec.name, id, host);
-          changed(vm, VmState::unknown, std::nullopt, vm.host);
-        }
-        continue;
-      }
-      if (*observed == vm.state) continue;
+      write(vm, std::move(next));
+      continue;
+    }
+    if (*observed != vm.state) {
       std::optional<DesiredState> desired;
       if (*observed == VmState::running && vm.desired == DesiredState::stopped)
         desired = DesiredState::running;
       if ((*observed == VmState::stopped || *observed == VmState::crashed) &&
           vm.desired == DesiredState::running)
         desired = DesiredState::stopped;
-      if (desired)
+      if (desired) {
         spdlog::info("VM {} changed outside kvmfleet: now {}", vm.spec.name, to_string(*observed));
-      changed(vm, *observed, desired, vm.host);
-    } else if (here) {
-      // Our VM is defined on another host than recorded. Adopt the new host only when
-      // it runs there and the recorded host is not known to run it; otherwise flag it.
-      const VmState observed = vm_state_from_domain(it->second->state);
-      if (observed != VmState::running) continue;
-      const Host* recorded = data.find_host(vm.host);
-      if (recorded && recorded->state == HostState::up && runs(data, vm.host, id)) {
-        flag_on_two_hosts(vm, vm.host, host);
-        continue;
+        next.desired = *desired;
       }
-      spdlog::info("VM {} now runs on {} (was recorded on {})", vm.spec.name, host, vm.host);
-      changed(vm, VmState::running, DesiredState::running, host);
+      next.state = *observed;
     }
+    write(vm, std::move(next));
   }
   return b;
 }

@@ -4,6 +4,7 @@
 #include "kvmfleet/migration/migration_params.hpp"
 #include "kvmfleet/migration/migration_planning.hpp"
 #include "kvmfleet/model/json.hpp"
+#include "kvmfleet/vms/vm_steps.hpp"
 
 namespace kvmfleet {
 
@@ -18,6 +19,7 @@ Result<Submitted> MigrationService::migrate_vm(const Principal& who, const std::
       who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation& next) -> Status {
         const Vm* vm = d.find_vm(id_or_name);
         if (!vm) return not_found("no such VM", {{"vm", id_or_name}});
+        if (auto st = check_single_copy(*vm); !st) return st;
         return plan_migration(d, config_.scheduler, *vm, target_host, policy, next);
       });
 }

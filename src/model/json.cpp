@@ -84,6 +84,9 @@ void to_json(json& j, const Vm& vm) {
        {"created_at", format_time(vm.created_at)},
        {"updated_at", format_time(vm.updated_at)}};
   if (!vm.seen.empty()) j["seen"] = vm.seen;
+  if (vm.double_run)
+    j["double_run"] = {{"hosts", vm.double_run->hosts},
+                       {"since", format_time(vm.double_run->since)}};
 }
 void from_json(const json& j, Vm& vm) {
   vm.id = j.at("id").get<std::string>();
@@ -95,6 +98,9 @@ void from_json(const json& j, Vm& vm) {
   vm.created_at = time_from(j, "created_at");
   vm.updated_at = time_from(j, "updated_at");
   vm.seen = j.value("seen", std::map<std::string, ReportStamp>{});
+  if (auto it = j.find("double_run"); it != j.end() && !it->is_null())
+    vm.double_run =
+        DoubleRun{it->at("hosts").get<std::vector<std::string>>(), time_from(*it, "since")};
 }
 
 void to_json(json& j, const ReportStamp& s) {

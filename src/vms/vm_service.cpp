@@ -1,5 +1,7 @@
 #include "kvmfleet/vms/vm_service.hpp"
 
+#include "kvmfleet/vms/vm_steps.hpp"
+
 #include "kvmfleet/common/ids.hpp"
 #include "kvmfleet/core/typed_operation.hpp"
 #include "kvmfleet/shared_storage/vm_volumes.hpp"
@@ -84,6 +86,7 @@ Result<Submitted> VmService::vm_action(const Principal& who, const std::string& 
       who, op, opts, [&](const ClusterState::Data& d, WriteBatch&, Operation& next) -> Status {
         const Vm* vm = d.find_vm(id_or_name);
         if (!vm) return not_found("no such VM", {{"vm", id_or_name}});
+        if (auto st = check_single_copy(*vm); !st) return st;
         const bool busy = d.active_operation_for(vm->id) != nullptr;
         if (del && !busy && !del->force &&
             (vm->state == VmState::running || vm->state == VmState::paused ||

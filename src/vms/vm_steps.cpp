@@ -6,11 +6,20 @@
 
 namespace kvmfleet {
 
+Status check_single_copy(const Vm& vm) {
+  if (!vm.double_run) return {};
+  return conflict(
+      "VM " + vm.spec.name + " may be running on more than one host; nothing acts on it until " +
+          vm.host + " reports where it runs or is fenced",
+      {{"vm", vm.spec.name}, {"reason", "suspected_double_run"}, {"hosts", vm.double_run->hosts}});
+}
+
 Result<Target> load_target(OpContext& ctx, bool need_host_up) {
   const std::string id = ctx.op().target_id;
   auto t = ctx.state().read([&](const ClusterState::Data& d) -> Result<Target> {
     const Vm* vm = d.find_vm(id);
     if (!vm) return not_found("VM no longer exists", {{"vm", id}});
+    if (auto st = check_single_copy(*vm); !st) return st.take_error();
     if (vm->host.empty()) return conflict("VM has no host", {{"vm", id}});
     const Host* h = d.find_host(vm->host);
     if (!h) return conflict("VM's host is not registered", {{"vm", id}, {"host", vm->host}});

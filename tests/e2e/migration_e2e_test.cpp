@@ -460,4 +460,71 @@ TEST_F(MigrationE2E, DestinationKilledMidMigration) {
   EXPECT_TRUE(remove_vm("cd1"));
 }
 
+// A VM recorded on mig-a keeps running there while mig-a is cut off from the controller;
+// a copy of the same domain is then started on mig-b by hand. The API must not hide the
+// double run by adopting mig-b's copy: the VM is a suspected double run until mig-a
+// reports again, and nothing acts on it meanwhile.
+TEST_F(MigrationE2E, ACopyStartedElsewhereWhileTheRecordedHostIsCutOffIsASuspectedDoubleRun) {
+  ASSERT_TRUE(create_running_on_a("dr1"));
+  auto xml = lab_->virsh(hosts_["mig-a"], {"dumpxml", "dr1"});
+  ASSERT_TRUE(xml && xml->success());
+  const auto file = lab_->work_dir() / "dr1-copy.xml";
+  std::ofstream(file) << xml->out;
+
+  ASSERT_TRUE(lab_->partition_host(hosts_["mig-a"]).ok());
+  auto host_state = [](const std::string& name) -> std::string {
+    auto h = api("GET", "/v1/hosts/" + name);
+    return h ? (*h)["state"].get<std::string>() : "";
+  };
+  for (int i = 0; i < 600 && host_state("mig-a") == "up"; ++i) std::this_thread::sleep_for(100ms);
+  ASSERT_NE(host_state("mig-a"), "up");
+  EXPECT_EQ(domstate("mig-a", "dr1"), "running") << "cut off, not stopped";
+
+  auto defined = lab_->virsh(hosts_["mig-b"], {"define", file.string()});
+  ASSERT_TRUE(defined && defined->success()) << (defined ? defined->err : "");
+  auto started = lab_->virsh(hosts_["mig-b"], {"start", "dr1"});
+  ASSERT_TRUE(started && started->success()) << (started ? started->err : "");
+
+  auto suspicion = []() -> json {
+    auto vm = api("GET", "/v1/vms/dr1");
+    return vm ? (*vm)["suspected_double_run"] : json(nullptr);
+  };
+  for (int i = 0; i < 300 && suspicion().is_null(); ++i) std::this_thread::sleep_for(100ms);
+  ASSERT_FALSE(suspicion().is_null()) << "mig-b's copy was adopted or ignored";
+  EXPECT_EQ(suspicion()["hosts"], json({"mig-a", "mig-b"}));
+  auto vm = api("GET", "/v1/vms/dr1");
+  ASSERT_TRUE(vm.ok());
+  EXPECT_EQ((*vm)["host"], "mig-a");
+  EXPECT_EQ((*vm)["state"], "unknown");
+  auto stop = api("POST", "/v1/vms/dr1/stop", R"({"force":true})");
+  ASSERT_FALSE(stop.ok());
+  EXPECT_EQ(stop.error().code, ErrorCode::conflict);
+  EXPECT_EQ(stop.error().details.value("reason", ""), "suspected_double_run");
+  auto list = api("GET", "/v1/vms");
+  ASSERT_TRUE(list.ok());
+  for (const auto& item : (*list)["items"])
+    if (item["name"] == "dr1") EXPECT_FALSE(item["suspected_double_run"].is_null());
+
+  // The link heals: mig-a reports it running too. Still two copies: still suspected.
+  ASSERT_TRUE(lab_->heal_host(hosts_["mig-a"]).ok());
+  ASSERT_TRUE(wait_host_up("mig-a").ok());
+  ASSERT_TRUE(wait_fresh_heartbeats("mig-a").ok());
+  EXPECT_FALSE(suspicion().is_null());
+  EXPECT_EQ(running_copies("dr1"), 2);
+
+  // The copy on mig-b goes (by hand): one copy, where it is recorded.
+  auto destroyed = lab_->virsh(hosts_["mig-b"], {"destroy", "dr1"});
+  ASSERT_TRUE(destroyed && destroyed->success());
+  auto undefined = lab_->virsh(hosts_["mig-b"], {"undefine", "dr1"});
+  ASSERT_TRUE(undefined && undefined->success());
+  for (int i = 0; i < 300 && !suspicion().is_null(); ++i) std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(suspicion().is_null());
+  vm = api("GET", "/v1/vms/dr1");
+  ASSERT_TRUE(vm.ok());
+  EXPECT_EQ((*vm)["host"], "mig-a");
+  EXPECT_EQ((*vm)["state"], "running");
+  EXPECT_EQ(running_copies("dr1"), 1);
+  EXPECT_TRUE(remove_vm("dr1"));
+}
+
 }  // namespace

@@ -537,10 +537,15 @@ TEST_F(ReconcilerAfterRestartTest, DownHostsDoNotHoldTheReconcilerBack) {
   Vm unknown = data_.vms.at(vm_.id);
   unknown.state = VmState::unknown;
   put(unknown);
+  // Decided without node1: node2 runs it and node1 never said it stopped, so it is a
+  // suspected double run: a copy found elsewhere while the recorded host is silent is
+  // not a move.
   auto b = beat("node2", {dom("running")}, 1ms);
   ASSERT_EQ(b.put_vms.size(), 1u);
-  EXPECT_EQ(b.put_vms[0].host, "node2");
+  EXPECT_EQ(b.put_vms[0].host, "node1");
   EXPECT_EQ(b.put_vms[0].desired, DesiredState::running);
+  ASSERT_TRUE(b.put_vms[0].double_run);
+  EXPECT_EQ(b.put_vms[0].double_run->hosts, (std::vector<std::string>{"node1", "node2"}));
 }
 
 TEST_F(ReconcilerAfterRestartTest, ASilentHostIsTimedFromTheStartThenTheUsualRulesApply) {
@@ -558,18 +563,25 @@ TEST_F(ReconcilerAfterRestartTest, ASilentHostIsTimedFromTheStartThenTheUsualRul
   EXPECT_EQ(l.put_vms[0].state, VmState::unknown);
   apply(l);
 
-  // From there on a report is acted on: node2 runs it and node1 is not up.
+  // From there on a report is acted on: node2 runs it, and node1, not up, has not said
+  // it stopped running it: a suspected double run.
   auto b = beat("node2", {dom("running")}, 7s);
   ASSERT_EQ(b.put_vms.size(), 1u);
-  EXPECT_EQ(b.put_vms[0].host, "node2");
-  EXPECT_EQ(b.put_vms[0].state, VmState::running);
+  EXPECT_EQ(b.put_vms[0].host, "node1");
+  EXPECT_EQ(b.put_vms[0].state, VmState::unknown);
   EXPECT_EQ(b.put_vms[0].desired, DesiredState::running);
+  ASSERT_TRUE(b.put_vms[0].double_run);
+  EXPECT_EQ(b.put_vms[0].double_run->since, now_ + 7s);
   apply(b);
   EXPECT_TRUE(beat("node2", {dom("running")}, 29s).empty());
   auto d = reconcile_liveness(data_, now_ + 30s, started_);
   ASSERT_EQ(d.put_hosts.size(), 1u);
   EXPECT_EQ(d.put_hosts[0].state, HostState::down);
-  EXPECT_TRUE(d.put_vms.empty());  // web1 is node2's now
+  // Down is silence, not proof: the suspicion stands.
+  apply(d);
+  EXPECT_TRUE(beat("node2", {dom("running")}, 31s).empty());
+  EXPECT_TRUE(web1().double_run);
+  EXPECT_EQ(web1().host, "node1");
 }
 
 TEST_F(ReconcilerAfterRestartTest, ADownHostStaysDownUntilItHeartbeats) {
@@ -660,10 +672,19 @@ TEST_F(RestartedControllerTest, AHostThatNeverHeartbeatsAgainHoldsNothingBackPas
   EXPECT_EQ(host_state("node2"), HostState::up);
   EXPECT_EQ(vm("web1").state, VmState::unknown);  // the usual rule for a silent host
 
+  // node1 has said nothing since: a copy on node2 is a suspected double run, not a move.
   ASSERT_TRUE(beat("node2", {running()}).ok());
+  EXPECT_EQ(vm("web1").host, "node1");
+  EXPECT_EQ(vm("web1").state, VmState::unknown);
+  ASSERT_TRUE(vm("web1").double_run);
+  EXPECT_EQ(vm("web1").double_run->hosts, (std::vector<std::string>{"node1", "node2"}));
+
+  // node1's own word that it no longer runs it settles it: node2's.
+  ASSERT_TRUE(beat("node1", {}).ok());
   EXPECT_EQ(vm("web1").host, "node2");
   EXPECT_EQ(vm("web1").state, VmState::running);
   EXPECT_EQ(vm("web1").desired, DesiredState::running);
+  EXPECT_FALSE(vm("web1").double_run);
 }
 
 // ---- live migration -----------------------------------------------------------

@@ -79,6 +79,8 @@ class ClusterState {
     std::vector<const Operation*> active_operations() const;
     // The ids of the VMs recorded on `host` (empty set when none).
     const std::set<std::string>& vm_ids_on(const std::string& host) const;
+    // The VMs with a suspected double run (Vm::double_run).
+    const std::set<std::string>& double_runs() const { return double_runs_; }
     // The hosts whose last report has VM `id` running (empty set when none).
     const std::set<std::string>& hosts_running(const std::string& vm_id) const;
     // Capacity the VMs recorded on `host` take.
@@ -103,6 +105,7 @@ class ClusterState {
     std::unordered_map<std::string, std::set<std::string>> vms_on_;   // host → VM ids
     std::unordered_map<std::string, HostUsage> usage_;                // host → usage
     std::unordered_map<std::string, std::set<std::string>> running_on_;  // VM id → hosts
+    std::set<std::string> double_runs_;                                  // VM ids
     std::unordered_map<std::string, std::string> token_ids_;             // hash → token id
     std::set<std::pair<Clock::time_point, std::string>> up_heartbeats_;  // (last, host)
   };

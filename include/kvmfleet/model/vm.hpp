@@ -52,6 +52,17 @@ struct VmSpec {
   bool operator==(const VmSpec&) const = default;
 };
 
+// A VM kvmfleet may have running on more than one host: it saw the VM running on a host
+// other than the one it is recorded on, while the recorded host had not reported that it
+// stopped running it there (it was silent, or reported it running too). Settled only by
+// the recorded host's own report, or a fence or confirm-down of it; until then no
+// operation acts on the VM (the safe answer is to wait, never to guess).
+struct DoubleRun {
+  std::vector<std::string> hosts;  // the hosts it may run on, the recorded one first
+  Clock::time_point since{};
+  bool operator==(const DoubleRun&) const = default;
+};
+
 struct Vm {
   std::string id;  // UUID; also the libvirt domain UUID
   VmSpec spec;
@@ -62,6 +73,7 @@ struct Vm {
   // By host: the stamp of the last answer about this VM that an operation took from that
   // host's agent. A report that agent observed before it is no news about this VM.
   std::map<std::string, ReportStamp> seen;
+  std::optional<DoubleRun> double_run;  // a suspected double run, while it lasts
   Clock::time_point created_at{};
   Clock::time_point updated_at{};
 };

@@ -18,6 +18,12 @@ struct Target {
   Vm vm;
   Host host;
 };
+// Conflict (details.reason "suspected_double_run") while the VM may be running on more
+// than one host (Vm::double_run): no operation acts on it until its recorded host has
+// said where it runs, or was fenced. Checked when an operation is asked for and again
+// when it runs.
+Status check_single_copy(const Vm& vm);
+
 // Not found: the VM is gone. Conflict: it has no (registered) host. Unavailable: the
 // host is not up (when `need_host_up`).
 Result<Target> load_target(OpContext& ctx, bool need_host_up = true);
