@@ -489,10 +489,15 @@ TEST_F(ApiRoutesTest, AgentReportsWithBadNumbersOrUnknownStatesAre400) {
                             {"state", "running"},
                             {"managed", false},
                             {"generation", 0},
-                            {"persistent", true}};
-  const json good = {{"hostname", "node1"},      {"cpus", 8},
-                     {"memory_total_mib", 4096}, {"memory_free_mib", 1024},
-                     {"domain_type", "kvm"},     {"domains", {good_domain}}};
+                            {"persistent", true},
+                            {"stamp", {{"agent", "run1"}, {"seq", 3}}}};
+  const json good = {{"hostname", "node1"},
+                     {"cpus", 8},
+                     {"memory_total_mib", 4096},
+                     {"memory_free_mib", 1024},
+                     {"domain_type", "kvm"},
+                     {"domains", {good_domain}},
+                     {"stamp", {{"agent", "run1"}, {"seq", 5}}}};
   auto beat = [&](const json& inv) {
     return call(
         Verb::post, "/v1/agent/heartbeat", tokens_[Role::agent],
@@ -513,7 +518,9 @@ TEST_F(ApiRoutesTest, AgentReportsWithBadNumbersOrUnknownStatesAre400) {
         Case{"/domains/0/state", "exploded", "inventory.domains[0].state"},
         Case{"/domains/0/generation", -1, "inventory.domains[0].generation"},
         Case{"/domains/0/managed", 1, "inventory.domains[0].managed"},
-        Case{"/domains/0/uuid", "NOT-A-UUID", "inventory.domains[0].uuid"}}) {
+        Case{"/domains/0/uuid", "NOT-A-UUID", "inventory.domains[0].uuid"},
+        Case{"/domains/0/stamp/seq", -3, "inventory.domains[0].stamp"},
+        Case{"/stamp/agent", 7, "inventory.stamp"}}) {
     json inv = good;
     inv[json::json_pointer(k.pointer)] = k.value;
     auto r = beat(inv);
@@ -525,6 +532,11 @@ TEST_F(ApiRoutesTest, AgentReportsWithBadNumbersOrUnknownStatesAre400) {
       0);
   auto r = beat(good);
   EXPECT_EQ(r.status, 200u) << r.raw.body();
+  // The report's stamp is passed on (the host's list keeps it per domain).
+  EXPECT_EQ(state_.read([](const ClusterState::Data& d) {
+    return d.find_host("node1")->inventory.domains.at(0).stamp.seq;
+  }),
+            5u);
   EXPECT_EQ(
       state_.read([](const ClusterState::Data& d) { return d.find_host("node1")->inventory.cpus; }),
       8);
