@@ -43,7 +43,7 @@ Status check_uuid(std::string_view uuid) {
 Result<json> parse_json_body(const http::Request& req) {
   if (auto ct = req.find(http::bhttp::field::content_type); ct != req.end()) {
     const std::string_view v(ct->value().data(), ct->value().size());
-    if (!v.starts_with("application/json"))
+    if (!http::media_type_is(v, "application/json"))
       return Error{ErrorCode::unsupported_media, "request body must be application/json"};
   }
   json body = json::parse(req.body(), nullptr, /*allow_exceptions=*/false);

@@ -5,6 +5,9 @@
 #include "kvmfleet/agent/spec_validation.hpp"
 #include "kvmfleet/common/validate.hpp"
 #include "kvmfleet/model/json.hpp"
+#include "kvmfleet/storage/storage_names.hpp"
+
+#include <algorithm>
 
 namespace kvmfleet::agent::calls {
 namespace {
@@ -62,8 +65,22 @@ Result<PreparedCall> define(const CallContext& c) {
   auto spec = parse_domain_spec(*it);
   if (!spec) return spec.take_error();
   std::string subject = spec->uuid;
-  return PreparedCall{std::move(subject),
-                      [&hv = c.hv, &reports = c.reports, spec = std::move(*spec)] {
+  const bool shared = std::any_of(spec->disks.begin(), spec->disks.end(),
+                                  [](const DomainDisk& d) { return !d.block_device.empty(); });
+  if (shared && !c.storage)
+    return invalid("spec.disks: block devices need shared storage configured on this host",
+                   {{"field", "spec.disks"}});
+  return PreparedCall{std::move(subject), [&hv = c.hv, &reports = c.reports, storage = c.storage,
+                                           shared, spec = std::move(*spec)] {
+                        // Only the VGs this host's LVM sees on the cluster's LUNs.
+                        if (shared) {
+                          auto vgs = storage->lvm.list_vgs();
+                          if (!vgs) return http::error_response(vgs.error());
+                          std::vector<std::string> names;
+                          for (const auto& vg : *vgs) names.push_back(vg.name);
+                          if (auto st = check_block_device_vgs(spec, names); !st)
+                            return http::error_response(st.error());
+                        }
                         return stamped(reports, hv.define(spec));
                       }};
 }
@@ -111,6 +128,8 @@ Result<PreparedCall> fs_thaw(const CallContext& c) {
 Result<PreparedCall> block_resize(const CallContext& c) {
   auto device = get_string(c.body, "device", true);
   if (!device) return device.take_error();
+  if (auto lv = storage::parse_lv_path(*device); !lv)
+    return invalid("device: " + lv.error().message, {{"field", "device"}});
   auto size = get_size(c.body);
   if (!size) return size.take_error();
   return on_domain(c, [device = *device, size = *size](Hypervisor& hv, const std::string& uuid) {

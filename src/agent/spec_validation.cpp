@@ -1,5 +1,6 @@
 #include "kvmfleet/agent/spec_validation.hpp"
 
+#include <algorithm>
 #include <limits>
 #include <set>
 #include <string>
@@ -57,8 +58,9 @@ Status validate_domain_spec(const DomainSpec& spec) {
       return invalid(where + " must have exactly one of volume and block_device",
                      {{"field", where}});
     if (!d.block_device.empty()) {
-      if (auto st = storage::check_device_path(d.block_device); !st)
-        return invalid(where + ".block_device: " + st.error().message,
+      // Only a logical volume, as /dev/VG/LV: never a disk, a map or an option.
+      if (auto lv = storage::parse_lv_path(d.block_device); !lv)
+        return invalid(where + ".block_device: " + lv.error().message,
                        {{"field", where + ".block_device"}});
       // A shared device's size is the volume's business; 0 says "whatever it is".
       if (d.size_gib < 0 || d.size_gib > kMaxDiskGib)
@@ -144,6 +146,20 @@ Result<DomainSpec> parse_domain_spec(const nlohmann::json& j) {
   }
   if (auto st = validate_domain_spec(spec); !st) return st.take_error();
   return spec;
+}
+
+Status check_block_device_vgs(const DomainSpec& spec, const std::vector<std::string>& vgs) {
+  for (std::size_t i = 0; i < spec.disks.size(); ++i) {
+    const auto& d = spec.disks[i];
+    if (d.block_device.empty()) continue;
+    const std::string field = "spec.disks[" + std::to_string(i) + "].block_device";
+    auto lv = storage::parse_lv_path(d.block_device);
+    if (!lv) return invalid(field + ": " + lv.error().message, {{"field", field}});
+    if (std::find(vgs.begin(), vgs.end(), lv->vg) == vgs.end())
+      return invalid(field + ": VG " + lv->vg + " is not one of this host's shared storage",
+                     {{"field", field}});
+  }
+  return {};
 }
 
 }  // namespace kvmfleet::agent

@@ -17,15 +17,11 @@ void agent_heartbeat(Controller& svc, Call& c) {
   if (!url) return c.fail(url.error());
   if (!url->empty())
     if (auto st = check_agent_url(*url); !st) return c.fail(st.error());
-  HostInventory inv;
-  try {
-    inv = body->at("inventory").get<HostInventory>();
-  } catch (const std::exception&) {
-    return c.fail(invalid("inventory is malformed", {{"field", "inventory"}}));
-  }
-  for (const auto& d : inv.domains)
-    if (!is_valid_uuid(d.uuid)) return c.fail(invalid("inventory has a bad domain uuid"));
-  if (auto st = svc.hosts().heartbeat(*c.who, *host, *url, inv, c.arrived); !st)
+  if (!body->contains("inventory"))
+    return c.fail(invalid("inventory is required", {{"field", "inventory"}}));
+  auto inv = parse_inventory(body->at("inventory"));
+  if (!inv) return c.fail(inv.error());
+  if (auto st = svc.hosts().heartbeat(*c.who, *host, *url, *inv, c.arrived); !st)
     return c.fail(st.error());
   c.ok(HttpStatus::ok, {{"heartbeat_interval_ms", svc.config().heartbeat_interval.count()}});
 }
@@ -48,7 +44,10 @@ void agent_events(Controller& svc, Call& c) {
       if (!v) return c.fail(v.error());
       *out = *v;
     }
-    if (!is_valid_uuid(ev.uuid)) return c.fail(invalid("event has a bad uuid"));
+    if (!is_valid_uuid(ev.uuid))
+      return c.fail(invalid("event has a bad uuid", {{"field", "uuid"}}));
+    if (!is_event_state(ev.state))
+      return c.fail(invalid("event state is not a VM state or undefined", {{"field", "state"}}));
     if (auto it = e.find("stamp"); it != e.end()) {
       try {
         ev.stamp = it->get<ReportStamp>();

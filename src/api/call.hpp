@@ -86,9 +86,10 @@ struct Call : std::enable_shared_from_this<Call> {
 inline Result<json> body_of(Call& c) {
   // curl -d sends its default form type with a JSON body; that is accepted, since
   // the body must parse as a JSON object anyway. Any other declared type is refused.
-  auto ct = c.req[http::bhttp::field::content_type];
-  if (!c.req.body().empty() && !ct.empty() && !ct.starts_with("application/json") &&
-      !ct.starts_with("application/x-www-form-urlencoded"))
+  const auto field = c.req[http::bhttp::field::content_type];
+  const std::string_view ct(field.data(), field.size());
+  if (!c.req.body().empty() && !ct.empty() && !http::media_type_is(ct, "application/json") &&
+      !http::media_type_is(ct, "application/x-www-form-urlencoded"))
     return Error(ErrorCode::unsupported_media, "request body must be application/json");
   return parse_body(c.req.body());
 }
@@ -113,8 +114,11 @@ inline SubmitOptions submit_options(const Call& c) {
 }
 
 inline Status check_idempotency_key(const Call& c) {
-  auto key = c.req["Idempotency-Key"];
-  if (key.empty()) return {};
+  const auto it = c.req.find("Idempotency-Key");
+  if (it == c.req.end()) return {};
+  const auto key = it->value();
+  if (key.empty()) return invalid("Idempotency-Key is empty");
+  if (c.req.count("Idempotency-Key") > 1) return invalid("Idempotency-Key given twice");
   if (key.size() > 128) return invalid("Idempotency-Key longer than 128 characters");
   for (char ch : key)
     if (ch < 0x21 || ch > 0x7e) return invalid("Idempotency-Key must be printable ASCII");

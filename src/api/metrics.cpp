@@ -1,12 +1,37 @@
 #include "kvmfleet/api/metrics.hpp"
 
+#include <array>
 #include <sstream>
 
 namespace kvmfleet::api {
+namespace {
+
+// Label values come from a closed set whatever the request says: a method name or a
+// status outside it is counted as "other", so no client can add series.
+constexpr std::array<std::string_view, 9> kMethods = {
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"};
+
+// Every status the API answers with (http::status_for, the routes and the server).
+constexpr std::array<unsigned, 18> kStatuses = {200, 201, 202, 204, 400, 401, 403, 404, 405,
+                                                408, 409, 413, 415, 422, 500, 501, 503, 504};
+
+}  // namespace
+
+std::string_view Metrics::method_label(std::string_view method) {
+  for (auto m : kMethods)
+    if (m == method) return m;
+  return "other";
+}
+
+std::string Metrics::status_label(unsigned status) {
+  for (auto s : kStatuses)
+    if (s == status) return std::to_string(s);
+  return "other";
+}
 
 void Metrics::count_request(std::string_view method, unsigned status) {
   std::lock_guard lk(mu_);
-  ++requests_[{std::string(method), status}];
+  ++requests_[{std::string(method_label(method)), status_label(status)}];
 }
 
 std::string Metrics::render(const ClusterState& state) const {

@@ -4,6 +4,7 @@
 #include "kvmfleet/common/validate.hpp"
 
 #include <algorithm>
+#include <charconv>
 
 namespace kvmfleet::api {
 namespace {
@@ -22,17 +23,41 @@ struct OpKey {
   std::string cursor() const { return std::to_string(ticks) + "." + id; }
   static std::optional<OpKey> parse(std::string_view s) {
     const auto dot = s.find('.');
-    if (dot == std::string_view::npos || dot == 0 || dot > 19) return std::nullopt;
+    if (dot == std::string_view::npos || dot == 0) return std::nullopt;
     OpKey k;
-    for (char ch : s.substr(0, dot)) {
-      if (ch < '0' || ch > '9') return std::nullopt;
-      k.ticks = k.ticks * 10 + (ch - '0');
-    }
+    // Digits only, within 64 bits: from_chars refuses a sign and reports overflow.
+    const char* end = s.data() + dot;
+    auto [p, ec] = std::from_chars(s.data(), end, k.ticks);
+    if (ec != std::errc{} || p != end || s.front() == '-') return std::nullopt;
     k.id = std::string(s.substr(dot + 1));
     if (!is_valid_uuid(k.id)) return std::nullopt;
     return k;
   }
 };
+
+// Who may cancel an operation: whoever may submit its kind (the role of the route
+// that submits it, routes.cpp). A kind not listed needs an admin.
+struct CancelRule {
+  std::string_view kind;
+  Need need;
+};
+constexpr CancelRule kCancelRules[] = {
+    {op_kind::vm_create, Need::operator_},       {op_kind::vm_start, Need::operator_},
+    {op_kind::vm_stop, Need::operator_},         {op_kind::vm_reboot, Need::operator_},
+    {op_kind::vm_destroy, Need::operator_},      {op_kind::vm_delete, Need::operator_},
+    {op_kind::vm_migrate, Need::operator_},      {op_kind::vm_snapshot, Need::operator_},
+    {op_kind::volume_create, Need::operator_},   {op_kind::volume_grow, Need::operator_},
+    {op_kind::volume_delete, Need::operator_},   {op_kind::snapshot_create, Need::operator_},
+    {op_kind::snapshot_delete, Need::operator_}, {op_kind::snapshot_revert, Need::operator_},
+    {op_kind::host_maintenance, Need::admin},    {op_kind::pool_create, Need::admin},
+    {op_kind::pool_delete, Need::admin},         {op_kind::pool_connect, Need::admin},
+};
+
+Need cancel_need(std::string_view kind) {
+  for (const auto& r : kCancelRules)
+    if (r.kind == kind) return r.need;
+  return Need::admin;
+}
 
 }  // namespace
 
@@ -85,6 +110,15 @@ void get_operation(Controller& svc, Call& c) {
 
 void cancel_operation(Controller& svc, Call& c) {
   const std::string& id = c.param("operation");
+  const auto kind =
+      svc.state().read([&](const ClusterState::Data& d) -> std::optional<std::string> {
+        const Operation* o = d.find_operation(id);
+        return o ? std::optional<std::string>(o->kind) : std::nullopt;
+      });
+  if (kind && !allowed(c.who->role, cancel_need(*kind)))
+    return c.fail(Error(ErrorCode::permission_denied,
+                        "role " + std::string(to_string(c.who->role)) + " may not cancel " + *kind,
+                        {{"operation", id}}));
   if (auto st = svc.operations().cancel(id); !st) return c.fail(st.error());
   auto op = svc.state().read([&](const ClusterState::Data& d) -> std::optional<Operation> {
     const Operation* o = d.find_operation(id);

@@ -1,10 +1,13 @@
 #include "kvmfleet/api/request_parsing.hpp"
 
 #include "kvmfleet/common/validate.hpp"
+#include "kvmfleet/model/json.hpp"
 #include "kvmfleet/storage/storage_names.hpp"
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
+#include <tuple>
 
 namespace kvmfleet::api {
 
@@ -491,6 +494,117 @@ Status check_agent_url(std::string_view url) {
     return invalid("agent_url port must be 1..65535", {{"field", "agent_url"}});
   if (host.size() > 253) return invalid("agent_url host too long", {{"field", "agent_url"}});
   return {};
+}
+
+namespace {
+
+// The error of a field read by get_string/get_int/get_bool, named by its full path.
+Error at(Error e, const std::string& prefix) {
+  if (e.details.contains("field"))
+    e.details["field"] = prefix + e.details["field"].get<std::string>();
+  e.message = prefix + e.message;
+  return e;
+}
+
+Result<std::string> bounded_string(const nlohmann::json& j, std::string_view field,
+                                   const std::string& prefix, std::size_t max) {
+  auto v = get_string(j, field, false);
+  if (!v) return at(v.take_error(), prefix);
+  if (v->size() > max)
+    return invalid(prefix + std::string(field) + " is longer than " + std::to_string(max),
+                   {{"field", prefix + std::string(field)}});
+  return v;
+}
+
+// An optional "stamp" ({agent, seq}, the model's strict reader).
+Status read_stamp(const nlohmann::json& j, const std::string& prefix, ReportStamp& out) {
+  auto it = j.find("stamp");
+  if (it == j.end()) return {};
+  try {
+    out = it->get<ReportStamp>();
+  } catch (const std::exception&) {
+    return invalid(prefix + "stamp is malformed", {{"field", prefix + "stamp"}});
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<HostInventory> parse_inventory(const nlohmann::json& j) {
+  const std::string p = "inventory.";
+  if (!j.is_object()) return invalid("inventory must be an object", {{"field", "inventory"}});
+  HostInventory inv;
+  for (auto [field, out, max] :
+       {std::tuple{"hostname", &inv.hostname, 255}, std::tuple{"host_uuid", &inv.host_uuid, 64},
+        std::tuple{"cpu_model", &inv.cpu_model, 255},
+        std::tuple{"libvirt_version", &inv.libvirt_version, 64},
+        std::tuple{"qemu_version", &inv.qemu_version, 64},
+        std::tuple{"migration_address", &inv.migration_address, 255}}) {
+    auto v = bounded_string(j, field, p, static_cast<std::size_t>(max));
+    if (!v) return v.take_error();
+    *out = std::move(*v);
+  }
+  auto type = get_string(j, "domain_type", false);
+  if (!type) return at(type.take_error(), p);
+  if (!type->empty() && *type != "kvm" && *type != "qemu")
+    return invalid("inventory.domain_type must be kvm or qemu",
+                   {{"field", "inventory.domain_type"}});
+  inv.domain_type = *type;
+  auto cpus = get_int(j, "cpus", false, 0, 0, 1 << 16);
+  if (!cpus) return at(cpus.take_error(), p);
+  inv.cpus = static_cast<int>(*cpus);
+  constexpr std::int64_t kMaxMib = std::int64_t{1} << 40;
+  auto total = get_int(j, "memory_total_mib", false, 0, 0, kMaxMib);
+  if (!total) return at(total.take_error(), p);
+  inv.memory_total_mib = *total;
+  auto free = get_int(j, "memory_free_mib", false, 0, 0, kMaxMib);
+  if (!free) return at(free.take_error(), p);
+  inv.memory_free_mib = *free;
+  if (auto st = read_stamp(j, p, inv.stamp); !st) return st.take_error();
+  auto it = j.find("domains");
+  if (it == j.end() || it->is_null()) return inv;
+  if (!it->is_array() || it->size() > kMaxInventoryDomains)
+    return invalid("inventory.domains must be an array of at most 4096 domains",
+                   {{"field", "inventory.domains"}});
+  for (std::size_t i = 0; i < it->size(); ++i) {
+    const auto& d = (*it)[i];
+    const std::string where = p + "domains[" + std::to_string(i) + "].";
+    if (!d.is_object())
+      return invalid(where + " must be an object", {{"field", where.substr(0, where.size() - 1)}});
+    DomainStatus s;
+    auto uuid = get_string(d, "uuid", true);
+    if (!uuid) return at(uuid.take_error(), where);
+    if (!is_valid_uuid(*uuid))
+      return invalid(where + "uuid must be a canonical UUID", {{"field", where + "uuid"}});
+    s.uuid = *uuid;
+    auto name = get_string(d, "name", true);
+    if (!name) return at(name.take_error(), where);
+    if (name->empty() || name->size() > 255)
+      return invalid(where + "name must be 1-255 characters", {{"field", where + "name"}});
+    s.name = *name;
+    auto state = get_string(d, "state", true);
+    if (!state) return at(state.take_error(), where);
+    if (!vm_state_from_string(*state))
+      return invalid(where + "state is not a VM state", {{"field", where + "state"}});
+    s.state = *state;
+    auto managed = get_bool(d, "managed", false);
+    if (!managed) return at(managed.take_error(), where);
+    s.managed = *managed;
+    auto generation =
+        get_int(d, "generation", false, 0, 0, std::numeric_limits<std::int64_t>::max());
+    if (!generation) return at(generation.take_error(), where);
+    s.generation = *generation;
+    auto persistent = get_bool(d, "persistent", true);
+    if (!persistent) return at(persistent.take_error(), where);
+    s.persistent = *persistent;
+    if (auto st = read_stamp(d, where, s.stamp); !st) return st.take_error();
+    inv.domains.push_back(std::move(s));
+  }
+  return inv;
+}
+
+bool is_event_state(std::string_view state) {
+  return state == "undefined" || vm_state_from_string(state).has_value();
 }
 
 }  // namespace kvmfleet::api

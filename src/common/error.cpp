@@ -6,7 +6,7 @@
 namespace kvmfleet {
 namespace {
 
-constexpr std::array<std::pair<ErrorCode, std::string_view>, 14> kNames{{
+constexpr std::array<std::pair<ErrorCode, std::string_view>, 15> kNames{{
     {ErrorCode::invalid_argument, "invalid_argument"},
     {ErrorCode::unauthenticated, "unauthenticated"},
     {ErrorCode::permission_denied, "permission_denied"},
@@ -16,6 +16,7 @@ constexpr std::array<std::pair<ErrorCode, std::string_view>, 14> kNames{{
     {ErrorCode::payload_too_large, "payload_too_large"},
     {ErrorCode::request_timeout, "request_timeout"},
     {ErrorCode::unsupported_media, "unsupported_media_type"},
+    {ErrorCode::not_implemented, "not_implemented"},
     {ErrorCode::method_not_allowed, "method_not_allowed"},
     {ErrorCode::unavailable, "unavailable"},
     {ErrorCode::timeout, "timeout"},

@@ -108,18 +108,28 @@ class HttpSession : public SessionBase {
       if (ec == bhttp::error::header_limit) {
         return send_error_and_close(invalid("request headers too large"));
       }
+      if (ec == bhttp::error::bad_transfer_encoding) {
+        return send_error_and_close(Error(
+            ErrorCode::not_implemented, "Transfer-Encoding other than chunked is not implemented"));
+      }
       if (!started) return derived().do_eof();
       return send_error_and_close(invalid("malformed HTTP request: " + ec.message()));
     }
     Request req = parser_->release();
+    // A body in a coding the handlers cannot read is refused, never read as if plain.
+    if (auto st = check_codings(req); !st) return send_error_and_close(st.error());
     const unsigned version = req.version();
     const bool keep_alive = req.keep_alive();
+    const bool head = req.method() == Verb::head;
     auto self = derived().shared_from_this();
     auto once = std::make_shared<std::atomic<bool>>(false);
-    Responder respond = [self, once, version, keep_alive](Response res) {
+    Responder respond = [self, once, version, keep_alive, head](Response res) {
       if (once->exchange(true)) return;
       res.version(version);
       if (!keep_alive) res.keep_alive(false);
+      // An answer to HEAD has the headers of the answer, Content-Length included, and
+      // no body.
+      if (head) res.body().clear();
       asio::dispatch(self->stream().get_executor(),
                      [self, res = std::move(res)]() mutable { self->do_write(std::move(res)); });
     };

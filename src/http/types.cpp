@@ -22,6 +22,8 @@ HttpStatus status_for(ErrorCode code) {
       return HttpStatus::payload_too_large;
     case ErrorCode::unsupported_media:
       return HttpStatus::unsupported_media_type;
+    case ErrorCode::not_implemented:
+      return HttpStatus::not_implemented;
     case ErrorCode::insufficient_capacity:
       return HttpStatus::unprocessable_entity;
     case ErrorCode::cancelled:
@@ -74,6 +76,54 @@ std::string_view bearer_token(const Request& req) {
       return {};
   }
   return v.substr(kPrefix.size());
+}
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  return true;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Whether every comma-separated element of every `field` header is `only` (or empty).
+bool only_coding(const Request& req, bhttp::field field, std::string_view only) {
+  for (auto [it, end] = req.equal_range(field); it != end; ++it) {
+    std::string_view v(it->value().data(), it->value().size());
+    while (true) {
+      const auto comma = v.find(',');
+      const auto coding = trim(v.substr(0, comma));
+      if (!coding.empty() && !iequals(coding, only)) return false;
+      if (comma == std::string_view::npos) break;
+      v.remove_prefix(comma + 1);
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+bool media_type_is(std::string_view content_type, std::string_view type) {
+  return iequals(trim(content_type.substr(0, content_type.find(';'))), type);
+}
+
+Status check_codings(const Request& req) {
+  if (!only_coding(req, bhttp::field::content_encoding, "identity"))
+    return Error(ErrorCode::unsupported_media,
+                 "Content-Encoding other than identity is not accepted");
+  if (!only_coding(req, bhttp::field::transfer_encoding, "chunked"))
+    return Error(ErrorCode::not_implemented,
+                 "Transfer-Encoding other than chunked is not implemented");
+  return {};
 }
 
 }  // namespace kvmfleet::http

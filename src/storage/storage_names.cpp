@@ -238,4 +238,18 @@ Status check_device_path(std::string_view path) {
   return ok_status();
 }
 
+Result<LvPath> parse_lv_path(std::string_view path) {
+  constexpr std::string_view kDev = "/dev/";
+  if (!path.starts_with(kDev)) return invalid("device must be /dev/VG/LV");
+  const std::string_view rest = path.substr(kDev.size());
+  const auto slash = rest.find('/');
+  if (slash == std::string_view::npos) return invalid("device must be /dev/VG/LV");
+  const std::string_view vg = rest.substr(0, slash), lv = rest.substr(slash + 1);
+  if (auto s = check_vg_name(vg); !s)
+    return invalid("device must be /dev/VG/LV: " + s.error().message);
+  if (auto s = check_lv_name(lv); !s)
+    return invalid("device must be /dev/VG/LV: " + s.error().message);
+  return LvPath{std::string(vg), std::string(lv)};
+}
+
 }  // namespace kvmfleet::storage

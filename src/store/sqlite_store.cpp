@@ -11,7 +11,10 @@
 #include "file_lock.hpp"
 #include "kvmfleet/model/json.hpp"
 #include "kvmfleet/store/store.hpp"
+#include "secret_box.hpp"
 #include "sqlite_statement.hpp"
+
+#include <filesystem>
 
 namespace kvmfleet {
 namespace {
@@ -127,6 +130,14 @@ std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+// Where a sealed secret belongs: the associated data that ties it to its record.
+std::string agent_secret_place(const std::string& host) {
+  return "hosts/" + host + "/agent_secret";
+}
+std::string chap_place(const std::string& pool, std::size_t target) {
+  return "storage_pools/" + pool + "/targets/" + std::to_string(target) + "/chap";
+}
+
 class SqliteStore final : public Store {
  public:
   static Result<std::unique_ptr<Store>> open(const std::string& path,
@@ -141,7 +152,14 @@ class SqliteStore final : public Store {
   };
   using DbHandle = std::unique_ptr<sqlite3, DbCloser>;
 
-  SqliteStore(FileLock lock, DbHandle db) : lock_(std::move(lock)), db_(std::move(db)) {}
+  SqliteStore(FileLock lock, DbHandle db, SecretBox box)
+      : lock_(std::move(lock)), db_(std::move(db)), box_(std::move(box)) {}
+
+  // The records' JSON with their replayed secrets sealed, and back.
+  Result<json> host_row(const Host& h) const;
+  Result<json> pool_row(const StoragePool& p) const;
+  Status open_secrets(Host& h) const;
+  Status open_secrets(StoragePool& p) const;
 
   Status prepare_statements();
   // Runs a statement that returns no rows.
@@ -154,6 +172,7 @@ class SqliteStore final : public Store {
   // before the connection closes, and the lock is released last.
   FileLock lock_;
   DbHandle db_;
+  SecretBox box_;
   SqliteStatement begin_read_, begin_write_, commit_, rollback_;
   SqliteStatement put_host_, delete_host_, put_vm_, delete_vm_;
   SqliteStatement put_operation_, delete_operation_, put_token_, delete_token_;
@@ -165,8 +184,26 @@ class SqliteStore final : public Store {
 
 Result<std::unique_ptr<Store>> SqliteStore::open(const std::string& path,
                                                  const SqliteStoreOptions& options) {
+  // The state is private to the controller's user whatever the umask: a directory
+  // made here is 0700; the database, its lock and key files are 0600, and SQLite gives
+  // the -wal and -shm files the database file's mode.
+  const auto dir = std::filesystem::path(path).parent_path().string();
+  if (auto st = make_private_dirs(dir); !st)
+    return unavailable(st.error().message, {{"path", path}});
+  for (const std::string& file : {path, path + "-wal", path + "-shm"}) {
+    std::error_code ec;
+    if (file != path && !std::filesystem::exists(file, ec)) continue;
+    if (auto st = make_private_file(file); !st)
+      return unavailable(st.error().message, {{"path", file}});
+  }
   auto lock = FileLock::acquire(path + ".lock");
   if (!lock) return lock.take_error();
+  auto box = SecretBox::load_or_create(options.key_file.empty() ? path + ".key" : options.key_file);
+  if (!box) {
+    Error e = box.take_error();
+    e.code = ErrorCode::unavailable;
+    return e;
+  }
 
   sqlite3* raw = nullptr;
   const int open_rc =
@@ -231,7 +268,8 @@ Result<std::unique_ptr<Store>> SqliteStore::open(const std::string& path,
     }
   }
 
-  std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(*lock), std::move(db)));
+  std::unique_ptr<SqliteStore> store(
+      new SqliteStore(std::move(*lock), std::move(db), std::move(*box)));
   if (auto st = store->prepare_statements(); !st) {
     Error e = st.take_error();
     e.code = ErrorCode::unavailable;
@@ -299,6 +337,48 @@ Status SqliteStore::prepare_statements() {
   return ok_status();
 }
 
+Result<json> SqliteStore::host_row(const Host& h) const {
+  json j(h);
+  if (!h.agent_secret.empty()) {
+    auto sealed = box_.seal(h.agent_secret, agent_secret_place(h.name));
+    if (!sealed) return sealed.take_error();
+    j["agent_secret"] = std::move(*sealed);
+  }
+  return j;
+}
+
+Result<json> SqliteStore::pool_row(const StoragePool& p) const {
+  json j(p);
+  for (std::size_t i = 0; i < p.targets.size(); ++i) {
+    if (p.targets[i].chap_username.empty()) continue;
+    auto sealed = box_.seal(p.targets[i].chap_password, chap_place(p.name, i));
+    if (!sealed) return sealed.take_error();
+    j["targets"][i]["chap"]["password"] = std::move(*sealed);
+  }
+  return j;
+}
+
+// A value without the sealed prefix was written in plain text by an older controller:
+// it is read as it is and sealed when its record is next written.
+Status SqliteStore::open_secrets(Host& h) const {
+  if (!SecretBox::is_sealed(h.agent_secret)) return ok_status();
+  auto plain = box_.open(h.agent_secret, agent_secret_place(h.name));
+  if (!plain) return bad_row("hosts", h.name, "has an agent secret that does not decrypt");
+  h.agent_secret = std::move(*plain);
+  return ok_status();
+}
+
+Status SqliteStore::open_secrets(StoragePool& p) const {
+  for (std::size_t i = 0; i < p.targets.size(); ++i) {
+    auto& pw = p.targets[i].chap_password;
+    if (!SecretBox::is_sealed(pw)) continue;
+    auto plain = box_.open(pw, chap_place(p.name, i));
+    if (!plain) return bad_row("storage_pools", p.name, "has a CHAP secret that does not decrypt");
+    pw = std::move(*plain);
+  }
+  return ok_status();
+}
+
 Status SqliteStore::run(SqliteStatement& s, std::string_view what) {
   StatementReset reset(s);
   const int rc = s.step();
@@ -330,8 +410,10 @@ Status SqliteStore::write(const WriteBatch& batch) {
   if (auto st = delete_all(delete_pool_, batch.delete_pools, "delete storage pool"); !st) return st;
 
   for (const auto& p : batch.put_pools) {
+    auto row = pool_row(p);
+    if (!row) return row.take_error();
     put_pool_.bind(1, p.name);
-    put_pool_.bind(2, dump(json(p)));
+    put_pool_.bind(2, dump(*row));
     if (auto st = run(put_pool_, "put storage pool '" + p.name + "'"); !st) return st;
   }
   for (const auto& v : batch.put_volumes) {
@@ -342,8 +424,10 @@ Status SqliteStore::write(const WriteBatch& batch) {
   }
 
   for (const auto& h : batch.put_hosts) {
+    auto row = host_row(h);
+    if (!row) return row.take_error();
     put_host_.bind(1, h.name);
-    put_host_.bind(2, dump(json(h)));
+    put_host_.bind(2, dump(*row));
     if (auto st = run(put_host_, "put host '" + h.name + "'"); !st) return st;
   }
   for (const auto& vm : batch.put_vms) {
@@ -409,6 +493,7 @@ Result<StoreSnapshot> SqliteStore::read() {
     auto h = parse_row<Host>("hosts", key, select_hosts_.column_text(1));
     if (!h) return h.take_error();
     if (h->name != key) return bad_row("hosts", key, "names host '" + h->name + "' in its JSON");
+    if (auto s = open_secrets(*h); !s) return s;
     snap.hosts.push_back(std::move(*h));
     return ok_status();
   });
@@ -430,6 +515,7 @@ Result<StoreSnapshot> SqliteStore::read() {
     if (!p) return p.take_error();
     if (p->name != key)
       return bad_row("storage_pools", key, "names pool '" + p->name + "' in its JSON");
+    if (auto s = open_secrets(*p); !s) return s;
     snap.pools.push_back(std::move(*p));
     return ok_status();
   });

@@ -11,6 +11,7 @@
 #include "kvmfleet/agent/agent_service.hpp"
 #include "kvmfleet/agent/call_router.hpp"
 #include "kvmfleet/agent/protocol.hpp"
+#include "kvmfleet/agent/spec_validation.hpp"
 #include "kvmfleet/model/json.hpp"
 #include "tests/doubles/agent/fake_hypervisor.hpp"
 #include "tests/doubles/common/manual_clock.hpp"
@@ -292,6 +293,70 @@ TEST_F(AgentRoutesTest, AWrongMethodIsA405AndActsOnNothing) {
   EXPECT_TRUE(hv_.calls.empty());
   EXPECT_TRUE(lvm_.added_devices.empty());
   EXPECT_FALSE(san_.vg("kvmvg").has_value());
+}
+
+// Only a logical volume of a VG this host's shared storage holds, as /dev/VG/LV,
+// reaches the hypervisor; anything else is a 400 naming the disk's field.
+TEST_F(AgentRoutesTest, DefineTakesOnlyLogicalVolumesOfThisHostsVgs) {
+  ASSERT_TRUE(lvm_.create_shared_vg("pool1", {"/dev/sdb"}).ok());
+  json disk = {{"volume", ""}, {"size_gib", 0}, {"bus", "virtio"}, {"target_dev", "vda"}};
+  json spec = {{"uuid", kOtherUuid}, {"name", "web2"},        {"vcpus", 1},
+               {"memory_mib", 64},   {"domain_type", "qemu"}, {"generation", 1}};
+  int n = 0;
+  auto define = [&](const std::string& device) {
+    disk["block_device"] = device;
+    spec["disks"] = json::array({disk});
+    return send(agent_protocol::kDefine, {},
+                {{"op_id", "define-" + std::to_string(++n)}, {"spec", spec}});
+  };
+  for (const char* device : {"/dev/sda", "/dev/mapper/x", "/dev/pool1/--force", "/dev/pool1/-x",
+                             "/dev/-pool/lv", "/dev/pool1/a/b", "/dev/pool1/", "/dev//pool1/x",
+                             "/dev/other/lv1", "/dev/disk/by-id/x", "/dev/pool1/lv1/.."}) {
+    auto res = define(device);
+    EXPECT_EQ(res.result(), http::HttpStatus::bad_request) << device << " " << res.body();
+    EXPECT_EQ(body_of(res)["error"]["code"], "invalid_argument") << device;
+    EXPECT_EQ(body_of(res)["error"]["details"]["field"], "spec.disks[0].block_device") << device;
+  }
+  EXPECT_EQ(hv_.count("define"), 0);
+  auto res = define("/dev/pool1/lv1");
+  EXPECT_EQ(res.result(), http::HttpStatus::ok) << res.body();
+  EXPECT_EQ(hv_.count("define"), 1);
+}
+
+// The agent matches Content-Type as the controller does: the media type, any case,
+// parameters allowed; a type that only starts like application/json is 415.
+TEST_F(AgentRoutesTest, ContentTypeIsMatchedAsAMediaType) {
+  int n = 0;
+  auto inventory_call = [&](const std::string& type) {
+    auto req = make("POST", path_for(agent_protocol::kVgLockStart, {{}, "kvmvg", {}}),
+                    {{"op_id", "ct-" + std::to_string(++n)}});
+    req.set(http::bhttp::field::content_type, type);
+    return service_.serve(std::move(req));
+  };
+  for (const char* bad : {"application/jsonp", "text/plain", "application/json-patch+json"}) {
+    auto res = inventory_call(bad);
+    EXPECT_EQ(res.result(), http::HttpStatus::unsupported_media_type) << bad;
+  }
+  for (const char* ok : {"APPLICATION/JSON", "application/json; charset=utf-8"}) {
+    auto res = inventory_call(ok);
+    EXPECT_NE(res.result(), http::HttpStatus::unsupported_media_type) << ok << res.body();
+  }
+}
+
+TEST(SpecValidation, BlockDevicesAreLogicalVolumePathsOfTheGivenVgs) {
+  DomainDisk disk;
+  disk.target_dev = "vda";
+  DomainSpec spec{kOtherUuid, "web2", 1, 64, "qemu", 1, {disk}};
+  spec.disks[0].block_device = "/dev/pool1/lv1";
+  EXPECT_TRUE(validate_domain_spec(spec).ok());
+  EXPECT_TRUE(check_block_device_vgs(spec, {"pool1"}).ok());
+  EXPECT_FALSE(check_block_device_vgs(spec, {"pool2"}).ok());
+  for (const char* bad : {"/dev/sda", "/dev/mapper/x", "/dev/pool1/--force", "/dev/lvm/x"}) {
+    spec.disks[0].block_device = bad;
+    auto st = validate_domain_spec(spec);
+    ASSERT_FALSE(st.ok()) << bad;
+    EXPECT_EQ(st.error().details["field"], "spec.disks[0].block_device") << bad;
+  }
 }
 
 }  // namespace

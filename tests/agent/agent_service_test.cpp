@@ -8,6 +8,8 @@
 #include "kvmfleet/common/ids.hpp"
 #include "kvmfleet/model/json.hpp"
 #include "tests/doubles/agent/fake_hypervisor.hpp"
+#include "tests/doubles/common/manual_clock.hpp"
+#include "tests/doubles/storage/fake_shared_storage.hpp"
 
 namespace kvmfleet::agent {
 namespace {
@@ -280,7 +282,7 @@ TEST_F(AgentServiceTest, ConcurrentRepeatsActOnce) {
   for (const auto& b : bodies) EXPECT_EQ(b, bodies.front());
 }
 
-TEST_F(AgentServiceTest, DefinePassesBlockDeviceDisks) {
+TEST_F(AgentServiceTest, DefineRefusesBlockDevicesWithoutSharedStorage) {
   json spec = spec_json();
   spec["disks"] = {{{"volume", std::string(kUuid) + "-disk0.qcow2"},
                     {"block_device", ""},
@@ -292,20 +294,18 @@ TEST_F(AgentServiceTest, DefinePassesBlockDeviceDisks) {
                     {"size_gib", 0},
                     {"bus", "scsi"},
                     {"target_dev", "sda"}}};
+  // Without shared storage on this host no block device is taken (agent_routes_test
+  // defines one on a host with storage).
   auto res = call(http::Verb::post, "/agent/v1/domains/define", {{"op_id", "d1"}, {"spec", spec}});
-  ASSERT_EQ(res.result(), http::HttpStatus::ok) << res.body();
-  const auto& disks = hv_.domains.at(kUuid).spec.disks;
-  ASSERT_EQ(disks.size(), 2u);
-  EXPECT_EQ(disks[0].volume, std::string(kUuid) + "-disk0.qcow2");
-  EXPECT_EQ(disks[1].block_device, "/dev/pool1/db-data");
-  EXPECT_EQ(disks[1].volume, "");
+  EXPECT_EQ(res.result(), http::HttpStatus::bad_request) << res.body();
+  EXPECT_EQ(body_of(res)["error"]["details"]["field"], "spec.disks");
 
   // A device outside /dev never reaches the hypervisor.
   spec["disks"][1]["block_device"] = "/etc/shadow";
   res = call(http::Verb::post, "/agent/v1/domains/define", {{"op_id", "d2"}, {"spec", spec}});
   EXPECT_EQ(res.result(), http::HttpStatus::bad_request);
   EXPECT_EQ(body_of(res)["error"]["details"]["field"], "spec.disks[1].block_device");
-  EXPECT_EQ(hv_.count("define"), 1);
+  EXPECT_EQ(hv_.count("define"), 0);
 }
 
 TEST_F(AgentServiceTest, FsFreezeAndThaw) {
@@ -442,7 +442,12 @@ class AgentServiceOverLibvirt : public ::testing::Test {
   }
 
   LibvirtHypervisor hv{options()};
-  AgentService service{hv, kToken};
+  ManualClock clock;
+  // Shared storage, for the VG of the block-disk test's device.
+  doubles::FakeSharedStorage san;
+  doubles::FakeVolumeManager lvm{san, 1};
+  doubles::FakeIscsiInitiator iscsi;
+  AgentService service{hv, StorageBackend{iscsi, lvm, clock}, kToken};
   const std::string uuid = new_uuid();
 };
 
@@ -473,6 +478,8 @@ TEST_F(AgentServiceOverLibvirt, BlockDiskDomainFreezesAndThaws) {
   spec["name"] = "svc-" + uuid.substr(0, 8);
   spec["disks"] = {
       {{"block_device", "/dev/kvmfleet-test-vg/svc"}, {"size_gib", 0}, {"target_dev", "vda"}}};
+  san.add_device("/dev/sdb", std::uint64_t{10} << 30);
+  ASSERT_TRUE(lvm.create_shared_vg("kvmfleet-test-vg", {"/dev/sdb"}).ok());
   auto def = post("/agent/v1/domains/define", {{"op_id", "o1"}, {"spec", spec}});
   ASSERT_EQ(def.result(), http::HttpStatus::ok) << def.body();
   const std::string base = "/agent/v1/domains/" + uuid;

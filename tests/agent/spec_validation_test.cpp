@@ -105,7 +105,7 @@ json block_disk(const std::string& device = "/dev/pool1/vol1", const char* dev =
 TEST(SpecValidation, ParsesBlockDeviceDisks) {
   json j = good_spec();
   j["disks"].push_back(block_disk());
-  j["disks"].push_back(block_disk("/dev/disk/by-id/dm-uuid-LVM-abc:1", "vdc"));
+  j["disks"].push_back(block_disk("/dev/pool2/vol2", "vdc"));
   j["disks"][2].erase("volume");  // absent is the same as empty
   j["disks"][2]["size_gib"] = 20;
   auto s = parse_domain_spec(j);
@@ -115,7 +115,7 @@ TEST(SpecValidation, ParsesBlockDeviceDisks) {
   EXPECT_EQ(s->disks[1].volume, "");
   EXPECT_EQ(s->disks[1].block_device, "/dev/pool1/vol1");
   EXPECT_EQ(s->disks[1].size_gib, 0);
-  EXPECT_EQ(s->disks[2].block_device, "/dev/disk/by-id/dm-uuid-LVM-abc:1");
+  EXPECT_EQ(s->disks[2].block_device, "/dev/pool2/vol2");
   EXPECT_EQ(s->disks[2].size_gib, 20);
   // An image-pool disk written by a controller that knows block devices: "" is unset.
   j = good_spec();
@@ -152,6 +152,14 @@ TEST(SpecValidation, RefusesBadBlockDeviceDisks) {
       {"quote", [](json& j) { j["disks"].push_back(block_disk("/dev/pool1/a'b")); },
        "spec.disks[1].block_device"},
       {"just /dev/", [](json& j) { j["disks"].push_back(block_disk("/dev/")); },
+       "spec.disks[1].block_device"},
+      {"a whole disk", [](json& j) { j["disks"].push_back(block_disk("/dev/sda")); },
+       "spec.disks[1].block_device"},
+      {"a device-mapper map", [](json& j) { j["disks"].push_back(block_disk("/dev/mapper/x")); },
+       "spec.disks[1].block_device"},
+      {"an option", [](json& j) { j["disks"].push_back(block_disk("/dev/pool1/--force")); },
+       "spec.disks[1].block_device"},
+      {"a path below an LV", [](json& j) { j["disks"].push_back(block_disk("/dev/pool1/a/b")); },
        "spec.disks[1].block_device"},
       {"type",
        [](json& j) {

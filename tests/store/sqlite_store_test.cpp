@@ -1,10 +1,13 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <sys/stat.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -574,9 +577,175 @@ TEST_F(SqliteStoreTest, AFileThatIsNotADatabaseIsUnavailable) {
 }
 
 TEST_F(SqliteStoreTest, AnUnopenablePathIsUnavailable) {
-  const auto store = open_sqlite_store((dir_ / "missing-dir" / "state.db").string());
+  { std::ofstream(dir_ / "a-file") << "x"; }
+  const auto store = open_sqlite_store((dir_ / "a-file" / "state.db").string());
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.error().code, ErrorCode::unavailable);
+}
+
+// Restores the process's umask when the test ends.
+class Umask {
+ public:
+  explicit Umask(mode_t m) : old_(::umask(m)) {}
+  ~Umask() { ::umask(old_); }
+
+ private:
+  mode_t old_;
+};
+
+mode_t mode_of(const fs::path& p) {
+  struct stat st {};
+  EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+  return st.st_mode & 07777;
+}
+
+std::string bytes_of(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+StoragePool chap_pool(const std::string& name, const std::string& password) {
+  StoragePool p;
+  p.name = name;
+  p.state = PoolState::ready;
+  p.targets.push_back(
+      IscsiPoolTarget{"10.0.0.1:3260", "iqn.2026-01.io.kvmfleet:a", 1, "chapuser", password});
+  p.targets.push_back(IscsiPoolTarget{"10.0.0.2:3260", "iqn.2026-01.io.kvmfleet:b", 1, "", ""});
+  return p;
+}
+
+TEST_F(SqliteStoreTest, StateFilesArePrivateWhateverTheUmask) {
+  Umask loose(022);
+  const fs::path state = dir_ / "var" / "kvmfleet";
+  const std::string db = (state / "state.db").string();
+  auto store = open_sqlite_store(db);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  WriteBatch b;
+  b.put_hosts = {make_host("node1", true)};
+  ASSERT_TRUE((*store)->commit(b).ok());
+  EXPECT_EQ(mode_of(dir_ / "var"), 0700u);
+  EXPECT_EQ(mode_of(state), 0700u);
+  for (const char* suffix : {"", "-wal", "-shm", ".key", ".lock"}) {
+    ASSERT_TRUE(fs::exists(db + suffix)) << suffix;
+    EXPECT_EQ(mode_of(db + suffix), 0600u) << suffix;
+  }
+}
+
+TEST_F(SqliteStoreTest, AnExistingWorldReadableDatabaseIsMadePrivate) {
+  { auto store = open_ok(); }
+  ASSERT_EQ(::chmod(path_.c_str(), 0644), 0);
+  auto store = open_ok();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(mode_of(path_), 0600u);
+}
+
+TEST_F(SqliteStoreTest, ReplayedSecretsAreEncryptedAtRestAndNeverInTheFilesInPlainText) {
+  const std::string agent_secret = "kvf_AgentSecretThatMustNotBeReadable0123456789";
+  const std::string chap = "ChapPasswordKept-1";
+  const std::string rolled_back = "ChapPasswordRolledBack-2";
+  auto store = open_ok();
+  ASSERT_NE(store, nullptr);
+  WriteBatch b;
+  Host h = make_host("node1", true);
+  h.agent_secret = agent_secret;
+  b.put_hosts = {h};
+  b.put_pools = {chap_pool("pool1", chap)};
+  ASSERT_TRUE(store->commit(b).ok());
+  // A pool whose batch fails (a clashing token hash) is rolled back.
+  WriteBatch seed;
+  seed.put_tokens = {make_token("tok-1", "same-hash")};
+  ASSERT_TRUE(store->commit(seed).ok());
+  WriteBatch failing;
+  failing.put_pools = {chap_pool("pool2", rolled_back)};
+  failing.put_tokens = {make_token("tok-2", "same-hash")};
+  ASSERT_FALSE(store->commit(failing).ok());
+  // A pool whose creation failed is deleted again: its row stays in the WAL.
+  const std::string deleted = "ChapPasswordOfADeletedPool-3";
+  WriteBatch created, undone;
+  created.put_pools = {chap_pool("pool3", deleted)};
+  ASSERT_TRUE(store->commit(created).ok());
+  undone.delete_pools = {"pool3"};
+  ASSERT_TRUE(store->commit(undone).ok());
+
+  const auto snap = load_ok(*store);
+  ASSERT_EQ(snap.hosts.size(), 1u);
+  EXPECT_EQ(snap.hosts[0].agent_secret, agent_secret);
+  ASSERT_EQ(snap.pools.size(), 1u);
+  EXPECT_EQ(snap.pools[0].targets[0].chap_password, chap);
+  EXPECT_EQ(snap.pools[0].targets[1].chap_username, "");
+
+  // The rows hold sealed values, and no file holds a secret's bytes.
+  RawDb raw(path_);
+  const auto host_json = json::parse(raw.query("SELECT json FROM hosts")[0]);
+  EXPECT_TRUE(host_json["agent_secret"].get<std::string>().starts_with("kvf-enc-v1:"));
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    const std::string bytes = bytes_of(path_ + suffix);
+    for (const std::string& secret : {agent_secret, chap, rolled_back, deleted})
+      EXPECT_EQ(bytes.find(secret), std::string::npos) << secret << " in " << path_ << suffix;
+  }
+}
+
+TEST_F(SqliteStoreTest, SealedSecretsOpenOnlyWithTheirKeyAndInTheirRecord) {
+  {
+    auto store = open_ok();
+    WriteBatch b;
+    Host h = make_host("node1", true);
+    h.agent_secret = "kvf_first";
+    Host other = make_host("node2", true);
+    other.agent_secret = "kvf_second";
+    b.put_hosts = {h, other};
+    ASSERT_TRUE(store->commit(b).ok());
+  }
+  {
+    // A sealed value moved to another record does not open there.
+    RawDb raw(path_);
+    ASSERT_EQ(raw.exec("UPDATE hosts SET json = (SELECT json FROM hosts WHERE name = 'node1') "
+                       "WHERE name = 'node2'"),
+              SQLITE_OK);
+    ASSERT_EQ(raw.exec("UPDATE hosts SET json = json_set(json, '$.name', 'node2') "
+                       "WHERE name = 'node2'"),
+              SQLITE_OK);
+  }
+  {
+    auto store = open_ok();
+    ASSERT_NE(store, nullptr);
+    auto snap = store->load();
+    ASSERT_FALSE(snap.ok());
+    EXPECT_NE(snap.error().message.find("node2"), std::string::npos) << snap.error().message;
+  }
+  // Another key opens nothing.
+  SqliteStoreOptions other_key;
+  other_key.key_file = (dir_ / "other.key").string();
+  auto store = open_sqlite_store(path_, other_key);
+  ASSERT_TRUE(store.ok());
+  EXPECT_FALSE((*store)->load().ok());
+  EXPECT_EQ(mode_of(dir_ / "other.key"), 0600u);
+}
+
+TEST_F(SqliteStoreTest, APlainTextSecretOfAnOlderControllerIsReadAndSealedOnTheNextWrite) {
+  {
+    auto store = open_ok();
+    WriteBatch b;
+    b.put_hosts = {make_host("node1", true)};
+    ASSERT_TRUE(store->commit(b).ok());
+  }
+  {
+    RawDb raw(path_);
+    ASSERT_EQ(raw.exec("UPDATE hosts SET json = json_set(json, '$.agent_secret', 'kvf_old')"),
+              SQLITE_OK);
+  }
+  auto store = open_ok();
+  auto snap = load_ok(*store);
+  ASSERT_EQ(snap.hosts.size(), 1u);
+  EXPECT_EQ(snap.hosts[0].agent_secret, "kvf_old");
+  WriteBatch b;
+  b.put_hosts = {snap.hosts[0]};
+  ASSERT_TRUE(store->commit(b).ok());
+  RawDb raw(path_);
+  EXPECT_TRUE(json::parse(raw.query("SELECT json FROM hosts")[0])["agent_secret"]
+                  .get<std::string>()
+                  .starts_with("kvf-enc-v1:"));
+  EXPECT_EQ(load_ok(*store).hosts[0].agent_secret, "kvf_old");
 }
 
 TEST(RoleTest, NamesRoundTrip) {

@@ -186,6 +186,14 @@ class ApiRoutesTest : public ::testing::Test {
              const std::string& body = {}) {
     return call(api_, method, target, token, body);
   }
+  // A request built by the test, headers and all.
+  Reply send(http::Request req) {
+    req.prepare_payload();
+    std::promise<http::Response> p;
+    api_.handle(std::move(req), [&](http::Response r) { p.set_value(std::move(r)); });
+    auto res = p.get_future().get();
+    return {res.result_int(), json::parse(res.body(), nullptr, false), res};
+  }
 
   // A token of a role the row admits, and of one it refuses (empty when all may call).
   std::string token_for(Need need) {
@@ -378,6 +386,178 @@ TEST_F(ApiRoutesTest, EveryAnswerIsCounted) {
                            "kvmfleet_http_requests_total{method=\"GET\",code=\"404\"} 1",
                            "kvmfleet_http_requests_total{method=\"PUT\",code=\"405\"} 1"})
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+}
+
+TEST_F(ApiRoutesTest, MetricLabelsTakeOnlyValuesFromAClosedSet) {
+  // Unknown method names, even refused with 401, are one series, not one each.
+  for (int i = 0; i < 20; ++i) {
+    http::Request req;
+    req.method_string("X-METHOD-" + std::to_string(i) + std::string(100, 'A'));
+    req.target("/v1/hosts");
+    req.version(11);
+    EXPECT_EQ(send(std::move(req)).status, 401u);
+  }
+  auto r = call(Verb::get, "/metrics", tokens_[Role::viewer]);
+  ASSERT_EQ(r.status, 200u);
+  const std::string text = r.raw.body();
+  EXPECT_EQ(text.find("X-METHOD"), std::string::npos) << text;
+  EXPECT_NE(text.find("kvmfleet_http_requests_total{method=\"other\",code=\"401\"} 20"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(api::Metrics::method_label("DELETE"), "DELETE");
+  EXPECT_EQ(api::Metrics::method_label("delete"), "other");
+  EXPECT_EQ(api::Metrics::status_label(404), "404");
+  EXPECT_EQ(api::Metrics::status_label(299), "other");
+}
+
+// Only whoever may submit an operation's kind may cancel it.
+TEST_F(ApiRoutesTest, AnOperatorMayNotCancelAnAdminOnlyOperation) {
+  const std::string id = "11111111-2222-4333-8444-555555555555";
+  ASSERT_TRUE(state_
+                  .update([&](const ClusterState::Data&, WriteBatch& b) -> Status {
+                    Operation op;
+                    op.id = id;
+                    op.kind = std::string(op_kind::pool_create);
+                    op.target_type = "storage_pool";
+                    op.target_id = "pool1";
+                    op.created_at = clock_.now();
+                    b.put_operations.push_back(op);
+                    return {};
+                  })
+                  .ok());
+  auto r = call(Verb::delete_, "/v1/operations/" + id, tokens_[Role::operator_]);
+  EXPECT_EQ(r.status, 403u) << r.raw.body();
+  EXPECT_EQ(r.body["error"]["code"], "permission_denied");
+  EXPECT_EQ(state_.read([&](const ClusterState::Data& d) { return d.find_operation(id)->state; }),
+            OpState::pending);
+  r = call(Verb::delete_, "/v1/operations/" + id, tokens_[Role::admin]);
+  EXPECT_NE(r.status, 403u) << r.raw.body();
+  EXPECT_EQ(state_.read([&](const ClusterState::Data& d) { return d.find_operation(id)->state; }),
+            OpState::cancelled);
+}
+
+TEST_F(ApiRoutesTest, AnOperationsCursorBeyond64BitsIs400) {
+  const std::string uuid = ".11111111-2222-4333-8444-555555555555";
+  for (const std::string ticks :
+       {"99999999999999999999", "9223372036854775808", "18446744073709551616", "-1", "+1"}) {
+    auto r = call(Verb::get, "/v1/operations?cursor=" + ticks + uuid, tokens_[Role::viewer]);
+    EXPECT_EQ(r.status, 400u) << ticks << " " << r.raw.body();
+    EXPECT_EQ(r.body["error"]["details"]["parameter"], "cursor") << ticks;
+  }
+  EXPECT_EQ(
+      call(Verb::get, "/v1/operations?cursor=9223372036854775807" + uuid, tokens_[Role::viewer])
+          .status,
+      200u);
+}
+
+TEST_F(ApiRoutesTest, AnEmptyIdempotencyKeyIs400) {
+  http::Request req{Verb::get, "/v1/hosts", 11};
+  req.set(http::bhttp::field::authorization, "Bearer " + tokens_[Role::viewer]);
+  req.set("Idempotency-Key", "");
+  auto r = send(std::move(req));
+  EXPECT_EQ(r.status, 400u) << r.raw.body();
+  EXPECT_EQ(r.body["error"]["code"], "invalid_argument");
+}
+
+// application/json with any parameters and in any case, on every route with a body;
+// another type, or a type that only starts like it, is 415.
+TEST_F(ApiRoutesTest, ContentTypeIsMatchedAsAMediaType) {
+  int n = 0;
+  auto create = [&](const std::string& type) {
+    http::Request req{Verb::post, "/v1/tokens", 11};
+    req.set(http::bhttp::field::authorization, "Bearer " + tokens_[Role::admin]);
+    req.set(http::bhttp::field::content_type, type);
+    req.body() = json{{"name", "t" + std::to_string(++n)}, {"role", "viewer"}}.dump();
+    return send(std::move(req));
+  };
+  for (const char* ok : {"application/json", "Application/JSON", "application/json; charset=utf-8",
+                         "application/json;charset=UTF-8", " application/json "})
+    EXPECT_EQ(create(ok).status, 201u) << ok;
+  for (const char* bad : {"application/jsonp", "application/json-seq", "text/plain",
+                          "application/xml; x=application/json"}) {
+    auto r = create(bad);
+    EXPECT_EQ(r.status, 415u) << bad;
+    EXPECT_EQ(r.body["error"]["code"], "unsupported_media_type") << bad;
+  }
+}
+
+// Heartbeat and event bodies: numbers of their type and range, known VM states; a
+// refusal names the field and changes nothing.
+TEST_F(ApiRoutesTest, AgentReportsWithBadNumbersOrUnknownStatesAre400) {
+  const json good_domain = {{"uuid", "0c8f3a61-2a0e-4d7b-8a5e-4d1e2c3b4a59"},
+                            {"name", "web1"},
+                            {"state", "running"},
+                            {"managed", false},
+                            {"generation", 0},
+                            {"persistent", true},
+                            {"stamp", {{"agent", "run1"}, {"seq", 3}}}};
+  const json good = {{"hostname", "node1"},
+                     {"cpus", 8},
+                     {"memory_total_mib", 4096},
+                     {"memory_free_mib", 1024},
+                     {"domain_type", "kvm"},
+                     {"domains", {good_domain}},
+                     {"stamp", {{"agent", "run1"}, {"seq", 5}}}};
+  auto beat = [&](const json& inv) {
+    return call(
+        Verb::post, "/v1/agent/heartbeat", tokens_[Role::agent],
+        json{{"host", "node1"}, {"agent_url", "http://127.0.0.1:1"}, {"inventory", inv}}.dump());
+  };
+  struct Case {
+    const char* pointer;
+    json value;
+    const char* field;
+  };
+  for (const auto& k :
+       {Case{"/cpus", -5, "inventory.cpus"}, Case{"/cpus", "8", "inventory.cpus"},
+        Case{"/cpus", 8.5, "inventory.cpus"},
+        Case{"/memory_total_mib", -1, "inventory.memory_total_mib"},
+        Case{"/memory_free_mib", 18446744073709551615ull, "inventory.memory_free_mib"},
+        Case{"/hostname", 7, "inventory.hostname"},
+        Case{"/domain_type", "xen", "inventory.domain_type"},
+        Case{"/domains/0/state", "exploded", "inventory.domains[0].state"},
+        Case{"/domains/0/generation", -1, "inventory.domains[0].generation"},
+        Case{"/domains/0/managed", 1, "inventory.domains[0].managed"},
+        Case{"/domains/0/uuid", "NOT-A-UUID", "inventory.domains[0].uuid"},
+        Case{"/domains/0/stamp/seq", -3, "inventory.domains[0].stamp"},
+        Case{"/stamp/agent", 7, "inventory.stamp"}}) {
+    json inv = good;
+    inv[json::json_pointer(k.pointer)] = k.value;
+    auto r = beat(inv);
+    EXPECT_EQ(r.status, 400u) << k.pointer << " " << r.raw.body();
+    EXPECT_EQ(r.body["error"]["details"]["field"], k.field) << k.pointer << " " << r.raw.body();
+  }
+  EXPECT_EQ(
+      state_.read([](const ClusterState::Data& d) { return d.find_host("node1")->inventory.cpus; }),
+      0);
+  auto r = beat(good);
+  EXPECT_EQ(r.status, 200u) << r.raw.body();
+  // The report's stamp is passed on (the host's list keeps it per domain).
+  EXPECT_EQ(state_.read([](const ClusterState::Data& d) {
+    return d.find_host("node1")->inventory.domains.at(0).stamp.seq;
+  }),
+            5u);
+  EXPECT_EQ(
+      state_.read([](const ClusterState::Data& d) { return d.find_host("node1")->inventory.cpus; }),
+      8);
+
+  auto event = [&](const json& e) {
+    return call(Verb::post, "/v1/agent/events", tokens_[Role::agent],
+                json{{"host", "node1"}, {"events", {e}}}.dump());
+  };
+  json e = {{"uuid", "0c8f3a61-2a0e-4d7b-8a5e-4d1e2c3b4a59"},
+            {"name", "web1"},
+            {"state", "exploded"},
+            {"reason", "x"}};
+  r = event(e);
+  EXPECT_EQ(r.status, 400u) << r.raw.body();
+  EXPECT_EQ(r.body["error"]["details"]["field"], "state");
+  e["state"] = 5;
+  EXPECT_EQ(event(e).status, 400u);
+  for (const char* state : {"stopped", "undefined"}) {
+    e["state"] = state;
+    EXPECT_EQ(event(e).status, 200u) << state;
+  }
 }
 
 }  // namespace

@@ -427,6 +427,38 @@ TEST_F(ServerTest, GarbageGets400AndPipelinedRequestsAreAnsweredInOrder) {
   EXPECT_LT(first, second);
 }
 
+TEST_F(ServerTest, AnAnswerToHeadHasHeadersAndNoBody) {
+  start({});
+  const auto out = raw_exchange("HEAD /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  const auto end = out.find("\r\n\r\n");
+  ASSERT_NE(end, std::string::npos) << out;
+  EXPECT_EQ(out.size(), end + 4) << out;
+  // The length of the body a GET would have had.
+  EXPECT_NE(out.find("Content-Length: 10"), std::string::npos) << out;
+}
+
+TEST_F(ServerTest, BodiesInOtherCodingsAreRefused) {
+  start({});
+  auto request = [&](const std::string& headers, const std::string& body) {
+    return raw_exchange("POST /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n" + headers + "\r\n" +
+                        body);
+  };
+  const auto gzip = request("Content-Encoding: gzip\r\nContent-Length: 2\r\n", "{}");
+  EXPECT_NE(gzip.find("415"), std::string::npos) << gzip;
+  EXPECT_NE(gzip.find("unsupported_media_type"), std::string::npos) << gzip;
+  EXPECT_EQ(gzip.find("\"len\""), std::string::npos) << gzip;
+  for (const std::string te : {"gzip, chunked", "gzip", "deflate"}) {
+    const auto out = request("Transfer-Encoding: " + te + "\r\n", "2\r\n{}\r\n0\r\n\r\n");
+    EXPECT_NE(out.find("501"), std::string::npos) << te << "\n" << out;
+    EXPECT_NE(out.find("not_implemented"), std::string::npos) << te << "\n" << out;
+  }
+  // identity and chunked are what they always were.
+  const auto identity = request("Content-Encoding: identity\r\nContent-Length: 2\r\n", "{}");
+  EXPECT_NE(identity.find("{\"len\":2}"), std::string::npos) << identity;
+  const auto chunked = request("Transfer-Encoding: chunked\r\n", "2\r\n{}\r\n0\r\n\r\n");
+  EXPECT_NE(chunked.find("{\"len\":2}"), std::string::npos) << chunked;
+}
+
 // ---- the CLI, against the API through a client double ----------------------
 
 class LoopbackClient final : public http::Client {

@@ -13,7 +13,7 @@ const std::vector<ErrorCode> kAll = {
     ErrorCode::not_found,          ErrorCode::conflict,        ErrorCode::insufficient_capacity,
     ErrorCode::payload_too_large,  ErrorCode::request_timeout, ErrorCode::unsupported_media,
     ErrorCode::method_not_allowed, ErrorCode::unavailable,     ErrorCode::timeout,
-    ErrorCode::cancelled,          ErrorCode::internal};
+    ErrorCode::cancelled,          ErrorCode::internal,        ErrorCode::not_implemented};
 }
 
 TEST(ErrorTaxonomy, EveryCodeHasAUniqueStableNameThatRoundTrips) {
@@ -38,6 +38,7 @@ TEST(ErrorTaxonomy, MapsToHttpStatusInOnePlace) {
   EXPECT_EQ(http::status_for(ErrorCode::request_timeout), S::request_timeout);
   EXPECT_EQ(http::status_for(ErrorCode::unsupported_media), S::unsupported_media_type);
   EXPECT_EQ(http::status_for(ErrorCode::unavailable), S::service_unavailable);
+  EXPECT_EQ(http::status_for(ErrorCode::not_implemented), S::not_implemented);
   EXPECT_EQ(http::status_for(ErrorCode::internal), S::internal_server_error);
   for (auto c : kAll) {
     const unsigned s = static_cast<unsigned>(http::status_for(c));

@@ -5,7 +5,9 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "kvmfleet/common/result.hpp"
 #include "kvmfleet/model/domain_spec.hpp"
@@ -24,6 +26,10 @@ bool is_valid_volume_name(std::string_view name);
 bool is_valid_target_dev(std::string_view dev, DiskBus bus);
 
 Status validate_domain_spec(const DomainSpec& spec);
+
+// Every block device of the spec is a logical volume of one of `vgs` (the VGs this
+// host's shared storage holds); the error names the disk's field.
+Status check_block_device_vgs(const DomainSpec& spec, const std::vector<std::string>& vgs);
 
 // Parses the "spec" object of a define request: unknown fields, wrong types and out of
 // range values are invalid_argument errors naming the field.

@@ -15,7 +15,12 @@ namespace kvmfleet::api {
 // time, so they can never drift from it.
 class Metrics {
  public:
+  // Counts under closed label sets: method_label() and status_label().
   void count_request(std::string_view method, unsigned status);
+  // The label for a request's method: a standard method's name, else "other".
+  static std::string_view method_label(std::string_view method);
+  // The label for an answer's status: one the API answers with, else "other".
+  static std::string status_label(unsigned status);
   // Prometheus text exposition format 0.0.4.
   std::string render(const ClusterState& state) const;
   // More exposition text, produced at scrape time by a part of the controller that
@@ -28,7 +33,7 @@ class Metrics {
 
  private:
   mutable std::mutex mu_;
-  std::map<std::pair<std::string, unsigned>, std::uint64_t> requests_;
+  std::map<std::pair<std::string, std::string>, std::uint64_t> requests_;
   std::vector<std::function<std::string()>> sources_;
   std::vector<std::pair<std::string, std::function<nlohmann::json()>>> health_sources_;
 };

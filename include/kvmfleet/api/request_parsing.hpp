@@ -4,6 +4,7 @@
 // unknown fields refused, names matched against the one pattern. Pure functions.
 
 #include "kvmfleet/common/result.hpp"
+#include "kvmfleet/model/host.hpp"
 #include "kvmfleet/model/migration.hpp"
 #include "kvmfleet/model/storage.hpp"
 #include "kvmfleet/model/vm.hpp"
@@ -98,6 +99,15 @@ Result<int> query_int(const std::map<std::string, std::string>& q, const std::st
                       int fallback, int min, int max);
 Result<bool> query_bool(const std::map<std::string, std::string>& q, const std::string& key,
                         bool fallback);
+
+// An agent's report of its host (POST /v1/agent/heartbeat's "inventory"): every field
+// of its type and in range, each domain with a canonical uuid and a VM state's name.
+// Fields the controller does not read are left to the model.
+inline constexpr std::size_t kMaxInventoryDomains = 4096;
+Result<HostInventory> parse_inventory(const nlohmann::json& j);
+
+// POST /v1/agent/events: a domain event's state is a VM state's name or "undefined".
+bool is_event_state(std::string_view state);
 
 // http://HOST:PORT or https://HOST:PORT with a plain host name or IPv4 address.
 Status check_agent_url(std::string_view url);

@@ -19,7 +19,8 @@ enum class ErrorCode {
   insufficient_capacity,  // no host can take it
   payload_too_large,      // body over the size limit
   request_timeout,        // the client was too slow
-  unsupported_media,      // not JSON
+  unsupported_media,      // not JSON, or a content coding other than identity
+  not_implemented,        // a transfer coding other than chunked
   method_not_allowed,
   unavailable,  // a host or dependency cannot be reached now; retry later
   timeout,      // an operation step ran out of time

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "kvmfleet/common/error.hpp"
+#include "kvmfleet/common/result.hpp"
 
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
@@ -36,5 +37,13 @@ Response error_response(const Error& error, unsigned version = 11, bool keep_ali
 
 // The bearer token of an Authorization header, or empty.
 std::string_view bearer_token(const Request& req);
+
+// Whether a Content-Type value names the media type `type` (lowercase, e.g.
+// "application/json"): compared without case, parameters such as charset ignored.
+bool media_type_is(std::string_view content_type, std::string_view type);
+
+// The codings a request's body may come in: a Content-Encoding other than identity is
+// unsupported_media (415), a Transfer-Encoding other than chunked not_implemented (501).
+Status check_codings(const Request& req);
 
 }  // namespace kvmfleet::http

@@ -42,6 +42,15 @@ Result<std::string> normalize_portal(std::string_view portal);
 // bytes. ('|' and '"' would break LVM's filter syntax, so they are refused too.)
 Status check_device_path(std::string_view path);
 
+// A logical volume's device path in exactly the shape /dev/VG/LV, the VG and LV
+// names passing check_vg_name and check_lv_name (so neither can be read as an
+// option): its VG and LV names.
+struct LvPath {
+  std::string vg;
+  std::string lv;
+};
+Result<LvPath> parse_lv_path(std::string_view path);
+
 // A Fibre Channel (or any SCSI) LUN's WWID as /dev/disk/by-id names it: 1-64 hex
 // digits, "0x" allowed (the wwn- form).
 Status check_wwid(std::string_view wwid);

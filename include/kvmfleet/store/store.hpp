@@ -88,6 +88,10 @@ struct SqliteStoreOptions {
   // How long a write waits for SQLite's own lock (held, say, by a backup tool) before
   // commit() gives up with unavailable.
   std::chrono::milliseconds busy_timeout{5000};
+  // The key (32 bytes, AES-256-GCM) that seals the secrets the controller replays (a
+  // host's agent credential, CHAP passwords) before they are written; created 0600
+  // when absent. Empty: the database's path + ".key".
+  std::string key_file;
 };
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path,
                                                  const SqliteStoreOptions& options);
