@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include "kvmfleet/network/link_control.hpp"
 
 #include "kvmfleet/agent/hypervisor.hpp"
 #include "kvmfleet/agent/report_clock.hpp"
@@ -35,6 +36,8 @@ struct HeartbeatOptions {
   std::chrono::milliseconds request_timeout{5'000};
   std::size_t max_queued_events = 10'000;
   std::size_t max_events_per_post = 500;
+  // The host's links for the inventory; null reports none.
+  network::LinkControl* links = nullptr;
 };
 
 class HeartbeatLoop {
