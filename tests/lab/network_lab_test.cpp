@@ -50,7 +50,9 @@ class NetnsRunner final : public ProcessRunner {
 class NetworkLabTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root to make a network namespace";
+    if (geteuid() != 0) {
+      GTEST_SKIP() << "needs root to make a network namespace";
+    }
     std::random_device rd;
     netns_ = "kvf-net-" + std::to_string(getpid()) + "-" + std::to_string(rd() % 100000);
     ASSERT_TRUE(sh({"ip", "netns", "add", netns_}));
@@ -65,7 +67,9 @@ class NetworkLabTest : public ::testing::Test {
   }
   void TearDown() override {
     // Removing the namespace removes every link made in it.
-    if (made_) EXPECT_TRUE(sh({"ip", "netns", "del", netns_}));
+    if (made_) {
+      EXPECT_TRUE(sh({"ip", "netns", "del", netns_}));
+    }
   }
 
   bool sh(const std::vector<std::string>& argv) {
@@ -127,8 +131,9 @@ TEST_F(NetworkLabTest, ALinkThatIsNoBridgeIsRefused) {
 }
 
 TEST_F(NetworkLabTest, AVlanNetworkIsMadeForRealOnceAndThenLeftAsItIs) {
-  if (!vlans_supported())
+  if (!vlans_supported()) {
     GTEST_SKIP() << "this kernel has no VLAN support (8021q): the kernel lab runs this case";
+  }
   const json body = {
       {"op_id", "v1"}, {"bridge", "br-v42"}, {"mtu", 1400}, {"vlan", 42}, {"uplink", "up0"}};
   auto first = ensure(body);
