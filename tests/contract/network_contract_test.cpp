@@ -184,20 +184,20 @@ TEST(NetworkContract, RequestSchemasAcceptWhatTheParsersAccept) {
             });
 
   const json base = {{"name", "web1"}, {"memory_mib", 64}};
-  auto nics = [&](const json& list) { return with(base, "nics", list); };
+  // A list of NICs (an initializer list of one json would be that json, not an array).
+  auto nics = [&](std::vector<json> list) { return with(base, "nics", json(std::move(list))); };
   const json lab = {{"network", "lab"}};
-  json many = json::array();
-  for (int i = 0; i < 17; ++i) many.push_back(lab);
+  std::vector<json> many(17, lab);
   const std::vector<Case> vm_cases = {
       {"one NIC", nics({lab})},
-      {"nics null", nics(nullptr)},
-      {"nics empty", nics(json::array())},
+      {"nics null", with(base, "nics", nullptr)},
+      {"nics empty", nics({})},
       {"mac", nics({with(lab, "mac", "52:54:00:ab:cd:ef")})},
       {"mac upper case", nics({with(lab, "mac", "52:54:00:AB:CD:EF")})},
       {"model e1000", nics({with(lab, "model", "e1000")})},
       {"model rtl8139", nics({with(lab, "model", "rtl8139")})},
       {"model null", nics({with(lab, "model", nullptr)})},
-      {"16 NICs", nics(json(std::vector<json>(many.begin(), many.begin() + 16)))},
+      {"16 NICs", nics(std::vector<json>(many.begin(), many.begin() + 16))},
       {"17 NICs", nics(many)},
       {"model ne2k_pci", nics({with(lab, "model", "ne2k_pci")})},
       {"multicast mac", nics({with(lab, "mac", "01:00:5e:00:00:01")})},
@@ -210,7 +210,7 @@ TEST(NetworkContract, RequestSchemasAcceptWhatTheParsersAccept) {
       {"bad network name", nics({{{"network", "Lab"}}})},
       {"NIC not an object", nics({"lab"})},
       {"unknown NIC field", nics({with(lab, "bridge", "br0")})},
-      {"nics not an array", nics(lab)},
+      {"nics not an array", with(base, "nics", lab)},
       {"all-zero mac", nics({with(lab, "mac", "00:00:00:00:00:00")}), true},
       {"a mac twice",
        nics({with(lab, "mac", "52:54:00:00:00:01"), with(lab, "mac", "52:54:00:00:00:01")}), true},

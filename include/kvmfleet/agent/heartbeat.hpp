@@ -18,12 +18,12 @@
 #include <optional>
 #include <string>
 #include <thread>
-#include "kvmfleet/network/link_control.hpp"
 
 #include "kvmfleet/agent/hypervisor.hpp"
 #include "kvmfleet/agent/report_clock.hpp"
 #include "kvmfleet/common/clock.hpp"
 #include "kvmfleet/http/client.hpp"
+#include "kvmfleet/network/link_control.hpp"
 
 namespace kvmfleet::agent {
 
