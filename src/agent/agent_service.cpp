@@ -126,6 +126,8 @@ http::Response AgentService::route(const http::Request& req) {
   // and a 404 would read as "no such VG/LV" to the controller.
   if (call.backend == proto::Backend::storage && !storage_)
     return http::error_response(conflict("storage is not configured on this host"));
+  if (call.backend == proto::Backend::network && !links_)
+    return http::error_response(conflict("networking is not configured on this host"));
 
   json body = json::object();
   std::string op_id;
@@ -139,7 +141,7 @@ http::Response AgentService::route(const http::Request& req) {
   }
 
   const calls::CallContext context{
-      hv_, storage_ ? &*storage_ : nullptr, match.params, body, op_id, reports_};
+      hv_, storage_ ? &*storage_ : nullptr, links_, match.params, body, op_id, reports_};
   auto prepared = calls::handler_for(call.id)(context);
   if (!prepared) return http::error_response(prepared.error());
 

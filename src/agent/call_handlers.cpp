@@ -52,6 +52,7 @@ constexpr auto kHandlers = [] {
   h[index(CallId::lv_activate)] = &lv_activate;
   h[index(CallId::lv_snapshot)] = &lv_snapshot;
   h[index(CallId::lv_merge)] = &lv_merge;
+  h[index(CallId::network_ensure)] = &network_ensure;
   return h;
 }();
 static_assert(std::ranges::none_of(kHandlers, [](CallHandler h) { return h == nullptr; }),

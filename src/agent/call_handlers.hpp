@@ -17,12 +17,14 @@
 #include "kvmfleet/agent/storage_backend.hpp"
 #include "kvmfleet/common/result.hpp"
 #include "kvmfleet/http/types.hpp"
+#include "kvmfleet/network/link_control.hpp"
 
 namespace kvmfleet::agent::calls {
 
 struct CallContext {
   Hypervisor& hv;
-  StorageBackend* storage;  // set for every call served by the storage backend
+  StorageBackend* storage;      // set for every call served by the storage backend
+  network::LinkControl* links;  // set for every call served by the network backend
   const agent_protocol::PathParams& params;
   const nlohmann::json& body;  // a POST's checked body; an empty object for a GET
   const std::string& op_id;    // a POST's checked op_id; empty for a GET
@@ -87,5 +89,8 @@ Result<PreparedCall> lv_delete(const CallContext& c);
 Result<PreparedCall> lv_activate(const CallContext& c);
 Result<PreparedCall> lv_snapshot(const CallContext& c);
 Result<PreparedCall> lv_merge(const CallContext& c);
+
+// Network calls (network_calls.cpp).
+Result<PreparedCall> network_ensure(const CallContext& c);
 
 }  // namespace kvmfleet::agent::calls

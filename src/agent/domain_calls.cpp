@@ -45,11 +45,16 @@ PreparedCall on_domain_stamped(const CallContext& c, Act act) {
 }  // namespace
 
 Result<PreparedCall> inventory(const CallContext& c) {
-  return PreparedCall{{}, [&hv = c.hv, &reports = c.reports] {
+  return PreparedCall{{}, [&hv = c.hv, &reports = c.reports, links = c.links] {
                         // Stamped before it looks, as a heartbeat is.
                         const ReportStamp stamp = reports.next();
                         auto inv = hv.inventory();
                         if (inv) inv->stamp = stamp;
+                        if (inv && links) {
+                          auto l = links->links();
+                          if (!l) return http::error_response(l.error());
+                          inv->links = std::move(*l);
+                        }
                         return reply(inv);
                       }};
 }

@@ -125,6 +125,26 @@ Result<std::string> write_domain_xml(const DomainSpec& spec,
     w.attr("model", "virtio-scsi");
     w.end();
   }
+  // NICs on host bridges, in the order given (the guest names them in PCI order).
+  for (const auto& n : spec.nics) {
+    w.start("interface");
+    w.attr("type", "bridge");
+    w.start("mac");
+    w.attr("address", n.mac);
+    w.end();
+    w.start("source");
+    w.attr("bridge", n.bridge);
+    w.end();
+    w.start("model");
+    w.attr("type", std::string(to_string(n.model)));
+    w.end();
+    if (n.mtu > 0) {
+      w.start("mtu");
+      w.attr("size", std::int64_t{n.mtu});
+      w.end();
+    }
+    w.end();
+  }
   // The QEMU guest agent's virtio-serial port (fsfreeze/fsthaw). libvirt picks the
   // host socket's path when it starts the domain; mode='bind' makes QEMU listen on it.
   w.start("channel");

@@ -123,6 +123,14 @@ Status HeartbeatLoop::beat_once() {
   auto inv = hv_.inventory();
   if (!inv) return inv.take_error();
   inv->stamp = stamp;
+  if (options_.links) {
+    // Without links the controller sees no network as usable here: a failure to read
+    // them is logged, and the heartbeat still goes out.
+    if (auto links = options_.links->links())
+      inv->links = std::move(*links);
+    else
+      spdlog::warn("cannot read the host's links: {}", links.error().brief());
+  }
   const json body = {
       {"host", options_.host}, {"agent_url", options_.agent_url}, {"inventory", *inv}};
   auto answer = post(heartbeat_client_, agent_protocol::kHeartbeatPath, body);

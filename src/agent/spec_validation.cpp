@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kvmfleet/common/validate.hpp"
+#include "kvmfleet/model/network.hpp"
 #include "kvmfleet/storage/storage_names.hpp"
 
 namespace kvmfleet::agent {
@@ -84,12 +85,35 @@ Status validate_domain_spec(const DomainSpec& spec) {
     if (!devs.insert(d.target_dev).second)
       return invalid(where + ".target_dev is used twice", {{"field", where + ".target_dev"}});
   }
+  if (spec.nics.size() > kMaxNics)
+    return invalid("too many NICs", {{"field", "spec.nics"}, {"max", kMaxNics}});
+  std::set<std::string> macs;
+  for (std::size_t i = 0; i < spec.nics.size(); ++i) {
+    const auto& n = spec.nics[i];
+    const std::string where = "spec.nics[" + std::to_string(i) + "]";
+    if (auto st = check_mac(where + ".mac", n.mac); !st) return st;
+    // Canonical form only: the same address spelled twice must not slip past the
+    // duplicate check.
+    if (normalize_mac(n.mac) != n.mac)
+      return invalid(where + ".mac must be lowercase",
+                     {{"field", where + ".mac"}, {"reason", "invalid_mac"}});
+    if (!macs.insert(n.mac).second)
+      return invalid(where + ".mac is used twice",
+                     {{"field", where + ".mac"}, {"reason", "duplicate_mac"}});
+    if (auto st = check_interface_name(where + ".bridge", n.bridge); !st) return st;
+    if (n.mtu != 0 && (n.mtu < kMinMtu || n.mtu > kMaxMtu))
+      return invalid(where + ".mtu is out of range", {{"field", where + ".mtu"},
+                                                      {"min", kMinMtu},
+                                                      {"max", kMaxMtu},
+                                                      {"reason", "mtu_out_of_range"}});
+  }
   return {};
 }
 
 Result<DomainSpec> parse_domain_spec(const nlohmann::json& j) {
   if (auto st = check_known_fields(
-          j, {"uuid", "name", "vcpus", "memory_mib", "domain_type", "generation", "disks"}, "spec");
+          j, {"uuid", "name", "vcpus", "memory_mib", "domain_type", "generation", "disks", "nics"},
+          "spec");
       !st)
     return st.take_error();
   DomainSpec spec;
@@ -142,6 +166,36 @@ Result<DomainSpec> parse_domain_spec(const nlohmann::json& j) {
       if (!dev) return dev.take_error();
       disk.target_dev = std::move(*dev);
       spec.disks.push_back(std::move(disk));
+    }
+  }
+  if (auto it = j.find("nics"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) return invalid("spec.nics must be an array", {{"field", "spec.nics"}});
+    if (it->size() > kMaxNics)
+      return invalid("too many NICs", {{"field", "spec.nics"}, {"max", kMaxNics}});
+    for (std::size_t i = 0; i < it->size(); ++i) {
+      const auto& nj = (*it)[i];
+      const std::string where = "spec.nics[" + std::to_string(i) + "]";
+      if (!nj.is_object()) return invalid(where + " must be an object", {{"field", where}});
+      if (auto st = check_known_fields(nj, {"mac", "bridge", "model", "mtu"}, where); !st)
+        return st.take_error();
+      DomainNic nic;
+      auto mac = get_string(nj, "mac", true);
+      if (!mac) return mac.take_error();
+      nic.mac = std::move(*mac);
+      auto bridge = get_string(nj, "bridge", true);
+      if (!bridge) return bridge.take_error();
+      nic.bridge = std::move(*bridge);
+      auto model = get_string(nj, "model", false, "virtio");
+      if (!model) return model.take_error();
+      auto m = nic_model_from_string(*model);
+      if (!m)
+        return invalid(where + ".model must be virtio, e1000 or rtl8139",
+                       {{"field", where + ".model"}, {"reason", "invalid_nic_model"}});
+      nic.model = *m;
+      auto mtu = get_int(nj, "mtu", false, 0, 0, kMaxMtu);
+      if (!mtu) return mtu.take_error();
+      nic.mtu = static_cast<int>(*mtu);
+      spec.nics.push_back(std::move(nic));
     }
   }
   if (auto st = validate_domain_spec(spec); !st) return st.take_error();

@@ -67,4 +67,10 @@ void delete_snapshot(Controller& svc, Call& c);
 void revert_snapshot(Controller& svc, Call& c);
 void create_vm_snapshot(Controller& svc, Call& c);
 
+// network_routes.cpp
+void list_networks(Controller& svc, Call& c);
+void create_network(Controller& svc, Call& c);
+void get_network(Controller& svc, Call& c);
+void delete_network(Controller& svc, Call& c);
+
 }  // namespace kvmfleet::api

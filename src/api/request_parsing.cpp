@@ -2,6 +2,7 @@
 
 #include "kvmfleet/common/validate.hpp"
 #include "kvmfleet/model/json.hpp"
+#include "kvmfleet/network/vm_nics.hpp"
 #include "kvmfleet/storage/storage_names.hpp"
 
 #include <algorithm>
@@ -22,11 +23,11 @@ Result<nlohmann::json> parse_body(std::string_view body) {
 Result<VmCreateRequest> parse_vm_create(const nlohmann::json& body, bool allow_start) {
   if (allow_start) {
     if (auto st = check_known_fields(body, {"name", "vcpus", "memory_mib", "disks", "host",
-                                            "anti_affinity_group", "ha", "start"});
+                                            "anti_affinity_group", "ha", "start", "nics"});
         !st)
       return st.take_error();
   } else if (auto st = check_known_fields(body, {"name", "vcpus", "memory_mib", "disks", "host",
-                                                 "anti_affinity_group", "ha"});
+                                                 "anti_affinity_group", "ha", "nics"});
              !st) {
     return st.take_error();
   }
@@ -98,6 +99,11 @@ Result<VmCreateRequest> parse_vm_create(const nlohmann::json& body, bool allow_s
   auto ha = get_bool(body, "ha", false);
   if (!ha) return ha.take_error();
   r.spec.ha = *ha;
+  if (auto it = body.find("nics"); it != body.end() && !it->is_null()) {
+    auto nics = parse_nics(*it);
+    if (!nics) return nics.take_error();
+    r.spec.nics = std::move(*nics);
+  }
   auto start = get_bool(body, "start", false);
   if (!start) return start.take_error();
   r.start = *start;

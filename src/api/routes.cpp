@@ -69,6 +69,12 @@ const std::vector<Route>& routes() {
       {delete_, "/v1/volumes/{volume}/snapshots/{snapshot}", operator_, {"wait"}, delete_snapshot},
       {post, "/v1/volumes/{volume}/snapshots/{snapshot}/revert", operator_, {"wait"}, revert_snapshot},
       {post, "/v1/vms/{vm}/snapshots", operator_, {"wait"}, create_vm_snapshot},
+
+      // networks
+      {get, "/v1/networks", viewer, {}, list_networks},
+      {post, "/v1/networks", admin, {"wait"}, create_network},
+      {get, "/v1/networks/{network}", viewer, {}, get_network},
+      {delete_, "/v1/networks/{network}", admin, {}, delete_network},
   };
   // clang-format on
   return table;

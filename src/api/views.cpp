@@ -13,6 +13,10 @@ json name_or_null(const std::string& s) {
 }  // namespace
 
 json vm_view(const Vm& vm) {
+  json nics = json::array();
+  for (const auto& n : vm.spec.nics)
+    nics.push_back(
+        {{"network", n.network}, {"mac", n.mac}, {"model", std::string(to_string(n.model))}});
   return {{"id", vm.id},
           {"name", vm.spec.name},
           {"vcpus", vm.spec.vcpus},
@@ -22,6 +26,7 @@ json vm_view(const Vm& vm) {
           {"pinned_host", name_or_null(vm.spec.pinned_host)},
           {"anti_affinity_group", name_or_null(vm.spec.anti_affinity_group)},
           {"ha", vm.spec.ha},
+          {"nics", std::move(nics)},
           {"desired_state", std::string(to_string(vm.desired))},
           {"state", std::string(to_string(vm.state))},
           {"generation", vm.generation},

@@ -23,12 +23,18 @@ commands:
   vms [--host H] [--state S]          list VMs
   vm get ID|NAME                      show one VM
   vm create NAME --memory MIB [--vcpus N] [--disk GIB]... [--host H]
-            [--group G] [--ha] [--start] [--wait SECONDS]
+            [--group G] [--ha] [--nic NETWORK[,MAC][,MODEL]]... [--start]
+            [--wait SECONDS]
   vm start|reboot|destroy ID [--wait SECONDS]
   vm stop ID [--timeout SECONDS] [--force] [--wait SECONDS]
   vm delete ID [--force] [--wait SECONDS]
   place NAME --memory MIB [--vcpus N] [--host H] [--group G]
                                       placement dry run: where and why
+  network list                        list networks
+  network show NAME                   one network and where it is usable
+  network create NAME --bridge BR [--vlan ID --uplink IF] [--mtu N]
+            [--wait SECONDS]          make a network on every host that is up
+  network delete NAME                 forget a network no VM NIC uses
   ops [--state S] [--limit N]         list operations, newest first
   op get ID [--wait SECONDS]          show (or wait for) one operation
   op cancel ID                        cancel an operation
@@ -225,6 +231,23 @@ class Runner {
       err_ << "kvmfleet: --memory, --vcpus and --disk take whole numbers\n";
       return std::nullopt;
     }
+    // --nic NETWORK[,MAC][,MODEL]: a part with ':' is the MAC, any other the model.
+    json nics = json::array();
+    auto nic_range = a_.options.equal_range("--nic");
+    for (auto it = nic_range.first; it != nic_range.second; ++it) {
+      std::vector<std::string> parts;
+      std::string rest = it->second;
+      for (auto comma = rest.find(','); comma != std::string::npos; comma = rest.find(',')) {
+        parts.push_back(rest.substr(0, comma));
+        rest = rest.substr(comma + 1);
+      }
+      parts.push_back(rest);
+      json nic = {{"network", parts[0]}};
+      for (std::size_t i = 1; i < parts.size(); ++i)
+        nic[parts[i].find(':') != std::string::npos ? "mac" : "model"] = parts[i];
+      nics.push_back(std::move(nic));
+    }
+    if (!nics.empty()) b["nics"] = nics;
     if (a_.has("--host")) b["host"] = a_.get("--host");
     if (a_.has("--group")) b["anti_affinity_group"] = a_.get("--group");
     if (a_.has("--ha")) b["ha"] = true;
@@ -343,6 +366,7 @@ class Runner {
       print_table(out_, {"HOST", "FEASIBLE", "SCORE / WHY NOT"}, rows);
       return 0;
     }
+    if (cmd == "network") return network(p);
     if (cmd == "ops" && p.size() == 1) {
       std::string q = "?limit=" + url_encode(a_.get("--limit", "50"));
       if (a_.has("--state")) q += "&state=" + url_encode(a_.get("--state"));
@@ -357,6 +381,68 @@ class Runner {
     if (cmd == "op" && p.size() == 3 && p[1] == "cancel") {
       auto j = call("DELETE", "/v1/operations/" + url_encode(p[2]));
       return j ? show_operation(*j) : 1;
+    }
+    err_ << "kvmfleet: unknown command\n" << kUsage;
+    return 2;
+  }
+
+  int network(const std::vector<std::string>& p) {
+    const std::vector<std::string> cols = {"name", "bridge", "vlan", "uplink", "mtu", "usable_on"};
+    // How many hosts can carry the network now, out of all.
+    auto with_usable = [](json n) {
+      int usable = 0;
+      for (const auto& [_, h] : n["hosts"].items()) usable += h.value("usable", false);
+      n["usable_on"] = std::to_string(usable) + "/" + std::to_string(n["hosts"].size());
+      return n;
+    };
+    if (p.size() == 2 && p[1] == "list") {
+      auto j = call("GET", "/v1/networks");
+      if (!j) return 1;
+      if (json_) return show(*j, {});
+      json items = json::array();
+      for (const auto& n : (*j)["items"]) items.push_back(with_usable(n));
+      return show(*j, cols, &items);
+    }
+    if (p.size() == 3 && p[1] == "show") {
+      auto j = call("GET", "/v1/networks/" + url_encode(p[2]));
+      if (!j) return 1;
+      if (json_) return show(*j, {});
+      show(with_usable(*j), cols);
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& [host, h] : (*j)["hosts"].items())
+        rows.push_back({host, h.value("usable", false) ? "yes" : "no", h.value("reason", "-"),
+                        h.value("setup", "-")});
+      out_ << "\n";
+      print_table(out_, {"HOST", "USABLE", "WHY NOT", "SETUP"}, rows);
+      return 0;
+    }
+    if (p.size() == 3 && p[1] == "create") {
+      if (!a_.has("--bridge")) {
+        err_ << "kvmfleet: --bridge is required\n";
+        return 2;
+      }
+      json b = {{"name", p[2]}, {"bridge", a_.get("--bridge")}};
+      try {
+        if (a_.has("--vlan")) b["vlan"] = std::stoi(a_.get("--vlan"));
+        if (a_.has("--mtu")) b["mtu"] = std::stoi(a_.get("--mtu"));
+      } catch (const std::exception&) {
+        err_ << "kvmfleet: --vlan and --mtu take whole numbers\n";
+        return 2;
+      }
+      if (a_.has("--uplink")) b["uplink"] = a_.get("--uplink");
+      auto j = call("POST", "/v1/networks" + wait_query(), b, wait_seconds());
+      if (!j) return 1;
+      const int rc = show_operation(*j);
+      if (!json_ && j->contains("result") && (*j)["result"].contains("hosts"))
+        for (const auto& [host, outcome] : (*j)["result"]["hosts"].items())
+          out_ << "  " << host << ": " << cell(outcome) << "\n";
+      return rc;
+    }
+    if (p.size() == 3 && p[1] == "delete") {
+      auto j = call("DELETE", "/v1/networks/" + url_encode(p[2]));
+      if (!j) return 1;
+      if (!json_) out_ << "network " << p[2] << " deleted\n";
+      return 0;
     }
     err_ << "kvmfleet: unknown command\n" << kUsage;
     return 2;

@@ -1,6 +1,7 @@
 #include "kvmfleet/controller/controller.hpp"
 
 #include "kvmfleet/migration/migration_operations.hpp"
+#include "kvmfleet/network/network_operations.hpp"
 #include "kvmfleet/shared_storage/storage_operations.hpp"
 #include "kvmfleet/vms/vm_operations.hpp"
 
@@ -26,10 +27,12 @@ Controller::Controller(ClusterState& state, AgentApi& agents, const ControllerCo
       vms_(state, operations_, config, clock),
       migration_(operations_, config),
       storage_(operations_, clock),
-      storage_monitor_(state, agents, config, clock, &storage_) {
+      storage_monitor_(state, agents, config, clock, &storage_),
+      networks_(operations_, state, clock) {
   register_vm_operations(runner_);
   register_migration_operations(runner_);
   register_storage_operations(runner_);
+  register_network_operations(runner_);
 }
 
 Controller::~Controller() {

@@ -325,4 +325,21 @@ Status HttpAgentApi::lv_merge(const Host& host, const std::string& op_id, const 
   return storage_call(client_, host, proto::kLvMerge, {{"op_id", op_id}}, vg, snapshot);
 }
 
+Result<std::vector<std::string>> HttpAgentApi::network_ensure(const Host& host,
+                                                              const std::string& op_id,
+                                                              const Network& n) {
+  nlohmann::json body = {{"op_id", op_id}, {"bridge", n.bridge}, {"mtu", n.mtu}};
+  if (n.vlan) {
+    body["vlan"] = *n.vlan;
+    body["uplink"] = n.uplink;
+  }
+  auto r = invoke(client_, host, proto::kNetworkEnsure, {}, &body);
+  if (!r) return r.take_error();
+  try {
+    return r->at("created").get<std::vector<std::string>>();
+  } catch (const std::exception& e) {
+    return internal_error(std::string("malformed agent answer: ") + e.what());
+  }
+}
+
 }  // namespace kvmfleet

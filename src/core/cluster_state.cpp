@@ -23,6 +23,10 @@ std::optional<Host> ClusterState::host(const std::string& name) const {
 std::optional<Operation> ClusterState::operation(const std::string& id) const {
   return read([&](const Data& d) { return copy_of(d.find_operation(id)); });
 }
+std::optional<Network> ClusterState::network(const std::string& name) const {
+  return read([&](const Data& d) { return copy_of(d.find_network(name)); });
+}
+
 std::optional<StoragePool> ClusterState::pool(const std::string& name) const {
   return read([&](const Data& d) { return copy_of(d.find_pool(name)); });
 }
@@ -56,6 +60,11 @@ const TokenRecord* ClusterState::Data::find_token_by_hash(const std::string& has
   if (id == token_ids_.end()) return nullptr;
   auto it = tokens.find(id->second);
   return it == tokens.end() ? nullptr : &it->second;
+}
+
+const Network* ClusterState::Data::find_network(const std::string& name) const {
+  auto it = networks.find(name);
+  return it == networks.end() ? nullptr : &it->second;
 }
 
 const StoragePool* ClusterState::Data::find_pool(const std::string& name) const {
@@ -96,6 +105,18 @@ std::map<std::string, std::vector<std::string>> ClusterState::Data::usable_pools
     if (p.state != PoolState::ready) continue;
     for (const auto& [host, _] : p.hosts)
       if (p.usable_on(host)) out[host].push_back(name);
+  }
+  return out;
+}
+
+std::map<std::string, std::vector<std::string>> ClusterState::Data::usable_networks_by_host()
+    const {
+  std::map<std::string, std::vector<std::string>> out;
+  if (networks.empty()) return out;
+  for (const auto& [host, h] : hosts) {
+    if (h.state != HostState::up) continue;
+    for (const auto& [name, n] : networks)
+      if (network_unusable_reason(n, h.inventory.links).empty()) out[host].push_back(name);
   }
   return out;
 }
@@ -264,6 +285,8 @@ void ClusterState::Data::apply(const WriteBatch& b) {
     token_ids_[t.hash] = t.id;
   }
   for (const auto& name : b.delete_pools) pools.erase(name);
+  for (const auto& name : b.delete_networks) networks.erase(name);
+  for (const auto& n : b.put_networks) networks[n.name] = n;
   for (const auto& p : b.put_pools) pools[p.name] = p;
   for (const auto& id : b.delete_volumes) {
     auto it = volumes.find(id);
@@ -289,6 +312,7 @@ Status ClusterState::load() {
   b.put_tokens = std::move(snap->tokens);
   b.put_pools = std::move(snap->pools);
   b.put_volumes = std::move(snap->volumes);
+  b.put_networks = std::move(snap->networks);
   std::lock_guard commit_lk(commit_mu_);
   std::unique_lock lk(mu_);
   data_ = Data{};
@@ -406,6 +430,7 @@ scheduler::Snapshot scheduler_snapshot(const ClusterState::Data& d, std::vector<
     if (auto it = by_name.find(vm.host); it != by_name.end())
       scheduler::count_vm(snap.hosts[it->second], vm.spec);
   scheduler::attach_pools(snap, d.usable_pools_by_host());
+  scheduler::attach_networks(snap, d.usable_networks_by_host());
   return snap;
 }
 

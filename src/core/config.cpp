@@ -1,6 +1,7 @@
 #include "kvmfleet/core/config.hpp"
 
 #include "kvmfleet/common/validate.hpp"
+#include "kvmfleet/model/network.hpp"
 
 #include <string_view>
 #include <tuple>
@@ -62,7 +63,8 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
                                     "storage_reconnect_interval_ms",
                                     "snapshot_warn_percent",
                                     "snapshot_autoextend_threshold_percent",
-                                    "snapshot_autoextend_percent"},
+                                    "snapshot_autoextend_percent",
+                                    "mac_prefix"},
                                    "controller config");
       !st)
     return st.take_error();
@@ -80,7 +82,11 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
   KVF_STR(agent_ca_file)
   KVF_STR(metadata_dir)
   KVF_STR(metadata_pool_path)
+  KVF_STR(mac_prefix)
 #undef KVF_STR
+  if (auto st = check_mac_prefix(c.mac_prefix); !st) return st.take_error();
+  c.mac_prefix = *normalize_mac(c.mac_prefix + ":00:00:00");
+  c.mac_prefix.resize(8);
   auto port = get_int(j, "listen_port", false, c.listen_port, 0, 65535);
   if (!port) return port.take_error();
   c.listen_port = static_cast<std::uint16_t>(*port);

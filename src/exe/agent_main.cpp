@@ -112,6 +112,9 @@ int main(int argc, char** argv) {
     service_holder = std::make_unique<agent::AgentService>(hypervisor, config->token);
   }
   agent::AgentService& service = *service_holder;
+  // The host's links through `ip`: reported in the inventory, made by network calls.
+  network::IpLinkControl links(runner);
+  service.set_link_control(links);
 
   boost::asio::io_context ioc;
   // libvirt calls block for up to seconds; they run here, never on the I/O threads.
@@ -151,6 +154,7 @@ int main(int argc, char** argv) {
   hb.controller_url = config->controller_url;
   hb.token = config->token;
   hb.interval = config->heartbeat_interval;
+  hb.links = &links;
   agent::HeartbeatLoop heartbeat(hypervisor, service.reports(), heartbeat_client, events_client,
                                  SystemClock::instance(), hb);
   heartbeat.start();

@@ -36,6 +36,7 @@ DomainSpec domain_spec_for(const Vm& vm, const std::string& domain_type) {
     dd.target_dev = target_dev(d.bus, d.bus == DiskBus::virtio ? virtio++ : scsi_like++);
     s.disks.push_back(std::move(dd));
   }
+  for (const auto& n : vm.spec.nics) s.nics.push_back({n.mac, n.bridge, n.model, n.mtu});
   return s;
 }
 

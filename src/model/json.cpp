@@ -36,6 +36,34 @@ E enum_from(const json& j, const char* key, F parse, E fallback) {
 
 }  // namespace
 
+void to_json(json& j, const NicSpec& n) {
+  j = {{"network", n.network},
+       {"mac", n.mac},
+       {"model", std::string(to_string(n.model))},
+       {"bridge", n.bridge},
+       {"mtu", n.mtu}};
+}
+void from_json(const json& j, NicSpec& n) {
+  n.network = j.at("network").get<std::string>();
+  n.mac = j.at("mac").get<std::string>();
+  n.model = enum_from(j, "model", nic_model_from_string, NicModel::virtio);
+  n.bridge = j.value("bridge", std::string{});
+  n.mtu = j.value("mtu", 0);
+}
+
+void to_json(json& j, const DomainNic& n) {
+  j = {{"mac", n.mac},
+       {"bridge", n.bridge},
+       {"model", std::string(to_string(n.model))},
+       {"mtu", n.mtu}};
+}
+void from_json(const json& j, DomainNic& n) {
+  n.mac = j.at("mac").get<std::string>();
+  n.bridge = j.at("bridge").get<std::string>();
+  n.model = enum_from(j, "model", nic_model_from_string, NicModel::virtio);
+  n.mtu = j.value("mtu", 0);
+}
+
 void to_json(json& j, const DiskSpec& d) {
   j = {{"size_gib", d.size_gib}, {"bus", std::string(to_string(d.bus))}};
   if (!d.volume.empty()) {
@@ -58,7 +86,8 @@ void to_json(json& j, const VmSpec& s) {
        {"host", s.pinned_host.empty() ? json(nullptr) : json(s.pinned_host)},
        {"anti_affinity_group",
         s.anti_affinity_group.empty() ? json(nullptr) : json(s.anti_affinity_group)},
-       {"ha", s.ha}};
+       {"ha", s.ha},
+       {"nics", s.nics}};
 }
 void from_json(const json& j, VmSpec& s) {
   s.name = j.at("name").get<std::string>();
@@ -72,6 +101,7 @@ void from_json(const json& j, VmSpec& s) {
           ? j.at("anti_affinity_group").get<std::string>()
           : "";
   s.ha = j.value("ha", false);
+  s.nics = j.value("nics", std::vector<NicSpec>{});  // VMs recorded before NICs: none
 }
 
 void to_json(json& j, const Vm& vm) {
@@ -151,7 +181,8 @@ void to_json(json& j, const HostInventory& inv) {
        {"qemu_version", inv.qemu_version},
        {"domain_type", inv.domain_type},
        {"migration_address", inv.migration_address},
-       {"domains", inv.domains}};
+       {"domains", inv.domains},
+       {"links", inv.links}};
   if (!inv.stamp.empty()) j["stamp"] = inv.stamp;
 }
 void from_json(const json& j, HostInventory& inv) {
@@ -167,6 +198,7 @@ void from_json(const json& j, HostInventory& inv) {
   inv.migration_address = j.value("migration_address", "");
   inv.domains = j.value("domains", std::vector<DomainStatus>{});
   if (auto it = j.find("stamp"); it != j.end()) inv.stamp = it->get<ReportStamp>();
+  inv.links = j.value("links", std::vector<HostLink>{});
 }
 
 void to_json(json& j, const Host& h) {
@@ -254,7 +286,8 @@ void to_json(json& j, const DomainSpec& s) {
        {"memory_mib", s.memory_mib},
        {"domain_type", s.domain_type},
        {"generation", s.generation},
-       {"disks", s.disks}};
+       {"disks", s.disks},
+       {"nics", s.nics}};
 }
 void from_json(const json& j, DomainSpec& s) {
   s.uuid = j.at("uuid").get<std::string>();
@@ -264,6 +297,7 @@ void from_json(const json& j, DomainSpec& s) {
   s.domain_type = j.value("domain_type", "kvm");
   s.generation = j.value("generation", std::int64_t{1});
   s.disks = j.value("disks", std::vector<DomainDisk>{});
+  s.nics = j.value("nics", std::vector<DomainNic>{});
 }
 
 }  // namespace kvmfleet

@@ -55,6 +55,15 @@ Reason storage(const HostView& h, const Request& r, const Config&) {
   return std::nullopt;
 }
 
+// Every network the VM's NICs are on must be usable on the host (its bridge, and for
+// a VLAN network the sub-interface in it, as the host last reported).
+Reason networks(const HostView& h, const Request& r, const Config&) {
+  for (const auto& nic : r.spec.nics)
+    if (std::find(h.networks.begin(), h.networks.end(), nic.network) == h.networks.end())
+      return "network '" + nic.network + "' is not usable on this host";
+  return std::nullopt;
+}
+
 Reason memory(const HostView& h, const Request& r, const Config& c) {
   const auto allocatable = allocatable_memory_mib(h, c);
   if (h.allocated_memory_mib + r.spec.memory_mib <= allocatable) return std::nullopt;
@@ -83,7 +92,7 @@ Reason anti_affinity(const HostView& h, const Request& r, const Config&) {
 // A migration's checks come first: they say whether the host could ever take this
 // VM, whatever its state or room today, so that is the reason a refused migration
 // gives for the host.
-constexpr std::array<Filter, 11> kChain{{
+constexpr std::array<Filter, 12> kChain{{
     {"migration_source", migration_source},
     {"migration_address", migration_address},
     {"accelerator", accelerator},
@@ -92,6 +101,7 @@ constexpr std::array<Filter, 11> kChain{{
     {"excluded", excluded},
     {"pinned_host", pinned_host},
     {"storage", storage},
+    {"networks", networks},
     {"memory", memory},
     {"vcpus", vcpus},
     {"anti_affinity", anti_affinity},

@@ -57,6 +57,14 @@ void attach_pools(Snapshot& snapshot,
   }
 }
 
+void attach_networks(Snapshot& snapshot,
+                     const std::map<std::string, std::vector<std::string>>& networks_by_host) {
+  for (auto& h : snapshot.hosts) {
+    const auto it = networks_by_host.find(h.name);
+    if (it != networks_by_host.end()) h.networks = it->second;
+  }
+}
+
 Placement place(const Snapshot& snapshot, const Request& request, const Config& config) {
   Placement p;
   p.verdicts.reserve(snapshot.hosts.size());

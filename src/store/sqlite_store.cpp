@@ -70,6 +70,13 @@ CREATE TABLE volumes (
   json TEXT NOT NULL
 );
 )sql",
+    // Logical networks (src/network/).
+    R"sql(
+CREATE TABLE networks (
+  name TEXT PRIMARY KEY NOT NULL,
+  json TEXT NOT NULL
+);
+)sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
 
@@ -179,6 +186,7 @@ class SqliteStore final : public Store {
   SqliteStatement select_hosts_, select_vms_, select_operations_, select_tokens_;
   SqliteStatement put_pool_, delete_pool_, put_volume_, delete_volume_;
   SqliteStatement select_pools_, select_volumes_;
+  SqliteStatement put_network_, delete_network_, select_networks_;
   std::mutex mu_;
 };
 
@@ -325,6 +333,11 @@ Status SqliteStore::prepare_statements() {
       {&select_hosts_, "SELECT name, json FROM hosts ORDER BY name"},
       {&select_vms_, "SELECT id, json FROM vms ORDER BY name, id"},
       {&select_operations_, "SELECT id, json FROM operations ORDER BY created_at_ms, id"},
+      {&put_network_,
+       "INSERT INTO networks (name, json) VALUES (?1, ?2) "
+       "ON CONFLICT (name) DO UPDATE SET json = excluded.json"},
+      {&delete_network_, "DELETE FROM networks WHERE name = ?1"},
+      {&select_networks_, "SELECT name, json FROM networks ORDER BY name"},
       {&select_tokens_,
        "SELECT id, name, role, hash, host, created_at_ms FROM tokens "
        "ORDER BY created_at_ms, id"},
@@ -408,6 +421,13 @@ Status SqliteStore::write(const WriteBatch& batch) {
   if (auto st = delete_all(delete_token_, batch.delete_tokens, "delete token"); !st) return st;
   if (auto st = delete_all(delete_volume_, batch.delete_volumes, "delete volume"); !st) return st;
   if (auto st = delete_all(delete_pool_, batch.delete_pools, "delete storage pool"); !st) return st;
+  if (auto st = delete_all(delete_network_, batch.delete_networks, "delete network"); !st)
+    return st;
+  for (const auto& n : batch.put_networks) {
+    put_network_.bind(1, n.name);
+    put_network_.bind(2, dump(json(n)));
+    if (auto st = run(put_network_, "put network '" + n.name + "'"); !st) return st;
+  }
 
   for (const auto& p : batch.put_pools) {
     auto row = pool_row(p);
@@ -527,6 +547,17 @@ Result<StoreSnapshot> SqliteStore::read() {
     if (!v) return v.take_error();
     if (v->id != key) return bad_row("volumes", key, "holds volume id '" + v->id + "' in its JSON");
     snap.volumes.push_back(std::move(*v));
+    return ok_status();
+  });
+  if (!st) return st.take_error();
+
+  st = each_row(select_networks_, "networks", [&]() -> Status {
+    const auto key = select_networks_.column_text(0);
+    auto n = parse_row<Network>("networks", key, select_networks_.column_text(1));
+    if (!n) return n.take_error();
+    if (n->name != key)
+      return bad_row("networks", key, "names network '" + n->name + "' in its JSON");
+    snap.networks.push_back(std::move(*n));
     return ok_status();
   });
   if (!st) return st.take_error();

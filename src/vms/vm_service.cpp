@@ -4,6 +4,7 @@
 
 #include "kvmfleet/common/ids.hpp"
 #include "kvmfleet/core/typed_operation.hpp"
+#include "kvmfleet/network/vm_nics.hpp"
 #include "kvmfleet/shared_storage/vm_volumes.hpp"
 
 namespace kvmfleet {
@@ -37,6 +38,10 @@ Result<scheduler::Placement> VmService::place(const VmSpec& spec) const {
     // The same volume checks as a create: a dry run that places a VM on a volume that
     // is missing or taken would promise what the create then refuses.
     if (auto vols = free_volumes_of(d, spec); !vols) return vols.take_error();
+    // And the same NIC checks (networks that exist, MACs not taken).
+    Vm probe;
+    probe.spec = spec;
+    if (auto st = resolve_nics(d, probe, config_.mac_prefix); !st) return st.take_error();
     scheduler::Request req{spec, {}, d.pools_of(spec)};
     return scheduler::place(scheduler_snapshot(d), req, config_.scheduler);
   });
@@ -62,6 +67,7 @@ Result<Submitted> VmService::create_vm(const Principal& who, const VmSpec& spec,
         // commits it, so two concurrent creates cannot both take the last free memory.
         scheduler::Request req{spec, {}, d.pools_of(spec)};
         if (auto st = claim_volumes(d, vm, b); !st) return st;
+        if (auto st = resolve_nics(d, vm, config_.mac_prefix); !st) return st;
         auto placement = scheduler::place(scheduler_snapshot(d), req, config_.scheduler);
         if (placement.host.empty()) {
           nlohmann::json reasons = nlohmann::json::object();

@@ -16,6 +16,7 @@
 #include "kvmfleet/core/agent_api.hpp"
 #include "tests/doubles/agent/fake_hypervisor.hpp"
 #include "tests/doubles/common/manual_clock.hpp"
+#include "tests/doubles/network/fake_link_control.hpp"
 #include "tests/doubles/storage/fake_shared_storage.hpp"
 
 namespace kvmfleet::agent {
@@ -86,6 +87,8 @@ class AgentClientTest : public ::testing::Test {
     san_.add_device("/dev/sdb", 10 * kGiB);
     iscsi_.add_target("10.77.0.1:3260", kIqn);
     backend_.fc_by_id_dir = "/nonexistent/kvmfleet/by-id";
+    links_.add({"eth1", LinkKind::other, 1500, true, std::nullopt, "", ""});
+    service_.set_link_control(links_);
   }
 
   doubles::FakeHypervisor hv_;
@@ -94,6 +97,7 @@ class AgentClientTest : public ::testing::Test {
   doubles::FakeVolumeManager lvm_{san_, 1};
   doubles::FakeIscsiInitiator iscsi_;
   StorageBackend backend_{iscsi_, lvm_, clock_};
+  doubles::FakeLinkControl links_;
   AgentService service_{hv_, backend_, kToken};
   InProcessAgent network_{service_};
   HttpAgentApi api_{network_};
@@ -155,6 +159,19 @@ TEST_F(AgentClientTest, EveryRequestOfTheClientIsARowTheAgentServes) {
   ASSERT_TRUE(api_.lv_snapshot(host_, "op7", "kvmvg", "vol1", "vol1-snap", 256u << 20).ok());
   ASSERT_TRUE(api_.lv_merge(host_, "op7", "kvmvg", "vol1-snap").ok());
   ASSERT_TRUE(api_.lv_delete(host_, "op7", "kvmvg", "vol1").ok());
+
+  // Networks.
+  Network lab;
+  lab.name = "lab";
+  lab.bridge = "br-lab";
+  lab.vlan = 42;
+  lab.uplink = "eth1";
+  auto created = api_.network_ensure(host_, "op8", lab);
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  EXPECT_EQ(*created, (std::vector<std::string>{"eth1.42", "br-lab"}));
+  auto inv = api_.inventory(host_);
+  ASSERT_TRUE(inv.ok());
+  EXPECT_EQ(network_unusable_reason(lab, inv->links), "");
 
   std::set<CallId> used;
   for (const auto& r : network_.reached()) {

@@ -15,6 +15,7 @@
 #include "kvmfleet/model/json.hpp"
 #include "tests/doubles/agent/fake_hypervisor.hpp"
 #include "tests/doubles/common/manual_clock.hpp"
+#include "tests/doubles/network/fake_link_control.hpp"
 #include "tests/doubles/storage/fake_shared_storage.hpp"
 
 namespace kvmfleet::agent {
@@ -156,7 +157,8 @@ bool answered_by_router(const http::Response& res) {
   const auto& error = body["error"];
   return (res.result() == http::HttpStatus::not_found &&
           error.value("message", "") == "no such agent endpoint") ||
-         error.value("message", "") == "storage is not configured on this host";
+         error.value("message", "") == "storage is not configured on this host" ||
+         error.value("message", "") == "networking is not configured on this host";
 }
 
 class AgentRoutesTest : public ::testing::Test {
@@ -170,6 +172,8 @@ class AgentRoutesTest : public ::testing::Test {
     san_.add_device("/dev/sdb", 10 * kGiB);
     iscsi_.add_target("10.77.0.1:3260", kIqn);
     backend_.fc_by_id_dir = "/nonexistent/kvmfleet/by-id";
+    links_.add({"br0", LinkKind::bridge, 1500, true, std::nullopt, "", ""});
+    service_.set_link_control(links_);
   }
 
   http::Response send(const proto_call& call, const PathParams& params, json body) {
@@ -185,6 +189,7 @@ class AgentRoutesTest : public ::testing::Test {
   doubles::FakeVolumeManager lvm_{san_, 1};
   doubles::FakeIscsiInitiator iscsi_;
   StorageBackend backend_{iscsi_, lvm_, clock_};
+  doubles::FakeLinkControl links_;
   AgentService service_{hv_, backend_, kToken};
 };
 
@@ -250,6 +255,7 @@ TEST_F(AgentRoutesTest, EveryRowIsAnsweredByItsOwnHandler) {
       {CallId::lv_snapshot, vol, {{"snapshot", "vol1-snap"}, {"size_bytes", 256u << 20}}, nullptr},
       {CallId::lv_merge, {"", "kvmvg", "vol1-snap"}, json::object(), nullptr},
       {CallId::lv_delete, vol, json::object(), nullptr},
+      {CallId::network_ensure, {}, {{"bridge", "br0"}, {"mtu", 1500}}, nullptr},
   };
   // Every row has its step, and only one.
   for (const auto& call : kCalls) {

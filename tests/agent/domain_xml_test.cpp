@@ -219,6 +219,43 @@ TEST(DomainXml, WriterRefusesBadBlockDevices) {
   EXPECT_FALSE(write_domain_xml(s, block_sources()).ok());
 }
 
+TEST(DomainXml, NicsAreBridgeInterfacesWithMacModelAndMtu) {
+  auto s = sample_spec();
+  s.nics.push_back({"52:54:00:aa:bb:01", "br-lab", NicModel::virtio, 9000});
+  s.nics.push_back({"52:54:00:aa:bb:02", "br0", NicModel::e1000, 0});
+  auto xml = write_domain_xml(s, sample_sources());
+  ASSERT_TRUE(xml.ok()) << xml.error().message;
+  Doc d(*xml);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d.count("/domain/devices/interface[@type='bridge']"), 2);
+  EXPECT_EQ(d.str("/domain/devices/interface[1]/mac/@address"), "52:54:00:aa:bb:01");
+  EXPECT_EQ(d.str("/domain/devices/interface[1]/source/@bridge"), "br-lab");
+  EXPECT_EQ(d.str("/domain/devices/interface[1]/model/@type"), "virtio");
+  EXPECT_EQ(d.str("/domain/devices/interface[1]/mtu/@size"), "9000");
+  EXPECT_EQ(d.str("/domain/devices/interface[2]/model/@type"), "e1000");
+  EXPECT_EQ(d.count("/domain/devices/interface[2]/mtu"), 0);
+}
+
+TEST(DomainXml, NicsWithBadMacsOrBridgesAreRefused) {
+  auto with_nic = [](DomainNic n) {
+    auto s = sample_spec();
+    s.nics.push_back(std::move(n));
+    return write_domain_xml(s, sample_sources());
+  };
+  EXPECT_FALSE(with_nic({"01:00:5e:00:00:01", "br0", NicModel::virtio, 0}).ok());  // multicast
+  EXPECT_FALSE(with_nic({"52:54:00:AA:BB:01", "br0", NicModel::virtio, 0}).ok());  // not canonical
+  EXPECT_FALSE(with_nic({"52-54-00-aa-bb-01", "br0", NicModel::virtio, 0}).ok());
+  EXPECT_FALSE(with_nic({"52:54:00:aa:bb:01", "br0'/><x", NicModel::virtio, 0}).ok());
+  EXPECT_FALSE(with_nic({"52:54:00:aa:bb:01", "-br0", NicModel::virtio, 0}).ok());
+  EXPECT_FALSE(with_nic({"52:54:00:aa:bb:01", "br0", NicModel::virtio, 100}).ok());
+  auto s = sample_spec();
+  s.nics.push_back({"52:54:00:aa:bb:01", "br0", NicModel::virtio, 0});
+  s.nics.push_back({"52:54:00:aa:bb:01", "br1", NicModel::virtio, 0});
+  auto dup = write_domain_xml(s, sample_sources());
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().details["reason"], "duplicate_mac");
+}
+
 TEST(DomainXml, ScsiDisksGetAVirtioScsiController) {
   auto s = sample_spec();
   s.disks[1].bus = DiskBus::scsi;

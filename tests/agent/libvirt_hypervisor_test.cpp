@@ -710,5 +710,22 @@ TEST(LibvirtHypervisorOffline, ReconnectBackoffRunsOnTheClock) {
   EXPECT_TRUE(domains->empty());
 }
 
+TEST_F(LibvirtHypervisorTest, NicsReachLibvirtAsBridgeInterfaces) {
+  auto s = spec();
+  s.nics.push_back({"52:54:00:10:20:30", "br-lab", NicModel::virtio, 1500});
+  s.nics.push_back({"52:54:00:10:20:31", "br-lab", NicModel::rtl8139, 0});
+  ASSERT_TRUE(hv_->define(s).ok());
+  const auto xml = domain_xml_of(s.uuid);
+  // libvirt parsed the interfaces and writes them back as its own.
+  EXPECT_NE(xml.find("<interface type='bridge'>"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<mac address='52:54:00:10:20:30'/>"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<source bridge='br-lab'/>"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<model type='virtio'/>"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<model type='rtl8139'/>"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<mtu size='1500'/>"), std::string::npos) << xml;
+  auto started = hv_->start(s.uuid);
+  ASSERT_TRUE(started.ok()) << started.error().message;
+}
+
 }  // namespace
 }  // namespace kvmfleet::agent

@@ -232,6 +232,9 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
                             {"libvirt_version", "9.0.0"},
                             {"qemu_version", "7.2.0"},
                             {"domain_type", "kvm"},
+                            {"links",
+                             {{{"name", "eth1"}, {"kind", "other"}, {"mtu", 1500}, {"up", true}},
+                              {{"name", "br0"}, {"kind", "bridge"}, {"mtu", 1500}, {"up", true}}}},
                             {"domains",
                              {{{"uuid", legacy_uuid},
                                {"name", "legacy"},
@@ -267,6 +270,62 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
             404u);
   EXPECT_EQ(get("/v1/agent/heartbeat", "/v1/agent/heartbeat", agent_token).status, 405u);
   EXPECT_EQ(get("/v1/vms", "/v1/vms", agent_token).status, 403u);
+
+  // ---- networks ------------------------------------------------------------------------
+  // node1 reported bridge br0 up; its agent is not there, so network.create records the
+  // failed call for node1 and still succeeds.
+  auto mgmt =
+      post("/v1/networks?wait=60", "/v1/networks", admin, {{"name", "mgmt"}, {"bridge", "br0"}});
+  ASSERT_EQ(mgmt.status, 200u) << mgmt.body;
+  EXPECT_EQ(mgmt.json().value("kind", ""), "network.create");
+  EXPECT_EQ(mgmt.json().value("state", ""), "succeeded") << mgmt.body;
+  EXPECT_EQ(mgmt.json()["target"].value("type", ""), "network");
+  EXPECT_EQ(mgmt.json()["result"].value("hosts_ready", -1), 0) << mgmt.body;
+  auto lab = post("/v1/networks", "/v1/networks", admin,
+                  {{"name", "lab"}, {"bridge", "br-lab"}, {"vlan", 42}, {"uplink", "eth1"}});
+  EXPECT_EQ(lab.status, 202u) << lab.body;
+  EXPECT_EQ(
+      post("/v1/networks", "/v1/networks", admin, {{"name", "mgmt"}, {"bridge", "br1"}}).status,
+      409u);
+  auto odd = post("/v1/networks", "/v1/networks", admin, {{"name", "odd"}, {"bridge", "br 0"}});
+  EXPECT_EQ(odd.status, 400u);
+  EXPECT_EQ(odd.json()["error"]["details"].value("reason", ""), "invalid_interface_name");
+  auto no_vlan = post("/v1/networks", "/v1/networks", admin,
+                      {{"name", "v"}, {"bridge", "br9"}, {"vlan", 4095}, {"uplink", "eth1"}});
+  EXPECT_EQ(no_vlan.status, 400u);
+  EXPECT_EQ(no_vlan.json()["error"]["details"].value("reason", ""), "vlan_out_of_range");
+  EXPECT_EQ(post("/v1/networks", "/v1/networks", operator_token, {{"name", "x"}, {"bridge", "br9"}})
+                .status,
+            403u);
+  auto shown = get("/v1/networks/mgmt", "/v1/networks/{name}", viewer_token);
+  ASSERT_EQ(shown.status, 200u) << shown.body;
+  EXPECT_TRUE(shown.json()["hosts"]["node1"].value("usable", false)) << shown.body;
+  EXPECT_EQ(shown.json()["hosts"]["node1"].value("setup", ""), "failed") << shown.body;
+  EXPECT_EQ(get("/v1/networks", "/v1/networks", viewer_token).status, 200u);
+  EXPECT_EQ(get("/v1/networks/ghost", "/v1/networks/{name}", viewer_token).status, 404u);
+  EXPECT_EQ(get("/v1/networks/Bad_Name", "/v1/networks/{name}", viewer_token).status, 400u);
+  // The dry run: node1 carries mgmt; an unknown network is 404 there and for a create.
+  auto placed = post("/v1/placements", "/v1/placements", operator_token,
+                     {{"name", "n1"}, {"memory_mib", 64}, {"nics", {{{"network", "mgmt"}}}}});
+  ASSERT_EQ(placed.status, 200u) << placed.body;
+  EXPECT_EQ(placed.json().value("host", ""), "node1") << placed.body;
+  EXPECT_EQ(post("/v1/placements", "/v1/placements", operator_token,
+                 {{"name", "n1"}, {"memory_mib", 64}, {"nics", {{{"network", "ghost"}}}}})
+                .status,
+            404u);
+  auto ghost_net = post("/v1/vms", "/v1/vms", operator_token,
+                        {{"name", "n1"}, {"memory_mib", 64}, {"nics", {{{"network", "ghost"}}}}});
+  EXPECT_EQ(ghost_net.status, 404u) << ghost_net.body;
+  EXPECT_EQ(ghost_net.json()["error"]["details"].value("reason", ""), "unknown_network");
+  EXPECT_EQ(post("/v1/vms", "/v1/vms", operator_token,
+                 {{"name", "n1"},
+                  {"memory_mib", 64},
+                  {"nics", {{{"network", "mgmt"}, {"mac", "01:00:5e:00:00:01"}}}}})
+                .status,
+            400u);
+  EXPECT_EQ(del("/v1/networks/mgmt", "/v1/networks/{name}", operator_token).status, 403u);
+  EXPECT_EQ(del("/v1/networks/mgmt", "/v1/networks/{name}", admin).status, 200u);
+  EXPECT_EQ(del("/v1/networks/mgmt", "/v1/networks/{name}", admin).status, 404u);
 
   auto hosts = get("/v1/hosts", "/v1/hosts", viewer_token);
   ASSERT_EQ(hosts.status, 200u);

@@ -108,6 +108,40 @@ TEST(FilterTest, VcpuReasonGivesTheFigures) {
   EXPECT_TRUE(judge(h, request(512, 1)).feasible);
 }
 
+TEST(FilterTest, EveryNetworkOfTheNicsMustBeUsable) {
+  auto h = host("n1", 4, 4096);
+  h.networks = {"lab"};
+  auto r = request(512);
+  EXPECT_TRUE(judge(h, r).feasible);  // no NICs: no networks needed
+  NicSpec lab;
+  lab.network = "lab";
+  NicSpec storage;
+  storage.network = "storage-net";
+  r.spec.nics = {lab, lab};
+  EXPECT_TRUE(judge(h, r).feasible);
+  r.spec.nics.push_back(storage);
+  const auto v = judge(h, r);
+  EXPECT_FALSE(v.feasible);
+  EXPECT_EQ(v.filter, "networks");
+  EXPECT_EQ(v.reason, "network 'storage-net' is not usable on this host");
+  h.networks.push_back("storage-net");
+  EXPECT_TRUE(judge(h, r).feasible);
+}
+
+TEST(FilterTest, NetworksAreAttachedByHostName) {
+  Snapshot s{{host("n1", 4, 4096), host("n2", 4, 4096)}};
+  attach_networks(s, {{"n2", {"lab"}}, {"n9", {"lab"}}});
+  EXPECT_TRUE(s.hosts[0].networks.empty());
+  EXPECT_EQ(s.hosts[1].networks, std::vector<std::string>{"lab"});
+  auto r = request(512);
+  NicSpec lab;
+  lab.network = "lab";
+  r.spec.nics = {lab};
+  const auto p = place(s, r, {});
+  EXPECT_EQ(p.host, "n2");
+  EXPECT_EQ(verdict_for(p, "n1").filter, "networks");
+}
+
 TEST(FilterTest, AntiAffinityGroupAlreadyOnHost) {
   auto h = host("n1", 4, 4096);
   h.anti_affinity_groups = {"db", "web"};

@@ -174,11 +174,11 @@ TEST_F(SqliteStoreTest, CreatesTheSchemaInAnEmptyFile) {
                 snap.tokens.empty());
   }
   RawDb raw(path_);
-  EXPECT_EQ(raw.query("PRAGMA user_version"), std::vector<std::string>{"2"});
+  EXPECT_EQ(raw.query("PRAGMA user_version"), std::vector<std::string>{"3"});
   EXPECT_EQ(raw.query("PRAGMA journal_mode"), std::vector<std::string>{"wal"});
   EXPECT_EQ(raw.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"),
-            (std::vector<std::string>{"hosts", "operations", "storage_pools", "tokens", "vms",
-                                      "volumes"}));
+            (std::vector<std::string>{"hosts", "networks", "operations", "storage_pools", "tokens",
+                                      "vms", "volumes"}));
   const auto index_sql =
       raw.query("SELECT sql FROM sqlite_master WHERE name = 'operations_idempotency'");
   ASSERT_EQ(index_sql.size(), 1u);
@@ -513,7 +513,8 @@ TEST_F(SqliteStoreTest, AVersionOneFileIsUpgradedInPlaceAndKeepsItsRows) {
   {
     // What a controller of schema version 1 left behind.
     RawDb raw(path_);
-    ASSERT_EQ(raw.exec("DROP TABLE storage_pools; DROP TABLE volumes; PRAGMA user_version = 1"),
+    ASSERT_EQ(raw.exec("DROP TABLE storage_pools; DROP TABLE volumes; DROP TABLE networks; "
+                       "PRAGMA user_version = 1"),
               SQLITE_OK);
   }
   auto store = open_ok();
@@ -550,7 +551,56 @@ TEST_F(SqliteStoreTest, AVersionOneFileIsUpgradedInPlaceAndKeepsItsRows) {
   EXPECT_EQ(snap.volumes[0].snapshots, v.snapshots);
   EXPECT_EQ(snap.volumes[0].size_bytes, v.size_bytes);
   RawDb raw(path_);
-  EXPECT_EQ(raw.query("PRAGMA user_version"), std::vector<std::string>{"2"});
+  EXPECT_EQ(raw.query("PRAGMA user_version"), std::vector<std::string>{"3"});
+}
+
+TEST_F(SqliteStoreTest, NetworksRoundTripAndAVersionTwoFileGainsTheirTable) {
+  {
+    auto store = open_ok();
+    ASSERT_NE(store, nullptr);
+  }
+  {
+    // What a controller of schema version 2 (before networks) left behind.
+    RawDb raw(path_);
+    ASSERT_EQ(raw.exec("DROP TABLE networks; PRAGMA user_version = 2"), SQLITE_OK);
+  }
+  Network n;
+  n.name = "lab";
+  n.bridge = "br-lab";
+  n.vlan = 42;
+  n.uplink = "eth1";
+  n.mtu = 9000;
+  n.hosts["node1"].ready = true;
+  n.hosts["node2"].error = "not_found: uplink eth1 does not exist on this host";
+  Network plain;
+  plain.name = "mgmt";
+  plain.bridge = "br0";
+  {
+    auto store = open_ok();
+    ASSERT_NE(store, nullptr);
+    WriteBatch b;
+    b.put_networks = {n, plain};
+    ASSERT_TRUE(store->commit(b).ok());
+  }
+  auto store = open_ok();
+  ASSERT_NE(store, nullptr);
+  auto snap = load_ok(*store);
+  ASSERT_EQ(snap.networks.size(), 2u);
+  EXPECT_EQ(snap.networks[0].name, "lab");  // by name
+  EXPECT_EQ(snap.networks[0].vlan, 42);
+  EXPECT_EQ(snap.networks[0].uplink, "eth1");
+  EXPECT_EQ(snap.networks[0].mtu, 9000);
+  EXPECT_EQ(snap.networks[0].hosts, n.hosts);
+  EXPECT_EQ(snap.networks[1].name, "mgmt");
+  EXPECT_FALSE(snap.networks[1].vlan.has_value());
+  WriteBatch del;
+  del.delete_networks = {"lab"};
+  ASSERT_TRUE(store->commit(del).ok());
+  snap = load_ok(*store);
+  ASSERT_EQ(snap.networks.size(), 1u);
+  EXPECT_EQ(snap.networks[0].name, "mgmt");
+  RawDb raw(path_);
+  EXPECT_EQ(raw.query("PRAGMA user_version"), std::vector<std::string>{"3"});
 }
 
 TEST_F(SqliteStoreTest, ANewerSchemaIsRefused) {

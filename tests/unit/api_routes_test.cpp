@@ -36,6 +36,7 @@ std::string sample(std::string_view kind) {
   if (kind == "pool") return "pool1";
   if (kind == "volume") return "vol1";
   if (kind == "snapshot") return "snap1";
+  if (kind == "network") return "lab";
   throw std::logic_error("no sample for " + std::string(kind));
 }
 
@@ -131,7 +132,8 @@ TEST(Router, ChecksEachParameterByItsKind) {
                         Case{"pool", "pool1", "Pool 1", "bad storage pool name"},
                         Case{"volume", uuid.c_str(), "Vol_1", "bad volume id or name"},
                         Case{"snapshot", "s1", "Snap_1", "bad snapshot id or name"},
-                        Case{"token", uuid.c_str(), "kvf_x", "bad token id"}}) {
+                        Case{"token", uuid.c_str(), "kvf_x", "bad token id"},
+                        Case{"network", "lab", "Lab_1", "bad network name"}}) {
     SCOPED_TRACE(k.kind);
     EXPECT_TRUE(api::check_path_param(k.kind, k.good).ok());
     auto bad = api::check_path_param(k.kind, k.bad);

@@ -14,6 +14,7 @@
 #include "kvmfleet/agent/report_clock.hpp"
 #include "kvmfleet/agent/storage_backend.hpp"
 #include "kvmfleet/http/types.hpp"
+#include "kvmfleet/network/link_control.hpp"
 
 namespace kvmfleet::agent {
 
@@ -25,6 +26,10 @@ class AgentService {
   // With shared storage: the /agent/v1/storage routes dispatch to `storage`.
   AgentService(Hypervisor& hypervisor, StorageBackend storage, std::string token,
                std::size_t op_cache_capacity = 1024);
+
+  // Serves /agent/v1/networks through `links` (without, they answer 409) and adds the
+  // host's links to GET /agent/v1/inventory.
+  void set_link_control(network::LinkControl& links) { links_ = &links; }
 
   // Blocking: libvirt calls can take seconds, so run it off the I/O threads.
   http::Response serve(const http::Request& req);
@@ -40,6 +45,7 @@ class AgentService {
 
   Hypervisor& hv_;
   std::optional<StorageBackend> storage_;
+  network::LinkControl* links_ = nullptr;
   std::string token_;
   OpCache ops_;
   ReportClock reports_;

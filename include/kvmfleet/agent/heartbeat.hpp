@@ -23,6 +23,7 @@
 #include "kvmfleet/agent/report_clock.hpp"
 #include "kvmfleet/common/clock.hpp"
 #include "kvmfleet/http/client.hpp"
+#include "kvmfleet/network/link_control.hpp"
 
 namespace kvmfleet::agent {
 
@@ -35,6 +36,8 @@ struct HeartbeatOptions {
   std::chrono::milliseconds request_timeout{5'000};
   std::size_t max_queued_events = 10'000;
   std::size_t max_events_per_post = 500;
+  // The host's links for the inventory; null reports none.
+  network::LinkControl* links = nullptr;
 };
 
 class HeartbeatLoop {

@@ -104,6 +104,18 @@
 //   POST /agent/v1/storage/vgs/{vg}/lvs/{lv}/snapshot {"op_id", "snapshot", "size_bytes"} → {}
 //   POST /agent/v1/storage/vgs/{vg}/lvs/{lv}/merge    {"op_id"} → {} ({lv} is the snapshot)
 //
+//   Networks (src/network/; docs/api.md, "Networks"); 409 conflict "networking is not
+//   configured on this host" when the agent has no host network backend.
+//   POST /agent/v1/networks/ensure             {"op_id", "bridge", "mtu", "vlan"?, "uplink"?}
+//        → {"created": [link names], "links": [HostLink]}: makes the network usable here,
+//        idempotently. With a VLAN: `ip link add link UPLINK name UPLINK.VLAN type vlan
+//        id VLAN` and a bridge over it unless they exist (an existing link of another
+//        kind or VLAN under either name is a 409 conflict), MTU set, both up. Without:
+//        the bridge must exist already (404 not_found otherwise; the agent never makes
+//        a bridge on a physical NIC by guessing); it is set up. Names are checked as
+//        Linux interface names (400 invalid_argument, details.reason
+//        "invalid_interface_name"); an uplink that does not exist is 404.
+//
 // Agent → controller (served by kvmfleet-controller):
 //   POST /v1/agent/heartbeat  {"host", "agent_url", "inventory": HostInventory}
 //        → {"heartbeat_interval_ms"}
@@ -179,8 +191,9 @@ enum class Replay {
 };
 
 // What serves a call on the agent. Storage calls answer 409 conflict on a host
-// without a "storage" configuration.
-enum class Backend { hypervisor, storage };
+// without a "storage" configuration; network calls on an agent without a host network
+// backend.
+enum class Backend { hypervisor, storage, network };
 
 // One per row of kCalls, in the same order.
 enum class CallId : std::size_t {
@@ -217,8 +230,9 @@ enum class CallId : std::size_t {
   lv_activate,
   lv_snapshot,
   lv_merge,
+  network_ensure,
 };
-inline constexpr std::size_t kCallCount = static_cast<std::size_t>(CallId::lv_merge) + 1;
+inline constexpr std::size_t kCallCount = static_cast<std::size_t>(CallId::network_ensure) + 1;
 
 struct Call {
   CallId id;
@@ -261,6 +275,7 @@ inline constexpr std::string_view kLvCreate[] = {"op_id", "lv", "size_bytes", "a
 inline constexpr std::string_view kLvGrow[] = {"op_id", "size_bytes"};
 inline constexpr std::string_view kLvActivate[] = {"op_id", "mode"};
 inline constexpr std::string_view kLvSnapshot[] = {"op_id", "snapshot", "size_bytes"};
+inline constexpr std::string_view kNetworkEnsure[] = {"op_id", "bridge", "mtu", "vlan", "uplink"};
 }  // namespace body
 
 // clang-format off
@@ -337,6 +352,8 @@ inline constexpr std::array<Call, kCallCount> kCalls{{
     // A merge of a large, full snapshot runs until it is done. {lv} is the snapshot.
     {CallId::lv_merge, "lv_merge", "POST", "/agent/v1/storage/vgs/{vg}/lvs/{lv}/merge",
      TimeoutClass::slow, Replay::op_cache, Backend::storage, body::kOpId},
+    {CallId::network_ensure, "network_ensure", "POST", "/agent/v1/networks/ensure",
+     TimeoutClass::normal, Replay::op_cache, Backend::network, body::kNetworkEnsure},
 }};
 // clang-format on
 
@@ -376,6 +393,7 @@ inline constexpr const Call& kLvDelete = call(CallId::lv_delete);
 inline constexpr const Call& kLvActivate = call(CallId::lv_activate);
 inline constexpr const Call& kLvSnapshot = call(CallId::lv_snapshot);
 inline constexpr const Call& kLvMerge = call(CallId::lv_merge);
+inline constexpr const Call& kNetworkEnsure = call(CallId::network_ensure);
 
 // Agent → controller.
 inline constexpr std::string_view kHeartbeatPath = "/v1/agent/heartbeat";

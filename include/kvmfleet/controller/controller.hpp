@@ -13,6 +13,7 @@
 #include "kvmfleet/core/operations.hpp"
 #include "kvmfleet/hosts/host_service.hpp"
 #include "kvmfleet/migration/migration_service.hpp"
+#include "kvmfleet/network/network_service.hpp"
 #include "kvmfleet/shared_storage/storage_monitor.hpp"
 #include "kvmfleet/shared_storage/storage_service.hpp"
 #include "kvmfleet/vms/vm_service.hpp"
@@ -50,6 +51,7 @@ class Controller {
   MigrationService& migration() { return migration_; }
   StorageService& storage() { return storage_; }
   StorageMonitor& storage_monitor() { return storage_monitor_; }
+  NetworkService& networks() { return networks_; }
 
  private:
   ClusterState& state_;
@@ -63,6 +65,7 @@ class Controller {
   MigrationService migration_;
   StorageService storage_;
   StorageMonitor storage_monitor_;
+  NetworkService networks_;
   Interrupt stop_ticking_;  // raised once, by stop()
   std::thread ticker_;
 };

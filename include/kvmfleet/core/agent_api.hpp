@@ -5,6 +5,7 @@
 #include "kvmfleet/model/domain_spec.hpp"
 #include "kvmfleet/model/host.hpp"
 #include "kvmfleet/model/migration.hpp"
+#include "kvmfleet/model/network.hpp"
 #include "kvmfleet/model/storage.hpp"
 
 #include <cstdint>
@@ -112,6 +113,13 @@ class AgentApi {
                              std::uint64_t size_bytes) = 0;
   virtual Status lv_merge(const Host& host, const std::string& op_id, const std::string& vg,
                           const std::string& snapshot) = 0;
+
+  // Networks: makes `network` usable on the host (its VLAN sub-interface and bridge
+  // made when missing, MTU set, up). Returns the links it created (none when all were
+  // there).
+  virtual Result<std::vector<std::string>> network_ensure(const Host& host,
+                                                          const std::string& op_id,
+                                                          const Network& network) = 0;
 };
 
 // The real implementation: JSON over HTTP(S) with the host's own credential.
@@ -170,6 +178,8 @@ class HttpAgentApi final : public AgentApi {
                      std::uint64_t size_bytes) override;
   Status lv_merge(const Host& host, const std::string& op_id, const std::string& vg,
                   const std::string& snapshot) override;
+  Result<std::vector<std::string>> network_ensure(const Host& host, const std::string& op_id,
+                                                  const Network& network) override;
 
  private:
   http::Client& client_;

@@ -53,6 +53,7 @@ class ClusterState {
     std::map<std::string, StoragePool> pools;             // by name (also the VG's name)
     std::unordered_map<std::string, Volume> volumes;      // by id
     std::map<std::string, std::string> volume_ids;        // name → id, ordered for listing
+    std::map<std::string, Network> networks;              // by name
     // Bumped whenever a VM is written or deleted: views made of VMs alone stay valid
     // while it is unchanged (heartbeats do not bump it).
     std::uint64_t vms_version = 0;
@@ -63,6 +64,7 @@ class ClusterState {
     const TokenRecord* find_token_by_hash(const std::string& hash) const;
     const StoragePool* find_pool(const std::string& name) const;
     const Volume* find_volume(const std::string& id_or_name) const;
+    const Network* find_network(const std::string& name) const;
     // The volumes a VM's disks are (named by id or, in a spec not yet recorded, by
     // name), in disk order (missing ones left out).
     std::vector<const Volume*> volumes_of(const VmSpec& spec) const;
@@ -72,6 +74,9 @@ class ClusterState {
     std::vector<std::string> pools_of(const Vm& vm) const { return pools_of(vm.spec); }
     // For the scheduler: host name → the ready pools it may use now.
     std::map<std::string, std::vector<std::string>> usable_pools_by_host() const;
+    // For the scheduler: host name → the networks usable on it now (up, and its last
+    // report has the network's links: network_unusable_reason).
+    std::map<std::string, std::vector<std::string>> usable_networks_by_host() const;
     // The unfinished operation on a target, if any (one at a time per target; the
     // oldest if there were ever more).
     const Operation* active_operation_for(const std::string& target_id) const;
@@ -128,6 +133,7 @@ class ClusterState {
   std::optional<Operation> operation(const std::string& id) const;
   std::optional<StoragePool> pool(const std::string& name) const;
   std::optional<Volume> volume(const std::string& id_or_name) const;
+  std::optional<Network> network(const std::string& name) const;
 
   // Check-then-write, atomically: `plan` sees the data with every earlier write applied
   // (durable or queued to be) and fills a batch (or returns an error, which changes

@@ -25,6 +25,9 @@ struct ControllerConfig {
   std::string bootstrap_token_file = "/var/lib/kvmfleet/admin.token";
   // Placement
   scheduler::Config scheduler;
+  // Networks: VM NICs without a MAC get one under this prefix (three octets; QEMU's
+  // own locally used one by default).
+  std::string mac_prefix = "52:54:00";
   // Hosts
   std::chrono::milliseconds heartbeat_interval{2'000};
   std::chrono::milliseconds unreachable_after{6'000};

@@ -22,6 +22,15 @@ struct DomainDisk {
   bool operator==(const DomainDisk&) const = default;
 };
 
+// A NIC on a host bridge (<interface type='bridge'>).
+struct DomainNic {
+  std::string mac;
+  std::string bridge;
+  NicModel model = NicModel::virtio;
+  int mtu = 0;  // 0: the bridge's
+  bool operator==(const DomainNic&) const = default;
+};
+
 struct DomainSpec {
   std::string uuid;
   std::string name;
@@ -30,6 +39,7 @@ struct DomainSpec {
   std::string domain_type = "kvm";  // "kvm" or "qemu" (TCG)
   std::int64_t generation = 1;
   std::vector<DomainDisk> disks;
+  std::vector<DomainNic> nics;
   bool operator==(const DomainSpec&) const = default;
 };
 

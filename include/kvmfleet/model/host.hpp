@@ -1,6 +1,7 @@
 #pragma once
 
 #include "kvmfleet/common/clock.hpp"
+#include "kvmfleet/model/network.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -65,6 +66,8 @@ struct HostInventory {
   std::vector<DomainStatus> domains;
   // Taken before the agent listed the domains.
   ReportStamp stamp;
+  // The host's network links (bridges, VLANs, NICs) as `ip` reports them.
+  std::vector<HostLink> links;
 };
 
 struct Host {

@@ -4,6 +4,7 @@
 // store, and (through api/) in the public API.
 #include "kvmfleet/model/domain_spec.hpp"
 #include "kvmfleet/model/host.hpp"
+#include "kvmfleet/model/network.hpp"
 #include "kvmfleet/model/operation.hpp"
 #include "kvmfleet/model/storage.hpp"
 #include "kvmfleet/model/vm.hpp"
@@ -12,6 +13,10 @@
 
 namespace kvmfleet {
 
+void to_json(nlohmann::json& j, const NicSpec& n);
+void from_json(const nlohmann::json& j, NicSpec& n);
+void to_json(nlohmann::json& j, const DomainNic& n);
+void from_json(const nlohmann::json& j, DomainNic& n);
 void to_json(nlohmann::json& j, const DiskSpec& d);
 void from_json(const nlohmann::json& j, DiskSpec& d);
 void to_json(nlohmann::json& j, const VmSpec& s);
@@ -47,5 +52,12 @@ void to_json(nlohmann::json& j, const Snapshot& s);
 void from_json(const nlohmann::json& j, Snapshot& s);
 void to_json(nlohmann::json& j, const Volume& v);
 void from_json(const nlohmann::json& j, Volume& v);
+
+void to_json(nlohmann::json& j, const NetworkHostStatus& s);
+void from_json(const nlohmann::json& j, NetworkHostStatus& s);
+void to_json(nlohmann::json& j, const Network& n);
+void from_json(const nlohmann::json& j, Network& n);
+void to_json(nlohmann::json& j, const HostLink& l);
+void from_json(const nlohmann::json& j, HostLink& l);
 
 }  // namespace kvmfleet

@@ -38,6 +38,7 @@ inline constexpr std::string_view volume_delete = "volume.delete";
 inline constexpr std::string_view snapshot_create = "snapshot.create";
 inline constexpr std::string_view snapshot_delete = "snapshot.delete";
 inline constexpr std::string_view snapshot_revert = "snapshot.revert";
+inline constexpr std::string_view network_create = "network.create";
 }  // namespace op_kind
 
 // An asynchronous piece of work. It is persisted before it starts so that a

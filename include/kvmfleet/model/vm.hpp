@@ -41,6 +41,23 @@ struct DiskSpec {
   bool operator==(const DiskSpec&) const = default;
 };
 
+// The NIC models a VM may have (a closed set: what QEMU emulates well for guests
+// without virtio drivers too).
+enum class NicModel { virtio, e1000, rtl8139 };
+std::string_view to_string(NicModel m);
+std::optional<NicModel> nic_model_from_string(std::string_view s);
+
+struct NicSpec {
+  std::string network;  // a logical network's name
+  std::string mac;      // lowercase aa:bb:cc:dd:ee:ff, unique in the cluster
+  NicModel model = NicModel::virtio;
+  // The network's host bridge and MTU, resolved by the controller when the NIC is
+  // made (a network in use cannot be deleted, so they stay right).
+  std::string bridge;
+  int mtu = 0;
+  bool operator==(const NicSpec&) const = default;
+};
+
 struct VmSpec {
   std::string name;
   int vcpus = 1;
@@ -49,6 +66,7 @@ struct VmSpec {
   std::string pinned_host;          // empty: the scheduler chooses
   std::string anti_affinity_group;  // empty: none
   bool ha = false;                  // stored now; HA restart acts on it later
+  std::vector<NicSpec> nics;
   bool operator==(const VmSpec&) const = default;
 };
 

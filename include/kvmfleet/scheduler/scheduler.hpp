@@ -36,6 +36,7 @@ struct HostView {
   int allocated_vcpus = 0;
   std::vector<std::string> anti_affinity_groups;  // groups of VMs already on it
   std::vector<std::string> pools;                 // shared storage pools the host may use now
+  std::vector<std::string> networks;              // logical networks usable on it now
   // Whether peers can reach its libvirtd for a live migration (the host reported a
   // migration address), and the accelerator its guests run under ("kvm", "qemu").
   bool has_migration_address = false;
@@ -58,6 +59,11 @@ Snapshot snapshot_from(const std::vector<Host>& hosts, const std::vector<Vm>& vm
 // reach none.
 void attach_pools(Snapshot& snapshot,
                   const std::map<std::string, std::vector<std::string>>& pools_by_host);
+
+// Adds which logical networks each host may carry now (host name → networks); hosts
+// not named carry none.
+void attach_networks(Snapshot& snapshot,
+                     const std::map<std::string, std::vector<std::string>>& networks_by_host);
 
 // What moving an existing VM asks of its target beyond capacity.
 struct Migration {

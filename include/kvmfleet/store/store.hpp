@@ -2,6 +2,7 @@
 
 #include "kvmfleet/common/result.hpp"
 #include "kvmfleet/model/host.hpp"
+#include "kvmfleet/model/network.hpp"
 #include "kvmfleet/model/operation.hpp"
 #include "kvmfleet/model/storage.hpp"
 #include "kvmfleet/model/vm.hpp"
@@ -39,6 +40,7 @@ struct StoreSnapshot {
   std::vector<TokenRecord> tokens;
   std::vector<StoragePool> pools;
   std::vector<Volume> volumes;
+  std::vector<Network> networks;
 };
 
 // Writes that must land together or not at all (e.g. a new VM and the operation
@@ -56,11 +58,14 @@ struct WriteBatch {
   std::vector<std::string> delete_pools;  // by name
   std::vector<Volume> put_volumes;
   std::vector<std::string> delete_volumes;  // by id
+  std::vector<Network> put_networks;
+  std::vector<std::string> delete_networks;  // by name
   bool empty() const {
     return put_hosts.empty() && delete_hosts.empty() && put_vms.empty() && delete_vms.empty() &&
            put_operations.empty() && delete_operations.empty() && put_tokens.empty() &&
            delete_tokens.empty() && put_pools.empty() && delete_pools.empty() &&
-           put_volumes.empty() && delete_volumes.empty();
+           put_volumes.empty() && delete_volumes.empty() && put_networks.empty() &&
+           delete_networks.empty();
   }
 };
 

@@ -28,6 +28,7 @@ class FakeAgentApi final : public AgentApi {
     inv.stamp = next_stamp_locked(h.name);  // before it looks, as the agent's is
     inv.hostname = h.name;
     for (auto& [uuid, d] : domains_[h.name]) inv.domains.push_back(d);
+    inv.links = links_[h.name];
     return inv;
   }
   Result<DomainStatus> get_domain(const Host& h, const std::string& uuid) override {
@@ -418,6 +419,53 @@ class FakeAgentApi final : public AgentApi {
     vgs[vg].lvs.erase(snap);
     return {};
   }
+  // Networks: each host's links as the double keeps them; ensure makes what a real
+  // agent would (VLAN sub-interface and bridge) and refuses a plain network whose
+  // bridge the host lacks.
+  Result<std::vector<std::string>> network_ensure(const Host& h, const std::string& op,
+                                                  const Network& n) override {
+    std::lock_guard lk(mu_);
+    log(h, "network_ensure", op, n.name);
+    if (auto e = injected("network_ensure:" + h.name)) return *e;
+    auto& links = links_[h.name];
+    auto find = [&](const std::string& name) -> HostLink* {
+      for (auto& l : links)
+        if (l.name == name) return &l;
+      return nullptr;
+    };
+    std::vector<std::string> created;
+    if (!n.vlan) {
+      HostLink* br = find(n.bridge);
+      if (!br || br->kind != LinkKind::bridge) return not_found("no bridge " + n.bridge);
+      br->up = true;
+      br->mtu = n.mtu;
+      return created;
+    }
+    if (!find(n.uplink)) return not_found("no link " + n.uplink);
+    const std::string sub = n.vlan_interface();
+    if (!find(sub)) {
+      links.push_back({sub, LinkKind::vlan, n.mtu, true, n.vlan, n.uplink, ""});
+      created.push_back(sub);
+    }
+    if (!find(n.bridge)) {
+      links.push_back({n.bridge, LinkKind::bridge, n.mtu, true, std::nullopt, "", ""});
+      created.push_back(n.bridge);
+    }
+    find(sub)->master = n.bridge;
+    find(sub)->up = find(n.bridge)->up = true;
+    find(sub)->mtu = find(n.bridge)->mtu = n.mtu;
+    return created;
+  }
+  // A host's links, as its inventory would report them.
+  std::vector<HostLink> links_of(const std::string& host) {
+    std::lock_guard lk(mu_);
+    return links_[host];
+  }
+  void set_links(const std::string& host, std::vector<HostLink> links) {
+    std::lock_guard lk(mu_);
+    links_[host] = std::move(links);
+  }
+
   // Who holds the LV, by host.
   std::map<std::string, LvMode> holders(const std::string& vg, const std::string& lv) {
     std::lock_guard lk(mu_);
@@ -433,6 +481,12 @@ class FakeAgentApi final : public AgentApi {
   std::vector<Call> calls() {
     std::lock_guard lk(mu_);
     return calls_;
+  }
+  // The spec a domain was last defined with (empty when never).
+  DomainSpec spec_of(const std::string& uuid) {
+    std::lock_guard lk(mu_);
+    auto it = specs_.find(uuid);
+    return it == specs_.end() ? DomainSpec{} : it->second;
   }
   int count(const std::string& name) {
     std::lock_guard lk(mu_);
@@ -539,6 +593,7 @@ class FakeAgentApi final : public AgentApi {
   std::map<std::string, std::uint64_t> report_seq_;  // host → its agent's last stamp
   std::map<std::string, std::pair<std::string, std::string>> pending_dest_;
   std::map<std::string, std::map<std::string, DomainStatus>> domains_;
+  std::map<std::string, std::vector<HostLink>> links_;
   std::map<std::string, DomainSpec> specs_;
   std::map<std::string, std::vector<Error>> failures_;
   std::vector<Call> calls_;

@@ -20,6 +20,7 @@ class MemoryStore final : public Store {
     for (auto& [_, o] : ops_) s.operations.push_back(o);
     for (auto& [_, t] : tokens_) s.tokens.push_back(t);
     for (auto& [_, p] : pools_) s.pools.push_back(p);
+    for (auto& [_, n] : networks_) s.networks.push_back(n);
     for (auto& [_, v] : volumes_) s.volumes.push_back(v);
     return s;
   }
@@ -56,6 +57,8 @@ class MemoryStore final : public Store {
     for (auto& t : b.put_tokens) tokens_[t.id] = t;
     for (auto& n : b.delete_pools) pools_.erase(n);
     for (auto& p : b.put_pools) pools_[p.name] = p;
+    for (auto& n : b.delete_networks) networks_.erase(n);
+    for (auto& n : b.put_networks) networks_[n.name] = n;
     for (auto& id : b.delete_volumes) volumes_.erase(id);
     for (auto& v : b.put_volumes) volumes_[v.id] = v;
   }
@@ -67,6 +70,7 @@ class MemoryStore final : public Store {
   std::map<std::string, Operation> ops_;
   std::map<std::string, TokenRecord> tokens_;
   std::map<std::string, StoragePool> pools_;
+  std::map<std::string, Network> networks_;
   std::map<std::string, Volume> volumes_;
 };
 
