@@ -67,4 +67,12 @@ void delete_snapshot(Controller& svc, Call& c);
 void revert_snapshot(Controller& svc, Call& c);
 void create_vm_snapshot(Controller& svc, Call& c);
 
+// image_routes.cpp
+void list_images(Controller& svc, Call& c);
+void create_image(Controller& svc, Call& c);
+void get_image(Controller& svc, Call& c);
+void delete_image(Controller& svc, Call& c);
+void upload_image(Controller& svc, Call& c);
+Result<std::shared_ptr<http::BodySink>> open_image_upload(Controller& svc, Call& c);
+
 }  // namespace kvmfleet::api

@@ -25,6 +25,7 @@ constexpr ParamKind kParamKinds[] = {
     {"volume", true, true, "bad volume id or name", true},
     {"snapshot", true, true, "bad snapshot id or name", true},
     {"token", true, false, "bad token id", false},
+    {"image", false, true, "bad image name", true},
 };
 
 const ParamKind* param_kind(std::string_view name) {

@@ -69,6 +69,13 @@ const std::vector<Route>& routes() {
       {delete_, "/v1/volumes/{volume}/snapshots/{snapshot}", operator_, {"wait"}, delete_snapshot},
       {post, "/v1/volumes/{volume}/snapshots/{snapshot}/revert", operator_, {"wait"}, revert_snapshot},
       {post, "/v1/vms/{vm}/snapshots", operator_, {"wait"}, create_vm_snapshot},
+
+      // images: the data's body is streamed, of any size
+      {get, "/v1/images", viewer, {}, list_images},
+      {post, "/v1/images", operator_, {}, create_image},
+      {get, "/v1/images/{image}", viewer, {}, get_image},
+      {delete_, "/v1/images/{image}", operator_, {}, delete_image},
+      {put, "/v1/images/{image}/data", operator_, {}, upload_image, open_image_upload},
   };
   // clang-format on
   return table;

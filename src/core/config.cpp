@@ -27,6 +27,13 @@ Status read_ratio(const nlohmann::json& j, const char* key, double& out) {
 
 }  // namespace
 
+std::string ControllerConfig::resolved_image_dir() const {
+  if (!image_dir.empty()) return image_dir;
+  const auto slash = database_path.rfind('/');
+  return (slash == std::string::npos ? std::string(".") : database_path.substr(0, slash)) +
+         "/image-store";
+}
+
 Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
   if (auto st = check_known_fields(j,
                                    {"listen_address",
@@ -38,6 +45,7 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
                                     "api_threads",
                                     "database_path",
                                     "bootstrap_token_file",
+                                    "image_dir",
                                     "scheduler",
                                     "heartbeat_interval_ms",
                                     "unreachable_after_ms",
@@ -80,6 +88,7 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
   KVF_STR(agent_ca_file)
   KVF_STR(metadata_dir)
   KVF_STR(metadata_pool_path)
+  KVF_STR(image_dir)
 #undef KVF_STR
   auto port = get_int(j, "listen_port", false, c.listen_port, 0, 65535);
   if (!port) return port.take_error();

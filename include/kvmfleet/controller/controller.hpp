@@ -12,6 +12,8 @@
 #include "kvmfleet/core/operation_runner.hpp"
 #include "kvmfleet/core/operations.hpp"
 #include "kvmfleet/hosts/host_service.hpp"
+#include "kvmfleet/images/image_service.hpp"
+#include "kvmfleet/images/image_tool.hpp"
 #include "kvmfleet/migration/migration_service.hpp"
 #include "kvmfleet/shared_storage/storage_monitor.hpp"
 #include "kvmfleet/shared_storage/storage_service.hpp"
@@ -19,14 +21,17 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <memory>
 #include <thread>
 
 namespace kvmfleet {
 
 class Controller {
  public:
+  // `image_tool`: qemu-img for checking images; null: the real one.
   Controller(ClusterState& state, AgentApi& agents, const ControllerConfig& config,
-             const Clock& clock, boost::asio::io_context& ioc);
+             const Clock& clock, boost::asio::io_context& ioc,
+             std::shared_ptr<images::ImageTool> image_tool = nullptr);
   ~Controller();
   Controller(const Controller&) = delete;
   Controller& operator=(const Controller&) = delete;
@@ -50,6 +55,7 @@ class Controller {
   MigrationService& migration() { return migration_; }
   StorageService& storage() { return storage_; }
   StorageMonitor& storage_monitor() { return storage_monitor_; }
+  images::ImageService& images() { return images_; }
 
  private:
   ClusterState& state_;
@@ -63,6 +69,9 @@ class Controller {
   MigrationService migration_;
   StorageService storage_;
   StorageMonitor storage_monitor_;
+  SystemProcessRunner image_processes_;
+  std::shared_ptr<images::ImageTool> image_tool_;
+  images::ImageService images_;
   Interrupt stop_ticking_;  // raised once, by stop()
   std::thread ticker_;
 };
