@@ -43,35 +43,70 @@ void Api::handle(http::Request&& req, http::Responder respond) {
 // the method (405), the role (403), the query keys and ?wait (400).
 void Api::dispatch(Call& c) {
   auto match = router_.match(c.seg);
-  if (!match || !match->resource->open) {
-    c.who = service_.tokens().authenticate(http::bearer_token(c.req));
-    if (!c.who)
-      return c.fail(Error(ErrorCode::unauthenticated, "a valid bearer token is required"));
-    if (auto st = check_idempotency_key(c); !st) return c.fail(st.error());
-  }
-  if (!match) return c.fail(not_found("no such resource"));
-  for (const auto& [kind, value] : match->params)
-    if (auto st = check_path_param(kind, value); !st) return c.fail(st.error());
-  const Route* route = match->resource->find(c.req.method());
+  auto route = admit(c, match);
   if (!route) {
-    auto res = http::error_response(
-        Error(ErrorCode::method_not_allowed, "method not allowed on this path"), c.req.version(),
-        c.req.keep_alive());
-    res.set(http::bhttp::field::allow, match->resource->allow);
+    auto res = http::error_response(route.error(), c.req.version(), c.req.keep_alive());
+    if (route.error().code == ErrorCode::method_not_allowed)
+      res.set(http::bhttp::field::allow, match->resource->allow);
     return c.reply(std::move(res));
   }
+  (*route)->handle(service_, c);
+}
+
+Result<const Route*> Api::admit(Call& c, std::optional<Router::Match>& match) {
+  if (!match || !match->resource->open) {
+    c.who = service_.tokens().authenticate(http::bearer_token(c.req));
+    if (!c.who) return Error(ErrorCode::unauthenticated, "a valid bearer token is required");
+    if (auto st = check_idempotency_key(c); !st) return st.error();
+  }
+  if (!match) return not_found("no such resource");
+  for (const auto& [kind, value] : match->params)
+    if (auto st = check_path_param(kind, value); !st) return st.error();
+  const Route* route = match->resource->find(c.req.method());
+  if (!route) return Error(ErrorCode::method_not_allowed, "method not allowed on this path");
   if (c.who && !allowed(c.who->role, route->need))
-    return c.fail(Error(ErrorCode::permission_denied,
-                        "role " + std::string(to_string(c.who->role)) + " may not do this"));
-  if (auto st = check_query_keys(c.query, route->query); !st) return c.fail(st.error());
+    return Error(ErrorCode::permission_denied,
+                 "role " + std::string(to_string(c.who->role)) + " may not do this");
+  if (auto st = check_query_keys(c.query, route->query); !st) return st.error();
   if (std::find(route->query.begin(), route->query.end(), "wait") != route->query.end()) {
     auto wait = query_int(c.query, "wait", 0, 0, kMaxWaitSeconds);
-    if (!wait) return c.fail(wait.error());
+    if (!wait) return wait.error();
     c.wait = std::chrono::seconds(*wait);
   }
   c.route = route;
   c.params = std::move(match->params);
-  route->handle(service_, c);
+  return route;
+}
+
+Result<std::shared_ptr<http::BodySink>> Api::open_body(const http::RequestHeader& header) {
+  const std::string_view target(header.target().data(), header.target().size());
+  auto match = router_.match(split_path(target.substr(0, target.find('?'))));
+  if (!match) return std::shared_ptr<http::BodySink>();
+  const Route* route = match->resource->find(header.method());
+  if (!route || !route->open_body) return std::shared_ptr<http::BodySink>();
+  // A call like handle()'s, over the header alone; the sink answers it.
+  auto c = std::make_shared<Call>(http::Request(header), http::Responder(), metrics_, pages_);
+  c->arrived = Arrival::now(service_.clock());
+  const std::string_view own(c->req.target().data(), c->req.target().size());
+  const auto qmark = own.find('?');
+  c->seg = split_path(own.substr(0, qmark));
+  auto refuse = [&](const Error& e) -> Result<std::shared_ptr<http::BodySink>> {
+    const auto ms = c->req.method_string();
+    metrics_.count_request(std::string_view(ms.data(), ms.size()),
+                           static_cast<unsigned>(http::status_for(e.code)));
+    return e;
+  };
+  if (qmark != std::string_view::npos) {
+    auto q = parse_query(own.substr(qmark + 1));
+    if (!q) return refuse(q.error());
+    c->query = std::move(*q);
+  }
+  match = router_.match(c->seg);  // views into the call's own copy of the target
+  auto admitted = admit(*c, match);
+  if (!admitted) return refuse(admitted.error());
+  auto sink = route->open_body(service_, *c);
+  if (!sink) return refuse(sink.error());
+  return sink;
 }
 
 }  // namespace kvmfleet::api

@@ -72,5 +72,12 @@ void list_networks(Controller& svc, Call& c);
 void create_network(Controller& svc, Call& c);
 void get_network(Controller& svc, Call& c);
 void delete_network(Controller& svc, Call& c);
+// image_routes.cpp
+void list_images(Controller& svc, Call& c);
+void create_image(Controller& svc, Call& c);
+void get_image(Controller& svc, Call& c);
+void delete_image(Controller& svc, Call& c);
+void upload_image(Controller& svc, Call& c);
+Result<std::shared_ptr<http::BodySink>> open_image_upload(Controller& svc, Call& c);
 
 }  // namespace kvmfleet::api

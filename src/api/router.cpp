@@ -26,6 +26,7 @@ constexpr ParamKind kParamKinds[] = {
     {"snapshot", true, true, "bad snapshot id or name", true},
     {"token", true, false, "bad token id", false},
     {"network", false, true, "bad network name", true},
+    {"image", false, true, "bad image name", true},
 };
 
 const ParamKind* param_kind(std::string_view name) {

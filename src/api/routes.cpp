@@ -75,6 +75,12 @@ const std::vector<Route>& routes() {
       {post, "/v1/networks", admin, {"wait"}, create_network},
       {get, "/v1/networks/{network}", viewer, {}, get_network},
       {delete_, "/v1/networks/{network}", admin, {}, delete_network},
+      // images: the data's body is streamed, of any size
+      {get, "/v1/images", viewer, {}, list_images},
+      {post, "/v1/images", operator_, {}, create_image},
+      {get, "/v1/images/{image}", viewer, {}, get_image},
+      {delete_, "/v1/images/{image}", operator_, {}, delete_image},
+      {put, "/v1/images/{image}/data", operator_, {}, upload_image, open_image_upload},
   };
   // clang-format on
   return table;

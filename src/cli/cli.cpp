@@ -38,6 +38,11 @@ commands:
   ops [--state S] [--limit N]         list operations, newest first
   op get ID [--wait SECONDS]          show (or wait for) one operation
   op cancel ID                        cancel an operation
+  images                              list images (also: image list)
+  image show NAME                     show one image
+  image upload NAME FILE [--sha256 HEX] [--format raw|qcow2|iso]
+                                      import an image: its record, then its data
+  image delete NAME                   delete an image
 
 URL and token default to $KVMFLEET_URL and $KVMFLEET_TOKEN.
 )";
@@ -126,8 +131,9 @@ std::string url_encode(const std::string& s) {
 class Runner {
  public:
   Runner(const Args& a, std::string base, std::string token, http::Client& client,
-         std::ostream& out, std::ostream& err)
-      : a_(a),
+         std::ostream& out, std::ostream& err, bool terminal)
+      : terminal_(terminal),
+        a_(a),
         base_(std::move(base)),
         token_(std::move(token)),
         client_(client),
@@ -139,8 +145,12 @@ class Runner {
   std::optional<json> call(const std::string& method, const std::string& path,
                            const std::optional<json>& body = std::nullopt, int wait_s = 0) {
     const auto timeout = std::chrono::milliseconds((wait_s + 30) * 1000);
-    auto r =
-        client_.request(method, base_ + path, token_, body ? body->dump() : std::string{}, timeout);
+    return answer(client_.request(method, base_ + path, token_, body ? body->dump() : std::string{},
+                                  timeout));
+  }
+
+  // A call's answer: its JSON, or nothing once the failure is told on err_.
+  std::optional<json> answer(const Result<http::ClientResponse>& r) {
     if (!r) {
       err_ << "kvmfleet: " << r.error().message << "\n";
       return std::nullopt;
@@ -378,6 +388,21 @@ class Runner {
                     wait_seconds());
       return j ? show_operation(*j) : 1;
     }
+    if ((cmd == "images" && p.size() == 1) || (cmd == "image" && p.size() == 2 && p[1] == "list")) {
+      auto j = call("GET", "/v1/images");
+      return j ? show(*j, image_cols_, &(*j)["items"]) : 1;
+    }
+    if (cmd == "image" && p.size() == 3 && p[1] == "show") {
+      auto j = call("GET", "/v1/images/" + url_encode(p[2]));
+      return j ? show(*j, image_cols_) : 1;
+    }
+    if (cmd == "image" && p.size() == 4 && p[1] == "upload") return upload_image(p[2], p[3]);
+    if (cmd == "image" && p.size() == 3 && p[1] == "delete") {
+      auto j = call("DELETE", "/v1/images/" + url_encode(p[2]));
+      if (!j) return 1;
+      if (!json_) out_ << "image " << p[2] << " deleted\n";
+      return json_ ? show(*j, {}) : 0;
+    }
     if (cmd == "op" && p.size() == 3 && p[1] == "cancel") {
       auto j = call("DELETE", "/v1/operations/" + url_encode(p[2]));
       return j ? show_operation(*j) : 1;
@@ -449,6 +474,30 @@ class Runner {
   }
 
  private:
+  // `image upload`: the record, then the data streamed from the file.
+  int upload_image(const std::string& name, const std::string& file) {
+    json body = {{"name", name}};
+    if (a_.has("--sha256")) body["sha256"] = a_.get("--sha256");
+    if (a_.has("--format")) body["format"] = a_.get("--format");
+    if (!call("POST", "/v1/images", body)) return 1;
+    http::UploadProgress progress;
+    if (terminal_)
+      progress = [this, last = -1](std::uint64_t sent, std::uint64_t total) mutable {
+        const int pct = total == 0 ? 100 : static_cast<int>(sent * 100 / total);
+        if (pct == last) return;
+        last = pct;
+        err_ << "\ruploading: " << pct << "% (" << (sent >> 20) << " of " << (total >> 20)
+             << " MiB)" << (sent == total ? "\n" : "") << std::flush;
+      };
+    // A generous bound for any size: an hour.
+    auto j = answer(client_.upload(base_ + "/v1/images/" + url_encode(name) + "/data", token_, file,
+                                   progress, std::chrono::hours(1)));
+    return j ? show(*j, image_cols_) : 1;
+  }
+
+  const std::vector<std::string> image_cols_ = {"name", "state",        "format",
+                                                "size", "virtual_size", "sha256"};
+  bool terminal_ = false;
   const Args& a_;
   std::string base_;
   std::string token_;
@@ -479,7 +528,7 @@ int run(const std::vector<std::string>& argv, const Environment& env, http::Clie
       return 2;
     }
   }
-  Runner r(*args, url, token, client, out, err);
+  Runner r(*args, url, token, client, out, err, env.terminal);
   return r.run();
 }
 

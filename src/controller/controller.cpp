@@ -16,7 +16,8 @@ constexpr std::chrono::seconds kTickInterval{1};
 }  // namespace
 
 Controller::Controller(ClusterState& state, AgentApi& agents, const ControllerConfig& config,
-                       const Clock& clock, boost::asio::io_context& ioc)
+                       const Clock& clock, boost::asio::io_context& ioc,
+                       std::shared_ptr<images::ImageTool> image_tool)
     : state_(state),
       config_(config),
       clock_(clock),
@@ -28,7 +29,10 @@ Controller::Controller(ClusterState& state, AgentApi& agents, const ControllerCo
       migration_(operations_, config),
       storage_(operations_, clock),
       storage_monitor_(state, agents, config, clock, &storage_),
-      networks_(operations_, state, clock) {
+      networks_(operations_, state, clock),
+      image_tool_(image_tool ? std::move(image_tool)
+                             : std::make_shared<images::QemuImgTool>(image_processes_)),
+      images_(config.resolved_image_dir(), *image_tool_, clock) {
   register_vm_operations(runner_);
   register_migration_operations(runner_);
   register_storage_operations(runner_);

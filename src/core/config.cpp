@@ -28,6 +28,13 @@ Status read_ratio(const nlohmann::json& j, const char* key, double& out) {
 
 }  // namespace
 
+std::string ControllerConfig::resolved_image_dir() const {
+  if (!image_dir.empty()) return image_dir;
+  const auto slash = database_path.rfind('/');
+  return (slash == std::string::npos ? std::string(".") : database_path.substr(0, slash)) +
+         "/image-store";
+}
+
 Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
   if (auto st = check_known_fields(j,
                                    {"listen_address",
@@ -39,6 +46,7 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
                                     "api_threads",
                                     "database_path",
                                     "bootstrap_token_file",
+                                    "image_dir",
                                     "scheduler",
                                     "heartbeat_interval_ms",
                                     "unreachable_after_ms",
@@ -83,6 +91,7 @@ Result<ControllerConfig> ControllerConfig::from_json(const nlohmann::json& j) {
   KVF_STR(metadata_dir)
   KVF_STR(metadata_pool_path)
   KVF_STR(mac_prefix)
+  KVF_STR(image_dir)
 #undef KVF_STR
   if (auto st = check_mac_prefix(c.mac_prefix); !st) return st.take_error();
   c.mac_prefix = *normalize_mac(c.mac_prefix + ":00:00:00");

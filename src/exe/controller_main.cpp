@@ -163,6 +163,7 @@ int main(int argc, char** argv) {
   sopts.read_timeout = config.read_timeout;
   sopts.tls_cert_file = config.tls_cert_file;
   sopts.tls_key_file = config.tls_key_file;
+  sopts.open_body = [&api](const http::RequestHeader& header) { return api.open_body(header); };
   http::Server server(ioc, sopts, [&api](http::Request&& req, http::Responder respond) {
     api.handle(std::move(req), std::move(respond));
   });

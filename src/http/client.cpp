@@ -9,7 +9,14 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <iterator>
 #include <memory>
 #include <mutex>
@@ -174,6 +181,25 @@ class Connection {
     return out;
   }
 
+  // PUTs `header`, then the `size` bytes of `fd` a piece at a time, then reads the
+  // answer; an answer that arrives instead of a write (the server refused the header and
+  // closed) is read as well.
+  Outcome upload(bhttp::request<bhttp::empty_body>& header, int fd, std::uint64_t size,
+                 const UploadProgress& progress, steady::time_point deadline) {
+    begin();
+    fd_ = fd;
+    total_ = size;
+    sent_ = 0;
+    progress_ = &progress;
+    piece_.resize(1 << 20);
+    header_serializer_.emplace(header);
+    if (secure_)
+      send_header(*secure_);
+    else
+      send_header(*plain_);
+    return run(deadline);
+  }
+
   ClientResponse response() {
     ClientResponse out;
     out.status = parser_->get().result_int();
@@ -197,6 +223,39 @@ class Connection {
   steady::time_point idle_since{};
 
  private:
+  template <class Stream>
+  void send_header(Stream& stream) {
+    bhttp::async_write_header(stream, *header_serializer_,
+                              [this, &stream](beast::error_code ec, std::size_t) {
+                                if (ec) return read_answer(stream, ec);
+                                send_piece(stream);
+                              });
+  }
+  template <class Stream>
+  void send_piece(Stream& stream) {
+    if (sent_ == total_) return read_answer(stream, {});
+    const auto want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(piece_.size(), total_ - sent_));
+    const ssize_t n = ::read(fd_, piece_.data(), want);
+    if (n <= 0) return finish(beast::error_code(EIO, boost::system::generic_category()));
+    asio::async_write(stream, asio::buffer(piece_.data(), static_cast<std::size_t>(n)),
+                      [this, &stream](beast::error_code ec, std::size_t written) {
+                        if (ec) return read_answer(stream, ec);
+                        sent_ += written;
+                        if (*progress_) (*progress_)(sent_, total_);
+                        send_piece(stream);
+                      });
+  }
+  // The answer; after a failed write, that failure unless an answer can still be read.
+  template <class Stream>
+  void read_answer(Stream& stream, beast::error_code write_ec) {
+    parser_.emplace();
+    parser_->body_limit(64 * 1024 * 1024);
+    bhttp::async_read(stream, buf_, *parser_, [this, write_ec](beast::error_code ec, std::size_t) {
+      finish(ec && write_ec ? write_ec : ec);
+    });
+  }
+
   template <class Stream>
   void write_then_read(Stream& stream, const bhttp::request<bhttp::string_body>& req) {
     bhttp::async_write(stream, req, [this, &stream](beast::error_code ec, std::size_t) {
@@ -232,6 +291,13 @@ class Connection {
   std::optional<beast::ssl_stream<beast::tcp_stream>> secure_;
   beast::flat_buffer buf_;
   std::optional<bhttp::response_parser<bhttp::string_body>> parser_;
+  // An upload in progress.
+  std::optional<bhttp::request_serializer<bhttp::empty_body>> header_serializer_;
+  int fd_ = -1;
+  std::uint64_t total_ = 0;
+  std::uint64_t sent_ = 0;
+  const UploadProgress* progress_ = nullptr;
+  std::vector<char> piece_;
   beast::error_code ec_;
   bool done_ = false;
 };
@@ -261,6 +327,59 @@ Result<ClientResponse> BeastClient::request(std::string_view method, const std::
   if (step.timed_out) return timed_out(u, url, timeout);
   if (step.ec) return failed(u, url, step.ec);
   return conn.response();
+}
+
+Result<ClientResponse> BeastClient::upload(const std::string& url, const std::string& bearer,
+                                           const std::string& path, const UploadProgress& progress,
+                                           std::chrono::milliseconds timeout) {
+  auto parsed = parse_url(url);
+  if (!parsed) return parsed.take_error();
+  const Url& u = *parsed;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return invalid("cannot open " + path + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return invalid(path + " is not a regular file");
+  }
+  bhttp::request<bhttp::empty_body> header;
+  header.method(bhttp::verb::put);
+  header.target(u.target);
+  header.version(11);
+  header.set(bhttp::field::host, u.host);
+  header.set(bhttp::field::user_agent, "kvmfleet");
+  header.set(bhttp::field::connection, "close");
+  header.set(bhttp::field::content_type, "application/octet-stream");
+  if (!bearer.empty()) header.set(bhttp::field::authorization, "Bearer " + bearer);
+  header.content_length(static_cast<std::uint64_t>(st.st_size));
+  std::shared_ptr<ssl::context> tls;
+  if (u.tls) {
+    auto ctx = make_tls_context(ca_file_, verify_peer_);
+    if (!ctx) {
+      ::close(fd);
+      return ctx.take_error();
+    }
+    tls = std::move(*ctx);
+  }
+  const auto deadline = steady::now() + timeout;
+  Connection conn(u, std::move(tls), verify_peer_);
+  auto step = conn.open(u, deadline);
+  if (!step.timed_out && !step.ec)
+    step = conn.upload(header, fd, static_cast<std::uint64_t>(st.st_size), progress, deadline);
+  ::close(fd);
+  if (step.timed_out) return timed_out(u, url, timeout);
+  if (step.ec) return failed(u, url, step.ec);
+  return conn.response();
+}
+
+Result<ClientResponse> Client::upload(const std::string& url, const std::string& bearer,
+                                      const std::string& path, const UploadProgress& progress,
+                                      std::chrono::milliseconds timeout) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return invalid("cannot open " + path);
+  const std::string body{std::istreambuf_iterator<char>(in), {}};
+  if (progress) progress(body.size(), body.size());
+  return request("PUT", url, bearer, body, timeout);
 }
 
 struct KeepAliveClient::Impl {

@@ -12,9 +12,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 namespace kvmfleet::http {
 
@@ -58,19 +60,19 @@ class HttpSession : public SessionBase {
     // Our own timer rather than the stream's expiry: the stream closes the socket on
     // expiry, and a slow client should still get a 408 body before the close.
     beast::get_lowest_layer(derived().stream()).expires_never();
-    timed_out_ = false;
-    read_timer_.emplace(derived().stream().get_executor());
-    read_timer_->expires_after(options_.read_timeout);
-    read_timer_->async_wait([self = derived().shared_from_this()](beast::error_code ec) {
-      if (ec) return;
-      self->timed_out_ = true;
-      beast::error_code ignored;
-      beast::get_lowest_layer(self->stream()).socket().cancel(ignored);
-    });
-    bhttp::async_read(derived().stream(), buffer_, *parser_,
-                      [self = derived().shared_from_this()](beast::error_code ec, std::size_t) {
-                        self->on_read(ec);
-                      });
+    arm_read_timer();
+    if (!options_.open_body) {
+      bhttp::async_read(derived().stream(), buffer_, *parser_,
+                        [self = derived().shared_from_this()](beast::error_code ec, std::size_t) {
+                          self->on_read(ec);
+                        });
+      return;
+    }
+    // The header's Content-Length is held to the limit only once open_body has decided.
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+    bhttp::async_read_header(derived().stream(), buffer_, *parser_,
+                             [self = derived().shared_from_this()](
+                                 beast::error_code ec, std::size_t) { self->on_header(ec); });
   }
 
   void close() override {
@@ -85,6 +87,136 @@ class HttpSession : public SessionBase {
   Derived& derived() { return static_cast<Derived&>(*this); }
 
  private:
+  // (Re)starts the read timeout: for a whole request, or for one piece of a streamed body.
+  void arm_read_timer() {
+    timed_out_ = false;
+    read_timer_.emplace(derived().stream().get_executor());
+    read_timer_->expires_after(options_.read_timeout);
+    read_timer_->async_wait([self = derived().shared_from_this()](beast::error_code ec) {
+      if (ec) return;
+      self->timed_out_ = true;
+      beast::error_code ignored;
+      beast::get_lowest_layer(self->stream()).socket().cancel(ignored);
+    });
+  }
+
+  // The header is in: the body goes to a sink if open_body gives one, else it is read
+  // whole as without open_body.
+  void on_header(beast::error_code ec) {
+    if (ec) return on_read(ec);
+    auto sink = options_.open_body(parser_->get().base());
+    if (!sink) {
+      if (read_timer_) read_timer_->cancel();
+      return send_error_and_close(sink.error());
+    }
+    if (!*sink) {
+      if (parser_->is_done()) return on_read(ec);
+      if (const auto length = parser_->content_length(); length && *length > options_.body_limit) {
+        if (read_timer_) read_timer_->cancel();
+        return send_error_and_close(Error(ErrorCode::payload_too_large,
+                                          "request body exceeds the size limit",
+                                          {{"limit_bytes", options_.body_limit}}));
+      }
+      parser_->body_limit(options_.body_limit);
+      bhttp::async_read(derived().stream(), buffer_, *parser_,
+                        [self = derived().shared_from_this()](beast::error_code ec, std::size_t) {
+                          self->on_read(ec);
+                        });
+      return;
+    }
+    sink_ = std::move(*sink);
+    chunk_.resize(256 * 1024);
+    stream_parser_.emplace(std::move(*parser_));
+    parser_.reset();
+    stream_parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+    if (stream_parser_->get()[bhttp::field::expect] == "100-continue") {
+      if (read_timer_) read_timer_->cancel();
+      auto interim = std::make_shared<bhttp::response<bhttp::empty_body>>(
+          bhttp::status::continue_, stream_parser_->get().version());
+      bhttp::async_write(
+          derived().stream(), *interim,
+          [self = derived().shared_from_this(), interim](beast::error_code ec, std::size_t) {
+            if (ec) {
+              self->end_stream_early();
+              return self->derived().do_eof();
+            }
+            self->read_chunk();
+          });
+      return;
+    }
+    read_chunk();
+  }
+
+  void read_chunk() {
+    if (stream_parser_->is_done()) return finish_stream();
+    auto& body = stream_parser_->get().body();
+    body.data = chunk_.data();
+    body.size = chunk_.size();
+    arm_read_timer();
+    bhttp::async_read_some(derived().stream(), buffer_, *stream_parser_,
+                           [self = derived().shared_from_this()](
+                               beast::error_code ec, std::size_t) { self->on_chunk(ec); });
+  }
+
+  void on_chunk(beast::error_code ec) {
+    if (read_timer_) read_timer_->cancel();
+    if (ec == bhttp::error::need_buffer) ec = {};
+    if (ec) {
+      const bool timed_out = timed_out_;
+      end_stream_early();
+      if (timed_out)
+        return send_error_and_close(
+            Error(ErrorCode::request_timeout, "request body stalled past the read timeout"));
+      if (ec == bhttp::error::partial_message || ec == bhttp::error::end_of_stream ||
+          ec == asio::error::eof || ec == asio::error::connection_reset ||
+          ec == asio::error::operation_aborted)
+        return derived().do_eof();
+      return send_error_and_close(invalid("malformed HTTP request: " + ec.message()));
+    }
+    const std::size_t got = chunk_.size() - stream_parser_->get().body().size;
+    if (got > 0) {
+      if (auto st = sink_->write(chunk_.data(), got); !st) {
+        end_stream_early();
+        return send_error_and_close(st.error());
+      }
+    }
+    read_chunk();
+  }
+
+  void finish_stream() {
+    auto sink = std::move(sink_);
+    const auto& req = stream_parser_->get();
+    Responder respond = responder(req.version(), req.keep_alive());
+    stream_parser_.reset();
+    try {
+      sink->finish(std::move(respond));
+    } catch (const std::exception& e) {
+      spdlog::error("body sink threw: {}", e.what());
+      send_error_and_close(internal_error("internal error"));
+    }
+  }
+
+  // The streamed body will not be complete: its sink undoes what it made.
+  void end_stream_early() {
+    if (auto sink = std::move(sink_)) sink->abort();
+    stream_parser_.reset();
+  }
+
+  // `head`: an answer to HEAD has the headers of the answer, Content-Length included,
+  // and no body.
+  Responder responder(unsigned version, bool keep_alive, bool head = false) {
+    auto self = derived().shared_from_this();
+    auto once = std::make_shared<std::atomic<bool>>(false);
+    return [self, once, version, keep_alive, head](Response res) {
+      if (once->exchange(true)) return;
+      res.version(version);
+      if (!keep_alive) res.keep_alive(false);
+      if (head) res.body().clear();
+      asio::dispatch(self->stream().get_executor(),
+                     [self, res = std::move(res)]() mutable { self->do_write(std::move(res)); });
+    };
+  }
+
   void on_read(beast::error_code ec) {
     if (read_timer_) read_timer_->cancel();
     if (timed_out_ && ec) ec = beast::error::timeout;
@@ -120,19 +252,7 @@ class HttpSession : public SessionBase {
     if (auto st = check_codings(req); !st) return send_error_and_close(st.error());
     const unsigned version = req.version();
     const bool keep_alive = req.keep_alive();
-    const bool head = req.method() == Verb::head;
-    auto self = derived().shared_from_this();
-    auto once = std::make_shared<std::atomic<bool>>(false);
-    Responder respond = [self, once, version, keep_alive, head](Response res) {
-      if (once->exchange(true)) return;
-      res.version(version);
-      if (!keep_alive) res.keep_alive(false);
-      // An answer to HEAD has the headers of the answer, Content-Length included, and
-      // no body.
-      if (head) res.body().clear();
-      asio::dispatch(self->stream().get_executor(),
-                     [self, res = std::move(res)]() mutable { self->do_write(std::move(res)); });
-    };
+    Responder respond = responder(version, keep_alive, req.method() == Verb::head);
     try {
       handler_(std::move(req), respond);
     } catch (const std::exception& e) {
@@ -169,6 +289,10 @@ class HttpSession : public SessionBase {
   Handler handler_;
   std::shared_ptr<Registry> registry_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  // A body being streamed into sink_ (open_body), a piece at a time through chunk_.
+  std::optional<bhttp::request_parser<bhttp::buffer_body>> stream_parser_;
+  std::shared_ptr<BodySink> sink_;
+  std::vector<char> chunk_;  // sized when a body is first streamed
   std::shared_ptr<Response> response_;
   std::optional<boost::asio::steady_timer> read_timer_;
   bool timed_out_ = false;

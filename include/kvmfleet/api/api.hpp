@@ -7,6 +7,7 @@
 #include "kvmfleet/http/types.hpp"
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace kvmfleet::api {
@@ -20,9 +21,15 @@ class Api {
   // The same over another route table (tests replace handlers with stubs).
   Api(Controller& service, Metrics& metrics, std::vector<Route> routes);
   void handle(http::Request&& req, http::Responder respond);
+  // For the server's open_body (http::BodyOpener): the sink of a route that streams its
+  // body (Route::open_body) once the request passes the checks handle() makes; nullptr
+  // for every other request, whose body is read whole and goes to handle().
+  Result<std::shared_ptr<http::BodySink>> open_body(const http::RequestHeader& header);
 
  private:
   void dispatch(Call& c);
+  // The checks every request passes, in order (see dispatch): its route, or the refusal.
+  Result<const Route*> admit(Call& c, std::optional<Router::Match>& match);
 
   Controller& service_;
   Metrics& metrics_;

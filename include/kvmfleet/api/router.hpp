@@ -42,18 +42,23 @@ inline bool allowed(Role role, Need need) {
 
 struct Call;  // one request in flight (src/api/call.hpp)
 using Handler = void (*)(Controller& svc, Call& c);
+// For a route whose body may be of any size: the sink its body streams into once the
+// header passed every check (see Api::open_body); `handle` then serves the same route
+// when its body was read whole.
+using BodyOpener = Result<std::shared_ptr<http::BodySink>> (*)(Controller& svc, Call& c);
 
 // One route. A pattern's segments are literals or parameters named after their kind:
 // {vm} (a VM id or name), {host} (a host name), {operation} (an operation id), {pool}
 // (a storage pool name), {volume} (a volume id or name), {snapshot} (a snapshot id or
-// name), {token} (a token id). The router checks each parameter by its kind before the
-// handler runs, and refuses query keys not in `query`; "wait" is validated as well.
+// name), {token} (a token id), {image} (an image name). The router checks each parameter by its
+// kind before the handler runs, and refuses query keys not in `query`; "wait" is validated as well.
 struct Route {
   http::Verb method;
   std::string_view pattern;
   Need need;
   std::vector<std::string_view> query;
   Handler handle;
+  BodyOpener open_body = nullptr;  // set: the body is streamed (see BodyOpener)
 };
 
 // Checks a bound path parameter against its kind: the 400 answer for a malformed one.

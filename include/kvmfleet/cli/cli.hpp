@@ -9,8 +9,9 @@
 namespace kvmfleet::cli {
 
 struct Environment {
-  std::string url;    // KVMFLEET_URL
-  std::string token;  // KVMFLEET_TOKEN
+  std::string url;        // KVMFLEET_URL
+  std::string token;      // KVMFLEET_TOKEN
+  bool terminal = false;  // stderr is a terminal: uploads show their progress there
 };
 
 // Runs `kvmfleet ARGS...` against the API through `client`; returns the exit code

@@ -12,6 +12,8 @@
 #include "kvmfleet/core/operation_runner.hpp"
 #include "kvmfleet/core/operations.hpp"
 #include "kvmfleet/hosts/host_service.hpp"
+#include "kvmfleet/images/image_service.hpp"
+#include "kvmfleet/images/image_tool.hpp"
 #include "kvmfleet/migration/migration_service.hpp"
 #include "kvmfleet/network/network_service.hpp"
 #include "kvmfleet/shared_storage/storage_monitor.hpp"
@@ -20,14 +22,17 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <memory>
 #include <thread>
 
 namespace kvmfleet {
 
 class Controller {
  public:
+  // `image_tool`: qemu-img for checking images; null: the real one.
   Controller(ClusterState& state, AgentApi& agents, const ControllerConfig& config,
-             const Clock& clock, boost::asio::io_context& ioc);
+             const Clock& clock, boost::asio::io_context& ioc,
+             std::shared_ptr<images::ImageTool> image_tool = nullptr);
   ~Controller();
   Controller(const Controller&) = delete;
   Controller& operator=(const Controller&) = delete;
@@ -52,6 +57,7 @@ class Controller {
   StorageService& storage() { return storage_; }
   StorageMonitor& storage_monitor() { return storage_monitor_; }
   NetworkService& networks() { return networks_; }
+  images::ImageService& images() { return images_; }
 
  private:
   ClusterState& state_;
@@ -66,6 +72,9 @@ class Controller {
   StorageService storage_;
   StorageMonitor storage_monitor_;
   NetworkService networks_;
+  SystemProcessRunner image_processes_;
+  std::shared_ptr<images::ImageTool> image_tool_;
+  images::ImageService images_;
   Interrupt stop_ticking_;  // raised once, by stop()
   std::thread ticker_;
 };

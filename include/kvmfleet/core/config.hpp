@@ -23,6 +23,9 @@ struct ControllerConfig {
   std::string database_path = "/var/lib/kvmfleet/controller.db";
   // Written on first start when no admin token exists yet (mode 0600).
   std::string bootstrap_token_file = "/var/lib/kvmfleet/admin.token";
+  // Uploaded images (docs/images.md); empty: "image-store" beside the database.
+  std::string image_dir;
+  std::string resolved_image_dir() const;
   // Placement
   scheduler::Config scheduler;
   // Networks: VM NICs without a MAC get one under this prefix (three octets; QEMU's

@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -15,6 +17,9 @@ struct ClientResponse {
   unsigned status = 0;
   std::string body;
 };
+
+// Told the bytes of an upload sent so far and its total, after each piece.
+using UploadProgress = std::function<void(std::uint64_t sent, std::uint64_t total)>;
 
 // A blocking HTTP/1.1 JSON client. The narrow interface lets tests put a double in
 // place of the network.
@@ -26,6 +31,11 @@ class Client {
   virtual Result<ClientResponse> request(std::string_view method, const std::string& url,
                                          const std::string& bearer, const std::string& body,
                                          std::chrono::milliseconds timeout) = 0;
+  // PUTs the file at `path` as the body (application/octet-stream). This one reads the
+  // file whole and calls request(); BeastClient streams it a piece at a time.
+  virtual Result<ClientResponse> upload(const std::string& url, const std::string& bearer,
+                                        const std::string& path, const UploadProgress& progress,
+                                        std::chrono::milliseconds timeout);
 };
 
 // The real client on Boost.Beast: one connection per call ("Connection: close").
@@ -36,6 +46,11 @@ class BeastClient final : public Client {
   Result<ClientResponse> request(std::string_view method, const std::string& url,
                                  const std::string& bearer, const std::string& body,
                                  std::chrono::milliseconds timeout) override;
+  // Streams the file in pieces of 1 MiB, with a Content-Length; an answer the server
+  // gives before the whole body is sent (a refusal) is returned as any other.
+  Result<ClientResponse> upload(const std::string& url, const std::string& bearer,
+                                const std::string& path, const UploadProgress& progress,
+                                std::chrono::milliseconds timeout) override;
 
  private:
   std::string ca_file_;

@@ -20,6 +20,10 @@ struct ServerOptions {
   std::size_t max_queued_responses = 8;            // pipelining cap per connection
   std::string tls_cert_file;                       // both set: serve HTTPS
   std::string tls_key_file;
+  // Empty: every body is read whole, within body_limit. Set: asked for each request
+  // once its header is read (see BodyOpener); a body it streams has no size limit, and
+  // read_timeout then bounds the wait for each piece of it rather than the whole.
+  BodyOpener open_body;
 };
 
 // An HTTP/1.1 server in Beast's async shape: one strand per connection, a timeout on

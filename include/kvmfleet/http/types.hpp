@@ -6,7 +6,9 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
 #include <functional>
+#include <memory>
 #include <string_view>
 
 namespace kvmfleet::http {
@@ -22,6 +24,28 @@ using Verb = bhttp::verb;
 // be called exactly once. Handlers do no network I/O themselves.
 using Responder = std::function<void(Response)>;
 using Handler = std::function<void(Request&&, Responder)>;
+
+using RequestHeader = bhttp::request_header<>;
+
+// Where a streamed request body goes, chunk by chunk, instead of into memory: for the
+// few routes whose bodies may be of any size (an image upload). Its calls come one at a
+// time; exactly one of finish and abort ends it.
+class BodySink {
+ public:
+  virtual ~BodySink() = default;
+  // The next piece of the body. An error is answered (the connection then closes).
+  virtual kvmfleet::Status write(const char* data, std::size_t size) = 0;
+  // The whole body arrived: answer the request through `respond` (exactly once).
+  virtual void finish(Responder respond) = 0;
+  // The body ended early (the client closed or stalled past the read timeout), or a
+  // write failed: undo whatever the body made.
+  virtual void abort() = 0;
+};
+
+// Asked once a request's header has arrived: a sink to stream its body into, nullptr to
+// read the body whole (within the body limit) and hand it to the Handler as usual, or
+// the error that answers the request without reading its body.
+using BodyOpener = std::function<kvmfleet::Result<std::shared_ptr<BodySink>>(const RequestHeader&)>;
 
 // The one place where error categories become HTTP statuses.
 HttpStatus status_for(ErrorCode code);

@@ -1,0 +1,80 @@
+// /v1/images (docs/images.md; api/openapi.yaml is the contract).
+#include "handlers.hpp"
+
+#include "kvmfleet/images/image_service.hpp"
+
+namespace kvmfleet::api {
+namespace {
+
+// Streams one upload's pieces into the image, and answers once it ends.
+class UploadSink final : public http::BodySink {
+ public:
+  UploadSink(std::shared_ptr<Call> call, std::unique_ptr<images::Upload> upload)
+      : call_(std::move(call)), upload_(std::move(upload)) {}
+
+  Status write(const char* data, std::size_t size) override { return upload_->write(data, size); }
+  void finish(http::Responder respond) override {
+    call_->respond = std::move(respond);
+    answer(*call_, upload_->finish());
+  }
+  void abort() override { upload_->abort(); }
+
+  static void answer(Call& c, const Result<images::Image>& image) {
+    if (!image) return c.fail(image.error());
+    c.ok(HttpStatus::ok, images::to_json(*image));
+  }
+
+ private:
+  std::shared_ptr<Call> call_;
+  std::unique_ptr<images::Upload> upload_;
+};
+
+}  // namespace
+
+void list_images(Controller& svc, Call& c) {
+  json items = json::array();
+  for (const auto& image : svc.images().list()) items.push_back(images::to_json(image));
+  c.ok(HttpStatus::ok, {{"items", std::move(items)}});
+}
+
+void create_image(Controller& svc, Call& c) {
+  auto body = body_of(c);
+  if (!body) return c.fail(body.error());
+  auto req = images::parse_image_create(*body);
+  if (!req) return c.fail(req.error());
+  auto image = svc.images().create(*req);
+  if (!image) return c.fail(image.error());
+  auto res = http::json_response(HttpStatus::created, images::to_json(*image), c.req.version(),
+                                 c.req.keep_alive());
+  res.set(http::bhttp::field::location, "/v1/images/" + image->name);
+  c.reply(std::move(res));
+}
+
+void get_image(Controller& svc, Call& c) {
+  auto image = svc.images().get(c.param("image"));
+  if (!image) return c.fail(image.error());
+  c.ok(HttpStatus::ok, images::to_json(*image));
+}
+
+void delete_image(Controller& svc, Call& c) {
+  if (auto st = svc.images().remove(c.param("image")); !st) return c.fail(st.error());
+  c.ok(HttpStatus::ok, json::object());
+}
+
+// The body already read whole (a server without open_body, or a small one).
+void upload_image(Controller& svc, Call& c) {
+  auto upload = svc.images().begin_upload(c.param("image"));
+  if (!upload) return c.fail(upload.error());
+  const std::string& body = c.req.body();
+  if (auto st = (*upload)->write(body.data(), body.size()); !st) return c.fail(st.error());
+  UploadSink::answer(c, (*upload)->finish());
+}
+
+Result<std::shared_ptr<http::BodySink>> open_image_upload(Controller& svc, Call& c) {
+  auto upload = svc.images().begin_upload(c.param("image"));
+  if (!upload) return upload.error();
+  return std::shared_ptr<http::BodySink>(
+      std::make_shared<UploadSink>(c.shared_from_this(), std::move(*upload)));
+}
+
+}  // namespace kvmfleet::api
