@@ -104,6 +104,12 @@ class HttpSession : public SessionBase {
   // whole as without open_body.
   void on_header(beast::error_code ec) {
     if (ec) return on_read(ec);
+    // A body in a coding the handlers cannot read is refused before any of it is read,
+    // streamed or not.
+    if (auto st = check_codings(parser_->get()); !st) {
+      if (read_timer_) read_timer_->cancel();
+      return send_error_and_close(st.error());
+    }
     auto sink = options_.open_body(parser_->get().base());
     if (!sink) {
       if (read_timer_) read_timer_->cancel();

@@ -502,8 +502,11 @@ TEST_F(MigrationE2E, ACopyStartedElsewhereWhileTheRecordedHostIsCutOffIsASuspect
   EXPECT_EQ(stop.error().details.value("reason", ""), "suspected_double_run");
   auto list = api("GET", "/v1/vms");
   ASSERT_TRUE(list.ok());
-  for (const auto& item : (*list)["items"])
-    if (item["name"] == "dr1") EXPECT_FALSE(item["suspected_double_run"].is_null());
+  for (const auto& item : (*list)["items"]) {
+    if (item["name"] == "dr1") {
+      EXPECT_FALSE(item["suspected_double_run"].is_null());
+    }
+  }
 
   // The link heals: mig-a reports it running too. Still two copies: still suspected.
   ASSERT_TRUE(lab_->heal_host(hosts_["mig-a"]).ok());

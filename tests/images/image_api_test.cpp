@@ -229,6 +229,20 @@ TEST_F(ImageApiTest, ATruncatedUploadLeavesNoImage) {
   EXPECT_EQ(call("GET", "/v1/images/cut", viewer_).status, 404u);
 }
 
+TEST_F(ImageApiTest, AnUploadInAContentCodingIsRefusedAndLeavesNoImage) {
+  ASSERT_EQ(call("POST", "/v1/images", operator_, R"({"name":"gz"})").status, 201u);
+  auto s = connect();
+  asio::write(s, asio::buffer(header("PUT", "/v1/images/gz/data", operator_,
+                                     "Content-Encoding: gzip\r\nContent-Length: 1000\r\n")));
+  asio::write(s, asio::buffer(some_data(1000)));
+  const auto r = read_reply(s);
+  EXPECT_EQ(r.status, 415u);
+  EXPECT_EQ(r.body["error"]["code"], "unsupported_media_type");
+  // Nothing of the body was stored: the record still waits for its data.
+  EXPECT_EQ(ctl_->images().get("gz")->state, ImageState::uploading);
+  EXPECT_EQ(files_in(store()), (std::vector<std::string>{"gz.json"}));
+}
+
 TEST_F(ImageApiTest, AWrongSha256LeavesNoImage) {
   ASSERT_EQ(call("POST", "/v1/images", operator_,
                  json{{"name", "w1"}, {"sha256", sha256_hex("something else")}}.dump())

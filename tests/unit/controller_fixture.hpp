@@ -60,14 +60,28 @@ class ControllerTest : public ::testing::Test {
   void host_up(const std::string& name, int cpus = 4, std::int64_t mem = 8192) {
     auto r = ctl_->hosts().register_host(name, "http://127.0.0.1:1");
     ASSERT_TRUE(r.ok());
+    HostInventory inv = inventory_of(name, cpus, mem);
+    agents_.address_of[inv.migration_address] = name;
+    Principal agent{"a", "host:" + name, Role::agent, name};
+    ASSERT_TRUE(ctl_->hosts().heartbeat(agent, name, "", inv).ok());
+  }
+  // What host_up's host reports of itself.
+  static HostInventory inventory_of(const std::string& name, int cpus = 4,
+                                    std::int64_t mem = 8192) {
     HostInventory inv;
     inv.cpus = cpus;
     inv.memory_total_mib = mem;
     inv.domain_type = "kvm";
     inv.migration_address = "10.0.0." + std::to_string(name.size() + name.back());
-    agents_.address_of[inv.migration_address] = name;
-    Principal agent{"a", "host:" + name, Role::agent, name};
-    ASSERT_TRUE(ctl_->hosts().heartbeat(agent, name, "", inv).ok());
+    return inv;
+  }
+  // A heartbeat from `host`'s agent listing `domains`, its listing begun at `stamp`.
+  Status heartbeat(const std::string& host, std::vector<DomainStatus> domains,
+                   ReportStamp stamp = {}) {
+    HostInventory inv = inventory_of(host);
+    inv.domains = std::move(domains);
+    inv.stamp = std::move(stamp);
+    return ctl_->hosts().heartbeat({"a", "host:" + host, Role::agent, host}, host, "", inv);
   }
 
   // Runs simulated time until the operation ends: every wait of the operations (polls,

@@ -608,13 +608,7 @@ class RestartedControllerTest : public ControllerTest {
   }
   DomainStatus running() { return {id_, "web1", "running", true, 1, true}; }
   Status beat(const std::string& host, std::vector<DomainStatus> domains) {
-    HostInventory inv;
-    inv.cpus = 4;
-    inv.memory_total_mib = 8192;
-    inv.domain_type = "kvm";
-    inv.migration_address = "10.0.0." + std::to_string(host.size() + host.back());
-    inv.domains = std::move(domains);
-    return ctl_->hosts().heartbeat({"a", "host:" + host, Role::agent, host}, host, "", inv);
+    return heartbeat(host, std::move(domains));
   }
   // A new controller process, `away` after the old one stopped.
   void restart(std::chrono::milliseconds away) {

@@ -29,14 +29,9 @@ class DoubleRunTest : public testing_support::ControllerTest {
 
   // A heartbeat listing web1 in `state` (empty: not listed).
   Status beat(const std::string& host, const std::string& state) {
-    HostInventory inv;
-    inv.cpus = 4;
-    inv.memory_total_mib = 8192;
-    inv.domain_type = "kvm";
-    inv.migration_address = "10.0.0." + std::to_string(host.size() + host.back());
-    inv.stamp = agents_.next_stamp(host);
-    if (!state.empty()) inv.domains.push_back({id_, "web1", state, true, 1, true});
-    return ctl_->hosts().heartbeat({"a", "host:" + host, Role::agent, host}, host, "", inv);
+    std::vector<DomainStatus> domains;
+    if (!state.empty()) domains.push_back({id_, "web1", state, true, 1, true});
+    return heartbeat(host, std::move(domains), agents_.next_stamp(host));
   }
   // node1 falls silent: only node2 heartbeats while the timeout passes.
   void cut_off_node1() {

@@ -30,14 +30,9 @@ class ReportOrderTest : public testing_support::ControllerTest {
 
   // A heartbeat from `host` whose listing began at `stamp`; `state` empty: web1 absent.
   Status beat(const std::string& host, const ReportStamp& stamp, const std::string& state) {
-    HostInventory inv;
-    inv.cpus = 4;
-    inv.memory_total_mib = 8192;
-    inv.domain_type = "kvm";
-    inv.migration_address = "10.0.0." + std::to_string(host.size() + host.back());
-    inv.stamp = stamp;
-    if (!state.empty()) inv.domains.push_back({vm("web1").id, "web1", state, true, 1, true});
-    return ctl_->hosts().heartbeat(agent(host), host, "", inv);
+    std::vector<DomainStatus> domains;
+    if (!state.empty()) domains.push_back({vm("web1").id, "web1", state, true, 1, true});
+    return heartbeat(host, std::move(domains), stamp);
   }
   Status event(const std::string& host, const ReportStamp& stamp, const std::string& state) {
     return ctl_->hosts().domain_events(agent(host), host,
