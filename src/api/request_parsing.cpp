@@ -567,6 +567,20 @@ Result<HostInventory> parse_inventory(const nlohmann::json& j) {
   if (!free) return at(free.take_error(), p);
   inv.memory_free_mib = *free;
   if (auto st = read_stamp(j, p, inv.stamp); !st) return st.take_error();
+  if (auto links = j.find("links"); links != j.end() && !links->is_null()) {
+    if (!links->is_array() || links->size() > kMaxInventoryLinks)
+      return invalid("inventory.links must be an array of at most 4096 links",
+                     {{"field", "inventory.links"}});
+    for (std::size_t i = 0; i < links->size(); ++i) {
+      const std::string where = p + "links[" + std::to_string(i) + "]";
+      try {
+        // HostLink's reader checks the name and kind (model/network.cpp).
+        inv.links.push_back((*links)[i].get<HostLink>());
+      } catch (const std::exception&) {
+        return invalid(where + " is malformed", {{"field", where}});
+      }
+    }
+  }
   auto it = j.find("domains");
   if (it == j.end() || it->is_null()) return inv;
   if (!it->is_array() || it->size() > kMaxInventoryDomains)

@@ -327,6 +327,37 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(del("/v1/networks/mgmt", "/v1/networks/{name}", admin).status, 200u);
   EXPECT_EQ(del("/v1/networks/mgmt", "/v1/networks/{name}", admin).status, 404u);
 
+  // ---- images ----------------------------------------------------------------------------
+  // A record, then its data streamed in and checked with the real qemu-img.
+  auto image = post("/v1/images", "/v1/images", operator_token, {{"name", "disk1"}});
+  EXPECT_EQ(image.status, 201u) << image.body;
+  EXPECT_EQ(image.json().value("state", ""), "uploading") << image.body;
+  EXPECT_EQ(post("/v1/images", "/v1/images", operator_token, {{"name", "disk1"}}).status, 409u);
+  EXPECT_EQ(post("/v1/images", "/v1/images", viewer_token, {{"name", "x1"}}).status, 403u);
+  EXPECT_EQ(
+      post("/v1/images", "/v1/images", operator_token, {{"name", "x1"}, {"sha256", "12"}}).status,
+      400u);
+  auto upload = [&](const std::string& name, const std::string& token) {
+    return send({.method = "PUT",
+                 .target = "/v1/images/" + name + "/data",
+                 .path_template = "/v1/images/{name}/data",
+                 .token = token,
+                 .body = std::string(64 * 1024, '\0'),
+                 .content_type = "application/octet-stream"});
+  };
+  EXPECT_EQ(upload("disk1", viewer_token).status, 403u);
+  EXPECT_EQ(upload("ghost", operator_token).status, 404u);
+  auto uploaded = upload("disk1", operator_token);
+  EXPECT_EQ(uploaded.status, 200u) << uploaded.body;
+  EXPECT_EQ(uploaded.json().value("state", ""), "ready") << uploaded.body;
+  EXPECT_EQ(upload("disk1", operator_token).status, 409u);
+  EXPECT_EQ(get("/v1/images", "/v1/images", viewer_token).status, 200u);
+  EXPECT_EQ(get("/v1/images/disk1", "/v1/images/{name}", viewer_token).status, 200u);
+  EXPECT_EQ(get("/v1/images/ghost", "/v1/images/{name}", viewer_token).status, 404u);
+  EXPECT_EQ(del("/v1/images/disk1", "/v1/images/{name}", viewer_token).status, 403u);
+  EXPECT_EQ(del("/v1/images/disk1", "/v1/images/{name}", operator_token).status, 200u);
+  EXPECT_EQ(del("/v1/images/disk1", "/v1/images/{name}", operator_token).status, 404u);
+
   auto hosts = get("/v1/hosts", "/v1/hosts", viewer_token);
   ASSERT_EQ(hosts.status, 200u);
   ASSERT_EQ(hosts.json()["items"].size(), 1u);

@@ -37,6 +37,7 @@ std::string sample(std::string_view kind) {
   if (kind == "volume") return "vol1";
   if (kind == "snapshot") return "snap1";
   if (kind == "network") return "lab";
+  if (kind == "image") return "img1";
   throw std::logic_error("no sample for " + std::string(kind));
 }
 
@@ -133,7 +134,8 @@ TEST(Router, ChecksEachParameterByItsKind) {
                         Case{"volume", uuid.c_str(), "Vol_1", "bad volume id or name"},
                         Case{"snapshot", "s1", "Snap_1", "bad snapshot id or name"},
                         Case{"token", uuid.c_str(), "kvf_x", "bad token id"},
-                        Case{"network", "lab", "Lab_1", "bad network name"}}) {
+                        Case{"network", "lab", "Lab_1", "bad network name"},
+                        Case{"image", "img1", "Img..1", "bad image name"}}) {
     SCOPED_TRACE(k.kind);
     EXPECT_TRUE(api::check_path_param(k.kind, k.good).ok());
     auto bad = api::check_path_param(k.kind, k.bad);

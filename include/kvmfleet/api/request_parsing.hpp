@@ -104,6 +104,7 @@ Result<bool> query_bool(const std::map<std::string, std::string>& q, const std::
 // of its type and in range, each domain with a canonical uuid and a VM state's name.
 // Fields the controller does not read are left to the model.
 inline constexpr std::size_t kMaxInventoryDomains = 4096;
+inline constexpr std::size_t kMaxInventoryLinks = 4096;
 Result<HostInventory> parse_inventory(const nlohmann::json& j);
 
 // POST /v1/agent/events: a domain event's state is a VM state's name or "undefined".
