@@ -98,6 +98,15 @@ class ControllerTest : public ::testing::Test {
     return op.value_or(Operation{});
   }
 
+  // Creates VM `name` pinned to `host` (started or only defined) and waits for it.
+  void create_on(const std::string& name, const std::string& host, bool start = true) {
+    VmSpec s = spec(name);
+    s.pinned_host = host;
+    auto c = ctl_->vms().create_vm(admin(), s, start, {});
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    ASSERT_EQ(wait_done(c->operation.id).state, OpState::succeeded);
+  }
+
   // Records a state as if observed (a report the controller has not acted on yet).
   void record_vm_state(const std::string& name, VmState s) {
     ASSERT_TRUE(state_

@@ -17,11 +17,7 @@ class DoubleRunTest : public testing_support::ControllerTest {
   void SetUp() override {
     ControllerTest::SetUp();
     start_with_two_hosts();
-    VmSpec s = spec("web1");
-    s.pinned_host = "node1";
-    auto c = ctl_->vms().create_vm(admin(), s, true, {});
-    ASSERT_TRUE(c.ok()) << c.error().message;
-    ASSERT_EQ(wait_done(c->operation.id).state, OpState::succeeded);
+    create_on("web1", "node1");
     id_ = vm("web1").id;
     ASSERT_TRUE(beat("node1", "running").ok());
     ASSERT_TRUE(beat("node2", "").ok());

@@ -20,13 +20,7 @@ class ReportOrderTest : public testing_support::ControllerTest {
   }
 
   // Creates web1 on node1, started or only defined.
-  void create(bool start) {
-    VmSpec s = spec("web1");
-    s.pinned_host = "node1";
-    auto c = ctl_->vms().create_vm(admin(), s, start, {});
-    ASSERT_TRUE(c.ok()) << c.error().message;
-    ASSERT_EQ(wait_done(c->operation.id).state, OpState::succeeded);
-  }
+  void create(bool start) { create_on("web1", "node1", start); }
 
   // A heartbeat from `host` whose listing began at `stamp`; `state` empty: web1 absent.
   Status beat(const std::string& host, const ReportStamp& stamp, const std::string& state) {
