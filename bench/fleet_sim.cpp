@@ -124,8 +124,9 @@ int usage() {
          "  --preset H   H hosts and 25 VMs per host (100/2,500 ... 2,000/50,000)\n"
          "  --steady-s   window with heartbeats only (controller CPU/RSS, heartbeat latency)\n"
          "  --get-s      window with a GET load as well (GET /v1/hosts, GET /v1/vms)\n"
-         "  --smoke      exit 1 unless all hosts came up, all VMs were created and no\n"
-         "               host left `up` (no timing is checked)\n";
+         "  --smoke      exit 1 unless all hosts came up, all VMs were created, no host\n"
+         "               left `up` and the controller logged no VM as changed outside\n"
+         "               kvmfleet or undefined (no timing is checked)\n";
   return 2;
 }
 
@@ -306,6 +307,13 @@ struct SimHost {
 
   std::atomic<long> agent_calls{0};
 
+  // The agent's report clock (agent/report_clock.hpp): one run name per simulated agent
+  // and a counter, under mu. A heartbeat is stamped before it lists the domains, an
+  // answer after its action, an event when it is queued.
+  std::string run;
+  std::uint64_t seq = 0;
+  kvmfleet::ReportStamp next_stamp() { return {run, ++seq}; }
+
   // Lifecycle events waiting to be posted, as the agent's libvirt event callback queues
   // them; the host's heartbeat coroutine (on `strand`) posts them and `wake` cuts its
   // wait short.
@@ -319,7 +327,8 @@ struct SimHost {
                       {"name", d.name},
                       {"state", state},
                       {"reason", reason},
-                      {"at", kvmfleet::format_time(std::chrono::system_clock::now())}});
+                      {"at", kvmfleet::format_time(std::chrono::system_clock::now())},
+                      {"stamp", next_stamp()}});
     if (strand && wake) asio::post(*strand, [t = wake.get()] { t->cancel(); });
   }
 
@@ -336,6 +345,7 @@ struct SimHost {
     inv.migration_address = "127.0.0.1";
     std::int64_t used = 0;
     std::lock_guard lk(mu);
+    inv.stamp = next_stamp();
     inv.domains.reserve(domains.size());
     for (const auto& [_, d] : domains) {
       inv.domains.push_back(d.status);
@@ -370,6 +380,12 @@ Response ok_text(const Request& req, std::string text) {
                                        req.keep_alive());
 }
 
+// An answer about a domain, stamped after the action (h.mu held).
+kvmfleet::DomainStatus stamped(SimHost& h, kvmfleet::DomainStatus d) {
+  d.stamp = h.next_stamp();
+  return d;
+}
+
 // Answers one agent call for host `h`.
 Response agent_call(SimHost& h, const Options& o, const Request& req) {
   ++h.agent_calls;
@@ -393,7 +409,7 @@ Response agent_call(SimHost& h, const Options& o, const Request& req) {
     std::lock_guard lk(h.mu);
     auto it = h.domains.find(uuid);
     if (it == h.domains.end()) return error_of(req, kvmfleet::not_found("no such domain"));
-    return ok_text(req, kvmfleet::http::json_text(json(it->second.status)));
+    return ok_text(req, kvmfleet::http::json_text(json(stamped(h, it->second.status))));
   }
   if (!post) return error_of(req, kvmfleet::not_found("no such agent endpoint"));
 
@@ -427,7 +443,7 @@ Response agent_call(SimHost& h, const Options& o, const Request& req) {
     d.status.generation = spec.generation;
     d.memory_mib = spec.memory_mib;
     h.queue_event(d.status, "stopped", added ? "defined:added" : "defined:updated");
-    answer = d.status;
+    answer = stamped(h, d.status);
   } else {
     auto it = h.domains.find(uuid);
     if (it == h.domains.end()) {
@@ -440,13 +456,13 @@ Response agent_call(SimHost& h, const Options& o, const Request& req) {
       if (it->second.status.state != "running")
         h.queue_event(it->second.status, "running", "started:booted");
       it->second.status.state = "running";
-      answer = it->second.status;
+      answer = stamped(h, it->second.status);
     } else if (action == "shutdown" || action == "destroy") {
       if (it->second.status.state != "stopped")
         h.queue_event(it->second.status, "stopped",
                       action == "destroy" ? "stopped:destroyed" : "stopped:shutdown");
       it->second.status.state = "stopped";
-      answer = it->second.status;
+      answer = stamped(h, it->second.status);
     } else if (action == "undefine") {
       if (it->second.status.state == "running")
         return error_of(req, kvmfleet::conflict("domain is running"));
@@ -678,6 +694,7 @@ void Bench::start_agents() {
     std::snprintf(name, sizeof name, "sim-%05d", i);
     h->name = name;
     h->host_uuid = lower_uuid_v4(rng);
+    h->run = lower_uuid_v4(rng);
     kvmfleet::http::ServerOptions so;
     so.address = "127.0.0.1";
     so.port = 0;
@@ -718,10 +735,13 @@ asio::awaitable<int> Bench::register_hosts() {
     }
   };
   auto remaining = std::make_shared<std::atomic<int>>(kWorkers);
-  asio::steady_timer t(co_await asio::this_coro::executor);
+  // The executor in a variable of its own: GCC 12 miscompiles a co_await inside the
+  // argument list of a call that also builds temporaries (the completion handler ran
+  // twice and the wait below outlived the workers by the 30 s timeout).
+  const auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer t(executor);
   for (int w = 0; w < kWorkers; ++w)
-    asio::co_spawn(co_await asio::this_coro::executor, worker(),
-                   [remaining](std::exception_ptr) { --*remaining; });
+    asio::co_spawn(executor, worker(), [remaining](std::exception_ptr) { --*remaining; });
   while (*remaining > 0) {
     t.expires_after(20ms);
     co_await t.async_wait(asio::use_awaitable);
@@ -1117,7 +1137,8 @@ int Bench::run(const std::string& command_line) {
                       for (long v : false_transitions_) t += v;
                       return t == 0;
                     }() &&
-                    log_unreachable_ == 0 && log_down_ == 0 && hosts_polls_ > 0;
+                    log_unreachable_ == 0 && log_down_ == 0 && log_changed_outside_ == 0 &&
+                    log_not_defined_ == 0 && hosts_polls_ > 0;
     std::printf("smoke: %s\n", ok ? "ok" : "FAILED");
     if (!ok) rc = 1;
   }
