@@ -7,21 +7,41 @@ namespace kvmfleet::api {
 namespace {
 
 std::optional<json> host_view_of(Controller& svc, const std::string& name) {
-  return svc.state().read([&](const ClusterState::Data& d) -> std::optional<json> {
+  auto facts = svc.state().read([&](const ClusterState::Data& d) -> std::optional<HostFacts> {
     const Host* h = d.find_host(name);
-    return h ? std::optional<json>(host_view(*h, d)) : std::nullopt;
+    return h ? std::optional<HostFacts>(host_facts(*h, d)) : std::nullopt;
   });
+  return facts ? std::optional<json>(host_view(*facts)) : std::nullopt;
 }
 
 }  // namespace
 
+// A page of hosts by name. Only the page's records are copied under the state's read
+// lock (heartbeats wait for it to apply); the JSON is built after it is released.
 void list_hosts(Controller& svc, Call& c) {
-  json items = svc.state().read([](const ClusterState::Data& d) {
-    json a = json::array();
-    for (const auto& [_, h] : d.hosts) a.push_back(host_view(h, d));
-    return a;
+  auto limit = query_int(c.query, "limit", 100, 1, 1000);
+  if (!limit) return c.fail(limit.error());
+  const std::string cursor = c.query.count("cursor") ? c.query.at("cursor") : "";
+  if (!cursor.empty() && !is_valid_name(cursor))
+    return c.fail(invalid("bad cursor", {{"parameter", "cursor"}}));
+  std::string next;
+  auto page = svc.state().read([&](const ClusterState::Data& d) {
+    std::vector<HostFacts> facts;
+    // The cursor is the last name of the previous page.
+    auto it = cursor.empty() ? d.hosts.begin() : d.hosts.upper_bound(cursor);
+    for (; it != d.hosts.end(); ++it) {
+      if (static_cast<int>(facts.size()) == *limit) {
+        next = facts.back().host.name;
+        break;
+      }
+      facts.push_back(host_facts(it->second, d));
+    }
+    return facts;
   });
-  c.ok(HttpStatus::ok, {{"items", items}});
+  json items = json::array();
+  for (const auto& f : page) items.push_back(host_view(f));
+  c.ok(HttpStatus::ok,
+       {{"items", std::move(items)}, {"next_cursor", next.empty() ? json(nullptr) : json(next)}});
 }
 
 void register_host(Controller& svc, Call& c) {

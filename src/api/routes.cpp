@@ -22,7 +22,7 @@ const std::vector<Route>& routes() {
       {delete_, "/v1/tokens/{token}", admin, {}, delete_token},
 
       // hosts
-      {get, "/v1/hosts", viewer, {}, list_hosts},
+      {get, "/v1/hosts", viewer, {"limit", "cursor"}, list_hosts},
       {post, "/v1/hosts", admin, {}, register_host},
       {get, "/v1/hosts/{host}", viewer, {}, get_host},
       {patch, "/v1/hosts/{host}", admin, {}, patch_host},

@@ -38,16 +38,23 @@ json vm_view(const Vm& vm) {
           {"updated_at", format_time(vm.updated_at)}};
 }
 
-json host_view(const Host& h, const ClusterState::Data& data) {
-  const auto& usage = data.usage_of(h.name);
-  const std::int64_t mem = usage.memory_mib;
-  const int vcpus = usage.vcpus, count = usage.vm_count;
+HostFacts host_facts(const Host& h, const ClusterState::Data& data) {
+  HostFacts f{h, data.usage_of(h.name), {}};
+  f.domain_known.reserve(h.inventory.domains.size());
+  for (const auto& d : h.inventory.domains)
+    f.domain_known.push_back(data.find_vm(d.uuid) != nullptr);
+  return f;
+}
+
+json host_view(const HostFacts& f) {
+  const Host& h = f.host;
   json unmanaged = json::array();
   // Domains with kvmfleet's metadata but of no VM the controller has (made by another
   // controller, or left from a VM whose record was lost): shown, never adopted or deleted.
   json unknown = json::array();
-  for (const auto& d : h.inventory.domains) {
-    if (data.find_vm(d.uuid)) continue;
+  for (std::size_t i = 0; i < h.inventory.domains.size(); ++i) {
+    const auto& d = h.inventory.domains[i];
+    if (i < f.domain_known.size() && f.domain_known[i]) continue;
     (d.managed ? unknown : unmanaged)
         .push_back({{"name", d.name}, {"uuid", d.uuid}, {"state", d.state}});
   }
@@ -63,9 +70,9 @@ json host_view(const Host& h, const ClusterState::Data& data) {
       {"cpu_model", inv.cpu_model},
       {"memory_total_mib", inv.memory_total_mib},
       {"memory_free_mib", inv.memory_free_mib},
-      {"memory_allocated_mib", mem},
-      {"vcpus_allocated", vcpus},
-      {"vm_count", count},
+      {"memory_allocated_mib", f.usage.memory_mib},
+      {"vcpus_allocated", f.usage.vcpus},
+      {"vm_count", f.usage.vm_count},
       {"libvirt_version", inv.libvirt_version},
       {"qemu_version", inv.qemu_version},
       {"domain_type", inv.domain_type},
@@ -74,6 +81,10 @@ json host_view(const Host& h, const ClusterState::Data& data) {
       {"last_heartbeat", h.last_heartbeat ? json(format_time(*h.last_heartbeat)) : json(nullptr)},
       {"storage", h.storage},
       {"created_at", format_time(h.created_at)}};
+}
+
+json host_view(const Host& h, const ClusterState::Data& data) {
+  return host_view(host_facts(h, data));
 }
 
 json operation_view(const Operation& op) {

@@ -30,12 +30,16 @@ void list_vms(Controller& svc, Call& c) {
   if (!state.empty() && !vm_state_from_string(state))
     return c.fail(invalid("unknown state", {{"parameter", "state"}}));
   // The page's body is made once per change of the VMs and served as is until the next
-  // one: this is the read that dashboards and scripts poll.
+  // one: this is the read that dashboards and scripts poll. On a miss only the page's
+  // records are copied under the state's read lock; the JSON is built after it.
   const std::string key = std::to_string(*limit) + "|" + cursor + "|" + host + "|" + state;
-  std::string body = svc.state().read([&](const ClusterState::Data& d) {
-    if (auto hit = c.pages.find(key, d.vms_version)) return std::move(*hit);
-    json items = json::array();
-    std::string next;
+  std::uint64_t version = 0;
+  std::optional<std::string> body;
+  std::vector<Vm> page;
+  std::string next;
+  svc.state().read([&](const ClusterState::Data& d) {
+    version = d.vms_version;
+    if ((body = c.pages.find(key, version))) return;
     // The cursor is the last name of the previous page: pages stay stable while VMs
     // are added or removed elsewhere in the list.
     auto it = cursor.empty() ? d.vm_ids.begin() : d.vm_ids.upper_bound(cursor);
@@ -43,19 +47,22 @@ void list_vms(Controller& svc, Call& c) {
       const Vm& vm = d.vms.at(it->second);
       if (!host.empty() && vm.host != host) continue;
       if (!state.empty() && to_string(vm.state) != state) continue;
-      if (static_cast<int>(items.size()) == *limit) {
-        next = items.back()["name"].get<std::string>();
+      if (static_cast<int>(page.size()) == *limit) {
+        next = page.back().spec.name;
         break;
       }
-      items.push_back(vm_view(vm));
+      page.push_back(vm);
     }
-    std::string text = http::json_text(json{
-        {"items", std::move(items)}, {"next_cursor", next.empty() ? json(nullptr) : json(next)}});
-    c.pages.put(key, d.vms_version, text);
-    return text;
   });
+  if (!body) {
+    json items = json::array();
+    for (const Vm& vm : page) items.push_back(vm_view(vm));
+    body = http::json_text(json{{"items", std::move(items)},
+                                {"next_cursor", next.empty() ? json(nullptr) : json(next)}});
+    c.pages.put(key, version, *body);
+  }
   c.reply(
-      http::json_response(HttpStatus::ok, std::move(body), c.req.version(), c.req.keep_alive()));
+      http::json_response(HttpStatus::ok, std::move(*body), c.req.version(), c.req.keep_alive()));
 }
 
 void create_vm(Controller& svc, Call& c) {

@@ -149,6 +149,21 @@ class Runner {
                                   timeout));
   }
 
+  // Every item of a paged list (`path` with its query, which ends in a parameter),
+  // following next_cursor to the last page: {"items": [...]}.
+  std::optional<json> list_all(const std::string& path) {
+    json all = json::array();
+    std::string cursor;
+    while (true) {
+      auto j = call("GET", path + (cursor.empty() ? "" : "&cursor=" + url_encode(cursor)));
+      if (!j) return std::nullopt;
+      for (auto& it : (*j)["items"]) all.push_back(std::move(it));
+      if (!j->contains("next_cursor") || !(*j)["next_cursor"].is_string()) break;
+      cursor = (*j)["next_cursor"].get<std::string>();
+    }
+    return json{{"items", std::move(all)}};
+  }
+
   // A call's answer: its JSON, or nothing once the failure is told on err_.
   std::optional<json> answer(const Result<http::ClientResponse>& r) {
     if (!r) {
@@ -285,7 +300,7 @@ class Runner {
     const std::vector<std::string> op_cols = {"id",       "kind", "state",
                                               "progress", "step", "created_at"};
     if (cmd == "hosts" && p.size() == 1) {
-      auto j = call("GET", "/v1/hosts");
+      auto j = list_all("/v1/hosts?limit=1000");
       return j ? show(*j, host_cols, &(*j)["items"]) : 1;
     }
     if (cmd == "host" && p.size() == 3 && p[1] == "get") {
@@ -310,18 +325,8 @@ class Runner {
       std::string q = "?limit=1000";
       if (a_.has("--host")) q += "&host=" + url_encode(a_.get("--host"));
       if (a_.has("--state")) q += "&state=" + url_encode(a_.get("--state"));
-      json all = json::array();
-      std::string cursor;
-      while (true) {
-        auto j =
-            call("GET", "/v1/vms" + q + (cursor.empty() ? "" : "&cursor=" + url_encode(cursor)));
-        if (!j) return 1;
-        for (auto& it : (*j)["items"]) all.push_back(it);
-        if ((*j)["next_cursor"].is_null()) break;
-        cursor = (*j)["next_cursor"].get<std::string>();
-      }
-      json page = {{"items", all}};
-      return show(page, vm_cols, &page["items"]);
+      auto j = list_all("/v1/vms" + q);
+      return j ? show(*j, vm_cols, &(*j)["items"]) : 1;
     }
     if (cmd == "vm" && p.size() == 3) {
       const std::string& action = p[1];

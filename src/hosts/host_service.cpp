@@ -28,6 +28,8 @@ HostService::HostService(ClusterState& state, const ControllerConfig& config, co
       started_at_(clock.now()),
       started_steady_(clock.steady_now()),
       lag_(config.liveness_lag_threshold, config.liveness_lag_grace),
+      // A window of two intervals holds about two heartbeats of every live host.
+      gaps_(config.heartbeat_interval, 2 * config.heartbeat_interval),
       guard_(GuardRules{config.liveness_guard_share, config.liveness_guard_min_hosts,
                         config.liveness_guard_window}) {}
 
@@ -114,7 +116,13 @@ Status HostService::heartbeat(const Principal& who, const std::string& host,
           std::lock_guard lk(mu_);
           lag_.observe(arrived.steady, processing);
           auto [it, fresh] = heard_.try_emplace(host, arrived.steady);
-          if (!fresh && it->second < arrived.steady) it->second = arrived.steady;
+          if (!fresh && it->second < arrived.steady) {
+            // Only an up host's gap tells how heartbeats travel now: one back from
+            // silence tells of its own absence.
+            if (h->state == HostState::up)
+              gaps_.arrived(host, arrived.steady, arrived.steady - it->second);
+            it->second = arrived.steady;
+          }
           guard_.heard(host);
         }
         // What is persisted: a host that was down (the store says so) coming back, and
@@ -267,6 +275,10 @@ void HostService::check_liveness() {
         // Spans older than any silence still judged are of no use.
         lag_.forget_before(
             steady - std::max<Clock::duration>(std::chrono::hours{1}, 2 * config_.down_after));
+        // Heartbeats arriving late across the cluster: held up on their way in, for
+        // that long (ArrivalGaps).
+        if (const auto late = gaps_.lateness(steady); late > Clock::duration{0})
+          lag_.observe(steady - late, steady);
         holding = lag_.holding(steady);
         // While the controller is behind, hosts' heartbeats may sit in its queues: no host
         // is declared anything.

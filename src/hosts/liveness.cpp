@@ -106,6 +106,28 @@ Clock::duration ControllerLag::take_recent_max() {
   return recent_lag_;
 }
 
+void ArrivalGaps::arrived(const std::string& host, Clock::steady_time_point at,
+                          Clock::duration gap) {
+  if (gap <= Clock::duration{0}) return;
+  samples_.push_back({at, gap, host});
+  ++hosts_[host];
+}
+
+Clock::duration ArrivalGaps::lateness(Clock::steady_time_point now) {
+  while (!samples_.empty() && now - samples_.front().at > window_) {
+    auto it = hosts_.find(samples_.front().host);
+    if (--it->second == 0) hosts_.erase(it);
+    samples_.pop_front();
+  }
+  if (static_cast<int>(hosts_.size()) < min_hosts_) return Clock::duration{0};
+  std::vector<Clock::duration> gaps;
+  gaps.reserve(samples_.size());
+  for (const auto& s : samples_) gaps.push_back(s.gap);
+  auto mid = gaps.begin() + static_cast<std::ptrdiff_t>(gaps.size() / 2);
+  std::nth_element(gaps.begin(), mid, gaps.end());
+  return std::max(*mid - Clock::duration(interval_), Clock::duration{0});
+}
+
 void MassFailureGuard::turned_unreachable(const std::string& host, Clock::steady_time_point at) {
   lost_[host] = at;
 }

@@ -273,6 +273,11 @@ TEST(PageCache, ServesAPageOnlyAtTheVersionItWasMadeAt) {
   EXPECT_FALSE(cache.find("a", 1).has_value());
   EXPECT_EQ(cache.find("b", 2), "two");
   EXPECT_EQ(cache.find("c", 2), "three");
+  // A page made from older data, finished after a newer one, does not replace it.
+  cache.put("c", 1, "stale");
+  EXPECT_EQ(cache.find("c", 2), "three");
+  cache.put("c", 3, "newer");
+  EXPECT_EQ(cache.find("c", 3), "newer");
 }
 
 TEST_F(ApiTest, WaitBlocksUntilTheOperationEnds) {
@@ -324,6 +329,34 @@ TEST_F(ApiTest, ListsPageWithACursorAndFilter) {
   EXPECT_EQ(call(http::Verb::get, "/v1/vms?state=running", viewer_).body["items"].size(), 0u);
   EXPECT_EQ(call(http::Verb::get, "/v1/vms?host=node1", viewer_).body["items"].size(), 5u);
   EXPECT_EQ(call(http::Verb::get, "/v1/vms?limit=0", viewer_).status, 400u);
+}
+
+TEST_F(ApiTest, HostsPageWithACursor) {
+  for (const char* name : {"node0", "node2", "node3"})
+    ASSERT_EQ(call(http::Verb::post, "/v1/hosts", admin_,
+                   std::string(R"({"name":")") + name + R"(","agent_url":"http://127.0.0.1:9"})")
+                  .status,
+              201u);
+  std::vector<std::string> seen;
+  std::string cursor;
+  int pages = 0;
+  do {
+    auto r = call(http::Verb::get,
+                  "/v1/hosts?limit=3" + (cursor.empty() ? "" : "&cursor=" + cursor), viewer_);
+    ASSERT_EQ(r.status, 200u);
+    for (auto& h : r.body["items"]) seen.push_back(h["name"]);
+    cursor = r.body["next_cursor"].is_null() ? "" : r.body["next_cursor"].get<std::string>();
+    ++pages;
+  } while (!cursor.empty());
+  EXPECT_EQ(pages, 2);
+  EXPECT_EQ(seen, (std::vector<std::string>{"node0", "node1", "node2", "node3"}));
+  // One page by default (100), with a null cursor on the last.
+  auto all = call(http::Verb::get, "/v1/hosts", viewer_);
+  EXPECT_EQ(all.body["items"].size(), 4u);
+  EXPECT_TRUE(all.body["next_cursor"].is_null());
+  EXPECT_EQ(call(http::Verb::get, "/v1/hosts?limit=0", viewer_).status, 400u);
+  EXPECT_EQ(call(http::Verb::get, "/v1/hosts?limit=1001", viewer_).status, 400u);
+  EXPECT_EQ(call(http::Verb::get, "/v1/hosts?cursor=Bad_Name", viewer_).status, 400u);
 }
 
 TEST_F(ApiTest, PlacementDryRunExplainsEveryHost) {

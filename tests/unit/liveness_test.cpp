@@ -166,6 +166,34 @@ TEST_F(LivenessTest, WhileHeartbeatsWaitInTheControllerNoHostIsDeclared) {
   EXPECT_EQ(state_of("node2"), HostState::unreachable);
 }
 
+TEST_F(LivenessTest, WhileHeartbeatsArriveLateEverywhereNoHostIsDeclared) {
+  // Agents beat every 2 s; the controller is starved and reads each host's heartbeat
+  // only every 5 s, so every heartbeat it sees comes 3 s late. node4 is silent: with
+  // every other host late too, that is no evidence against it.
+  const std::vector<std::string> late{"node1", "node2", "node3"};
+  for (const char* n : {"node1", "node2", "node3", "node4"}) host_up(n);
+  for (int s = 1; s <= 20; ++s) {
+    clock_.advance(1s);
+    if (s % 5 == 0) {
+      for (const auto& n : late) ASSERT_TRUE(beat(n).ok());
+    }
+    tick();
+    EXPECT_EQ(state_of("node4"), HostState::up) << "+" << s;
+    EXPECT_TRUE(s < 5 || hosts().liveness_status().holding) << "+" << s;
+  }
+  // Heartbeats arrive on time again: node4's silence counts from here on.
+  bool declared = false;
+  for (int s = 21; s <= 40 && !declared; ++s) {
+    clock_.advance(1s);
+    for (const auto& n : late) ASSERT_TRUE(beat(n).ok());
+    tick();
+    declared = state_of("node4") == HostState::unreachable;
+  }
+  EXPECT_TRUE(declared);
+  EXPECT_FALSE(hosts().liveness_status().holding);
+  for (const auto& n : late) EXPECT_EQ(state_of(n), HostState::up) << n;
+}
+
 TEST_F(LivenessTest, ShortWaitsAreNotLag) {
   host_up("node1");
   host_up("node2");
@@ -522,6 +550,37 @@ TEST(ControllerLagTest, OverlappingSpansCountOnceInAnyOrder) {
   lag.forget_before(t0 + 75s);
   EXPECT_EQ(lag.lagged_between(t0, t0 + 100s), 10s);
   EXPECT_EQ(lag.lag_total(), 69s);
+}
+
+TEST(ArrivalGapsTest, TheMedianGapOfSeveralHostsBeyondTheIntervalIsLateness) {
+  ArrivalGaps gaps(2s, 4s, 3);
+  const Clock::steady_time_point t0{std::chrono::hours{1}};
+  // On time: no lateness.
+  for (const char* h : {"a", "b", "c", "d"}) gaps.arrived(h, t0, 2s);
+  EXPECT_EQ(gaps.lateness(t0), 0s);
+  // One host back after a long gap among hosts on time: its own absence, not lateness.
+  gaps.arrived("e", t0 + 1s, 30s);
+  EXPECT_EQ(gaps.lateness(t0 + 1s), 0s);
+  // Most heartbeats 5 s apart: 3 s late.
+  for (const char* h : {"a", "b", "c", "d", "e"}) gaps.arrived(h, t0 + 5s, 5s);
+  EXPECT_EQ(gaps.lateness(t0 + 5s), 3s);
+  // Once those leave the window, nothing is late any more.
+  EXPECT_EQ(gaps.lateness(t0 + 10s), 0s);
+}
+
+TEST(ArrivalGapsTest, TooFewHostsSayNothing) {
+  ArrivalGaps gaps(2s, 4s, 3);
+  const Clock::steady_time_point t0{std::chrono::hours{1}};
+  gaps.arrived("a", t0, 9s);
+  gaps.arrived("b", t0, 9s);
+  gaps.arrived("a", t0 + 1s, 9s);
+  EXPECT_EQ(gaps.lateness(t0 + 1s), 0s);
+  gaps.arrived("c", t0 + 1s, 9s);
+  EXPECT_EQ(gaps.lateness(t0 + 1s), 7s);
+  // A gap that is not one (a heartbeat overtaken by a later one) is not counted.
+  gaps.arrived("d", t0 + 1s, -1s);
+  gaps.arrived("d", t0 + 1s, 0s);
+  EXPECT_EQ(gaps.lateness(t0 + 1s), 7s);
 }
 
 TEST(MassFailureGuardTest, TripsOnAShareWithinTheWindowAndReleasesWhenHeardAgain) {

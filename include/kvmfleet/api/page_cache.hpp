@@ -24,8 +24,11 @@ class PageCache {
     return it->second.body;
   }
 
+  // A page made from older data than the one kept is dropped (pages are built outside
+  // the state's lock, so two readers may finish out of order).
   void put(const std::string& key, std::uint64_t version, std::string body) {
     std::lock_guard lk(mu_);
+    if (auto it = pages_.find(key); it != pages_.end() && it->second.version > version) return;
     if (pages_.size() >= capacity_ && !pages_.count(key)) {
       std::erase_if(pages_, [&](const auto& p) { return p.second.version != version; });
       if (pages_.size() >= capacity_) pages_.clear();

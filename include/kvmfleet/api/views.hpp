@@ -10,6 +10,16 @@
 namespace kvmfleet::api {
 
 nlohmann::json vm_view(const Vm& vm);
+
+// What a host's view is made of: the host and what the data derives from its VMs,
+// copied under the state's read lock so that the JSON is built outside it.
+struct HostFacts {
+  Host host;
+  ClusterState::HostUsage usage;
+  std::vector<bool> domain_known;  // per inventory domain: a VM the controller has
+};
+HostFacts host_facts(const Host& host, const ClusterState::Data& data);
+nlohmann::json host_view(const HostFacts& facts);
 // `data` supplies what a host view derives from its VMs (allocations).
 nlohmann::json host_view(const Host& host, const ClusterState::Data& data);
 nlohmann::json operation_view(const Operation& op);

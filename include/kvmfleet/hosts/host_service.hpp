@@ -110,6 +110,7 @@ class HostService {
   // Arrival of each host's latest heartbeat, for the hosts heard since the start.
   std::map<std::string, Clock::steady_time_point> heard_;
   ControllerLag lag_;
+  ArrivalGaps gaps_;
   MassFailureGuard guard_;
   // The VMs of unreachable hosts as the store holds them (host → VM id → record), while
   // memory has them unknown: a host that flaps costs no store write (see check_liveness).

@@ -23,9 +23,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace kvmfleet {
@@ -80,6 +82,39 @@ class ControllerLag {
   Clock::steady_time_point hold_until_{};
   Clock::duration max_since_take_{0};
   Clock::duration recent_lag_{0};
+};
+
+// Late arrivals: the lag a starved controller cannot time itself. A heartbeat that waits
+// in the kernel's queues, or for a thread to read it, is timed only once it is read, so
+// the spans above miss that wait. What shows it is the gap between a host's heartbeat
+// and its previous one: agents send one every interval, so when most heartbeats arrive
+// later than that, they were held up on the way in, by the controller or by a network
+// every host shares. (When some hosts fail, the others' heartbeats still arrive on time,
+// and the median stays at the interval.) `lateness` is the median gap of the heartbeats
+// that arrived within the window, over at least `min_hosts` hosts, less the interval;
+// the liveness pass counts that much of the recent past as the controller's lag.
+class ArrivalGaps {
+ public:
+  ArrivalGaps(std::chrono::milliseconds interval, std::chrono::milliseconds window,
+              int min_hosts = 3)
+      : interval_(interval), window_(window), min_hosts_(min_hosts) {}
+
+  // `host`'s heartbeat arrived at `at`, `gap` after its previous one.
+  void arrived(const std::string& host, Clock::steady_time_point at, Clock::duration gap);
+  // How late heartbeats typically arrive now (zero when on time or too few hosts).
+  Clock::duration lateness(Clock::steady_time_point now);
+
+ private:
+  struct Sample {
+    Clock::steady_time_point at;
+    Clock::duration gap;
+    std::string host;
+  };
+  std::chrono::milliseconds interval_;
+  std::chrono::milliseconds window_;
+  int min_hosts_;
+  std::deque<Sample> samples_;                  // oldest first
+  std::unordered_map<std::string, int> hosts_;  // host → samples of it in samples_
 };
 
 struct GuardRules {
