@@ -35,52 +35,38 @@ std::optional<Volume> ClusterState::volume(const std::string& id_or_name) const 
 }
 
 const Vm* ClusterState::Data::find_vm(const std::string& id_or_name) const {
-  if (is_valid_uuid(id_or_name)) {
-    auto it = vms.find(id_or_name);
-    if (it != vms.end()) return &it->second;
-  }
+  if (is_valid_uuid(id_or_name))
+    if (const Vm* vm = vms.get(id_or_name)) return vm;
   auto n = vm_ids.find(id_or_name);
-  if (n == vm_ids.end()) return nullptr;
-  auto it = vms.find(n->second);
-  return it == vms.end() ? nullptr : &it->second;
+  return n == vm_ids.end() ? nullptr : vms.get(n->second);
 }
 
 const Host* ClusterState::Data::find_host(const std::string& name) const {
-  auto it = hosts.find(name);
-  return it == hosts.end() ? nullptr : &it->second;
+  return hosts.get(name);
 }
 
 const Operation* ClusterState::Data::find_operation(const std::string& id) const {
-  auto it = operations.find(id);
-  return it == operations.end() ? nullptr : &it->second;
+  return operations.get(id);
 }
 
 const TokenRecord* ClusterState::Data::find_token_by_hash(const std::string& hash) const {
   auto id = token_ids_.find(hash);
-  if (id == token_ids_.end()) return nullptr;
-  auto it = tokens.find(id->second);
-  return it == tokens.end() ? nullptr : &it->second;
+  return id == token_ids_.end() ? nullptr : tokens.get(id->second);
 }
 
 const Network* ClusterState::Data::find_network(const std::string& name) const {
-  auto it = networks.find(name);
-  return it == networks.end() ? nullptr : &it->second;
+  return networks.get(name);
 }
 
 const StoragePool* ClusterState::Data::find_pool(const std::string& name) const {
-  auto it = pools.find(name);
-  return it == pools.end() ? nullptr : &it->second;
+  return pools.get(name);
 }
 
 const Volume* ClusterState::Data::find_volume(const std::string& id_or_name) const {
-  if (is_valid_uuid(id_or_name)) {
-    auto it = volumes.find(id_or_name);
-    if (it != volumes.end()) return &it->second;
-  }
+  if (is_valid_uuid(id_or_name))
+    if (const Volume* v = volumes.get(id_or_name)) return v;
   auto n = volume_ids.find(id_or_name);
-  if (n == volume_ids.end()) return nullptr;
-  auto it = volumes.find(n->second);
-  return it == volumes.end() ? nullptr : &it->second;
+  return n == volume_ids.end() ? nullptr : volumes.get(n->second);
 }
 
 std::vector<const Volume*> ClusterState::Data::volumes_of(const VmSpec& spec) const {
@@ -223,82 +209,93 @@ void ClusterState::Data::index_operation(const Operation& op, int sign) {
   }
 }
 
-void ClusterState::Data::apply(const WriteBatch& b) {
+namespace {
+template <typename T>
+std::vector<std::shared_ptr<const T>> share_all(const std::vector<T>& records) {
+  std::vector<std::shared_ptr<const T>> out;
+  out.reserve(records.size());
+  for (const auto& r : records) out.push_back(std::make_shared<const T>(r));
+  return out;
+}
+}  // namespace
+
+ClusterState::SharedBatch::SharedBatch(const WriteBatch& b)
+    : batch(b),
+      hosts(share_all(b.put_hosts)),
+      vms(share_all(b.put_vms)),
+      operations(share_all(b.put_operations)),
+      tokens(share_all(b.put_tokens)),
+      pools(share_all(b.put_pools)),
+      volumes(share_all(b.put_volumes)),
+      networks(share_all(b.put_networks)) {}
+
+void ClusterState::Data::apply(const SharedBatch& s) {
+  const WriteBatch& b = s.batch;
   for (const auto& name : b.delete_hosts) {
-    auto it = hosts.find(name);
-    if (it == hosts.end()) continue;
-    index_host(it->second, -1);
-    hosts.erase(it);
+    const Host* h = hosts.get(name);
+    if (!h) continue;
+    index_host(*h, -1);
+    hosts.erase(name);
   }
-  for (const auto& h : b.put_hosts) {
-    auto [it, added] = hosts.try_emplace(h.name, h);
-    if (!added) {
-      index_host(it->second, -1);
-      it->second = h;
-    }
-    index_host(it->second, +1);
+  for (const auto& h : s.hosts) {
+    if (const Host* old = hosts.get(h->name)) index_host(*old, -1);
+    hosts.put(h->name, h);
+    index_host(*h, +1);
   }
   for (const auto& id : b.delete_vms) {
-    auto it = vms.find(id);
-    if (it == vms.end()) continue;
-    index_vm(it->second, -1);
-    vm_ids.erase(it->second.spec.name);
-    vms.erase(it);
+    const Vm* vm = vms.get(id);
+    if (!vm) continue;
+    index_vm(*vm, -1);
+    vm_ids.erase(vm->spec.name);
+    vms.erase(id);
   }
   if (!b.put_vms.empty() || !b.delete_vms.empty()) ++vms_version;
-  for (const auto& vm : b.put_vms) {
-    auto [it, added] = vms.try_emplace(vm.id, vm);
-    if (!added) {
-      index_vm(it->second, -1);
-      if (it->second.spec.name != vm.spec.name) vm_ids.erase(it->second.spec.name);
-      it->second = vm;
+  for (const auto& vm : s.vms) {
+    if (const Vm* old = vms.get(vm->id)) {
+      index_vm(*old, -1);
+      if (old->spec.name != vm->spec.name) vm_ids.erase(old->spec.name);
     }
-    vm_ids[vm.spec.name] = vm.id;
-    index_vm(it->second, +1);
+    vms.put(vm->id, vm);
+    vm_ids[vm->spec.name] = vm->id;
+    index_vm(*vm, +1);
   }
   for (const auto& id : b.delete_operations) {
-    auto it = operations.find(id);
-    if (it == operations.end()) continue;
-    index_operation(it->second, -1);
-    operations.erase(it);
+    const Operation* op = operations.get(id);
+    if (!op) continue;
+    index_operation(*op, -1);
+    operations.erase(id);
   }
-  for (const auto& op : b.put_operations) {
-    auto [it, added] = operations.try_emplace(op.id, op);
-    if (!added) {
-      index_operation(it->second, -1);
-      it->second = op;
-    }
-    index_operation(it->second, +1);
+  for (const auto& op : s.operations) {
+    if (const Operation* old = operations.get(op->id)) index_operation(*old, -1);
+    operations.put(op->id, op);
+    index_operation(*op, +1);
   }
   for (const auto& id : b.delete_tokens) {
-    auto it = tokens.find(id);
-    if (it == tokens.end()) continue;
-    token_ids_.erase(it->second.hash);
-    tokens.erase(it);
+    const TokenRecord* t = tokens.get(id);
+    if (!t) continue;
+    token_ids_.erase(t->hash);
+    tokens.erase(id);
   }
-  for (const auto& t : b.put_tokens) {
-    auto [it, added] = tokens.try_emplace(t.id, t);
-    if (!added) {
-      token_ids_.erase(it->second.hash);
-      it->second = t;
-    }
-    token_ids_[t.hash] = t.id;
+  for (const auto& t : s.tokens) {
+    if (const TokenRecord* old = tokens.get(t->id)) token_ids_.erase(old->hash);
+    tokens.put(t->id, t);
+    token_ids_[t->hash] = t->id;
   }
   for (const auto& name : b.delete_pools) pools.erase(name);
   for (const auto& name : b.delete_networks) networks.erase(name);
-  for (const auto& n : b.put_networks) networks[n.name] = n;
-  for (const auto& p : b.put_pools) pools[p.name] = p;
+  for (const auto& n : s.networks) networks.put(n->name, n);
+  for (const auto& p : s.pools) pools.put(p->name, p);
   for (const auto& id : b.delete_volumes) {
-    auto it = volumes.find(id);
-    if (it == volumes.end()) continue;
-    volume_ids.erase(it->second.name);
-    volumes.erase(it);
+    const Volume* v = volumes.get(id);
+    if (!v) continue;
+    volume_ids.erase(v->name);
+    volumes.erase(id);
   }
-  for (const auto& v : b.put_volumes) {
-    auto it = volumes.find(v.id);
-    if (it != volumes.end() && it->second.name != v.name) volume_ids.erase(it->second.name);
-    volumes[v.id] = v;
-    volume_ids[v.name] = v.id;
+  for (const auto& v : s.volumes) {
+    if (const Volume* old = volumes.get(v->id); old && old->name != v->name)
+      volume_ids.erase(old->name);
+    volumes.put(v->id, v);
+    volume_ids[v->name] = v->id;
   }
 }
 
@@ -330,7 +327,8 @@ Status ClusterState::update(const std::function<Status(const Data&, WriteBatch&)
     std::unique_lock commit_lk(commit_mu_);
     if (auto st = plan(working_, mine->batch); !st) return st;
     if (mine->batch.empty()) return {};
-    working_.apply(mine->batch);
+    mine->shared.emplace(mine->batch);
+    working_.apply(*mine->shared);
     queue_.push_back(mine);
     // Whoever finds no commit in progress commits everything queued, its own batch
     // included; the others wait for theirs to be among what a commit took.
@@ -363,7 +361,7 @@ void ClusterState::flush(std::unique_lock<std::mutex>& commit_lk) {
   if (!durable.empty()) st = store_.commit_all(durable);
   if (st) {
     std::unique_lock lk(mu_);
-    for (const auto& p : taken) data_.apply(p->batch);
+    for (const auto& p : taken) data_.apply(*p->shared);
     ++version_;
   }
 

@@ -36,7 +36,8 @@ ClusterState::Data network_cluster() {
   Host bare;
   bare.name = "node3";
   bare.state = HostState::up;
-  for (const Host& h : {up, down, bare}) d.hosts[h.name] = h;
+  WriteBatch b;
+  b.put_hosts = {up, down, bare};
 
   Network lab;
   lab.name = "lab";
@@ -51,8 +52,7 @@ ClusterState::Data network_cluster() {
   plain.name = "mgmt";
   plain.bridge = "br0";
   plain.created_at = kT0;
-  d.networks[lab.name] = lab;
-  d.networks[plain.name] = plain;
+  b.put_networks = {lab, plain};
 
   Vm vm;
   vm.id = kVmId;
@@ -62,8 +62,8 @@ ClusterState::Data network_cluster() {
                   {"mgmt", "52:54:00:12:34:57", NicModel::rtl8139, "br0", 1500}};
   vm.host = "node1";
   vm.created_at = vm.updated_at = kT0;
-  d.vms[vm.id] = vm;
-  d.vm_ids[vm.spec.name] = vm.id;
+  b.put_vms = {vm};
+  d.apply(b);
   return d;
 }
 

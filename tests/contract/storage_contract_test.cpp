@@ -30,6 +30,7 @@ const std::string kChapSecret = "0123456789abcdef";
 // A cluster as the controller would hold it with pools, volumes and snapshots made.
 ClusterState::Data storage_cluster() {
   ClusterState::Data d;
+  WriteBatch b;
   StoragePool iscsi;
   iscsi.name = "pool1";
   iscsi.type = PoolType::iscsi;
@@ -49,7 +50,7 @@ ClusterState::Data storage_cluster() {
   iscsi.all_hosts = true;
   iscsi.created_at = kT0;
   iscsi.updated_at = kT0 + std::chrono::seconds(40);
-  d.pools[iscsi.name] = iscsi;
+  b.put_pools.push_back(iscsi);
 
   StoragePool fc;
   fc.name = "fc1";
@@ -57,7 +58,7 @@ ClusterState::Data storage_cluster() {
   fc.wwids = {"3600a0b80000f1e2d0000a1b2c3d4e5f6", "0x5000c500a1b2c3d4"};
   fc.state = PoolState::creating;
   fc.created_at = fc.updated_at = kT0;
-  d.pools[fc.name] = fc;
+  b.put_pools.push_back(fc);
 
   Vm vm;
   vm.id = kVmId;
@@ -71,8 +72,7 @@ ClusterState::Data storage_cluster() {
   vm.state = VmState::running;
   vm.generation = 3;
   vm.created_at = vm.updated_at = kT0;
-  d.vms[vm.id] = vm;
-  d.vm_ids[vm.spec.name] = vm.id;
+  b.put_vms.push_back(vm);
 
   Volume v1;
   v1.id = kVol1Id;
@@ -120,10 +120,8 @@ ClusterState::Data storage_cluster() {
   v3.state = VolumeState::deleting;
   v3.attached_to = "6f7a8b9c-adbe-4f5a-8b6c-7d8e9fa0b1c2";
 
-  for (const Volume& v : {v1, v2, v3}) {
-    d.volumes[v.id] = v;
-    d.volume_ids[v.name] = v.id;
-  }
+  b.put_volumes = {v1, v2, v3};
+  d.apply(b);
   return d;
 }
 

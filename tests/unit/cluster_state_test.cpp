@@ -404,5 +404,56 @@ TEST(ClusterStateIndex, HeardFromEveryUpHostFollowsTheOldestUpHeartbeat) {
   EXPECT_TRUE(heard_all());
 }
 
+TEST(ClusterStateRecords, BothViewsHoldOneCopyOfEachRecord) {
+  WriteBatch b;
+  b.put_vms.push_back(vm_named("11111111-1111-4111-8111-111111111111", "web1"));
+  b.put_vms.push_back(vm_named("22222222-2222-4222-8222-222222222222", "web2"));
+  const ClusterState::SharedBatch shared(b);
+  Data durable, working;
+  durable.apply(shared);
+  working.apply(shared);
+  // The same record, not two equal ones.
+  EXPECT_EQ(durable.find_vm("web1"), working.find_vm("web1"));
+  // A write to one view replaces its pointer only.
+  WriteBatch w;
+  Vm next = *working.find_vm("web1");
+  next.generation += 1;
+  w.put_vms.push_back(next);
+  working.apply(w);
+  EXPECT_NE(durable.find_vm("web1"), working.find_vm("web1"));
+  EXPECT_EQ(durable.find_vm("web1")->generation + 1, working.find_vm("web1")->generation);
+  EXPECT_EQ(durable.find_vm("web2"), working.find_vm("web2"));
+  // A copy of a view shares every record with it.
+  const Data copy = working;
+  EXPECT_EQ(copy.find_vm("web1"), working.find_vm("web1"));
+}
+
+TEST(ClusterStateRecords, ReadLikeAMapOfValues) {
+  WriteBatch b;
+  for (const char* n : {"b", "a", "c"}) {
+    Host h;
+    h.name = n;
+    b.put_hosts.push_back(h);
+  }
+  Data d;
+  d.apply(b);
+  std::vector<std::string> names;
+  for (const auto& [name, h] : d.hosts) {
+    EXPECT_EQ(name, h.name);
+    names.push_back(name);
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(d.hosts.upper_bound("a")->second.name, "b");
+  EXPECT_EQ(d.hosts.at("c").name, "c");
+  EXPECT_THROW(d.hosts.at("d"), std::out_of_range);
+  EXPECT_EQ(d.hosts.count("a"), 1u);
+  EXPECT_EQ(d.hosts.find("d"), d.hosts.end());
+  WriteBatch del;
+  del.delete_hosts.push_back("b");
+  d.apply(del);
+  EXPECT_EQ(d.hosts.size(), 2u);
+  EXPECT_EQ(d.find_host("b"), nullptr);
+}
+
 }  // namespace
 }  // namespace kvmfleet

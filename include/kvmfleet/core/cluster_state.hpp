@@ -2,6 +2,7 @@
 
 #include "kvmfleet/common/clock.hpp"
 #include "kvmfleet/common/result.hpp"
+#include "kvmfleet/core/records.hpp"
 #include "kvmfleet/scheduler/scheduler.hpp"
 #include "kvmfleet/store/store.hpp"
 
@@ -42,18 +43,31 @@ class ClusterState {
     std::map<std::string, int> anti_affinity_groups;  // group → VMs of it on the host
   };
 
+  // A batch whose records are shared, made once and applied to both views (records.hpp).
+  struct SharedBatch {
+    explicit SharedBatch(const WriteBatch& b);
+    const WriteBatch& batch;
+    std::vector<std::shared_ptr<const Host>> hosts;
+    std::vector<std::shared_ptr<const Vm>> vms;
+    std::vector<std::shared_ptr<const Operation>> operations;
+    std::vector<std::shared_ptr<const TokenRecord>> tokens;
+    std::vector<std::shared_ptr<const StoragePool>> pools;
+    std::vector<std::shared_ptr<const Volume>> volumes;
+    std::vector<std::shared_ptr<const Network>> networks;
+  };
+
   struct Data {
-    std::map<std::string, Host> hosts;                      // by name
-    std::unordered_map<std::string, Vm> vms;                // by id
-    std::map<std::string, std::string> vm_ids;              // name → id, ordered for listing
-    std::unordered_map<std::string, Operation> operations;  // by id
+    Records<Host, std::map> hosts;                      // by name
+    Records<Vm, std::unordered_map> vms;                // by id
+    std::map<std::string, std::string> vm_ids;          // name → id, ordered for listing
+    Records<Operation, std::unordered_map> operations;  // by id
     std::map<std::pair<std::string, std::string>, std::string>
-        idempotency;                                      // (token id, key) → op id
-    std::unordered_map<std::string, TokenRecord> tokens;  // by id
-    std::map<std::string, StoragePool> pools;             // by name (also the VG's name)
-    std::unordered_map<std::string, Volume> volumes;      // by id
-    std::map<std::string, std::string> volume_ids;        // name → id, ordered for listing
-    std::map<std::string, Network> networks;              // by name
+        idempotency;                                  // (token id, key) → op id
+    Records<TokenRecord, std::unordered_map> tokens;  // by id
+    Records<StoragePool, std::map> pools;             // by name (also the VG's name)
+    Records<Volume, std::unordered_map> volumes;      // by id
+    std::map<std::string, std::string> volume_ids;    // name → id, ordered for listing
+    Records<Network, std::map> networks;              // by name
     // Bumped whenever a VM is written or deleted: views made of VMs alone stay valid
     // while it is unchanged (heartbeats do not bump it).
     std::uint64_t vms_version = 0;
@@ -96,7 +110,8 @@ class ClusterState {
 
     // Applies a batch to the records and keeps the indices below in step with them.
     // Records are changed only through here.
-    void apply(const WriteBatch& batch);
+    void apply(const SharedBatch& batch);
+    void apply(const WriteBatch& batch) { apply(SharedBatch(batch)); }
 
    private:
     void index_vm(const Vm& vm, int sign);
@@ -168,6 +183,7 @@ class ClusterState {
  private:
   struct Pending {
     WriteBatch batch;
+    std::optional<SharedBatch> shared;  // batch's records, as both views hold them
     bool persist = true;
     bool done = false;
     Status status;
