@@ -2,7 +2,9 @@
 #include "handlers.hpp"
 
 #include "kvmfleet/images/image_service.hpp"
+#include "kvmfleet/images/vm_images.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 namespace kvmfleet::api {
@@ -59,7 +61,18 @@ void get_image(Controller& svc, Call& c) {
 }
 
 void delete_image(Controller& svc, Call& c) {
-  if (auto st = svc.images().remove(c.param("image")); !st) return c.fail(st.error());
+  const std::string& name = c.param("image");
+  auto users = svc.state().read([&](const ClusterState::Data& d) {
+    std::vector<std::string> names;
+    for (const auto& [id, vm] : d.vms)
+      if (images::uses_image(vm.spec, name)) names.push_back(vm.spec.name);
+    std::sort(names.begin(), names.end());
+    return names;
+  });
+  if (!users.empty())
+    return c.fail(conflict("VMs are made from this image; delete them first",
+                           {{"image", name}, {"reason", "image_in_use"}, {"vms", users}}));
+  if (auto st = svc.images().remove(name); !st) return c.fail(st.error());
   c.ok(HttpStatus::ok, json::object());
 }
 

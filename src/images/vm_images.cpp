@@ -58,4 +58,10 @@ Status resolve_vm_images(const ImageService& images, VmSpec& spec) {
   return {};
 }
 
+bool uses_image(const VmSpec& spec, const std::string& image) {
+  for (const auto& d : spec.disks)
+    if (d.image == image) return true;
+  return spec.cdrom && spec.cdrom->image == image;
+}
+
 }  // namespace kvmfleet::images

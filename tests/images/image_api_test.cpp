@@ -426,6 +426,12 @@ TEST_F(VmFromImageApiTest, TheCliMakesAVmFromAnImageWithCloudInit) {
   // Nor in the operation's record.
   auto ops = call("GET", "/v1/operations", viewer_);
   EXPECT_EQ(ops.body.dump().find("s3cret"), std::string::npos);
+  // The image stays while a VM is made from it.
+  auto del = call("DELETE", "/v1/images/deb", operator_);
+  EXPECT_EQ(del.status, 409u) << del.body;
+  EXPECT_EQ(del.body["error"]["details"]["reason"], "image_in_use");
+  EXPECT_EQ(del.body["error"]["details"]["vms"], json({"web1"}));
+  EXPECT_TRUE(ctl_->images().get("deb").ok());
 }
 
 TEST_F(VmFromImageApiTest, AgentsFetchAnImageInPieces) {

@@ -17,4 +17,9 @@ namespace kvmfleet::images {
 // image without size_gib gets the image's virtual size, rounded up to whole GiB.
 Status resolve_vm_images(const ImageService& images, VmSpec& spec);
 
+// Whether a VM's disks or CD-ROM are made from the image. Such an image is not deleted
+// (409, details.reason image_in_use): any host that defines the VM later (a cold move,
+// an HA restart) fetches it again.
+bool uses_image(const VmSpec& spec, const std::string& image);
+
 }  // namespace kvmfleet::images
