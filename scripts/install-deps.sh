@@ -19,14 +19,15 @@ esac
 packages="
 cmake make ninja-build g++ pkg-config clang-format
 libvirt-dev libxml2-dev nlohmann-json3-dev libspdlog-dev libboost-dev
-libboost-program-options-dev libssl-dev libsqlite3-dev
+libboost-program-options-dev libssl-dev libsqlite3-dev libyaml-cpp-dev
 libgtest-dev libgmock-dev libbenchmark-dev
 "
 # Hypervisor stack a kvmfleet host runs (libvirt-daemon holds the dir, fs, logical
-# and iscsi storage pool backends on Debian 12).
+# and iscsi storage pool backends on Debian 12); genisoimage makes cloud-init seeds.
 packages="$packages
 libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 qemu-system-x86 qemu-utils qemu-block-extra
+genisoimage
 "
 # Storage and locking the lab exercises (see docs/lab.md and the kernel lab).
 packages="$packages

@@ -32,7 +32,8 @@ bool is_safe_path(std::string_view p) {
 }  // namespace
 
 Result<std::string> write_domain_xml(const DomainSpec& spec,
-                                     const std::vector<std::string>& disk_sources) {
+                                     const std::vector<std::string>& disk_sources,
+                                     const BootMediaPaths& media) {
   if (auto st = validate_domain_spec(spec); !st) return st.take_error();
   if (disk_sources.size() != spec.disks.size())
     return internal_error("one source path per disk is required");
@@ -41,6 +42,12 @@ Result<std::string> write_domain_xml(const DomainSpec& spec,
     if (!is_safe_path(disk_sources[i]))
       return internal_error("disk source path must be absolute and printable");
   }
+  if (spec.cdrom && !is_safe_path(media.cdrom))
+    return internal_error("the CD-ROM's path must be absolute and printable");
+  if (spec.cloud_init && !is_safe_path(media.seed))
+    return internal_error("the seed's path must be absolute and printable");
+  std::vector<BootDevice> boot = spec.boot;
+  if (boot.empty() && spec.cdrom) boot = {BootDevice::disk, BootDevice::cdrom};
 
   xml::Writer w;
   w.start("domain");
@@ -67,6 +74,11 @@ Result<std::string> write_domain_xml(const DomainSpec& spec,
   w.attr("machine", "pc");
   w.text("hvm");
   w.end();
+  for (BootDevice b : boot) {
+    w.start("boot");
+    w.attr("dev", b == BootDevice::disk ? "hd" : b == BootDevice::cdrom ? "cdrom" : "network");
+    w.end();
+  }
   w.end();
 
   w.start("features");
@@ -115,6 +127,28 @@ Result<std::string> write_domain_xml(const DomainSpec& spec,
     w.attr("dev", d.target_dev);
     w.attr("bus", bus_name(d.bus));
     w.end();
+    w.end();
+  }
+  // CD-ROMs: read-only raw files on the second IDE channel.
+  std::vector<std::string> cdroms;
+  if (spec.cdrom) cdroms.push_back(media.cdrom);
+  if (spec.cloud_init) cdroms.push_back(media.seed);
+  for (std::size_t i = 0; i < cdroms.size(); ++i) {
+    w.start("disk");
+    w.attr("type", "file");
+    w.attr("device", "cdrom");
+    w.start("driver");
+    w.attr("name", "qemu");
+    w.attr("type", "raw");
+    w.end();
+    w.start("source");
+    w.attr("file", cdroms[i]);
+    w.end();
+    w.start("target");
+    w.attr("dev", i == 0 ? "hdc" : "hdd");
+    w.attr("bus", "ide");
+    w.end();
+    w.empty("readonly");
     w.end();
   }
   if (has_scsi) {
@@ -179,6 +213,9 @@ Result<DomainXmlInfo> read_domain_xml(std::string_view text) {
   info.uuid = xp.string("/domain/uuid").value_or("");
   for (xmlNode* src : xp.nodes("/domain/devices/disk[@type='file']/source")) {
     if (auto f = xml::attribute(src, "file")) info.disk_sources.push_back(*f);
+  }
+  for (xmlNode* src : xp.nodes("/domain/devices/disk[@type='file' and @device='cdrom']/source")) {
+    if (auto f = xml::attribute(src, "file")) info.cdrom_sources.push_back(*f);
   }
   for (xmlNode* src : xp.nodes("/domain/devices/disk[@type='block']/source")) {
     if (auto dev = xml::attribute(src, "dev")) info.block_sources.push_back(*dev);

@@ -41,7 +41,7 @@ struct LibvirtHypervisor::Impl {
         events(clock),
         connection(options, clock, events),
         domains(connection),
-        pool(options.pool_name, options.pool_path, connection),
+        pool(options.pool_name, options.pool_path, connection, options.boot_media),
         guest_agent(connection, options.guest_agent_timeout_s),
         migrations(connection, domains, clock) {}
 
@@ -119,10 +119,29 @@ Result<DomainStatus> LibvirtHypervisor::define(const DomainSpec& spec) {
   std::lock_guard guard(*lock);
   if (auto st = impl_->migrations.refuse_if_migrating(spec.uuid); !st) return st.take_error();
 
+  // What this call makes for a domain that is new here is removed again when the call
+  // fails: a failed create leaves no disk behind.
+  const bool is_new = [&] {
+    DomainHandle d{virDomainLookupByUUIDString(conn, spec.uuid.c_str())};
+    return !d && libvirt::last_libvirt_error_code() == VIR_ERR_NO_DOMAIN;
+  }();
+  auto undo = [&](Error e) -> Result<DomainStatus> {
+    if (is_new) {
+      if (auto st = impl_->pool.remove_volumes(conn, spec.uuid, {}); !st)
+        spdlog::warn("domain {}: cannot remove what a failed define made: {}", spec.uuid,
+                     st.error().message);
+    }
+    return e;
+  };
+
   // Image-pool volumes are made here; a block device is shared storage that the
   // controller activates before the domain starts, so it need not exist yet.
   auto sources = impl_->pool.disk_sources(conn, spec);
-  if (!sources) return sources.take_error();
+  if (!sources) return undo(sources.take_error());
+  // CD-ROMs: the seed is rebuilt from the spec on every define, so a host the domain
+  // moves to has it too.
+  auto media = impl_->pool.boot_media(conn, spec);
+  if (!media) return undo(media.take_error());
 
   if (DomainHandle existing{virDomainLookupByUUIDString(conn, spec.uuid.c_str())}) {
     auto desc = impl_->domains.describe(existing.get());
@@ -138,14 +157,14 @@ Result<DomainStatus> LibvirtHypervisor::define(const DomainSpec& spec) {
   } else if (libvirt::last_libvirt_error_code() != VIR_ERR_NO_DOMAIN) {
     return impl_->connection.failed("looking up domain " + spec.uuid);
   } else if (DomainHandle same_name{virDomainLookupByName(conn, spec.name.c_str())}) {
-    return conflict("a domain named " + spec.name + " already exists with another uuid",
-                    {{"name", spec.name}});
+    return undo(conflict("a domain named " + spec.name + " already exists with another uuid",
+                         {{"name", spec.name}}));
   }
 
-  auto xml = write_domain_xml(spec, *sources);
-  if (!xml) return xml.take_error();
+  auto xml = write_domain_xml(spec, *sources, *media);
+  if (!xml) return undo(xml.take_error());
   DomainHandle dom(virDomainDefineXML(conn, xml->c_str()));
-  if (!dom) return impl_->connection.failed("defining domain " + spec.name);
+  if (!dom) return undo(impl_->connection.failed("defining domain " + spec.name));
   spdlog::info("defined domain {} ({}) generation {}", spec.name, spec.uuid, spec.generation);
   return impl_->domains.status(dom.get());
 }

@@ -5,7 +5,9 @@
 #include <set>
 #include <string>
 
+#include "kvmfleet/cloud_init/cloud_init.hpp"
 #include "kvmfleet/common/validate.hpp"
+#include "kvmfleet/model/json.hpp"
 #include "kvmfleet/model/network.hpp"
 #include "kvmfleet/storage/storage_names.hpp"
 
@@ -14,6 +16,25 @@ namespace {
 
 bool lower_or_digit(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+bool is_sha256_hex(std::string_view s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+// An image as a domain refers to it: its name, SHA-256 and size from the controller.
+Status check_image_ref(const std::string& where, const std::string& image,
+                       const std::string& sha256, std::uint64_t size) {
+  if (!is_valid_name(image))
+    return invalid(where + ".image must be an image's name", {{"field", where + ".image"}});
+  if (!is_sha256_hex(sha256))
+    return invalid(where + ".image_sha256 must be 64 lowercase hex digits",
+                   {{"field", where + ".image_sha256"}});
+  if (size == 0)
+    return invalid(where + ".image_size must be positive", {{"field", where + ".image_size"}});
+  return {};
 }
 
 }  // namespace
@@ -79,12 +100,38 @@ Status validate_domain_spec(const DomainSpec& spec) {
       if (!volumes.insert(d.volume).second)
         return invalid(where + ".volume is used twice", {{"field", where + ".volume"}});
     }
+    if (!d.image.empty()) {
+      if (!d.block_device.empty())
+        return invalid(where + ": a disk from an image is an image-pool volume",
+                       {{"field", where + ".image"}});
+      if (auto st = check_image_ref(where, d.image, d.image_sha256, d.image_size); !st) return st;
+      if (d.image_format != "raw" && d.image_format != "qcow2")
+        return invalid(where + ".image_format must be raw or qcow2",
+                       {{"field", where + ".image_format"}});
+    }
     if (!is_valid_target_dev(d.target_dev, d.bus))
       return invalid(where + ".target_dev must be vd[a-z] for virtio, sd[a-z] otherwise",
                      {{"field", where + ".target_dev"}});
     if (!devs.insert(d.target_dev).second)
       return invalid(where + ".target_dev is used twice", {{"field", where + ".target_dev"}});
   }
+  if (spec.cdrom)
+    if (auto st = check_image_ref("spec.cdrom", spec.cdrom->image, spec.cdrom->image_sha256,
+                                  spec.cdrom->image_size);
+        !st)
+      return st;
+  if (spec.boot.size() > 3)
+    return invalid("spec.boot has more than 3 devices", {{"field", "spec.boot"}});
+  for (std::size_t i = 0; i < spec.boot.size(); ++i) {
+    if (std::count(spec.boot.begin(), spec.boot.end(), spec.boot[i]) > 1)
+      return invalid("spec.boot names a device twice",
+                     {{"field", "spec.boot"}, {"reason", "bad_boot_order"}});
+    if (spec.boot[i] == BootDevice::cdrom && !spec.cdrom)
+      return invalid("spec.boot names cdrom; the domain has none",
+                     {{"field", "spec.boot"}, {"reason", "bad_boot_order"}});
+  }
+  if (spec.cloud_init)
+    if (auto st = cloud_init::check(*spec.cloud_init); !st) return st;
   if (spec.nics.size() > kMaxNics)
     return invalid("too many NICs", {{"field", "spec.nics"}, {"max", kMaxNics}});
   std::set<std::string> macs;
@@ -111,9 +158,10 @@ Status validate_domain_spec(const DomainSpec& spec) {
 }
 
 Result<DomainSpec> parse_domain_spec(const nlohmann::json& j) {
-  if (auto st = check_known_fields(
-          j, {"uuid", "name", "vcpus", "memory_mib", "domain_type", "generation", "disks", "nics"},
-          "spec");
+  if (auto st = check_known_fields(j,
+                                   {"uuid", "name", "vcpus", "memory_mib", "domain_type",
+                                    "generation", "disks", "nics", "cdrom", "boot", "cloud_init"},
+                                   "spec");
       !st)
     return st.take_error();
   DomainSpec spec;
@@ -141,8 +189,10 @@ Result<DomainSpec> parse_domain_spec(const nlohmann::json& j) {
     if (it->size() > kMaxDisks)
       return invalid("too many disks", {{"field", "spec.disks"}, {"max", kMaxDisks}});
     for (const auto& dj : *it) {
-      if (auto st = check_known_fields(
-              dj, {"volume", "block_device", "size_gib", "bus", "target_dev"}, "disk");
+      if (auto st = check_known_fields(dj,
+                                       {"volume", "block_device", "size_gib", "bus", "target_dev",
+                                        "image", "image_sha256", "image_size", "image_format"},
+                                       "disk");
           !st)
         return st.take_error();
       DomainDisk disk;
@@ -165,6 +215,17 @@ Result<DomainSpec> parse_domain_spec(const nlohmann::json& j) {
       auto dev = get_string(dj, "target_dev", true);
       if (!dev) return dev.take_error();
       disk.target_dev = std::move(*dev);
+      for (auto [key, out] :
+           {std::pair{"image", &disk.image}, std::pair{"image_sha256", &disk.image_sha256},
+            std::pair{"image_format", &disk.image_format}}) {
+        auto v = get_string(dj, key, false);
+        if (!v) return v.take_error();
+        *out = std::move(*v);
+      }
+      auto image_size =
+          get_int(dj, "image_size", false, 0, 0, std::numeric_limits<std::int64_t>::max());
+      if (!image_size) return image_size.take_error();
+      disk.image_size = static_cast<std::uint64_t>(*image_size);
       spec.disks.push_back(std::move(disk));
     }
   }
@@ -197,6 +258,36 @@ Result<DomainSpec> parse_domain_spec(const nlohmann::json& j) {
       nic.mtu = static_cast<int>(*mtu);
       spec.nics.push_back(std::move(nic));
     }
+  }
+  // cdrom, boot and cloud_init: their types here, their values in validate_domain_spec.
+  try {
+    if (auto it = j.find("cdrom"); it != j.end() && !it->is_null()) {
+      if (!it->is_object() ||
+          !check_known_fields(*it, {"image", "image_sha256", "image_size"}, "spec.cdrom"))
+        return invalid("spec.cdrom must be {image, image_sha256, image_size}",
+                       {{"field", "spec.cdrom"}});
+      spec.cdrom = it->get<CdromSpec>();
+    }
+    if (auto it = j.find("boot"); it != j.end() && !it->is_null()) {
+      if (!it->is_array()) return invalid("spec.boot must be an array", {{"field", "spec.boot"}});
+      for (const auto& b : *it) {
+        auto d = b.is_string() ? boot_device_from_string(b.get<std::string>()) : std::nullopt;
+        if (!d)
+          return invalid("spec.boot holds disk, cdrom or network",
+                         {{"field", "spec.boot"}, {"reason", "bad_boot_order"}});
+        spec.boot.push_back(*d);
+      }
+    }
+    if (auto it = j.find("cloud_init"); it != j.end() && !it->is_null()) {
+      if (!it->is_object() ||
+          !check_known_fields(
+              *it, {"user_data", "meta_data", "hostname", "network_config", "ssh_authorized_keys"},
+              "spec.cloud_init"))
+        return invalid("spec.cloud_init has unknown fields", {{"field", "spec.cloud_init"}});
+      spec.cloud_init = it->get<CloudInit>();
+    }
+  } catch (const nlohmann::json::exception&) {
+    return invalid("spec.cdrom, spec.boot or spec.cloud_init has a field of the wrong type");
   }
   if (auto st = validate_domain_spec(spec); !st) return st.take_error();
   return spec;

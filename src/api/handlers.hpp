@@ -74,6 +74,7 @@ void get_network(Controller& svc, Call& c);
 void delete_network(Controller& svc, Call& c);
 // image_routes.cpp
 void list_images(Controller& svc, Call& c);
+void agent_image_data(Controller& svc, Call& c);
 void create_image(Controller& svc, Call& c);
 void get_image(Controller& svc, Call& c);
 void delete_image(Controller& svc, Call& c);

@@ -2,6 +2,10 @@
 #include "handlers.hpp"
 
 #include "kvmfleet/images/image_service.hpp"
+#include "kvmfleet/images/vm_images.hpp"
+
+#include <algorithm>
+#include <charconv>
 
 namespace kvmfleet::api {
 namespace {
@@ -57,8 +61,47 @@ void get_image(Controller& svc, Call& c) {
 }
 
 void delete_image(Controller& svc, Call& c) {
-  if (auto st = svc.images().remove(c.param("image")); !st) return c.fail(st.error());
+  const std::string& name = c.param("image");
+  auto users = svc.state().read([&](const ClusterState::Data& d) {
+    std::vector<std::string> names;
+    for (const auto& [id, vm] : d.vms)
+      if (images::uses_image(vm.spec, name)) names.push_back(vm.spec.name);
+    std::sort(names.begin(), names.end());
+    return names;
+  });
+  if (!users.empty())
+    return c.fail(conflict("VMs are made from this image; delete them first",
+                           {{"image", name}, {"reason", "image_in_use"}, {"vms", users}}));
+  if (auto st = svc.images().remove(name); !st) return c.fail(st.error());
   c.ok(HttpStatus::ok, json::object());
+}
+
+// A host's agent fetching a piece of an image's data to make a VM's disk from it
+// (docs/images.md): ?offset=N (default 0) &length=N (1..8 MiB).
+void agent_image_data(Controller& svc, Call& c) {
+  auto number = [&](const char* key, std::uint64_t fallback) -> Result<std::uint64_t> {
+    auto it = c.query.find(key);
+    if (it == c.query.end()) return fallback;
+    std::uint64_t v = 0;
+    const auto& t = it->second;
+    auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+    if (t.empty() || ec != std::errc{} || ptr != t.data() + t.size())
+      return invalid(std::string(key) + " must be a non-negative integer", {{"field", key}});
+    return v;
+  };
+  auto offset = number("offset", 0);
+  if (!offset) return c.fail(offset.error());
+  auto length = number("length", images::ImageService::kMaxReadPiece);
+  if (!length) return c.fail(length.error());
+  if (*length > images::ImageService::kMaxReadPiece) *length = 0;  // refused below
+  auto data = svc.images().read_data(c.param("image"), *offset, static_cast<std::size_t>(*length));
+  if (!data) return c.fail(data.error());
+  http::Response res{HttpStatus::ok, c.req.version()};
+  res.set(http::bhttp::field::content_type, "application/octet-stream");
+  res.keep_alive(c.req.keep_alive());
+  res.body() = std::move(*data);
+  res.prepare_payload();
+  c.reply(std::move(res));
 }
 
 // The body already read whole (a server without open_body, or a small one).

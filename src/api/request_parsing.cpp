@@ -1,5 +1,6 @@
 #include "kvmfleet/api/request_parsing.hpp"
 
+#include "kvmfleet/cloud_init/cloud_init.hpp"
 #include "kvmfleet/common/validate.hpp"
 #include "kvmfleet/model/json.hpp"
 #include "kvmfleet/network/vm_nics.hpp"
@@ -22,12 +23,14 @@ Result<nlohmann::json> parse_body(std::string_view body) {
 
 Result<VmCreateRequest> parse_vm_create(const nlohmann::json& body, bool allow_start) {
   if (allow_start) {
-    if (auto st = check_known_fields(body, {"name", "vcpus", "memory_mib", "disks", "host",
-                                            "anti_affinity_group", "ha", "start", "nics"});
+    if (auto st = check_known_fields(
+            body, {"name", "vcpus", "memory_mib", "disks", "host", "anti_affinity_group", "ha",
+                   "start", "nics", "cdrom", "boot", "cloud_init"});
         !st)
       return st.take_error();
-  } else if (auto st = check_known_fields(body, {"name", "vcpus", "memory_mib", "disks", "host",
-                                                 "anti_affinity_group", "ha", "nics"});
+  } else if (auto st = check_known_fields(
+                 body, {"name", "vcpus", "memory_mib", "disks", "host", "anti_affinity_group", "ha",
+                        "nics", "cdrom", "boot", "cloud_init"});
              !st) {
     return st.take_error();
   }
@@ -49,9 +52,23 @@ Result<VmCreateRequest> parse_vm_create(const nlohmann::json& body, bool allow_s
     for (std::size_t i = 0; i < it->size(); ++i) {
       const auto& d = (*it)[i];
       const std::string where = "disks[" + std::to_string(i) + "]";
-      if (auto st = check_known_fields(d, {"size_gib", "bus", "volume"}, where); !st)
+      if (auto st = check_known_fields(d, {"size_gib", "bus", "volume", "image"}, where); !st)
         return st.take_error();
       DiskSpec disk;
+      auto image = get_string(d, "image", false);
+      if (!image) {
+        Error e = image.take_error();
+        e.details["field"] = where + ".image";
+        return e;
+      }
+      if (!image->empty()) {
+        if (!is_valid_name(*image))
+          return invalid("image must be an image's name", {{"field", where + ".image"}});
+        if (d.contains("volume"))
+          return invalid("a disk from an image is made in the host's image pool: no volume",
+                         {{"field", where + ".volume"}});
+        disk.image = *image;
+      }
       // A disk is either a new volume in the host's image pool (size_gib) or an
       // existing shared volume (volume: its name or id).
       auto volume = get_string(d, "volume", false);
@@ -68,7 +85,8 @@ Result<VmCreateRequest> parse_vm_create(const nlohmann::json& body, bool allow_s
           return invalid("volume must be a volume's name or id", {{"field", where + ".volume"}});
         disk.volume = *volume;
       } else {
-        auto size = get_int(d, "size_gib", true, 0, 1, kMaxDiskGib);
+        // From an image, the size is optional: the image's own when not given.
+        auto size = get_int(d, "size_gib", disk.image.empty(), 0, 1, kMaxDiskGib);
         if (!size) {
           Error e = size.take_error();
           e.details["field"] = where + ".size_gib";
@@ -104,10 +122,55 @@ Result<VmCreateRequest> parse_vm_create(const nlohmann::json& body, bool allow_s
     if (!nics) return nics.take_error();
     r.spec.nics = std::move(*nics);
   }
+  if (auto it = body.find("cdrom"); it != body.end() && !it->is_null()) {
+    if (!it->is_object()) return invalid("cdrom must be an object", {{"field", "cdrom"}});
+    if (auto st = check_known_fields(*it, {"image"}, "cdrom"); !st) return st.take_error();
+    auto image = get_string(*it, "image", true);
+    if (!image) {
+      Error e = image.take_error();
+      e.details["field"] = "cdrom.image";
+      return e;
+    }
+    if (!is_valid_name(*image))
+      return invalid("cdrom.image must be an image's name", {{"field", "cdrom.image"}});
+    r.spec.cdrom = CdromSpec{*image, {}, 0};
+  }
+  if (auto it = body.find("boot"); it != body.end() && !it->is_null()) {
+    auto boot = parse_boot_order(*it, r.spec);
+    if (!boot) return boot.take_error();
+    r.spec.boot = std::move(*boot);
+  }
+  if (auto it = body.find("cloud_init"); it != body.end() && !it->is_null()) {
+    auto ci = cloud_init::parse_cloud_init(*it);
+    if (!ci) return ci.take_error();
+    r.spec.cloud_init = std::move(*ci);
+  }
   auto start = get_bool(body, "start", false);
   if (!start) return start.take_error();
   r.start = *start;
   return r;
+}
+
+Result<std::vector<BootDevice>> parse_boot_order(const nlohmann::json& j, const VmSpec& spec) {
+  auto bad = [](std::string m) {
+    return invalid(std::move(m), {{"field", "boot"}, {"reason", "bad_boot_order"}});
+  };
+  if (!j.is_array() || j.empty() || j.size() > 3)
+    return bad("boot must be a list of 1 to 3 of disk, cdrom and network");
+  std::vector<BootDevice> boot;
+  for (const auto& b : j) {
+    auto d = b.is_string() ? boot_device_from_string(b.get<std::string>()) : std::nullopt;
+    if (!d) return bad("boot must be a list of 1 to 3 of disk, cdrom and network");
+    if (std::find(boot.begin(), boot.end(), *d) != boot.end())
+      return bad("boot names " + std::string(to_string(*d)) + " twice");
+    if (*d == BootDevice::disk && spec.disks.empty())
+      return bad("boot names disk; the VM has none");
+    if (*d == BootDevice::cdrom && !spec.cdrom) return bad("boot names cdrom; the VM has none");
+    if (*d == BootDevice::network && spec.nics.empty())
+      return bad("boot names network; the VM has no NIC");
+    boot.push_back(*d);
+  }
+  return boot;
 }
 
 namespace {

@@ -31,6 +31,7 @@ const std::vector<Route>& routes() {
       // agent
       {post, "/v1/agent/heartbeat", agent, {}, agent_heartbeat},
       {post, "/v1/agent/events", agent, {}, agent_events},
+      {get, "/v1/agent/images/{image}/data", agent, {"offset", "length"}, agent_image_data},
 
       // vms
       {get, "/v1/vms", viewer, {"limit", "cursor", "host", "state"}, list_vms},

@@ -12,7 +12,20 @@ json name_or_null(const std::string& s) {
 }
 }  // namespace
 
+// Which parts of a VM's cloud-init are set, never their content (it may hold secrets).
+static json cloud_init_view(const std::optional<CloudInit>& c) {
+  if (!c) return nullptr;
+  return {{"set", true},
+          {"user_data", !c->user_data.empty()},
+          {"meta_data", !c->meta_data.empty()},
+          {"hostname", !c->hostname.empty()},
+          {"network_config", !c->network_config.empty()},
+          {"ssh_authorized_keys", c->ssh_authorized_keys.size()}};
+}
+
 json vm_view(const Vm& vm) {
+  json boot = json::array();
+  for (auto b : vm.spec.boot) boot.push_back(std::string(to_string(b)));
   json nics = json::array();
   for (const auto& n : vm.spec.nics)
     nics.push_back(
@@ -27,6 +40,9 @@ json vm_view(const Vm& vm) {
           {"anti_affinity_group", name_or_null(vm.spec.anti_affinity_group)},
           {"ha", vm.spec.ha},
           {"nics", std::move(nics)},
+          {"cdrom", vm.spec.cdrom ? json{{"image", vm.spec.cdrom->image}} : json(nullptr)},
+          {"boot", boot},
+          {"cloud_init", cloud_init_view(vm.spec.cloud_init)},
           {"desired_state", std::string(to_string(vm.desired))},
           {"state", std::string(to_string(vm.state))},
           {"generation", vm.generation},

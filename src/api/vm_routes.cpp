@@ -3,6 +3,7 @@
 #include "handlers.hpp"
 
 #include "kvmfleet/common/validate.hpp"
+#include "kvmfleet/images/vm_images.hpp"
 
 namespace kvmfleet::api {
 namespace {
@@ -70,6 +71,7 @@ void create_vm(Controller& svc, Call& c) {
   if (!body) return c.fail(body.error());
   auto spec = parse_vm_create(*body);
   if (!spec) return c.fail(spec.error());
+  if (auto st = images::resolve_vm_images(svc.images(), spec->spec); !st) return c.fail(st.error());
   answer_submitted(svc, c, svc.vms().create_vm(*c.who, spec->spec, spec->start, submit_options(c)));
 }
 
@@ -118,6 +120,7 @@ void place_vm(Controller& svc, Call& c) {
   if (!body) return c.fail(body.error());
   auto spec = parse_vm_create(*body, false);
   if (!spec) return c.fail(spec.error());
+  if (auto st = images::resolve_vm_images(svc.images(), spec->spec); !st) return c.fail(st.error());
   auto placement = svc.vms().place(spec->spec);
   if (!placement) return c.fail(placement.error());
   c.ok(HttpStatus::ok, placement_view(*placement));

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <sstream>
 
 namespace kvmfleet::cli {
 namespace {
@@ -24,7 +25,12 @@ commands:
   vm get ID|NAME                      show one VM
   vm create NAME --memory MIB [--vcpus N] [--disk GIB]... [--host H]
             [--group G] [--ha] [--nic NETWORK[,MAC][,MODEL]]... [--start]
-            [--wait SECONDS]
+            [--image NAME [--disk-size GIB]] [--cdrom ISO_IMAGE]
+            [--boot disk,cdrom,network] [--cloud-init-user-data FILE]
+            [--cloud-init-meta-data FILE] [--cloud-init-network-config FILE]
+            [--hostname NAME] [--ssh-key FILE]... [--wait SECONDS]
+                                      --image: the first disk is a copy of the
+                                      image; --ssh-key: a .pub or authorized_keys file
   vm start|reboot|destroy ID [--wait SECONDS]
   vm stop ID [--timeout SECONDS] [--force] [--wait SECONDS]
   vm delete ID [--force] [--wait SECONDS]
@@ -248,6 +254,14 @@ class Runner {
       b["memory_mib"] = std::stoll(a_.get("--memory"));
       if (a_.has("--vcpus")) b["vcpus"] = std::stoi(a_.get("--vcpus"));
       json disks = json::array();
+      if (a_.has("--image")) {
+        json disk = {{"image", a_.get("--image")}};
+        if (a_.has("--disk-size")) disk["size_gib"] = std::stoll(a_.get("--disk-size"));
+        disks.push_back(std::move(disk));
+      } else if (a_.has("--disk-size")) {
+        err_ << "kvmfleet: --disk-size goes with --image (blank disks: --disk GIB)\n";
+        return std::nullopt;
+      }
       auto range = a_.options.equal_range("--disk");
       for (auto it = range.first; it != range.second; ++it)
         disks.push_back({{"size_gib", std::stoll(it->second)}});
@@ -277,7 +291,62 @@ class Runner {
     if (a_.has("--group")) b["anti_affinity_group"] = a_.get("--group");
     if (a_.has("--ha")) b["ha"] = true;
     if (with_start && a_.has("--start")) b["start"] = true;
+    if (a_.has("--cdrom")) b["cdrom"] = {{"image", a_.get("--cdrom")}};
+    if (a_.has("--boot")) {
+      json boot = json::array();
+      std::string rest = a_.get("--boot");
+      for (auto comma = rest.find(','); comma != std::string::npos; comma = rest.find(',')) {
+        boot.push_back(rest.substr(0, comma));
+        rest = rest.substr(comma + 1);
+      }
+      boot.push_back(rest);
+      b["boot"] = std::move(boot);
+    }
+    json ci = json::object();
+    for (auto [flag, key] : {std::pair{"--cloud-init-user-data", "user_data"},
+                             std::pair{"--cloud-init-meta-data", "meta_data"},
+                             std::pair{"--cloud-init-network-config", "network_config"}}) {
+      if (!a_.has(flag)) continue;
+      auto text = read_text_file(a_.get(flag));
+      if (!text) {
+        err_ << "kvmfleet: cannot read " << a_.get(flag) << "\n";
+        return std::nullopt;
+      }
+      ci[key] = std::move(*text);
+    }
+    if (a_.has("--hostname")) ci["hostname"] = a_.get("--hostname");
+    json keys = json::array();
+    auto key_range = a_.options.equal_range("--ssh-key");
+    for (auto it = key_range.first; it != key_range.second; ++it) {
+      auto text = read_text_file(it->second);
+      if (!text) {
+        err_ << "kvmfleet: cannot read " << it->second << "\n";
+        return std::nullopt;
+      }
+      // One key a line, as in authorized_keys; blank lines and comments skipped.
+      std::istringstream lines(*text);
+      for (std::string line; std::getline(lines, line);) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.empty() || line.front() == '#') continue;
+        keys.push_back(line);
+      }
+    }
+    if (!keys.empty()) ci["ssh_authorized_keys"] = std::move(keys);
+    if (!ci.empty()) b["cloud_init"] = std::move(ci);
     return b;
+  }
+
+  // A small text file given on the command line (the controller checks its size).
+  static std::optional<std::string> read_text_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return std::nullopt;
+    std::string text;
+    char buf[4096];
+    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+      text.append(buf, static_cast<std::size_t>(in.gcount()));
+      if (text.size() > (std::size_t{1} << 20)) return std::nullopt;
+    }
+    return text;
   }
 
   int run() {

@@ -17,6 +17,7 @@
 
 #include "kvmfleet/agent/agent_config.hpp"
 #include "kvmfleet/agent/agent_service.hpp"
+#include "kvmfleet/agent/boot_media.hpp"
 #include "kvmfleet/agent/heartbeat.hpp"
 #include "kvmfleet/agent/libvirt_hypervisor.hpp"
 #include "kvmfleet/agent/storage_backend.hpp"
@@ -75,10 +76,23 @@ int main(int argc, char** argv) {
   // Sockets use MSG_NOSIGNAL, but a peer closing mid-write must never kill the agent.
   std::signal(SIGPIPE, SIG_IGN);
 
+  // Disks from the controller's images, CD-ROMs and cloud-init seeds (docs/images.md):
+  // image data fetched from the controller, kept once in the image pool's cache.
+  http::KeepAliveOptions image_link;
+  image_link.ca_file = config->controller_ca_file;
+  image_link.max_idle_per_origin = 1;
+  http::KeepAliveClient image_client(image_link);
+  agent::ControllerImageSource image_source(image_client, config->controller_url, config->token);
+  SystemProcessRunner media_runner;
+  agent::CommandDiskTool disk_tool(media_runner);
+  agent::ImageCache image_cache(config->image_pool_path + "/cache", image_source);
+  agent::BootMedia boot_media(config->image_pool_path, image_cache, disk_tool);
+
   agent::LibvirtOptions lv;
   lv.uri = config->libvirt_uri;
   lv.pool_path = config->image_pool_path;
   lv.migration_address = config->migration_address;
+  lv.boot_media = &boot_media;
   agent::LibvirtHypervisor hypervisor(lv);
 
   // Shared storage only when configured; otherwise the storage routes answer 409.

@@ -192,6 +192,33 @@ ImageService::ImageService(std::string dir, ImageTool& tool, const Clock& clock)
 std::string ImageService::data_path(const std::string& name) const {
   return dir_ + "/" + name + ".img";
 }
+
+Result<std::string> ImageService::read_data(const std::string& name, std::uint64_t offset,
+                                            std::size_t length) const {
+  if (length < 1 || length > kMaxReadPiece)
+    return invalid("length must be 1.." + std::to_string(kMaxReadPiece),
+                   {{"field", "length"}, {"min", 1}, {"max", kMaxReadPiece}});
+  auto image = get(name);
+  if (!image) return image.take_error();
+  if (image->state != ImageState::ready)
+    return conflict("image has no data yet", {{"image", name}, {"reason", "image_not_ready"}});
+  std::string out;
+  if (offset >= image->size) return out;
+  const int fd = ::open(data_path(name).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return not_found("no such image", {{"image", name}});
+  out.resize(static_cast<std::size_t>(std::min<std::uint64_t>(length, image->size - offset)));
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n =
+        ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  out.resize(done);
+  return out;
+}
 std::string ImageService::record_path(const std::string& name) const {
   return dir_ + "/" + name + ".json";
 }

@@ -236,7 +236,12 @@ Result<RenderedRecord> render_record(const VmMetadata& meta, const PoolInfo& poo
   if (!is_safe_pool_path(pool.path) || !is_valid_name(pool.name))
     return invalid("the metadata pool name or path is not valid");
   const auto sources = disk_sources(spec, pool);
-  auto xml = agent::write_domain_xml(spec, sources);
+  // Where the agent keeps CD-ROM images and seeds (agent/boot_media.hpp): the cache by
+  // the image's SHA-256, the seed by the VM's id. The seed's content is not in the record.
+  agent::BootMediaPaths media;
+  if (spec.cdrom) media.cdrom = pool.path + "/cache/" + spec.cdrom->image_sha256 + ".img";
+  if (spec.cloud_init) media.seed = pool.path + "/" + spec.uuid + "-seed.iso";
+  auto xml = agent::write_domain_xml(spec, sources, media);
   if (!xml) return xml.take_error();
 
   RenderedRecord r;

@@ -34,9 +34,16 @@ DomainSpec domain_spec_for(const Vm& vm, const std::string& domain_type) {
     dd.size_gib = d.size_gib;
     dd.bus = d.bus;
     dd.target_dev = target_dev(d.bus, d.bus == DiskBus::virtio ? virtio++ : scsi_like++);
+    dd.image = d.image;
+    dd.image_sha256 = d.image_sha256;
+    dd.image_size = d.image_size;
+    dd.image_format = d.image_format;
     s.disks.push_back(std::move(dd));
   }
   for (const auto& n : vm.spec.nics) s.nics.push_back({n.mac, n.bridge, n.model, n.mtu});
+  s.cdrom = vm.spec.cdrom;
+  s.boot = vm.spec.boot;
+  s.cloud_init = vm.spec.cloud_init;
   return s;
 }
 

@@ -35,6 +35,8 @@ constexpr std::array<std::pair<VmState, std::string_view>, 7> kVmState{
      {VmState::unknown, "unknown"}}};
 constexpr std::array<std::pair<DiskBus, std::string_view>, 3> kBus{
     {{DiskBus::virtio, "virtio"}, {DiskBus::sata, "sata"}, {DiskBus::scsi, "scsi"}}};
+constexpr std::array<std::pair<BootDevice, std::string_view>, 3> kBoot{
+    {{BootDevice::disk, "disk"}, {BootDevice::cdrom, "cdrom"}, {BootDevice::network, "network"}}};
 constexpr std::array<std::pair<HostState, std::string_view>, 3> kHost{
     {{HostState::up, "up"}, {HostState::unreachable, "unreachable"}, {HostState::down, "down"}}};
 constexpr std::array<std::pair<OpState, std::string_view>, 5> kOp{
@@ -54,6 +56,12 @@ std::string_view to_string(VmState s) {
 }
 std::string_view to_string(DiskBus b) {
   return name_of(kBus, b);
+}
+std::string_view to_string(BootDevice b) {
+  return name_of(kBoot, b);
+}
+std::optional<BootDevice> boot_device_from_string(std::string_view s) {
+  return parse(kBoot, s);
 }
 std::string_view to_string(HostState s) {
   return name_of(kHost, s);

@@ -64,18 +64,75 @@ void from_json(const json& j, DomainNic& n) {
   n.mtu = j.value("mtu", 0);
 }
 
+static void put_image(json& j, const std::string& image, const std::string& sha256,
+                      std::uint64_t size) {
+  if (image.empty()) return;
+  j["image"] = image;
+  j["image_sha256"] = sha256;
+  j["image_size"] = size;
+}
+template <typename T>
+void get_image(const json& j, T& t) {
+  t.image = j.value("image", std::string{});
+  t.image_sha256 = j.value("image_sha256", std::string{});
+  t.image_size = j.value("image_size", std::uint64_t{0});
+}
+
+static std::vector<BootDevice> boot_from(const json& j) {
+  std::vector<BootDevice> boot;
+  if (!j.contains("boot")) return boot;
+  for (const auto& b : j.at("boot")) {
+    auto d = boot_device_from_string(b.get<std::string>());
+    if (!d) throw std::invalid_argument("bad boot device");
+    boot.push_back(*d);
+  }
+  return boot;
+}
+static json boot_json(const std::vector<BootDevice>& boot) {
+  json a = json::array();
+  for (auto b : boot) a.push_back(std::string(to_string(b)));
+  return a;
+}
+
+void to_json(json& j, const CdromSpec& c) {
+  j = json::object();
+  put_image(j, c.image, c.image_sha256, c.image_size);
+}
+void from_json(const json& j, CdromSpec& c) {
+  get_image(j, c);
+}
+
+void to_json(json& j, const CloudInit& c) {
+  j = {{"user_data", c.user_data},
+       {"meta_data", c.meta_data},
+       {"hostname", c.hostname},
+       {"network_config", c.network_config},
+       {"ssh_authorized_keys", c.ssh_authorized_keys}};
+}
+void from_json(const json& j, CloudInit& c) {
+  c.user_data = j.value("user_data", std::string{});
+  c.meta_data = j.value("meta_data", std::string{});
+  c.hostname = j.value("hostname", std::string{});
+  c.network_config = j.value("network_config", std::string{});
+  c.ssh_authorized_keys = j.value("ssh_authorized_keys", std::vector<std::string>{});
+}
+
 void to_json(json& j, const DiskSpec& d) {
   j = {{"size_gib", d.size_gib}, {"bus", std::string(to_string(d.bus))}};
   if (!d.volume.empty()) {
     j["volume"] = d.volume;
     j["device"] = d.device;
   }
+  put_image(j, d.image, d.image_sha256, d.image_size);
+  if (!d.image.empty()) j["image_format"] = d.image_format;
 }
 void from_json(const json& j, DiskSpec& d) {
   d.size_gib = j.at("size_gib").get<std::int64_t>();
   d.bus = enum_from(j, "bus", disk_bus_from_string, DiskBus::virtio);
   d.volume = j.value("volume", std::string{});
   d.device = j.value("device", std::string{});
+  get_image(j, d);
+  d.image_format = j.value("image_format", std::string{});
 }
 
 void to_json(json& j, const VmSpec& s) {
@@ -88,6 +145,10 @@ void to_json(json& j, const VmSpec& s) {
         s.anti_affinity_group.empty() ? json(nullptr) : json(s.anti_affinity_group)},
        {"ha", s.ha},
        {"nics", s.nics}};
+  // Written only when set, so records of VMs without them stay as they were.
+  if (s.cdrom) j["cdrom"] = *s.cdrom;
+  if (!s.boot.empty()) j["boot"] = boot_json(s.boot);
+  if (s.cloud_init) j["cloud_init"] = *s.cloud_init;
 }
 void from_json(const json& j, VmSpec& s) {
   s.name = j.at("name").get<std::string>();
@@ -102,6 +163,10 @@ void from_json(const json& j, VmSpec& s) {
           : "";
   s.ha = j.value("ha", false);
   s.nics = j.value("nics", std::vector<NicSpec>{});  // VMs recorded before NICs: none
+  if (j.contains("cdrom") && !j.at("cdrom").is_null()) s.cdrom = j.at("cdrom").get<CdromSpec>();
+  s.boot = boot_from(j);
+  if (j.contains("cloud_init") && !j.at("cloud_init").is_null())
+    s.cloud_init = j.at("cloud_init").get<CloudInit>();
 }
 
 void to_json(json& j, const Vm& vm) {
@@ -270,6 +335,8 @@ void to_json(json& j, const DomainDisk& d) {
        {"size_gib", d.size_gib},
        {"bus", std::string(to_string(d.bus))},
        {"target_dev", d.target_dev}};
+  put_image(j, d.image, d.image_sha256, d.image_size);
+  if (!d.image.empty()) j["image_format"] = d.image_format;
 }
 void from_json(const json& j, DomainDisk& d) {
   d.volume = j.value("volume", std::string{});
@@ -277,6 +344,8 @@ void from_json(const json& j, DomainDisk& d) {
   d.size_gib = j.at("size_gib").get<std::int64_t>();
   d.bus = enum_from(j, "bus", disk_bus_from_string, DiskBus::virtio);
   d.target_dev = j.at("target_dev").get<std::string>();
+  get_image(j, d);
+  d.image_format = j.value("image_format", std::string{});
 }
 
 void to_json(json& j, const DomainSpec& s) {
@@ -288,6 +357,9 @@ void to_json(json& j, const DomainSpec& s) {
        {"generation", s.generation},
        {"disks", s.disks},
        {"nics", s.nics}};
+  if (s.cdrom) j["cdrom"] = *s.cdrom;
+  if (!s.boot.empty()) j["boot"] = boot_json(s.boot);
+  if (s.cloud_init) j["cloud_init"] = *s.cloud_init;
 }
 void from_json(const json& j, DomainSpec& s) {
   s.uuid = j.at("uuid").get<std::string>();
@@ -298,6 +370,10 @@ void from_json(const json& j, DomainSpec& s) {
   s.generation = j.value("generation", std::int64_t{1});
   s.disks = j.value("disks", std::vector<DomainDisk>{});
   s.nics = j.value("nics", std::vector<DomainNic>{});
+  if (j.contains("cdrom") && !j.at("cdrom").is_null()) s.cdrom = j.at("cdrom").get<CdromSpec>();
+  s.boot = boot_from(j);
+  if (j.contains("cloud_init") && !j.at("cloud_init").is_null())
+    s.cloud_init = j.at("cloud_init").get<CloudInit>();
 }
 
 }  // namespace kvmfleet

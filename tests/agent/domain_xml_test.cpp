@@ -432,3 +432,57 @@ TEST(StorageXml, VolumeAndPool) {
 
 }  // namespace
 }  // namespace kvmfleet::agent
+
+namespace kvmfleet::agent {
+namespace {
+
+TEST(DomainXmlBootMedia, CdromSeedAndBootOrder) {
+  DomainSpec s = sample_spec();
+  s.cdrom = CdromSpec{"installer", std::string(64, 'a'), 100};
+  s.cloud_init = CloudInit{"#cloud-config\n{}\n", "", "web1", "", {}};
+  s.boot = {BootDevice::cdrom, BootDevice::disk, BootDevice::network};
+  BootMediaPaths media{"/var/lib/kvmfleet/images/cache/aa.img",
+                       std::string("/var/lib/kvmfleet/images/") + kUuid + "-seed.iso"};
+  auto xml = write_domain_xml(s, sample_sources(), media);
+  ASSERT_TRUE(xml.ok()) << xml.error().message;
+  Doc d(*xml);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d.count("/domain/devices/disk[@device='cdrom']"), 2);
+  EXPECT_EQ(d.str("/domain/devices/disk[@device='cdrom'][1]/source/@file"), media.cdrom);
+  EXPECT_EQ(d.str("/domain/devices/disk[@device='cdrom'][1]/target/@dev"), "hdc");
+  EXPECT_EQ(d.str("/domain/devices/disk[@device='cdrom'][2]/source/@file"), media.seed);
+  EXPECT_EQ(d.str("/domain/devices/disk[@device='cdrom'][2]/target/@dev"), "hdd");
+  EXPECT_EQ(d.str("/domain/devices/disk[@device='cdrom'][2]/target/@bus"), "ide");
+  EXPECT_EQ(d.count("/domain/devices/disk[@device='cdrom']/readonly"), 2);
+  EXPECT_EQ(d.count("/domain/os/boot"), 3);
+  EXPECT_EQ(d.str("/domain/os/boot[1]/@dev"), "cdrom");
+  EXPECT_EQ(d.str("/domain/os/boot[2]/@dev"), "hd");
+  EXPECT_EQ(d.str("/domain/os/boot[3]/@dev"), "network");
+  auto info = read_domain_xml(*xml);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->cdrom_sources, (std::vector<std::string>{media.cdrom, media.seed}));
+  // Nothing of the cloud-init content is in the domain.
+  EXPECT_EQ(xml->find("cloud-config"), std::string::npos);
+}
+
+TEST(DomainXmlBootMedia, ASeedAloneIsHdcAndADefaultOrderComesWithACdrom) {
+  DomainSpec s = sample_spec();
+  s.cloud_init = CloudInit{"", "", "web1", "", {}};
+  auto xml = write_domain_xml(s, sample_sources(), {"", "/p/seed.iso"});
+  ASSERT_TRUE(xml.ok()) << xml.error().message;
+  Doc d(*xml);
+  EXPECT_EQ(d.str("/domain/devices/disk[@device='cdrom']/target/@dev"), "hdc");
+  EXPECT_EQ(d.count("/domain/os/boot"), 0);  // libvirt's default: the disk
+  s.cdrom = CdromSpec{"installer", std::string(64, 'a'), 100};
+  auto with_cd = write_domain_xml(s, sample_sources(), {"/p/cd.iso", "/p/seed.iso"});
+  ASSERT_TRUE(with_cd.ok());
+  Doc c(*with_cd);
+  EXPECT_EQ(c.str("/domain/os/boot[1]/@dev"), "hd");
+  EXPECT_EQ(c.str("/domain/os/boot[2]/@dev"), "cdrom");
+  // A medium without its file is a bug, not a domain without it.
+  EXPECT_FALSE(write_domain_xml(s, sample_sources(), {"", "/p/seed.iso"}).ok());
+  EXPECT_FALSE(write_domain_xml(s, sample_sources(), {"relative.iso", "/p/seed.iso"}).ok());
+}
+
+}  // namespace
+}  // namespace kvmfleet::agent

@@ -4,6 +4,7 @@
 // removes what it defined, even when it fails.
 
 #include "kvmfleet/agent/libvirt_hypervisor.hpp"
+#include "tests/doubles/agent/fake_boot_media.hpp"
 #include "tests/doubles/common/manual_clock.hpp"
 
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -725,6 +727,105 @@ TEST_F(LibvirtHypervisorTest, NicsReachLibvirtAsBridgeInterfaces) {
   EXPECT_NE(xml.find("<mtu size='1500'/>"), std::string::npos) << xml;
   auto started = hv_->start(s.uuid);
   ASSERT_TRUE(started.ok()) << started.error().message;
+}
+
+}  // namespace
+}  // namespace kvmfleet::agent
+
+// Boot media through the real wrapper: the CD-ROMs and the seed reach libvirt's domain,
+// and a define that fails part-way leaves no volume behind. (The test driver keeps its
+// pools in memory, so disks made from images, which are real files, are the lab's.)
+namespace kvmfleet::agent {
+namespace {
+
+class LibvirtBootMediaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "kvmfleet-lvboot-XXXXXX").string();
+    dir_ = ::mkdtemp(tmpl.data());
+    cache_ = std::make_unique<ImageCache>(dir_ + "/cache", source_);
+    media_ = std::make_unique<BootMedia>(dir_, *cache_, tool_);
+    LibvirtOptions o;
+    o.uri = kUri;
+    o.pool_name = "kvmfleet-boot";
+    o.pool_path = dir_;
+    o.boot_media = media_.get();
+    hv_ = std::make_unique<LibvirtHypervisor>(o, clock_);
+    ASSERT_TRUE(hv_->connected());
+  }
+  void TearDown() override {
+    for (const auto& uuid : made_) (void)hv_->undefine(uuid, true);
+    hv_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  DomainSpec spec() {
+    DomainSpec s;
+    s.uuid = new_uuid();
+    s.name = "b-" + s.uuid.substr(0, 8);
+    s.memory_mib = 64;
+    s.domain_type = "qemu";
+    made_.push_back(s.uuid);
+    return s;
+  }
+  std::string domain_xml(const std::string& uuid) {
+    RawConn raw;
+    virDomainPtr dom = virDomainLookupByUUIDString(raw.c, uuid.c_str());
+    if (!dom) return {};
+    char* xml = virDomainGetXMLDesc(dom, 0);
+    std::string out = xml ? xml : "";
+    free(xml);
+    virDomainFree(dom);
+    return out;
+  }
+
+  std::string dir_;
+  FakeImageSource source_;
+  FakeDiskTool tool_;
+  std::unique_ptr<ImageCache> cache_;
+  std::unique_ptr<BootMedia> media_;
+  ManualClock clock_;
+  std::unique_ptr<LibvirtHypervisor> hv_;
+  std::vector<std::string> made_;
+};
+
+TEST_F(LibvirtBootMediaTest, CdromAndSeedReachTheDomain) {
+  const std::string iso(5000, 'i');
+  source_.put("installer", iso);
+  auto s = spec();
+  s.cdrom = CdromSpec{"installer", sha256_hex(iso), iso.size()};
+  s.cloud_init = CloudInit{"#cloud-config\n{}\n", "", "web1", "", {}};
+  s.boot = {BootDevice::cdrom};
+  auto r = hv_->define(s);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  auto info = read_domain_xml(domain_xml(s.uuid));
+  ASSERT_TRUE(info.ok());
+  const std::string seed = dir_ + "/" + s.uuid + "-seed.iso";
+  EXPECT_EQ(info->cdrom_sources,
+            (std::vector<std::string>{dir_ + "/cache/" + sha256_hex(iso) + ".img", seed}));
+  EXPECT_TRUE(std::filesystem::exists(seed));
+  EXPECT_NE(domain_xml(s.uuid).find("<boot dev='cdrom'/>"), std::string::npos);
+  // A redefine (another host, or a new generation) writes the seed again.
+  s.generation = 2;
+  ASSERT_TRUE(hv_->define(s).ok());
+  EXPECT_EQ(tool_.isos.size(), 2u);
+}
+
+TEST_F(LibvirtBootMediaTest, AFailedDefineLeavesNoVolumeAndNoDomain) {
+  auto s = spec();
+  s.disks.push_back({s.uuid + "-disk0.qcow2", "", 1, DiskBus::virtio, "vda"});
+  s.cdrom = CdromSpec{"missing", std::string(64, 'a'), 10};  // the controller has none
+  auto r = hv_->define(s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::not_found);
+  RawConn raw;
+  virStoragePoolPtr pool = virStoragePoolLookupByName(raw.c, "kvmfleet-boot");
+  ASSERT_NE(pool, nullptr);
+  virStorageVolPtr vol = virStorageVolLookupByName(pool, s.disks[0].volume.c_str());
+  EXPECT_EQ(vol, nullptr) << "the blank disk made before the failure is still there";
+  if (vol) virStorageVolFree(vol);
+  virStoragePoolFree(pool);
+  EXPECT_TRUE(domain_xml(s.uuid).empty());
 }
 
 }  // namespace

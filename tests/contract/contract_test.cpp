@@ -351,6 +351,28 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(uploaded.status, 200u) << uploaded.body;
   EXPECT_EQ(uploaded.json().value("state", ""), "ready") << uploaded.body;
   EXPECT_EQ(upload("disk1", operator_token).status, 409u);
+  // A VM from an image: refusals with stable reasons; a host's agent fetches its data in
+  // pieces.
+  auto from_ghost = post(
+      "/v1/vms", "/v1/vms", operator_token,
+      {{"name", "img1"}, {"memory_mib", 64}, {"disks", json::array({json{{"image", "ghost"}}})}});
+  EXPECT_EQ(from_ghost.status, 404u) << from_ghost.body;
+  EXPECT_EQ(from_ghost.json()["error"]["details"].value("reason", ""), "unknown_image");
+  auto bad_yaml = post("/v1/vms", "/v1/vms", operator_token,
+                       {{"name", "img1"},
+                        {"memory_mib", 64},
+                        {"disks", json::array({json{{"image", "disk1"}}})},
+                        {"cloud_init", {{"user_data", "#cloud-config\nkey: [oops\n"}}}});
+  EXPECT_EQ(bad_yaml.status, 400u) << bad_yaml.body;
+  EXPECT_EQ(bad_yaml.json()["error"]["details"].value("reason", ""), "malformed_yaml");
+  auto piece = send({.method = "GET",
+                     .target = "/v1/agent/images/disk1/data?offset=1024&length=4096",
+                     .path_template = "/v1/agent/images/{name}/data",
+                     .token = agent_token});
+  EXPECT_EQ(piece.status, 200u) << piece.body;
+  EXPECT_EQ(piece.body.size(), 4096u);
+  EXPECT_EQ(get("/v1/agent/images/disk1/data", "/v1/agent/images/{name}/data", viewer_token).status,
+            403u);
   EXPECT_EQ(get("/v1/images", "/v1/images", viewer_token).status, 200u);
   EXPECT_EQ(get("/v1/images/disk1", "/v1/images/{name}", viewer_token).status, 200u);
   EXPECT_EQ(get("/v1/images/ghost", "/v1/images/{name}", viewer_token).status, 404u);

@@ -339,3 +339,125 @@ TEST_F(ImageApiTest, TheCliTellsARefusedUpload) {
 
 }  // namespace
 }  // namespace kvmfleet::images
+
+namespace kvmfleet::images {
+namespace {
+
+// VMs from images through the API: refusals with their stable reasons, the VM's view
+// that never shows cloud-init's content, the CLI's flags, and the pieces agents fetch.
+class VmFromImageApiTest : public ImageApiTest {
+ protected:
+  // A host that is up, and its agent's token.
+  std::string host_up(const std::string& name) {
+    auto r = ctl_->hosts().register_host(name, "http://127.0.0.1:1");
+    EXPECT_TRUE(r.ok());
+    HostInventory inv;
+    inv.cpus = 4;
+    inv.memory_total_mib = 8192;
+    inv.domain_type = "kvm";
+    EXPECT_TRUE(
+        ctl_->hosts().heartbeat({"a", "host:" + name, Role::agent, name}, name, "", inv).ok());
+    return r.ok() ? r->second : "";
+  }
+  static json vm(json extra) {
+    json b = {{"name", "web1"}, {"memory_mib", 64}};
+    for (auto& [k, v] : extra.items()) b[k] = v;
+    return b;
+  }
+};
+
+TEST_F(VmFromImageApiTest, RefusalsHaveStableCodes) {
+  auto unknown = call("POST", "/v1/vms", operator_,
+                      vm({{"disks", json::array({json{{"image", "nope"}}})}}).dump());
+  EXPECT_EQ(unknown.status, 404u) << unknown.body;
+  EXPECT_EQ(unknown.body["error"]["code"], "not_found");
+  EXPECT_EQ(unknown.body["error"]["details"]["reason"], "unknown_image");
+  ASSERT_EQ(call("POST", "/v1/images", operator_, json{{"name", "half"}}.dump()).status, 201u);
+  auto half = call("POST", "/v1/vms", operator_, vm({{"cdrom", {{"image", "half"}}}}).dump());
+  EXPECT_EQ(half.status, 409u) << half.body;
+  EXPECT_EQ(half.body["error"]["details"]["reason"], "image_not_ready");
+  auto boot = call("POST", "/v1/vms", operator_, vm({{"boot", {"cdrom"}}}).dump());
+  EXPECT_EQ(boot.status, 400u) << boot.body;
+  EXPECT_EQ(boot.body["error"]["details"]["reason"], "bad_boot_order");
+  auto yaml = call("POST", "/v1/vms", operator_,
+                   vm({{"cloud_init", {{"user_data", "#cloud-config\nkey: [oops\n"}}}}).dump());
+  EXPECT_EQ(yaml.status, 400u) << yaml.body;
+  EXPECT_EQ(yaml.body["error"]["details"]["reason"], "malformed_yaml");
+  // Nothing was made.
+  EXPECT_EQ(call("GET", "/v1/vms", viewer_).body["items"].size(), 0u);
+}
+
+TEST_F(VmFromImageApiTest, TheCliMakesAVmFromAnImageWithCloudInit) {
+  host_up("node1");
+  const std::string data = some_data(100'000);
+  ASSERT_EQ(call("POST", "/v1/images", operator_, json{{"name", "deb"}}.dump()).status, 201u);
+  ASSERT_EQ(put_data("deb", data, operator_).status, 200u);
+  std::ofstream(tmp_.file("user-data")) << "#cloud-config\npassword: s3cret-pass\n";
+  std::ofstream(tmp_.file("id.pub")) << "# mine\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK me@x\n";
+  http::BeastClient client;
+  cli::Environment env{"http://127.0.0.1:" + std::to_string(server_->port()), operator_, false};
+  std::ostringstream out, err;
+  const int rc =
+      cli::run({"vm", "create", "web1", "--memory", "64", "--image", "deb", "--disk-size", "3",
+                "--cloud-init-user-data", tmp_.file("user-data"), "--ssh-key", tmp_.file("id.pub"),
+                "--hostname", "web1", "--boot", "disk,network"},
+               env, client, out, err);
+  // network is in the boot order but the VM has no NIC: refused, and told.
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(err.str().find("bad_boot_order"), std::string::npos) << err.str() << out.str();
+  std::ostringstream out2, err2;
+  ASSERT_EQ(cli::run({"vm", "create", "web1", "--memory", "64", "--image", "deb", "--disk-size",
+                      "3", "--cloud-init-user-data", tmp_.file("user-data"), "--ssh-key",
+                      tmp_.file("id.pub"), "--hostname", "web1", "--boot", "disk"},
+                     env, client, out2, err2),
+            0)
+      << err2.str();
+  auto got = call("GET", "/v1/vms/web1", viewer_);
+  ASSERT_EQ(got.status, 200u) << got.body;
+  EXPECT_EQ(got.body["disks"][0]["image"], "deb");
+  EXPECT_EQ(got.body["disks"][0]["image_sha256"], sha256_hex(data));
+  EXPECT_EQ(got.body["disks"][0]["size_gib"], 3);
+  EXPECT_EQ(got.body["boot"], json({"disk"}));
+  EXPECT_EQ(got.body["cloud_init"]["set"], true);
+  EXPECT_EQ(got.body["cloud_init"]["user_data"], true);
+  EXPECT_EQ(got.body["cloud_init"]["hostname"], true);
+  EXPECT_EQ(got.body["cloud_init"]["ssh_authorized_keys"], 1);
+  EXPECT_EQ(got.body.dump().find("s3cret"), std::string::npos) << got.body;
+  // Nor in the operation's record.
+  auto ops = call("GET", "/v1/operations", viewer_);
+  EXPECT_EQ(ops.body.dump().find("s3cret"), std::string::npos);
+  // The image stays while a VM is made from it.
+  auto del = call("DELETE", "/v1/images/deb", operator_);
+  EXPECT_EQ(del.status, 409u) << del.body;
+  EXPECT_EQ(del.body["error"]["details"]["reason"], "image_in_use");
+  EXPECT_EQ(del.body["error"]["details"]["vms"], json({"web1"}));
+  EXPECT_TRUE(ctl_->images().get("deb").ok());
+}
+
+TEST_F(VmFromImageApiTest, AgentsFetchAnImageInPieces) {
+  const std::string agent = host_up("node1");
+  const std::string data = some_data(50'000);
+  ASSERT_EQ(call("POST", "/v1/images", operator_, json{{"name", "deb"}}.dump()).status, 201u);
+  ASSERT_EQ(put_data("deb", data, operator_).status, 200u);
+  auto fetch = [&](const std::string& target, const std::string& token) {
+    auto s = connect();
+    asio::write(s, asio::buffer(header("GET", target, token, "")));
+    boost::beast::flat_buffer buf;
+    boost::beast::http::response<boost::beast::http::string_body> res;
+    boost::beast::http::read(s, buf, res);
+    return std::pair<unsigned, std::string>{res.result_int(), res.body()};
+  };
+  auto piece = fetch("/v1/agent/images/deb/data?offset=1000&length=4096", agent);
+  EXPECT_EQ(piece.first, 200u);
+  EXPECT_EQ(piece.second, data.substr(1000, 4096));
+  auto tail = fetch("/v1/agent/images/deb/data?offset=49000", agent);
+  EXPECT_EQ(tail.second, data.substr(49000));
+  EXPECT_EQ(fetch("/v1/agent/images/deb/data?length=0", agent).first, 400u);
+  EXPECT_EQ(fetch("/v1/agent/images/deb/data?offset=-1", agent).first, 400u);
+  EXPECT_EQ(fetch("/v1/agent/images/nope/data", agent).first, 404u);
+  EXPECT_EQ(fetch("/v1/agent/images/deb/data", viewer_).first, 403u);
+  EXPECT_EQ(fetch("/v1/agent/images/deb/data", "").first, 401u);
+}
+
+}  // namespace
+}  // namespace kvmfleet::images

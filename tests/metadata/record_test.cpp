@@ -67,6 +67,21 @@ TEST(RecordTest, SharedVolumeDisksKeepTheirVolumeAndDevice) {
   EXPECT_FALSE(verify_record_json(r.json_name, tampered).ok());
 }
 
+TEST(RecordTest, CdromAndSeedAreInTheXmlButCloudInitsContentIsNot) {
+  auto m = sample_vm("web1", 2);
+  m.vm.spec.cdrom = CdromSpec{"installer", std::string(64, 'c'), 100};
+  m.vm.spec.cloud_init = CloudInit{"#cloud-config\npassword: s3cret\n", "", "web1", "", {}};
+  auto r = render(m);
+  EXPECT_EQ(r.json.find("s3cret"), std::string::npos);
+  EXPECT_EQ(r.xml.find("s3cret"), std::string::npos);
+  auto info = agent::read_domain_xml(r.xml);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(
+      info->cdrom_sources,
+      (std::vector<std::string>{"/var/lib/kvmfleet/images/cache/" + std::string(64, 'c') + ".img",
+                                "/var/lib/kvmfleet/images/" + m.vm.id + "-seed.iso"}));
+}
+
 TEST(RecordTest, TheXmlIsTheAgentsOwnDefinition) {
   auto m = sample_vm("web1", 3);
   auto r = render(m);

@@ -25,8 +25,18 @@ inline constexpr const char* kGuestAgentChannel = "org.qemu.guest_agent.0";
 // its entry in `disk_sources` is not used. Every domain gets the QEMU guest agent's
 // virtio-serial channel. The spec is validated first; an invalid spec is refused,
 // never escaped.
+//
+// `media`: the files of the domain's CD-ROMs on this host, attached read-only on IDE
+// (machine pc has no other CD-ROM bus): spec.cdrom's ISO as hdc, the cloud-init seed
+// next. Each must be given when the spec has a cdrom or cloud_init. The boot order is
+// spec.boot's; without one, disk then cdrom when the domain has a CD-ROM image.
+struct BootMediaPaths {
+  std::string cdrom;  // spec.cdrom's ISO
+  std::string seed;   // the NoCloud seed made from spec.cloud_init
+};
 Result<std::string> write_domain_xml(const DomainSpec& spec,
-                                     const std::vector<std::string>& disk_sources);
+                                     const std::vector<std::string>& disk_sources,
+                                     const BootMediaPaths& media = {});
 
 struct DomainXmlInfo {
   std::string type;  // <domain type=...>
@@ -41,6 +51,8 @@ struct DomainXmlInfo {
   // <disk type='block'> source devices, in order: shared storage, never deleted or
   // wiped by the agent.
   std::vector<std::string> block_sources;
+  // The files of its CD-ROMs (also in disk_sources, as files a migration cannot carry).
+  std::vector<std::string> cdrom_sources;
 };
 
 // Reads any domain XML. Malformed metadata (a kvmfleet element without a valid id or

@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "kvmfleet/agent/boot_media.hpp"
 #include "kvmfleet/agent/hypervisor.hpp"
 #include "kvmfleet/common/clock.hpp"
 
@@ -33,6 +34,9 @@ struct LibvirtOptions {
   int keepalive_interval_s = 5;
   unsigned keepalive_count = 3;
   std::string migration_address;  // reported in the inventory as is
+  // Disks from images, CD-ROMs and cloud-init seeds (not owned; outlives the
+  // hypervisor). Null: domains that need them are refused.
+  BootMedia* boot_media = nullptr;
 };
 
 class LibvirtHypervisor final : public Hypervisor {

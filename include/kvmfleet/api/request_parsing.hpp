@@ -34,6 +34,9 @@ struct VmCreateRequest {
 };
 // POST /v1/vms and POST /v1/placements bodies.
 Result<VmCreateRequest> parse_vm_create(const nlohmann::json& body, bool allow_start = true);
+// POST /v1/vms' "boot": 1 to 3 of "disk", "cdrom", "network", each once, each a device
+// the VM has (invalid_argument, details.reason bad_boot_order).
+Result<std::vector<BootDevice>> parse_boot_order(const nlohmann::json& j, const VmSpec& spec);
 
 struct StopRequest {
   int timeout_s = 0;  // 0: the controller's default

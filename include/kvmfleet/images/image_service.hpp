@@ -123,6 +123,14 @@ class ImageService {
 
   // Where a ready image's data is.
   std::string data_path(const std::string& name) const;
+
+  // Up to `length` (1..kMaxReadPiece) bytes of a ready image's data from `offset`
+  // (fewer only at its end, none at or past it): how hosts fetch an image, a piece at a
+  // time, so neither side holds more than a piece. 404 no such image; 409 not ready;
+  // 400 a length out of range.
+  static constexpr std::size_t kMaxReadPiece = std::size_t{8} << 20;
+  Result<std::string> read_data(const std::string& name, std::uint64_t offset,
+                                std::size_t length) const;
   const std::string& dir() const { return dir_; }
 
  private:

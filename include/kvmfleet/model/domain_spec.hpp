@@ -19,6 +19,12 @@ struct DomainDisk {
   std::int64_t size_gib = 0;
   DiskBus bus = DiskBus::virtio;
   std::string target_dev;  // vda, sda, ...
+  // An image-pool volume made from an image: the image the agent fetches from the
+  // controller (checked against its SHA-256 and size) and copies into the volume.
+  std::string image;
+  std::string image_sha256;
+  std::uint64_t image_size = 0;
+  std::string image_format;  // raw or qcow2
   bool operator==(const DomainDisk&) const = default;
 };
 
@@ -40,6 +46,12 @@ struct DomainSpec {
   std::int64_t generation = 1;
   std::vector<DomainDisk> disks;
   std::vector<DomainNic> nics;
+  // An ISO image attached read-only (hdc on IDE), fetched as a disk's image is.
+  std::optional<CdromSpec> cdrom;
+  std::vector<BootDevice> boot;  // empty: disk, then cdrom
+  // Made into a NoCloud seed ISO (label cidata) by the agent and attached as a second
+  // CD-ROM (hdd), rebuilt wherever the domain is defined.
+  std::optional<CloudInit> cloud_init;
   bool operator==(const DomainSpec&) const = default;
 };
 

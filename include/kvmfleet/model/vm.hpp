@@ -38,7 +38,38 @@ struct DiskSpec {
   // its pool (/dev/VG/LV), resolved by the controller when the VM is made.
   std::string volume;
   std::string device;
+  // An image's name (docs/images.md): the disk starts as a copy of it, grown to size_gib
+  // (0: the image's own size). Its SHA-256 and size are resolved by the controller from
+  // the image's record when the VM is made, so the host can check what it fetches.
+  std::string image;
+  std::string image_sha256;
+  std::uint64_t image_size = 0;
+  std::string image_format;  // raw or qcow2: the host never probes it
   bool operator==(const DiskSpec&) const = default;
+};
+
+// An ISO image as a read-only CD-ROM; its SHA-256 and size resolved as a disk's are.
+struct CdromSpec {
+  std::string image;
+  std::string image_sha256;
+  std::uint64_t image_size = 0;
+  bool operator==(const CdromSpec&) const = default;
+};
+
+// What the firmware tries to boot from, in order.
+enum class BootDevice { disk, cdrom, network };
+std::string_view to_string(BootDevice b);
+std::optional<BootDevice> boot_device_from_string(std::string_view s);
+
+// A cloud-init NoCloud seed's content (docs/images.md). Secrets may be in it: it is kept
+// with the VM and sent to its host, never logged and never shown in full by the API.
+struct CloudInit {
+  std::string user_data;       // YAML (#cloud-config) or a script; empty: none
+  std::string meta_data;       // YAML; empty: made from instance id and hostname
+  std::string hostname;        // empty: the VM's name
+  std::string network_config;  // YAML (network config v1 or v2); empty: none
+  std::vector<std::string> ssh_authorized_keys;
+  bool operator==(const CloudInit&) const = default;
 };
 
 // The NIC models a VM may have (a closed set: what QEMU emulates well for guests
@@ -67,6 +98,9 @@ struct VmSpec {
   std::string anti_affinity_group;  // empty: none
   bool ha = false;                  // stored now; HA restart acts on it later
   std::vector<NicSpec> nics;
+  std::optional<CdromSpec> cdrom;
+  std::vector<BootDevice> boot;  // empty: disk, then cdrom
+  std::optional<CloudInit> cloud_init;
   bool operator==(const VmSpec&) const = default;
 };
 

@@ -12,8 +12,32 @@
 
 namespace kvmfleet::agent::libvirt {
 
-ImagePool::ImagePool(std::string name, std::string path, Connection& connection)
-    : name_(std::move(name)), path_(std::move(path)), connection_(connection) {}
+ImagePool::ImagePool(std::string name, std::string path, Connection& connection, BootMedia* media)
+    : name_(std::move(name)), path_(std::move(path)), connection_(connection), media_(media) {}
+
+Result<BootMediaPaths> ImagePool::boot_media(virConnectPtr c, const DomainSpec& spec) {
+  BootMediaPaths paths;
+  if (!spec.cdrom && !spec.cloud_init) return paths;
+  if (!media_)
+    return invalid("this host makes no CD-ROMs or cloud-init seeds (no controller link)",
+                   {{"field", "spec"}});
+  auto pool = ensure_pool(c);  // the directory the seed goes in
+  if (!pool) return pool.take_error();
+  if (spec.cdrom) {
+    auto iso = media_->cdrom(*spec.cdrom);
+    if (!iso) return iso.take_error();
+    paths.cdrom = std::move(*iso);
+  }
+  if (spec.cloud_init) {
+    auto seed = media_->make_seed(spec);
+    if (!seed) return seed.take_error();
+    paths.seed = std::move(*seed);
+    // So that undefining with its volumes finds it as one of the domain's.
+    if (virStoragePoolRefresh(pool->get(), 0) < 0)
+      spdlog::debug("{}", last_libvirt_error("refreshing pool " + name_).message);
+  }
+  return paths;
+}
 
 Result<std::vector<std::string>> ImagePool::disk_sources(virConnectPtr c, const DomainSpec& spec) {
   std::vector<std::string> sources;
@@ -68,6 +92,19 @@ Result<PoolHandle> ImagePool::ensure_pool(virConnectPtr c) {
 
 Result<std::string> ImagePool::ensure_volume(virStoragePoolPtr pool, const DomainDisk& disk) {
   VolHandle vol(virStorageVolLookupByName(pool, disk.volume.c_str()));
+  if (!vol && !disk.image.empty()) {
+    if (last_libvirt_error_code() != VIR_ERR_NO_STORAGE_VOL)
+      return connection_.failed("looking up volume " + disk.volume);
+    if (!media_)
+      return invalid("this host makes no disks from images (no controller link)",
+                     {{"field", "spec.disks"}});
+    // Made beside the pool's back, under its final name only once complete; the pool
+    // then learns of it.
+    if (auto st = media_->make_disk(disk, path_ + "/" + disk.volume); !st) return st.take_error();
+    if (virStoragePoolRefresh(pool, 0) < 0) return connection_.failed("refreshing pool " + name_);
+    vol.reset(virStorageVolLookupByName(pool, disk.volume.c_str()));
+    if (!vol) return connection_.failed("looking up volume " + disk.volume);
+  }
   if (!vol) {
     if (last_libvirt_error_code() != VIR_ERR_NO_STORAGE_VOL)
       return connection_.failed("looking up volume " + disk.volume);

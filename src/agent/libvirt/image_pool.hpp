@@ -12,6 +12,8 @@
 
 #include "connection.hpp"
 #include "handles.hpp"
+#include "kvmfleet/agent/boot_media.hpp"
+#include "kvmfleet/agent/domain_xml.hpp"
 #include "kvmfleet/common/result.hpp"
 #include "kvmfleet/model/domain_spec.hpp"
 
@@ -19,11 +21,18 @@ namespace kvmfleet::agent::libvirt {
 
 class ImagePool {
  public:
-  ImagePool(std::string name, std::string path, Connection& connection);
+  // `media`: makes disks from images, CD-ROMs and seeds; null: a domain that needs them
+  // is refused.
+  ImagePool(std::string name, std::string path, Connection& connection, BootMedia* media);
 
   // The source of each disk of `spec`, in its order: the path of its image-pool volume,
-  // made now when missing, or its block device as it is (it need not exist yet).
+  // made now when missing (from its image when it has one), or its block device as it
+  // is (it need not exist yet).
   Result<std::vector<std::string>> disk_sources(virConnectPtr c, const DomainSpec& spec);
+
+  // The files of the domain's CD-ROMs: its ISO fetched when missing, its cloud-init
+  // seed written anew.
+  Result<BootMediaPaths> boot_media(virConnectPtr c, const DomainSpec& spec);
 
   // Deletes the volumes of a domain: the files it referenced inside the pool, plus any
   // pool volume named after its uuid (covers a retry after the domain is gone).
@@ -37,6 +46,7 @@ class ImagePool {
   std::string name_;
   std::string path_;
   Connection& connection_;
+  BootMedia* media_;
   // Defining, starting and listing the pool are not safe to interleave.
   std::mutex mu_;
 };
