@@ -88,8 +88,9 @@ Result<AgentConfig> parse_agent_config(const nlohmann::json& j) {
   if (auto st = check_known_fields(
           j,
           {"host", "listen_address", "listen_port", "agent_url", "controller_url", "token_file",
-           "libvirt_uri", "image_pool_path", "console_log_dir", "heartbeat_interval_ms", "tls_cert_file",
-           "tls_key_file", "controller_ca_file", "worker_threads", "migration_address", "storage"},
+           "libvirt_uri", "image_pool_path", "console_log_dir", "heartbeat_interval_ms",
+           "tls_cert_file", "tls_key_file", "controller_ca_file", "worker_threads",
+           "migration_address", "storage"},
           "config");
       !st)
     return st.take_error();

@@ -5,8 +5,8 @@
 #include <cassert>
 
 #include "call_handlers.hpp"
-#include "kvmfleet/agent/console_relay.hpp"
 #include "kvmfleet/agent/call_router.hpp"
+#include "kvmfleet/agent/console_relay.hpp"
 #include "kvmfleet/agent/protocol.hpp"
 #include "kvmfleet/common/ids.hpp"
 #include "kvmfleet/common/validate.hpp"

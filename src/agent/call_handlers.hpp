@@ -26,9 +26,9 @@ struct CallContext {
   StorageBackend* storage;      // set for every call served by the storage backend
   network::LinkControl* links;  // set for every call served by the network backend
   const agent_protocol::PathParams& params;
-  const nlohmann::json& body;  // a POST's checked body; an empty object for a GET
-  const std::string& op_id;    // a POST's checked op_id; empty for a GET
-  ReportClock& reports;        // stamps answers about domains, after their action
+  const nlohmann::json& body;   // a POST's checked body; an empty object for a GET
+  const std::string& op_id;     // a POST's checked op_id; empty for a GET
+  ReportClock& reports;         // stamps answers about domains, after their action
   std::string_view query = {};  // the request's query string, after '?' (GETs that take one)
 };
 

@@ -17,19 +17,18 @@ Result<PreparedCall> console(const CallContext&) {
 Result<PreparedCall> console_log(const CallContext& c) {
   auto lines = parse_console_log_query(c.query);
   if (!lines) return lines.take_error();
-  return PreparedCall{c.params.uuid, [&hv = c.hv, uuid = c.params.uuid, n = *lines] {
-                        auto log = hv.console_log(uuid, proto::kConsoleLogMaxBytes);
-                        if (!log) return http::error_response(log.error());
-                        const bool whole = log->size() < proto::kConsoleLogMaxBytes;
-                        const auto tail = tail_lines(*log, n, whole);
-                        nlohmann::json body = {{"lines", tail.lines},
-                                               {"truncated", tail.truncated}};
-                        // Guest output is any bytes: what is not UTF-8 is replaced.
-                        body["text"] = nlohmann::json::parse(
-                            nlohmann::json(tail.text).dump(
-                                -1, ' ', false, nlohmann::json::error_handler_t::replace));
-                        return ok_json(body);
-                      }};
+  return PreparedCall{
+      c.params.uuid, [&hv = c.hv, uuid = c.params.uuid, n = *lines] {
+        auto log = hv.console_log(uuid, proto::kConsoleLogMaxBytes);
+        if (!log) return http::error_response(log.error());
+        const bool whole = log->size() < proto::kConsoleLogMaxBytes;
+        const auto tail = tail_lines(*log, n, whole);
+        nlohmann::json body = {{"lines", tail.lines}, {"truncated", tail.truncated}};
+        // Guest output is any bytes: what is not UTF-8 is replaced.
+        body["text"] = nlohmann::json::parse(nlohmann::json(tail.text).dump(
+            -1, ' ', false, nlohmann::json::error_handler_t::replace));
+        return ok_json(body);
+      }};
 }
 
 }  // namespace kvmfleet::agent::calls

@@ -346,8 +346,7 @@ Result<std::shared_ptr<ConsoleStream>> LibvirtHypervisor::open_console(const std
   return stream;
 }
 
-Result<std::string> LibvirtHypervisor::console_log(const std::string& uuid,
-                                                   std::size_t max_bytes) {
+Result<std::string> LibvirtHypervisor::console_log(const std::string& uuid, std::size_t max_bytes) {
   if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
   auto c = impl_->connection.acquire();
   if (!c) return c.take_error();

@@ -8,9 +8,10 @@ namespace kvmfleet::api {
 
 // The console asked without an upgrade.
 void console_without_upgrade(Controller&, Call& c) {
-  c.fail(invalid("the console is a WebSocket: ask for an upgrade (Connection: Upgrade, "
-                 "Upgrade: websocket)",
-                 {{"reason", "websocket_required"}}));
+  c.fail(
+      invalid("the console is a WebSocket: ask for an upgrade (Connection: Upgrade, "
+              "Upgrade: websocket)",
+              {{"reason", "websocket_required"}}));
 }
 
 Result<std::shared_ptr<http::WebSocketHandler>> open_console(Controller& svc, Call& c) {
@@ -20,11 +21,10 @@ Result<std::shared_ptr<http::WebSocketHandler>> open_console(Controller& svc, Ca
 void get_console_log(Controller& svc, Call& c) {
   auto lines = console::parse_tail(c.query);
   if (!lines) return c.fail(lines.error());
-  svc.console().log_tail(c.param("vm"), *lines,
-                         [call = c.shared_from_this()](Result<json> r) {
-                           if (!r) return call->fail(r.error());
-                           call->ok(HttpStatus::ok, *r);
-                         });
+  svc.console().log_tail(c.param("vm"), *lines, [call = c.shared_from_this()](Result<json> r) {
+    if (!r) return call->fail(r.error());
+    call->ok(HttpStatus::ok, *r);
+  });
 }
 
 }  // namespace kvmfleet::api

@@ -57,9 +57,7 @@ int run_console_terminal(const std::string& console_url, const std::string& toke
   options.ca_file = ca_file;
   options.message_limit = 1 << 20;
   http::WebSocketCallbacks callbacks;
-  callbacks.on_open = [&] {
-    err << "connected to the console; Ctrl-] leaves\r\n" << std::flush;
-  };
+  callbacks.on_open = [&] { err << "connected to the console; Ctrl-] leaves\r\n" << std::flush; };
   callbacks.on_message = [](std::string bytes) { write_all(STDOUT_FILENO, bytes); };
   callbacks.on_closed = [&](Status why) {
     if (!why) {

@@ -90,28 +90,27 @@ void ConsoleService::log_tail(const std::string& vm_ref, int lines,
     return console_target(d, vm_ref, /*need_running=*/false);
   });
   if (!target) return done(target.take_error());
-  agents_.log_tail(*target, lines,
-                   [done = std::move(done), vm = target->uuid,
-                    host = target->host](Result<nlohmann::json> r) {
-                     if (!r) {
-                       Error e = r.take_error();
-                       e.details["host"] = host;
-                       return done(std::move(e));
-                     }
-                     const auto& j = *r;
-                     // The agent's answer is untrusted: its fields are checked.
-                     if (!j.is_object() || !j.contains("text") || !j["text"].is_string() ||
-                         !j.contains("lines") || !j["lines"].is_number_integer() ||
-                         !j.contains("truncated") || !j["truncated"].is_boolean())
-                       return done(Error(ErrorCode::unavailable,
-                                         "malformed console log answer from the agent",
-                                         {{"host", host}}));
-                     done(nlohmann::json{{"vm", vm},
-                                         {"host", host},
-                                         {"lines", j["lines"]},
-                                         {"truncated", j["truncated"]},
-                                         {"text", j["text"]}});
-                   });
+  agents_.log_tail(
+      *target, lines,
+      [done = std::move(done), vm = target->uuid, host = target->host](Result<nlohmann::json> r) {
+        if (!r) {
+          Error e = r.take_error();
+          e.details["host"] = host;
+          return done(std::move(e));
+        }
+        const auto& j = *r;
+        // The agent's answer is untrusted: its fields are checked.
+        if (!j.is_object() || !j.contains("text") || !j["text"].is_string() ||
+            !j.contains("lines") || !j["lines"].is_number_integer() || !j.contains("truncated") ||
+            !j["truncated"].is_boolean())
+          return done(Error(ErrorCode::unavailable, "malformed console log answer from the agent",
+                            {{"host", host}}));
+        done(nlohmann::json{{"vm", vm},
+                            {"host", host},
+                            {"lines", j["lines"]},
+                            {"truncated", j["truncated"]},
+                            {"text", j["text"]}});
+      });
 }
 
 }  // namespace kvmfleet::console

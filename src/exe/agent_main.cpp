@@ -19,8 +19,8 @@
 #include "kvmfleet/agent/agent_config.hpp"
 #include "kvmfleet/agent/agent_service.hpp"
 #include "kvmfleet/agent/heartbeat.hpp"
-#include "kvmfleet/agent/protocol.hpp"
 #include "kvmfleet/agent/libvirt_hypervisor.hpp"
+#include "kvmfleet/agent/protocol.hpp"
 #include "kvmfleet/agent/storage_backend.hpp"
 #include "kvmfleet/agent/storage_devices.hpp"
 #include "kvmfleet/common/clock.hpp"
@@ -89,8 +89,7 @@ int main(int argc, char** argv) {
     if (!ec)
       std::filesystem::permissions(config->console_log_dir, std::filesystem::perms::owner_all,
                                    std::filesystem::perm_options::replace, ec);
-    if (ec)
-      spdlog::warn("console log directory {}: {}", config->console_log_dir, ec.message());
+    if (ec) spdlog::warn("console log directory {}: {}", config->console_log_dir, ec.message());
   }
   agent::LibvirtHypervisor hypervisor(lv);
 

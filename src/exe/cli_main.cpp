@@ -13,7 +13,8 @@ int main(int argc, char** argv) {
   if (const char* u = std::getenv("KVMFLEET_URL")) env.url = u;
   if (const char* t = std::getenv("KVMFLEET_TOKEN")) env.token = t;
   env.terminal = ::isatty(STDERR_FILENO) == 1;
-  const std::string ca_file = std::getenv("KVMFLEET_CA_FILE") ? std::getenv("KVMFLEET_CA_FILE") : "";
+  const std::string ca_file =
+      std::getenv("KVMFLEET_CA_FILE") ? std::getenv("KVMFLEET_CA_FILE") : "";
   kvmfleet::http::BeastClient client(ca_file);
   env.console = [&ca_file](const std::string& url, const std::string& token) {
     return kvmfleet::cli::run_console_terminal(url, token, ca_file, std::cerr);

@@ -84,18 +84,17 @@ class WebSocketSession final : public SessionBase,
   }
 
   void send(std::string bytes) override {
-    asio::dispatch(ws_.get_executor(),
-                   [self = this->shared_from_this(), bytes = std::move(bytes)]() mutable {
-                     if (!self->open_ || self->closing_) return;
-                     if (self->queued_ + bytes.size() > self->queue_limit_) {
-                       spdlog::warn("websocket peer reads too slowly; closing");
-                       return self->start_close(websocket::close_code::policy_error,
-                                                "peer reads too slowly");
-                     }
-                     self->queued_ += bytes.size();
-                     self->queue_.push_back(std::move(bytes));
-                     if (!self->writing_) self->do_write();
-                   });
+    asio::dispatch(
+        ws_.get_executor(), [self = this->shared_from_this(), bytes = std::move(bytes)]() mutable {
+          if (!self->open_ || self->closing_) return;
+          if (self->queued_ + bytes.size() > self->queue_limit_) {
+            spdlog::warn("websocket peer reads too slowly; closing");
+            return self->start_close(websocket::close_code::policy_error, "peer reads too slowly");
+          }
+          self->queued_ += bytes.size();
+          self->queue_.push_back(std::move(bytes));
+          if (!self->writing_) self->do_write();
+        });
   }
 
   void close(std::string reason) override {

@@ -39,13 +39,11 @@ Error refusal(const websocket::response_type& res) {
 }
 
 template <class Next>
-class Client final : public WebSocketConnection,
-                     public std::enable_shared_from_this<Client<Next>> {
+class Client final : public WebSocketConnection, public std::enable_shared_from_this<Client<Next>> {
  public:
   template <class... Args>
-  Client(asio::io_context& ioc, detail::Url url, std::string bearer,
-         WebSocketClientOptions options, WebSocketCallbacks callbacks, std::shared_ptr<void> keep,
-         Args&&... args)
+  Client(asio::io_context& ioc, detail::Url url, std::string bearer, WebSocketClientOptions options,
+         WebSocketCallbacks callbacks, std::shared_ptr<void> keep, Args&&... args)
       : keep_(std::move(keep)),
         resolver_(asio::make_strand(ioc)),
         ws_(resolver_.get_executor(), std::forward<Args>(args)...),
@@ -110,18 +108,18 @@ class Client final : public WebSocketConnection,
   }
 
   void upgrade() {
-    ws_.set_option(websocket::stream_base::decorator([bearer = bearer_](websocket::request_type& req) {
-      req.set(beast::http::field::authorization, "Bearer " + bearer);
-      req.set(beast::http::field::user_agent, "kvmfleet");
-    }));
-    ws_.async_handshake(res_, url_.host + ":" + url_.port, url_.target,
-                        [self = this->shared_from_this()](beast::error_code ec) {
-                          if (ec == websocket::error::upgrade_declined)
-                            return self->fail(refusal(self->res_));
-                          if (ec) return self->fail(unavailable("WebSocket handshake failed: " +
-                                                                ec.message()));
-                          self->on_open();
-                        });
+    ws_.set_option(
+        websocket::stream_base::decorator([bearer = bearer_](websocket::request_type& req) {
+          req.set(beast::http::field::authorization, "Bearer " + bearer);
+          req.set(beast::http::field::user_agent, "kvmfleet");
+        }));
+    ws_.async_handshake(
+        res_, url_.host + ":" + url_.port, url_.target,
+        [self = this->shared_from_this()](beast::error_code ec) {
+          if (ec == websocket::error::upgrade_declined) return self->fail(refusal(self->res_));
+          if (ec) return self->fail(unavailable("WebSocket handshake failed: " + ec.message()));
+          self->on_open();
+        });
   }
 
   void on_open() {
@@ -235,8 +233,8 @@ std::shared_ptr<WebSocketConnection> connect_websocket(asio::io_context& ioc,
     return std::make_shared<Failed>();
   }
   if (!parsed->tls) {
-    auto c = std::make_shared<Client<beast::tcp_stream>>(ioc, std::move(*parsed), bearer,
-                                                         std::move(options), std::move(callbacks), nullptr);
+    auto c = std::make_shared<Client<beast::tcp_stream>>(
+        ioc, std::move(*parsed), bearer, std::move(options), std::move(callbacks), nullptr);
     c->run();
     return c;
   }

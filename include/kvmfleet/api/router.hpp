@@ -51,8 +51,7 @@ using BodyOpener = Result<std::shared_ptr<http::BodySink>> (*)(Controller& svc, 
 // every check (token, role, path, query: see Api::open_upgrade) and the capability's own
 // (the VM runs...); an error is the HTTP answer instead of the upgrade. `handle` then
 // answers the same route asked without an upgrade.
-using UpgradeOpener = Result<std::shared_ptr<http::WebSocketHandler>> (*)(Controller& svc,
-                                                                           Call& c);
+using UpgradeOpener = Result<std::shared_ptr<http::WebSocketHandler>> (*)(Controller& svc, Call& c);
 
 // One route. A pattern's segments are literals or parameters named after their kind:
 // {vm} (a VM id or name), {host} (a host name), {operation} (an operation id), {pool}
@@ -65,7 +64,7 @@ struct Route {
   Need need;
   std::vector<std::string_view> query;
   Handler handle;
-  BodyOpener open_body = nullptr;  // set: the body is streamed (see BodyOpener)
+  BodyOpener open_body = nullptr;        // set: the body is streamed (see BodyOpener)
   UpgradeOpener open_upgrade = nullptr;  // set: a WebSocket endpoint (see UpgradeOpener)
 };
 

@@ -28,7 +28,7 @@ struct ServerOptions {
   // Empty: an upgrade request is served as a plain one. Set: asked for each request
   // that asks for a WebSocket upgrade (see UpgradeOpener).
   UpgradeOpener open_upgrade;
-  std::size_t websocket_message_limit = 64 * 1024;    // a larger message closes the socket
+  std::size_t websocket_message_limit = 64 * 1024;   // a larger message closes the socket
   std::size_t websocket_send_queue_limit = 4 << 20;  // bytes queued for a slow peer
 };
 

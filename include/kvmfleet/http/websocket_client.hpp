@@ -18,7 +18,7 @@ namespace kvmfleet::http {
 struct WebSocketClientOptions {
   std::string ca_file;  // PEM bundle for https; empty: the system default paths
   bool verify_peer = true;
-  std::size_t message_limit = 64 * 1024;  // a larger message from the server ends it
+  std::size_t message_limit = 64 * 1024;              // a larger message from the server ends it
   std::chrono::milliseconds connect_timeout{10'000};  // resolve, connect, handshakes
 };
 

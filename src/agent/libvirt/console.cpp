@@ -87,8 +87,7 @@ void on_event(virStreamPtr st, int events, void* opaque) {
         virStreamEventUpdateCallback(st, kReadEvents);
       }
     }
-    if (end_reason.empty() &&
-        (events & (VIR_STREAM_EVENT_ERROR | VIR_STREAM_EVENT_HANGUP)))
+    if (end_reason.empty() && (events & (VIR_STREAM_EVENT_ERROR | VIR_STREAM_EVENT_HANGUP)))
       end_reason = "the console hung up (the guest stopped or another session took it over)";
     if (!end_reason.empty()) state->stop_locked();
   }
