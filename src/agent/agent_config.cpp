@@ -88,8 +88,9 @@ Result<AgentConfig> parse_agent_config(const nlohmann::json& j) {
   if (auto st = check_known_fields(
           j,
           {"host", "listen_address", "listen_port", "agent_url", "controller_url", "token_file",
-           "libvirt_uri", "image_pool_path", "heartbeat_interval_ms", "tls_cert_file",
-           "tls_key_file", "controller_ca_file", "worker_threads", "migration_address", "storage"},
+           "libvirt_uri", "image_pool_path", "console_log_dir", "heartbeat_interval_ms",
+           "tls_cert_file", "tls_key_file", "controller_ca_file", "worker_threads",
+           "migration_address", "storage"},
           "config");
       !st)
     return st.take_error();
@@ -105,6 +106,7 @@ Result<AgentConfig> parse_agent_config(const nlohmann::json& j) {
         str("agent_url", false, c.agent_url), str("controller_url", true, c.controller_url),
         str("token_file", true, c.token_file), str("libvirt_uri", false, c.libvirt_uri),
         str("image_pool_path", false, c.image_pool_path),
+        str("console_log_dir", false, c.console_log_dir),
         str("tls_cert_file", false, c.tls_cert_file), str("tls_key_file", false, c.tls_key_file),
         str("controller_ca_file", false, c.controller_ca_file),
         str("migration_address", false, c.migration_address)}) {
@@ -128,6 +130,14 @@ Result<AgentConfig> parse_agent_config(const nlohmann::json& j) {
     return invalid("token_file must be an absolute path", {{"field", "token_file"}});
   if (!is_absolute_path(c.image_pool_path))
     return invalid("image_pool_path must be an absolute path", {{"field", "image_pool_path"}});
+  if (c.console_log_dir.empty()) {
+    std::string base = c.image_pool_path;
+    while (base.size() > 1 && base.back() == '/') base.pop_back();
+    const auto slash = base.rfind('/');
+    c.console_log_dir = (slash == 0 ? std::string() : base.substr(0, slash)) + "/console";
+  }
+  if (!is_absolute_path(c.console_log_dir))
+    return invalid("console_log_dir must be an absolute path", {{"field", "console_log_dir"}});
   if (c.libvirt_uri.empty())
     return invalid("libvirt_uri must not be empty", {{"field", "libvirt_uri"}});
   if (!c.migration_address.empty() && !is_valid_network_host(c.migration_address))

@@ -6,6 +6,7 @@
 
 #include "call_handlers.hpp"
 #include "kvmfleet/agent/call_router.hpp"
+#include "kvmfleet/agent/console_relay.hpp"
 #include "kvmfleet/agent/protocol.hpp"
 #include "kvmfleet/common/ids.hpp"
 #include "kvmfleet/common/validate.hpp"
@@ -110,7 +111,11 @@ http::Response AgentService::route(const http::Request& req) {
   }
 
   std::string_view path(req.target().data(), req.target().size());
-  if (auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+  std::string_view query;
+  if (auto q = path.find('?'); q != std::string_view::npos) {
+    query = path.substr(q + 1);
+    path = path.substr(0, q);
+  }
   const std::string_view method(req.method_string().data(), req.method_string().size());
 
   const CallMatch match = match_call(method, path);
@@ -141,7 +146,7 @@ http::Response AgentService::route(const http::Request& req) {
   }
 
   const calls::CallContext context{
-      hv_, storage_ ? &*storage_ : nullptr, links_, match.params, body, op_id, reports_};
+      hv_, storage_ ? &*storage_ : nullptr, links_, match.params, body, op_id, reports_, query};
   auto prepared = calls::handler_for(call.id)(context);
   if (!prepared) return http::error_response(prepared.error());
 
@@ -166,6 +171,34 @@ http::Response AgentService::route(const http::Request& req) {
   // digest, so a CHAP secret does not stay in the cache.
   const std::string key = op_id + " " + std::string(path);
   return ops_.run(key, sha256_hex(body.dump()), act_and_log);
+}
+
+Result<std::shared_ptr<http::WebSocketHandler>> AgentService::open_upgrade(
+    const http::Request& req) {
+  const auto presented = http::bearer_token(req);
+  if (token_.empty() || presented.empty() || !constant_time_equal(presented, token_))
+    return Error{ErrorCode::unauthenticated, "missing or invalid token"};
+  std::string_view path(req.target().data(), req.target().size());
+  if (auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+  const std::string_view method(req.method_string().data(), req.method_string().size());
+  const CallMatch match = match_call(method, path);
+  if (match.call == nullptr) {
+    if (!match.allow.empty())
+      return Error{ErrorCode::method_not_allowed, "method not allowed; use " + match.allow};
+    return not_found("no such agent endpoint");
+  }
+  if (!match.call->websocket)
+    return invalid("this agent endpoint is no WebSocket endpoint",
+                   {{"reason", "websocket_not_supported"}});
+  if (auto st = check_uuid(match.params.uuid); !st) return st.error();
+  switch (match.call->id) {
+    case proto::CallId::console:
+      return std::shared_ptr<http::WebSocketHandler>(
+          std::make_shared<ConsoleRelay>(hv_, match.params.uuid));
+    default:
+      break;
+  }
+  return internal_error("WebSocket call without a handler");
 }
 
 }  // namespace kvmfleet::agent

@@ -53,6 +53,8 @@ constexpr auto kHandlers = [] {
   h[index(CallId::lv_snapshot)] = &lv_snapshot;
   h[index(CallId::lv_merge)] = &lv_merge;
   h[index(CallId::network_ensure)] = &network_ensure;
+  h[index(CallId::console)] = &console;
+  h[index(CallId::console_log)] = &console_log;
   return h;
 }();
 static_assert(std::ranges::none_of(kHandlers, [](CallHandler h) { return h == nullptr; }),

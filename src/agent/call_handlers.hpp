@@ -26,9 +26,10 @@ struct CallContext {
   StorageBackend* storage;      // set for every call served by the storage backend
   network::LinkControl* links;  // set for every call served by the network backend
   const agent_protocol::PathParams& params;
-  const nlohmann::json& body;  // a POST's checked body; an empty object for a GET
-  const std::string& op_id;    // a POST's checked op_id; empty for a GET
-  ReportClock& reports;        // stamps answers about domains, after their action
+  const nlohmann::json& body;   // a POST's checked body; an empty object for a GET
+  const std::string& op_id;     // a POST's checked op_id; empty for a GET
+  ReportClock& reports;         // stamps answers about domains, after their action
+  std::string_view query = {};  // the request's query string, after '?' (GETs that take one)
 };
 
 struct PreparedCall {
@@ -92,5 +93,9 @@ Result<PreparedCall> lv_merge(const CallContext& c);
 
 // Network calls (network_calls.cpp).
 Result<PreparedCall> network_ensure(const CallContext& c);
+
+// Serial console calls (console_calls.cpp).
+Result<PreparedCall> console(const CallContext& c);
+Result<PreparedCall> console_log(const CallContext& c);
 
 }  // namespace kvmfleet::agent::calls

@@ -33,7 +33,9 @@ bool is_safe_path(std::string_view p) {
 
 Result<std::string> write_domain_xml(const DomainSpec& spec,
                                      const std::vector<std::string>& disk_sources,
-                                     const BootMediaPaths& media) {
+                                     const BootMediaPaths& media, const std::string& console_log) {
+  if (!console_log.empty() && !is_safe_path(console_log))
+    return internal_error("console log path must be absolute and printable");
   if (auto st = validate_domain_spec(spec); !st) return st.take_error();
   if (disk_sources.size() != spec.disks.size())
     return internal_error("one source path per disk is required");
@@ -79,6 +81,11 @@ Result<std::string> write_domain_xml(const DomainSpec& spec,
     w.attr("dev", b == BootDevice::disk ? "hd" : b == BootDevice::cdrom ? "cdrom" : "network");
     w.end();
   }
+  // SeaBIOS's own messages on the serial console too (a headless guest has no other
+  // screen): "No bootable device." is then readable in the console and its log.
+  w.start("bios");
+  w.attr("useserial", "yes");
+  w.end();
   w.end();
 
   w.start("features");
@@ -189,6 +196,27 @@ Result<std::string> write_domain_xml(const DomainSpec& spec,
   w.start("target");
   w.attr("type", "virtio");
   w.attr("name", kGuestAgentChannel);
+  w.end();
+  w.end();
+  // The serial console: a pty that libvirt's console stream opens (the agent's
+  // console call), and virtlogd's log of everything it shows.
+  w.start("serial");
+  w.attr("type", "pty");
+  if (!console_log.empty()) {
+    w.start("log");
+    w.attr("file", console_log);
+    w.attr("append", "on");
+    w.end();
+  }
+  w.start("target");
+  w.attr("port", std::int64_t{0});
+  w.end();
+  w.end();
+  w.start("console");
+  w.attr("type", "pty");
+  w.start("target");
+  w.attr("type", "serial");
+  w.attr("port", std::int64_t{0});
   w.end();
   w.end();
   // No <graphics> and no <video>: guests are headless.

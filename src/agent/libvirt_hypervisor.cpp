@@ -14,6 +14,7 @@
 #include "kvmfleet/common/validate.hpp"
 #include "libvirt/block_resize.hpp"
 #include "libvirt/connection.hpp"
+#include "libvirt/console.hpp"
 #include "libvirt/domain_locks.hpp"
 #include "libvirt/domain_lookup.hpp"
 #include "libvirt/errors.hpp"
@@ -161,7 +162,7 @@ Result<DomainStatus> LibvirtHypervisor::define(const DomainSpec& spec) {
                          {{"name", spec.name}}));
   }
 
-  auto xml = write_domain_xml(spec, *sources, *media);
+  auto xml = write_domain_xml(spec, *sources, *media, console_log_path(spec.uuid));
   if (!xml) return undo(xml.take_error());
   DomainHandle dom(virDomainDefineXML(conn, xml->c_str()));
   if (!dom) return undo(impl_->connection.failed("defining domain " + spec.name));
@@ -336,6 +337,41 @@ std::uint64_t LibvirtHypervisor::subscribe(EventCallback callback) {
 
 void LibvirtHypervisor::unsubscribe(std::uint64_t id) {
   impl_->events.unsubscribe(id);
+}
+
+std::string LibvirtHypervisor::console_log_path(const std::string& uuid) const {
+  std::string dir = impl_->options.console_log_dir;
+  if (dir.empty()) return {};
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return dir + "/" + uuid + ".log";
+}
+
+Result<std::shared_ptr<ConsoleStream>> LibvirtHypervisor::open_console(const std::string& uuid,
+                                                                       ConsoleSink sink) {
+  if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
+  auto c = impl_->connection.acquire();
+  if (!c) return c.take_error();
+  auto m = impl_->domains.lookup_managed(c->get(), uuid);
+  if (!m) return m.take_error();
+  auto active = impl_->domains.is_active(m->dom.get(), uuid);
+  if (!active) return active.take_error();
+  if (!*active) return conflict("domain " + uuid + " is not running", {{"uuid", uuid}});
+  auto stream = libvirt::open_console(c->get(), m->dom.get(), std::move(sink));
+  if (!stream) {
+    Error e = stream.take_error();
+    if (e.code == ErrorCode::internal) return impl_->connection.failed(e.message);
+    return e;
+  }
+  return stream;
+}
+
+Result<std::string> LibvirtHypervisor::console_log(const std::string& uuid, std::size_t max_bytes) {
+  if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
+  auto c = impl_->connection.acquire();
+  if (!c) return c.take_error();
+  auto m = impl_->domains.lookup_managed(c->get(), uuid);
+  if (!m) return m.take_error();
+  return libvirt::read_file_tail(console_log_path(uuid), max_bytes);
 }
 
 }  // namespace kvmfleet::agent

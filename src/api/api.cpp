@@ -109,4 +109,37 @@ Result<std::shared_ptr<http::BodySink>> Api::open_body(const http::RequestHeader
   return sink;
 }
 
+Result<std::shared_ptr<http::WebSocketHandler>> Api::open_upgrade(const http::Request& req) {
+  const std::string_view target(req.target().data(), req.target().size());
+  auto match = router_.match(split_path(target.substr(0, target.find('?'))));
+  if (!match) return std::shared_ptr<http::WebSocketHandler>();
+  const Route* route = match->resource->find(req.method());
+  if (!route || !route->open_upgrade) return std::shared_ptr<http::WebSocketHandler>();
+  auto c = std::make_shared<Call>(http::Request(req), http::Responder(), metrics_, pages_);
+  c->arrived = Arrival::now(service_.clock());
+  const std::string_view own(c->req.target().data(), c->req.target().size());
+  const auto qmark = own.find('?');
+  c->seg = split_path(own.substr(0, qmark));
+  auto count = [&](unsigned status) {
+    const auto ms = c->req.method_string();
+    metrics_.count_request(std::string_view(ms.data(), ms.size()), status);
+  };
+  auto refuse = [&](const Error& e) -> Result<std::shared_ptr<http::WebSocketHandler>> {
+    count(static_cast<unsigned>(http::status_for(e.code)));
+    return e;
+  };
+  if (qmark != std::string_view::npos) {
+    auto q = parse_query(own.substr(qmark + 1));
+    if (!q) return refuse(q.error());
+    c->query = std::move(*q);
+  }
+  match = router_.match(c->seg);  // views into the call's own copy of the target
+  auto admitted = admit(*c, match);
+  if (!admitted) return refuse(admitted.error());
+  auto handler = route->open_upgrade(service_, *c);
+  if (!handler) return refuse(handler.error());
+  count(101);
+  return handler;
+}
+
 }  // namespace kvmfleet::api

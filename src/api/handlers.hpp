@@ -81,4 +81,9 @@ void delete_image(Controller& svc, Call& c);
 void upload_image(Controller& svc, Call& c);
 Result<std::shared_ptr<http::BodySink>> open_image_upload(Controller& svc, Call& c);
 
+// console_routes.cpp
+void console_without_upgrade(Controller& svc, Call& c);
+Result<std::shared_ptr<http::WebSocketHandler>> open_console(Controller& svc, Call& c);
+void get_console_log(Controller& svc, Call& c);
+
 }  // namespace kvmfleet::api

@@ -82,6 +82,10 @@ const std::vector<Route>& routes() {
       {get, "/v1/images/{image}", viewer, {}, get_image},
       {delete_, "/v1/images/{image}", operator_, {}, delete_image},
       {put, "/v1/images/{image}/data", operator_, {}, upload_image, open_image_upload},
+
+      // console: a WebSocket (the token and role are checked before the upgrade)
+      {get, "/v1/vms/{vm}/console", operator_, {}, console_without_upgrade, nullptr, open_console},
+      {get, "/v1/vms/{vm}/console/log", viewer, {"tail"}, get_console_log},
   };
   // clang-format on
   return table;

@@ -34,6 +34,8 @@ commands:
   vm start|reboot|destroy ID [--wait SECONDS]
   vm stop ID [--timeout SECONDS] [--force] [--wait SECONDS]
   vm delete ID [--force] [--wait SECONDS]
+  vm console ID                       the serial console in this terminal (Ctrl-] leaves)
+  vm console-log ID [--tail N]        the last N lines of the console log (default 100)
   place NAME --memory MIB [--vcpus N] [--host H] [--group G]
                                       placement dry run: where and why
   network list                        list networks
@@ -136,6 +138,8 @@ std::string url_encode(const std::string& s) {
 
 class Runner {
  public:
+  std::function<int(const std::string&, const std::string&)> console_;  // Environment::console
+
   Runner(const Args& a, std::string base, std::string token, http::Client& client,
          std::ostream& out, std::ostream& err, bool terminal)
       : terminal_(terminal),
@@ -427,6 +431,21 @@ class Runner {
         auto j = call("POST", "/v1/vms/" + id + "/stop" + wait_query(), b, wait_seconds());
         return j ? show_operation(*j) : 1;
       }
+      if (action == "console") {
+        if (!console_) {
+          err_ << "kvmfleet: the console needs a terminal\n";
+          return 2;
+        }
+        return console_(base_ + "/v1/vms/" + id + "/console", token_);
+      }
+      if (action == "console-log") {
+        const std::string q = a_.has("--tail") ? "?tail=" + url_encode(a_.get("--tail")) : "";
+        auto j = call("GET", "/v1/vms/" + id + "/console/log" + q);
+        if (!j) return 1;
+        if (json_) return show(*j, {});
+        out_ << (*j)["text"].get<std::string>();
+        return 0;
+      }
       if (action == "delete") {
         std::string q = wait_query();
         if (a_.has("--force")) q += (q.empty() ? "?" : "&") + std::string("force=true");
@@ -603,6 +622,7 @@ int run(const std::vector<std::string>& argv, const Environment& env, http::Clie
     }
   }
   Runner r(*args, url, token, client, out, err, env.terminal);
+  r.console_ = env.console;
   return r.run();
 }
 

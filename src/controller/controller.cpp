@@ -1,5 +1,7 @@
 #include "kvmfleet/controller/controller.hpp"
 
+#include "kvmfleet/console/http_agent_console.hpp"
+
 #include "kvmfleet/migration/migration_operations.hpp"
 #include "kvmfleet/network/network_operations.hpp"
 #include "kvmfleet/shared_storage/storage_operations.hpp"
@@ -17,7 +19,8 @@ constexpr std::chrono::seconds kTickInterval{1};
 
 Controller::Controller(ClusterState& state, AgentApi& agents, const ControllerConfig& config,
                        const Clock& clock, boost::asio::io_context& ioc,
-                       std::shared_ptr<images::ImageTool> image_tool)
+                       std::shared_ptr<images::ImageTool> image_tool,
+                       std::shared_ptr<console::AgentConsole> agent_console)
     : state_(state),
       config_(config),
       clock_(clock),
@@ -32,7 +35,12 @@ Controller::Controller(ClusterState& state, AgentApi& agents, const ControllerCo
       networks_(operations_, state, clock),
       image_tool_(image_tool ? std::move(image_tool)
                              : std::make_shared<images::QemuImgTool>(image_processes_)),
-      images_(config.resolved_image_dir(), *image_tool_, clock) {
+      images_(config.resolved_image_dir(), *image_tool_, clock),
+      console_client_(config.agent_ca_file),
+      agent_console_(agent_console ? std::move(agent_console)
+                                   : std::make_shared<console::HttpAgentConsole>(
+                                         ioc, console_client_, config.agent_ca_file)),
+      console_(state, *agent_console_) {
   register_vm_operations(runner_);
   register_migration_operations(runner_);
   register_storage_operations(runner_);

@@ -10,6 +10,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -20,6 +21,7 @@
 #include "kvmfleet/agent/boot_media.hpp"
 #include "kvmfleet/agent/heartbeat.hpp"
 #include "kvmfleet/agent/libvirt_hypervisor.hpp"
+#include "kvmfleet/agent/protocol.hpp"
 #include "kvmfleet/agent/storage_backend.hpp"
 #include "kvmfleet/agent/storage_devices.hpp"
 #include "kvmfleet/common/clock.hpp"
@@ -93,6 +95,16 @@ int main(int argc, char** argv) {
   lv.pool_path = config->image_pool_path;
   lv.migration_address = config->migration_address;
   lv.boot_media = &boot_media;
+  lv.console_log_dir = config->console_log_dir;
+  {
+    // Console logs may hold whatever a guest printed: readable by root only.
+    std::error_code ec;
+    std::filesystem::create_directories(config->console_log_dir, ec);
+    if (!ec)
+      std::filesystem::permissions(config->console_log_dir, std::filesystem::perms::owner_all,
+                                   std::filesystem::perm_options::replace, ec);
+    if (ec) spdlog::warn("console log directory {}: {}", config->console_log_dir, ec.message());
+  }
   agent::LibvirtHypervisor hypervisor(lv);
 
   // Shared storage only when configured; otherwise the storage routes answer 409.
@@ -145,6 +157,11 @@ int main(int argc, char** argv) {
   server_options.port = config->listen_port;
   server_options.tls_cert_file = config->tls_cert_file;
   server_options.tls_key_file = config->tls_key_file;
+  // The serial console's WebSocket: checked (token, path) before the upgrade.
+  server_options.open_upgrade = [&service](const http::Request& req) {
+    return service.open_upgrade(req);
+  };
+  server_options.websocket_message_limit = agent_protocol::kConsoleMessageLimit;
   http::Server server(ioc, server_options, handler);
   if (auto st = server.start(); !st) {
     spdlog::critical("cannot serve on {}:{}: {}", config->listen_address, config->listen_port,

@@ -1,5 +1,6 @@
 // kvmfleet-controller: cluster state, REST API, scheduler, operations.
 #include "kvmfleet/api/api.hpp"
+#include "kvmfleet/console/console_service.hpp"
 #include "kvmfleet/controller/controller.hpp"
 #include "kvmfleet/core/agent_api.hpp"
 #include "kvmfleet/http/server.hpp"
@@ -164,6 +165,8 @@ int main(int argc, char** argv) {
   sopts.tls_cert_file = config.tls_cert_file;
   sopts.tls_key_file = config.tls_key_file;
   sopts.open_body = [&api](const http::RequestHeader& header) { return api.open_body(header); };
+  sopts.open_upgrade = [&api](const http::Request& req) { return api.open_upgrade(req); };
+  sopts.websocket_message_limit = console::kMaxClientMessage;
   http::Server server(ioc, sopts, [&api](http::Request&& req, http::Responder respond) {
     api.handle(std::move(req), std::move(respond));
   });

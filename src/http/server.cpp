@@ -9,9 +9,12 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -39,6 +42,148 @@ struct Registry {
   std::unordered_map<std::uint64_t, std::weak_ptr<SessionBase>> sessions;
   std::uint64_t next_id = 0;
   bool stopped = false;
+
+  // A connection that changed hands (an upgrade): tracked like an accepted one, but
+  // not counted as accepted again. False once stop() ran.
+  bool track(const std::shared_ptr<SessionBase>& s) {
+    std::lock_guard lk(mu);
+    if (stopped) return false;
+    sessions.emplace(next_id + (1ull << 62) + sessions.size(), s);
+    return true;
+  }
+};
+
+namespace websocket = beast::websocket;
+
+// An upgraded connection: reads messages into the handler, writes the handler's
+// messages from a bounded queue, all on the connection's strand.
+template <class NextLayer>
+class WebSocketSession final : public SessionBase,
+                               public WebSocketChannel,
+                               public std::enable_shared_from_this<WebSocketSession<NextLayer>> {
+ public:
+  WebSocketSession(NextLayer&& next, const ServerOptions& options,
+                   std::shared_ptr<WebSocketHandler> handler)
+      : ws_(std::move(next)),
+        message_limit_(options.websocket_message_limit),
+        queue_limit_(options.websocket_send_queue_limit),
+        handler_(std::move(handler)) {}
+
+  void run(Request req) {
+    beast::get_lowest_layer(ws_).expires_never();
+    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    ws_.read_message_max(message_limit_);
+    ws_.binary(true);
+    auto req_ptr = std::make_shared<Request>(std::move(req));
+    ws_.async_accept(*req_ptr, [self = this->shared_from_this(), req_ptr](beast::error_code ec) {
+      if (ec) return self->finish();
+      self->open_ = true;
+      self->handler_->on_open(self);
+      self->do_read();
+    });
+  }
+
+  void send(std::string bytes) override {
+    asio::dispatch(
+        ws_.get_executor(), [self = this->shared_from_this(), bytes = std::move(bytes)]() mutable {
+          if (!self->open_ || self->closing_) return;
+          if (self->queued_ + bytes.size() > self->queue_limit_) {
+            spdlog::warn("websocket peer reads too slowly; closing");
+            return self->start_close(websocket::close_code::policy_error, "peer reads too slowly");
+          }
+          self->queued_ += bytes.size();
+          self->queue_.push_back(std::move(bytes));
+          if (!self->writing_) self->do_write();
+        });
+  }
+
+  void close(std::string reason) override {
+    asio::dispatch(ws_.get_executor(),
+                   [self = this->shared_from_this(), reason = std::move(reason)]() mutable {
+                     if (!self->open_ || self->closing_) return;
+                     self->start_close(websocket::close_code::normal, std::move(reason));
+                   });
+  }
+
+  // stop(): the socket closes at once.
+  void close() override {
+    asio::post(ws_.get_executor(), [self = this->shared_from_this()] {
+      beast::error_code ec;
+      beast::get_lowest_layer(self->ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
+      beast::get_lowest_layer(self->ws_).close();
+    });
+  }
+
+ private:
+  void do_read() {
+    ws_.async_read(buffer_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->finish();
+      std::string msg = beast::buffers_to_string(self->buffer_.data());
+      self->buffer_.consume(self->buffer_.size());
+      self->handler_->on_message(std::move(msg));
+      self->do_read();
+    });
+  }
+
+  void do_write() {
+    if (queue_.empty()) {
+      writing_ = false;
+      if (closing_ && !close_sent_) do_close();
+      return;
+    }
+    writing_ = true;
+    ws_.async_write(asio::buffer(queue_.front()),
+                    [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                      self->queued_ -= self->queue_.front().size();
+                      self->queue_.pop_front();
+                      if (ec) {
+                        self->writing_ = false;
+                        return self->finish();
+                      }
+                      self->do_write();
+                    });
+  }
+
+  void start_close(websocket::close_code code, std::string reason) {
+    closing_ = true;
+    close_reason_ = websocket::close_reason(code, reason.substr(0, 120));
+    if (code != websocket::close_code::normal) {
+      // The queue is dropped: the peer is not reading it.
+      if (!writing_) {
+        queue_.clear();
+        queued_ = 0;
+      }
+    }
+    if (!writing_) do_close();
+  }
+
+  void do_close() {
+    close_sent_ = true;
+    ws_.async_close(close_reason_, [self = this->shared_from_this()](beast::error_code) {
+      // The peer's close frame is read by the pending async_read, which then ends.
+    });
+  }
+
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    open_ = false;
+    if (auto h = std::move(handler_)) h->on_closed();
+  }
+
+  websocket::stream<NextLayer> ws_;
+  beast::flat_buffer buffer_;
+  std::size_t message_limit_;
+  std::size_t queue_limit_;
+  std::shared_ptr<WebSocketHandler> handler_;
+  std::deque<std::string> queue_;
+  std::size_t queued_ = 0;
+  bool open_ = false;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool close_sent_ = false;
+  bool finished_ = false;
+  websocket::close_reason close_reason_;
 };
 
 // One connection: read a request, hand it to the handler, write its response,
@@ -256,6 +401,16 @@ class HttpSession : public SessionBase {
     Request req = parser_->release();
     // A body in a coding the handlers cannot read is refused, never read as if plain.
     if (auto st = check_codings(req); !st) return send_error_and_close(st.error());
+    if (options_.open_upgrade && is_websocket_upgrade(req)) {
+      Result<std::shared_ptr<WebSocketHandler>> upgrade = internal_error("internal error");
+      try {
+        upgrade = options_.open_upgrade(req);
+      } catch (const std::exception& e) {
+        spdlog::error("upgrade handler threw: {}", e.what());
+      }
+      if (!upgrade) return send_error_and_close(upgrade.error());
+      if (*upgrade) return derived().upgrade(std::move(req), std::move(*upgrade));
+    }
     const unsigned version = req.version();
     const bool keep_alive = req.keep_alive();
     Responder respond = responder(version, keep_alive, req.method() == Verb::head);
@@ -316,6 +471,11 @@ class PlainSession final : public HttpSession<PlainSession>,
   void run() {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
   }
+  void upgrade(Request req, std::shared_ptr<WebSocketHandler> handler) {
+    auto ws = std::make_shared<WebSocketSession<beast::tcp_stream>>(std::move(stream_), options_,
+                                                                    std::move(handler));
+    if (registry_->track(ws)) ws->run(std::move(req));
+  }
   void do_eof() {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
@@ -335,6 +495,11 @@ class TlsSession final : public HttpSession<TlsSession>,
         stream_(std::move(socket), ctx) {}
 
   beast::ssl_stream<beast::tcp_stream>& stream() { return stream_; }
+  void upgrade(Request req, std::shared_ptr<WebSocketHandler> handler) {
+    auto ws = std::make_shared<WebSocketSession<beast::ssl_stream<beast::tcp_stream>>>(
+        std::move(stream_), options_, std::move(handler));
+    if (registry_->track(ws)) ws->run(std::move(req));
+  }
   void run() {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
       beast::get_lowest_layer(self->stream_).expires_after(self->options_.read_timeout);

@@ -1,5 +1,9 @@
 #include "kvmfleet/http/types.hpp"
 
+#include "kvmfleet/http/websocket.hpp"
+
+#include <boost/beast/websocket/rfc6455.hpp>
+
 namespace kvmfleet::http {
 
 HttpStatus status_for(ErrorCode code) {
@@ -124,6 +128,14 @@ Status check_codings(const Request& req) {
     return Error(ErrorCode::not_implemented,
                  "Transfer-Encoding other than chunked is not implemented");
   return {};
+}
+
+}  // namespace kvmfleet::http
+
+namespace kvmfleet::http {
+
+bool is_websocket_upgrade(const Request& req) {
+  return boost::beast::websocket::is_upgrade(req);
 }
 
 }  // namespace kvmfleet::http

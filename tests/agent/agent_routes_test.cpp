@@ -256,6 +256,9 @@ TEST_F(AgentRoutesTest, EveryRowIsAnsweredByItsOwnHandler) {
       {CallId::lv_merge, {"", "kvmvg", "vol1-snap"}, json::object(), nullptr},
       {CallId::lv_delete, vol, json::object(), nullptr},
       {CallId::network_ensure, {}, {{"bridge", "br0"}, {"mtu", 1500}}, nullptr},
+      // The console is a WebSocket: a plain GET is the handler's own 400.
+      {CallId::console, dom, nullptr, nullptr, http::HttpStatus::bad_request},
+      {CallId::console_log, dom, nullptr, "console_log"},
   };
   // Every row has its step, and only one.
   for (const auto& call : kCalls) {

@@ -119,7 +119,7 @@ TEST(DomainXml, WritesTheExpectedStructure) {
   EXPECT_STREQ(reinterpret_cast<const char*>(meta->ns->prefix), kMetadataPrefix);
 }
 
-TEST(DomainXml, StandardTestVmHasNoDevicesButTheGuestAgentChannel) {
+TEST(DomainXml, StandardTestVmHasNoDevicesButTheGuestAgentChannelAndTheConsole) {
   DomainSpec s;
   s.uuid = kUuid;
   s.name = "tiny";
@@ -129,8 +129,25 @@ TEST(DomainXml, StandardTestVmHasNoDevicesButTheGuestAgentChannel) {
   ASSERT_TRUE(xml.ok()) << xml.error().message;
   Doc d(*xml);
   EXPECT_EQ(d.str("/domain/@type"), "qemu");
-  EXPECT_EQ(d.count("/domain/devices/*"), 1);
+  EXPECT_EQ(d.count("/domain/devices/*"), 3);
   EXPECT_EQ(d.count("/domain/devices/channel"), 1);
+  EXPECT_EQ(d.count("/domain/devices/serial"), 1);
+  EXPECT_EQ(d.count("/domain/devices/console"), 1);
+  // Without a log path, no log.
+  EXPECT_EQ(d.count("/domain/devices/serial/log"), 0);
+}
+
+TEST(DomainXml, TheSerialConsoleIsAPtyWithVirtlogdsLog) {
+  auto xml =
+      write_domain_xml(sample_spec(), sample_sources(), {}, "/var/lib/kvmfleet/console/x.log");
+  ASSERT_TRUE(xml.ok()) << xml.error().message;
+  Doc d(*xml);
+  EXPECT_EQ(d.str("/domain/devices/serial/@type"), "pty");
+  EXPECT_EQ(d.str("/domain/devices/serial/log/@file"), "/var/lib/kvmfleet/console/x.log");
+  EXPECT_EQ(d.str("/domain/devices/serial/log/@append"), "on");
+  EXPECT_EQ(d.str("/domain/devices/console/target/@type"), "serial");
+  EXPECT_EQ(d.str("/domain/os/bios/@useserial"), "yes");
+  EXPECT_FALSE(write_domain_xml(sample_spec(), sample_sources(), {}, "relative.log").ok());
 }
 
 TEST(DomainXml, EveryDomainHasTheGuestAgentChannel) {

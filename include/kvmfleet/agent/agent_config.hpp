@@ -47,6 +47,9 @@ struct AgentConfig {
   std::string token;  // read from token_file by load_agent_config
   std::string libvirt_uri = "qemu:///system";
   std::string image_pool_path = "/var/lib/kvmfleet/images";
+  // Where virtlogd keeps each VM's serial console log (<uuid>.log); empty: "console"
+  // beside the image pool's directory.
+  std::string console_log_dir;
   std::chrono::milliseconds heartbeat_interval{5'000};
   std::string tls_cert_file;
   std::string tls_key_file;

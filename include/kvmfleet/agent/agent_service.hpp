@@ -14,6 +14,7 @@
 #include "kvmfleet/agent/report_clock.hpp"
 #include "kvmfleet/agent/storage_backend.hpp"
 #include "kvmfleet/http/types.hpp"
+#include "kvmfleet/http/websocket.hpp"
 #include "kvmfleet/network/link_control.hpp"
 
 namespace kvmfleet::agent {
@@ -35,6 +36,9 @@ class AgentService {
   http::Response serve(const http::Request& req);
   // Handler semantics: answers through `respond` before returning.
   void handle(http::Request&& req, http::Responder respond);
+  // For the server's open_upgrade: a WebSocket call's handler (the serial console) once
+  // the token, the path and its uuid passed, or the refusal answered instead.
+  Result<std::shared_ptr<http::WebSocketHandler>> open_upgrade(const http::Request& req);
 
   // The clock that stamps this agent's answers about domains; the heartbeat loop stamps
   // its reports with the same one (ReportStamp in model/host.hpp).

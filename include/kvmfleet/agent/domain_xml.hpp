@@ -23,8 +23,9 @@ inline constexpr const char* kGuestAgentChannel = "org.qemu.guest_agent.0";
 // A block-device disk (spec.disks[i].block_device) is written as
 // <disk type='block'> with a raw, cache='none' driver and the device as its source;
 // its entry in `disk_sources` is not used. Every domain gets the QEMU guest agent's
-// virtio-serial channel. The spec is validated first; an invalid spec is refused,
-// never escaped.
+// virtio-serial channel, and a serial console on a pty (SeaBIOS writes to it too);
+// with `console_log` (an absolute path) virtlogd keeps everything it shows in that
+// file. The spec is validated first; an invalid spec is refused, never escaped.
 //
 // `media`: the files of the domain's CD-ROMs on this host, attached read-only on IDE
 // (machine pc has no other CD-ROM bus): spec.cdrom's ISO as hdc, the cloud-init seed
@@ -36,7 +37,8 @@ struct BootMediaPaths {
 };
 Result<std::string> write_domain_xml(const DomainSpec& spec,
                                      const std::vector<std::string>& disk_sources,
-                                     const BootMediaPaths& media = {});
+                                     const BootMediaPaths& media = {},
+                                     const std::string& console_log = {});
 
 struct DomainXmlInfo {
   std::string type;  // <domain type=...>

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,23 @@
 namespace kvmfleet::agent {
 
 using EventCallback = std::function<void(const LifecycleEvent&)>;
+
+// Where a domain's serial console output goes. Called from the hypervisor's event
+// thread, one call at a time; on_end last and exactly once (the guest stopped, the
+// stream broke, or another session took the console over).
+struct ConsoleSink {
+  std::function<void(std::string bytes)> on_data;
+  std::function<void(std::string reason)> on_end;
+};
+
+// An open console session: input to the guest's serial port. Thread-safe. close()
+// ends the session (on_end is then not called); the object may outlive it.
+class ConsoleStream {
+ public:
+  virtual ~ConsoleStream() = default;
+  virtual void write(std::string bytes) = 0;
+  virtual void close() = 0;
+};
 
 class Hypervisor {
  public:
@@ -79,6 +97,14 @@ class Hypervisor {
   // returns, that callback is not running and will not run again.
   virtual std::uint64_t subscribe(EventCallback callback) = 0;
   virtual void unsubscribe(std::uint64_t id) = 0;
+
+  // The running domain's serial console (forced: a session already open is ended).
+  // Unknown: not_found; not running: conflict.
+  virtual Result<std::shared_ptr<ConsoleStream>> open_console(const std::string& uuid,
+                                                              ConsoleSink sink) = 0;
+  // At most the last `max_bytes` of the domain's console log; "" when it has none yet.
+  // Unknown domain: not_found.
+  virtual Result<std::string> console_log(const std::string& uuid, std::size_t max_bytes) = 0;
 };
 
 }  // namespace kvmfleet::agent

@@ -37,6 +37,8 @@ struct LibvirtOptions {
   // Disks from images, CD-ROMs and cloud-init seeds (not owned; outlives the
   // hypervisor). Null: domains that need them are refused.
   BootMedia* boot_media = nullptr;
+  // Each domain's serial console log: <console_log_dir>/<uuid>.log (virtlogd writes it).
+  std::string console_log_dir = "/var/lib/kvmfleet/console";
 };
 
 class LibvirtHypervisor final : public Hypervisor {
@@ -70,6 +72,9 @@ class LibvirtHypervisor final : public Hypervisor {
   Result<MigrationStatus> abort_migration(const std::string& uuid) override;
   std::uint64_t subscribe(EventCallback callback) override;
   void unsubscribe(std::uint64_t id) override;
+  Result<std::shared_ptr<ConsoleStream>> open_console(const std::string& uuid,
+                                                      ConsoleSink sink) override;
+  Result<std::string> console_log(const std::string& uuid, std::size_t max_bytes) override;
 
  private:
   enum class PowerChange { start, shutdown, destroy };
@@ -78,6 +83,9 @@ class LibvirtHypervisor final : public Hypervisor {
   Result<DomainStatus> change_power(const std::string& uuid, PowerChange change);
   // fs_freeze and fs_thaw: one shape, through the guest agent.
   Result<int> guest_filesystems(const std::string& uuid, bool freeze);
+
+  // Where virtlogd keeps the domain's console log; empty without a console_log_dir.
+  std::string console_log_path(const std::string& uuid) const;
 
   struct Impl;
   std::unique_ptr<Impl> impl_;

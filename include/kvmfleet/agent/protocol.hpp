@@ -116,6 +116,20 @@
 //        Linux interface names (400 invalid_argument, details.reason
 //        "invalid_interface_name"); an uplink that does not exist is 404.
 //
+//   Serial console (docs/console.md):
+//   GET  /agent/v1/domains/{uuid}/console      WebSocket only (a plain GET is 400
+//        invalid_argument, details.reason "websocket_required"): the token and the
+//        path are checked before the upgrade. Then libvirt's console stream of the
+//        running domain (virDomainOpenConsole, forced: a newer session replaces an
+//        older one) relays both ways: each binary message from the guest's serial port
+//        to the client, each message from the client (at most 4 KiB) to the guest.
+//        Not running or unknown: the socket closes with a reason after the upgrade.
+//   GET  /agent/v1/domains/{uuid}/console/log?lines=N → {"text", "lines", "truncated"}:
+//        the last N lines (1..10000; default 100) of the console log that virtlogd
+//        writes (<console_log_dir>/<uuid>.log), read from at most its last 1 MiB;
+//        bytes that are not UTF-8 are replaced. No log yet: "" (the domain never ran
+//        here). Unknown domain: 404.
+//
 // Agent → controller (served by kvmfleet-controller):
 //   POST /v1/agent/heartbeat  {"host", "agent_url", "inventory": HostInventory}
 //        → {"heartbeat_interval_ms"}
@@ -231,8 +245,10 @@ enum class CallId : std::size_t {
   lv_snapshot,
   lv_merge,
   network_ensure,
+  console,
+  console_log,
 };
-inline constexpr std::size_t kCallCount = static_cast<std::size_t>(CallId::network_ensure) + 1;
+inline constexpr std::size_t kCallCount = static_cast<std::size_t>(CallId::console_log) + 1;
 
 struct Call {
   CallId id;
@@ -246,6 +262,8 @@ struct Call {
   // The fields a request body may have (POST); any other is 400 invalid_argument.
   // Empty for a read, which takes no body.
   std::span<const std::string_view> fields;
+  // A WebSocket endpoint: served only as an upgrade (AgentService::open_upgrade).
+  bool websocket = false;
 };
 
 // A call's path parameters: what fills {uuid}, {vg} and {lv}.
@@ -354,6 +372,10 @@ inline constexpr std::array<Call, kCallCount> kCalls{{
      TimeoutClass::slow, Replay::op_cache, Backend::storage, body::kOpId},
     {CallId::network_ensure, "network_ensure", "POST", "/agent/v1/networks/ensure",
      TimeoutClass::normal, Replay::op_cache, Backend::network, body::kNetworkEnsure},
+    {CallId::console, "console", "GET", "/agent/v1/domains/{uuid}/console",
+     TimeoutClass::fast, Replay::none, Backend::hypervisor, {}, /*websocket=*/true},
+    {CallId::console_log, "console_log", "GET", "/agent/v1/domains/{uuid}/console/log",
+     TimeoutClass::fast, Replay::none, Backend::hypervisor, {}},
 }};
 // clang-format on
 
@@ -394,6 +416,14 @@ inline constexpr const Call& kLvActivate = call(CallId::lv_activate);
 inline constexpr const Call& kLvSnapshot = call(CallId::lv_snapshot);
 inline constexpr const Call& kLvMerge = call(CallId::lv_merge);
 inline constexpr const Call& kNetworkEnsure = call(CallId::network_ensure);
+inline constexpr const Call& kConsole = call(CallId::console);
+inline constexpr const Call& kConsoleLog = call(CallId::console_log);
+
+// The serial console's limits.
+inline constexpr std::size_t kConsoleMessageLimit = 4 * 1024;  // a client's message
+inline constexpr int kConsoleLogMaxLines = 10'000;
+inline constexpr int kConsoleLogDefaultLines = 100;
+inline constexpr std::size_t kConsoleLogMaxBytes = 1 << 20;  // read from the log's end
 
 // Agent → controller.
 inline constexpr std::string_view kHeartbeatPath = "/v1/agent/heartbeat";

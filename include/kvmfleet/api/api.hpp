@@ -25,6 +25,11 @@ class Api {
   // body (Route::open_body) once the request passes the checks handle() makes; nullptr
   // for every other request, whose body is read whole and goes to handle().
   Result<std::shared_ptr<http::BodySink>> open_body(const http::RequestHeader& header);
+  // For the server's open_upgrade (http::UpgradeOpener): a WebSocket route's handler
+  // (Route::open_upgrade) once the request passes the checks handle() makes, or their
+  // refusal, before the upgrade; nullptr for a route that is no WebSocket endpoint, which
+  // handle() then serves as a plain request.
+  Result<std::shared_ptr<http::WebSocketHandler>> open_upgrade(const http::Request& req);
 
  private:
   void dispatch(Call& c);

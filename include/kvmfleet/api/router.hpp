@@ -6,6 +6,7 @@
 
 #include "kvmfleet/common/result.hpp"
 #include "kvmfleet/http/types.hpp"
+#include "kvmfleet/http/websocket.hpp"
 #include "kvmfleet/store/store.hpp"
 
 #include <memory>
@@ -46,6 +47,11 @@ using Handler = void (*)(Controller& svc, Call& c);
 // header passed every check (see Api::open_body); `handle` then serves the same route
 // when its body was read whole.
 using BodyOpener = Result<std::shared_ptr<http::BodySink>> (*)(Controller& svc, Call& c);
+// For a WebSocket route: the handler its connection is handed to once the request passed
+// every check (token, role, path, query: see Api::open_upgrade) and the capability's own
+// (the VM runs...); an error is the HTTP answer instead of the upgrade. `handle` then
+// answers the same route asked without an upgrade.
+using UpgradeOpener = Result<std::shared_ptr<http::WebSocketHandler>> (*)(Controller& svc, Call& c);
 
 // One route. A pattern's segments are literals or parameters named after their kind:
 // {vm} (a VM id or name), {host} (a host name), {operation} (an operation id), {pool}
@@ -58,7 +64,8 @@ struct Route {
   Need need;
   std::vector<std::string_view> query;
   Handler handle;
-  BodyOpener open_body = nullptr;  // set: the body is streamed (see BodyOpener)
+  BodyOpener open_body = nullptr;        // set: the body is streamed (see BodyOpener)
+  UpgradeOpener open_upgrade = nullptr;  // set: a WebSocket endpoint (see UpgradeOpener)
 };
 
 // Checks a bound path parameter against its kind: the 400 answer for a malformed one.

@@ -6,12 +6,15 @@
 
 #include "kvmfleet/auth/token_service.hpp"
 #include "kvmfleet/common/clock.hpp"
+#include "kvmfleet/console/agent_console.hpp"
+#include "kvmfleet/console/console_service.hpp"
 #include "kvmfleet/core/agent_api.hpp"
 #include "kvmfleet/core/cluster_state.hpp"
 #include "kvmfleet/core/config.hpp"
 #include "kvmfleet/core/operation_runner.hpp"
 #include "kvmfleet/core/operations.hpp"
 #include "kvmfleet/hosts/host_service.hpp"
+#include "kvmfleet/http/client.hpp"
 #include "kvmfleet/images/image_service.hpp"
 #include "kvmfleet/images/image_tool.hpp"
 #include "kvmfleet/migration/migration_service.hpp"
@@ -29,10 +32,12 @@ namespace kvmfleet {
 
 class Controller {
  public:
-  // `image_tool`: qemu-img for checking images; null: the real one.
+  // `image_tool`: qemu-img for checking images; null: the real one. `agent_console`:
+  // the agents' serial consoles; null: the real one (HttpAgentConsole on `ioc`).
   Controller(ClusterState& state, AgentApi& agents, const ControllerConfig& config,
              const Clock& clock, boost::asio::io_context& ioc,
-             std::shared_ptr<images::ImageTool> image_tool = nullptr);
+             std::shared_ptr<images::ImageTool> image_tool = nullptr,
+             std::shared_ptr<console::AgentConsole> agent_console = nullptr);
   ~Controller();
   Controller(const Controller&) = delete;
   Controller& operator=(const Controller&) = delete;
@@ -58,6 +63,7 @@ class Controller {
   StorageMonitor& storage_monitor() { return storage_monitor_; }
   NetworkService& networks() { return networks_; }
   images::ImageService& images() { return images_; }
+  console::ConsoleService& console() { return console_; }
 
  private:
   ClusterState& state_;
@@ -75,6 +81,9 @@ class Controller {
   SystemProcessRunner image_processes_;
   std::shared_ptr<images::ImageTool> image_tool_;
   images::ImageService images_;
+  http::BeastClient console_client_;  // the real console link's log calls
+  std::shared_ptr<console::AgentConsole> agent_console_;
+  console::ConsoleService console_;
   Interrupt stop_ticking_;  // raised once, by stop()
   std::thread ticker_;
 };

@@ -2,6 +2,7 @@
 
 #include "kvmfleet/common/result.hpp"
 #include "kvmfleet/http/types.hpp"
+#include "kvmfleet/http/websocket.hpp"
 
 #include <boost/asio/io_context.hpp>
 
@@ -24,6 +25,11 @@ struct ServerOptions {
   // once its header is read (see BodyOpener); a body it streams has no size limit, and
   // read_timeout then bounds the wait for each piece of it rather than the whole.
   BodyOpener open_body;
+  // Empty: an upgrade request is served as a plain one. Set: asked for each request
+  // that asks for a WebSocket upgrade (see UpgradeOpener).
+  UpgradeOpener open_upgrade;
+  std::size_t websocket_message_limit = 64 * 1024;   // a larger message closes the socket
+  std::size_t websocket_send_queue_limit = 4 << 20;  // bytes queued for a slow peer
 };
 
 // An HTTP/1.1 server in Beast's async shape: one strand per connection, a timeout on

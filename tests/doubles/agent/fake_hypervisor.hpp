@@ -6,8 +6,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "kvmfleet/agent/hypervisor.hpp"
 
@@ -161,6 +164,59 @@ class FakeHypervisor final : public agent::Hypervisor {
     if (state == MigrationState::completed) domains.erase(uuid);
     if (state == MigrationState::failed) m.status.error = Error{ErrorCode::internal, "failed"};
   }
+
+  // Console: each open session records what the guest was sent; push_console() plays
+  // guest output to the newest session, end_console() ends it as libvirt would.
+  struct FakeConsole final : agent::ConsoleStream {
+    std::mutex mu;
+    std::vector<std::string> written;
+    bool closed = false;
+    agent::ConsoleSink sink;
+    void write(std::string bytes) override {
+      std::lock_guard lk(mu);
+      if (!closed) written.push_back(std::move(bytes));
+    }
+    void close() override {
+      std::lock_guard lk(mu);
+      closed = true;
+    }
+  };
+  Result<std::shared_ptr<agent::ConsoleStream>> open_console(const std::string& uuid,
+                                                             agent::ConsoleSink sink) override {
+    std::lock_guard lk(mu_);
+    ++calls["open_console"];
+    if (auto e = take_failure()) return *e;
+    auto it = domains.find(uuid);
+    if (it == domains.end()) return not_found("no domain " + uuid);
+    if (it->second.state != "running") return conflict("domain is not running");
+    if (console) console->closed = true;
+    console = std::make_shared<FakeConsole>();
+    console->sink = std::move(sink);
+    return std::shared_ptr<agent::ConsoleStream>(console);
+  }
+  void push_console(const std::string& bytes) {
+    auto c = console;
+    if (c && !c->closed && c->sink.on_data) c->sink.on_data(bytes);
+  }
+  void end_console(const std::string& reason) {
+    auto c = console;
+    if (c && !c->closed && c->sink.on_end) {
+      c->closed = true;
+      c->sink.on_end(reason);
+    }
+  }
+  Result<std::string> console_log(const std::string& uuid, std::size_t max_bytes) override {
+    std::lock_guard lk(mu_);
+    ++calls["console_log"];
+    last_console_log_max = max_bytes;
+    if (auto e = take_failure()) return *e;
+    if (!domains.count(uuid)) return not_found("no domain " + uuid);
+    const std::string& log = console_logs[uuid];
+    return log.size() > max_bytes ? log.substr(log.size() - max_bytes) : log;
+  }
+  std::shared_ptr<FakeConsole> console;
+  std::map<std::string, std::string> console_logs;  // by uuid
+  std::size_t last_console_log_max = 0;
 
   std::uint64_t subscribe(agent::EventCallback cb) override {
     std::lock_guard lk(mu_);
