@@ -90,7 +90,7 @@ Result<AgentConfig> parse_agent_config(const nlohmann::json& j) {
           {"host", "listen_address", "listen_port", "agent_url", "controller_url", "token_file",
            "libvirt_uri", "image_pool_path", "console_log_dir", "heartbeat_interval_ms",
            "tls_cert_file", "tls_key_file", "controller_ca_file", "worker_threads",
-           "migration_address", "storage"},
+           "migration_address", "guest_accelerator", "storage"},
           "config");
       !st)
     return st.take_error();
@@ -109,7 +109,8 @@ Result<AgentConfig> parse_agent_config(const nlohmann::json& j) {
         str("console_log_dir", false, c.console_log_dir),
         str("tls_cert_file", false, c.tls_cert_file), str("tls_key_file", false, c.tls_key_file),
         str("controller_ca_file", false, c.controller_ca_file),
-        str("migration_address", false, c.migration_address)}) {
+        str("migration_address", false, c.migration_address),
+        str("guest_accelerator", false, c.guest_accelerator)}) {
     if (!st) return st.take_error();
   }
   if (auto st = check_name("host", c.host); !st) return st.take_error();
@@ -143,6 +144,9 @@ Result<AgentConfig> parse_agent_config(const nlohmann::json& j) {
   if (!c.migration_address.empty() && !is_valid_network_host(c.migration_address))
     return invalid("migration_address must be an IPv4 address or a host name",
                    {{"field", "migration_address"}});
+  if (c.guest_accelerator != "auto" && c.guest_accelerator != "tcg")
+    return invalid("guest_accelerator must be \"auto\" or \"tcg\"",
+                   {{"field", "guest_accelerator"}});
   if (c.tls_cert_file.empty() != c.tls_key_file.empty())
     return invalid("tls_cert_file and tls_key_file go together", {{"field", "tls_key_file"}});
   if (auto it = j.find("storage"); it != j.end() && !it->is_null()) {

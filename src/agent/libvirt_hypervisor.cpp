@@ -72,6 +72,7 @@ Result<HostInventory> LibvirtHypervisor::inventory() {
   auto inv = libvirt::read_host_inventory(impl_->connection, c->get());
   if (!inv) return inv.take_error();
   inv->migration_address = impl_->options.migration_address;
+  if (impl_->options.tcg_only) inv->domain_type = "qemu";
   auto domains = list_domains();
   if (!domains) return domains.take_error();
   inv->domains = std::move(*domains);
@@ -113,6 +114,9 @@ Result<DomainStatus> LibvirtHypervisor::get_domain(const std::string& uuid) {
 
 Result<DomainStatus> LibvirtHypervisor::define(const DomainSpec& spec) {
   if (auto st = validate_domain_spec(spec); !st) return st.take_error();
+  if (impl_->options.tcg_only && spec.domain_type != "qemu")
+    return invalid("this host runs its guests under TCG: spec.domain_type must be qemu",
+                   {{"field", "spec.domain_type"}});
   auto c = impl_->connection.acquire();
   if (!c) return c.take_error();
   virConnectPtr conn = c->get();

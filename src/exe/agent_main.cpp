@@ -96,6 +96,7 @@ int main(int argc, char** argv) {
   lv.migration_address = config->migration_address;
   lv.boot_media = &boot_media;
   lv.console_log_dir = config->console_log_dir;
+  lv.tcg_only = config->guest_accelerator == "tcg";
   {
     // Console logs may hold whatever a guest printed: readable by root only.
     std::error_code ec;

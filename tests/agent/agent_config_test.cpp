@@ -39,6 +39,23 @@ TEST(AgentConfig, DefaultsAndDerivedUrl) {
   EXPECT_EQ(t->agent_url, "https://[::1]:7443");
 }
 
+TEST(AgentConfig, GuestAcceleratorIsAutoOrTcg) {
+  auto plain = parse_agent_config(minimal());
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  EXPECT_EQ(plain->guest_accelerator, "auto");
+  auto j = minimal();
+  j["guest_accelerator"] = "tcg";
+  auto tcg = parse_agent_config(j);
+  ASSERT_TRUE(tcg.ok()) << tcg.error().message;
+  EXPECT_EQ(tcg->guest_accelerator, "tcg");
+  for (json bad : {json("kvm"), json("TCG"), json(""), json(1)}) {
+    j["guest_accelerator"] = bad;
+    auto c = parse_agent_config(j);
+    ASSERT_FALSE(c.ok()) << bad.dump();
+    EXPECT_EQ(c.error().details.value("field", ""), "guest_accelerator") << bad.dump();
+  }
+}
+
 TEST(AgentConfig, MigrationAddressIsAnAddressOrAHostName) {
   auto plain = parse_agent_config(minimal());
   ASSERT_TRUE(plain.ok()) << plain.error().message;

@@ -658,6 +658,27 @@ TEST(LibvirtHypervisorOptions, InventoryReportsTheMigrationAddress) {
   EXPECT_EQ(inv->migration_address, "10.77.0.11");
 }
 
+TEST(LibvirtHypervisorOptions, TcgOnlyReportsQemuGuestsAndRefusesKvmDomains) {
+  LibvirtOptions o;
+  o.uri = kUri;
+  o.tcg_only = true;
+  LibvirtHypervisor hv(o);
+  auto inv = hv.inventory();
+  ASSERT_TRUE(inv.ok()) << inv.error().message;
+  EXPECT_EQ(inv->domain_type, "qemu");
+  DomainSpec s;
+  s.uuid = new_uuid();
+  s.name = "t-" + s.uuid.substr(0, 8);
+  s.memory_mib = 64;
+  s.domain_type = "kvm";
+  s.generation = 1;
+  auto r = hv.define(s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::invalid_argument);
+  EXPECT_EQ(r.error().details.value("field", ""), "spec.domain_type");
+  EXPECT_EQ(hv.get_domain(s.uuid).error().code, ErrorCode::not_found);  // nothing defined
+}
+
 TEST(LibvirtHypervisorOffline, UnreachableLibvirtIsUnavailable) {
   LibvirtOptions o;
   o.uri = "test:///nonexistent/kvmfleet-no-such-file.xml";

@@ -23,14 +23,15 @@ ClusterState::Data cluster(VmState vm_state, HostState host_state, const std::st
   h.agent_url = "http://127.0.0.1:7100";
   h.agent_secret = "secret";
   h.state = host_state;
-  d.hosts["h1"] = h;
+  WriteBatch b;
+  b.put_hosts.push_back(h);
   Vm vm;
   vm.id = kUuid;
   vm.spec.name = "web1";
   vm.host = host;
   vm.state = vm_state;
-  d.vms[vm.id] = vm;
-  d.vm_ids["web1"] = vm.id;
+  b.put_vms.push_back(vm);
+  d.apply(b);
   return d;
 }
 

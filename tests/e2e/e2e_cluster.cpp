@@ -43,7 +43,7 @@ bool poll_until(std::chrono::seconds limit, F&& f) {
 
 }  // namespace
 
-Cluster::Cluster() {
+Cluster::Cluster(std::string guest_accelerator) : guest_accelerator_(std::move(guest_accelerator)) {
   char tmpl[] = "/tmp/kvmfleet-e2e-XXXXXX";
   dir_ = mkdtemp(tmpl);
   port_ = free_port();
@@ -58,7 +58,7 @@ Cluster::~Cluster() {
 }
 
 bool Cluster::kvm() const {
-  return fs::exists("/dev/kvm");
+  return guest_accelerator_ != "tcg" && fs::exists("/dev/kvm");
 }
 
 Status Cluster::start() {
@@ -92,7 +92,8 @@ Status Cluster::start() {
                         {"token_file", dir_ + "/agent.token"},
                         {"libvirt_uri", "qemu:///system"},
                         {"image_pool_path", dir_ + "/images"},
-                        {"heartbeat_interval_ms", 1000}}
+                        {"heartbeat_interval_ms", 1000},
+                        {"guest_accelerator", guest_accelerator_}}
              .dump();
   }
   if (auto st = start_agent(); !st) return st;

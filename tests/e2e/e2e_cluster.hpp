@@ -16,7 +16,8 @@ namespace kvmfleet::e2e {
 
 class Cluster {
  public:
-  Cluster();
+  // `guest_accelerator`: the agent's setting ("auto": KVM where /dev/kvm works; "tcg").
+  explicit Cluster(std::string guest_accelerator = "auto");
   ~Cluster();
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
@@ -46,6 +47,7 @@ class Cluster {
   const std::string& host() const { return host_; }
   const std::string& url() const { return url_; }
   const std::string& admin_token() const { return admin_token_; }
+  // Whether guests run under KVM (the agent is not held to TCG and /dev/kvm exists).
   bool kvm() const;
 
  private:
@@ -55,6 +57,7 @@ class Cluster {
   http::BeastClient client_;
   std::string dir_;
   std::string host_ = "e2e";
+  std::string guest_accelerator_;
   std::string url_;
   std::uint16_t port_ = 0, agent_port_ = 0;
   std::string admin_token_;

@@ -58,6 +58,11 @@ struct AgentConfig {
   // Where peers' libvirtd reach this host's libvirtd for live migration (an IPv4
   // address or a host name); reported in the inventory. Empty: none announced.
   std::string migration_address;
+  // "auto": guests run under KVM when /dev/kvm works, else TCG (QEMU's emulator);
+  // "tcg": always TCG, for hosts whose hardware virtualization is absent or unreliable.
+  // Reported in the inventory (domain_type "qemu"); a running guest only moves to a
+  // host that runs its guests the same way.
+  std::string guest_accelerator = "auto";
   std::optional<StorageConfig> storage;
 };
 

@@ -34,6 +34,9 @@ struct LibvirtOptions {
   int keepalive_interval_s = 5;
   unsigned keepalive_count = 3;
   std::string migration_address;  // reported in the inventory as is
+  // Guests under TCG even where KVM works: the inventory says domain_type "qemu" (so the
+  // controller defines them so), and a domain of type kvm is refused.
+  bool tcg_only = false;
   // Disks from images, CD-ROMs and cloud-init seeds (not owned; outlives the
   // hypervisor). Null: domains that need them are refused.
   BootMedia* boot_media = nullptr;
