@@ -78,22 +78,19 @@ Result<const Route*> Api::admit(Call& c, std::optional<Router::Match>& match) {
   return route;
 }
 
-Result<std::shared_ptr<http::BodySink>> Api::open_body(const http::RequestHeader& header) {
-  const std::string_view target(header.target().data(), header.target().size());
-  auto match = router_.match(split_path(target.substr(0, target.find('?'))));
-  if (!match) return std::shared_ptr<http::BodySink>();
-  const Route* route = match->resource->find(header.method());
-  if (!route || !route->open_body) return std::shared_ptr<http::BodySink>();
-  // A call like handle()'s, over the header alone; the sink answers it.
-  auto c = std::make_shared<Call>(http::Request(header), http::Responder(), metrics_, pages_);
+void Api::count(const Call& c, unsigned status) {
+  const auto ms = c.req.method_string();
+  metrics_.count_request(std::string_view(ms.data(), ms.size()), status);
+}
+
+Result<std::shared_ptr<Call>> Api::admitted_call(http::Request req) {
+  auto c = std::make_shared<Call>(std::move(req), http::Responder(), metrics_, pages_);
   c->arrived = Arrival::now(service_.clock());
   const std::string_view own(c->req.target().data(), c->req.target().size());
   const auto qmark = own.find('?');
   c->seg = split_path(own.substr(0, qmark));
-  auto refuse = [&](const Error& e) -> Result<std::shared_ptr<http::BodySink>> {
-    const auto ms = c->req.method_string();
-    metrics_.count_request(std::string_view(ms.data(), ms.size()),
-                           static_cast<unsigned>(http::status_for(e.code)));
+  auto refuse = [&](const Error& e) -> Error {
+    count(*c, static_cast<unsigned>(http::status_for(e.code)));
     return e;
   };
   if (qmark != std::string_view::npos) {
@@ -101,11 +98,22 @@ Result<std::shared_ptr<http::BodySink>> Api::open_body(const http::RequestHeader
     if (!q) return refuse(q.error());
     c->query = std::move(*q);
   }
-  match = router_.match(c->seg);  // views into the call's own copy of the target
-  auto admitted = admit(*c, match);
-  if (!admitted) return refuse(admitted.error());
-  auto sink = route->open_body(service_, *c);
-  if (!sink) return refuse(sink.error());
+  auto match = router_.match(c->seg);  // views into the call's own copy of the target
+  if (auto admitted = admit(*c, match); !admitted) return refuse(admitted.error());
+  return c;
+}
+
+Result<std::shared_ptr<http::BodySink>> Api::open_body(const http::RequestHeader& header) {
+  const std::string_view target(header.target().data(), header.target().size());
+  auto match = router_.match(split_path(target.substr(0, target.find('?'))));
+  if (!match) return std::shared_ptr<http::BodySink>();
+  const Route* route = match->resource->find(header.method());
+  if (!route || !route->open_body) return std::shared_ptr<http::BodySink>();
+  // A call like handle()'s, over the header alone; the sink answers it.
+  auto c = admitted_call(http::Request(header));
+  if (!c) return c.take_error();
+  auto sink = route->open_body(service_, **c);
+  if (!sink) count(**c, static_cast<unsigned>(http::status_for(sink.error().code)));
   return sink;
 }
 
@@ -115,30 +123,10 @@ Result<std::shared_ptr<http::WebSocketHandler>> Api::open_upgrade(const http::Re
   if (!match) return std::shared_ptr<http::WebSocketHandler>();
   const Route* route = match->resource->find(req.method());
   if (!route || !route->open_upgrade) return std::shared_ptr<http::WebSocketHandler>();
-  auto c = std::make_shared<Call>(http::Request(req), http::Responder(), metrics_, pages_);
-  c->arrived = Arrival::now(service_.clock());
-  const std::string_view own(c->req.target().data(), c->req.target().size());
-  const auto qmark = own.find('?');
-  c->seg = split_path(own.substr(0, qmark));
-  auto count = [&](unsigned status) {
-    const auto ms = c->req.method_string();
-    metrics_.count_request(std::string_view(ms.data(), ms.size()), status);
-  };
-  auto refuse = [&](const Error& e) -> Result<std::shared_ptr<http::WebSocketHandler>> {
-    count(static_cast<unsigned>(http::status_for(e.code)));
-    return e;
-  };
-  if (qmark != std::string_view::npos) {
-    auto q = parse_query(own.substr(qmark + 1));
-    if (!q) return refuse(q.error());
-    c->query = std::move(*q);
-  }
-  match = router_.match(c->seg);  // views into the call's own copy of the target
-  auto admitted = admit(*c, match);
-  if (!admitted) return refuse(admitted.error());
-  auto handler = route->open_upgrade(service_, *c);
-  if (!handler) return refuse(handler.error());
-  count(101);
+  auto c = admitted_call(http::Request(req));
+  if (!c) return c.take_error();
+  auto handler = route->open_upgrade(service_, **c);
+  count(**c, handler ? 101u : static_cast<unsigned>(http::status_for(handler.error().code)));
   return handler;
 }
 

@@ -545,6 +545,18 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(get("/v1/vms/ghost", "/v1/vms/{id}", viewer_token).status, 404u);
   EXPECT_EQ(get("/v1/vms/" + missing_uuid, "/v1/vms/{id}", viewer_token).status, 404u);
   EXPECT_EQ(get("/v1/vms/Bad_Name", "/v1/vms/{id}", viewer_token).status, 400u);
+  // The console is a WebSocket: a plain GET is refused (the upgrade itself is the e2e
+  // test's, tests/e2e/console_e2e_test.cpp); its log is a plain read.
+  EXPECT_EQ(get("/v1/vms/web1/console", "/v1/vms/{id}/console", operator_token).status, 400u);
+  EXPECT_EQ(get("/v1/vms/web1/console", "/v1/vms/{id}/console", viewer_token).status, 403u);
+  EXPECT_EQ(get("/v1/vms/ghost/console", "/v1/vms/{id}/console", operator_token).status, 400u);
+  EXPECT_EQ(get("/v1/vms/web1/console/log?tail=0", "/v1/vms/{id}/console/log", viewer_token).status,
+            400u);
+  EXPECT_EQ(
+      get("/v1/vms/web1/console/log?tail=10001", "/v1/vms/{id}/console/log", viewer_token).status,
+      400u);
+  EXPECT_EQ(get("/v1/vms/ghost/console/log", "/v1/vms/{id}/console/log", viewer_token).status,
+            404u);
   EXPECT_EQ(send({.method = "PUT",
                   .target = "/v1/vms",
                   .path_template = "/v1/vms",

@@ -35,6 +35,10 @@ class Api {
   void dispatch(Call& c);
   // The checks every request passes, in order (see dispatch): its route, or the refusal.
   Result<const Route*> admit(Call& c, std::optional<Router::Match>& match);
+  // For a route that takes the connection over (a streamed body, a WebSocket): a call
+  // like handle()'s over `req`, once it passed admit(); a refusal is counted.
+  Result<std::shared_ptr<Call>> admitted_call(http::Request req);
+  void count(const Call& c, unsigned status);
 
   Controller& service_;
   Metrics& metrics_;
