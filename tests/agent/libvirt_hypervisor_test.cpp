@@ -789,16 +789,6 @@ class LibvirtBootMediaTest : public ::testing::Test {
     made_.push_back(s.uuid);
     return s;
   }
-  std::string domain_xml(const std::string& uuid) {
-    RawConn raw;
-    virDomainPtr dom = virDomainLookupByUUIDString(raw.c, uuid.c_str());
-    if (!dom) return {};
-    char* xml = virDomainGetXMLDesc(dom, 0);
-    std::string out = xml ? xml : "";
-    free(xml);
-    virDomainFree(dom);
-    return out;
-  }
 
   std::string dir_;
   FakeImageSource source_;
@@ -819,13 +809,13 @@ TEST_F(LibvirtBootMediaTest, CdromAndSeedReachTheDomain) {
   s.boot = {BootDevice::cdrom};
   auto r = hv_->define(s);
   ASSERT_TRUE(r.ok()) << r.error().message;
-  auto info = read_domain_xml(domain_xml(s.uuid));
+  auto info = read_domain_xml(domain_xml_of(s.uuid));
   ASSERT_TRUE(info.ok());
   const std::string seed = dir_ + "/" + s.uuid + "-seed.iso";
   EXPECT_EQ(info->cdrom_sources,
             (std::vector<std::string>{dir_ + "/cache/" + sha256_hex(iso) + ".img", seed}));
   EXPECT_TRUE(std::filesystem::exists(seed));
-  EXPECT_NE(domain_xml(s.uuid).find("<boot dev='cdrom'/>"), std::string::npos);
+  EXPECT_NE(domain_xml_of(s.uuid).find("<boot dev='cdrom'/>"), std::string::npos);
   // A redefine (another host, or a new generation) writes the seed again.
   s.generation = 2;
   ASSERT_TRUE(hv_->define(s).ok());
@@ -846,7 +836,7 @@ TEST_F(LibvirtBootMediaTest, AFailedDefineLeavesNoVolumeAndNoDomain) {
   EXPECT_EQ(vol, nullptr) << "the blank disk made before the failure is still there";
   if (vol) virStorageVolFree(vol);
   virStoragePoolFree(pool);
-  EXPECT_TRUE(domain_xml(s.uuid).empty());
+  EXPECT_TRUE(domain_xml_of(s.uuid).empty());
 }
 
 }  // namespace
