@@ -46,7 +46,8 @@ std::string Metrics::render(const ClusterState& state) const {
   }
   state.read([&](const ClusterState::Data& d) {
     out << "# HELP kvmfleet_hosts Hosts by state.\n# TYPE kvmfleet_hosts gauge\n";
-    for (auto s : {HostState::up, HostState::unreachable, HostState::down}) {
+    for (auto s : {HostState::up, HostState::unreachable, HostState::down, HostState::fencing,
+                   HostState::fenced}) {
       int n = 0;
       for (const auto& [_, h] : d.hosts) n += h.state == s;
       out << "kvmfleet_hosts{state=\"" << to_string(s) << "\"} " << n << "\n";

@@ -37,8 +37,12 @@ constexpr std::array<std::pair<DiskBus, std::string_view>, 3> kBus{
     {{DiskBus::virtio, "virtio"}, {DiskBus::sata, "sata"}, {DiskBus::scsi, "scsi"}}};
 constexpr std::array<std::pair<BootDevice, std::string_view>, 3> kBoot{
     {{BootDevice::disk, "disk"}, {BootDevice::cdrom, "cdrom"}, {BootDevice::network, "network"}}};
-constexpr std::array<std::pair<HostState, std::string_view>, 3> kHost{
-    {{HostState::up, "up"}, {HostState::unreachable, "unreachable"}, {HostState::down, "down"}}};
+constexpr std::array<std::pair<HostState, std::string_view>, 5> kHost{
+    {{HostState::up, "up"},
+     {HostState::unreachable, "unreachable"},
+     {HostState::down, "down"},
+     {HostState::fencing, "fencing"},
+     {HostState::fenced, "fenced"}}};
 constexpr std::array<std::pair<OpState, std::string_view>, 5> kOp{
     {{OpState::pending, "pending"},
      {OpState::running, "running"},

@@ -276,6 +276,11 @@ void to_json(json& j, const Host& h) {
        {"last_heartbeat", time_or_null(h.last_heartbeat)},
        {"storage", h.storage},
        {"created_at", format_time(h.created_at)}};
+  if (h.proven_down)
+    j["proven_down"] = {{"kind", h.proven_down->kind},
+                        {"detail", h.proven_down->detail},
+                        {"by", h.proven_down->by},
+                        {"at", format_time(h.proven_down->at)}};
 }
 void from_json(const json& j, Host& h) {
   h.name = j.at("name").get<std::string>();
@@ -286,6 +291,9 @@ void from_json(const json& j, Host& h) {
   h.inventory = j.value("inventory", HostInventory{});
   h.last_heartbeat = opt_time_from(j, "last_heartbeat");
   h.storage = j.value("storage", json(nullptr));
+  if (auto it = j.find("proven_down"); it != j.end() && it->is_object())
+    h.proven_down = ProvenDown{it->value("kind", ""), it->value("detail", ""), it->value("by", ""),
+                               time_from(*it, "at")};
   h.created_at = time_from(j, "created_at");
 }
 

@@ -14,8 +14,10 @@
 namespace kvmfleet {
 
 // `up`: heartbeats arrive; `unreachable`: missed for a short while; `down`: missed
-// long enough that the host is considered gone (fencing decisions build on this).
-enum class HostState { up, unreachable, down };
+// long enough that the host is considered gone — which alone proves nothing about what it
+// still runs; `fencing`: being powered off by its fence devices; `fenced`: proven to run
+// nothing any more (see ProvenDown). Only a fenced host's VMs may run elsewhere.
+enum class HostState { up, unreachable, down, fencing, fenced };
 std::string_view to_string(HostState s);
 std::optional<HostState> host_state_from_string(std::string_view s);
 
@@ -70,6 +72,17 @@ struct HostInventory {
   std::vector<HostLink> links;
 };
 
+// Why a host is known to run nothing any more: the evidence an HA restart cites.
+struct ProvenDown {
+  // "fence": a fence device powered it off and its status confirmed it; "confirm_down":
+  // an admin confirmed it by hand; "lease": the storage lease layer reports it dead.
+  std::string kind;
+  std::string detail;  // e.g. the fence device and agent, or the admin's reason
+  std::string by;      // who: the controller's fencing, or the admin's principal
+  Clock::time_point at{};
+  bool operator==(const ProvenDown&) const = default;
+};
+
 struct Host {
   std::string name;
   std::string agent_url;  // where the controller reaches the agent, e.g. http://127.0.0.1:7100
@@ -84,6 +97,8 @@ struct Host {
   // lockspaces started, iSCSI sessions, errors), read by the storage monitor; null
   // for a host in no storage pool.
   nlohmann::json storage = nullptr;
+  // Set while the host is `fenced`; cleared when it is heard from again.
+  std::optional<ProvenDown> proven_down;
   Clock::time_point created_at{};
 };
 
