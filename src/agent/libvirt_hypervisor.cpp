@@ -170,6 +170,10 @@ Result<DomainStatus> LibvirtHypervisor::define(const DomainSpec& spec) {
   if (!xml) return undo(xml.take_error());
   DomainHandle dom(virDomainDefineXML(conn, xml->c_str()));
   if (!dom) return undo(impl_->connection.failed("defining domain " + spec.name));
+  // kvmfleet alone starts its domains: a host back from a failure must not start a copy
+  // that now runs elsewhere (an autostart flag set by hand outlives a redefinition).
+  if (virDomainSetAutostart(dom.get(), 0) < 0)
+    return impl_->connection.failed("clearing the autostart flag of domain " + spec.name);
   spdlog::info("defined domain {} ({}) generation {}", spec.name, spec.uuid, spec.generation);
   return impl_->domains.status(dom.get());
 }

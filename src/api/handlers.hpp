@@ -12,6 +12,7 @@ namespace kvmfleet::api {
 // health_routes.cpp
 void get_health(Controller& svc, Call& c);
 void get_metrics(Controller& svc, Call& c);
+void get_ha(Controller& svc, Call& c);
 
 // token_routes.cpp
 void list_tokens(Controller& svc, Call& c);

@@ -22,7 +22,7 @@ void get_metrics(Controller& svc, Call& c) {
   auto res = http::Response{HttpStatus::ok, c.req.version()};
   res.set(http::bhttp::field::content_type, "text/plain; version=0.0.4");
   res.keep_alive(c.req.keep_alive());
-  res.body() = c.metrics.render(svc.state()) + svc.hosts().liveness_metrics();
+  res.body() = c.metrics.render(svc.state()) + svc.hosts().liveness_metrics() + svc.ha().metrics();
   res.prepare_payload();
   c.reply(std::move(res));
 }

@@ -21,6 +21,45 @@ Result<nlohmann::json> parse_body(std::string_view body) {
   return j;
 }
 
+namespace {
+
+// "ha": true or false (HA with the default policy, or none), or the policy
+// {enabled, priority, max_restarts}.
+Result<HaPolicy> parse_ha(const nlohmann::json& body) {
+  HaPolicy ha;
+  auto it = body.find("ha");
+  if (it == body.end() || it->is_null()) return ha;
+  if (it->is_boolean()) {
+    ha.enabled = it->get<bool>();
+    return ha;
+  }
+  if (!it->is_object())
+    return invalid("field ha must be a boolean or an object", {{"field", "ha"}});
+  if (auto st = check_known_fields(*it, {"enabled", "priority", "max_restarts"}, "ha"); !st) {
+    Error e = st.take_error();
+    if (auto f = e.details.value("field", std::string()); !f.starts_with("ha."))
+      e.details["field"] = "ha." + f;
+    return e;
+  }
+  // Errors name the field as ha.<key>.
+  auto prefixed = [](Error e) {
+    e.details["field"] = "ha." + e.details.value("field", std::string());
+    return e;
+  };
+  auto enabled = get_bool(*it, "enabled", true);
+  if (!enabled) return prefixed(enabled.take_error());
+  auto priority = get_int(*it, "priority", false, 0, 0, 1000);
+  if (!priority) return prefixed(priority.take_error());
+  auto max_restarts = get_int(*it, "max_restarts", false, 3, 1, 100);
+  if (!max_restarts) return prefixed(max_restarts.take_error());
+  ha.enabled = *enabled;
+  ha.priority = static_cast<int>(*priority);
+  ha.max_restarts = static_cast<int>(*max_restarts);
+  return ha;
+}
+
+}  // namespace
+
 Result<VmCreateRequest> parse_vm_create(const nlohmann::json& body, bool allow_start) {
   if (allow_start) {
     if (auto st = check_known_fields(
@@ -114,9 +153,10 @@ Result<VmCreateRequest> parse_vm_create(const nlohmann::json& body, bool allow_s
     if (auto st = check_name("anti_affinity_group", *group); !st) return st.take_error();
     r.spec.anti_affinity_group = *group;
   }
-  auto ha = get_bool(body, "ha", false);
-  if (!ha) return ha.take_error();
-  r.spec.ha = *ha;
+  if (auto ha = parse_ha(body); !ha)
+    return ha.take_error();
+  else
+    r.spec.ha = *ha;
   if (auto it = body.find("nics"); it != body.end() && !it->is_null()) {
     auto nics = parse_nics(*it);
     if (!nics) return nics.take_error();

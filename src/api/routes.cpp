@@ -16,6 +16,9 @@ const std::vector<Route>& routes() {
       {get, "/v1/healthz", anyone, {}, get_health},
       {get, "/metrics", viewer, {}, get_metrics},
 
+      // HA
+      {get, "/v1/ha", viewer, {}, get_ha},
+
       // tokens
       {get, "/v1/tokens", admin, {}, list_tokens},
       {post, "/v1/tokens", admin, {}, create_token},

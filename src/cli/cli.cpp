@@ -24,7 +24,8 @@ commands:
   vms [--host H] [--state S]          list VMs
   vm get ID|NAME                      show one VM
   vm create NAME --memory MIB [--vcpus N] [--disk GIB]... [--host H]
-            [--group G] [--ha] [--nic NETWORK[,MAC][,MODEL]]... [--start]
+            [--group G] [--ha] [--ha-priority N] [--ha-max-restarts N]
+            [--nic NETWORK[,MAC][,MODEL]]... [--start]
             [--image NAME [--disk-size GIB]] [--cdrom ISO_IMAGE]
             [--boot disk,cdrom,network] [--cloud-init-user-data FILE]
             [--cloud-init-meta-data FILE] [--cloud-init-network-config FILE]
@@ -36,6 +37,7 @@ commands:
   vm delete ID [--force] [--wait SECONDS]
   vm console ID                       the serial console in this terminal (Ctrl-] leaves)
   vm console-log ID [--tail N]        the last N lines of the console log (default 100)
+  ha                                  HA: VMs of failed hosts that wait, and why
   place NAME --memory MIB [--vcpus N] [--host H] [--group G]
                                       placement dry run: where and why
   network list                        list networks
@@ -293,7 +295,20 @@ class Runner {
     if (!nics.empty()) b["nics"] = nics;
     if (a_.has("--host")) b["host"] = a_.get("--host");
     if (a_.has("--group")) b["anti_affinity_group"] = a_.get("--group");
-    if (a_.has("--ha")) b["ha"] = true;
+    if (a_.has("--ha-priority") || a_.has("--ha-max-restarts")) {
+      json ha = {{"enabled", true}};
+      try {
+        if (a_.has("--ha-priority")) ha["priority"] = std::stoi(a_.get("--ha-priority"));
+        if (a_.has("--ha-max-restarts"))
+          ha["max_restarts"] = std::stoi(a_.get("--ha-max-restarts"));
+      } catch (const std::exception&) {
+        err_ << "kvmfleet: --ha-priority and --ha-max-restarts take whole numbers\n";
+        return std::nullopt;
+      }
+      b["ha"] = std::move(ha);
+    } else if (a_.has("--ha")) {
+      b["ha"] = true;
+    }
     if (with_start && a_.has("--start")) b["start"] = true;
     if (a_.has("--cdrom")) b["cdrom"] = {{"image", a_.get("--cdrom")}};
     if (a_.has("--boot")) {
@@ -470,6 +485,20 @@ class Runner {
       return 0;
     }
     if (cmd == "network") return network(p);
+    if (cmd == "ha" && p.size() == 1) {
+      auto j = call("GET", "/v1/ha");
+      if (!j) return 1;
+      if (json_) return show(*j, {});
+      const auto& r = (*j)["restarts"];
+      out_ << "held by the mass-failure guard: " << cell((*j)["held_by_guard"])
+           << "\nrestarts: " << cell(r["submitted"]) << " submitted, " << cell(r["succeeded"])
+           << " succeeded, " << cell(r["failed"]) << " failed\n";
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& w : (*j)["waiting"])
+        rows.push_back({cell(w["name"]), cell(w["host"]), cell(w["reason"]), cell(w["message"])});
+      if (!rows.empty()) print_table(out_, {"VM", "HOST", "WAITS", "WHY"}, rows);
+      return 0;
+    }
     if (cmd == "ops" && p.size() == 1) {
       std::string q = "?limit=" + url_encode(a_.get("--limit", "50"));
       if (a_.has("--state")) q += "&state=" + url_encode(a_.get("--state"));

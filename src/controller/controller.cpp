@@ -2,6 +2,7 @@
 
 #include "kvmfleet/console/http_agent_console.hpp"
 
+#include "kvmfleet/ha/ha_operations.hpp"
 #include "kvmfleet/migration/migration_operations.hpp"
 #include "kvmfleet/network/network_operations.hpp"
 #include "kvmfleet/shared_storage/storage_operations.hpp"
@@ -30,6 +31,7 @@ Controller::Controller(ClusterState& state, AgentApi& agents, const ControllerCo
       hosts_(state, config, clock),
       vms_(state, operations_, config, clock),
       migration_(operations_, config),
+      ha_(state, operations_, config, clock, [this] { return hosts_.liveness_guard_active(); }),
       storage_(operations_, clock),
       storage_monitor_(state, agents, config, clock, &storage_),
       networks_(operations_, state, clock),
@@ -43,6 +45,7 @@ Controller::Controller(ClusterState& state, AgentApi& agents, const ControllerCo
       console_(state, *agent_console_) {
   register_vm_operations(runner_);
   register_migration_operations(runner_);
+  register_ha_operations(runner_);
   register_storage_operations(runner_);
   register_network_operations(runner_);
 }
@@ -77,6 +80,7 @@ void Controller::stop() {
 
 void Controller::tick() {
   hosts_.check_liveness();
+  ha_.tick();
   if (auto st = operations_.prune(config_.operation_retention); !st)
     spdlog::warn("pruning finished operations failed: {}", st.error().message);
 }

@@ -110,13 +110,18 @@ WriteBatch reconcile_host(const ClusterState::Data& data, const std::string& hos
     auto others = running_elsewhere(data, vm.id, vm.host);
     std::erase(others, host);
     if (runs_here) others.insert(std::upper_bound(others.begin(), others.end(), host), host);
-    const bool silent = recorded && recorded->state != HostState::up;
-    const bool runs_there = recorded && runs(data, vm.host, vm.id);
+    // A fenced host (proven off, or confirmed down) runs nothing: its word is as good as
+    // a report that it does not run the VM.
+    const bool fenced =
+        recorded && recorded->state == HostState::fenced && recorded->proven_down.has_value();
+    const bool silent = recorded && recorded->state != HostState::up && !fenced;
+    const bool runs_there = recorded && !fenced && runs(data, vm.host, vm.id);
     if (others.empty()) {
       if (!vm.double_run) return;
       Vm next = vm;
       next.double_run.reset();
-      next.state = silent       ? VmState::unknown
+      next.state = fenced       ? VmState::stopped
+                   : silent     ? VmState::unknown
                    : runs_there ? VmState::running
                                 : state_on(*recorded, vm.id).value_or(VmState::unknown);
       write(vm, std::move(next));
@@ -195,9 +200,14 @@ WriteBatch reconcile_host(const ClusterState::Data& data, const std::string& hos
       std::optional<DesiredState> desired;
       if (*observed == VmState::running && vm.desired == DesiredState::stopped)
         desired = DesiredState::running;
-      if ((*observed == VmState::stopped || *observed == VmState::crashed) &&
+      // A crash is no one's wish: an HA VM that crashed is meant to run still (HA
+      // restarts it where it is, src/ha/); a guest that shut itself down is.
+      if ((*observed == VmState::stopped ||
+           (*observed == VmState::crashed && !vm.spec.ha.enabled)) &&
           vm.desired == DesiredState::running)
         desired = DesiredState::stopped;
+      if (*observed == VmState::crashed && vm.spec.ha.enabled)
+        spdlog::warn("HA VM {} ({}) crashed on {}", vm.spec.name, id, host);
       if (desired) {
         spdlog::info("VM {} changed outside kvmfleet: now {}", vm.spec.name, to_string(*observed));
         next.desired = *desired;

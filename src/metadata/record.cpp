@@ -123,7 +123,7 @@ Result<VerifiedRecord> decode(std::string_view json_name, const json& doc) {
     return refuse("anti_affinity_group is not a valid name");
   vm.spec.anti_affinity_group = group;
   KVF_TRY(ha, member<bool>(doc, "ha"));
-  vm.spec.ha = ha;
+  vm.spec.ha.enabled = ha;
   KVF_TRY(domain_type, member<std::string>(doc, "domain_type"));
   if (domain_type != "kvm" && domain_type != "qemu")
     return refuse("domain_type is not kvm or qemu");
@@ -274,7 +274,7 @@ Result<RenderedRecord> render_record(const VmMetadata& meta, const PoolInfo& poo
       {"memory_mib", vm.spec.memory_mib},
       {"pinned_host", vm.spec.pinned_host},
       {"anti_affinity_group", vm.spec.anti_affinity_group},
-      {"ha", vm.spec.ha},
+      {"ha", vm.spec.ha.enabled},
       {"domain_type", meta.domain_type},
       {"pool", {{"name", pool.name}, {"path", pool.path}}},
       {"disks", std::move(disks)},

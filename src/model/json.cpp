@@ -143,7 +143,10 @@ void to_json(json& j, const VmSpec& s) {
        {"host", s.pinned_host.empty() ? json(nullptr) : json(s.pinned_host)},
        {"anti_affinity_group",
         s.anti_affinity_group.empty() ? json(nullptr) : json(s.anti_affinity_group)},
-       {"ha", s.ha},
+       {"ha",
+        {{"enabled", s.ha.enabled},
+         {"priority", s.ha.priority},
+         {"max_restarts", s.ha.max_restarts}}},
        {"nics", s.nics}};
   // Written only when set, so records of VMs without them stay as they were.
   if (s.cdrom) j["cdrom"] = *s.cdrom;
@@ -161,7 +164,14 @@ void from_json(const json& j, VmSpec& s) {
       j.contains("anti_affinity_group") && !j.at("anti_affinity_group").is_null()
           ? j.at("anti_affinity_group").get<std::string>()
           : "";
-  s.ha = j.value("ha", false);
+  // Records written before HA policies hold a boolean.
+  if (auto it = j.find("ha"); it != j.end() && it->is_boolean()) {
+    s.ha.enabled = it->get<bool>();
+  } else if (it != j.end() && it->is_object()) {
+    s.ha.enabled = it->value("enabled", false);
+    s.ha.priority = it->value("priority", 0);
+    s.ha.max_restarts = it->value("max_restarts", 3);
+  }
   s.nics = j.value("nics", std::vector<NicSpec>{});  // VMs recorded before NICs: none
   if (j.contains("cdrom") && !j.at("cdrom").is_null()) s.cdrom = j.at("cdrom").get<CdromSpec>();
   s.boot = boot_from(j);
@@ -182,6 +192,11 @@ void to_json(json& j, const Vm& vm) {
   if (vm.double_run)
     j["double_run"] = {{"hosts", vm.double_run->hosts},
                        {"since", format_time(vm.double_run->since)}};
+  if (!vm.ha_restarts.empty()) {
+    json times = json::array();
+    for (const auto& t : vm.ha_restarts) times.push_back(format_time(t));
+    j["ha_restarts"] = std::move(times);
+  }
 }
 void from_json(const json& j, Vm& vm) {
   vm.id = j.at("id").get<std::string>();
@@ -196,6 +211,10 @@ void from_json(const json& j, Vm& vm) {
   if (auto it = j.find("double_run"); it != j.end() && !it->is_null())
     vm.double_run =
         DoubleRun{it->at("hosts").get<std::vector<std::string>>(), time_from(*it, "since")};
+  if (auto it = j.find("ha_restarts"); it != j.end() && it->is_array())
+    for (const auto& t : *it)
+      if (auto at = t.is_string() ? parse_time(t.get<std::string>()) : std::nullopt)
+        vm.ha_restarts.push_back(*at);
 }
 
 void to_json(json& j, const ReportStamp& s) {

@@ -133,6 +133,11 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   EXPECT_EQ(metrics.status, 200u);
   EXPECT_TRUE(metrics.content_type.starts_with("text/plain")) << metrics.content_type;
   EXPECT_NE(metrics.body.find("kvmfleet_http_requests_total"), std::string::npos);
+  EXPECT_NE(metrics.body.find("kvmfleet_ha_restarts_total"), std::string::npos);
+  auto ha = get("/v1/ha", "/v1/ha", admin);
+  EXPECT_EQ(ha.status, 200u);
+  EXPECT_EQ(ha.json().value("held_by_guard", true), false);
+  EXPECT_EQ(get("/v1/ha", "/v1/ha", "").status, 401u);
   EXPECT_EQ(get("/v1/no-such-thing", "/v1/no-such-thing", admin).status, 404u);
   EXPECT_EQ(get("/v2/hosts", "/v2/hosts", admin).status, 404u);
 
@@ -496,7 +501,7 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
                   {"memory_mib", 512},
                   {"host", "node1"},
                   {"anti_affinity_group", "front"},
-                  {"ha", true},
+                  {"ha", {{"enabled", true}, {"priority", 100}, {"max_restarts", 2}}},
                   {"start", true}})
                 .status,
             202u);

@@ -232,8 +232,15 @@ TEST_F(NetworkApiTest, TheCliManagesNetworks) {
             0)
       << err.str();
   EXPECT_NE(out.str().find("network.create"), std::string::npos) << out.str();
+  // Until network.create has ended (a network with an operation in flight is not deleted).
   ASSERT_TRUE(clock_.advance_until(
-      [&] { return state_.network("lab") && !state_.network("lab")->hosts.empty(); }, 50ms, 10min));
+      [&] {
+        return state_.network("lab") && !state_.network("lab")->hosts.empty() &&
+               state_.read([](const ClusterState::Data& d) {
+                 return d.active_operation_for("lab") == nullptr;
+               });
+      },
+      50ms, 10min));
   out.str("");
   EXPECT_EQ(cli::run({"network", "list"}, env, client, out, err), 0) << err.str();
   EXPECT_NE(out.str().find("br-lab"), std::string::npos) << out.str();
@@ -250,6 +257,7 @@ TEST_F(NetworkApiTest, TheCliManagesNetworks) {
   err.str("");
   EXPECT_EQ(cli::run({"network", "create", "x", "--bridge", "-x"}, env, client, out, err), 1);
   EXPECT_NE(err.str().find("invalid_interface_name"), std::string::npos) << err.str();
+  err.str("");
   EXPECT_EQ(cli::run({"network", "delete", "lab"}, env, client, out, err), 0) << err.str();
   EXPECT_FALSE(state_.network("lab"));
 }

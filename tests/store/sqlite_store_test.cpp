@@ -56,7 +56,7 @@ Vm make_vm(const std::string& id, const std::string& name) {
   vm.spec.disks = {{20, DiskBus::virtio}, {5, DiskBus::scsi}};
   vm.spec.pinned_host = "node1";
   vm.spec.anti_affinity_group = "web";
-  vm.spec.ha = true;
+  vm.spec.ha.enabled = true;
   vm.host = "node1";
   vm.desired = DesiredState::running;
   vm.state = VmState::running;

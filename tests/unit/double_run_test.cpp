@@ -164,4 +164,46 @@ TEST_F(DoubleRunTest, TheSuspicionSurvivesAControllerRestart) {
             "suspected_double_run");
 }
 
+// node1 proven to run nothing any more, as a fence or an admin's confirm-down records it.
+void prove_down(ClusterState& state, const std::string& kind, Clock::time_point at) {
+  ASSERT_TRUE(state
+                  .update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+                    Host h = *d.find_host("node1");
+                    h.state = HostState::fenced;
+                    h.proven_down = ProvenDown{kind, "test", "test", at};
+                    b.put_hosts.push_back(h);
+                    return {};
+                  })
+                  .ok());
+}
+
+TEST_F(DoubleRunTest, TheRecordedHostFencedSettlesTheSuspicionOnTheOtherCopy) {
+  cut_off_node1();
+  ASSERT_TRUE(beat("node2", "running").ok());
+  ASSERT_TRUE(vm("web1").double_run);
+  prove_down(*state_, "fence", clock_.now());
+  ASSERT_TRUE(beat("node2", "running").ok());
+  EXPECT_FALSE(vm("web1").double_run);
+  EXPECT_EQ(vm("web1").host, "node2");
+  EXPECT_EQ(vm("web1").state, VmState::running);
+}
+
+TEST_F(DoubleRunTest, ACopyElsewhereAfterAConfirmDownIsAMove) {
+  cut_off_node1();
+  prove_down(*state_, "confirm_down", clock_.now());
+  ASSERT_TRUE(beat("node2", "running").ok());
+  EXPECT_FALSE(vm("web1").double_run);
+  EXPECT_EQ(vm("web1").host, "node2");
+}
+
+TEST_F(DoubleRunTest, TheOtherCopyGoneAfterAFenceLeavesTheVmStoppedWhereItWas) {
+  cut_off_node1();
+  ASSERT_TRUE(beat("node2", "running").ok());
+  prove_down(*state_, "fence", clock_.now());
+  ASSERT_TRUE(beat("node2", "").ok());  // the copy there was removed too
+  EXPECT_FALSE(vm("web1").double_run);
+  EXPECT_EQ(vm("web1").host, "node1");
+  EXPECT_EQ(vm("web1").state, VmState::stopped);
+}
+
 }  // namespace

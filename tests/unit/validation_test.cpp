@@ -37,7 +37,7 @@ TEST(VmCreate, ParsesAFullSpec) {
   EXPECT_EQ(r->spec.disks[1].bus, DiskBus::sata);
   EXPECT_EQ(r->spec.pinned_host, "node1");
   EXPECT_EQ(r->spec.anti_affinity_group, "web");
-  EXPECT_TRUE(r->spec.ha);
+  EXPECT_TRUE(r->spec.ha.enabled);
   EXPECT_TRUE(r->start);
 }
 
@@ -81,7 +81,21 @@ INSTANTIATE_TEST_SUITE_P(
                 "path"},
         BadCase{R"({"name":"a","memory_mib":64,"host":"../x"})", "host"},
         BadCase{R"({"name":"a","memory_mib":64,"anti_affinity_group":"G"})", "anti_affinity_group"},
-        BadCase{R"({"name":"a","memory_mib":64,"ha":"yes"})", "ha"}));
+        BadCase{R"({"name":"a","memory_mib":64,"ha":"yes"})", "ha"},
+        BadCase{R"({"name":"a","memory_mib":64,"ha":{"priority":1001}})", "ha.priority"},
+        BadCase{R"({"name":"a","memory_mib":64,"ha":{"max_restarts":0}})", "ha.max_restarts"},
+        BadCase{R"({"name":"a","memory_mib":64,"ha":{"enabled":1}})", "ha.enabled"},
+        BadCase{R"({"name":"a","memory_mib":64,"ha":{"restarts":1}})", "ha.restarts"}));
+
+TEST(VmCreate, ParsesAnHaPolicy) {
+  auto r = api::parse_vm_create(
+      json::parse(R"({"name":"db","memory_mib":64,"ha":{"priority":700,"max_restarts":5}})"));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->spec.ha, (HaPolicy{true, 700, 5}));
+  auto off = api::parse_vm_create(json::parse(R"({"name":"db","memory_mib":64,"ha":false})"));
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->spec.ha, HaPolicy{});
+}
 
 TEST(VmCreate, TooManyDisks) {
   json b = {{"name", "a"}, {"memory_mib", 64}, {"disks", json::array()}};

@@ -13,6 +13,7 @@
 #include "kvmfleet/core/config.hpp"
 #include "kvmfleet/core/operation_runner.hpp"
 #include "kvmfleet/core/operations.hpp"
+#include "kvmfleet/ha/ha_service.hpp"
 #include "kvmfleet/hosts/host_service.hpp"
 #include "kvmfleet/http/client.hpp"
 #include "kvmfleet/images/image_service.hpp"
@@ -46,7 +47,7 @@ class Controller {
   // storage monitor's thread and a thread that ticks every second on the clock.
   void start();
   void stop();
-  // Periodic work: host liveness, pruning of old finished operations. The ticker of
+  // Periodic work: host liveness, HA restarts, pruning of old finished operations. The ticker of
   // start() also tells HostService how late each tick runs (observe_tick).
   void tick();
 
@@ -59,6 +60,7 @@ class Controller {
   HostService& hosts() { return hosts_; }
   VmService& vms() { return vms_; }
   MigrationService& migration() { return migration_; }
+  HaService& ha() { return ha_; }
   StorageService& storage() { return storage_; }
   StorageMonitor& storage_monitor() { return storage_monitor_; }
   NetworkService& networks() { return networks_; }
@@ -75,6 +77,7 @@ class Controller {
   HostService hosts_;
   VmService vms_;
   MigrationService migration_;
+  HaService ha_;
   StorageService storage_;
   StorageMonitor storage_monitor_;
   NetworkService networks_;

@@ -39,6 +39,7 @@ inline constexpr std::string_view snapshot_create = "snapshot.create";
 inline constexpr std::string_view snapshot_delete = "snapshot.delete";
 inline constexpr std::string_view snapshot_revert = "snapshot.revert";
 inline constexpr std::string_view network_create = "network.create";
+inline constexpr std::string_view vm_ha_restart = "vm.ha_restart";
 }  // namespace op_kind
 
 // An asynchronous piece of work. It is persisted before it starts so that a

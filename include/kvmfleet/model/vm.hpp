@@ -89,6 +89,16 @@ struct NicSpec {
   bool operator==(const NicSpec&) const = default;
 };
 
+// Whether and how the VM is restarted elsewhere when its host is proven to have failed
+// (fenced or confirmed down): higher priorities are placed first, and after
+// `max_restarts` HA restarts within an hour the VM waits for an operator.
+struct HaPolicy {
+  bool enabled = false;
+  int priority = 0;      // 0..1000
+  int max_restarts = 3;  // 1..100
+  bool operator==(const HaPolicy&) const = default;
+};
+
 struct VmSpec {
   std::string name;
   int vcpus = 1;
@@ -96,7 +106,7 @@ struct VmSpec {
   std::vector<DiskSpec> disks;
   std::string pinned_host;          // empty: the scheduler chooses
   std::string anti_affinity_group;  // empty: none
-  bool ha = false;                  // stored now; HA restart acts on it later
+  HaPolicy ha;
   std::vector<NicSpec> nics;
   std::optional<CdromSpec> cdrom;
   std::vector<BootDevice> boot;  // empty: disk, then cdrom
@@ -126,6 +136,9 @@ struct Vm {
   // host's agent. A report that agent observed before it is no news about this VM.
   std::map<std::string, ReportStamp> seen;
   std::optional<DoubleRun> double_run;  // a suspected double run, while it lasts
+  // When HA restarted it elsewhere (its most recent restarts, oldest first; those older
+  // than the restart window are dropped as new ones are added).
+  std::vector<Clock::time_point> ha_restarts;
   Clock::time_point created_at{};
   Clock::time_point updated_at{};
 };

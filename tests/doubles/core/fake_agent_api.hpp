@@ -473,6 +473,25 @@ class FakeAgentApi final : public AgentApi {
     return l ? l->active : std::map<std::string, LvMode>{};
   }
 
+  // `host` lost power: its domains are gone and, once its storage lease has expired,
+  // lvmlockd no longer counts its LV locks (what sanlock tells the other hosts).
+  void power_off(const std::string& host) {
+    std::lock_guard lk(mu_);
+    for (auto& [uuid, d] : domains_[host]) d.state = "stopped";
+  }
+  void lease_expired(const std::string& host) {
+    std::lock_guard lk(mu_);
+    for (auto& [vg_name, vg] : vgs)
+      for (auto& [lv_name, lv] : vg.lvs) lv.active.erase(host);
+  }
+  // The domain `uuid` as `host`'s libvirt has it (nullopt: not defined there).
+  std::optional<DomainStatus> domain_on(const std::string& host, const std::string& uuid) {
+    std::lock_guard lk(mu_);
+    auto& m = domains_[host];
+    auto it = m.find(uuid);
+    return it == m.end() ? std::nullopt : std::optional<DomainStatus>(it->second);
+  }
+
   // Test controls
   void fail_next(const std::string& call, Error e, int times = 1) {
     std::lock_guard lk(mu_);
