@@ -107,7 +107,11 @@ std::optional<std::string> state_after(int event, int detail) {
     case VIR_DOMAIN_EVENT_PMSUSPENDED:
       return "paused";
     case VIR_DOMAIN_EVENT_STOPPED:
-      return detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED ? "crashed" : "stopped";
+      // A QEMU that died ("failed": killed, or it exited on an error) leaves the domain
+      // shut off with the reason crashed, as virDomainGetState then says too.
+      return detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED || detail == VIR_DOMAIN_EVENT_STOPPED_FAILED
+                 ? "crashed"
+                 : "stopped";
     case VIR_DOMAIN_EVENT_SHUTDOWN:
       return "shutting_down";
     case VIR_DOMAIN_EVENT_CRASHED:
