@@ -36,6 +36,10 @@ commands:
   vm delete ID [--force] [--wait SECONDS]
   vm console ID                       the serial console in this terminal (Ctrl-] leaves)
   vm console-log ID [--tail N]        the last N lines of the console log (default 100)
+  vm nic add ID --network NETWORK [--mac MAC] [--model virtio|e1000|rtl8139]
+            [--wait SECONDS]          add a NIC (to the running guest too when it runs)
+  vm nic remove ID MAC [--wait SECONDS]
+                                      remove a NIC
   place NAME --memory MIB [--vcpus N] [--host H] [--group G]
                                       placement dry run: where and why
   network list                        list networks
@@ -400,6 +404,24 @@ class Runner {
       if (a_.has("--state")) q += "&state=" + url_encode(a_.get("--state"));
       auto j = list_all("/v1/vms" + q);
       return j ? show(*j, vm_cols, &(*j)["items"]) : 1;
+    }
+    if (cmd == "vm" && p.size() == 4 && p[1] == "nic" && p[2] == "add") {
+      if (!a_.has("--network")) {
+        err_ << "kvmfleet: vm nic add needs --network NETWORK\n";
+        return 2;
+      }
+      json b = {{"network", a_.get("--network")}};
+      if (a_.has("--mac")) b["mac"] = a_.get("--mac");
+      if (a_.has("--model")) b["model"] = a_.get("--model");
+      auto j =
+          call("POST", "/v1/vms/" + url_encode(p[3]) + "/nics" + wait_query(), b, wait_seconds());
+      return j ? show_operation(*j) : 1;
+    }
+    if (cmd == "vm" && p.size() == 5 && p[1] == "nic" && p[2] == "remove") {
+      auto j =
+          call("DELETE", "/v1/vms/" + url_encode(p[3]) + "/nics/" + url_encode(p[4]) + wait_query(),
+               std::nullopt, wait_seconds());
+      return j ? show_operation(*j) : 1;
     }
     if (cmd == "vm" && p.size() == 3) {
       const std::string& action = p[1];
