@@ -83,8 +83,9 @@ Result<std::optional<std::string>> interface_xml_of(std::string_view text, std::
 Result<std::string> write_metadata_xml(const std::string& uuid, std::int64_t generation) {
   if (!is_valid_uuid(uuid) || generation < 1)
     return internal_error("metadata needs a uuid and a generation of at least 1");
+  // Without a namespace: libvirt puts the element in the one virDomainSetMetadata names.
   xml::Writer w;
-  w.start_ns(kMetadataPrefix, "vm", kMetadataNamespace);
+  w.start("vm");
   w.attr("id", uuid);
   w.attr("generation", generation);
   w.end();

@@ -301,4 +301,34 @@ TEST_F(NetworkApiTest, TheCliManagesNetworks) {
   EXPECT_FALSE(state_.network("lab"));
 }
 
+TEST_F(NetworkApiTest, TheCliAddsAndRemovesNics) {
+  finished(call(http::Verb::post, "/v1/networks", admin_, kLab).body);
+  json links = json::array();
+  for (const auto& l : agents_.links_of("node1")) links.push_back(l);
+  ASSERT_EQ(heartbeat(links), 200u);
+  auto c = call(http::Verb::post, "/v1/vms", operator_, R"({"name":"web1","memory_mib":64})");
+  ASSERT_EQ(finished(c.body)["state"], "succeeded");
+  LoopbackClient client(api_);
+  cli::Environment env{"http://127.0.0.1:8400", operator_};
+  std::ostringstream out, err;
+  EXPECT_EQ(cli::run({"vm", "nic", "add", "web1"}, env, client, out, err), 2);
+  EXPECT_NE(err.str().find("--network"), std::string::npos) << err.str();
+  EXPECT_EQ(cli::run({"vm", "nic", "add", "web1", "--network", "lab", "--mac", "52:54:00:0a:0b:0e",
+                      "--model", "rtl8139"},
+                     env, client, out, err),
+            0)
+      << err.str();
+  EXPECT_NE(out.str().find("vm.nic_add"), std::string::npos) << out.str();
+  ASSERT_TRUE(clock_.advance_until(
+      [&] { return state_.vm("web1") && state_.vm("web1")->spec.nics.size() == 1; }, 50ms, 10min));
+  EXPECT_EQ(state_.vm("web1")->spec.nics[0].model, NicModel::rtl8139);
+  out.str("");
+  EXPECT_EQ(cli::run({"vm", "nic", "remove", "web1", "52:54:00:0a:0b:0e"}, env, client, out, err),
+            0)
+      << err.str();
+  EXPECT_NE(out.str().find("vm.nic_remove"), std::string::npos) << out.str();
+  ASSERT_TRUE(clock_.advance_until(
+      [&] { return state_.vm("web1") && state_.vm("web1")->spec.nics.empty(); }, 50ms, 10min));
+}
+
 }  // namespace

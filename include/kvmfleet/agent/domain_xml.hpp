@@ -68,8 +68,8 @@ Result<std::string> write_interface_xml(const DomainNic& nic);
 // a detach hands libvirt); nullopt when it has none.
 Result<std::optional<std::string>> interface_xml_of(std::string_view domain_xml,
                                                     std::string_view mac);
-// kvmfleet's metadata element alone (<kvmfleet:vm id generation>), for
-// virDomainSetMetadata when a hot plug changes a domain's generation.
+// kvmfleet's metadata element alone (<vm id generation>, without its namespace, which
+// virDomainSetMetadata applies), for when a hot plug changes a domain's generation.
 Result<std::string> write_metadata_xml(const std::string& uuid, std::int64_t generation);
 
 // A domain's XML (libvirt's, as virDomainGetXMLDesc wrote it) with the source file of
