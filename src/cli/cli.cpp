@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -418,9 +419,14 @@ class Runner {
       return j ? show_operation(*j) : 1;
     }
     if (cmd == "vm" && p.size() == 5 && p[1] == "nic" && p[2] == "remove") {
-      auto j =
-          call("DELETE", "/v1/vms/" + url_encode(p[3]) + "/nics/" + url_encode(p[4]) + wait_query(),
-               std::nullopt, wait_seconds());
+      // ':' may stand in a path segment as it is (RFC 3986 pchar); the route reads a
+      // MAC's colons, not their percent-encoding.
+      const bool mac_chars = std::all_of(p[4].begin(), p[4].end(), [](char ch) {
+        return ch == ':' || std::isxdigit(static_cast<unsigned char>(ch));
+      });
+      const std::string mac = mac_chars ? p[4] : url_encode(p[4]);
+      auto j = call("DELETE", "/v1/vms/" + url_encode(p[3]) + "/nics/" + mac + wait_query(),
+                    std::nullopt, wait_seconds());
       return j ? show_operation(*j) : 1;
     }
     if (cmd == "vm" && p.size() == 3) {
