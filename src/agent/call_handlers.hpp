@@ -69,6 +69,10 @@ Result<PreparedCall> block_resize(const CallContext& c);
 Result<PreparedCall> migrate(const CallContext& c);
 Result<PreparedCall> migration(const CallContext& c);
 Result<PreparedCall> migration_abort(const CallContext& c);
+Result<PreparedCall> nic_attach(const CallContext& c);
+Result<PreparedCall> nic_detach(const CallContext& c);
+Result<PreparedCall> media_prepare(const CallContext& c);
+Result<PreparedCall> media_remove(const CallContext& c);
 
 // Shared-storage calls (storage_calls.cpp).
 Result<PreparedCall> storage_inventory(const CallContext& c);

@@ -5,9 +5,11 @@
 #include "kvmfleet/agent/spec_validation.hpp"
 #include "kvmfleet/common/validate.hpp"
 #include "kvmfleet/model/json.hpp"
+#include "kvmfleet/model/network.hpp"
 #include "kvmfleet/storage/storage_names.hpp"
 
 #include <algorithm>
+#include <limits>
 
 namespace kvmfleet::agent::calls {
 namespace {
@@ -141,6 +143,66 @@ Result<PreparedCall> block_resize(const CallContext& c) {
     auto st = hv.block_resize(uuid, device, size);
     if (!st) return http::error_response(st.error());
     return ok_json({{"device", device}, {"size_bytes", size}});
+  });
+}
+
+Result<PreparedCall> nic_attach(const CallContext& c) {
+  auto it = c.body.find("nic");
+  if (it == c.body.end()) return invalid("nic is required", {{"field", "nic"}});
+  auto nic = parse_domain_nic(*it, "nic");
+  if (!nic) return nic.take_error();
+  if (auto st = validate_domain_nic(*nic, "nic"); !st) return st.take_error();
+  auto generation =
+      get_int(c.body, "generation", true, 0, 1, std::numeric_limits<std::int64_t>::max());
+  if (!generation) return generation.take_error();
+  return on_domain_stamped(
+      c, [nic = *nic, generation = *generation](Hypervisor& hv, const std::string& uuid) {
+        return hv.attach_nic(uuid, nic, generation);
+      });
+}
+
+Result<PreparedCall> nic_detach(const CallContext& c) {
+  auto mac = get_string(c.body, "mac", true);
+  if (!mac) return mac.take_error();
+  if (auto st = check_mac("mac", *mac); !st) return st.take_error();
+  auto generation =
+      get_int(c.body, "generation", true, 0, 1, std::numeric_limits<std::int64_t>::max());
+  if (!generation) return generation.take_error();
+  return on_domain_stamped(c, [mac = *normalize_mac(*mac), generation = *generation](
+                                  Hypervisor& hv, const std::string& uuid) {
+    return hv.detach_nic(uuid, mac, generation);
+  });
+}
+
+Result<PreparedCall> media_prepare(const CallContext& c) {
+  auto it = c.body.find("spec");
+  if (it == c.body.end()) return invalid("spec is required", {{"field", "spec"}});
+  auto spec = parse_domain_spec(*it);
+  if (!spec) return spec.take_error();
+  if (spec->uuid != c.params.uuid)
+    return invalid("spec.uuid must be the path's uuid", {{"field", "spec.uuid"}});
+  return PreparedCall{c.params.uuid, [&hv = c.hv, spec = std::move(*spec)] {
+                        auto media = hv.prepare_media(spec);
+                        if (!media) return http::error_response(media.error());
+                        json out = json::object();
+                        if (!media->cdrom.empty()) out["cdrom"] = media->cdrom;
+                        if (!media->seed.empty()) out["seed"] = media->seed;
+                        return ok_json(out);
+                      }};
+}
+
+Result<PreparedCall> media_remove(const CallContext& c) {
+  auto sha = get_string(c.body, "cdrom_sha256", false);
+  if (!sha) return sha.take_error();
+  const bool hex = sha->size() == 64 && std::all_of(sha->begin(), sha->end(), [](char ch) {
+                     return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+                   });
+  if (!sha->empty() && !hex)
+    return invalid("cdrom_sha256 must be 64 lowercase hex digits", {{"field", "cdrom_sha256"}});
+  return on_domain(c, [sha = *sha](Hypervisor& hv, const std::string& uuid) {
+    auto removed = hv.remove_media(uuid, sha);
+    if (!removed) return http::error_response(removed.error());
+    return ok_json({{"removed", *removed}});
   });
 }
 

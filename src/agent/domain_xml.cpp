@@ -29,7 +29,68 @@ bool is_safe_path(std::string_view p) {
   return true;
 }
 
+// <interface type='bridge'>: the NIC's MAC, bridge, model and MTU.
+void write_interface(xml::Writer& w, const DomainNic& n) {
+  w.start("interface");
+  w.attr("type", "bridge");
+  w.start("mac");
+  w.attr("address", n.mac);
+  w.end();
+  w.start("source");
+  w.attr("bridge", n.bridge);
+  w.end();
+  w.start("model");
+  w.attr("type", std::string(to_string(n.model)));
+  w.end();
+  if (n.mtu > 0) {
+    w.start("mtu");
+    w.attr("size", std::int64_t{n.mtu});
+    w.end();
+  }
+  w.end();
+}
+
 }  // namespace
+
+Result<std::string> write_interface_xml(const DomainNic& nic) {
+  if (auto st = validate_domain_nic(nic, "nic"); !st) return st.take_error();
+  xml::Writer w;
+  write_interface(w, nic);
+  return w.finish();
+}
+
+Result<std::optional<std::string>> interface_xml_of(std::string_view text, std::string_view mac) {
+  auto doc = xml::parse(text, "domain");
+  if (!doc) return doc.take_error();
+  xml::XPath xp(doc->get());
+  for (xmlNode* iface : xp.nodes("/domain/devices/interface")) {
+    for (xmlNode* m : xp.nodes("mac", iface)) {
+      if (xml::attribute(m, "address") != mac) continue;
+      // Its own document, so that it is written without the domain around it.
+      xml::DocPtr one(xmlNewDoc(reinterpret_cast<const xmlChar*>("1.0")));
+      if (!one) return internal_error("out of memory copying an interface");
+      xmlNode* copy = xmlDocCopyNode(iface, one.get(), 1);
+      if (!copy) return internal_error("out of memory copying an interface");
+      xmlDocSetRootElement(one.get(), copy);
+      auto out = xml::serialize(one.get());
+      if (!out) return out.take_error();
+      return std::optional<std::string>(std::move(*out));
+    }
+  }
+  return std::optional<std::string>();
+}
+
+Result<std::string> write_metadata_xml(const std::string& uuid, std::int64_t generation) {
+  if (!is_valid_uuid(uuid) || generation < 1)
+    return internal_error("metadata needs a uuid and a generation of at least 1");
+  // Without a namespace: libvirt puts the element in the one virDomainSetMetadata names.
+  xml::Writer w;
+  w.start("vm");
+  w.attr("id", uuid);
+  w.attr("generation", generation);
+  w.end();
+  return w.finish();
+}
 
 Result<std::string> write_domain_xml(const DomainSpec& spec,
                                      const std::vector<std::string>& disk_sources,
@@ -167,25 +228,7 @@ Result<std::string> write_domain_xml(const DomainSpec& spec,
     w.end();
   }
   // NICs on host bridges, in the order given (the guest names them in PCI order).
-  for (const auto& n : spec.nics) {
-    w.start("interface");
-    w.attr("type", "bridge");
-    w.start("mac");
-    w.attr("address", n.mac);
-    w.end();
-    w.start("source");
-    w.attr("bridge", n.bridge);
-    w.end();
-    w.start("model");
-    w.attr("type", std::string(to_string(n.model)));
-    w.end();
-    if (n.mtu > 0) {
-      w.start("mtu");
-      w.attr("size", std::int64_t{n.mtu});
-      w.end();
-    }
-    w.end();
-  }
+  for (const auto& n : spec.nics) write_interface(w, n);
   // The QEMU guest agent's virtio-serial port (fsfreeze/fsthaw). libvirt picks the
   // host socket's path when it starts the domain; mode='bind' makes QEMU listen on it.
   w.start("channel");
@@ -226,6 +269,25 @@ Result<std::string> write_domain_xml(const DomainSpec& spec,
   return w.finish();
 }
 
+Result<std::string> rewrite_cdrom_sources(
+    std::string_view text, const std::vector<std::pair<std::string, std::string>>& moves) {
+  auto doc = xml::parse(text, "domain");
+  if (!doc) return doc.take_error();
+  xml::XPath xp(doc->get());
+  const auto sources = xp.nodes("/domain/devices/disk[@type='file' and @device='cdrom']/source");
+  for (const auto& [here, there] : moves) {
+    if (!is_safe_path(there)) return internal_error("a CD-ROM's new path must be absolute");
+    bool found = false;
+    for (xmlNode* src : sources) {
+      if (xml::attribute(src, "file") != here) continue;
+      if (auto st = xml::set_attribute(src, "file", there); !st) return st.take_error();
+      found = true;
+    }
+    if (!found) return internal_error("the domain has no CD-ROM on " + here);
+  }
+  return xml::serialize(doc->get());
+}
+
 Result<DomainXmlInfo> read_domain_xml(std::string_view text) {
   auto doc = xml::parse(text, "domain");
   if (!doc) return doc.take_error();
@@ -244,6 +306,9 @@ Result<DomainXmlInfo> read_domain_xml(std::string_view text) {
   }
   for (xmlNode* src : xp.nodes("/domain/devices/disk[@type='file' and @device='cdrom']/source")) {
     if (auto f = xml::attribute(src, "file")) info.cdrom_sources.push_back(*f);
+  }
+  for (xmlNode* mac : xp.nodes("/domain/devices/interface/mac")) {
+    if (auto a = xml::attribute(mac, "address")) info.nic_macs.push_back(*a);
   }
   for (xmlNode* src : xp.nodes("/domain/devices/disk[@type='block']/source")) {
     if (auto dev = xml::attribute(src, "dev")) info.block_sources.push_back(*dev);

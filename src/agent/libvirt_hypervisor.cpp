@@ -12,6 +12,7 @@
 #include "kvmfleet/agent/migration_validation.hpp"
 #include "kvmfleet/agent/spec_validation.hpp"
 #include "kvmfleet/common/validate.hpp"
+#include "kvmfleet/model/network.hpp"
 #include "libvirt/block_resize.hpp"
 #include "libvirt/connection.hpp"
 #include "libvirt/console.hpp"
@@ -25,6 +26,7 @@
 #include "libvirt/image_pool.hpp"
 #include "libvirt/lifecycle_events.hpp"
 #include "libvirt/migrations.hpp"
+#include "libvirt/nic_hotplug.hpp"
 
 namespace kvmfleet::agent {
 
@@ -44,7 +46,8 @@ struct LibvirtHypervisor::Impl {
         domains(connection),
         pool(options.pool_name, options.pool_path, connection, options.boot_media),
         guest_agent(connection, options.guest_agent_timeout_s),
-        migrations(connection, domains, clock) {}
+        migrations(connection, domains, clock),
+        clock(clock) {}
 
   LibvirtOptions options;
   std::shared_ptr<libvirt::EventLoop> loop;
@@ -55,6 +58,7 @@ struct LibvirtHypervisor::Impl {
   libvirt::ImagePool pool;
   libvirt::GuestAgent guest_agent;
   libvirt::Migrations migrations;
+  Clock& clock;
 };
 
 LibvirtHypervisor::LibvirtHypervisor(LibvirtOptions options, Clock& clock)
@@ -337,6 +341,95 @@ Result<MigrationStatus> LibvirtHypervisor::migration_status(const std::string& u
 Result<MigrationStatus> LibvirtHypervisor::abort_migration(const std::string& uuid) {
   if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
   return impl_->migrations.abort(uuid);
+}
+
+Result<DomainStatus> LibvirtHypervisor::attach_nic(const std::string& uuid, const DomainNic& nic,
+                                                   std::int64_t generation) {
+  if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
+  if (auto st = validate_domain_nic(nic, "nic"); !st) return st.take_error();
+  if (generation < 1) return invalid("generation must be at least 1", {{"field", "generation"}});
+  auto c = impl_->connection.acquire();
+  if (!c) return c.take_error();
+  auto lock = impl_->domain_locks.get(uuid);
+  std::lock_guard guard(*lock);
+  if (auto st = impl_->migrations.refuse_if_migrating(uuid); !st) return st.take_error();
+  auto m = impl_->domains.lookup_managed(c->get(), uuid);
+  if (!m) return m.take_error();
+  return libvirt::attach_nic(impl_->connection, impl_->domains, *m, uuid, nic, generation);
+}
+
+Result<DomainStatus> LibvirtHypervisor::detach_nic(const std::string& uuid, const std::string& mac,
+                                                   std::int64_t generation) {
+  if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
+  if (auto st = check_mac("mac", mac); !st) return st.take_error();
+  if (normalize_mac(mac) != mac)
+    return invalid("mac must be lowercase", {{"field", "mac"}, {"reason", "invalid_mac"}});
+  if (generation < 1) return invalid("generation must be at least 1", {{"field", "generation"}});
+  auto c = impl_->connection.acquire();
+  if (!c) return c.take_error();
+  auto lock = impl_->domain_locks.get(uuid);
+  std::lock_guard guard(*lock);
+  if (auto st = impl_->migrations.refuse_if_migrating(uuid); !st) return st.take_error();
+  auto m = impl_->domains.lookup_managed(c->get(), uuid);
+  if (!m) return m.take_error();
+  return libvirt::detach_nic(impl_->connection, impl_->domains, impl_->clock, *m, uuid, mac,
+                             generation, std::chrono::seconds(10));
+}
+
+Result<MigrationMedia> LibvirtHypervisor::prepare_media(const DomainSpec& spec) {
+  if (auto st = validate_domain_spec(spec); !st) return st.take_error();
+  MigrationMedia out;
+  if (!spec.cdrom && !spec.cloud_init) return out;
+  auto c = impl_->connection.acquire();
+  if (!c) return c.take_error();
+  auto lock = impl_->domain_locks.get(spec.uuid);
+  std::lock_guard guard(*lock);
+  auto media = impl_->pool.boot_media(c->get(), spec);
+  if (!media) return media.take_error();
+  out.cdrom = std::move(media->cdrom);
+  out.seed = std::move(media->seed);
+  spdlog::info("prepared the CD-ROMs of domain {} ({}) for its arrival", spec.name, spec.uuid);
+  return out;
+}
+
+Result<std::vector<std::string>> LibvirtHypervisor::remove_media(const std::string& uuid,
+                                                                 const std::string& cdrom_sha256) {
+  if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
+  auto c = impl_->connection.acquire();
+  if (!c) return c.take_error();
+  virConnectPtr conn = c->get();
+  auto lock = impl_->domain_locks.get(uuid);
+  std::lock_guard guard(*lock);
+  if (auto st = impl_->migrations.refuse_if_migrating(uuid); !st) return st.take_error();
+  if (DomainHandle d{virDomainLookupByUUIDString(conn, uuid.c_str())})
+    return conflict("domain " + uuid + " is defined on this host; its CD-ROMs stay with it",
+                    {{"uuid", uuid}, {"reason", "domain_defined"}});
+  if (libvirt::last_libvirt_error_code() != VIR_ERR_NO_DOMAIN)
+    return impl_->connection.failed("looking up domain " + uuid);
+  // The cached ISO is shared by every domain from that image: kept while one uses it.
+  std::string cdrom =
+      cdrom_sha256.empty() ? std::string() : impl_->pool.cached_image_path(cdrom_sha256);
+  if (!cdrom.empty()) {
+    virDomainPtr* doms = nullptr;
+    const int n = virConnectListAllDomains(conn, &doms, 0);
+    if (n < 0) return impl_->connection.failed("listing domains");
+    std::vector<DomainHandle> handles;
+    for (int i = 0; i < n; ++i) handles.emplace_back(doms[i]);
+    std::free(doms);
+    for (auto& d : handles) {
+      auto desc = impl_->domains.describe(d.get());
+      if (!desc) {
+        if (desc.error().code == ErrorCode::not_found) continue;
+        return desc.take_error();
+      }
+      const auto& used = desc->info.cdrom_sources;
+      if (std::find(used.begin(), used.end(), cdrom) != used.end()) {
+        cdrom.clear();
+        break;
+      }
+    }
+  }
+  return impl_->pool.remove_media(conn, uuid, cdrom);
 }
 
 std::uint64_t LibvirtHypervisor::subscribe(EventCallback callback) {

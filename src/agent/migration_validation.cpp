@@ -110,16 +110,51 @@ Status validate_migration_request(const MigrationRequest& r) {
   return {};
 }
 
-Status check_disks_migrate_live(const std::string& uuid, const DomainXmlInfo& domain) {
-  if (domain.disk_sources.empty()) return {};
+Result<CdromMoves> check_disks_migrate_live(const std::string& uuid, const DomainXmlInfo& domain,
+                                            const MigrationMedia& media) {
+  const auto is_cdrom = [&](const std::string& path) {
+    return std::find(domain.cdrom_sources.begin(), domain.cdrom_sources.end(), path) !=
+           domain.cdrom_sources.end();
+  };
   nlohmann::json local = nlohmann::json::array();
-  for (const auto& path : domain.disk_sources) local.push_back(path);
+  for (const auto& path : domain.disk_sources)
+    if (!is_cdrom(path)) local.push_back(path);
+  if (local.empty()) {
+    CdromMoves moves;
+    nlohmann::json missing = nlohmann::json::array();
+    const std::string seed_suffix = "/" + uuid + "-seed.iso";
+    for (const auto& path : domain.cdrom_sources) {
+      const bool seed = path.ends_with(seed_suffix);
+      const std::string& there = seed ? media.seed : media.cdrom;
+      if (there.empty())
+        missing.push_back(path);
+      else
+        moves.emplace_back(path, there);
+    }
+    if (missing.empty()) return moves;
+    return conflict("domain " + uuid +
+                        "'s CD-ROMs are files of this host; the destination must prepare "
+                        "them first (media_prepare) and the request name them",
+                    {{"uuid", uuid}, {"reason", "boot_media_not_prepared"}, {"cdroms", missing}});
+  }
   return conflict("domain " + uuid +
                       " has disks in this host's image pool, which no other host can reach; "
                       "only domains whose disks are block devices on shared storage (or that "
                       "have no disks) migrate live",
                   {{"uuid", uuid}, {"disks", std::move(local)}});
 }
+
+namespace {
+
+// A CD-ROM's file on the destination, as its agent answered: absolute and printable.
+bool is_media_path(std::string_view p) {
+  if (p.empty() || p.front() != '/' || p.size() > 4096) return false;
+  for (unsigned char c : p)
+    if (c < 0x20 || c == 0x7f) return false;
+  return true;
+}
+
+}  // namespace
 
 Result<MigrationRequest> parse_migration_request(const nlohmann::json& body) {
   if (auto st = check_known_fields(body, agent_protocol::kMigrate.fields); !st)
@@ -155,6 +190,14 @@ Result<MigrationRequest> parse_migration_request(const nlohmann::json& body) {
                          kMinMaxDowntimeMs, kMaxMaxDowntimeMs);
   if (!ceiling) return ceiling.take_error();
   r.policy.downtime_ceiling_ms = *ceiling;
+  for (auto [field, out] : {std::pair<const char*, std::string*>{"cdrom_path", &r.media.cdrom},
+                            std::pair<const char*, std::string*>{"seed_path", &r.media.seed}}) {
+    auto path = get_string(body, field, false);
+    if (!path) return path.take_error();
+    if (!path->empty() && !is_media_path(*path))
+      return invalid(std::string(field) + " must be an absolute path", {{"field", field}});
+    *out = std::move(*path);
+  }
   if (auto st = validate_migration_request(r); !st) return st.take_error();
   return r;
 }

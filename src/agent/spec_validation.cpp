@@ -138,23 +138,52 @@ Status validate_domain_spec(const DomainSpec& spec) {
   for (std::size_t i = 0; i < spec.nics.size(); ++i) {
     const auto& n = spec.nics[i];
     const std::string where = "spec.nics[" + std::to_string(i) + "]";
-    if (auto st = check_mac(where + ".mac", n.mac); !st) return st;
-    // Canonical form only: the same address spelled twice must not slip past the
-    // duplicate check.
-    if (normalize_mac(n.mac) != n.mac)
-      return invalid(where + ".mac must be lowercase",
-                     {{"field", where + ".mac"}, {"reason", "invalid_mac"}});
+    if (auto st = validate_domain_nic(n, where); !st) return st;
     if (!macs.insert(n.mac).second)
       return invalid(where + ".mac is used twice",
                      {{"field", where + ".mac"}, {"reason", "duplicate_mac"}});
-    if (auto st = check_interface_name(where + ".bridge", n.bridge); !st) return st;
-    if (n.mtu != 0 && (n.mtu < kMinMtu || n.mtu > kMaxMtu))
-      return invalid(where + ".mtu is out of range", {{"field", where + ".mtu"},
-                                                      {"min", kMinMtu},
-                                                      {"max", kMaxMtu},
-                                                      {"reason", "mtu_out_of_range"}});
   }
   return {};
+}
+
+Status validate_domain_nic(const DomainNic& n, const std::string& where) {
+  if (auto st = check_mac(where + ".mac", n.mac); !st) return st;
+  // Canonical form only: the same address spelled twice must not slip past the
+  // duplicate check.
+  if (normalize_mac(n.mac) != n.mac)
+    return invalid(where + ".mac must be lowercase",
+                   {{"field", where + ".mac"}, {"reason", "invalid_mac"}});
+  if (auto st = check_interface_name(where + ".bridge", n.bridge); !st) return st;
+  if (n.mtu != 0 && (n.mtu < kMinMtu || n.mtu > kMaxMtu))
+    return invalid(where + ".mtu is out of range", {{"field", where + ".mtu"},
+                                                    {"min", kMinMtu},
+                                                    {"max", kMaxMtu},
+                                                    {"reason", "mtu_out_of_range"}});
+  return {};
+}
+
+Result<DomainNic> parse_domain_nic(const nlohmann::json& nj, const std::string& where) {
+  if (!nj.is_object()) return invalid(where + " must be an object", {{"field", where}});
+  if (auto st = check_known_fields(nj, {"mac", "bridge", "model", "mtu"}, where); !st)
+    return st.take_error();
+  DomainNic nic;
+  auto mac = get_string(nj, "mac", true);
+  if (!mac) return mac.take_error();
+  nic.mac = std::move(*mac);
+  auto bridge = get_string(nj, "bridge", true);
+  if (!bridge) return bridge.take_error();
+  nic.bridge = std::move(*bridge);
+  auto model = get_string(nj, "model", false, "virtio");
+  if (!model) return model.take_error();
+  auto m = nic_model_from_string(*model);
+  if (!m)
+    return invalid(where + ".model must be virtio, e1000 or rtl8139",
+                   {{"field", where + ".model"}, {"reason", "invalid_nic_model"}});
+  nic.model = *m;
+  auto mtu = get_int(nj, "mtu", false, 0, 0, kMaxMtu);
+  if (!mtu) return mtu.take_error();
+  nic.mtu = static_cast<int>(*mtu);
+  return nic;
 }
 
 Result<DomainSpec> parse_domain_spec(const nlohmann::json& j) {
@@ -234,29 +263,9 @@ Result<DomainSpec> parse_domain_spec(const nlohmann::json& j) {
     if (it->size() > kMaxNics)
       return invalid("too many NICs", {{"field", "spec.nics"}, {"max", kMaxNics}});
     for (std::size_t i = 0; i < it->size(); ++i) {
-      const auto& nj = (*it)[i];
-      const std::string where = "spec.nics[" + std::to_string(i) + "]";
-      if (!nj.is_object()) return invalid(where + " must be an object", {{"field", where}});
-      if (auto st = check_known_fields(nj, {"mac", "bridge", "model", "mtu"}, where); !st)
-        return st.take_error();
-      DomainNic nic;
-      auto mac = get_string(nj, "mac", true);
-      if (!mac) return mac.take_error();
-      nic.mac = std::move(*mac);
-      auto bridge = get_string(nj, "bridge", true);
-      if (!bridge) return bridge.take_error();
-      nic.bridge = std::move(*bridge);
-      auto model = get_string(nj, "model", false, "virtio");
-      if (!model) return model.take_error();
-      auto m = nic_model_from_string(*model);
-      if (!m)
-        return invalid(where + ".model must be virtio, e1000 or rtl8139",
-                       {{"field", where + ".model"}, {"reason", "invalid_nic_model"}});
-      nic.model = *m;
-      auto mtu = get_int(nj, "mtu", false, 0, 0, kMaxMtu);
-      if (!mtu) return mtu.take_error();
-      nic.mtu = static_cast<int>(*mtu);
-      spec.nics.push_back(std::move(nic));
+      auto nic = parse_domain_nic((*it)[i], "spec.nics[" + std::to_string(i) + "]");
+      if (!nic) return nic.take_error();
+      spec.nics.push_back(std::move(*nic));
     }
   }
   // cdrom, boot and cloud_init: their types here, their values in validate_domain_spec.

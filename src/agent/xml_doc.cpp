@@ -164,4 +164,21 @@ Result<std::string> Writer::finish() {
                      static_cast<std::size_t>(xmlBufferLength(buf_)));
 }
 
+Status set_attribute(xmlNode* node, const char* name, std::string_view value) {
+  const std::string v(value);
+  if (xmlSetProp(node, as_xml(name), as_xml(v.c_str())) == nullptr)
+    return internal_error(std::string("cannot set XML attribute ") + name);
+  return {};
+}
+
+Result<std::string> serialize(xmlDoc* doc) {
+  xmlNode* root = xmlDocGetRootElement(doc);
+  if (!root) return internal_error("an XML document without a root element");
+  std::unique_ptr<xmlBuffer, decltype(&xmlBufferFree)> buf(xmlBufferCreate(), &xmlBufferFree);
+  if (!buf || xmlNodeDump(buf.get(), doc, root, 0, 1) < 0)
+    return internal_error("cannot write an XML document");
+  return std::string(reinterpret_cast<const char*>(xmlBufferContent(buf.get())),
+                     static_cast<std::size_t>(xmlBufferLength(buf.get())));
+}
+
 }  // namespace kvmfleet::agent::xml

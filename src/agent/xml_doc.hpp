@@ -49,6 +49,10 @@ class XPath {
 
 // Attribute value of a node, or nullopt.
 std::optional<std::string> attribute(xmlNode* node, const char* name);
+// Sets (or adds) an attribute of a parsed document's node; libxml2 escapes the value.
+Status set_attribute(xmlNode* node, const char* name, std::string_view value);
+// A parsed (and perhaps edited) document as text, without the XML declaration.
+Result<std::string> serialize(xmlDoc* doc);
 
 // Writes a document into memory with xmlTextWriter. Each call records the first
 // failure; finish() reports it, so callers need not check every step.

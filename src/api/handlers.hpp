@@ -73,6 +73,8 @@ void list_networks(Controller& svc, Call& c);
 void create_network(Controller& svc, Call& c);
 void get_network(Controller& svc, Call& c);
 void delete_network(Controller& svc, Call& c);
+void add_vm_nic(Controller& svc, Call& c);
+void remove_vm_nic(Controller& svc, Call& c);
 // image_routes.cpp
 void list_images(Controller& svc, Call& c);
 void agent_image_data(Controller& svc, Call& c);

@@ -1,4 +1,5 @@
-// /v1/networks (docs/api.md, "Networks"; api/openapi.yaml is the contract).
+// /v1/networks and /v1/vms/{vm}/nics (docs/api.md, "Networks"; api/openapi.yaml is the
+// contract).
 #include "handlers.hpp"
 
 #include "kvmfleet/network/network_service.hpp"
@@ -35,6 +36,21 @@ void get_network(Controller& svc, Call& c) {
 void delete_network(Controller& svc, Call& c) {
   if (auto st = svc.networks().remove(c.param("network")); !st) return c.fail(st.error());
   c.ok(HttpStatus::ok, json::object());
+}
+
+// A NIC joins or leaves a VM (vm.nic_add / vm.nic_remove): checked here, done by the
+// VM's host.
+void add_vm_nic(Controller& svc, Call& c) {
+  auto body = body_of(c);
+  if (!body) return c.fail(body.error());
+  auto nic = parse_nic(*body);
+  if (!nic) return c.fail(nic.error());
+  answer_submitted(svc, c, svc.networks().add_nic(*c.who, c.param("vm"), *nic, submit_options(c)));
+}
+
+void remove_vm_nic(Controller& svc, Call& c) {
+  answer_submitted(
+      svc, c, svc.networks().remove_nic(*c.who, c.param("vm"), c.param("mac"), submit_options(c)));
 }
 
 }  // namespace kvmfleet::api

@@ -1,6 +1,7 @@
 #include "kvmfleet/api/router.hpp"
 
 #include "kvmfleet/common/validate.hpp"
+#include "kvmfleet/model/network.hpp"
 
 #include <algorithm>
 #include <stdexcept>
@@ -14,7 +15,8 @@ struct ParamKind {
   bool uuid;
   bool name_pattern;
   std::string_view message;
-  bool detail;  // whether the error names the value under `name`
+  bool detail;               // whether the error names the value under `name`
+  bool mac_address = false;  // a MAC address (any case; handlers normalize it)
 };
 
 constexpr ParamKind kParamKinds[] = {
@@ -27,6 +29,7 @@ constexpr ParamKind kParamKinds[] = {
     {"token", true, false, "bad token id", false},
     {"network", false, true, "bad network name", true},
     {"image", false, true, "bad image name", true},
+    {"mac", false, false, "bad MAC address", true, true},
 };
 
 const ParamKind* param_kind(std::string_view name) {
@@ -78,7 +81,9 @@ bool same_shape(const std::vector<std::string>& a, const std::vector<std::string
 Status check_path_param(std::string_view kind, std::string_view value) {
   const ParamKind* k = param_kind(kind);
   if (!k) return internal_error("unknown path parameter kind " + std::string(kind));
-  if ((k->uuid && is_valid_uuid(value)) || (k->name_pattern && is_valid_name(value))) return {};
+  if ((k->uuid && is_valid_uuid(value)) || (k->name_pattern && is_valid_name(value)) ||
+      (k->mac_address && normalize_mac(value)))
+    return {};
   if (!k->detail) return invalid(std::string(k->message));
   return invalid(std::string(k->message), {{std::string(k->name), std::string(value)}});
 }

@@ -79,6 +79,8 @@ const std::vector<Route>& routes() {
       {post, "/v1/networks", admin, {"wait"}, create_network},
       {get, "/v1/networks/{network}", viewer, {}, get_network},
       {delete_, "/v1/networks/{network}", admin, {}, delete_network},
+      {post, "/v1/vms/{vm}/nics", operator_, {"wait"}, add_vm_nic},
+      {delete_, "/v1/vms/{vm}/nics/{mac}", operator_, {"wait"}, remove_vm_nic},
       // images: the data's body is streamed, of any size
       {get, "/v1/images", viewer, {}, list_images},
       {post, "/v1/images", operator_, {}, create_image},

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -37,6 +38,10 @@ commands:
   vm delete ID [--force] [--wait SECONDS]
   vm console ID                       the serial console in this terminal (Ctrl-] leaves)
   vm console-log ID [--tail N]        the last N lines of the console log (default 100)
+  vm nic add ID --network NETWORK [--mac MAC] [--model virtio|e1000|rtl8139]
+            [--wait SECONDS]          add a NIC (to the running guest too when it runs)
+  vm nic remove ID MAC [--wait SECONDS]
+                                      remove a NIC
   ha                                  HA: VMs of failed hosts that wait, and why
   place NAME --memory MIB [--vcpus N] [--host H] [--group G]
                                       placement dry run: where and why
@@ -415,6 +420,29 @@ class Runner {
       if (a_.has("--state")) q += "&state=" + url_encode(a_.get("--state"));
       auto j = list_all("/v1/vms" + q);
       return j ? show(*j, vm_cols, &(*j)["items"]) : 1;
+    }
+    if (cmd == "vm" && p.size() == 4 && p[1] == "nic" && p[2] == "add") {
+      if (!a_.has("--network")) {
+        err_ << "kvmfleet: vm nic add needs --network NETWORK\n";
+        return 2;
+      }
+      json b = {{"network", a_.get("--network")}};
+      if (a_.has("--mac")) b["mac"] = a_.get("--mac");
+      if (a_.has("--model")) b["model"] = a_.get("--model");
+      auto j =
+          call("POST", "/v1/vms/" + url_encode(p[3]) + "/nics" + wait_query(), b, wait_seconds());
+      return j ? show_operation(*j) : 1;
+    }
+    if (cmd == "vm" && p.size() == 5 && p[1] == "nic" && p[2] == "remove") {
+      // ':' may stand in a path segment as it is (RFC 3986 pchar); the route reads a
+      // MAC's colons, not their percent-encoding.
+      const bool mac_chars = std::all_of(p[4].begin(), p[4].end(), [](char ch) {
+        return ch == ':' || std::isxdigit(static_cast<unsigned char>(ch));
+      });
+      const std::string mac = mac_chars ? p[4] : url_encode(p[4]);
+      auto j = call("DELETE", "/v1/vms/" + url_encode(p[3]) + "/nics/" + mac + wait_query(),
+                    std::nullopt, wait_seconds());
+      return j ? show_operation(*j) : 1;
     }
     if (cmd == "vm" && p.size() == 3) {
       const std::string& action = p[1];

@@ -34,7 +34,7 @@ Controller::Controller(ClusterState& state, AgentApi& agents, const ControllerCo
       ha_(state, operations_, config, clock, [this] { return hosts_.liveness_guard_active(); }),
       storage_(operations_, clock),
       storage_monitor_(state, agents, config, clock, &storage_),
-      networks_(operations_, state, clock),
+      networks_(operations_, state, clock, config.mac_prefix),
       image_tool_(image_tool ? std::move(image_tool)
                              : std::make_shared<images::QemuImgTool>(image_processes_)),
       images_(config.resolved_image_dir(), *image_tool_, clock),

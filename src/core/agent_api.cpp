@@ -134,6 +134,8 @@ Result<MigrationStatus> HttpAgentApi::migrate(const Host& source, const std::str
   body["op_id"] = request.op_id;
   body["destination_uri"] = request.destination_uri;
   body["migrate_uri"] = request.migrate_uri;
+  if (!request.media.cdrom.empty()) body["cdrom_path"] = request.media.cdrom;
+  if (!request.media.seed.empty()) body["seed_path"] = request.media.seed;
   return decode<MigrationStatus>(invoke(client_, source, proto::kMigrate, uuid, &body));
 }
 
@@ -146,6 +148,48 @@ Result<MigrationStatus> HttpAgentApi::abort_migration(const Host& source, const 
                                                       const std::string& uuid) {
   const nlohmann::json body = {{"op_id", op_id}};
   return decode<MigrationStatus>(invoke(client_, source, proto::kMigrationAbort, uuid, &body));
+}
+
+Result<DomainStatus> HttpAgentApi::attach_nic(const Host& host, const std::string& op_id,
+                                              const std::string& uuid, const DomainNic& nic,
+                                              std::int64_t generation) {
+  const nlohmann::json body = {{"op_id", op_id}, {"nic", nic}, {"generation", generation}};
+  return decode<DomainStatus>(invoke(client_, host, proto::kNicAttach, uuid, &body));
+}
+
+Result<DomainStatus> HttpAgentApi::detach_nic(const Host& host, const std::string& op_id,
+                                              const std::string& uuid, const std::string& mac,
+                                              std::int64_t generation) {
+  const nlohmann::json body = {{"op_id", op_id}, {"mac", mac}, {"generation", generation}};
+  return decode<DomainStatus>(invoke(client_, host, proto::kNicDetach, uuid, &body));
+}
+
+Result<MigrationMedia> HttpAgentApi::prepare_media(const Host& host, const std::string& op_id,
+                                                   const DomainSpec& spec) {
+  const nlohmann::json body = {{"op_id", op_id}, {"spec", spec}};
+  auto r = invoke(client_, host, proto::kMediaPrepare, spec.uuid, &body);
+  if (!r) return r.take_error();
+  MigrationMedia m;
+  try {
+    m.cdrom = r->value("cdrom", std::string());
+    m.seed = r->value("seed", std::string());
+  } catch (const std::exception& e) {
+    return internal_error(std::string("malformed agent answer: ") + e.what());
+  }
+  if ((spec.cdrom.has_value() != !m.cdrom.empty()) ||
+      (spec.cloud_init.has_value() != !m.seed.empty()))
+    return internal_error("the agent did not prepare the domain's CD-ROMs",
+                          {{"host", host.name}, {"agent_call", "media_prepare"}});
+  return m;
+}
+
+Status HttpAgentApi::remove_media(const Host& host, const std::string& op_id,
+                                  const std::string& uuid, const std::string& cdrom_sha256) {
+  nlohmann::json body = {{"op_id", op_id}};
+  if (!cdrom_sha256.empty()) body["cdrom_sha256"] = cdrom_sha256;
+  auto r = invoke(client_, host, proto::kMediaRemove, uuid, &body);
+  if (!r) return r.take_error();
+  return {};
 }
 
 Result<int> HttpAgentApi::fs_freeze(const Host& host, const std::string& op_id,

@@ -125,6 +125,7 @@ Status migrate_live(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r
     req.destination_uri = "qemu+tcp://" + target->inventory.migration_address + "/system";
     req.migrate_uri = "tcp://" + target->inventory.migration_address;
     req.policy = p.policy;
+    if (auto st = prepare_media_for_move(ctx, r, t->vm, *target, req); !st) return st;
     if (auto st = share_volumes_for_move(ctx, r, t->vm, vols, t->host, *target); !st) return st;
     ctx.progress(5, "starting live migration " + t->host.name + " -> " + target_name);
     status = ctx.with_retry([&] { return ctx.agents().migrate(t->host, uuid, req); });

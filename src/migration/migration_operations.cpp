@@ -11,11 +11,16 @@ namespace {
 // vm.migrate: a running VM moves live, a stopped one cold (plan_migration chose).
 Status migrate_vm(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r) {
   r.mode = p.mode;
-  if (p.mode == MigrationMode::cold) return cold_move(ctx, p, r);
   const auto before = ctx.state().vm(ctx.op().target_id);
-  const auto vols = before ? vm_volumes(ctx, *before) : std::vector<VmVolume>{};
-  Status st = migrate_live(ctx, p, r, vols);
-  if (before) settle_volumes(ctx, p, r, *before, vols);
+  Status st;
+  if (p.mode == MigrationMode::cold) {
+    st = cold_move(ctx, p, r);
+  } else {
+    const auto vols = before ? vm_volumes(ctx, *before) : std::vector<VmVolume>{};
+    st = migrate_live(ctx, p, r, vols);
+    if (before) settle_volumes(ctx, p, r, *before, vols);
+  }
+  if (before) settle_media(ctx, p, r, *before);
   return st;
 }
 

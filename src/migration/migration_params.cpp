@@ -117,16 +117,20 @@ void to_json(json& j, const VmMigrateResult& r) {
   if (r.volumes_shared) j["volumes_shared"] = true;
   put_optional(j, "storage_warning", r.storage_warning);
   put_optional(j, "migration", r.migration);
+  if (r.media_prepared) j["media_prepared"] = true;
+  put_optional(j, "media_warning", r.media_warning);
 }
 void from_json(const json& j, VmMigrateResult& r) {
-  expect_object(
-      j, {"mode", "source_host", "target_host", "volumes_shared", "storage_warning", "migration"});
+  expect_object(j, {"mode", "source_host", "target_host", "volumes_shared", "storage_warning",
+                    "migration", "media_prepared", "media_warning"});
   r.mode = mode_from(j);
   r.source_host = get_optional<std::string>(j, "source_host");
   r.target_host = get_optional<std::string>(j, "target_host");
   r.volumes_shared = get_optional<bool>(j, "volumes_shared").value_or(false);
   r.storage_warning = get_optional<std::string>(j, "storage_warning");
   r.migration = get_optional<MigrationStatus>(j, "migration");
+  r.media_prepared = get_optional<bool>(j, "media_prepared").value_or(false);
+  r.media_warning = get_optional<std::string>(j, "media_warning");
 }
 
 void to_json(json& j, const DrainEntry& e) {

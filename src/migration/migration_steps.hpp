@@ -42,6 +42,18 @@ Status share_volumes_for_move(OpContext& ctx, VmMigrateResult& r, const Vm& vm,
 void settle_volumes(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r, const Vm& before,
                     const std::vector<VmVolume>& vols);
 
+// A VM with CD-ROMs (spec.cdrom, spec.cloud_init): before a live move the target makes
+// their files as a define would (the ISO fetched from the controller, checked and
+// cached; the seed written from the spec), and `req` names them. Recorded in
+// r.media_prepared before the target acts.
+Status prepare_media_for_move(OpContext& ctx, VmMigrateResult& r, const Vm& vm, const Host& target,
+                              MigrationRequest& req);
+// After a move, live or cold, the CD-ROM files leave the host the VM does not run on:
+// the source once it moved, the target (what it prepared) when it did not. Only a
+// host's agent decides it may remove them (never while it has the domain defined).
+// What could not be removed is r.media_warning.
+void settle_media(OpContext& ctx, const VmMigrateParams& p, VmMigrateResult& r, const Vm& before);
+
 // A stopped VM moves to p.target_host: its definition goes there and leaves the
 // source; its shared volumes are inactive, so the next start activates them on the
 // target. The source host must be up and confirm the domain is not running: a VM is

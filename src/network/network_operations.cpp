@@ -70,6 +70,7 @@ Status create_network(OpContext& ctx, const NetworkCreateParams& p, NetworkCreat
 
 void register_network_operations(OperationRunner& runner) {
   register_operation(runner, create_network);
+  register_vm_nic_operations(runner);
 }
 
 }  // namespace kvmfleet

@@ -132,6 +132,29 @@ TEST_F(AgentClientTest, EveryRequestOfTheClientIsARowTheAgentServes) {
   EXPECT_EQ(hv_.migrations.at(kUuid).request.policy.converge_timeout_s, 60);
   ASSERT_TRUE(api_.migration_status(host_, kUuid).ok());
   ASSERT_TRUE(api_.abort_migration(host_, "op3", kUuid).ok());
+  // NIC hot plug.
+  const DomainNic hot{"52:54:00:00:00:09", "br-lab", NicModel::e1000, 1500};
+  auto attached = api_.attach_nic(host_, "op3a", kUuid, hot, 5);
+  ASSERT_TRUE(attached.ok()) << attached.error().message;
+  EXPECT_EQ(hv_.domains.at(kUuid).spec.nics, (std::vector<DomainNic>{hot}));
+  EXPECT_EQ(hv_.domains.at(kUuid).spec.generation, 5);
+  ASSERT_TRUE(api_.detach_nic(host_, "op3a", kUuid, hot.mac, 6).ok());
+  EXPECT_TRUE(hv_.domains.at(kUuid).spec.nics.empty());
+  // A migration's CD-ROMs: made on a destination (after the domain left it here),
+  // then named in the request, then given up.
+  DomainSpec with_media = spec;
+  with_media.cdrom = CdromSpec{"installer", std::string(64, 'c'), 4096};
+  with_media.cloud_init = CloudInit{"", "", "web2", "", {}};
+  auto media = api_.prepare_media(host_, "op3m", with_media);
+  ASSERT_TRUE(media.ok()) << media.error().message;
+  EXPECT_EQ(media->cdrom, "/fake/pool/cache/" + std::string(64, 'c') + ".img");
+  EXPECT_EQ(media->seed, "/fake/pool/" + other + "-seed.iso");
+  ASSERT_TRUE(api_.remove_media(host_, "op3m", other, std::string(64, 'c')).ok());
+  EXPECT_TRUE(hv_.media_files.empty());
+  request.op_id = "op3n";
+  request.media = *media;
+  ASSERT_TRUE(api_.migrate(host_, kUuid, request).ok());
+  EXPECT_EQ(hv_.migrations.at(kUuid).request.media, *media);
 
   // Shared storage.
   IscsiPoolTarget target{"10.77.0.1", kIqn, 1, {}, {}};

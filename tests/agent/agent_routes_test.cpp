@@ -208,6 +208,12 @@ TEST_F(AgentRoutesTest, EveryRowIsAnsweredByItsOwnHandler) {
   };
   const PathParams dom{kUuid, "", ""};
   const PathParams other{kOtherUuid, "", ""};
+  // A domain not defined here (one that left, or has yet to arrive), with a seed.
+  const PathParams gone{"1d2e3f4a-5b6c-4d7e-8f9a-0b1c2d3e4f5a", "", ""};
+  json seeded = spec;
+  seeded["uuid"] = gone.uuid;
+  seeded["name"] = "web3";
+  seeded["cloud_init"] = {{"hostname", "web3"}};
   const PathParams vg{"", "kvmvg", ""};
   const PathParams vol{"", "kvmvg", "vol1"};
   const std::vector<Step> steps = {
@@ -231,6 +237,13 @@ TEST_F(AgentRoutesTest, EveryRowIsAnsweredByItsOwnHandler) {
        "migrate"},
       {CallId::migration, dom, nullptr, "migration_status"},
       {CallId::migration_abort, dom, json::object(), "abort_migration"},
+      {CallId::nic_attach,
+       dom,
+       {{"nic", {{"mac", "52:54:00:00:00:09"}, {"bridge", "br0"}}}, {"generation", 2}},
+       "attach_nic"},
+      {CallId::nic_detach, dom, {{"mac", "52:54:00:00:00:09"}, {"generation", 3}}, "detach_nic"},
+      {CallId::media_prepare, gone, {{"spec", seeded}}, "prepare_media"},
+      {CallId::media_remove, gone, {{"cdrom_sha256", std::string(64, 'c')}}, "remove_media"},
       {CallId::storage_inventory, {}, nullptr, nullptr},
       {CallId::iscsi_discover, {}, {{"portal", "10.77.0.1"}}, nullptr},
       {CallId::iscsi_login, {}, {{"target", kIqn}, {"portal", "10.77.0.1"}}, nullptr},

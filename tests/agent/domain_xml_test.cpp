@@ -501,5 +501,89 @@ TEST(DomainXmlBootMedia, ASeedAloneIsHdcAndADefaultOrderComesWithACdrom) {
   EXPECT_FALSE(write_domain_xml(s, sample_sources(), {"relative.iso", "/p/seed.iso"}).ok());
 }
 
+// The definition a migration's destination gets: the same domain, each CD-ROM on the
+// destination's file, everything else as it was.
+TEST(DomainXmlBootMedia, CdromSourcesAreRewrittenForTheDestination) {
+  DomainSpec s = sample_spec();
+  s.cdrom = CdromSpec{"installer", std::string(64, 'a'), 100};
+  s.cloud_init = CloudInit{"", "", "web1", "", {}};
+  const BootMediaPaths media{"/here/cache/aa.img", "/here/seed.iso"};
+  auto xml = write_domain_xml(s, sample_sources(), media);
+  ASSERT_TRUE(xml.ok()) << xml.error().message;
+  auto moved = rewrite_cdrom_sources(
+      *xml, {{media.cdrom, "/there/cache/aa.img"}, {media.seed, "/there/seed.iso"}});
+  ASSERT_TRUE(moved.ok()) << moved.error().message;
+  auto before = read_domain_xml(*xml);
+  auto after = read_domain_xml(*moved);
+  ASSERT_TRUE(before.ok() && after.ok());
+  EXPECT_EQ(after->cdrom_sources,
+            (std::vector<std::string>{"/there/cache/aa.img", "/there/seed.iso"}));
+  EXPECT_EQ(after->uuid, before->uuid);
+  EXPECT_EQ(after->generation, before->generation);
+  EXPECT_TRUE(after->managed);
+  EXPECT_EQ(after->block_sources, before->block_sources);
+  Doc d(*moved);
+  EXPECT_EQ(d.str("/domain/devices/disk[@device='cdrom'][2]/target/@dev"), "hdd");
+  // A path that is not one of its CD-ROMs, or a new one that is not absolute: refused.
+  EXPECT_FALSE(rewrite_cdrom_sources(*xml, {{"/elsewhere.iso", "/there/x.iso"}}).ok());
+  EXPECT_FALSE(rewrite_cdrom_sources(*xml, {{media.seed, "seed.iso"}}).ok());
+  // A hostile name is escaped by libxml2, never pasted.
+  auto odd = rewrite_cdrom_sources(*xml, {{media.seed, "/there/a'b\"<c>&.iso"}});
+  ASSERT_TRUE(odd.ok());
+  auto odd_info = read_domain_xml(*odd);
+  ASSERT_TRUE(odd_info.ok());
+  EXPECT_EQ(odd_info->cdrom_sources[1], "/there/a'b\"<c>&.iso");
+}
+
+// A hot-plugged NIC is the same <interface> a domain has, written on its own; the one
+// to detach is copied out of the domain's XML by its MAC.
+TEST(DomainXmlNics, HotPlugDevicesAreTheDomainsOwnInterfaces) {
+  const DomainNic nic{"52:54:00:aa:bb:cc", "br-lab", NicModel::e1000, 9000};
+  auto device = write_interface_xml(nic);
+  ASSERT_TRUE(device.ok()) << device.error().message;
+  Doc d(*device);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d.str("/interface/@type"), "bridge");
+  EXPECT_EQ(d.str("/interface/mac/@address"), nic.mac);
+  EXPECT_EQ(d.str("/interface/source/@bridge"), "br-lab");
+  EXPECT_EQ(d.str("/interface/model/@type"), "e1000");
+  EXPECT_EQ(d.str("/interface/mtu/@size"), "9000");
+  // Checked, never escaped into something else.
+  EXPECT_FALSE(write_interface_xml({"52:54:00:AA:BB:CC", "br-lab", NicModel::virtio, 0}).ok());
+  EXPECT_FALSE(write_interface_xml({"52:54:00:aa:bb:cc", "br'><x", NicModel::virtio, 0}).ok());
+  EXPECT_FALSE(write_interface_xml({"52:54:00:aa:bb:cc", "br0", NicModel::virtio, 70000}).ok());
+
+  DomainSpec s = sample_spec();
+  s.nics = {{"52:54:00:00:00:01", "br0", NicModel::virtio, 0}, nic};
+  auto xml = write_domain_xml(s, sample_sources());
+  ASSERT_TRUE(xml.ok()) << xml.error().message;
+  auto info = read_domain_xml(*xml);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->nic_macs, (std::vector<std::string>{"52:54:00:00:00:01", nic.mac}));
+  auto one = interface_xml_of(*xml, nic.mac);
+  ASSERT_TRUE(one.ok());
+  ASSERT_TRUE(one->has_value());
+  Doc o(**one);
+  EXPECT_EQ(o.str("/interface/mac/@address"), nic.mac);
+  EXPECT_EQ(o.str("/interface/source/@bridge"), "br-lab");
+  EXPECT_EQ(o.count("/interface"), 1);
+  auto none = interface_xml_of(*xml, "52:54:00:00:00:77");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+}
+
+TEST(DomainXmlNics, TheMetadataElementCarriesTheNewGeneration) {
+  auto meta = write_metadata_xml(kUuid, 7);
+  ASSERT_TRUE(meta.ok()) << meta.error().message;
+  // libvirt applies the namespace; the element must not declare it again.
+  EXPECT_EQ(meta->find("xmlns"), std::string::npos) << *meta;
+  Doc d(*meta);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d.str("/vm/@id"), kUuid);
+  EXPECT_EQ(d.str("/vm/@generation"), "7");
+  EXPECT_FALSE(write_metadata_xml(kUuid, 0).ok());
+  EXPECT_FALSE(write_metadata_xml("nope", 2).ok());
+}
+
 }  // namespace
 }  // namespace kvmfleet::agent

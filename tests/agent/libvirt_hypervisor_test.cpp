@@ -839,5 +839,92 @@ TEST_F(LibvirtBootMediaTest, AFailedDefineLeavesNoVolumeAndNoDomain) {
   EXPECT_TRUE(domain_xml_of(s.uuid).empty());
 }
 
+// A migration's destination makes a domain's CD-ROM files before the domain arrives,
+// exactly as define would, and gives them up when it does not come (or left).
+TEST_F(LibvirtBootMediaTest, PreparedMediaAreTheFilesADefineWouldUseAndGoAgain) {
+  const std::string iso(3000, 'j');
+  source_.put("installer", iso);
+  const std::string sha = sha256_hex(iso);
+  auto s = spec();
+  s.cdrom = CdromSpec{"installer", sha, iso.size()};
+  s.cloud_init = CloudInit{"#cloud-config\n{}\n", "", "web1", "", {}};
+  auto prepared = hv_->prepare_media(s);
+  ASSERT_TRUE(prepared.ok()) << prepared.error().message;
+  EXPECT_EQ(prepared->cdrom, dir_ + "/cache/" + sha + ".img");
+  EXPECT_EQ(prepared->seed, dir_ + "/" + s.uuid + "-seed.iso");
+  EXPECT_TRUE(std::filesystem::exists(prepared->cdrom));
+  EXPECT_TRUE(std::filesystem::exists(prepared->seed));
+  ASSERT_EQ(tool_.isos.size(), 1u);
+  EXPECT_EQ(tool_.isos[0].label, "cidata");
+  EXPECT_TRUE(domain_xml_of(s.uuid).empty()) << "preparing defines nothing";
+
+  // Another domain from the same image defined here keeps the cached ISO.
+  auto other = spec();
+  other.cdrom = s.cdrom;
+  ASSERT_TRUE(hv_->define(other).ok());
+  auto removed = hv_->remove_media(s.uuid, sha);
+  ASSERT_TRUE(removed.ok()) << removed.error().message;
+  EXPECT_EQ(*removed, (std::vector<std::string>{prepared->seed}));
+  EXPECT_FALSE(std::filesystem::exists(prepared->seed));
+  EXPECT_TRUE(std::filesystem::exists(prepared->cdrom));
+  // A domain defined here keeps its media.
+  auto refused = hv_->remove_media(other.uuid, sha);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::conflict);
+  EXPECT_EQ(refused.error().details.value("reason", ""), "domain_defined");
+  // Once no domain uses it, the ISO goes too; a repeat removes nothing.
+  ASSERT_TRUE(hv_->undefine(other.uuid, false).ok());
+  removed = hv_->remove_media(s.uuid, sha);
+  ASSERT_TRUE(removed.ok()) << removed.error().message;
+  EXPECT_EQ(*removed, (std::vector<std::string>{prepared->cdrom}));
+  removed = hv_->remove_media(s.uuid, sha);
+  ASSERT_TRUE(removed.ok());
+  EXPECT_TRUE(removed->empty());
+
+  // A spec without CD-ROMs needs nothing; an invalid one is refused.
+  auto plain = spec();
+  auto nothing = hv_->prepare_media(plain);
+  ASSERT_TRUE(nothing.ok());
+  EXPECT_TRUE(nothing->empty());
+  auto bad = s;
+  bad.cdrom->image_sha256 = "nope";
+  EXPECT_EQ(hv_->prepare_media(bad).error().code, ErrorCode::invalid_argument);
+}
+
+// A running domain with CD-ROMs migrates only when the request names the destination's
+// files for them.
+TEST_F(LibvirtBootMediaTest, CdromsMigrateOnlyWhenTheDestinationPreparedThem) {
+  const std::string iso(1000, 'k');
+  source_.put("installer", iso);
+  auto s = spec();
+  s.cdrom = CdromSpec{"installer", sha256_hex(iso), iso.size()};
+  s.cloud_init = CloudInit{"#cloud-config\n{}\n", "", "web1", "", {}};
+  ASSERT_TRUE(hv_->define(s).ok());
+  ASSERT_TRUE(hv_->start(s.uuid).ok());
+  MigrationRequest req = migration_request();
+  req.media.cdrom = "/elsewhere/cache/x.img";  // the seed is missing
+  auto refused = hv_->migrate(s.uuid, req);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::conflict);
+  EXPECT_EQ(refused.error().details.value("reason", ""), "boot_media_not_prepared");
+  ASSERT_EQ(refused.error().details["cdroms"].size(), 1u);
+  EXPECT_EQ(hv_->migration_status(s.uuid)->state, MigrationState::none);
+
+  // Named: libvirt gets the migration (the test driver cannot migrate and fails it).
+  req.media.seed = "/elsewhere/" + s.uuid + "-seed.iso";
+  auto started = hv_->migrate(s.uuid, req);
+  if (!started.ok()) {
+    EXPECT_FALSE(started.error().details.contains("reason")) << started.error().message;
+  } else {
+    for (;;) {
+      auto now = hv_->migration_status(s.uuid);
+      ASSERT_TRUE(now.ok());
+      if (now->state != MigrationState::running) break;
+      clock_.advance(kStatusPoll);
+    }
+  }
+  ASSERT_TRUE(hv_->destroy(s.uuid).ok());
+}
+
 }  // namespace
 }  // namespace kvmfleet::agent

@@ -131,5 +131,52 @@ TEST(MigrationValidation, SharedBlockDisksMigrateImagePoolDisksDoNot) {
   EXPECT_EQ(st.error().details["disks"], json::array({"/var/lib/kvmfleet/images/u1-disk0.qcow2"}));
 }
 
+// CD-ROMs are files of the host too: they pass when the request names the files the
+// destination prepared, the seed by its name and the ISO otherwise.
+TEST(MigrationValidation, CdromsNeedTheirFilesOnTheDestination) {
+  DomainXmlInfo d;
+  d.cdrom_sources = {"/pool/cache/abc.img", "/pool/u1-seed.iso"};
+  d.disk_sources = d.cdrom_sources;
+  auto missing = check_disks_migrate_live("u1", d);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ErrorCode::conflict);
+  EXPECT_EQ(missing.error().details["reason"], "boot_media_not_prepared");
+  EXPECT_EQ(missing.error().details["cdroms"],
+            json::array({"/pool/cache/abc.img", "/pool/u1-seed.iso"}));
+
+  MigrationMedia media{"/there/cache/abc.img", ""};
+  auto half = check_disks_migrate_live("u1", d, media);
+  ASSERT_FALSE(half.ok());
+  EXPECT_EQ(half.error().details["cdroms"], json::array({"/pool/u1-seed.iso"}));
+
+  media.seed = "/there/u1-seed.iso";
+  auto moves = check_disks_migrate_live("u1", d, media);
+  ASSERT_TRUE(moves.ok()) << moves.error().message;
+  EXPECT_EQ(*moves, (CdromMoves{{"/pool/cache/abc.img", "/there/cache/abc.img"},
+                                {"/pool/u1-seed.iso", "/there/u1-seed.iso"}}));
+
+  // An image-pool disk beside them is still refused.
+  d.disk_sources.push_back("/pool/u1-disk0.qcow2");
+  auto disk = check_disks_migrate_live("u1", d, media);
+  ASSERT_FALSE(disk.ok());
+  EXPECT_EQ(disk.error().details["disks"], json::array({"/pool/u1-disk0.qcow2"}));
+}
+
+TEST(MigrationValidation, MediaPathsOfARequestAreAbsolute) {
+  json body = {{"destination_uri", "qemu+tcp://10.0.0.2/system"},
+               {"migrate_uri", "tcp://10.0.0.2"},
+               {"cdrom_path", "/there/cache/abc.img"},
+               {"seed_path", "/there/u1-seed.iso"}};
+  auto r = parse_migration_request(body);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->media, (MigrationMedia{"/there/cache/abc.img", "/there/u1-seed.iso"}));
+  body["seed_path"] = "relative.iso";
+  auto bad = parse_migration_request(body);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().details["field"], "seed_path");
+  body["seed_path"] = 3;
+  EXPECT_FALSE(parse_migration_request(body).ok());
+}
+
 }  // namespace
 }  // namespace kvmfleet::agent

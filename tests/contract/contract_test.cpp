@@ -328,6 +328,16 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
                   {"nics", {{{"network", "mgmt"}, {"mac", "01:00:5e:00:00:01"}}}}})
                 .status,
             400u);
+  // NIC hot plug: the request is checked before the VM is looked up in the operation.
+  const std::string nics_t = "/v1/vms/{id}/nics";
+  const std::string nic_t = "/v1/vms/{id}/nics/{mac}";
+  EXPECT_EQ(post("/v1/vms/ghost/nics", nics_t, operator_token, {{"network", "mgmt"}}).status, 404u);
+  auto stray = post("/v1/vms/ghost/nics", nics_t, operator_token, {{"network", "mgmt"}, {"x", 1}});
+  EXPECT_EQ(stray.status, 400u) << stray.body;
+  EXPECT_EQ(post("/v1/vms/ghost/nics", nics_t, viewer_token, {{"network", "mgmt"}}).status, 403u);
+  EXPECT_EQ(del("/v1/vms/ghost/nics/52:54:00:00:00:01", nic_t, operator_token).status, 404u);
+  EXPECT_EQ(del("/v1/vms/ghost/nics/nope", nic_t, operator_token).status, 400u);
+  EXPECT_EQ(del("/v1/vms/ghost/nics/52:54:00:00:00:01", nic_t, viewer_token).status, 403u);
   EXPECT_EQ(del("/v1/networks/mgmt", "/v1/networks/{name}", operator_token).status, 403u);
   EXPECT_EQ(del("/v1/networks/mgmt", "/v1/networks/{name}", admin).status, 200u);
   EXPECT_EQ(del("/v1/networks/mgmt", "/v1/networks/{name}", admin).status, 404u);

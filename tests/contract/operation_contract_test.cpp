@@ -8,6 +8,7 @@
 
 #include "kvmfleet/api/views.hpp"
 #include "kvmfleet/migration/migration_params.hpp"
+#include "kvmfleet/network/network_params.hpp"
 #include "kvmfleet/shared_storage/storage_params.hpp"
 #include "kvmfleet/vms/vm_params.hpp"
 
@@ -123,6 +124,24 @@ std::vector<Operation> every_kind() {
   // Pending: its result has its mode only.
   add(VmMigrateParams{"node2", "node1", policy(), MigrationMode::live, std::nullopt},
       VmMigrateResult{.mode = MigrationMode::live}, "vm", kVmId, OpState::pending);
+  // A VM with CD-ROMs: the target prepared them, the source could not remove its copies.
+  add(VmMigrateParams{"node2", "node1", policy(), MigrationMode::live, std::nullopt},
+      VmMigrateResult{.mode = MigrationMode::live,
+                      .source_host = "node1",
+                      .target_host = "node2",
+                      .migration = migration_status(MigrationState::completed),
+                      .media_prepared = true,
+                      .media_warning = "the VM's CD-ROM files stay on node1: x"},
+      "vm", kVmId);
+  NicSpec hot;
+  hot.network = "lab";
+  hot.mac = "52:54:00:12:34:56";
+  hot.bridge = "br-lab";
+  hot.mtu = 1500;
+  add(VmNicAddParams{hot}, VmNicResult{hot.mac, "node1", true}, "vm", kVmId);
+  add(VmNicAddParams{hot}, VmNicResult{hot.mac, "node1", std::nullopt}, "vm", kVmId,
+      OpState::pending);
+  add(VmNicRemoveParams{hot.mac}, VmNicResult{hot.mac, "node1", false}, "vm", kVmId);
 
   HostMaintenanceResult drain;
   drain.host = "node1";
@@ -211,7 +230,7 @@ TEST(OperationContract, EveryKindsParamsAndResultMatchTheContract) {
   lines.push_back(
       exchange("/v1/operations", "/v1/operations", {{"items", items}, {"next_cursor", nullptr}}));
   // Every kind there is, once at least.
-  EXPECT_EQ(kinds.size(), 18u);
+  EXPECT_EQ(kinds.size(), 20u);
   const std::string path = kRecordDir + "/recorded-operation-kinds.jsonl";
   {
     std::ofstream out(path, std::ios::trunc);

@@ -201,6 +201,53 @@ TEST_F(NetworkApiTest, VmNicsThroughTheApi) {
   EXPECT_EQ(in_use.body["error"]["details"]["reason"], "network_in_use");
 }
 
+// NIC hot plug through the routes: the body is a create's NIC, the path's MAC any case.
+TEST_F(NetworkApiTest, NicsJoinAndLeaveAVmThroughTheApi) {
+  finished(call(http::Verb::post, "/v1/networks", admin_, kLab).body);
+  json links = json::array();
+  for (const auto& l : agents_.links_of("node1")) links.push_back(l);
+  ASSERT_EQ(heartbeat(links), 200u);
+  auto c = call(http::Verb::post, "/v1/vms", operator_, R"({"name":"web1","memory_mib":64})");
+  ASSERT_EQ(c.status, 202u) << c.body.dump();
+  ASSERT_EQ(finished(c.body)["state"], "succeeded");
+
+  auto added = call(http::Verb::post, "/v1/vms/web1/nics", operator_,
+                    R"({"network":"lab","mac":"52:54:00:0A:0B:0D","model":"e1000"})");
+  ASSERT_EQ(added.status, 202u) << added.body.dump();
+  EXPECT_EQ(added.body["kind"], "vm.nic_add");
+  const json op = finished(added.body);
+  ASSERT_EQ(op["state"], "succeeded") << op.dump();
+  EXPECT_EQ(op["result"]["mac"], "52:54:00:0a:0b:0d");
+  auto vm = call(http::Verb::get, "/v1/vms/web1", operator_).body;
+  ASSERT_EQ(vm["nics"].size(), 1u) << vm.dump();
+  EXPECT_EQ(vm["nics"][0]["model"], "e1000");
+
+  const std::pair<const char*, const char*> bad[] = {
+      {R"({"network":"lab","mac":"01:00:5e:00:00:01"})", "invalid_mac"},
+      {R"({"network":"lab","model":"ne2k_pci"})", "invalid_nic_model"},
+  };
+  for (const auto& [body, reason] : bad) {
+    auto r = call(http::Verb::post, "/v1/vms/web1/nics", operator_, body);
+    EXPECT_EQ(r.status, 400u) << body;
+    EXPECT_EQ(r.body["error"]["details"]["reason"], reason) << body;
+  }
+  auto stray = call(http::Verb::post, "/v1/vms/web1/nics", operator_, R"({"network":"lab","x":1})");
+  EXPECT_EQ(stray.status, 400u);
+  auto unknown = call(http::Verb::post, "/v1/vms/web1/nics", operator_, R"({"network":"nowhere"})");
+  EXPECT_EQ(unknown.status, 404u);
+  EXPECT_EQ(unknown.body["error"]["details"]["reason"], "unknown_network");
+  EXPECT_EQ(call(http::Verb::delete_, "/v1/vms/web1/nics/not-a-mac", operator_).status, 400u);
+  auto no_nic = call(http::Verb::delete_, "/v1/vms/web1/nics/52:54:00:00:00:01", operator_);
+  EXPECT_EQ(no_nic.status, 404u);
+  EXPECT_EQ(no_nic.body["error"]["details"]["reason"], "unknown_nic");
+
+  auto removed = call(http::Verb::delete_, "/v1/vms/web1/nics/52:54:00:0A:0B:0D", operator_);
+  ASSERT_EQ(removed.status, 202u) << removed.body.dump();
+  EXPECT_EQ(removed.body["kind"], "vm.nic_remove");
+  ASSERT_EQ(finished(removed.body)["state"], "succeeded");
+  EXPECT_TRUE(call(http::Verb::get, "/v1/vms/web1", operator_).body["nics"].empty());
+}
+
 class LoopbackClient final : public http::Client {
  public:
   explicit LoopbackClient(api::Api& api) : api_(api) {}
@@ -260,6 +307,36 @@ TEST_F(NetworkApiTest, TheCliManagesNetworks) {
   err.str("");
   EXPECT_EQ(cli::run({"network", "delete", "lab"}, env, client, out, err), 0) << err.str();
   EXPECT_FALSE(state_.network("lab"));
+}
+
+TEST_F(NetworkApiTest, TheCliAddsAndRemovesNics) {
+  finished(call(http::Verb::post, "/v1/networks", admin_, kLab).body);
+  json links = json::array();
+  for (const auto& l : agents_.links_of("node1")) links.push_back(l);
+  ASSERT_EQ(heartbeat(links), 200u);
+  auto c = call(http::Verb::post, "/v1/vms", operator_, R"({"name":"web1","memory_mib":64})");
+  ASSERT_EQ(finished(c.body)["state"], "succeeded");
+  LoopbackClient client(api_);
+  cli::Environment env{"http://127.0.0.1:8400", operator_};
+  std::ostringstream out, err;
+  EXPECT_EQ(cli::run({"vm", "nic", "add", "web1"}, env, client, out, err), 2);
+  EXPECT_NE(err.str().find("--network"), std::string::npos) << err.str();
+  EXPECT_EQ(cli::run({"vm", "nic", "add", "web1", "--network", "lab", "--mac", "52:54:00:0a:0b:0e",
+                      "--model", "rtl8139"},
+                     env, client, out, err),
+            0)
+      << err.str();
+  EXPECT_NE(out.str().find("vm.nic_add"), std::string::npos) << out.str();
+  ASSERT_TRUE(clock_.advance_until(
+      [&] { return state_.vm("web1") && state_.vm("web1")->spec.nics.size() == 1; }, 50ms, 10min));
+  EXPECT_EQ(state_.vm("web1")->spec.nics[0].model, NicModel::rtl8139);
+  out.str("");
+  EXPECT_EQ(cli::run({"vm", "nic", "remove", "web1", "52:54:00:0a:0b:0e"}, env, client, out, err),
+            0)
+      << err.str();
+  EXPECT_NE(out.str().find("vm.nic_remove"), std::string::npos) << out.str();
+  ASSERT_TRUE(clock_.advance_until(
+      [&] { return state_.vm("web1") && state_.vm("web1")->spec.nics.empty(); }, 50ms, 10min));
 }
 
 }  // namespace

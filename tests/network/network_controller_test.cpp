@@ -305,4 +305,141 @@ TEST_F(VmNicTest, AMigrationToAHostWithoutTheNetworkIsRefusedBeforeAnythingMoves
   EXPECT_EQ(vm("web1").host, "node2");
 }
 
+// ---- NIC hot plug -------------------------------------------------------------
+
+class NicHotplugTest : public VmNicTest {
+ protected:
+  void make(const std::string& name, bool start, const std::string& host = "node1") {
+    VmSpec s = spec(name);
+    s.pinned_host = host;
+    auto c = create(s, start);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    ASSERT_EQ(wait_done(c->operation.id).state, OpState::succeeded);
+  }
+  Result<Submitted> add(const std::string& vm, const NicSpec& n) {
+    return ctl_->networks().add_nic(admin(), vm, n, {});
+  }
+  Result<Submitted> remove(const std::string& vm, const std::string& mac) {
+    return ctl_->networks().remove_nic(admin(), vm, mac, {});
+  }
+};
+
+TEST_F(NicHotplugTest, ARunningVmGetsAndLosesANicAndTheSpecFollowsTheAgent) {
+  make("web1", true);
+  const Vm before = vm("web1");
+  auto op = run(add("web1", nic("lab", "", NicModel::e1000)));
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(op.kind, "vm.nic_add");
+  EXPECT_EQ(op.result["live"], true);
+  EXPECT_EQ(op.result["host"], "node1");
+  const Vm with = vm("web1");
+  ASSERT_EQ(with.spec.nics.size(), 1u);
+  const NicSpec n = with.spec.nics[0];
+  EXPECT_EQ(op.result["mac"], n.mac);
+  EXPECT_EQ(n.mac.substr(0, 9), "52:54:00:");
+  EXPECT_EQ(n.bridge, "br-lab");
+  EXPECT_EQ(n.mtu, 1500);
+  EXPECT_EQ(n.model, NicModel::e1000);
+  EXPECT_GT(with.generation, before.generation);
+  // The agent attached it with the generation the record now has.
+  EXPECT_EQ(agents_.spec_of(with.id).nics,
+            (std::vector<DomainNic>{{n.mac, "br-lab", NicModel::e1000, 1500}}));
+  EXPECT_EQ(agents_.get_domain(*state_->host("node1"), with.id)->generation, with.generation);
+  // The MAC is taken now, for any VM.
+  make("web2", false);
+  auto taken = add("web2", nic("lab", n.mac));
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.error().details["reason"], "mac_in_use");
+
+  // Upper case in the path is the same MAC.
+  std::string upper = n.mac;
+  for (auto& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  auto gone = run(remove("web1", upper));
+  ASSERT_EQ(gone.state, OpState::succeeded) << (gone.error ? gone.error->message : "");
+  EXPECT_EQ(gone.kind, "vm.nic_remove");
+  EXPECT_EQ(gone.result["live"], true);
+  EXPECT_TRUE(vm("web1").spec.nics.empty());
+  EXPECT_TRUE(agents_.spec_of(with.id).nics.empty());
+  EXPECT_EQ(agents_.count("attach_nic"), 1);
+  EXPECT_EQ(agents_.count("detach_nic"), 1);
+}
+
+TEST_F(NicHotplugTest, AStoppedVmGetsTheChangeInItsDefinitionOnly) {
+  make("web1", false);
+  auto op = run(add("web1", nic("lab", "52:54:00:00:00:42")));
+  ASSERT_EQ(op.state, OpState::succeeded) << (op.error ? op.error->message : "");
+  EXPECT_EQ(op.result["live"], false);
+  EXPECT_EQ(vm("web1").spec.nics.at(0).mac, "52:54:00:00:00:42");
+  EXPECT_EQ(vm("web1").state, VmState::stopped);
+  // It starts with it: the next definition has it too.
+  auto start = ctl_->vms().vm_action(admin(), "web1", op_kind::vm_start, std::monostate{}, {});
+  ASSERT_EQ(wait_done(start->operation.id).state, OpState::succeeded);
+  EXPECT_EQ(agents_.spec_of(vm("web1").id).nics.size(), 1u);
+}
+
+TEST_F(NicHotplugTest, RefusalsComeBeforeAnyAgentCallWithStableReasons) {
+  make("web1", true);
+  make("far", true, "node2");
+  auto unknown = add("web1", nic("nowhere"));
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().code, ErrorCode::not_found);
+  EXPECT_EQ(unknown.error().details["reason"], "unknown_network");
+  // node2 has no uplink for the VLAN: the scheduler's rule says the network is unusable.
+  auto unusable = add("far", nic("lab"));
+  ASSERT_FALSE(unusable.ok());
+  EXPECT_EQ(unusable.error().code, ErrorCode::conflict);
+  EXPECT_EQ(unusable.error().details["reason"], "network_unusable_on_host");
+  auto bad_mac = add("web1", nic("lab", "01:00:5e:00:00:01"));
+  ASSERT_FALSE(bad_mac.ok());
+  EXPECT_EQ(bad_mac.error().details["reason"], "invalid_mac");
+  auto no_vm = add("ghost", nic("lab"));
+  ASSERT_FALSE(no_vm.ok());
+  EXPECT_EQ(no_vm.error().code, ErrorCode::not_found);
+  auto no_nic = remove("web1", "52:54:00:00:00:01");
+  ASSERT_FALSE(no_nic.ok());
+  EXPECT_EQ(no_nic.error().code, ErrorCode::not_found);
+  EXPECT_EQ(no_nic.error().details["reason"], "unknown_nic");
+  auto garbage = remove("web1", "not-a-mac");
+  ASSERT_FALSE(garbage.ok());
+  EXPECT_EQ(garbage.error().code, ErrorCode::invalid_argument);
+  // A VM in another state (here: paused) keeps its NICs as they are.
+  ASSERT_TRUE(state_
+                  ->update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
+                    Vm v = *d.find_vm("web1");
+                    v.state = VmState::paused;
+                    b.put_vms.push_back(v);
+                    return {};
+                  })
+                  .ok());
+  auto paused = add("web1", nic("lab"));
+  ASSERT_FALSE(paused.ok());
+  EXPECT_EQ(paused.error().code, ErrorCode::conflict);
+  EXPECT_EQ(agents_.count("attach_nic"), 0);
+  EXPECT_EQ(agents_.count("detach_nic"), 0);
+}
+
+TEST_F(NicHotplugTest, WhatTheAgentRefusesLeavesTheSpecAsItWas) {
+  make("web1", true);
+  agents_.fail_next("attach_nic", Error(ErrorCode::conflict, "domain is migrating"));
+  auto op = run(add("web1", nic("lab")));
+  ASSERT_EQ(op.state, OpState::failed);
+  EXPECT_TRUE(vm("web1").spec.nics.empty());
+
+  auto added = run(add("web1", nic("lab", "52:54:00:00:00:07")));
+  ASSERT_EQ(added.state, OpState::succeeded);
+  const auto generation = vm("web1").generation;
+  // The guest does not let it go: the NIC stays in the spec, and the error says why.
+  agents_.detach_pending = true;
+  auto pending = run(remove("web1", "52:54:00:00:00:07"));
+  ASSERT_EQ(pending.state, OpState::failed);
+  EXPECT_EQ(pending.error->details["reason"], "detach_pending");
+  EXPECT_EQ(vm("web1").spec.nics.size(), 1u);
+  EXPECT_EQ(vm("web1").generation, generation);
+  // Once it does, a repeat finishes.
+  agents_.detach_pending = false;
+  auto done = run(remove("web1", "52:54:00:00:00:07"));
+  ASSERT_EQ(done.state, OpState::succeeded);
+  EXPECT_TRUE(vm("web1").spec.nics.empty());
+}
+
 }  // namespace

@@ -38,6 +38,7 @@ std::string sample(std::string_view kind) {
   if (kind == "snapshot") return "snap1";
   if (kind == "network") return "lab";
   if (kind == "image") return "img1";
+  if (kind == "mac") return "52:54:00:12:34:56";
   throw std::logic_error("no sample for " + std::string(kind));
 }
 
@@ -135,7 +136,8 @@ TEST(Router, ChecksEachParameterByItsKind) {
                         Case{"snapshot", "s1", "Snap_1", "bad snapshot id or name"},
                         Case{"token", uuid.c_str(), "kvf_x", "bad token id"},
                         Case{"network", "lab", "Lab_1", "bad network name"},
-                        Case{"image", "img1", "Img..1", "bad image name"}}) {
+                        Case{"image", "img1", "Img..1", "bad image name"},
+                        Case{"mac", "52:54:00:AB:cd:01", "52:54:00:ab:cd", "bad MAC address"}}) {
     SCOPED_TRACE(k.kind);
     EXPECT_TRUE(api::check_path_param(k.kind, k.good).ok());
     auto bad = api::check_path_param(k.kind, k.bad);

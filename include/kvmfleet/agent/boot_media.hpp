@@ -104,6 +104,11 @@ class BootMedia {
   // the truth on every host), and returns its path. Files are 0600 and removed.
   Result<std::string> make_seed(const DomainSpec& spec);
   static std::string seed_name(const std::string& uuid) { return uuid + "-seed.iso"; }
+  // Where the seed of `uuid` and the cached ISO of `sha256` are on this host.
+  std::string seed_path(const std::string& uuid) const { return pool_dir_ + "/" + seed_name(uuid); }
+  std::string cached_image_path(const std::string& sha256) const {
+    return cache_.dir() + "/" + sha256 + ".img";
+  }
 
  private:
   std::string pool_dir_;

@@ -5,8 +5,10 @@
 // domain XML, which is how the agent tells its own domains from everyone else's.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "kvmfleet/common/result.hpp"
@@ -55,7 +57,27 @@ struct DomainXmlInfo {
   std::vector<std::string> block_sources;
   // The files of its CD-ROMs (also in disk_sources, as files a migration cannot carry).
   std::vector<std::string> cdrom_sources;
+  // The MAC address of each <interface>, in order, as libvirt wrote it.
+  std::vector<std::string> nic_macs;
 };
+
+// One NIC as a device XML of its own (<interface type='bridge'>, as write_domain_xml
+// writes it in a domain), for a hot plug. The NIC is validated first.
+Result<std::string> write_interface_xml(const DomainNic& nic);
+// The <interface> of a domain's XML whose MAC is `mac`, as a device XML of its own (what
+// a detach hands libvirt); nullopt when it has none.
+Result<std::optional<std::string>> interface_xml_of(std::string_view domain_xml,
+                                                    std::string_view mac);
+// kvmfleet's metadata element alone (<vm id generation>, without its namespace, which
+// virDomainSetMetadata applies), for when a hot plug changes a domain's generation.
+Result<std::string> write_metadata_xml(const std::string& uuid, std::int64_t generation);
+
+// A domain's XML (libvirt's, as virDomainGetXMLDesc wrote it) with the source file of
+// each CD-ROM in `moves` (its file here → its file elsewhere) replaced: the definition
+// a migration's destination gets. A CD-ROM not named keeps its file; a move that names
+// no CD-ROM of the domain is an internal error.
+Result<std::string> rewrite_cdrom_sources(
+    std::string_view xml, const std::vector<std::pair<std::string, std::string>>& moves);
 
 // Reads any domain XML. Malformed metadata (a kvmfleet element without a valid id or
 // generation) is an invalid_argument error, so it is never mistaken for either kind.

@@ -92,6 +92,28 @@ class Hypervisor {
   // or cancelled: its status, no-op. Completed, or none: conflict.
   virtual Result<MigrationStatus> abort_migration(const std::string& uuid) = 0;
 
+  // NIC hot plug: `nic` joins the managed domain's definition, and the running guest
+  // when it runs (LIVE|CONFIG, or CONFIG only when stopped); its metadata takes
+  // `generation`. A NIC with that MAC already there: no-op (the generation still set).
+  // Migrating: conflict.
+  virtual Result<DomainStatus> attach_nic(const std::string& uuid, const DomainNic& nic,
+                                          std::int64_t generation) = 0;
+  // The NIC with `mac` leaves the definition and the running guest; none: no-op. A
+  // guest that has not let it go within 10 s: conflict, details.reason
+  // "detach_pending" (the definition is changed already; a repeat waits again).
+  virtual Result<DomainStatus> detach_nic(const std::string& uuid, const std::string& mac,
+                                          std::int64_t generation) = 0;
+
+  // Boot media on a migration's destination (docs/images.md): the files of the spec's
+  // CD-ROMs made here as define would make them, before the migration starts; their
+  // paths (cdrom / seed, empty when the spec has none). Invalid spec: invalid_argument.
+  virtual Result<MigrationMedia> prepare_media(const DomainSpec& spec) = 0;
+  // Removes the domain's seed and, given its SHA-256, the cached CD-ROM ISO unless a
+  // domain defined here uses it; returns the paths removed (none: nothing was there).
+  // Conflict while a domain with this uuid is defined here or migrating.
+  virtual Result<std::vector<std::string>> remove_media(const std::string& uuid,
+                                                        const std::string& cdrom_sha256) = 0;
+
   // Lifecycle events, pushed as they happen. Callbacks run on the hypervisor's event
   // thread, must be quick and must not call unsubscribe(). After unsubscribe()
   // returns, that callback is not running and will not run again.

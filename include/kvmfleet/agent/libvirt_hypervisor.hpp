@@ -73,6 +73,13 @@ class LibvirtHypervisor final : public Hypervisor {
                                   const MigrationRequest& request) override;
   Result<MigrationStatus> migration_status(const std::string& uuid) override;
   Result<MigrationStatus> abort_migration(const std::string& uuid) override;
+  Result<DomainStatus> attach_nic(const std::string& uuid, const DomainNic& nic,
+                                  std::int64_t generation) override;
+  Result<DomainStatus> detach_nic(const std::string& uuid, const std::string& mac,
+                                  std::int64_t generation) override;
+  Result<MigrationMedia> prepare_media(const DomainSpec& spec) override;
+  Result<std::vector<std::string>> remove_media(const std::string& uuid,
+                                                const std::string& cdrom_sha256) override;
   std::uint64_t subscribe(EventCallback callback) override;
   void unsubscribe(std::uint64_t id) override;
   Result<std::shared_ptr<ConsoleStream>> open_console(const std::string& uuid,

@@ -33,7 +33,13 @@ Status validate_migration_request(const MigrationRequest& request);
 // destination: a file disk lives in this host's image pool and is refused (conflict,
 // details "disks"); block-device disks are shared storage (written with cache='none',
 // which libvirt requires of a shared disk to call the migration safe) and pass.
-Status check_disks_migrate_live(const std::string& uuid, const DomainXmlInfo& domain);
+// CD-ROMs are files too: each passes when `media` names its counterpart on the
+// destination (the seed, <uuid>-seed.iso, by media.seed; the ISO by media.cdrom), else
+// conflict with details.reason "boot_media_not_prepared". Returns each CD-ROM's file
+// here and the destination's file for it, in the domain's order.
+using CdromMoves = std::vector<std::pair<std::string, std::string>>;
+Result<CdromMoves> check_disks_migrate_live(const std::string& uuid, const DomainXmlInfo& domain,
+                                            const MigrationMedia& media = {});
 
 // Parses the body of a migrate request (op_id is the caller's business): unknown
 // fields, wrong types and out of range values are invalid_argument errors naming the

@@ -44,12 +44,36 @@
 //        (virDomainBlockResize), so the guest sees it at once. Not running or
 //        migrating: 409; no disk on that device: 404.
 //
+//   POST /agent/v1/domains/{uuid}/nics/attach  {"op_id", "nic": {"mac", "bridge", "model", "mtu"?},
+//        "generation"} → DomainStatus: a NIC on a host bridge joins the domain
+//        (virDomainAttachDeviceFlags: CONFIG, and LIVE when it runs), its metadata
+//        takes `generation`. A NIC with that MAC there already: no-op. Migrating: 409.
+//   POST /agent/v1/domains/{uuid}/nics/detach  {"op_id", "mac", "generation"} → DomainStatus:
+//        the NIC with that MAC leaves it (virDomainDetachDeviceFlags, the same flags);
+//        none there: no-op. The live detach is the guest's to complete: the call waits
+//        up to 10 s for libvirt's device-removed event, then 409 conflict
+//        (details.reason "detach_pending") with the definition already changed.
+//   POST /agent/v1/domains/{uuid}/media/prepare {"op_id", "spec": DomainSpec}
+//        → {"cdrom"?, "seed"?}: on a migration's destination, before it starts, the
+//        files of the domain's CD-ROMs are made here as a define would make them (the
+//        ISO fetched from the controller, checked and cached; the NoCloud seed written
+//        anew from the spec), and their paths returned. The spec's uuid must be the
+//        path's. A spec without cdrom and cloud_init: {} (nothing to do).
+//   POST /agent/v1/domains/{uuid}/media/remove  {"op_id", "cdrom_sha256"?} → {"removed": [paths]}
+//        removes the domain's seed here, and the cached ISO of that SHA-256 unless a
+//        domain defined here uses it: a migration's source after it left, or its
+//        destination after it failed. 409 conflict while the domain is defined here
+//        (its media stay with it) or migrating.
 //   POST /agent/v1/domains/{uuid}/migrate      {"op_id", "destination_uri", "migrate_uri",
 //        "max_downtime_ms"?, "bandwidth_mib_s"?, "auto_converge"?, "allow_post_copy"?,
-//        "converge_timeout_s"?, "downtime_ceiling_ms"?} (MigrationPolicy's defaults)
-//        → MigrationStatus. A domain with a disk in the image pool is refused (409
-//        conflict, details "disks"): no other host can reach it; block-device disks are
-//        shared and migrate. Starts a peer-to-peer live migration (LIVE | PEER2PEER |
+//        "converge_timeout_s"?, "downtime_ceiling_ms"?, "cdrom_path"?, "seed_path"?}
+//        (MigrationPolicy's defaults) → MigrationStatus. A domain with a disk in the
+//        image pool is refused (409 conflict, details "disks"): no other host can reach
+//        it; block-device disks are shared and migrate. A domain with CD-ROMs migrates
+//        when the request names their files on the destination (media_prepare's
+//        answer): cdrom_path for its ISO, seed_path for its seed; the definitions sent
+//        (live and persistent, VIR_MIGRATE_PARAM_DEST_XML / PERSIST_XML) name them.
+//        One missing: 409 conflict, details.reason "boot_media_not_prepared". Starts a peer-to-peer live migration (LIVE | PEER2PEER |
 //        PERSIST_DEST | UNDEFINE_SOURCE | ABORT_ON_ERROR) in the background and returns
 //        at once; a repeat with the same op_id while it runs returns its status.
 //   GET  /agent/v1/domains/{uuid}/migration    → MigrationStatus of the last migration
@@ -225,6 +249,10 @@ enum class CallId : std::size_t {
   migrate,
   migration,
   migration_abort,
+  media_prepare,
+  media_remove,
+  nic_attach,
+  nic_detach,
   storage_inventory,
   iscsi_discover,
   iscsi_login,
@@ -283,7 +311,11 @@ inline constexpr std::string_view kBlockResize[] = {"op_id", "device", "size_byt
 inline constexpr std::string_view kMigrate[] = {
     "op_id",           "destination_uri",    "migrate_uri",
     "max_downtime_ms", "bandwidth_mib_s",    "auto_converge",
-    "allow_post_copy", "converge_timeout_s", "downtime_ceiling_ms"};
+    "allow_post_copy", "converge_timeout_s", "downtime_ceiling_ms",
+    "cdrom_path",      "seed_path"};
+inline constexpr std::string_view kMediaRemove[] = {"op_id", "cdrom_sha256"};
+inline constexpr std::string_view kNicAttach[] = {"op_id", "nic", "generation"};
+inline constexpr std::string_view kNicDetach[] = {"op_id", "mac", "generation"};
 inline constexpr std::string_view kIscsiDiscover[] = {"op_id", "portal"};
 inline constexpr std::string_view kIscsiLogin[] = {"op_id", "target", "portal", "chap", "lun"};
 inline constexpr std::string_view kIscsiLogout[] = {"op_id", "target", "portal"};
@@ -327,6 +359,16 @@ inline constexpr std::array<Call, kCallCount> kCalls{{
      TimeoutClass::fast, Replay::none, Backend::hypervisor, {}},
     {CallId::migration_abort, "migration_abort", "POST", "/agent/v1/domains/{uuid}/migration/abort",
      TimeoutClass::normal, Replay::op_cache, Backend::hypervisor, body::kOpId},
+    // Fetching a large ISO from the controller takes its time.
+    {CallId::media_prepare, "media_prepare", "POST", "/agent/v1/domains/{uuid}/media/prepare",
+     TimeoutClass::slow, Replay::op_cache, Backend::hypervisor, body::kDefine},
+    {CallId::media_remove, "media_remove", "POST", "/agent/v1/domains/{uuid}/media/remove",
+     TimeoutClass::normal, Replay::op_cache, Backend::hypervisor, body::kMediaRemove},
+    {CallId::nic_attach, "nic_attach", "POST", "/agent/v1/domains/{uuid}/nics/attach",
+     TimeoutClass::normal, Replay::op_cache, Backend::hypervisor, body::kNicAttach},
+    // Includes the wait for the guest to let the NIC go (up to 10 s).
+    {CallId::nic_detach, "nic_detach", "POST", "/agent/v1/domains/{uuid}/nics/detach",
+     TimeoutClass::normal, Replay::op_cache, Backend::hypervisor, body::kNicDetach},
 
     {CallId::storage_inventory, "storage_inventory", "GET", "/agent/v1/storage",
      TimeoutClass::normal, Replay::none, Backend::storage, {}},
@@ -399,6 +441,10 @@ inline constexpr const Call& kBlockResize = call(CallId::block_resize);
 inline constexpr const Call& kMigrate = call(CallId::migrate);
 inline constexpr const Call& kMigration = call(CallId::migration);
 inline constexpr const Call& kMigrationAbort = call(CallId::migration_abort);
+inline constexpr const Call& kMediaPrepare = call(CallId::media_prepare);
+inline constexpr const Call& kMediaRemove = call(CallId::media_remove);
+inline constexpr const Call& kNicAttach = call(CallId::nic_attach);
+inline constexpr const Call& kNicDetach = call(CallId::nic_detach);
 inline constexpr const Call& kStorageInventory = call(CallId::storage_inventory);
 inline constexpr const Call& kIscsiDiscover = call(CallId::iscsi_discover);
 inline constexpr const Call& kIscsiLogin = call(CallId::iscsi_login);

@@ -35,4 +35,9 @@ Status check_block_device_vgs(const DomainSpec& spec, const std::vector<std::str
 // range values are invalid_argument errors naming the field.
 Result<DomainSpec> parse_domain_spec(const nlohmann::json& j);
 
+// One NIC (a spec's, or a hot-plugged one) read from JSON at `where` (types only), and
+// checked: a canonical MAC, a Linux interface name for the bridge, an MTU in range.
+Result<DomainNic> parse_domain_nic(const nlohmann::json& j, const std::string& where);
+Status validate_domain_nic(const DomainNic& nic, const std::string& where);
+
 }  // namespace kvmfleet::agent

@@ -61,6 +61,23 @@ class AgentApi {
   virtual Result<MigrationStatus> migration_status(const Host& source, const std::string& uuid) = 0;
   virtual Result<MigrationStatus> abort_migration(const Host& source, const std::string& op_id,
                                                   const std::string& uuid) = 0;
+  // NIC hot plug: the NIC joins / leaves the domain's definition and, when it runs, the
+  // guest; the domain takes `generation`. Repeats are harmless. A guest that has not
+  // let a NIC go yet: conflict, details.reason "detach_pending".
+  virtual Result<DomainStatus> attach_nic(const Host& host, const std::string& op_id,
+                                          const std::string& uuid, const DomainNic& nic,
+                                          std::int64_t generation) = 0;
+  virtual Result<DomainStatus> detach_nic(const Host& host, const std::string& op_id,
+                                          const std::string& uuid, const std::string& mac,
+                                          std::int64_t generation) = 0;
+  // A migration's destination makes the files of the domain's CD-ROMs (ISO fetched,
+  // seed written) before the migration starts; their paths there.
+  virtual Result<MigrationMedia> prepare_media(const Host& host, const std::string& op_id,
+                                               const DomainSpec& spec) = 0;
+  // Removes the domain's seed on a host it is not defined on, and the cached ISO of
+  // `cdrom_sha256` (empty: none) unless a domain there uses it. Defined there: conflict.
+  virtual Status remove_media(const Host& host, const std::string& op_id, const std::string& uuid,
+                              const std::string& cdrom_sha256) = 0;
   // The QEMU guest agent freezes/thaws the guest's filesystems; conflict when the
   // guest has no guest agent answering. Returns how many filesystems.
   virtual Result<int> fs_freeze(const Host& host, const std::string& op_id,
@@ -145,6 +162,16 @@ class HttpAgentApi final : public AgentApi {
   Result<MigrationStatus> migration_status(const Host& source, const std::string& uuid) override;
   Result<MigrationStatus> abort_migration(const Host& source, const std::string& op_id,
                                           const std::string& uuid) override;
+  Result<DomainStatus> attach_nic(const Host& host, const std::string& op_id,
+                                  const std::string& uuid, const DomainNic& nic,
+                                  std::int64_t generation) override;
+  Result<DomainStatus> detach_nic(const Host& host, const std::string& op_id,
+                                  const std::string& uuid, const std::string& mac,
+                                  std::int64_t generation) override;
+  Result<MigrationMedia> prepare_media(const Host& host, const std::string& op_id,
+                                       const DomainSpec& spec) override;
+  Status remove_media(const Host& host, const std::string& op_id, const std::string& uuid,
+                      const std::string& cdrom_sha256) override;
   Result<int> fs_freeze(const Host& host, const std::string& op_id,
                         const std::string& uuid) override;
   Result<int> fs_thaw(const Host& host, const std::string& op_id, const std::string& uuid) override;

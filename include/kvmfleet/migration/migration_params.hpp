@@ -42,6 +42,10 @@ struct VmMigrateResult {
   bool volumes_shared = false;
   std::optional<std::string> storage_warning;
   std::optional<MigrationStatus> migration;  // the source agent's last report (live)
+  // The destination made the VM's CD-ROM files (written only then), so that the host
+  // the VM does not run on afterwards gives them up, also after a resumed run.
+  bool media_prepared = false;
+  std::optional<std::string> media_warning;  // what of that could not be removed
 };
 
 // One VM of a drain:

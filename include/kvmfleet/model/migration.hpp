@@ -35,12 +35,24 @@ struct LadderAction {
 LadderAction next_ladder_action(const MigrationPolicy& policy, std::int64_t elapsed_ms,
                                 int steps_taken);
 
+// The files of a domain's CD-ROMs on one host (docs/images.md): its ISO in the image
+// cache and its cloud-init NoCloud seed; empty when the domain has none.
+struct MigrationMedia {
+  std::string cdrom;
+  std::string seed;
+  bool empty() const { return cdrom.empty() && seed.empty(); }
+  bool operator==(const MigrationMedia&) const = default;
+};
+
 // What the controller asks a source agent to do.
 struct MigrationRequest {
   std::string op_id;
   std::string destination_uri;  // e.g. qemu+tcp://10.77.0.11/system
   std::string migrate_uri;      // e.g. tcp://10.77.0.11
   MigrationPolicy policy;
+  // Where the destination prepared the domain's CD-ROMs (its media_prepare answer):
+  // the domain's definition there names these files.
+  MigrationMedia media;
 };
 
 enum class MigrationState { none, running, completed, failed, cancelled };

@@ -40,6 +40,8 @@ inline constexpr std::string_view snapshot_delete = "snapshot.delete";
 inline constexpr std::string_view snapshot_revert = "snapshot.revert";
 inline constexpr std::string_view network_create = "network.create";
 inline constexpr std::string_view vm_ha_restart = "vm.ha_restart";
+inline constexpr std::string_view vm_nic_add = "vm.nic_add";
+inline constexpr std::string_view vm_nic_remove = "vm.nic_remove";
 }  // namespace op_kind
 
 // An asynchronous piece of work. It is persisted before it starts so that a

@@ -3,8 +3,12 @@
 #include <libvirt/virterror.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <string_view>
 
 #include "errors.hpp"
@@ -37,6 +41,31 @@ Result<BootMediaPaths> ImagePool::boot_media(virConnectPtr c, const DomainSpec& 
       spdlog::debug("{}", last_libvirt_error("refreshing pool " + name_).message);
   }
   return paths;
+}
+
+Result<std::vector<std::string>> ImagePool::remove_media(virConnectPtr c, const std::string& uuid,
+                                                         const std::string& cdrom) {
+  std::vector<std::string> removed;
+  if (!media_) return removed;
+  bool seed_removed = false;
+  for (const std::string& path : {media_->seed_path(uuid), cdrom}) {
+    if (path.empty()) continue;
+    if (::unlink(path.c_str()) == 0) {
+      spdlog::info("removed {}", path);
+      seed_removed = seed_removed || path == media_->seed_path(uuid);
+      removed.push_back(path);
+    } else if (errno != ENOENT) {
+      return internal_error("cannot remove " + path + ": " + std::strerror(errno));
+    }
+  }
+  // The seed was one of the pool's volumes: the pool forgets it.
+  if (seed_removed) {
+    std::lock_guard lk(mu_);
+    if (PoolHandle pool(virStoragePoolLookupByName(c, name_.c_str()));
+        pool && virStoragePoolIsActive(pool.get()) == 1 && virStoragePoolRefresh(pool.get(), 0) < 0)
+      spdlog::debug("{}", last_libvirt_error("refreshing pool " + name_).message);
+  }
+  return removed;
 }
 
 Result<std::vector<std::string>> ImagePool::disk_sources(virConnectPtr c, const DomainSpec& spec) {

@@ -34,6 +34,15 @@ class ImagePool {
   // seed written anew.
   Result<BootMediaPaths> boot_media(virConnectPtr c, const DomainSpec& spec);
 
+  // Removes the seed of `uuid` and the file `cdrom` (a cached ISO; empty: none) when
+  // they exist; the paths removed. The caller has checked that nothing uses them.
+  Result<std::vector<std::string>> remove_media(virConnectPtr c, const std::string& uuid,
+                                                const std::string& cdrom);
+  // Where this host keeps the cached ISO of `sha256`; empty without boot media.
+  std::string cached_image_path(const std::string& sha256) const {
+    return media_ ? media_->cached_image_path(sha256) : std::string();
+  }
+
   // Deletes the volumes of a domain: the files it referenced inside the pool, plus any
   // pool volume named after its uuid (covers a retry after the domain is gone).
   Status remove_volumes(virConnectPtr c, const std::string& uuid,

@@ -33,11 +33,11 @@ MigrationStatus MigrationJob::status() const {
   return status_;
 }
 
-void MigrationJob::start(ConnHandle conn, DomainHandle dom, std::string uuid) {
-  thread_ = std::thread(
-      [this, conn = std::move(conn), dom = std::move(dom), uuid = std::move(uuid)]() mutable {
-        run(std::move(conn), std::move(dom), std::move(uuid));
-      });
+void MigrationJob::start(ConnHandle conn, DomainHandle dom, std::string uuid, Definitions defs) {
+  thread_ = std::thread([this, conn = std::move(conn), dom = std::move(dom), uuid = std::move(uuid),
+                         defs = std::move(defs)]() mutable {
+    run(std::move(conn), std::move(dom), std::move(uuid), std::move(defs));
+  });
 }
 
 void MigrationJob::join() {
@@ -81,7 +81,7 @@ bool MigrationJob::withdraw_abort() {
   return true;
 }
 
-void MigrationJob::run(ConnHandle conn, DomainHandle dom, std::string uuid) {
+void MigrationJob::run(ConnHandle conn, DomainHandle dom, std::string uuid, Definitions defs) {
   const auto& r = request_;
   virTypedParameterPtr params = nullptr;
   int n = 0, max = 0;
@@ -90,6 +90,12 @@ void MigrationJob::run(ConnHandle conn, DomainHandle dom, std::string uuid) {
   if (ok && r.policy.bandwidth_mib_s > 0)
     ok = virTypedParamsAddULLong(&params, &n, &max, VIR_MIGRATE_PARAM_BANDWIDTH,
                                  static_cast<unsigned long long>(r.policy.bandwidth_mib_s)) == 0;
+  if (ok && !defs.live.empty())
+    ok = virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_DEST_XML,
+                                 defs.live.c_str()) == 0;
+  if (ok && !defs.persistent.empty())
+    ok = virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_PERSIST_XML,
+                                 defs.persistent.c_str()) == 0;
   unsigned flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST |
                    VIR_MIGRATE_UNDEFINE_SOURCE | VIR_MIGRATE_ABORT_ON_ERROR;
   if (r.policy.auto_converge) flags |= VIR_MIGRATE_AUTO_CONVERGE;

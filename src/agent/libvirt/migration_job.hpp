@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "handles.hpp"
 #include "kvmfleet/common/clock.hpp"
@@ -30,8 +31,14 @@ class MigrationJob {
   const MigrationRequest& request() const { return request_; }
   MigrationStatus status() const;
 
+  // What the destination defines when it is not the source's own definition (empty:
+  // the source's): a domain whose CD-ROMs are other files there.
+  struct Definitions {
+    std::string live;        // VIR_MIGRATE_PARAM_DEST_XML
+    std::string persistent;  // VIR_MIGRATE_PARAM_PERSIST_XML
+  };
   // Starts the thread, which owns `conn` and `dom` until the migration ends.
-  void start(ConnHandle conn, DomainHandle dom, std::string uuid);
+  void start(ConnHandle conn, DomainHandle dom, std::string uuid, Definitions defs = {});
   // Waits for the thread; the migration must have ended (or must end by itself).
   void join();
 
@@ -50,7 +57,7 @@ class MigrationJob {
   bool withdraw_abort();
 
  private:
-  void run(ConnHandle conn, DomainHandle dom, std::string uuid);
+  void run(ConnHandle conn, DomainHandle dom, std::string uuid, Definitions defs);
   // Applies the convergence ladder (next_ladder_action) until the migration ends.
   void run_ladder(virDomainPtr dom, const std::string& what);
 

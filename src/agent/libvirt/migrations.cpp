@@ -5,6 +5,7 @@
 #include <chrono>
 #include <vector>
 
+#include "kvmfleet/agent/domain_xml.hpp"
 #include "kvmfleet/agent/migration_validation.hpp"
 
 namespace kvmfleet::agent::libvirt {
@@ -20,7 +21,7 @@ bool same_request(const MigrationRequest& a, const MigrationRequest& b) {
          a.policy.max_downtime_ms == b.policy.max_downtime_ms &&
          a.policy.bandwidth_mib_s == b.policy.bandwidth_mib_s &&
          a.policy.auto_converge == b.policy.auto_converge &&
-         a.policy.allow_post_copy == b.policy.allow_post_copy;
+         a.policy.allow_post_copy == b.policy.allow_post_copy && a.media == b.media;
 }
 
 }  // namespace
@@ -74,7 +75,22 @@ Result<MigrationStatus> Migrations::start(virConnectPtr c, const std::string& uu
   auto m = domains_.lookup_managed(c, uuid);
   if (!m) return m.take_error();
   if (auto st = domains_.require_running(m->dom.get(), uuid); !st) return st.take_error();
-  if (auto st = check_disks_migrate_live(uuid, m->desc.info); !st) return st.take_error();
+  auto moves = check_disks_migrate_live(uuid, m->desc.info, request.media);
+  if (!moves) return moves.take_error();
+  // CD-ROMs: the destination's definitions, live and persistent, name its own files.
+  MigrationJob::Definitions defs;
+  if (!moves->empty()) {
+    using Want = std::pair<unsigned, std::string*>;
+    for (auto [flags, out] :
+         {Want{0u, &defs.live},
+          Want{static_cast<unsigned>(VIR_DOMAIN_XML_INACTIVE), &defs.persistent}}) {
+      CString xml(virDomainGetXMLDesc(m->dom.get(), VIR_DOMAIN_XML_MIGRATABLE | flags));
+      if (!xml) return connection_.failed("reading the definition of domain " + uuid);
+      auto there = rewrite_cdrom_sources(xml.get(), *moves);
+      if (!there) return there.take_error();
+      *out = std::move(*there);
+    }
+  }
 
   // The migration blocks its connection's caller for its whole length: it gets a
   // connection of its own.
@@ -96,7 +112,7 @@ Result<MigrationStatus> Migrations::start(virConnectPtr c, const std::string& uu
   }
   spdlog::info("migrating domain {} to {} via {} (op {})", uuid, request.destination_uri,
                request.migrate_uri, request.op_id);
-  job->start(std::move(conn), std::move(dom), uuid);
+  job->start(std::move(conn), std::move(dom), uuid, std::move(defs));
   return first;
 }
 

@@ -113,7 +113,8 @@ class FakeHypervisor final : public agent::Hypervisor {
             m.request.policy.max_downtime_ms != r.policy.max_downtime_ms ||
             m.request.policy.bandwidth_mib_s != r.policy.bandwidth_mib_s ||
             m.request.policy.auto_converge != r.policy.auto_converge ||
-            m.request.policy.allow_post_copy != r.policy.allow_post_copy)
+            m.request.policy.allow_post_copy != r.policy.allow_post_copy ||
+            m.request.media != r.media)
           return conflict("op_id was already used for a different migration");
         return m.status;
       }
@@ -156,6 +157,71 @@ class FakeHypervisor final : public agent::Hypervisor {
     }
     return s;
   }
+  // NICs: added to / removed from the domain's spec (its definition; the fake has no
+  // separate live state), the generation set. `detach_pending` makes a detach of a
+  // running domain answer as a guest that has not let the NIC go.
+  Result<DomainStatus> attach_nic(const std::string& uuid, const DomainNic& nic,
+                                  std::int64_t generation) override {
+    std::lock_guard lk(mu_);
+    ++calls["attach_nic"];
+    if (auto e = take_failure()) return *e;
+    auto it = domains.find(uuid);
+    if (it == domains.end()) return not_found("no domain " + uuid);
+    auto& nics = it->second.spec.nics;
+    if (std::none_of(nics.begin(), nics.end(),
+                     [&](const DomainNic& n) { return n.mac == nic.mac; }))
+      nics.push_back(nic);
+    it->second.spec.generation = generation;
+    return status_locked(uuid);
+  }
+  Result<DomainStatus> detach_nic(const std::string& uuid, const std::string& mac,
+                                  std::int64_t generation) override {
+    std::lock_guard lk(mu_);
+    ++calls["detach_nic"];
+    if (auto e = take_failure()) return *e;
+    auto it = domains.find(uuid);
+    if (it == domains.end()) return not_found("no domain " + uuid);
+    if (detach_pending && it->second.state == "running")
+      return Error(ErrorCode::conflict, "the guest has not let the NIC go",
+                   {{"reason", "detach_pending"}, {"mac", mac}});
+    auto& nics = it->second.spec.nics;
+    nics.erase(
+        std::remove_if(nics.begin(), nics.end(), [&](const DomainNic& n) { return n.mac == mac; }),
+        nics.end());
+    it->second.spec.generation = generation;
+    return status_locked(uuid);
+  }
+  bool detach_pending = false;
+
+  // Boot media: the files "made" for each uuid, under /fake/pool (seeds) and
+  // /fake/pool/cache (ISOs by SHA-256).
+  Result<MigrationMedia> prepare_media(const DomainSpec& spec) override {
+    std::lock_guard lk(mu_);
+    ++calls["prepare_media"];
+    if (auto e = take_failure()) return *e;
+    MigrationMedia m;
+    if (spec.cdrom) m.cdrom = "/fake/pool/cache/" + spec.cdrom->image_sha256 + ".img";
+    if (spec.cloud_init) m.seed = "/fake/pool/" + spec.uuid + "-seed.iso";
+    if (!m.empty()) media_files[spec.uuid] = m;
+    return m;
+  }
+  Result<std::vector<std::string>> remove_media(const std::string& uuid,
+                                                const std::string& cdrom_sha256) override {
+    std::lock_guard lk(mu_);
+    ++calls["remove_media"];
+    if (auto e = take_failure()) return *e;
+    if (domains.count(uuid)) return conflict("domain " + uuid + " is defined on this host");
+    std::vector<std::string> removed;
+    if (auto it = media_files.find(uuid); it != media_files.end()) {
+      if (!it->second.seed.empty()) removed.push_back(it->second.seed);
+      if (!cdrom_sha256.empty() && it->second.cdrom.find(cdrom_sha256) != std::string::npos)
+        removed.push_back(it->second.cdrom);
+      media_files.erase(it);
+    }
+    return removed;
+  }
+  std::map<std::string, MigrationMedia> media_files;  // by uuid
+
   // Ends the running migration of `uuid` as libvirt would have.
   void finish_migration(const std::string& uuid, MigrationState state) {
     std::lock_guard lk(mu_);

@@ -100,6 +100,7 @@ class FakeAgentApi final : public AgentApi {
     if (auto e = injected("migrate")) return *e;
     auto& m = domains_[src.name];
     if (!m.count(uuid)) return not_found("no domain");
+    requests_[uuid] = req;
     auto& st = migrations_[uuid];
     st = MigrationStatus{};
     st.op_id = req.op_id;
@@ -123,6 +124,74 @@ class FakeAgentApi final : public AgentApi {
     if (st.state == MigrationState::running) st.state = MigrationState::cancelled;
     return st;
   }
+  // NICs: the domain's spec (as last defined) takes or loses the NIC, its generation
+  // set; `detach_pending` answers a detach on a running domain as a guest that has not
+  // let the NIC go.
+  Result<DomainStatus> attach_nic(const Host& h, const std::string& op, const std::string& uuid,
+                                  const DomainNic& nic, std::int64_t generation) override {
+    std::lock_guard lk(mu_);
+    log(h, "attach_nic", op, uuid);
+    if (auto e = injected("attach_nic")) return *e;
+    auto& m = domains_[h.name];
+    auto it = m.find(uuid);
+    if (it == m.end()) return not_found("no domain");
+    auto& nics = specs_[uuid].nics;
+    if (std::none_of(nics.begin(), nics.end(),
+                     [&](const DomainNic& n) { return n.mac == nic.mac; }))
+      nics.push_back(nic);
+    it->second.generation = generation;
+    return stamped_locked(h.name, it->second);
+  }
+  Result<DomainStatus> detach_nic(const Host& h, const std::string& op, const std::string& uuid,
+                                  const std::string& mac, std::int64_t generation) override {
+    std::lock_guard lk(mu_);
+    log(h, "detach_nic", op, uuid);
+    if (auto e = injected("detach_nic")) return *e;
+    auto& m = domains_[h.name];
+    auto it = m.find(uuid);
+    if (it == m.end()) return not_found("no domain");
+    if (detach_pending && it->second.state == "running")
+      return Error(ErrorCode::conflict, "the guest has not let the NIC go",
+                   {{"reason", "detach_pending"}, {"mac", mac}});
+    std::erase_if(specs_[uuid].nics, [&](const DomainNic& n) { return n.mac == mac; });
+    it->second.generation = generation;
+    return stamped_locked(h.name, it->second);
+  }
+  bool detach_pending = false;
+
+  // Boot media: what each host holds, by uuid (paths under /pool of that host).
+  Result<MigrationMedia> prepare_media(const Host& h, const std::string& op,
+                                       const DomainSpec& s) override {
+    std::lock_guard lk(mu_);
+    log(h, "prepare_media", op, s.uuid);
+    if (auto e = injected("prepare_media")) return *e;
+    MigrationMedia m;
+    if (s.cdrom) m.cdrom = "/" + h.name + "/pool/cache/" + s.cdrom->image_sha256 + ".img";
+    if (s.cloud_init) m.seed = "/" + h.name + "/pool/" + s.uuid + "-seed.iso";
+    media_[h.name][s.uuid] = m;
+    return m;
+  }
+  Status remove_media(const Host& h, const std::string& op, const std::string& uuid,
+                      const std::string&) override {
+    std::lock_guard lk(mu_);
+    log(h, "remove_media", op, uuid);
+    if (auto e = injected("remove_media")) return *e;
+    if (domains_[h.name].count(uuid)) return conflict("domain is defined on this host");
+    media_[h.name].erase(uuid);
+    return {};
+  }
+  // The media a host holds for a domain (none: empty).
+  MigrationMedia media_on(const std::string& host, const std::string& uuid) {
+    std::lock_guard lk(mu_);
+    auto it = media_[host].find(uuid);
+    return it == media_[host].end() ? MigrationMedia{} : it->second;
+  }
+  // The last migration request sent for a domain.
+  MigrationRequest last_migration_request(const std::string& uuid) {
+    std::lock_guard lk(mu_);
+    return requests_[uuid];
+  }
+
   void complete_migration(const std::string& uuid) {
     std::lock_guard lk(mu_);
     complete_locked(uuid);
@@ -585,6 +654,9 @@ class FakeAgentApi final : public AgentApi {
     return std::nullopt;
   }
 
+  std::map<std::string, std::map<std::string, MigrationMedia>> media_;  // host → uuid →
+  std::map<std::string, MigrationRequest> requests_;                    // by uuid
+
   void complete_locked(const std::string& uuid) {
     auto [src, uri] = pending_dest_[uuid];
     std::string dest;
@@ -600,6 +672,18 @@ class FakeAgentApi final : public AgentApi {
       st.state = MigrationState::failed;
       st.error = *e;
       return;
+    }
+    // CD-ROMs: QEMU on the destination opens the files the request names, which its
+    // agent must have made.
+    if (auto sp = specs_.find(uuid);
+        sp != specs_.end() && (sp->second.cdrom || sp->second.cloud_init)) {
+      const MigrationMedia& asked = requests_[uuid].media;
+      auto made = media_[dest].find(uuid);
+      if (made == media_[dest].end() || made->second != asked) {
+        st.state = MigrationState::failed;
+        st.error = internal_error("Cannot access storage file of a CD-ROM on " + dest);
+        return;
+      }
     }
     domains_[dest][uuid] = domains_[src][uuid];
     domains_[src].erase(uuid);
