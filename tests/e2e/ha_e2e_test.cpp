@@ -4,7 +4,9 @@
 // QEMU that dies on a healthy host is started again there. Every step is checked with
 // virsh on every host: no VM ever runs twice.
 #include "tests/e2e/two_host_lab.hpp"
+#include "tests/lab/ipmi_bmc.hpp"
 
+#include <atomic>
 #include <csignal>
 #include <set>
 
@@ -16,6 +18,42 @@ namespace {
 
 class HaE2E : public e2e::TwoHostLab {
  protected:
+  // Heartbeats every second (the agents'), a host unreachable after 3 s of silence and
+  // down after 6 s: the tuning docs/ha.md gives for fast failover.
+  static void SetUpTestSuite() {
+    controller_config_ = {{"unreachable_after_ms", 3000}, {"down_after_ms", 6000}};
+    TwoHostLab::SetUpTestSuite();
+  }
+
+  // mig-a's power, as its BMC sees it. The BMC's thread asks for a power-off; the test's
+  // thread carries it out (the lab is not thread-safe) in its wait loops.
+  inline static std::atomic<bool> a_powered_{true};
+  inline static std::atomic<bool> a_off_requested_{false};
+  static lab::BmcPower a_power() {
+    return {[] { return a_powered_.load(); },
+            [] {
+              a_off_requested_ = true;
+              for (int i = 0; i < 600 && a_powered_; ++i) std::this_thread::sleep_for(100ms);
+            },
+            {}};
+  }
+  static void serve_power() {
+    if (a_off_requested_ && a_powered_) {
+      EXPECT_TRUE(lab_->kill_host(hosts_["mig-a"]).ok());
+      a_powered_ = false;
+    }
+  }
+  // What each host's own libvirtd says, asked inside the host (a partition does not stop
+  // the question): the number of hosts running `vm`.
+  static int copies_inside(const std::string& vm) {
+    int n = 0;
+    for (auto& [name, h] : hosts_) {
+      auto r = lab_->exec_in_host(h, {"virsh", "-q", "-c", "qemu:///system", "domstate", vm});
+      n += r && r->success() && r->out.substr(0, r->out.find('\n')) == "running";
+    }
+    return n;
+  }
+
   // A 64 MiB VM made on mig-a (mig-b cordoned meanwhile, so that it is not pinned there).
   static ::testing::AssertionResult create_on_a(const std::string& vm, bool ha) {
     if (!api("PATCH", "/v1/hosts/mig-b", R"({"schedulable":false})"))
@@ -53,7 +91,8 @@ class HaE2E : public e2e::TwoHostLab {
   template <typename F>
   static bool wait_for(F&& done, int seconds, const std::string& vm) {
     for (int i = 0; i < seconds * 5; ++i) {
-      EXPECT_LE(running_copies(vm), 1) << "a VM must never run twice" << hosts_report(vm);
+      serve_power();
+      EXPECT_LE(copies_inside(vm), 1) << "a VM must never run twice" << hosts_report(vm);
       if (done()) return true;
       std::this_thread::sleep_for(200ms);
     }
@@ -64,6 +103,8 @@ class HaE2E : public e2e::TwoHostLab {
     auto back = lab_->restart_host(hosts_["mig-a"]);
     ASSERT_TRUE(back.ok()) << back.error().message;
     hosts_["mig-a"] = *back;
+    a_powered_ = true;
+    a_off_requested_ = false;
     ASSERT_TRUE(start_agent("mig-a").ok());
     ASSERT_TRUE(wait_host_up("mig-a").ok());
     ASSERT_TRUE(wait_fresh_heartbeats("mig-a").ok());
@@ -167,6 +208,48 @@ TEST_F(HaE2E, AnHaVmWhoseQemuDiesStartsAgainOnItsHost) {
   EXPECT_EQ(vm_record("ha3")["desired_state"], "running");
   EXPECT_EQ(vm_record("ha3")["ha"]["restarts"], 1);
   EXPECT_TRUE(remove_vm("ha3"));
+}
+
+TEST_F(HaE2E, ACutOffHostIsFencedThroughItsBmcBeforeItsHaVmRunsElsewhere) {
+  ASSERT_TRUE(create_on_a("ha4", true));
+  const std::string password = "bmc-lab-secret";
+  auto bmc = lab::IpmiBmc::start(runner_, lab_->work_dir() / "bmc-mig-a", password, a_power());
+  ASSERT_TRUE(bmc.ok()) << bmc.error().message;
+  json options = json::object();
+  for (const auto& [k, v] : (*bmc)->fence_options(password)) options[k] = v;
+  auto set = api("PUT", "/v1/hosts/mig-a/fencing",
+                 json{{"devices", {{{"agent", "fence_ipmilan"}, {"options", options}}}}}.dump());
+  ASSERT_TRUE(set.ok()) << set.error().message;
+
+  // mig-a is cut off; its guest keeps running there. It must be powered off before its
+  // VM runs anywhere else.
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(lab_->partition_host(hosts_["mig-a"]).ok());
+  ASSERT_TRUE(wait_for(
+      [] {
+        const json r = vm_record("ha4");
+        return r["host"] == "mig-b" && r["state"] == "running";
+      },
+      120, "ha4"))
+      << vm_record("ha4").dump() << "\nBMC:\n" << (*bmc)->requests() << hosts_report("ha4");
+  std::printf("[   INFO   ] ha4 ran on mig-b %.1f s after mig-a was cut off\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  EXPECT_FALSE(a_powered_) << "the VM runs elsewhere while mig-a was never powered off";
+  EXPECT_NE((*bmc)->requests().find("set power 0"), std::string::npos) << (*bmc)->requests();
+  auto host = api("GET", "/v1/hosts/mig-a");
+  ASSERT_TRUE(host.ok());
+  EXPECT_EQ((*host)["state"], "fenced");
+  const auto restarts = ha_restarts("ha4");
+  ASSERT_EQ(restarts.size(), 1u);
+  EXPECT_EQ(restarts[0]["params"]["evidence"]["kind"], "fence");
+  EXPECT_EQ(copies_inside("ha4"), 1);
+
+  ASSERT_TRUE(lab_->heal_host(hosts_["mig-a"]).ok());
+  bring_back_a();
+  EXPECT_EQ(domstate("mig-a", "ha4"), "shut off");
+  EXPECT_EQ(copies_inside("ha4"), 1);
+  EXPECT_TRUE(api("PUT", "/v1/hosts/mig-a/fencing", R"({"devices":[]})").ok());
+  EXPECT_TRUE(remove_vm("ha4"));
 }
 
 }  // namespace

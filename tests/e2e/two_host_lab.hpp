@@ -204,11 +204,17 @@ class TwoHostLab : public ::testing::Test {
   static Status start_controller() {
     SpawnOptions so;
     so.stdout_path = so.stderr_path = (lab_->work_dir() / "controller.log").string();
-    auto pid = runner_.spawn(
-        {KVMFLEET_CONTROLLER_BIN, "--database", (lab_->work_dir() / "controller.db").string(),
-         "--bootstrap-token-file", (lab_->work_dir() / "admin.token").string(), "--listen-address",
-         lab_->bridge_address(), "--listen-port", std::to_string(port_)},
-        so);
+    std::vector<std::string> argv = {
+        KVMFLEET_CONTROLLER_BIN,   "--database",       (lab_->work_dir() / "controller.db").string(),
+        "--bootstrap-token-file",  (lab_->work_dir() / "admin.token").string(),
+        "--listen-address",        lab_->bridge_address(),
+        "--listen-port",           std::to_string(port_)};
+    if (!controller_config_.empty()) {
+      const auto file = lab_->work_dir() / "controller.json";
+      std::ofstream(file) << controller_config_.dump();
+      argv.insert(argv.end(), {"--config", file.string()});
+    }
+    auto pid = runner_.spawn(argv, so);
     if (!pid) return pid.take_error();
     controller_ = *pid;
     http::BeastClient c;
@@ -274,6 +280,9 @@ class TwoHostLab : public ::testing::Test {
   inline static std::string url_, token_, setup_error_;
   inline static std::uint16_t port_ = 0;
   inline static pid_t controller_ = 0;
+  // The controller's configuration file, when a suite sets one before its setup (the
+  // command line's database, token file and listen address still apply).
+  inline static json controller_config_;
 };
 
 }  // namespace kvmfleet::e2e
