@@ -58,6 +58,7 @@ Controller::~Controller() {
 void Controller::start() {
   runner_.start();
   storage_monitor_.start();
+  fencing_.start();
   // Ticks are due on a fixed schedule from now; how late one runs is the controller's own
   // lag (a stall of the process, a pass that waited on a lock), which liveness does not
   // count against hosts. Ticks missed meanwhile are not made up.
@@ -76,6 +77,7 @@ void Controller::stop() {
   stop_ticking_.raise();
   if (ticker_.joinable()) ticker_.join();
   storage_monitor_.stop();
+  fencing_.stop();
   runner_.stop();
 }
 

@@ -166,6 +166,24 @@ FenceService::FenceService(ClusterState& state, Operations& operations, Operatio
   });
 }
 
+FenceService::~FenceService() {
+  stop();
+}
+
+void FenceService::start() {
+  if (monitor_.joinable()) return;
+  monitor_ = std::thread([this] {
+    do {
+      monitor_all();
+    } while (clock_.sleep_for(timings_.monitor_interval, stop_monitor_));
+  });
+}
+
+void FenceService::stop() {
+  stop_monitor_.raise();
+  if (monitor_.joinable()) monitor_.join();
+}
+
 Result<json> FenceService::set_devices(const std::string& host, std::vector<DeviceInput> devices) {
   for (std::size_t i = 0; i < devices.size(); ++i)
     if (auto st = agent_.check_available(devices[i].agent); !st)
@@ -325,9 +343,10 @@ Status FenceService::run_fence(OpContext& ctx, const HostFenceParams& p, HostFen
     return ctx.state().update([&](const ClusterState::Data& d, WriteBatch& b) -> Status {
       const Host* h = d.find_host(name);
       if (!h || h->state == to || (only_from && h->state != *only_from)) return {};
+      // proven_down stays: a fenced host fenced again that fails goes back to fenced
+      // with the evidence it had.
       Host next = *h;
       next.state = to;
-      if (to != HostState::fenced) next.proven_down.reset();
       b.put_hosts.push_back(std::move(next));
       return {};
     });

@@ -309,6 +309,30 @@ TEST_F(FencingTest, ASecretGivenAsSetKeepsTheStoredValue) {
   EXPECT_EQ(host("node1").fence_devices, h.fence_devices);
 }
 
+TEST_F(FencingTest, MonitorTellsWhetherAHostIsFenceable) {
+  host_up("node1");
+  host_up("node2");
+  set_two_devices("node1");
+  EXPECT_TRUE(ctl_->fencing().summary(host("node1"))["fenceable"].is_null());
+  fence_->device("10.0.0.1").reachable = false;
+  ctl_->fencing().monitor_all();
+  auto s = ctl_->fencing().summary(host("node1"));
+  EXPECT_EQ(s["fenceable"], true);
+  EXPECT_EQ(s["devices"], 2);
+  ASSERT_EQ(s["monitor"].size(), 2u);
+  EXPECT_NE(s["monitor"][0].get<std::string>().find("monitor failed"), std::string::npos);
+  EXPECT_EQ(s["monitor"][1], "ok");
+  EXPECT_EQ(s["monitored_at"], format_time(clock_.now()));
+  fence_->device("10.0.0.2").reachable = false;
+  ctl_->fencing().monitor_all();
+  EXPECT_EQ(ctl_->fencing().summary(host("node1"))["fenceable"], false);
+  // Monitoring changes no power and no state.
+  EXPECT_EQ(host("node1").state, HostState::up);
+  for (const auto& r : fence_->requests()) EXPECT_EQ(r.action, fencing::FenceAction::monitor);
+  // A host without devices is not monitored.
+  EXPECT_TRUE(ctl_->fencing().summary(host("node2"))["fenceable"].is_null());
+}
+
 TEST(FencingParse, BadBodiesAreRefusedWithStableReasons) {
   const std::vector<std::pair<const char*, const char*>> cases = {
       {R"([])", "not_object"},

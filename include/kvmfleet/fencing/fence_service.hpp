@@ -32,6 +32,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace kvmfleet::fencing {
@@ -85,6 +86,10 @@ class FenceService {
   // The admin's word that the host runs nothing: `fenced` with ProvenDown
   // {confirm_down, reason, principal}. conflict for a host that is up.
   Status confirm_down(const Principal& who, const std::string& host, const std::string& reason);
+  ~FenceService();
+  // A thread that runs monitor_all() at once, then every monitor_interval on the clock.
+  void start();
+  void stop();
   // Periodic: fences the hosts that turned down by liveness (unless the guard holds).
   void tick();
   // Monitors every device of every host once (`monitor`, then `status`), recording
@@ -119,6 +124,8 @@ class FenceService {
   FencingTimings timings_;
   mutable std::mutex mu_;  // never held while calling into ClusterState
   std::map<std::string, HostFencing> runtime_;
+  Interrupt stop_monitor_;
+  std::thread monitor_;
 };
 
 }  // namespace kvmfleet::fencing
