@@ -5,6 +5,7 @@
 // controller's view and checked by openapi_check.py; and the typed readers judge a table
 // of stored params and results, which the kinds' schemas must judge the same way.
 #include "checker.hpp"
+#include "kvmfleet/fencing/fence_params.hpp"
 
 #include "kvmfleet/api/views.hpp"
 #include "kvmfleet/migration/migration_params.hpp"
@@ -179,6 +180,16 @@ std::vector<Operation> every_kind() {
   add(SnapshotDeleteParams{kSnapId, "nightly"}, SnapshotDeleteResult{}, "volume", kVolId);
   add(SnapshotRevertParams{kSnapId, "nightly"}, SnapshotRevertResult{true, "unavailable: x"},
       "volume", kVolId);
+  add(fencing::HostFenceParams{"admin"},
+      fencing::HostFenceResult{"node1", "down", true, "device 2 (fence_ipmilan)", 1,
+                               std::vector<std::string>{"off failed (exit code 1): x", "fenced"},
+                               std::nullopt},
+      "host", "node1");
+  add(fencing::HostFenceParams{"liveness"},
+      fencing::HostFenceResult{"node1", "down", false, std::nullopt, 3,
+                               std::vector<std::string>{"off failed (exit code 1): x"},
+                               std::nullopt},
+      "host", "node1", OpState::failed);
   // Not started yet: every kind's result is empty then.
   add(VolumeGrowParams{8ULL << 30}, VolumeGrowResult{}, "volume", kVolId, OpState::pending);
   add(SnapshotRevertParams{kSnapId, "nightly"}, SnapshotRevertResult{}, "volume", kVolId,
@@ -211,7 +222,7 @@ TEST(OperationContract, EveryKindsParamsAndResultMatchTheContract) {
   lines.push_back(
       exchange("/v1/operations", "/v1/operations", {{"items", items}, {"next_cursor", nullptr}}));
   // Every kind there is, once at least.
-  EXPECT_EQ(kinds.size(), 18u);
+  EXPECT_EQ(kinds.size(), 19u);
   const std::string path = kRecordDir + "/recorded-operation-kinds.jsonl";
   {
     std::ofstream out(path, std::ios::trunc);
