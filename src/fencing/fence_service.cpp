@@ -271,11 +271,11 @@ Status FenceService::confirm_down(const Principal& who, const std::string& host,
   return {};
 }
 
-void FenceService::note_failure(const std::string& host, const std::string& why, bool automatic) {
+// An admin's fence that failed delays the automatic one too: it just tried every device.
+void FenceService::note_failure(const std::string& host, const std::string& why) {
   std::lock_guard lk(mu_);
   auto& rt = runtime_[host];
   rt.last_error = why;
-  if (!automatic) return;
   ++rt.failures;
   auto delay = timings_.retry_backoff;
   for (int i = 1; i < rt.failures && delay < timings_.retry_backoff_max; ++i) delay *= 2;
@@ -399,7 +399,7 @@ Status FenceService::run_fence(OpContext& ctx, const HostFenceParams& p, HostFen
           return {};
         });
         if (!st) {
-          note_failure(name, st.error().message, automatic);
+          note_failure(name, st.error().message);
           return st;
         }
         outcomes.push_back("fenced");
@@ -425,7 +425,7 @@ Status FenceService::run_fence(OpContext& ctx, const HostFenceParams& p, HostFen
   std::string all;
   for (const auto& o : r.devices.value_or(std::vector<std::string>{}))
     all += (all.empty() ? "" : "; ") + o;
-  note_failure(name, all, automatic);
+  note_failure(name, all);
   spdlog::error(
       "host {}: no fence device powered it off ({} rounds); it is not fenced and its "
       "VMs wait",

@@ -103,7 +103,7 @@ class FenceService {
 
  private:
   struct HostFencing {
-    int failures = 0;                     // automatic operations that failed in a row
+    int failures = 0;                     // operations that failed in a row
     Clock::steady_time_point next_try{};  // when the next automatic one may start
     std::string last_error;               // of the last operation that failed
     std::optional<Clock::time_point> monitored_at;
@@ -113,7 +113,7 @@ class FenceService {
   // One device: off, then status until off. Empty when it fenced the host, else why not.
   std::optional<std::string> fence_with(OpContext& ctx, std::size_t index,
                                         const FenceDevice& device, Clock::time_point& confirmed);
-  void note_failure(const std::string& host, const std::string& why, bool automatic);
+  void note_failure(const std::string& host, const std::string& why);
   void note_success(const std::string& host);
 
   ClusterState& state_;
