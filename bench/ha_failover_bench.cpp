@@ -55,9 +55,9 @@ class HaFailoverBench : public e2e::TwoHostLab {
     bool ok = true;
     for (int i = 0; i < n && ok; ++i) {
       const std::string name = "f" + std::to_string(run) + "-" + std::to_string(i);
-      auto c = api("POST", "/v1/vms?wait=120",
-                   json{{"name", name}, {"memory_mib", 64}, {"ha", true}, {"start", true}}.dump(),
-                   150);
+      auto c =
+          api("POST", "/v1/vms?wait=120",
+              json{{"name", name}, {"memory_mib", 64}, {"ha", true}, {"start", true}}.dump(), 150);
       ok = c && (*c)["state"] == "succeeded";
       names.push_back(name);
     }

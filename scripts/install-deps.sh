@@ -38,6 +38,7 @@ kmod cpio busybox-static
 packages="$packages
 iproute2 util-linux coreutils passwd curl openssl python3 python3-jsonschema python3-yaml
 wrk nginx-light etcd-server etcd-client
+openipmi ipmitool fence-agents
 "
 
 missing=""

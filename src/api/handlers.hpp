@@ -26,6 +26,12 @@ void get_host(Controller& svc, Call& c);
 void patch_host(Controller& svc, Call& c);
 void delete_host(Controller& svc, Call& c);
 
+// fencing_routes.cpp
+void get_fencing(Controller& svc, Call& c);
+void put_fencing(Controller& svc, Call& c);
+void fence_host(Controller& svc, Call& c);
+void confirm_host_down(Controller& svc, Call& c);
+
 // agent_routes.cpp
 void agent_heartbeat(Controller& svc, Call& c);
 void agent_events(Controller& svc, Call& c);

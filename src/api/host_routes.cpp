@@ -11,7 +11,10 @@ std::optional<json> host_view_of(Controller& svc, const std::string& name) {
     const Host* h = d.find_host(name);
     return h ? std::optional<HostFacts>(host_facts(*h, d)) : std::nullopt;
   });
-  return facts ? std::optional<json>(host_view(*facts)) : std::nullopt;
+  if (!facts) return std::nullopt;
+  json view = host_view(*facts);
+  view["fencing"] = svc.fencing().summary(facts->host);
+  return view;
 }
 
 }  // namespace
@@ -39,7 +42,10 @@ void list_hosts(Controller& svc, Call& c) {
     return facts;
   });
   json items = json::array();
-  for (const auto& f : page) items.push_back(host_view(f));
+  for (const auto& f : page) {
+    items.push_back(host_view(f));
+    items.back()["fencing"] = svc.fencing().summary(f.host);
+  }
   c.ok(HttpStatus::ok,
        {{"items", std::move(items)}, {"next_cursor", next.empty() ? json(nullptr) : json(next)}});
 }

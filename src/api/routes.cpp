@@ -31,6 +31,12 @@ const std::vector<Route>& routes() {
       {patch, "/v1/hosts/{host}", admin, {}, patch_host},
       {delete_, "/v1/hosts/{host}", admin, {}, delete_host},
 
+      // fencing
+      {get, "/v1/hosts/{host}/fencing", admin, {}, get_fencing},
+      {put, "/v1/hosts/{host}/fencing", admin, {}, put_fencing},
+      {post, "/v1/hosts/{host}/fence", admin, {"wait"}, fence_host},
+      {post, "/v1/hosts/{host}/confirm-down", admin, {}, confirm_host_down},
+
       // agent
       {post, "/v1/agent/heartbeat", agent, {}, agent_heartbeat},
       {post, "/v1/agent/events", agent, {}, agent_events},

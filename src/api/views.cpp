@@ -102,6 +102,12 @@ json host_view(const HostFacts& f) {
       {"unknown_domains", unknown},
       {"last_heartbeat", h.last_heartbeat ? json(format_time(*h.last_heartbeat)) : json(nullptr)},
       {"storage", h.storage},
+      {"proven_down", h.proven_down ? json{{"kind", h.proven_down->kind},
+                                           {"detail", h.proven_down->detail},
+                                           {"by", h.proven_down->by},
+                                           {"at", format_time(h.proven_down->at)}}
+                                    : json(nullptr)},
+      {"fencing", {{"devices", h.fence_devices.size()}}},
       {"created_at", format_time(h.created_at)}};
 }
 

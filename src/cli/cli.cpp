@@ -22,6 +22,13 @@ commands:
   host get NAME                       show one host
   host add NAME AGENT_URL             register a host (prints its agent token)
   host cordon|uncordon NAME           make a host unschedulable / schedulable
+  host fencing show NAME              a host's fence devices (secrets show as set)
+  host fencing set NAME FILE          set a host's fence devices from a JSON file:
+                                      {"devices": [{"agent": "fence_ipmilan",
+                                      "options": {"ip": ..., "password": ...}}]}
+  host fence NAME [--wait SECONDS]    power a host off with its fence devices
+  host confirm-down NAME --reason TEXT
+                                      an admin's word that a host runs nothing
   vms [--host H] [--state S]          list VMs
   vm get ID|NAME                      show one VM
   vm create NAME --memory MIB [--vcpus N] [--disk GIB]... [--host H]
@@ -414,6 +421,9 @@ class Runner {
           call("PATCH", "/v1/hosts/" + url_encode(p[2]), json{{"schedulable", p[1] == "uncordon"}});
       return j ? show(*j, host_cols) : 1;
     }
+    if (cmd == "host" && p.size() >= 2 &&
+        (p[1] == "fencing" || p[1] == "fence" || p[1] == "confirm-down"))
+      return fencing_command(p, host_cols);
     if (cmd == "vms" && p.size() == 1) {
       std::string q = "?limit=1000";
       if (a_.has("--host")) q += "&host=" + url_encode(a_.get("--host"));
@@ -624,6 +634,64 @@ class Runner {
   }
 
  private:
+  // host fencing show|set, host fence, host confirm-down.
+  int fencing_command(const std::vector<std::string>& p,
+                      const std::vector<std::string>& host_cols) {
+    if (p[1] == "fencing" && p.size() == 4 && p[2] == "show") {
+      auto j = call("GET", "/v1/hosts/" + url_encode(p[3]) + "/fencing");
+      return j ? show_devices(*j) : 1;
+    }
+    if (p[1] == "fencing" && p.size() == 5 && p[2] == "set") {
+      // From a file, so that passwords are on no command line.
+      auto text = read_text_file(p[4]);
+      if (!text) {
+        err_ << "kvmfleet: cannot read " << p[4] << "\n";
+        return 2;
+      }
+      auto body = json::parse(*text, nullptr, false);
+      if (body.is_discarded()) {
+        err_ << "kvmfleet: " << p[4] << " does not hold JSON\n";
+        return 2;
+      }
+      auto j = call("PUT", "/v1/hosts/" + url_encode(p[3]) + "/fencing", body);
+      return j ? show_devices(*j) : 1;
+    }
+    if (p[1] == "fence" && p.size() == 3) {
+      auto j = call("POST", "/v1/hosts/" + url_encode(p[2]) + "/fence" + wait_query(),
+                    json::object(), wait_seconds());
+      if (!j) return 1;
+      const int rc = show_operation(*j);
+      if (!json_ && j->contains("result") && (*j)["result"].contains("devices"))
+        for (const auto& outcome : (*j)["result"]["devices"]) out_ << "  " << cell(outcome) << "\n";
+      return rc;
+    }
+    if (p[1] == "confirm-down" && p.size() == 3) {
+      if (!a_.has("--reason")) {
+        err_ << "kvmfleet: --reason is required\n";
+        return 2;
+      }
+      auto j = call("POST", "/v1/hosts/" + url_encode(p[2]) + "/confirm-down",
+                    json{{"reason", a_.get("--reason")}});
+      return j ? show(*j, host_cols) : 1;
+    }
+    err_ << "kvmfleet: unknown command\n" << kUsage;
+    return 2;
+  }
+
+  int show_devices(const json& j) {
+    if (json_) return show(j, {});
+    std::vector<std::vector<std::string>> rows;
+    int n = 0;
+    for (const auto& d : j["devices"]) {
+      std::string opts;
+      for (const auto& [k, v] : d["options"].items())
+        opts += (opts.empty() ? "" : " ") + k + "=" + (v.is_object() ? "(set)" : cell(v));
+      rows.push_back({std::to_string(++n), d["agent"].get<std::string>(), opts});
+    }
+    print_table(out_, {"#", "AGENT", "OPTIONS"}, rows);
+    return 0;
+  }
+
   // `image upload`: the record, then the data streamed from the file.
   int upload_image(const std::string& name, const std::string& file) {
     json body = {{"name", name}};

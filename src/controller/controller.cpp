@@ -21,7 +21,8 @@ constexpr std::chrono::seconds kTickInterval{1};
 Controller::Controller(ClusterState& state, AgentApi& agents, const ControllerConfig& config,
                        const Clock& clock, boost::asio::io_context& ioc,
                        std::shared_ptr<images::ImageTool> image_tool,
-                       std::shared_ptr<console::AgentConsole> agent_console)
+                       std::shared_ptr<console::AgentConsole> agent_console,
+                       std::shared_ptr<fencing::FenceAgent> fence_agent)
     : state_(state),
       config_(config),
       clock_(clock),
@@ -42,7 +43,10 @@ Controller::Controller(ClusterState& state, AgentApi& agents, const ControllerCo
       agent_console_(agent_console ? std::move(agent_console)
                                    : std::make_shared<console::HttpAgentConsole>(
                                          ioc, console_client_, config.agent_ca_file)),
-      console_(state, *agent_console_) {
+      console_(state, *agent_console_),
+      fence_agent_(fence_agent ? std::move(fence_agent)
+                               : std::make_shared<fencing::CommandFenceAgent>(fence_processes_)),
+      fencing_(state, operations_, runner_, hosts_, *fence_agent_, clock) {
   register_vm_operations(runner_);
   register_migration_operations(runner_);
   register_ha_operations(runner_);
@@ -57,6 +61,7 @@ Controller::~Controller() {
 void Controller::start() {
   runner_.start();
   storage_monitor_.start();
+  fencing_.start();
   // Ticks are due on a fixed schedule from now; how late one runs is the controller's own
   // lag (a stall of the process, a pass that waited on a lock), which liveness does not
   // count against hosts. Ticks missed meanwhile are not made up.
@@ -75,11 +80,13 @@ void Controller::stop() {
   stop_ticking_.raise();
   if (ticker_.joinable()) ticker_.join();
   storage_monitor_.stop();
+  fencing_.stop();
   runner_.stop();
 }
 
 void Controller::tick() {
   hosts_.check_liveness();
+  fencing_.tick();
   ha_.tick();
   if (auto st = operations_.prune(config_.operation_retention); !st)
     spdlog::warn("pruning finished operations failed: {}", st.error().message);

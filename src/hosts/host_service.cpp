@@ -131,15 +131,22 @@ Status HostService::heartbeat(const Principal& who, const std::string& host,
         // the store holds up is timed from the start (liveness.hpp), so a flap lost with
         // the process is found again within unreachable_after, and the store is not
         // written twice per flap.
+        // A fenced (or fencing) host heard again runs after all: it is up, and the evidence
+        // that it ran nothing no longer holds.
         const bool material =
-            h->state == HostState::down || (!agent_url.empty() && h->agent_url != agent_url) ||
+            h->state == HostState::down || h->state == HostState::fencing ||
+            h->state == HostState::fenced || (!agent_url.empty() && h->agent_url != agent_url) ||
             h->inventory.host_uuid != inventory.host_uuid || h->inventory.cpus != inventory.cpus ||
             h->inventory.memory_total_mib != inventory.memory_total_mib ||
             h->inventory.libvirt_version != inventory.libvirt_version ||
             h->inventory.qemu_version != inventory.qemu_version;
-        if (h->state != HostState::up) spdlog::info("host {} is up", host);
+        if (h->state == HostState::fenced || h->state == HostState::fencing)
+          spdlog::warn("host {} was {} and is heard again: up", host, to_string(h->state));
+        else if (h->state != HostState::up)
+          spdlog::info("host {} is up", host);
         Host next = *h;
         next.state = HostState::up;
+        next.proven_down.reset();
         if (!agent_url.empty()) next.agent_url = agent_url;
         domains =
             merge_domain_report(d, host, h->inventory.domains, inventory.domains, inventory.stamp);

@@ -300,6 +300,12 @@ void to_json(json& j, const Host& h) {
                         {"detail", h.proven_down->detail},
                         {"by", h.proven_down->by},
                         {"at", format_time(h.proven_down->at)}};
+  if (!h.fence_devices.empty()) {
+    json devices = json::array();
+    for (const auto& d : h.fence_devices)
+      devices.push_back({{"agent", d.agent}, {"options", d.options}, {"secrets", d.secrets}});
+    j["fence_devices"] = std::move(devices);
+  }
 }
 void from_json(const json& j, Host& h) {
   h.name = j.at("name").get<std::string>();
@@ -313,6 +319,12 @@ void from_json(const json& j, Host& h) {
   if (auto it = j.find("proven_down"); it != j.end() && it->is_object())
     h.proven_down = ProvenDown{it->value("kind", ""), it->value("detail", ""), it->value("by", ""),
                                time_from(*it, "at")};
+  if (auto it = j.find("fence_devices"); it != j.end() && it->is_array())
+    for (const auto& d : *it)
+      h.fence_devices.push_back(
+          FenceDevice{d.at("agent").get<std::string>(),
+                      d.value("options", std::map<std::string, std::string>{}),
+                      d.value("secrets", std::map<std::string, std::string>{})});
   h.created_at = time_from(j, "created_at");
 }
 

@@ -141,6 +141,10 @@ std::string dump(const json& j) {
 std::string agent_secret_place(const std::string& host) {
   return "hosts/" + host + "/agent_secret";
 }
+std::string fence_secret_place(const std::string& host, std::size_t device,
+                               const std::string& key) {
+  return "hosts/" + host + "/fence_devices/" + std::to_string(device) + "/" + key;
+}
 std::string chap_place(const std::string& pool, std::size_t target) {
   return "storage_pools/" + pool + "/targets/" + std::to_string(target) + "/chap";
 }
@@ -357,6 +361,12 @@ Result<json> SqliteStore::host_row(const Host& h) const {
     if (!sealed) return sealed.take_error();
     j["agent_secret"] = std::move(*sealed);
   }
+  for (std::size_t i = 0; i < h.fence_devices.size(); ++i)
+    for (const auto& [key, value] : h.fence_devices[i].secrets) {
+      auto sealed = box_.seal(value, fence_secret_place(h.name, i, key));
+      if (!sealed) return sealed.take_error();
+      j["fence_devices"][i]["secrets"][key] = std::move(*sealed);
+    }
   return j;
 }
 
@@ -374,6 +384,13 @@ Result<json> SqliteStore::pool_row(const StoragePool& p) const {
 // A value without the sealed prefix was written in plain text by an older controller:
 // it is read as it is and sealed when its record is next written.
 Status SqliteStore::open_secrets(Host& h) const {
+  for (std::size_t i = 0; i < h.fence_devices.size(); ++i)
+    for (auto& [key, value] : h.fence_devices[i].secrets) {
+      if (!SecretBox::is_sealed(value)) continue;
+      auto plain = box_.open(value, fence_secret_place(h.name, i, key));
+      if (!plain) return bad_row("hosts", h.name, "has a fence secret that does not decrypt");
+      value = std::move(*plain);
+    }
   if (!SecretBox::is_sealed(h.agent_secret)) return ok_status();
   auto plain = box_.open(h.agent_secret, agent_secret_place(h.name));
   if (!plain) return bad_row("hosts", h.name, "has an agent secret that does not decrypt");

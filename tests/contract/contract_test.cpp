@@ -468,6 +468,54 @@ TEST_F(ControllerContract, EveryEndpointAnswersAsTheContractSays) {
   ASSERT_EQ(
       post("/v1/hosts", "/v1/hosts", admin, {{"name", "node2"}, {"agent_url", agent_url()}}).status,
       201u);
+  // Fencing: devices (the real fence_ipmilan of Debian's fence-agents), a fence refused
+  // for a host without devices, confirm-down refused for an up host and given for node2,
+  // which was never heard.
+  const std::string fencing = "/v1/hosts/{name}/fencing";
+  auto put_fencing = [&](const std::string& name, const json& body, const std::string& token) {
+    return send({.method = "PUT",
+                 .target = "/v1/hosts/" + name + "/fencing",
+                 .path_template = fencing,
+                 .token = token,
+                 .body = body.dump()});
+  };
+  EXPECT_EQ(get("/v1/hosts/node2/fencing", fencing, admin).status, 200u);
+  EXPECT_EQ(get("/v1/hosts/node2/fencing", fencing, viewer_token).status, 403u);
+  EXPECT_EQ(get("/v1/hosts/ghost/fencing", fencing, admin).status, 404u);
+  const json ipmi = {{"devices",
+                      {{{"agent", "fence_ipmilan"},
+                        {"options",
+                         {{"ip", "127.0.0.1"},
+                          {"ipport", 9},
+                          {"username", "admin"},
+                          {"password", "contract-secret"},
+                          {"lanplus", true}}}}}}};
+  auto set = put_fencing("node2", ipmi, admin);
+  ASSERT_EQ(set.status, 200u) << set.body;
+  EXPECT_EQ(set.body.find("contract-secret"), std::string::npos);
+  EXPECT_EQ(set.json()["devices"][0]["options"]["password"], json({{"set", true}}));
+  EXPECT_EQ(put_fencing("node2", {{"devices", {{{"agent", "ipmitool"}}}}}, admin).status, 400u);
+  EXPECT_EQ(put_fencing("node2", ipmi, operator_token).status, 403u);
+  EXPECT_EQ(put_fencing("ghost", ipmi, admin).status, 404u);
+  ASSERT_EQ(put_fencing("node2", {{"devices", json::array()}}, admin).status, 200u);
+  const std::string fence = "/v1/hosts/{name}/fence";
+  auto no_devices = post("/v1/hosts/node2/fence", fence, admin, json::object());
+  EXPECT_EQ(no_devices.status, 409u) << no_devices.body;
+  EXPECT_EQ(post("/v1/hosts/node2/fence", fence, operator_token, json::object()).status, 403u);
+  EXPECT_EQ(post("/v1/hosts/ghost/fence", fence, admin, json::object()).status, 404u);
+  EXPECT_EQ(post("/v1/hosts/node2/fence", fence, admin, {{"force", true}}).status, 400u);
+  const std::string confirm = "/v1/hosts/{name}/confirm-down";
+  EXPECT_EQ(post("/v1/hosts/node1/confirm-down", confirm, admin, {{"reason", "x"}}).status, 409u);
+  EXPECT_EQ(post("/v1/hosts/node2/confirm-down", confirm, admin, json::object()).status, 400u);
+  EXPECT_EQ(post("/v1/hosts/ghost/confirm-down", confirm, admin, {{"reason", "x"}}).status, 404u);
+  EXPECT_EQ(post("/v1/hosts/node2/confirm-down", confirm, operator_token, {{"reason", "x"}}).status,
+            403u);
+  auto confirmed = post("/v1/hosts/node2/confirm-down", confirm, admin, {{"reason", "unplugged"}});
+  ASSERT_EQ(confirmed.status, 200u) << confirmed.body;
+  EXPECT_EQ(confirmed.json().value("state", ""), "fenced");
+  EXPECT_EQ(confirmed.json()["proven_down"].value("kind", ""), "confirm_down");
+  EXPECT_EQ(get("/v1/hosts/node2", "/v1/hosts/{name}", viewer_token).json().value("state", ""),
+            "fenced");
   EXPECT_EQ(del("/v1/hosts/node2", "/v1/hosts/{name}", operator_token).status, 403u);
   EXPECT_EQ(del("/v1/hosts/node2", "/v1/hosts/{name}", admin).status, 200u);
   EXPECT_EQ(del("/v1/hosts/node2", "/v1/hosts/{name}", admin).status, 404u);

@@ -5,6 +5,8 @@
 // controller's view and checked by openapi_check.py; and the typed readers judge a table
 // of stored params and results, which the kinds' schemas must judge the same way.
 #include "checker.hpp"
+#include "kvmfleet/fencing/fence_params.hpp"
+#include "kvmfleet/ha/ha_params.hpp"
 
 #include "kvmfleet/api/views.hpp"
 #include "kvmfleet/migration/migration_params.hpp"
@@ -198,6 +200,24 @@ std::vector<Operation> every_kind() {
   add(SnapshotDeleteParams{kSnapId, "nightly"}, SnapshotDeleteResult{}, "volume", kVolId);
   add(SnapshotRevertParams{kSnapId, "nightly"}, SnapshotRevertResult{true, "unavailable: x"},
       "volume", kVolId);
+  add(fencing::HostFenceParams{"admin"},
+      fencing::HostFenceResult{"node1", "down", true, "device 2 (fence_ipmilan)", 1,
+                               std::vector<std::string>{"off failed (exit code 1): x", "fenced"},
+                               std::nullopt},
+      "host", "node1");
+  add(fencing::HostFenceParams{"liveness"},
+      fencing::HostFenceResult{"node1", "down", false, std::nullopt, 3,
+                               std::vector<std::string>{"off failed (exit code 1): x"},
+                               std::nullopt},
+      "host", "node1", OpState::failed);
+  add(VmHaRestartParams{"host_failed", "node1", "node2",
+                        ProvenDown{"fence", "device 1 (fence_ipmilan): off", "kvmfleet fencing",
+                                   Clock::time_point{std::chrono::seconds{1'800'000'000}}}},
+      VmHaRestartResult{"node2", true}, "vm", kVmId);
+  add(VmHaRestartParams{"crashed", "node1", "node1",
+                        ProvenDown{"crashed", "node1's agent reported the domain crashed", "node1",
+                                   Clock::time_point{std::chrono::seconds{1'800'000'000}}}},
+      VmHaRestartResult{std::nullopt, false}, "vm", kVmId, OpState::pending);
   // Not started yet: every kind's result is empty then.
   add(VolumeGrowParams{8ULL << 30}, VolumeGrowResult{}, "volume", kVolId, OpState::pending);
   add(SnapshotRevertParams{kSnapId, "nightly"}, SnapshotRevertResult{}, "volume", kVolId,
@@ -230,7 +250,7 @@ TEST(OperationContract, EveryKindsParamsAndResultMatchTheContract) {
   lines.push_back(
       exchange("/v1/operations", "/v1/operations", {{"items", items}, {"next_cursor", nullptr}}));
   // Every kind there is, once at least.
-  EXPECT_EQ(kinds.size(), 20u);
+  EXPECT_EQ(kinds.size(), 22u);
   const std::string path = kRecordDir + "/recorded-operation-kinds.jsonl";
   {
     std::ofstream out(path, std::ios::trunc);

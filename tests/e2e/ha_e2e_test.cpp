@@ -231,7 +231,8 @@ TEST_F(HaE2E, ACutOffHostIsFencedThroughItsBmcBeforeItsHaVmRunsElsewhere) {
         return r["host"] == "mig-b" && r["state"] == "running";
       },
       120, "ha4"))
-      << vm_record("ha4").dump() << "\nBMC:\n" << (*bmc)->requests() << hosts_report("ha4");
+      << vm_record("ha4").dump() << "\nBMC:\n"
+      << (*bmc)->requests() << hosts_report("ha4");
   std::printf("[   INFO   ] ha4 ran on mig-b %.1f s after mig-a was cut off\n",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   EXPECT_FALSE(a_powered_) << "the VM runs elsewhere while mig-a was never powered off";

@@ -204,11 +204,15 @@ class TwoHostLab : public ::testing::Test {
   static Status start_controller() {
     SpawnOptions so;
     so.stdout_path = so.stderr_path = (lab_->work_dir() / "controller.log").string();
-    std::vector<std::string> argv = {
-        KVMFLEET_CONTROLLER_BIN,   "--database",       (lab_->work_dir() / "controller.db").string(),
-        "--bootstrap-token-file",  (lab_->work_dir() / "admin.token").string(),
-        "--listen-address",        lab_->bridge_address(),
-        "--listen-port",           std::to_string(port_)};
+    std::vector<std::string> argv = {KVMFLEET_CONTROLLER_BIN,
+                                     "--database",
+                                     (lab_->work_dir() / "controller.db").string(),
+                                     "--bootstrap-token-file",
+                                     (lab_->work_dir() / "admin.token").string(),
+                                     "--listen-address",
+                                     lab_->bridge_address(),
+                                     "--listen-port",
+                                     std::to_string(port_)};
     if (!controller_config_.empty()) {
       const auto file = lab_->work_dir() / "controller.json";
       std::ofstream(file) << controller_config_.dump();

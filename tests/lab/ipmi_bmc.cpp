@@ -104,10 +104,10 @@ Result<std::unique_ptr<IpmiBmc>> IpmiBmc::start(ProcessRunner& runner, const fs:
     RunOptions ro;
     ro.timeout = 10s;
     ro.env = {{"IPMI_PASSWORD", password}};
-    auto r = runner.run({"ipmitool", "-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p",
-                         std::to_string(bmc->port_), "-U", kUser, "-E", "chassis", "power",
-                         "status"},
-                        ro);
+    auto r =
+        runner.run({"ipmitool", "-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p",
+                    std::to_string(bmc->port_), "-U", kUser, "-E", "chassis", "power", "status"},
+                   ro);
     if (r && r->success()) return bmc;
     std::this_thread::sleep_for(200ms);
   }
@@ -121,9 +121,9 @@ IpmiBmc::~IpmiBmc() {
 }
 
 std::map<std::string, std::string> IpmiBmc::fence_options(const std::string& password) const {
-  return {{"ip", "127.0.0.1"},   {"ipport", std::to_string(port_)},
-          {"username", kUser},   {"password", password},
-          {"lanplus", "1"},      {"cipher", "3"}};
+  return {{"ip", "127.0.0.1"}, {"ipport", std::to_string(port_)},
+          {"username", kUser}, {"password", password},
+          {"lanplus", "1"},    {"cipher", "3"}};
 }
 
 std::string IpmiBmc::requests() const {

@@ -13,6 +13,8 @@
 #include "kvmfleet/core/config.hpp"
 #include "kvmfleet/core/operation_runner.hpp"
 #include "kvmfleet/core/operations.hpp"
+#include "kvmfleet/fencing/fence_agent.hpp"
+#include "kvmfleet/fencing/fence_service.hpp"
 #include "kvmfleet/ha/ha_service.hpp"
 #include "kvmfleet/hosts/host_service.hpp"
 #include "kvmfleet/http/client.hpp"
@@ -35,10 +37,12 @@ class Controller {
  public:
   // `image_tool`: qemu-img for checking images; null: the real one. `agent_console`:
   // the agents' serial consoles; null: the real one (HttpAgentConsole on `ioc`).
+  // `fence_agent`: runs fence agents; null: the real one (/usr/sbin/fence_*).
   Controller(ClusterState& state, AgentApi& agents, const ControllerConfig& config,
              const Clock& clock, boost::asio::io_context& ioc,
              std::shared_ptr<images::ImageTool> image_tool = nullptr,
-             std::shared_ptr<console::AgentConsole> agent_console = nullptr);
+             std::shared_ptr<console::AgentConsole> agent_console = nullptr,
+             std::shared_ptr<fencing::FenceAgent> fence_agent = nullptr);
   ~Controller();
   Controller(const Controller&) = delete;
   Controller& operator=(const Controller&) = delete;
@@ -66,6 +70,7 @@ class Controller {
   NetworkService& networks() { return networks_; }
   images::ImageService& images() { return images_; }
   console::ConsoleService& console() { return console_; }
+  fencing::FenceService& fencing() { return fencing_; }
 
  private:
   ClusterState& state_;
@@ -87,6 +92,9 @@ class Controller {
   http::BeastClient console_client_;  // the real console link's log calls
   std::shared_ptr<console::AgentConsole> agent_console_;
   console::ConsoleService console_;
+  SystemProcessRunner fence_processes_;
+  std::shared_ptr<fencing::FenceAgent> fence_agent_;
+  fencing::FenceService fencing_;
   Interrupt stop_ticking_;  // raised once, by stop()
   std::thread ticker_;
 };

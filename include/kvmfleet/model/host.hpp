@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -83,6 +84,16 @@ struct ProvenDown {
   bool operator==(const ProvenDown&) const = default;
 };
 
+// One fence device of a host (src/fencing): a fence agent of the fence-agents family and
+// its options, in the order they are tried. `secrets` holds the options that are
+// write-only (passwords): sealed by the store, never shown by the API or logged.
+struct FenceDevice {
+  std::string agent;                           // e.g. fence_ipmilan
+  std::map<std::string, std::string> options;  // shown
+  std::map<std::string, std::string> secrets;  // never shown
+  bool operator==(const FenceDevice&) const = default;
+};
+
 struct Host {
   std::string name;
   std::string agent_url;  // where the controller reaches the agent, e.g. http://127.0.0.1:7100
@@ -99,6 +110,8 @@ struct Host {
   nlohmann::json storage = nullptr;
   // Set while the host is `fenced`; cleared when it is heard from again.
   std::optional<ProvenDown> proven_down;
+  // Tried in order to power the host off (src/fencing); empty: the host has no fencing.
+  std::vector<FenceDevice> fence_devices;
   Clock::time_point created_at{};
 };
 
