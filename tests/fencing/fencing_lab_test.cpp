@@ -7,13 +7,11 @@
 #include "kvmfleet/fencing/fence_agent.hpp"
 #include "tests/doubles/core/fake_agent_api.hpp"
 #include "tests/doubles/store/memory_store.hpp"
+#include "tests/lab/ipmi_bmc.hpp"
 
 #include <gtest/gtest.h>
 #include <boost/asio/executor_work_guard.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -30,105 +28,36 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kFenceIpmilan = "/usr/sbin/fence_ipmilan";
-constexpr const char* kIpmiSim = "/usr/bin/ipmi_sim";
-
-// A UDP port free on loopback now.
-int free_udp_port() {
-  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    if (fd >= 0) ::close(fd);
-    return -1;
-  }
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 class FencingLabTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(fs::exists(kFenceIpmilan))
         << "fence-agents is not installed (scripts/install-deps.sh)";
-    ASSERT_TRUE(fs::exists(kIpmiSim)) << "openipmi is not installed (scripts/install-deps.sh)";
+    ASSERT_TRUE(fs::exists(lab::IpmiBmc::kIpmiSim))
+        << "openipmi is not installed (scripts/install-deps.sh)";
     ASSERT_TRUE(fs::exists("/usr/bin/ipmitool")) << "ipmitool is not installed";
     dir_ = fs::temp_directory_path() / ("kvmfleet-fencing-lab-" + std::to_string(::getpid()));
     fs::remove_all(dir_);
-    fs::create_directories(dir_ / "state");
+    fs::create_directories(dir_);
 
     // The lab host: a process of ours, recorded; its power is whether it lives.
     auto host = processes_.spawn({"sleep", "100000"}, {});
     ASSERT_TRUE(host.ok()) << host.error().message;
     host_pid_ = *host;
-    std::ofstream(dir_ / "host.pid") << host_pid_ << "\n";
-    // Reaped as soon as it dies, so that the power script never sees a zombie as on.
+    // Reaped as soon as it dies, so that the BMC never sees a zombie as on.
     host_exit_ = std::async(std::launch::async, [this] {
       return processes_.wait(host_pid_, std::chrono::minutes(10));
     });
-
-    const std::string d = dir_.string();
-    {
-      std::ofstream s(dir_ / "power.sh");
-      s << "#!/bin/sh\n"
-           "# ipmi_sim's chassis control: power.sh 0x20 get power | power.sh 0x20 set power 0|1\n"
-           "pid=$(cat '"
-        << d
-        << "/host.pid')\n"
-           "echo \"$*\" >> '"
-        << d
-        << "/power.log'\n"
-           "case \"$2\" in\n"
-           "  get) if kill -0 \"$pid\" 2>/dev/null; then echo power:1; else echo power:0; fi ;;\n"
-           "  set) if [ \"$4\" = 0 ]; then kill -9 \"$pid\" 2>/dev/null; fi ;;\n"
-           "esac\n"
-           "exit 0\n";
-    }
-    fs::permissions(dir_ / "power.sh", fs::perms::owner_all);
-    port_ = free_udp_port();
-    ASSERT_GT(port_, 0);
-    std::ofstream(dir_ / "lan.conf")
-        << "name \"kvmfleet-lab\"\n"
-           "set_working_mc 0x20\n"
-           "  startlan 1\n"
-           "    addr 127.0.0.1 "
-        << port_
-        << "\n"
-           "    priv_limit admin\n"
-           "    allowed_auths_callback none md2 md5 straight\n"
-           "    allowed_auths_user none md2 md5 straight\n"
-           "    allowed_auths_operator none md2 md5 straight\n"
-           "    allowed_auths_admin none md2 md5 straight\n"
-           "    guid a123456789abcdefa123456789abcdef\n"
-           "  endlan\n"
-           "  chassis_control \""
-        << d
-        << "/power.sh 0x20\"\n"
-           "user 2 true \"admin\" \"lab-secret\" admin 10 none md2 md5 straight\n";
-    std::ofstream(dir_ / "sim.emu")
-        << "mc_setbmc 0x20\n"
-           "mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\n"
-           "sel_enable 0x20 1000 0x0a\n"
-           "mc_enable 0x20\n";
-    SpawnOptions so;
-    so.stdout_path = d + "/ipmi_sim.log";
-    so.stderr_path = so.stdout_path;
-    auto sim = processes_.spawn(
-        {kIpmiSim, "-c", d + "/lan.conf", "-f", d + "/sim.emu", "-s", d + "/state", "-n"}, so);
-    ASSERT_TRUE(sim.ok()) << sim.error().message;
-    sim_pid_ = *sim;
-
-    // The BMC answers once fence_ipmilan's status says on (the host runs).
-    fencing::CommandFenceAgent agent(processes_);
-    bool ready = false;
-    for (int i = 0; i < 30 && !ready; ++i) {
-      auto st = agent.run({"fence_ipmilan", fencing::FenceAction::status, bmc("lab-secret"), 30s});
-      ready = st.ok() && st->status == fencing::PowerStatus::on;
-      if (!ready) std::this_thread::sleep_for(200ms);
-    }
-    ASSERT_TRUE(ready) << "ipmi_sim on 127.0.0.1:" << port_ << " did not answer";
+    auto bmc = lab::IpmiBmc::start(processes_, dir_ / "bmc", "lab-secret",
+                                   {[this] { return host_alive(); },
+                                    [this] {
+                                      (void)processes_.kill(host_pid_, SIGKILL);
+                                      host_exit_.wait();
+                                    },
+                                    {}});
+    ASSERT_TRUE(bmc.ok()) << bmc.error().message;
+    bmc_ = std::move(*bmc);
 
     ASSERT_TRUE(state_.load().ok());
     io_ = std::thread([this] { ioc_.run(); });
@@ -148,7 +77,7 @@ class FencingLabTest : public ::testing::Test {
     ioc_.stop();
     if (io_.joinable()) io_.join();
     // By recorded pid only.
-    if (sim_pid_ > 0) (void)processes_.terminate(sim_pid_, 2s);
+    bmc_.reset();
     if (host_pid_ > 0) {
       (void)processes_.kill(host_pid_, SIGKILL);
       if (host_exit_.valid()) host_exit_.wait();
@@ -157,9 +86,7 @@ class FencingLabTest : public ::testing::Test {
   }
 
   std::map<std::string, std::string> bmc(const std::string& password) const {
-    return {{"ip", "127.0.0.1"},   {"ipport", std::to_string(port_)},
-            {"username", "admin"}, {"password", password},
-            {"lanplus", "1"},      {"cipher", "3"}};
+    return bmc_->fence_options(password);
   }
 
   struct Reply {
@@ -178,15 +105,15 @@ class FencingLabTest : public ::testing::Test {
     return {res.result_int(), json::parse(res.body(), nullptr, false)};
   }
   bool host_alive() const {
+    if (host_pid_ <= 0 || !host_exit_.valid()) return false;
     return ::kill(host_pid_, 0) == 0 && host_exit_.wait_for(0s) != std::future_status::ready;
   }
 
   fs::path dir_;
   SystemProcessRunner processes_;
   pid_t host_pid_ = -1;
-  pid_t sim_pid_ = -1;
   std::future<Result<ExitStatus>> host_exit_;
-  int port_ = -1;
+  std::unique_ptr<lab::IpmiBmc> bmc_;
 
   ControllerConfig config_;
   doubles::MemoryStore store_;
@@ -245,9 +172,7 @@ TEST_F(FencingLabTest, FenceIpmilanPowersTheHostOffAndItsStatusConfirmsIt) {
   EXPECT_EQ(st->exit_code, 2);
   EXPECT_EQ(st->status, fencing::PowerStatus::off);
   // The BMC saw: power asked, set to 0.
-  std::ifstream log(dir_ / "power.log");
-  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-  EXPECT_NE(text.find("set power 0"), std::string::npos) << text;
+  EXPECT_NE(bmc_->requests().find("set power 0"), std::string::npos) << bmc_->requests();
 }
 
 }  // namespace
