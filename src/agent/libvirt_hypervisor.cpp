@@ -59,6 +59,20 @@ struct LibvirtHypervisor::Impl {
   libvirt::GuestAgent guest_agent;
   libvirt::Migrations migrations;
   Clock& clock;
+
+  // The frame of the calls that act on one managed domain: a connection, the domain's
+  // lock, no migration of it under way, the domain looked up; `fn` does the rest with it.
+  template <typename R, typename F>
+  R on_managed(const std::string& uuid, F&& fn) {
+    auto c = connection.acquire();
+    if (!c) return c.take_error();
+    auto lock = domain_locks.get(uuid);
+    std::lock_guard guard(*lock);
+    if (auto st = migrations.refuse_if_migrating(uuid); !st) return st.take_error();
+    auto m = domains.lookup_managed(c->get(), uuid);
+    if (!m) return m.take_error();
+    return fn(*m);
+  }
 };
 
 LibvirtHypervisor::LibvirtHypervisor(LibvirtOptions options, Clock& clock)
@@ -184,40 +198,36 @@ Result<DomainStatus> LibvirtHypervisor::define(const DomainSpec& spec) {
 
 Result<DomainStatus> LibvirtHypervisor::change_power(const std::string& uuid, PowerChange change) {
   if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
-  auto c = impl_->connection.acquire();
-  if (!c) return c.take_error();
-  auto lock = impl_->domain_locks.get(uuid);
-  std::lock_guard guard(*lock);
-  if (auto st = impl_->migrations.refuse_if_migrating(uuid); !st) return st.take_error();
-  auto m = impl_->domains.lookup_managed(c->get(), uuid);
-  if (!m) return m.take_error();
-  auto active = impl_->domains.is_active(m->dom.get(), uuid);
-  if (!active) return active.take_error();
-  const bool want_active = change == PowerChange::start;
-  if (*active == want_active) return std::move(m->desc.status);
-  int rc = 0;
-  const char* verb = "";
-  switch (change) {
-    case PowerChange::start:
-      rc = virDomainCreate(m->dom.get());
-      verb = "starting";
-      break;
-    case PowerChange::shutdown:
-      rc = virDomainShutdown(m->dom.get());
-      verb = "shutting down";
-      break;
-    case PowerChange::destroy:
-      rc = virDomainDestroy(m->dom.get());
-      verb = "destroying";
-      break;
-  }
-  if (rc < 0) {
-    auto err = impl_->connection.failed(std::string(verb) + " domain " + uuid);
-    // Changed by someone else in between: the outcome asked for holds.
-    if (auto now = impl_->domains.is_active(m->dom.get(), uuid); !(now && *now == want_active))
-      return err;
-  }
-  return impl_->domains.status(m->dom.get());
+  return impl_->on_managed<Result<DomainStatus>>(
+      uuid, [&](libvirt::Managed& m) -> Result<DomainStatus> {
+        auto active = impl_->domains.is_active(m.dom.get(), uuid);
+        if (!active) return active.take_error();
+        const bool want_active = change == PowerChange::start;
+        if (*active == want_active) return std::move(m.desc.status);
+        int rc = 0;
+        const char* verb = "";
+        switch (change) {
+          case PowerChange::start:
+            rc = virDomainCreate(m.dom.get());
+            verb = "starting";
+            break;
+          case PowerChange::shutdown:
+            rc = virDomainShutdown(m.dom.get());
+            verb = "shutting down";
+            break;
+          case PowerChange::destroy:
+            rc = virDomainDestroy(m.dom.get());
+            verb = "destroying";
+            break;
+        }
+        if (rc < 0) {
+          auto err = impl_->connection.failed(std::string(verb) + " domain " + uuid);
+          // Changed by someone else in between: the outcome asked for holds.
+          if (auto now = impl_->domains.is_active(m.dom.get(), uuid); !(now && *now == want_active))
+            return err;
+        }
+        return impl_->domains.status(m.dom.get());
+      });
 }
 
 Result<DomainStatus> LibvirtHypervisor::start(const std::string& uuid) {
@@ -232,17 +242,14 @@ Result<DomainStatus> LibvirtHypervisor::shutdown(const std::string& uuid) {
 
 Result<DomainStatus> LibvirtHypervisor::reboot(const std::string& uuid) {
   if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
-  auto c = impl_->connection.acquire();
-  if (!c) return c.take_error();
-  auto lock = impl_->domain_locks.get(uuid);
-  std::lock_guard guard(*lock);
-  if (auto st = impl_->migrations.refuse_if_migrating(uuid); !st) return st.take_error();
-  auto m = impl_->domains.lookup_managed(c->get(), uuid);
-  if (!m) return m.take_error();
-  if (auto st = impl_->domains.require_running(m->dom.get(), uuid); !st) return st.take_error();
-  if (virDomainReboot(m->dom.get(), 0) < 0)
-    return impl_->connection.failed("rebooting domain " + uuid);
-  return impl_->domains.status(m->dom.get());
+  return impl_->on_managed<Result<DomainStatus>>(
+      uuid, [&](libvirt::Managed& m) -> Result<DomainStatus> {
+        if (auto st = impl_->domains.require_running(m.dom.get(), uuid); !st)
+          return st.take_error();
+        if (virDomainReboot(m.dom.get(), 0) < 0)
+          return impl_->connection.failed("rebooting domain " + uuid);
+        return impl_->domains.status(m.dom.get());
+      });
 }
 
 Result<DomainStatus> LibvirtHypervisor::destroy(const std::string& uuid) {
@@ -310,15 +317,10 @@ Status LibvirtHypervisor::block_resize(const std::string& uuid, const std::strin
                                        std::uint64_t size_bytes) {
   if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
   if (auto st = libvirt::check_block_resize(device, size_bytes); !st) return st;
-  auto c = impl_->connection.acquire();
-  if (!c) return c.take_error();
-  auto lock = impl_->domain_locks.get(uuid);
-  std::lock_guard guard(*lock);
-  if (auto st = impl_->migrations.refuse_if_migrating(uuid); !st) return st;
-  auto m = impl_->domains.lookup_managed(c->get(), uuid);
-  if (!m) return m.take_error();
-  return libvirt::resize_block_disk(impl_->connection, impl_->domains, *m, uuid, device,
-                                    size_bytes);
+  return impl_->on_managed<Status>(uuid, [&](libvirt::Managed& m) {
+    return libvirt::resize_block_disk(impl_->connection, impl_->domains, m, uuid, device,
+                                      size_bytes);
+  });
 }
 
 Result<MigrationStatus> LibvirtHypervisor::migrate(const std::string& uuid,
@@ -348,14 +350,9 @@ Result<DomainStatus> LibvirtHypervisor::attach_nic(const std::string& uuid, cons
   if (!is_valid_uuid(uuid)) return invalid("uuid must be a lowercase canonical UUID");
   if (auto st = validate_domain_nic(nic, "nic"); !st) return st.take_error();
   if (generation < 1) return invalid("generation must be at least 1", {{"field", "generation"}});
-  auto c = impl_->connection.acquire();
-  if (!c) return c.take_error();
-  auto lock = impl_->domain_locks.get(uuid);
-  std::lock_guard guard(*lock);
-  if (auto st = impl_->migrations.refuse_if_migrating(uuid); !st) return st.take_error();
-  auto m = impl_->domains.lookup_managed(c->get(), uuid);
-  if (!m) return m.take_error();
-  return libvirt::attach_nic(impl_->connection, impl_->domains, *m, uuid, nic, generation);
+  return impl_->on_managed<Result<DomainStatus>>(uuid, [&](libvirt::Managed& m) {
+    return libvirt::attach_nic(impl_->connection, impl_->domains, m, uuid, nic, generation);
+  });
 }
 
 Result<DomainStatus> LibvirtHypervisor::detach_nic(const std::string& uuid, const std::string& mac,
@@ -365,15 +362,10 @@ Result<DomainStatus> LibvirtHypervisor::detach_nic(const std::string& uuid, cons
   if (normalize_mac(mac) != mac)
     return invalid("mac must be lowercase", {{"field", "mac"}, {"reason", "invalid_mac"}});
   if (generation < 1) return invalid("generation must be at least 1", {{"field", "generation"}});
-  auto c = impl_->connection.acquire();
-  if (!c) return c.take_error();
-  auto lock = impl_->domain_locks.get(uuid);
-  std::lock_guard guard(*lock);
-  if (auto st = impl_->migrations.refuse_if_migrating(uuid); !st) return st.take_error();
-  auto m = impl_->domains.lookup_managed(c->get(), uuid);
-  if (!m) return m.take_error();
-  return libvirt::detach_nic(impl_->connection, impl_->domains, impl_->clock, *m, uuid, mac,
-                             generation, std::chrono::seconds(10));
+  return impl_->on_managed<Result<DomainStatus>>(uuid, [&](libvirt::Managed& m) {
+    return libvirt::detach_nic(impl_->connection, impl_->domains, impl_->clock, m, uuid, mac,
+                               generation, std::chrono::seconds(10));
+  });
 }
 
 Result<MigrationMedia> LibvirtHypervisor::prepare_media(const DomainSpec& spec) {
